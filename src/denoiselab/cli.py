@@ -1,0 +1,240 @@
+"""The denoiselab command line: train, sample, evaluate, plot, schedules.
+
+Usage errors (bad recipe keys or values, bad files, bad options) print one line naming the
+problem and exit with status 2; nothing is left behind that looks like a finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, files
+from .config import ConfigError, load_config, recipe_names
+from .data import DataError
+from .runs import RunError, evaluate_run, load_run, render_figures, sample_points, write_metrics
+from .samplers import SAMPLERS, SPACINGS, VARIANCES
+from .schedules import SCHEDULE_KINDS, make_schedule
+from .training import TrainingInterrupted, train, write_run_info
+
+USAGE_ERRORS = (ConfigError, DataError, RunError)
+SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: the run's [sample] sampler")
+    p.add_argument("--steps", type=_positive_int, help="sampler steps = model evaluations (<= T)")
+    p.add_argument("-n", type=_positive_int, help="number of points")
+    p.add_argument("--eta", type=_nonneg_float, help="DDIM stochasticity (0 deterministic, 1 DDPM-like)")
+    p.add_argument("--variance", choices=VARIANCES, help="DDPM reverse variance")
+    p.add_argument("--spacing", choices=SPACINGS, help="which grid steps the sampler visits")
+    p.add_argument("--seed", type=int, help="seed of x_T and the sampler's noise")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="denoiselab", description="Diffusion models you can run, see and measure.")
+    parser.add_argument("--version", action="version", version=f"denoiselab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model from a recipe into a run folder")
+    p.add_argument("--config", default="spiral", help=f"recipe name ({', '.join(recipe_names())}) or a .toml path")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a recipe key")
+    p.add_argument("--out", help="run folder (default: runs/<recipe>, numbered if taken)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (recipe from the run)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("sample", help="draw samples from a trained run")
+    p.add_argument("run", metavar="RUN_DIR")
+    _add_sampling_options(p)
+    p.add_argument("--out", required=True, help="output file: .npy (N x D array), .csv or .png")
+
+    p = sub.add_parser("evaluate", help="sample a run and measure W2 and energy distance against the data")
+    p.add_argument("run", metavar="RUN_DIR")
+    _add_sampling_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("plot", help="redraw every figure of a run")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--out", help="folder for the figures (default: the run folder)")
+
+    p = sub.add_parser("schedules", help="draw the noise schedules side by side")
+    p.add_argument("--T", type=_positive_int, default=1000, help="diffusion steps (default 1000)")
+    p.add_argument("--beta-start", type=float, default=1e-4)
+    p.add_argument("--beta-end", type=float, default=0.02)
+    p.add_argument("--no-scale", action="store_true", help="keep the beta range as given (no x 1000/T)")
+    p.add_argument("--out", default="schedules.png", help="output PNG (default schedules.png)")
+    return parser
+
+
+def _free_run_dir(name: str) -> Path:
+    base = Path("runs") / name
+    if not base.exists():
+        return base
+    i = 2
+    while (Path("runs") / f"{name}-{i}").exists():
+        i += 1
+    return Path("runs") / f"{name}-{i}"
+
+
+def cmd_train(args) -> int:
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "checkpoint.safetensors").is_file() or not (run_dir / "config.toml").is_file():
+            raise UsageError(f"--resume {run_dir}: not a resumable run (no checkpoint.safetensors or config.toml)")
+        cfg = load_config(str(run_dir / "config.toml"), args.set)
+        info = json.loads((run_dir / "run.json").read_text())
+        if info.get("status") == "complete" and cfg.train.steps <= info.get("step", 0):
+            raise UsageError(f"--resume {run_dir}: already complete at step {info['step']}; raise train.steps with --set to continue")
+    else:
+        cfg = load_config(args.config, args.set)
+        run_dir = Path(args.out) if args.out else _free_run_dir(cfg.name)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UsageError(f"--out {run_dir}: folder exists and is not empty; choose another or --resume it")
+    print(f"denoiselab {__version__}: training recipe {cfg.name!r} into {run_dir}")
+    try:
+        train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    except TrainingInterrupted as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return 130
+    run = load_run(run_dir)
+    metrics, samples = evaluate_run(run)
+    write_metrics(run, metrics)
+    for path in render_figures(run, samples=samples):
+        print(f"wrote {path}")
+    run.info["status"] = "complete"
+    write_run_info(run_dir, run.info)
+    sc = cfg.sample
+    print(f"metrics ({sc.sampler}, {sc.steps} steps): {metrics.summary()}")
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def _sampling_kwargs(args, run) -> dict:
+    kw = {"sampler": args.sampler, "steps": args.steps, "n": args.n, "seed": args.seed}
+    T = run.schedule.T
+    if args.steps is not None and args.steps > T:
+        raise UsageError(f"--steps: must be at most the run's T = {T}, got {args.steps}")
+    sampler = args.sampler or run.config.sample.sampler
+    if args.eta is not None:
+        if sampler != "ddim":
+            raise UsageError(f"--eta applies to the ddim sampler only (this call uses {sampler})")
+        kw["eta"] = args.eta
+    if args.variance is not None:
+        if sampler != "ddpm":
+            raise UsageError(f"--variance applies to the ddpm sampler only (this call uses {sampler})")
+        kw["variance"] = args.variance
+    if args.spacing is not None:
+        kw["spacing"] = args.spacing
+    return kw
+
+
+def _load_for_use(path: str):
+    run = load_run(path)
+    if run.info.get("status") != "complete":
+        print(f"note: {path} is {run.info.get('status')} at step {run.info.get('step')}; using its last checkpoint", file=sys.stderr)
+    return run
+
+
+def cmd_sample(args) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() not in SAMPLE_SUFFIXES:
+        raise UsageError(f"--out {out}: unknown extension {out.suffix!r}; expected one of {', '.join(SAMPLE_SUFFIXES)}")
+    run = _load_for_use(args.run)
+    x = sample_points(run, **_sampling_kwargs(args, run))
+    if out.suffix.lower() == ".npy":
+        files.write_array(out, x.astype(np.float32))
+    elif out.suffix.lower() == ".csv":
+        header = ",".join(f"x{i}" for i in range(x.shape[1]))
+        files.write_with(out, lambda tmp: np.savetxt(tmp, x, delimiter=",", header=header, comments="", fmt="%.6g"))
+    else:
+        from . import viz
+
+        viz.plot_samples(run.data, x, out, title=f"{args.sampler or run.config.sample.sampler}, n = {len(x)}")
+    print(f"wrote {len(x)} samples to {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    run = _load_for_use(args.run)
+    kw = _sampling_kwargs(args, run)
+    metrics, _ = evaluate_run(run, **kw)
+    sampler = kw["sampler"] or run.config.sample.sampler
+    steps = kw["steps"] or run.config.sample.steps
+    if args.json:
+        print(json.dumps({"run": str(run.path), "sampler": sampler, "steps": steps, **metrics.to_dict()}))
+    else:
+        print(f"{run.path} ({sampler}, {steps} steps): {metrics.summary()}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    run = _load_for_use(args.run)
+    for path in render_figures(run, Path(args.out) if args.out else None):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_schedules(args) -> int:
+    from . import viz
+
+    try:
+        schedules = [make_schedule(k, args.T, args.beta_start, args.beta_end, not args.no_scale) for k in SCHEDULE_KINDS]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out {out}: expected a .png file")
+    viz.plot_schedules_compare(schedules, out)
+    for s in schedules:
+        print(f"{s.name:>9}: alpha_bar_T = {float(s.alpha_bars[-1]):.2e}, SNR_T = {s.terminal_snr_db():6.1f} dB")
+    print(f"wrote {out}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "plot": cmd_plot, "schedules": cmd_schedules}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, *USAGE_ERRORS) as exc:
+        print(f"denoiselab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Recipes: TOML files with sections [data], [schedule], [model], [train], [sample].
+
+Every key has a type, a default and a check; an unknown section or key, a wrong type or an
+out-of-range value raises ``ConfigError`` with one line naming the key and what was expected.
+``--set section.key=value`` overrides are parsed as TOML values (so 1e-3, true, "cosine" and
+bare words all work).  A run folder keeps the resolved recipe as config.toml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .models import ARCHITECTURES
+from .objectives import TIMESTEP_SAMPLING
+from .prediction import PREDICTIONS
+from .samplers import SAMPLERS, SPACINGS, VARIANCES
+from .schedules import SCHEDULE_KINDS
+
+
+class ConfigError(ValueError):
+    """A recipe problem; str(error) is the one line shown to the user."""
+
+
+def _opt(default, doc: str, *, choices=None, lo=None, hi=None, lo_open=False, hi_open=False):
+    return field(default=default, metadata=dict(doc=doc, choices=choices, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open))
+
+
+@dataclass
+class DataConfig:
+    name: str = _opt("spiral", "a built-in data set or a path to an N x D .npy/.csv file")
+    n: int = _opt(2000, "training points drawn from a built-in generator (seed 001 uses 2000)", lo=2)
+    seed: int = _opt(0, "seed of the training draw", lo=0)
+    normalize: bool = _opt(True, "centre the data and scale it to unit variance (undone when sampling)")
+
+
+@dataclass
+class ScheduleConfig:
+    kind: str = _opt("linear", "noise schedule", choices=SCHEDULE_KINDS)
+    T: int = _opt(1000, "number of diffusion steps in the chain", lo=1)
+    beta_start: float = _opt(1e-4, "first beta (linear, quadratic, sigmoid)", lo=0, hi=1, lo_open=True, hi_open=True)
+    beta_end: float = _opt(0.02, "last beta (linear, quadratic, sigmoid)", lo=0, hi=1, lo_open=True, hi_open=True)
+    scale_with_T: bool = _opt(True, "multiply the beta range by 1000 / T so short chains still end in noise")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = _opt("residual-mlp", "network", choices=ARCHITECTURES)
+    hidden: int = _opt(128, "hidden width", lo=2)
+    blocks: int = _opt(3, "residual blocks (residual-mlp)", lo=0)
+    time_dim: int = _opt(32, "sinusoidal time-embedding size (even)", lo=2)
+    fourier: int = _opt(0, "Fourier-feature frequencies per input coordinate (residual-mlp; 0 = raw x)", lo=0)
+    prediction: str = _opt("eps", "what the network predicts", choices=PREDICTIONS[:3])
+
+
+@dataclass
+class TrainConfig:
+    steps: int = _opt(3000, "optimiser steps", lo=1)
+    batch_size: int = _opt(512, "points per step", lo=1)
+    timesteps: str = _opt("uniform", "how training draws noise levels", choices=TIMESTEP_SAMPLING)
+    optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "adam"))
+    lr: float = _opt(2e-3, "peak learning rate", lo=0, lo_open=True)
+    weight_decay: float = _opt(0.0, "AdamW weight decay", lo=0)
+    warmup_steps: int = _opt(100, "linear learning-rate warm-up steps", lo=0)
+    lr_schedule: str = _opt("cosine", "learning rate after warm-up", choices=("cosine", "constant"))
+    grad_clip: float = _opt(1.0, "clip the gradient norm to this (0 = off)", lo=0)
+    ema_decay: float = _opt(0.995, "EMA decay of the weights used for sampling (0 = no EMA)", lo=0, hi=1, hi_open=True)
+    checkpoint_every: int = _opt(1000, "write a resumable checkpoint every N steps", lo=1)
+    seed: int = _opt(0, "seed of initialisation, batches, timesteps and noise", lo=0)
+    device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when present)")
+    threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", lo=0)
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = _opt("dpm++2m", "sampler for figures and metrics", choices=tuple(SAMPLERS))
+    steps: int = _opt(20, "sampler steps (model evaluations)", lo=1)
+    n: int = _opt(2000, "samples drawn for figures and metrics", lo=1)
+    eta: float = _opt(0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)", lo=0)
+    variance: str = _opt("small", "DDPM reverse variance", choices=VARIANCES)
+    spacing: str = _opt("trailing", "which grid steps a sampler visits", choices=SPACINGS)
+    seed: int = _opt(0, "seed of x_T and sampler noise", lo=0)
+    clip_x0: bool = _opt(True, "clamp the model's clean estimate to the training data's box (+10%)")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    name: str = "custom"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("name")
+        return d
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "name"}
+_SECTION_TYPES = {"data": DataConfig, "schedule": ScheduleConfig, "model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
+
+
+def _check_value(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
+    key = f"{section}.{f.name}"
+    want = {"int": int, "float": float, "str": str, "bool": bool}[f.type if isinstance(f.type, str) else f.type.__name__]
+    ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(f"{where}{key}: expected {want.__name__}, got {type(value).__name__} {value!r}")
+    m = f.metadata
+    if m["choices"] is not None and value not in m["choices"]:
+        raise ConfigError(f"{where}{key}: unknown value {value!r}; expected one of {', '.join(m['choices'])}")
+    lo, hi = m["lo"], m["hi"]
+    if lo is not None and (value <= lo if m["lo_open"] else value < lo):
+        raise ConfigError(f"{where}{key}: must be {'>' if m['lo_open'] else '>='} {lo}, got {value!r}")
+    if hi is not None and (value >= hi if m["hi_open"] else value > hi):
+        raise ConfigError(f"{where}{key}: must be {'<' if m['hi_open'] else '<='} {hi}, got {value!r}")
+    return value
+
+
+def from_dict(raw: dict[str, Any], *, name: str = "custom", where: str = "") -> Config:
+    """Validate a nested dict (as read from TOML) into a Config; missing keys take defaults."""
+    cfg = Config(name=name)
+    for section, values in raw.items():
+        if section not in _SECTION_TYPES:
+            raise ConfigError(f"{where}unknown section [{section}]; expected one of {', '.join(_SECTION_TYPES)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}[{section}] must be a table of keys")
+        fields = {f.name: f for f in dataclasses.fields(_SECTION_TYPES[section])}
+        target = getattr(cfg, section)
+        for key, value in values.items():
+            if key not in fields:
+                raise ConfigError(f"{where}unknown key {section}.{key}; valid keys in [{section}]: {', '.join(fields)}")
+            setattr(target, key, _check_value(section, fields[key], value, where))
+    _check_cross(cfg, where)
+    return cfg
+
+
+def _check_cross(cfg: Config, where: str) -> None:
+    if cfg.sample.steps > cfg.schedule.T:
+        raise ConfigError(f"{where}sample.steps: must be <= schedule.T ({cfg.schedule.T}), got {cfg.sample.steps}")
+    if cfg.model.time_dim % 2:
+        raise ConfigError(f"{where}model.time_dim: must be even, got {cfg.model.time_dim}")
+    if cfg.schedule.beta_start > cfg.schedule.beta_end:
+        raise ConfigError(f"{where}schedule.beta_start: must be <= schedule.beta_end ({cfg.schedule.beta_end})")
+    scale = 1000.0 / cfg.schedule.T if cfg.schedule.scale_with_T else 1.0
+    if cfg.schedule.kind != "cosine" and cfg.schedule.beta_end * scale >= 1.0:
+        raise ConfigError(
+            f"{where}schedule.beta_end: {cfg.schedule.beta_end} x 1000/T = {cfg.schedule.beta_end * scale:g} "
+            "is not below 1; lower it or set schedule.scale_with_T = false"
+        )
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("denoiselab.recipes").iterdir() if p.name.endswith(".toml"))
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+
+
+def load_config(name_or_path: str = "spiral", overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a shipped recipe by name (``spiral``) or a TOML file by path, then apply overrides."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such recipe file")
+        raw, name = _read_toml(path), path.stem
+        where = f"{path}: "
+    else:
+        if name_or_path not in recipe_names():
+            raise ConfigError(f"unknown recipe {name_or_path!r}; expected a .toml path or one of {', '.join(recipe_names())}")
+        raw = tomllib.loads(resources.files("denoiselab.recipes").joinpath(f"{name_or_path}.toml").read_text())
+        name, where = name_or_path, f"recipe {name_or_path}: "
+    raw.pop("name", None)
+    for item in overrides:
+        section, key, value = parse_override(item)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"--set {item}: [{section}] is not a table")
+        raw[section][key] = value
+    return from_dict(raw, name=name, where=where)
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    """Parse ``section.key=value``; the value is read as TOML, else taken as a plain string."""
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.lr=1e-3")
+    lhs, text = item.split("=", 1)
+    section, key = lhs.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    return section, key, value
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved recipe as TOML, each key with its documentation as a comment."""
+    lines = [f"# denoiselab recipe (resolved from {cfg.name!r})", f'name = "{cfg.name}"', ""]
+    for section, cls in _SECTION_TYPES.items():
+        lines.append(f"[{section}]")
+        values = getattr(cfg, section)
+        for f in dataclasses.fields(cls):
+            lines.append(f"# {f.metadata['doc']}" + (f" ({', '.join(f.metadata['choices'])})" if f.metadata["choices"] else ""))
+            lines.append(tomli_w.dumps({f.name: getattr(values, f.name)}).strip())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def config_from_run_file(path: Path) -> Config:
+    raw = _read_toml(path)
+    name = raw.pop("name", "custom")
+    return from_dict(raw, name=str(name), where=f"{path}: ")

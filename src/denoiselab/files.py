@@ -1,0 +1,64 @@
+"""Atomic file writes: write beside the target, fsync, then rename over it.
+
+A crash or Ctrl-C leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path: Path, obj) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def write_array(path: Path, array) -> Path:
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+
+    return _atomic(path, write)
+
+
+def write_with(path: Path, writer) -> Path:
+    """Atomically write with ``writer(tmp_path)`` (e.g. numpy.save or a figure's savefig)."""
+    return _atomic(path, writer)

@@ -1,0 +1,253 @@
+"""One training loop for every denoiser: batches by tensor indexing, AdamW with warm-up and
+cosine decay, EMA weights, atomic resumable checkpoints.
+
+A run folder (runs.py) holds config.toml, run.json, data.npy, checkpoint.safetensors (model,
+EMA, optimiser, RNG and loss history in one file, so they can never disagree) and
+model.safetensors (the weights used for sampling).  Resuming restores all of it, so an
+interrupted run ends with bit-identical weights to an uninterrupted one on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from tqdm.auto import tqdm
+
+from . import files
+from .config import Config, dump_config
+from .data import Normalization, make_source
+from .ema import EMA
+from .models import build_model
+from .objectives import diffusion_loss
+from .schedules import TERMINAL_SNR_WARN_DB, Schedule, make_schedule
+
+CHECKPOINT = "checkpoint.safetensors"
+WEIGHTS = "model.safetensors"
+
+
+class TrainingInterrupted(Exception):
+    def __init__(self, run_dir: Path, step: int):
+        super().__init__(f"interrupted at step {step}; resume with: denoiselab train --resume {run_dir}")
+        self.run_dir, self.step = run_dir, step
+
+
+def schedule_from(cfg: Config) -> Schedule:
+    s = cfg.schedule
+    return make_schedule(s.kind, s.T, s.beta_start, s.beta_end, s.scale_with_T)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def model_from(cfg: Config, dim: int, num_classes: int = 0) -> torch.nn.Module:
+    m = cfg.model
+    return build_model(
+        m.arch, dim, hidden=m.hidden, blocks=m.blocks, time_dim=m.time_dim, num_classes=num_classes, fourier=m.fourier
+    )
+
+
+def learning_rate(cfg: Config, step: int) -> float:
+    """Linear warm-up to lr over warmup_steps, then constant or cosine decay to 0 at the last step."""
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    if t.lr_schedule == "constant":
+        return t.lr
+    progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+    return t.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@dataclass
+class TrainState:
+    model: torch.nn.Module
+    ema: EMA | None
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    step: int
+    losses: list[float]
+
+    def sampling_model(self) -> torch.nn.Module:
+        return self.ema.model if self.ema is not None else self.model
+
+
+def _init_state(cfg: Config, dim: int, device: torch.device) -> TrainState:
+    torch.manual_seed(cfg.train.seed)
+    model = model_from(cfg, dim).to(device)
+    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    opt_cls = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
+    kwargs = {"weight_decay": cfg.train.weight_decay}
+    optimizer = opt_cls(model.parameters(), lr=cfg.train.lr, **kwargs)
+    generator = torch.Generator().manual_seed(cfg.train.seed + 1)
+    return TrainState(model, ema, optimizer, generator, 0, [])
+
+
+def save_checkpoint(run_dir: Path, state: TrainState) -> None:
+    tensors = {f"model.{k}": v for k, v in state.model.state_dict().items()}
+    if state.ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in state.ema.model.state_dict().items()})
+    opt = state.optimizer.state_dict()
+    for idx, pstate in opt["state"].items():
+        for name, value in pstate.items():
+            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value)
+    tensors["rng"] = state.generator.get_state()
+    tensors["losses"] = torch.tensor(state.losses, dtype=torch.float64)
+    meta = {
+        "step": str(state.step),
+        "ema_updates": str(state.ema.updates if state.ema is not None else 0),
+        "param_groups": json.dumps(opt["param_groups"]),
+    }
+    files.write_tensors(run_dir / CHECKPOINT, tensors, meta)
+    files.write_tensors(run_dir / WEIGHTS, state.sampling_model().state_dict(), {"step": str(state.step)})
+
+
+def load_checkpoint(run_dir: Path, state: TrainState) -> None:
+    path = run_dir / CHECKPOINT
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # noqa: BLE001 - any failure means a corrupt checkpoint
+        raise ValueError(f"{path}: cannot read checkpoint ({exc})") from None
+    device = next(state.model.parameters()).device
+
+    def section(prefix):
+        return {k[len(prefix) :]: v.to(device) for k, v in tensors.items() if k.startswith(prefix)}
+
+    state.model.load_state_dict(section("model."))
+    if state.ema is not None:
+        state.ema.model.load_state_dict(section("ema."))
+        state.ema.updates = int(meta["ema_updates"])
+    opt_state: dict = {}
+    for key, value in section("optim.").items():
+        idx, name = key.split(".", 1)
+        opt_state.setdefault(int(idx), {})[name] = value.cpu() if name == "step" else value
+    state.optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(meta["param_groups"])})
+    state.generator.set_state(tensors["rng"])
+    state.step = int(meta["step"])
+    state.losses = tensors["losses"].tolist()
+
+
+def write_run_info(run_dir: Path, info: dict) -> None:
+    files.write_json(run_dir / "run.json", info)
+
+
+def train(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+    log=print,
+) -> TrainState:
+    """Train ``cfg`` into ``run_dir`` (created; or continued with ``resume=True``).
+
+    ``stop_at`` ends the loop after that step as if interrupted (used to test resume).
+    """
+    run_dir = Path(run_dir)
+    device = pick_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    schedule = schedule_from(cfg)
+    snr_T = schedule.terminal_snr_db()
+    log(f"schedule: {schedule.name}, T={schedule.T}, terminal SNR {snr_T:.1f} dB")
+    if snr_T > TERMINAL_SNR_WARN_DB:
+        log(
+            f"warning: the chain ends at {snr_T:.1f} dB SNR (above {TERMINAL_SNR_WARN_DB:.0f} dB): x_T still "
+            "holds data, so sampling from pure noise will be off; raise T, beta_end or set schedule.scale_with_T = true"
+        )
+
+    if resume:
+        info = json.loads((run_dir / "run.json").read_text())
+        data = np.load(run_dir / "data.npy")
+        norm = Normalization.from_dict(info["normalization"])
+    else:
+        source = make_source(cfg.data.name, cfg.data.n, cfg.data.seed)
+        data = source.train
+        norm = Normalization.fit(data) if cfg.data.normalize else Normalization.identity(source.dim)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        files.write_array(run_dir / "data.npy", data)
+        files.write_text(run_dir / "config.toml", dump_config(cfg))
+        info = {
+            "format": 1,
+            "status": "training",
+            "step": 0,
+            "steps": cfg.train.steps,
+            "dim": int(data.shape[1]),
+            "data": cfg.data.name,
+            "n_train": int(len(data)),
+            "normalization": norm.to_dict(),
+            # Box for sample.clip_x0: 10% beyond the largest |coordinate| of the normalised data.
+            "x0_bound": float(1.1 * np.abs(norm.encode(data)).max()),
+            "num_classes": 0,
+            "class_names": [],
+            "train_seconds": 0.0,
+        }
+        write_run_info(run_dir, info)
+
+    x_all = torch.as_tensor(norm.encode(data), dtype=torch.float32, device=device)
+    state = _init_state(cfg, x_all.shape[1], device)
+    if resume:
+        load_checkpoint(run_dir, state)
+        log(f"resuming {run_dir} at step {state.step} of {cfg.train.steps}")
+    info["steps"] = cfg.train.steps
+
+    model = state.model.train()
+    bar = tqdm(
+        total=cfg.train.steps, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True, desc="train"
+    )
+    t_start, seconds_before = time.perf_counter(), float(info.get("train_seconds", 0.0))
+    smooth = None
+
+    def checkpoint(status: str) -> None:
+        save_checkpoint(run_dir, state)
+        info.update(status=status, step=state.step, train_seconds=seconds_before + time.perf_counter() - t_start)
+        write_run_info(run_dir, info)
+
+    try:
+        while state.step < cfg.train.steps:
+            lr = learning_rate(cfg, state.step)
+            for group in state.optimizer.param_groups:
+                group["lr"] = lr
+            idx = torch.randint(0, x_all.shape[0], (cfg.train.batch_size,), generator=state.generator).to(device)
+            loss = diffusion_loss(
+                model, x_all[idx], schedule, state.generator, prediction=cfg.model.prediction, timesteps=cfg.train.timesteps
+            )
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            state.optimizer.step()
+            if state.ema is not None:
+                state.ema.update(model)
+            state.step += 1
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss became {value} at step {state.step}; lower train.lr")
+            state.losses.append(value)
+            smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
+            bar.update(1)
+            if state.step % 50 == 0 or state.step == cfg.train.steps:
+                bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{lr:.1e}")
+            if state.step % cfg.train.checkpoint_every == 0 and state.step < cfg.train.steps:
+                checkpoint("training")
+            if stop_at is not None and state.step >= stop_at and state.step < cfg.train.steps:
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        bar.close()
+        checkpoint("interrupted")
+        raise TrainingInterrupted(run_dir, state.step) from None
+    bar.close()
+    checkpoint("trained")
+    log(f"trained {state.step} steps in {info['train_seconds']:.1f} s, final loss {smooth:.4f}")
+    return state

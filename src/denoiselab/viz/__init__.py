@@ -1,0 +1,36 @@
+"""Figures for denoiselab: point sets, the forward and reverse processes, schedules, the loss.
+
+All functions take NumPy arrays in data units ((N, 1) points are drawn as density
+histograms, (N, 2) points as scatter plots), write their file atomically and return its path.
+Matplotlib is used through its Agg canvas only, so importing this never opens a window or
+changes the backend a notebook has chosen.  Colours: training data blue, generated orange.
+"""
+
+from .points import (
+    default_forward_ks,
+    frames_from_records,
+    pick_frames,
+    plot_forward,
+    plot_progression,
+    plot_samples,
+    save_trajectory_gif,
+)
+from .schedules import moving_average, plot_loss, plot_schedule, plot_schedules_compare
+from .style import DATA_COLOR, SAMPLE_COLOR, compute_limits
+
+__all__ = [
+    "DATA_COLOR",
+    "SAMPLE_COLOR",
+    "compute_limits",
+    "default_forward_ks",
+    "frames_from_records",
+    "moving_average",
+    "pick_frames",
+    "plot_forward",
+    "plot_loss",
+    "plot_progression",
+    "plot_samples",
+    "plot_schedule",
+    "plot_schedules_compare",
+    "save_trajectory_gif",
+]

@@ -1,0 +1,458 @@
+"""Figures of point sets: data vs samples, the forward process, the reverse process (strip, GIF).
+
+Every function takes NumPy arrays in data units, shape (N, 1) for 1D data (drawn as density
+histograms) or (N, 2) for 2D data (drawn as scatter plots), writes ``path`` atomically and
+returns it.  Colours mean the same everywhere: training data blue, generated samples orange.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from matplotlib.colors import to_rgb
+from PIL import Image
+
+from ..forward_process import q_sample
+from ..schedules import Schedule
+from . import style
+from .style import (
+    BACKGROUND_ALPHA,
+    DATA_COLOR,
+    REFERENCE_COLOR,
+    SAMPLE_COLOR,
+    as_labels,
+    as_points,
+    compute_limits,
+    density,
+    hist_edges,
+    label_axes,
+    marker_size,
+    new_figure,
+    point_alpha,
+    same_dim,
+    save_figure,
+    set_limits,
+    shown_subset,
+)
+
+Frames = Sequence[tuple[float, np.ndarray]]
+
+
+# --- drawing helpers ---------------------------------------------------------------------------
+
+
+def _n_note(x: np.ndarray) -> str:
+    return f"n = {len(x)}"
+
+
+def _scatter(ax, x, color, label, *, labels=None, faint=False, seed=0):
+    """Scatter a 2D set (subsampled beyond MAX_SCATTER); by class when ``labels`` is given."""
+    idx = shown_subset(x, max_points=style.MAX_BACKGROUND if faint else style.MAX_SCATTER, seed=seed)
+    s = marker_size(len(idx))
+    alpha = BACKGROUND_ALPHA if faint else point_alpha(len(idx))
+    if labels is None:
+        return [ax.scatter(x[idx, 0], x[idx, 1], s=s, c=color, alpha=alpha, lw=0, label=label, rasterized=True)]
+    out = []
+    for k in np.unique(labels[idx]):
+        sel = idx[labels[idx] == k]
+        out.append(
+            ax.scatter(x[sel, 0], x[sel, 1], s=s, c=style.class_color(k), alpha=alpha, lw=0, label=f"class {k}", rasterized=True)
+        )
+    return out
+
+
+def _hist(ax, x, edges, color, label, *, labels=None, filled=True, lw=1.5):
+    """Density histogram(s) over fixed edges; by class (each weighted by its share) with labels."""
+    if labels is None:
+        dens = density(x, edges)
+        if filled:
+            ax.stairs(dens, edges, fill=True, color=color, alpha=0.35, lw=0)
+        ax.stairs(dens, edges, color=color, lw=lw, label=label)
+        return dens.max(initial=0.0)
+    top = 0.0
+    for k in np.unique(labels):
+        sel = labels == k
+        dens = density(x[sel], edges, weight=sel.mean())
+        ax.stairs(dens, edges, fill=True, color=style.class_color(k), alpha=0.25, lw=0)
+        ax.stairs(dens, edges, color=style.class_color(k), lw=lw, label=f"class {k}")
+        top = max(top, dens.max(initial=0.0))
+    return top
+
+
+def _legend(ax, **kwargs):
+    return style.legend(ax, fontsize=8, framealpha=0.85, **kwargs)
+
+
+def _outside_note(ax, x, limits, *, fontsize=8):
+    text = style.hidden_points_note(x, limits)
+    if text:
+        # Bottom left in a scatter (usually empty); top left above the bars of a histogram.
+        y, va = (0.03, "bottom") if x.shape[1] == 2 else (0.97, "top")
+        ax.text(
+            0.03, y, text, transform=ax.transAxes, fontsize=fontsize,
+            color="0.3", va=va, ha="left", bbox=dict(fc="white", ec="none", alpha=0.7, pad=1),
+        )  # fmt: skip
+
+
+# --- data vs samples ---------------------------------------------------------------------------
+
+
+def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None):
+    data, samples = as_points(data, "data"), as_points(samples, "samples")
+    dim = same_dim(data, samples, names=("data", "samples"))
+    labels = as_labels(labels, len(samples), "labels")
+    data_labels = as_labels(data_labels, len(data), "data_labels")
+    limits = compute_limits(data, samples)
+    head = title or "Training data vs generated samples"
+
+    if dim == 1 and labels is None and data_labels is None:
+        fig = new_figure((7.0, 4.2), layout="constrained")
+        ax = fig.subplots()
+        edges = hist_edges(limits)
+        top = _hist(ax, data, edges, DATA_COLOR, f"training data ({_n_note(data)})")
+        top = max(top, _hist(ax, samples, edges, SAMPLE_COLOR, f"generated ({_n_note(samples)})", filled=False, lw=2.0))
+        set_limits(ax, limits, ymax=style.HIST_HEADROOM * top if top > 0 else 1.0)
+        label_axes(ax, 1)
+        _legend(ax, loc="upper right")
+        _outside_note(ax, samples, limits)
+        ax.set_title(head, fontsize=12)
+        return fig
+
+    fig = new_figure((10.0, 5.2) if dim == 2 else (11.0, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True, sharey=True)
+    panels = (
+        (axes[0], data, data_labels, DATA_COLOR, "training data"),
+        (axes[1], samples, labels, SAMPLE_COLOR, "generated samples"),
+    )
+    edges = hist_edges(limits)
+    top = 0.0
+    for i, (ax, x, lab, color, name) in enumerate(panels):
+        if dim == 2:
+            _scatter(ax, x, color, name, labels=lab, seed=i)
+        else:
+            top = max(top, _hist(ax, x, edges, color, name, labels=lab))
+        ax.set_title(f"{name} ({_n_note(x)})", fontsize=11)
+        label_axes(ax, dim, left=i == 0)
+        _legend(ax, loc="upper right")
+        _outside_note(ax, x, limits)
+    for ax in axes:
+        set_limits(ax, limits, ymax=style.HIST_HEADROOM * top if top > 0 else 1.0)
+    fig.suptitle(head, fontsize=13)
+    return fig
+
+
+def plot_samples(data, samples, path, *, title=None, labels=None, data_labels=None) -> Path:
+    """Training data beside generated samples, on the same axes limits.
+
+    2D: two scatter panels (data blue, samples orange).  1D: overlaid density histograms in
+    one panel.  ``labels`` / ``data_labels`` (integer class per point) colour points by class,
+    with a legend "class k" (1D then uses two panels as well).
+    """
+    return save_figure(_samples_figure(data, samples, title=title, labels=labels, data_labels=data_labels), path)
+
+
+# --- forward process ---------------------------------------------------------------------------
+
+
+def default_forward_ks(T: int) -> list[int]:
+    """0, ~T/10, T/4, T/2, 3T/4, T as integers (duplicates dropped for tiny T)."""
+    return sorted({0, round(T / 10), round(T / 4), round(T / 2), round(3 * T / 4), T})
+
+
+def _fmt_fraction(v: float) -> str:
+    return f"{v:.3f}" if v >= 0.001 or v == 0 else f"{v:.1e}"
+
+
+def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0):
+    x0 = as_points(data, "data")
+    x0 = x0[style.finite_rows(x0)]
+    if len(x0) == 0:
+        raise ValueError("data: no finite points")
+    T = schedule.T
+    ks = default_forward_ks(T) if ks is None else list(ks)
+    if not ks:
+        raise ValueError("ks: need at least one grid index")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= T:
+            raise ValueError(f"ks: grid indices must be integers in 0..{T} (the schedule's T), got {k!r}")
+    ks = [int(k) for k in ks]
+    dim = x0.shape[1]
+
+    gen = torch.Generator().manual_seed(int(seed))
+    eps = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    x0_t = torch.from_numpy(x0)
+    # One noise draw for all panels: each point moves continuously from panel to panel.
+    xs = [q_sample(schedule, x0_t, k, eps).numpy() for k in ks]
+    limits = compute_limits(*xs)
+
+    n = len(ks)
+    ncols = n if n <= 4 else math.ceil(n / 2)
+    nrows = math.ceil(n / ncols)
+    size = (3.2 * ncols, 3.55 * nrows + 0.5) if dim == 2 else (3.6 * ncols, 2.9 * nrows + 0.5)
+    fig = new_figure(size, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+    flat = axes.ravel()
+    for ax in flat[n:]:
+        ax.set_visible(False)
+
+    edges = hist_edges(limits)
+    top = 0.0
+    alpha_bars = schedule.alpha_bars
+    snr_db = schedule.snr_db
+    for i, (k, x, ax) in enumerate(zip(ks, xs, flat)):
+        ab = float(alpha_bars[k])
+        snr = "+∞ dB (clean data)" if k == 0 else style.fmt_db(float(snr_db[k]))
+        ax.set_title(f"k = {k}  (t = k/T = {k / T:.2f})\nSNR = {snr},  ᾱ = {_fmt_fraction(ab)}", fontsize=10)
+        if dim == 2:
+            _scatter(ax, x, DATA_COLOR, None)
+        else:
+            top = max(top, _hist(ax, x, edges, DATA_COLOR, None))
+        row, col = divmod(i, ncols)
+        label_axes(ax, dim, left=col == 0)
+        if row < nrows - 1 and (row + 1) * ncols + col < n:  # a panel below shows the x label
+            ax.set_xlabel("")
+        _outside_note(ax, x, limits)
+
+    last = flat[n - 1]
+    if dim == 1:
+        grid = np.linspace(limits[0, 0], limits[0, 1], 400)
+        last.plot(grid, np.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi), "--", color=REFERENCE_COLOR, lw=1.5,
+                  label="N(0, 1) density\n(pure noise)")  # fmt: skip
+        top = max(top, 1 / math.sqrt(2 * math.pi))
+    else:
+        phi = np.linspace(0, 2 * np.pi, 200)
+        for r, lab in ((1.0, "N(0, I): 1σ and 2σ circles"), (2.0, None)):
+            last.plot(r * np.cos(phi), r * np.sin(phi), "--", color=REFERENCE_COLOR, lw=1.0, label=lab)
+    _legend(last, loc="upper right")
+    for ax in flat[:n]:
+        set_limits(ax, limits, ymax=style.HIST_HEADROOM * top)
+    fig.suptitle(
+        rf"Forward process $x_k = \alpha_k x_0 + \sigma_k \varepsilon$: data (k = 0) → noise (k = T)"
+        f"\n{schedule.name} schedule, T = {T}; SNR = ᾱ/(1 − ᾱ), ᾱ = signal fraction of the variance",
+        fontsize=12,
+    )
+    return fig
+
+
+def plot_forward(schedule: Schedule, data, path, *, ks=None, seed=0) -> Path:
+    """The forward process q(x_k | x_0) at several grid indices ``ks`` (default 0 .. T, six panels).
+
+    Each panel is titled with k, t = k/T, the SNR in dB and the signal fraction alpha_bar_k;
+    the noise eps is drawn once from ``seed`` and shared by all panels.  The last panel shows
+    the N(0, I) reference (density curve in 1D, 1 and 2 sigma circles in 2D).
+    """
+    return save_figure(_forward_figure(schedule, data, ks=ks, seed=seed), path)
+
+
+# --- reverse process ---------------------------------------------------------------------------
+
+
+def frames_from_records(records, T: int | None = None) -> list[tuple[float, np.ndarray]]:
+    """Sampler StepRecords -> [(t, x)] from the first record's x_t to the last record's x_next.
+
+    The first frame is (records[0].k / T, records[0].x_t), then (k_next / T, x_next) for each
+    record, so a sampler that ends at k = 0 gives a last frame with t = 0.  ``T`` is the
+    schedule's T; if omitted it is read from the first record (k / t).
+    """
+    records = list(records)
+    if not records:
+        raise ValueError("records: empty (pass on_step=records.append to a sampler)")
+    if T is None:
+        r0 = records[0]
+        if not r0.t > 0:
+            raise ValueError("cannot infer T from records starting at t = 0; pass T")
+        T = round(r0.k / r0.t)
+    if not (isinstance(T, (int, np.integer)) and T >= 1):
+        raise ValueError(f"T must be an integer >= 1, got {T!r}")
+
+    def arr(x):
+        return x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
+
+    frames = [(records[0].k / T, arr(records[0].x_t))]
+    frames += [(r.k_next / T, arr(r.x_next)) for r in records]
+    return frames
+
+
+def _check_frames(frames) -> tuple[list[float], list[np.ndarray]]:
+    frames = list(frames)
+    if not frames:
+        raise ValueError("frames: empty list; expected [(t, points), ...]")
+    ts, xs = [], []
+    for i, fr in enumerate(frames):
+        try:
+            t, x = fr
+        except (TypeError, ValueError):
+            raise ValueError(f"frames[{i}]: expected a (t, points) pair") from None
+        ts.append(float(t))
+        xs.append(as_points(x, f"frames[{i}]"))
+    same_dim(*xs)
+    return ts, xs
+
+
+def pick_frames(n_frames: int, n_panels: int) -> list[int]:
+    """n_panels indices spread evenly over n_frames, always the first and the last."""
+    if not (isinstance(n_panels, (int, np.integer)) and n_panels >= 1):
+        raise ValueError(f"n_panels must be an integer >= 1, got {n_panels!r}")
+    if n_panels == 1:
+        return [n_frames - 1]
+    return sorted({int(i) for i in np.round(np.linspace(0, n_frames - 1, min(n_panels, n_frames)))})
+
+
+def _t_label(t: float) -> str:
+    return f"t = {t:.2f}"
+
+
+def _progression_figure(frames, *, data=None, n_panels=8):
+    ts, xs = _check_frames(frames)
+    data = None if data is None else as_points(data, "data")
+    dim = same_dim(xs[0], data, names=("frames", "data")) if data is not None else xs[0].shape[1]
+    picks = pick_frames(len(xs), n_panels)
+    limits = compute_limits(xs[-1], data)
+    n = len(picks)
+    fig = new_figure((2.15 * n + 0.3, 3.1) if dim == 2 else (2.3 * n + 0.4, 2.9), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n, sharex=True, sharey=True))
+    edges = hist_edges(limits)
+    top = 0.0
+    for j, (i, ax) in enumerate(zip(picks, axes)):
+        x = xs[i]
+        if dim == 2:
+            if data is not None:
+                _scatter(ax, data, DATA_COLOR, "training data", faint=True)
+            _scatter(ax, x, SAMPLE_COLOR, "generated (reverse process)")
+        else:
+            if data is not None:
+                d = density(data, edges)
+                ax.stairs(d, edges, fill=True, color=DATA_COLOR, alpha=0.2, lw=0, label="training data")
+                top = max(top, d.max(initial=0.0))
+            top = max(top, _hist(ax, x, edges, SAMPLE_COLOR, "generated (reverse process)"))
+        note = " (noise)" if j == 0 and n > 1 else " (result)" if j == n - 1 and n > 1 else ""
+        ax.set_title(_t_label(ts[i]) + note, fontsize=10)
+        ax.tick_params(labelsize=8)
+        label_axes(ax, dim, left=j == 0)
+        _outside_note(ax, x, limits, fontsize=7)
+    for ax in axes:
+        set_limits(ax, limits, ymax=style.HIST_HEADROOM * top if top > 0 else 1.0)
+    handles, labs = axes[-1].get_legend_handles_labels()
+    keep = dict(zip(labs, handles))
+    style.legend(fig, keep.values(), keep.keys(), loc="outside lower center", ncol=2, fontsize=9)
+    fig.suptitle(f"Reverse process: noise (t = {ts[0]:.2f}, left) → generated samples (t = {ts[-1]:.2f}, right)",
+                 fontsize=12)  # fmt: skip
+    return fig
+
+
+def plot_progression(frames: Frames, path, *, data=None, n_panels: int = 8) -> Path:
+    """A strip of ``n_panels`` reverse-process snapshots, noise (left) to samples (right).
+
+    ``frames`` is [(t, points)] from noise (t = 1) to data (t = 0), e.g. frames_from_records;
+    panels are picked evenly (first and last always), share limits fitted to the last frame
+    and ``data`` (drawn faintly behind, if given).
+    """
+    return save_figure(_progression_figure(frames, data=data, n_panels=n_panels), path)
+
+
+def save_trajectory_gif(frames: Frames, path, *, data=None, fps: int = 12, hold_last: int = 12) -> Path:
+    """An animated GIF of the reverse process: one image per frame, the last held longer.
+
+    Limits are fitted once (last frame and ``data``) and kept for every frame; ``data`` is
+    drawn faintly behind.  The GIF has ``len(frames)`` images; the last one is shown for
+    ``1 + hold_last`` frame durations (GIF merges identical frames, so holding is a duration).
+    """
+    ts, xs = _check_frames(frames)
+    data = None if data is None else as_points(data, "data")
+    dim = same_dim(xs[0], data, names=("frames", "data")) if data is not None else xs[0].shape[1]
+    if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps <= 100):
+        raise ValueError(f"fps must be a number in (0, 100], got {fps!r}")
+    if not (isinstance(hold_last, (int, np.integer)) and hold_last >= 0):
+        raise ValueError(f"hold_last must be an integer >= 0, got {hold_last!r}")
+    limits = compute_limits(xs[-1], data)
+    n_steps = len(xs) - 1
+
+    if dim == 2:
+        # Size the figure to the data's aspect (equal axis scales) so no band is left empty.
+        aspect = float(np.clip(np.ptp(limits[1]) / np.ptp(limits[0]), 0.4, 1.8))
+        w_in, left, right, bottom, top = 4.6, 0.75, 0.2, 0.5, 0.6
+        ax_w = w_in - left - right
+        h_in = ax_w * aspect + bottom + top
+        fig = new_figure((w_in, h_in))
+        ax = fig.add_axes((left / w_in, bottom / h_in, ax_w / w_in, ax_w * aspect / h_in))
+    else:
+        fig = new_figure((5.4, 3.8))
+        ax = fig.add_axes((0.13, 0.13, 0.83, 0.72))
+    fig.set_dpi(80)
+    set_limits(ax, limits)
+    label_axes(ax, dim)
+    title = ax.set_title("", fontsize=10)
+    note = ax.text(0.03, 0.03 if dim == 2 else 0.97, "", transform=ax.transAxes, fontsize=8, color="0.3",
+                   va="bottom" if dim == 2 else "top", bbox=dict(fc="white", ec="none", alpha=0.7, pad=1))  # fmt: skip
+
+    edges = hist_edges(limits)
+    if dim == 2:
+        if data is not None:
+            _scatter(ax, data, DATA_COLOR, "training data", faint=True)
+        (points,) = _scatter(ax, xs[0], SAMPLE_COLOR, "generated")
+
+        def update(x):
+            points.set_offsets(x[shown_subset(x)])
+
+    else:
+        dens = [density(x, edges) for x in xs]
+        top = max(d.max(initial=0.0) for d in dens)
+        if data is not None:
+            d = density(data, edges)
+            ax.stairs(d, edges, fill=True, color=DATA_COLOR, alpha=0.2, lw=0, label="training data")
+            top = max(top, d.max(initial=0.0))
+        fill = ax.stairs(dens[0], edges, fill=True, color=SAMPLE_COLOR, alpha=0.35, lw=0)
+        line = ax.stairs(dens[0], edges, color=SAMPLE_COLOR, lw=1.5, label="generated")
+        ax.set_ylim(0, style.HIST_HEADROOM * top if top > 0 else 1.0)
+
+        def update(x):
+            d = density(x, edges)
+            fill.set_data(d)
+            line.set_data(d)
+
+    _legend(ax, loc="upper right")
+
+    images = []
+    for i, (t, x) in enumerate(zip(ts, xs)):
+        update(x)
+        what = "noise" if i == 0 else "result" if i == n_steps else f"step {i}/{n_steps}"
+        title.set_text(f"Reverse process: noise → data\n{what},  t = {t:.2f}")
+        text = style.hidden_points_note(x, limits)
+        note.set_text(text)
+        note.set_visible(bool(text))
+        fig.canvas.draw()
+        images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+    fig.clear()
+
+    # One shared palette (from the first, middle and last frames) keeps colours steady and the file small.
+    # Median cut weighs colours by pixel count, so a swatch of the key colours (tiny in the
+    # frames: legend markers, text) makes sure they are in the palette, exact.
+    width = images[0].shape[1]
+    keys = ["#ffffff", "#000000", DATA_COLOR, SAMPLE_COLOR]
+    swatch = np.concatenate(
+        [np.broadcast_to(np.array(to_rgb(c)) * 255, (40, width, 3)) for c in keys]
+    ).astype(np.uint8)
+    sample = np.concatenate([images[0], images[len(images) // 2], images[-1], swatch], axis=0)
+    palette = Image.fromarray(sample).quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+    # Median cut averages each box, so snap the entry nearest each key colour back to it, and
+    # near-whites to white: Pillow maps pixels through a coarse colour cache, which would
+    # otherwise paint the white background light grey.
+    entries = np.array(palette.getpalette()[: 3 * 128], dtype=np.int64).reshape(-1, 3)
+    entries[(entries >= 246).all(1)] = 255
+    for c in keys:
+        rgb = np.round(np.array(to_rgb(c)) * 255).astype(np.int64)
+        entries[np.argmin(((entries - rgb) ** 2).sum(1))] = rgb
+    palette.putpalette(entries.astype(np.uint8).ravel().tolist())
+    pil = [Image.fromarray(a).quantize(palette=palette, dither=Image.Dither.NONE) for a in images]
+    ms = 1000.0 / fps
+    durations = [ms] * len(pil)
+    durations[-1] = ms * (1 + hold_last)
+
+    def write(tmp):
+        pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:], duration=durations, loop=0, optimize=True)
+
+    return style.write_atomic(path, write)

@@ -1,0 +1,219 @@
+"""Line plots: one noise schedule, several schedules compared, and the training loss.
+
+Schedules are drawn against continuous time t = k / T in [0, 1] (k = 0 clean data, k = T
+noise; see denoiselab.schedules), with the step index k on a secondary axis on top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.ticker import FuncFormatter
+
+from ..schedules import Schedule
+from . import style
+from .style import DATA_COLOR, NOISE_COLOR, NOISE_FLOOR_DB, REFERENCE_COLOR, new_figure, save_figure
+
+
+def _check_schedule(schedule) -> Schedule:
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"expected a denoiselab Schedule, got {type(schedule).__name__}")
+    return schedule
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().double().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float64)
+
+
+def _step_axis(ax, T: int) -> None:
+    sec = ax.secondary_xaxis("top", functions=(lambda t: t * T, lambda k: k / T))
+    sec.set_xlabel(f"step k (of T = {T})", fontsize=9)
+    sec.tick_params(labelsize=8)
+
+
+def _noise_floor(ax) -> None:
+    ax.axhline(NOISE_FLOOR_DB, ls="--", color=REFERENCE_COLOR, lw=1.0, label=f"noise floor target ({style.fmt_db(NOISE_FLOOR_DB)})")
+
+
+def _snr_ylim(ax, *curves) -> None:
+    """Fit the finite SNR values (k = 0 is +inf, a flow path ends at -inf) and the floor line."""
+    finite = np.concatenate([c[np.isfinite(c)] for c in curves] + [np.array([NOISE_FLOOR_DB])])
+    lo, hi = finite.min(), finite.max()
+    pad = 0.06 * (hi - lo if hi > lo else 10.0)
+    ax.set_ylim(lo - pad, hi + pad)
+
+
+def _terminal(s: Schedule) -> tuple[float, float]:
+    return float(s.alpha_bars[-1]), s.terminal_snr_db()
+
+
+def _fmt_ab(v: float) -> str:
+    return "0" if v == 0 else f"{v:.3f}" if v >= 0.01 else f"{v:.1e}"
+
+
+def _schedule_figure(schedule: Schedule):
+    s = _check_schedule(schedule)
+    T = s.T
+    k = np.arange(T + 1)
+    t = k / T
+    ab = _np(s.alpha_bars)
+    betas = _np(s.betas)
+    snr_db = _np(s.snr_db)
+    fig = new_figure((15.0, 4.4), layout="constrained")
+    ax_b, ax_a, ax_s = fig.subplots(1, 3)
+
+    # beta_k lives on steps k = 1..T (the variance added going from k - 1 to k).
+    ax_b.plot(t[1:], betas, color=NOISE_COLOR, lw=2, marker="o" if T <= 30 else None, ms=3)
+    spiky = betas.max() > 20 * max(np.median(betas), 1e-12)
+    if spiky:
+        ax_b.set_yscale("log")
+    ax_b.set_ylabel("β_k  (noise variance added per step)" + ("  [log scale]" if spiky else ""))
+    ax_b.set_title(f"β_k from {betas[0]:.2g} (k = 1) to {betas[-1]:.2g} (k = T)", fontsize=11)
+
+    ax_a.plot(t, ab, color=DATA_COLOR, lw=2, label="ᾱ_k  (signal fraction)")
+    ax_a.plot(t, 1 - ab, color=NOISE_COLOR, lw=2, label="1 − ᾱ_k  (noise fraction)")
+    ax_a.set_ylim(-0.03, 1.03)
+    ax_a.set_ylabel("fraction of the variance of $x_k$")
+    ax_a.set_title(f"signal vs noise: ᾱ_T = {_fmt_ab(ab[-1])}", fontsize=11)
+    ax_a.legend(fontsize=9, loc="center right")
+
+    finite = np.isfinite(snr_db)
+    ax_s.plot(t[finite], snr_db[finite], color="0.15", lw=2, label="SNR = ᾱ_k / (1 − ᾱ_k)")
+    _noise_floor(ax_s)
+    snr_T = float(snr_db[-1])
+    ok = snr_T <= NOISE_FLOOR_DB  # also True for -inf (a flow path ends in pure noise)
+    _snr_ylim(ax_s, snr_db)
+    verdict = "below the target: x_T ≈ pure noise" if ok else "above the target: x_T still shows the data"
+    label = f"terminal SNR_T = {style.fmt_db(snr_T)}\n({verdict})"
+    box = dict(ha="right", va="top", fontsize=9, color=NOISE_COLOR if not ok else "0.15",
+               bbox=dict(fc="white", ec="0.7", alpha=0.9))  # fmt: skip
+    if np.isfinite(snr_T):
+        ax_s.plot([1.0], [snr_T], "o", color=NOISE_COLOR, ms=6, zorder=3, clip_on=False)
+        ax_s.annotate(label, xy=(1.0, snr_T), xytext=(0.97, 0.95), textcoords="axes fraction",
+                      arrowprops=dict(arrowstyle="->", color="0.4", lw=0.8), **box)  # fmt: skip
+    else:
+        ax_s.text(0.97, 0.95, label, transform=ax_s.transAxes, **box)
+    ax_s.set_ylabel("signal-to-noise ratio (dB)")
+    ax_s.set_title("SNR = 10·log10(ᾱ / (1 − ᾱ))  (k = 0 is +∞, not drawn)", fontsize=11)
+    ax_s.legend(fontsize=9, loc="lower left")
+
+    for ax in (ax_b, ax_a, ax_s):
+        ax.set_xlabel("time t = k / T   (0 = clean data, 1 = noise)")
+        ax.set_xlim(0, 1)
+        ax.grid(alpha=0.3)
+        _step_axis(ax, T)
+    fig.suptitle(f"Noise schedule: {s.name}, T = {T}", fontsize=13)
+    return fig
+
+
+def plot_schedule(schedule: Schedule, path) -> Path:
+    """Three panels against t = k/T: beta_k; alpha_bar_k and 1 - alpha_bar_k; SNR in dB.
+
+    The SNR panel marks the terminal SNR and a dashed -20 dB "noise floor target" line.
+    """
+    return save_figure(_schedule_figure(schedule), path)
+
+
+def _compare_figure(schedules: Sequence[Schedule]):
+    schedules = [_check_schedule(s) for s in schedules]
+    if not schedules:
+        raise ValueError("schedules: need at least one Schedule")
+    fig = new_figure((13.0, 5.0), layout="constrained")
+    ax_a, ax_s = fig.subplots(1, 2)
+    snrs = []
+    for i, s in enumerate(schedules):
+        color = style.line_color(i)
+        t = np.arange(s.T + 1) / s.T
+        ab = _np(s.alpha_bars)
+        snr = _np(s.snr_db)
+        snrs.append(snr)
+        ab_T, snr_T = _terminal(s)
+        name = f"{s.name} (T = {s.T})" if len({x.T for x in schedules}) > 1 else s.name
+        ax_a.plot(t, ab, color=color, lw=2, label=f"{name}: ᾱ_T = {_fmt_ab(ab_T)}")
+        fin = np.isfinite(snr)
+        ax_s.plot(t[fin], snr[fin], color=color, lw=2, label=f"{name}: SNR_T = {style.fmt_db(snr_T)}")
+        if np.isfinite(snr_T):
+            ax_s.plot([1.0], [snr_T], "o", color=color, ms=5, clip_on=False)
+    _noise_floor(ax_s)
+    _snr_ylim(ax_s, *snrs)
+
+    ax_a.set_ylim(-0.03, 1.03)
+    ax_a.set_ylabel("ᾱ_k  (signal fraction of the variance)")
+    ax_a.set_title("signal fraction ᾱ: how much of $x_0$ survives at time t", fontsize=11)
+    ax_a.legend(fontsize=9, loc="upper right", title="schedule: value at t = 1", title_fontsize=9)
+    ax_s.set_ylabel("signal-to-noise ratio (dB)")
+    ax_s.set_title("SNR = 10·log10(ᾱ / (1 − ᾱ)); lower at t = 1 is closer to pure noise", fontsize=11)
+    ax_s.legend(fontsize=9, loc="upper right", title="schedule: value at t = 1", title_fontsize=9)
+    for ax in (ax_a, ax_s):
+        ax.set_xlabel("time t = k / T   (0 = clean data, 1 = noise)")
+        ax.set_xlim(0, 1.02)
+        ax.grid(alpha=0.3)
+    Ts = sorted({s.T for s in schedules})
+    fig.suptitle("Noise schedules compared" + (f" (T = {Ts[0]})" if len(Ts) == 1 else ""), fontsize=13)
+    return fig
+
+
+def plot_schedules_compare(schedules: Sequence[Schedule], path) -> Path:
+    """alpha_bar vs t and SNR (dB) vs t for several schedules, with alpha_bar_T and SNR_T in the legend."""
+    return save_figure(_compare_figure(list(schedules)), path)
+
+
+# --- training loss -----------------------------------------------------------------------------
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` values (shorter at the start), same length as ``values``."""
+    c = np.cumsum(np.insert(values, 0, 0.0))
+    n = np.arange(1, len(values) + 1)
+    lo = np.maximum(n - window, 0)
+    return (c[n] - c[lo]) / (n - lo)
+
+
+def _loss_figure(losses, *, smooth=None):
+    if hasattr(losses, "detach"):
+        losses = losses.detach().cpu().numpy()
+    y = np.asarray(losses, dtype=np.float64)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"losses: expected a non-empty 1D sequence (one value per step), got shape {y.shape}")
+    if smooth is None:
+        window = max(min(10, len(y)), len(y) // 50)
+    elif isinstance(smooth, (int, np.integer)) and not isinstance(smooth, bool) and smooth >= 1:
+        window = int(smooth)
+    else:
+        raise ValueError(f"smooth must be an integer window >= 1 (steps) or None, got {smooth!r}")
+    steps = np.arange(1, len(y) + 1)
+    ok = np.isfinite(y)
+    positive = ok & (y > 0)
+    fig = new_figure((8.0, 4.4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(steps[ok], y[ok], color=DATA_COLOR, alpha=0.3, lw=0.8, label="loss per step")
+    clean = np.where(ok, y, np.nan)
+    if window > 1 and ok.any():
+        filled = np.where(ok, y, np.nanmean(clean))
+        ax.plot(steps, moving_average(filled, window), color=DATA_COLOR, lw=2,
+                label=f"moving average ({window} steps)")  # fmt: skip
+    if positive.all():
+        ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}".lstrip("0.")[:1] in ("2", "3", "5") else ""))
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (MSE)" + (", log scale" if positive.all() else ""))
+    ax.grid(alpha=0.3, which="both")
+    ax.set_xlim(1, max(len(y), 2))
+    tail = clean[-max(window, 1):]
+    last = float(np.nanmean(tail)) if np.isfinite(tail).any() else float("nan")
+    extra = f";  {int((~ok).sum())} non-finite steps not drawn" if (~ok).any() else ""
+    ax.set_title(f"Training loss: {len(y)} steps; mean of the last {min(window, len(y))}: {last:.4g}{extra}", fontsize=12)
+    ax.legend(fontsize=9, loc="upper right")
+    return fig
+
+
+def plot_loss(losses, path, *, smooth: int | None = None) -> Path:
+    """Training loss per step: the raw curve (light) and a trailing moving average, log y axis.
+
+    ``smooth`` is the averaging window in steps (default: 2% of the run, at least 10 steps).
+    """
+    return save_figure(_loss_figure(losses, smooth=smooth), path)
