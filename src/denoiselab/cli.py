@@ -20,14 +20,21 @@ from .data import DataError
 from .runs import RunError, evaluate_run, load_run, render_figures, sample_points, write_metrics
 from .samplers import SAMPLERS, SPACINGS, VARIANCES
 from .schedules import SCHEDULE_KINDS, make_schedule
-from .training import TrainingInterrupted, train, write_run_info
+from .training import CheckpointError, TrainingInterrupted, train, write_run_info
 
-USAGE_ERRORS = (ConfigError, DataError, RunError)
+USAGE_ERRORS = (ConfigError, DataError, RunError, CheckpointError)
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
 
 class UsageError(ValueError):
     pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _positive_int(text: str) -> int:
@@ -61,7 +68,7 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="denoiselab", description="Diffusion models you can run, see and measure.")
+    parser = _Parser(prog="denoiselab", description="Diffusion models you can run, see and measure.")
     parser.add_argument("--version", action="version", version=f"denoiselab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -80,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="sample a run and measure W2 and energy distance against the data")
     p.add_argument("run", metavar="RUN_DIR")
     _add_sampling_options(p)
+    p.add_argument("--repeats", type=_positive_int, default=4, help="average over this many sample sets (default 4)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("plot", help="redraw every figure of a run")
@@ -110,8 +118,15 @@ def cmd_train(args) -> int:
         run_dir = Path(args.resume)
         if not (run_dir / "checkpoint.safetensors").is_file() or not (run_dir / "config.toml").is_file():
             raise UsageError(f"--resume {run_dir}: not a resumable run (no checkpoint.safetensors or config.toml)")
+        not_train = [item for item in args.set if not item.strip().startswith("train.")]
+        if not_train:
+            raise UsageError(f"--set {not_train[0]}: only train.* keys can change when resuming (the model and data are fixed)")
         cfg = load_config(str(run_dir / "config.toml"), args.set)
-        info = json.loads((run_dir / "run.json").read_text())
+        try:
+            info = json.loads((run_dir / "run.json").read_text())
+            np.load(run_dir / "data.npy", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--resume {run_dir}: cannot read run.json or data.npy ({exc})") from None
         if info.get("status") == "complete" and cfg.train.steps <= info.get("step", 0):
             raise UsageError(f"--resume {run_dir}: already complete at step {info['step']}; raise train.steps with --set to continue")
     else:
@@ -125,6 +140,11 @@ def cmd_train(args) -> int:
     except TrainingInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 130
+    except FloatingPointError as exc:
+        info = json.loads((run_dir / "run.json").read_text())
+        write_run_info(run_dir, {**info, "status": "failed"})
+        print(f"denoiselab train: error: {exc}", file=sys.stderr)
+        return 1
     run = load_run(run_dir)
     metrics, samples = evaluate_run(run)
     write_metrics(run, metrics)
@@ -186,7 +206,7 @@ def cmd_sample(args) -> int:
 def cmd_evaluate(args) -> int:
     run = _load_for_use(args.run)
     kw = _sampling_kwargs(args, run)
-    metrics, _ = evaluate_run(run, **kw)
+    metrics, _ = evaluate_run(run, repeats=args.repeats, **kw)
     sampler = kw["sampler"] or run.config.sample.sampler
     steps = kw["steps"] or run.config.sample.steps
     if args.json:
@@ -206,6 +226,11 @@ def cmd_plot(args) -> int:
 def cmd_schedules(args) -> int:
     from . import viz
 
+    for flag, value in (("--beta-start", args.beta_start), ("--beta-end", args.beta_end)):
+        if not 0.0 < value < 1.0:  # make_schedule would silently clamp a beta_end >= 1
+            raise UsageError(f"{flag}: must lie in (0, 1), got {value:g}")
+    if args.beta_start > args.beta_end:
+        raise UsageError(f"--beta-start: must be <= --beta-end ({args.beta_end:g}), got {args.beta_start:g}")
     try:
         schedules = [make_schedule(k, args.T, args.beta_start, args.beta_end, not args.no_scale) for k in SCHEDULE_KINDS]
     except ValueError as exc:
@@ -225,11 +250,14 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # bad options (status 2, one line already printed), --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
     try:
         return COMMANDS[args.command](args)
     except (UsageError, *USAGE_ERRORS) as exc:
-        print(f"denoiselab {args.command}: error: {exc}", file=sys.stderr)
+        print(f"denoiselab {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,6 +9,7 @@ bare words all work).  A run folder keeps the resolved recipe as config.toml.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -55,14 +56,14 @@ class ModelConfig:
     hidden: int = _opt(128, "hidden width", lo=2)
     blocks: int = _opt(3, "residual blocks (residual-mlp)", lo=0)
     time_dim: int = _opt(32, "sinusoidal time-embedding size (even)", lo=2)
-    fourier: int = _opt(0, "Fourier-feature frequencies per input coordinate (residual-mlp; 0 = raw x)", lo=0)
+    fourier: int = _opt(8, "Fourier-feature frequencies per input coordinate (residual-mlp; 0 = raw x)", lo=0)
     prediction: str = _opt("eps", "what the network predicts", choices=PREDICTIONS[:3])
 
 
 @dataclass
 class TrainConfig:
     steps: int = _opt(3000, "optimiser steps", lo=1)
-    batch_size: int = _opt(512, "points per step", lo=1)
+    batch_size: int = _opt(256, "points per step", lo=1)
     timesteps: str = _opt("uniform", "how training draws noise levels", choices=TIMESTEP_SAMPLING)
     optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "adam"))
     lr: float = _opt(2e-3, "peak learning rate", lo=0, lo_open=True)
@@ -84,7 +85,7 @@ class SampleConfig:
     n: int = _opt(2000, "samples drawn for figures and metrics", lo=1)
     eta: float = _opt(0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)", lo=0)
     variance: str = _opt("small", "DDPM reverse variance", choices=VARIANCES)
-    spacing: str = _opt("trailing", "which grid steps a sampler visits", choices=SPACINGS)
+    spacing: str = _opt("logsnr", "which grid steps a sampler visits", choices=SPACINGS)
     seed: int = _opt(0, "seed of x_T and sampler noise", lo=0)
     clip_x0: bool = _opt(True, "clamp the model's clean estimate to the training data's box (+10%)")
 
@@ -116,6 +117,8 @@ def _check_value(section: str, f: dataclasses.Field, value: Any, where: str) -> 
         value, ok = float(value), True
     if not ok:
         raise ConfigError(f"{where}{key}: expected {want.__name__}, got {type(value).__name__} {value!r}")
+    if want is float and not math.isfinite(value):  # nan/inf pass every < / > range check
+        raise ConfigError(f"{where}{key}: expected a finite number, got {value!r}")
     m = f.metadata
     if m["choices"] is not None and value not in m["choices"]:
         raise ConfigError(f"{where}{key}: unknown value {value!r}; expected one of {', '.join(m['choices'])}")
@@ -176,10 +179,11 @@ def _read_toml(path: Path) -> dict:
 def load_config(name_or_path: str = "spiral", overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load a shipped recipe by name (``spiral``) or a TOML file by path, then apply overrides."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():  # a folder named like a recipe (e.g. --out quick) is not one
         if not path.is_file():
             raise ConfigError(f"{path}: no such recipe file")
-        raw, name = _read_toml(path), path.stem
+        raw = _read_toml(path)
+        name = str(raw.get("name", path.stem))  # a run's config.toml keeps its recipe's name
         where = f"{path}: "
     else:
         if name_or_path not in recipe_names():

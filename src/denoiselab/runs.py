@@ -131,17 +131,29 @@ def sample_points(
     return (out, x_T) if return_noise else out
 
 
-def reference_draws(run: Run, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent reference sets of size n (the second gives the metric floor)."""
+def reference_draws(run: Run, n: int, count: int) -> list[np.ndarray]:
+    """``count`` independent reference sets of size n, fresh from the data's generator."""
     cfg = run.config.data
     source = make_source(cfg.name, cfg.n, cfg.seed, base=run.path)
-    return source.reference(n, seed=1), source.reference(n, seed=2)
+    if source.has_generator:
+        return [source.reference(n, seed=1 + i) for i in range(count)]
+    # A file has no fresh draws, only its held-out points: draws from that one pool overlap (all
+    # equal once n >= the pool), which drives the floor to 0.  Split it into two disjoint halves
+    # instead, so the floor (references[i] vs references[count // 2 + i]) compares distinct points.
+    pool = source.reference(2 * n, seed=1)
+    half = len(pool) // 2
+    return [pool[:half] if i < count // 2 else pool[half : 2 * half] for i in range(count)]
 
 
-def evaluate_run(run: Run, **sample_options) -> tuple[PointMetrics, np.ndarray]:
-    samples = sample_points(run, **sample_options)
-    ref, ref2 = reference_draws(run, len(samples))
-    return point_metrics(samples, ref, ref2), samples
+def evaluate_run(run: Run, *, repeats: int = 4, seed: int | None = None, **sample_options) -> tuple[PointMetrics, np.ndarray]:
+    """W2 and energy distance of the run's samples, averaged over ``repeats`` sample seeds
+    (seed, seed + 1, ...), each against its own reference draw; returns the first sample set too."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    seed = run.config.sample.seed if seed is None else seed
+    samples = [sample_points(run, seed=seed + i, **sample_options) for i in range(repeats)]
+    references = reference_draws(run, len(samples[0]), 2 * repeats)
+    return point_metrics(samples, references), samples[0]
 
 
 def records_to_frames(records: list[StepRecord], x_T: torch.Tensor, run: Run) -> list[tuple[float, np.ndarray]]:
@@ -200,5 +212,5 @@ def write_metrics(run: Run, metrics: PointMetrics, extra: dict | None = None) ->
     sc = run.config.sample
     return files.write_json(
         run.path / "metrics.json",
-        {"sampler": sc.sampler, "steps": sc.steps, "seed": sc.seed, **metrics.to_dict(), **(extra or {})},
+        {"sampler": sc.sampler, "steps": sc.steps, "spacing": sc.spacing, "seed": sc.seed, **metrics.to_dict(), **(extra or {})},
     )

@@ -21,7 +21,7 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from . import files
-from .config import Config, dump_config
+from .config import Config, ConfigError, dump_config
 from .data import Normalization, make_source
 from .ema import EMA
 from .models import build_model
@@ -30,6 +30,10 @@ from .schedules import TERMINAL_SNR_WARN_DB, Schedule, make_schedule
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A missing, corrupt or mismatched checkpoint; the message names the file."""
 
 
 class TrainingInterrupted(Exception):
@@ -46,7 +50,13 @@ def schedule_from(cfg: Config) -> Schedule:
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: unknown device {name!r}; expected cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise ConfigError(f"train.device: {name!r} is not available on this machine; use cpu or auto")
+    return device
 
 
 def model_from(cfg: Config, dim: int, num_classes: int = 0) -> torch.nn.Module:
@@ -117,7 +127,15 @@ def load_checkpoint(run_dir: Path, state: TrainState) -> None:
             meta = fh.metadata()
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:  # noqa: BLE001 - any failure means a corrupt checkpoint
-        raise ValueError(f"{path}: cannot read checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from None
+    try:
+        _restore(state, tensors, meta or {})
+    except Exception as exc:  # noqa: BLE001 - missing keys, wrong shapes (e.g. --set model.hidden on resume)
+        detail = " ".join(str(exc).split())[:300]  # load_state_dict lists every mismatch, one per line
+        raise CheckpointError(f"{path}: does not match this run's model and optimiser ({type(exc).__name__}: {detail})") from None
+
+
+def _restore(state: TrainState, tensors: dict, meta: dict) -> None:
     device = next(state.model.parameters()).device
 
     def section(prefix):
@@ -199,6 +217,7 @@ def train(
     state = _init_state(cfg, x_all.shape[1], device)
     if resume:
         load_checkpoint(run_dir, state)
+        files.write_text(run_dir / "config.toml", dump_config(cfg))  # e.g. a raised train.steps
         log(f"resuming {run_dir} at step {state.step} of {cfg.train.steps}")
     info["steps"] = cfg.train.steps
 

@@ -35,7 +35,13 @@ def load_points_file(path: str | Path) -> np.ndarray:
         if path.suffix.lower() == ".npy":
             arr = np.load(path, allow_pickle=False)
         else:
-            arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+            try:
+                arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+            except ValueError as first_error:
+                try:  # a header line such as `denoiselab sample --out x.csv` writes (x0,x1)
+                    arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+                except ValueError:
+                    raise first_error from None
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
         raise DataError(f"{path}: cannot read as {path.suffix} ({type(exc).__name__}: {exc})") from None
     if arr.ndim == 1:

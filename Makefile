@@ -1,0 +1,32 @@
+# denoiselab: `make demo` sets up and trains the default model; `make test` runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+# The CPU build of PyTorch; an unpinned torch may pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo test test-fast bench clean
+
+$(BIN)/denoiselab: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+setup: $(BIN)/denoiselab
+
+demo: setup
+	$(BIN)/denoiselab train
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/python benchmarks/spiral_vs_seed001.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .pytest_cache

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny recipes and one trained run folder shared by the CLI tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+# Overrides that make a full `denoiselab train` (training, metrics, figures) take a few seconds.
+TINY = ["train.steps=40", "model.hidden=16", "sample.n=200", "sample.steps=5"]
+
+
+def set_args(overrides: list[str]) -> list[str]:
+    """["a.b=1", ...] -> ["--set", "a.b=1", ...]"""
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="session")
+def one_thread():
+    """Tiny tensors on a shared 2-core machine: intra-op threads only add contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, one_thread) -> Path:
+    """One run of the quick recipe trained through the CLI, shared (read-only) by many tests."""
+    from denoiselab import cli
+
+    out = tmp_path_factory.mktemp("shared") / "run"
+    rc = cli.main(["train", "--config", "quick", *set_args(TINY), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    return out
