@@ -161,6 +161,76 @@ def test_plot_forward_ks_and_validation(tmp_path):
             viz.plot_forward(sched, _spiral(), tmp_path / "bad.png", ks=bad)
 
 
+def test_plot_forward_units_label_the_axes(tmp_path, data):
+    sched = make_schedule("linear", 100)
+    fig = vpoints._forward_figure(sched, data, units="normalised units")
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    xlabels = {ax.get_xlabel() for ax in axes} - {""}
+    assert xlabels == {("$x_1$" if data.shape[1] == 2 else "$x$") + " (normalised units)"}
+    if data.shape[1] == 2:
+        assert axes[0].get_ylabel() == "$x_2$ (normalised units)"
+    else:
+        assert axes[0].get_ylabel() == "density"  # a density, not a coordinate: no units appended
+    plain = vpoints._forward_figure(sched, data)
+    plain_labels = {ax.get_xlabel() for ax in plain.axes if ax.get_visible()} - {""}
+    assert plain_labels == {"$x_1$" if data.shape[1] == 2 else "$x$"}
+    _png(viz.plot_forward(sched, data, tmp_path / "forward.png", units="normalised units"))
+
+
+def _overlap(a, b, tol=0.5):
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > tol and min(a.y1, b.y1) - max(a.y0, b.y0) > tol
+
+
+def _layout_problems(fig) -> list[str]:
+    """Text that leaves the figure, texts on each other, panel titles on another panel's frame."""
+    r = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    texts = [ax.title for ax in axes] + [ax.xaxis.label for ax in axes] + [ax.yaxis.label for ax in axes]
+    texts = [t for t in texts if t.get_text()] + ([fig._suptitle] if fig._suptitle is not None else [])
+    boxes = [(t.get_text(), t.get_window_extent(r)) for t in texts]
+    boxes += [("legend", leg.get_window_extent(r)) for leg in fig.legends]
+    page, problems = fig.bbox, []
+    for name, b in boxes:
+        if b.x0 < -0.5 or b.y0 < -0.5 or b.x1 > page.x1 + 0.5 or b.y1 > page.y1 + 0.5:
+            problems.append(f"{name!r} leaves the figure")
+    for i, (n1, a) in enumerate(boxes):
+        problems += [f"{n1!r} on {n2!r}" for n2, b in boxes[i + 1 :] if _overlap(a, b)]
+    for ax in axes:
+        frame = ax.get_window_extent(r)
+        others = [o for o in axes if o is not ax]
+        problems += [f"{o.get_title()!r} on a panel" for o in others if _overlap(o.title.get_window_extent(r), frame)]
+    return problems
+
+
+def _problems_as_saved(fig, path) -> list[str]:
+    """_layout_problems of the figure as save_figure draws it into the file."""
+    found = []
+    savefig = fig.savefig
+
+    def spy(*args, **kwargs):
+        savefig(*args, **kwargs)
+        found.extend(_layout_problems(fig))
+
+    fig.savefig = spy
+    _png(save_figure(fig, path))
+    return found
+
+
+@pytest.mark.parametrize("which", ["forward", "progression", "samples"])
+def test_titles_and_labels_do_not_collide(tmp_path, which, data):
+    """Equal-aspect 2D panels once misled the layout: the second row's titles ran into the first
+    row, the suptitle into the panel titles, the x labels off the bottom of the figure."""
+    if data.shape[1] == 2:
+        data = data * [2.0, 2.4]  # a little taller than wide, about the size of normalised data: it showed all three
+    if which == "forward":
+        fig = vpoints._forward_figure(make_schedule("linear", 100), data, units="normalised units")
+    elif which == "progression":
+        fig = vpoints._progression_figure(_frames(data, n=20), data=data)
+    else:
+        fig = vpoints._samples_figure(data, data + 0.05, title="a title")
+    assert _problems_as_saved(fig, tmp_path / "fig.png") == []
+
+
 # --- schedules and loss ---------------------------------------------------------------------------
 
 

@@ -182,7 +182,7 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
     written = [
         viz.plot_samples(run.data, samples, out_dir / "samples.png", title=_sample_title(run)),
         # The forward process acts on the normalised data the model sees.
-        viz.plot_forward(run.schedule, run.normalization.encode(run.data), out_dir / "forward.png"),
+        viz.plot_forward(run.schedule, run.normalization.encode(run.data), out_dir / "forward.png", units="normalised units"),
         viz.save_trajectory_gif(frames, out_dir / "trajectory.gif", data=run.data),
         viz.plot_progression(frames, out_dir / "progression.png", data=run.data),
         viz.plot_schedule(run.schedule, out_dir / "schedule.png"),

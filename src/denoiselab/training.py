@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +96,9 @@ def _init_state(cfg: Config, dim: int, device: torch.device) -> TrainState:
     model = model_from(cfg, dim).to(device)
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     opt_cls = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
-    kwargs = {"weight_decay": cfg.train.weight_decay}
-    optimizer = opt_cls(model.parameters(), lr=cfg.train.lr, **kwargs)
+    # fused: one kernel for all parameters, about 3x faster than the per-tensor loop on a CPU,
+    # which is a sixth of a small point model's step.
+    optimizer = opt_cls(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=True)
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
     return TrainState(model, ema, optimizer, generator, 0, [])
 
@@ -223,7 +225,14 @@ def train(
 
     model = state.model.train()
     bar = tqdm(
-        total=cfg.train.steps, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True, desc="train"
+        total=cfg.train.steps,
+        initial=state.step,
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+        desc="train",
+        # In a log file (CI, nohup) a redrawn bar becomes thousands of lines: update every 10 s.
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,
     )
     t_start, seconds_before = time.perf_counter(), float(info.get("train_seconds", 0.0))
     smooth = None

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from matplotlib.colors import to_rgb
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from ..forward_process import q_sample
@@ -83,6 +84,13 @@ def _hist(ax, x, edges, color, label, *, labels=None, filled=True, lw=1.5):
     return top
 
 
+def _layout(dim: int) -> str:
+    """Constrained layout; "compressed" for 2D panels, whose equal-aspect axes shrink inside
+    their grid cells: plain constrained layout then misplaces the titles and labels around
+    them (a row's titles run into the row above, labels fall off the figure)."""
+    return "compressed" if dim == 2 else "constrained"
+
+
 def _legend(ax, **kwargs):
     return style.legend(ax, fontsize=8, framealpha=0.85, **kwargs)
 
@@ -106,7 +114,7 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None)
     dim = same_dim(data, samples, names=("data", "samples"))
     labels = as_labels(labels, len(samples), "labels")
     data_labels = as_labels(data_labels, len(data), "data_labels")
-    limits = compute_limits(data, samples)
+    limits = style.fit_aspect(compute_limits(data, samples))
     head = title or "Training data vs generated samples"
 
     if dim == 1 and labels is None and data_labels is None:
@@ -119,10 +127,17 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None)
         label_axes(ax, 1)
         _legend(ax, loc="upper right")
         _outside_note(ax, samples, limits)
-        ax.set_title(head, fontsize=12)
+        style.widen_to_fit(fig, ax.set_title(head, fontsize=12))
         return fig
 
-    fig = new_figure((10.0, 5.2) if dim == 2 else (11.0, 4.2), layout="constrained")
+    if dim == 2:
+        # Two equal-scale panels sized to the data's shape, so no band of the figure is left empty.
+        aspect = style.panel_aspect(limits)
+        aw = float(np.clip(4.2 / aspect, 3.0, 5.0))
+        size = (2 * aw + 0.9, aw * aspect + 1.05)
+    else:
+        size = (11.0, 4.2)
+    fig = new_figure(size, layout=_layout(dim))
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
     panels = (
         (axes[0], data, data_labels, DATA_COLOR, "training data"),
@@ -141,7 +156,7 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None)
         _outside_note(ax, x, limits)
     for ax in axes:
         set_limits(ax, limits, ymax=style.HIST_HEADROOM * top if top > 0 else 1.0)
-    fig.suptitle(head, fontsize=13)
+    style.widen_to_fit(fig, fig.suptitle(head, fontsize=13))
     return fig
 
 
@@ -167,7 +182,7 @@ def _fmt_fraction(v: float) -> str:
     return f"{v:.3f}" if v >= 0.001 or v == 0 else f"{v:.1e}"
 
 
-def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0):
+def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0, units=None):
     x0 = as_points(data, "data")
     x0 = x0[style.finite_rows(x0)]
     if len(x0) == 0:
@@ -187,13 +202,19 @@ def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0):
     x0_t = torch.from_numpy(x0)
     # One noise draw for all panels: each point moves continuously from panel to panel.
     xs = [q_sample(schedule, x0_t, k, eps).numpy() for k in ks]
-    limits = compute_limits(*xs)
+    limits = style.fit_aspect(compute_limits(*xs))
 
     n = len(ks)
     ncols = n if n <= 4 else math.ceil(n / 2)
     nrows = math.ceil(n / ncols)
-    size = (3.2 * ncols, 3.55 * nrows + 0.5) if dim == 2 else (3.6 * ncols, 2.9 * nrows + 0.5)
-    fig = new_figure(size, layout="constrained")
+    if dim == 2:
+        # Panels at equal axis scales, shaped like the data; at least 2.6 in wide for the titles.
+        aspect = style.panel_aspect(limits)
+        aw = max(2.6, 2.8 / math.sqrt(aspect))
+        size = (ncols * aw + 0.15 * (ncols - 1) + 1.0, nrows * (aw * aspect + 0.52) + 0.9)
+    else:
+        size = (3.6 * ncols, 2.9 * nrows + 0.5)
+    fig = new_figure(size, layout=_layout(dim))
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     flat = axes.ravel()
     for ax in flat[n:]:
@@ -212,9 +233,11 @@ def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0):
         else:
             top = max(top, _hist(ax, x, edges, DATA_COLOR, None))
         row, col = divmod(i, ncols)
-        label_axes(ax, dim, left=col == 0)
+        label_axes(ax, dim, left=col == 0, units=units)
         if row < nrows - 1 and (row + 1) * ncols + col < n:  # a panel below shows the x label
             ax.set_xlabel("")
+        elif row < nrows - 1:  # nothing below (an odd panel count): this panel shows the x axis
+            ax.tick_params(axis="x", labelbottom=True)
         _outside_note(ax, x, limits)
 
     last = flat[n - 1]
@@ -230,22 +253,25 @@ def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0):
     _legend(last, loc="upper right")
     for ax in flat[:n]:
         set_limits(ax, limits, ymax=style.HIST_HEADROOM * top)
-    fig.suptitle(
+    suptitle = fig.suptitle(
         rf"Forward process $x_k = \alpha_k x_0 + \sigma_k \varepsilon$: data (k = 0) → noise (k = T)"
         f"\n{schedule.name} schedule, T = {T}; SNR = ᾱ/(1 − ᾱ), ᾱ = signal fraction of the variance",
         fontsize=12,
     )
+    style.widen_to_fit(fig, suptitle)
     return fig
 
 
-def plot_forward(schedule: Schedule, data, path, *, ks=None, seed=0) -> Path:
+def plot_forward(schedule: Schedule, data, path, *, ks=None, seed=0, units: str | None = None) -> Path:
     """The forward process q(x_k | x_0) at several grid indices ``ks`` (default 0 .. T, six panels).
 
     Each panel is titled with k, t = k/T, the SNR in dB and the signal fraction alpha_bar_k;
     the noise eps is drawn once from ``seed`` and shared by all panels.  The last panel shows
-    the N(0, I) reference (density curve in 1D, 1 and 2 sigma circles in 2D).
+    the N(0, I) reference (density curve in 1D, 1 and 2 sigma circles in 2D).  ``units``
+    (e.g. "normalised units", when ``data`` is the normalised data the model sees) is
+    appended to the coordinate axis labels: "$x_1$ (normalised units)".
     """
-    return save_figure(_forward_figure(schedule, data, ks=ks, seed=seed), path)
+    return save_figure(_forward_figure(schedule, data, ks=ks, seed=seed, units=units), path)
 
 
 # --- reverse process ---------------------------------------------------------------------------
@@ -311,9 +337,17 @@ def _progression_figure(frames, *, data=None, n_panels=8):
     data = None if data is None else as_points(data, "data")
     dim = same_dim(xs[0], data, names=("frames", "data")) if data is not None else xs[0].shape[1]
     picks = pick_frames(len(xs), n_panels)
-    limits = compute_limits(xs[-1], data)
+    limits = style.fit_aspect(compute_limits(xs[-1], data))
     n = len(picks)
-    fig = new_figure((2.15 * n + 0.3, 3.1) if dim == 2 else (2.3 * n + 0.4, 2.9), layout="constrained")
+    if dim == 2:
+        # Equal-scale panels shaped like the data (at most 1.85 in tall, at least 1.25 in wide
+        # for the "t = 1.00 (noise)" titles and the tick labels).
+        aspect = style.panel_aspect(limits)
+        aw = float(np.clip(1.85 / aspect, 1.25, 2.6))
+        size = (n * (aw + 0.12) + 0.6, aw * aspect + 1.3)
+    else:
+        size = (2.3 * n + 0.4, 2.9)
+    fig = new_figure(size, layout=_layout(dim))
     axes = np.atleast_1d(fig.subplots(1, n, sharex=True, sharey=True))
     edges = hist_edges(limits)
     top = 0.0
@@ -338,9 +372,13 @@ def _progression_figure(frames, *, data=None, n_panels=8):
         set_limits(ax, limits, ymax=style.HIST_HEADROOM * top if top > 0 else 1.0)
     handles, labs = axes[-1].get_legend_handles_labels()
     keep = dict(zip(labs, handles))
-    style.legend(fig, keep.values(), keep.keys(), loc="outside lower center", ncol=2, fontsize=9)
-    fig.suptitle(f"Reverse process: noise (t = {ts[0]:.2f}, left) → generated samples (t = {ts[-1]:.2f}, right)",
-                 fontsize=12)  # fmt: skip
+    leg = style.legend(fig, keep.values(), keep.keys(), loc="outside lower center", ncol=2, fontsize=9)
+    if n > 1:
+        head = f"Reverse process: noise (t = {ts[0]:.2f}, left) → generated samples (t = {ts[-1]:.2f}, right)"
+    else:
+        head = f"Reverse process: generated samples (t = {ts[-1]:.2f})"
+    head = fig.suptitle(head, fontsize=12)
+    style.widen_to_fit(fig, head, leg)
     return fig
 
 
@@ -352,6 +390,18 @@ def plot_progression(frames: Frames, path, *, data=None, n_panels: int = 8) -> P
     and ``data`` (drawn faintly behind, if given).
     """
     return save_figure(_progression_figure(frames, data=data, n_panels=n_panels), path)
+
+
+def _fit_around_axes(fig, ax, ax_w: float, ax_h: float, pad: float = 0.1) -> None:
+    """Size ``fig`` to an ``ax_w`` x ``ax_h`` inch axes plus its decorations and ``pad``."""
+    renderer = fig.canvas.get_renderer()
+    tight, box = ax.get_tightbbox(renderer), ax.get_window_extent(renderer)
+    dpi = fig.dpi
+    left, right = (box.x0 - tight.x0) / dpi + pad, (tight.x1 - box.x1) / dpi + pad
+    bottom, top = (box.y0 - tight.y0) / dpi + pad, (tight.y1 - box.y1) / dpi + pad
+    w, h = ax_w + left + right, ax_h + bottom + top
+    fig.set_size_inches(w, h)
+    ax.set_position((left / w, bottom / h, ax_w / w, ax_h / h))
 
 
 def save_trajectory_gif(frames: Frames, path, *, data=None, fps: int = 12, hold_last: int = 12) -> Path:
@@ -368,22 +418,22 @@ def save_trajectory_gif(frames: Frames, path, *, data=None, fps: int = 12, hold_
         raise ValueError(f"fps must be a number in (0, 100], got {fps!r}")
     if not (isinstance(hold_last, (int, np.integer)) and hold_last >= 0):
         raise ValueError(f"hold_last must be an integer >= 0, got {hold_last!r}")
-    limits = compute_limits(xs[-1], data)
+    limits = style.fit_aspect(compute_limits(xs[-1], data))
     n_steps = len(xs) - 1
 
     if dim == 2:
-        # Size the figure to the data's aspect (equal axis scales) so no band is left empty.
-        aspect = float(np.clip(np.ptp(limits[1]) / np.ptp(limits[0]), 0.4, 1.8))
-        w_in, left, right, bottom, top = 4.6, 0.75, 0.2, 0.5, 0.6
-        ax_w = w_in - left - right
-        h_in = ax_w * aspect + bottom + top
-        fig = new_figure((w_in, h_in))
-        ax = fig.add_axes((left / w_in, bottom / h_in, ax_w / w_in, ax_w * aspect / h_in))
+        # The axes are shaped like the data (equal axis scales) so no band is left empty.
+        aspect = style.panel_aspect(limits)
+        ax_w = min(3.65, 4.0 / aspect)
+        ax_size = (ax_w, ax_w * aspect)
     else:
-        fig = new_figure((5.4, 3.8))
-        ax = fig.add_axes((0.13, 0.13, 0.83, 0.72))
+        ax_size = (4.5, 2.75)
+    fig = new_figure((5.4, 3.8))
+    ax = fig.add_axes((0.15, 0.15, 0.7, 0.7))
     fig.set_dpi(80)
     set_limits(ax, limits)
+    # At most one x tick per 0.6 in: labels such as "−0.75" would otherwise nearly touch.
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=max(3, int(ax_size[0] / 0.6)), steps=[1, 2, 2.5, 5, 10]))
     label_axes(ax, dim)
     title = ax.set_title("", fontsize=10)
     note = ax.text(0.03, 0.03 if dim == 2 else 0.97, "", transform=ax.transAxes, fontsize=8, color="0.3",
@@ -415,6 +465,11 @@ def save_trajectory_gif(frames: Frames, path, *, data=None, fps: int = 12, hold_
             line.set_data(d)
 
     _legend(ax, loc="upper right")
+    # Fit the figure around the axes and their decorations as drawn (tick labels such as
+    # "0.00012" or "−1500" differ in width from data set to data set): nothing is clipped in
+    # any frame, and every frame has this one size.
+    title.set_text(f"Reverse process: noise → data\nstep {n_steps}/{n_steps},  t = {min(ts):.2f}")
+    _fit_around_axes(fig, ax, *ax_size)
 
     images = []
     for i, (t, x) in enumerate(zip(ts, xs)):

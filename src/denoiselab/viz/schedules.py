@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ..schedules import Schedule
 from . import style
@@ -31,6 +31,7 @@ def _step_axis(ax, T: int) -> None:
     sec = ax.secondary_xaxis("top", functions=(lambda t: t * T, lambda k: k / T))
     sec.set_xlabel(f"step k (of T = {T})", fontsize=9)
     sec.tick_params(labelsize=8)
+    sec.xaxis.set_major_locator(MaxNLocator("auto", steps=[1, 2, 2.5, 5, 10], integer=True))  # k: no "2.5"
 
 
 def _noise_floor(ax) -> None:
@@ -77,7 +78,7 @@ def _schedule_figure(schedule: Schedule):
     ax_a.set_ylim(-0.03, 1.03)
     ax_a.set_ylabel("fraction of the variance of $x_k$")
     ax_a.set_title(f"signal vs noise: ᾱ_T = {_fmt_ab(ab[-1])}", fontsize=11)
-    ax_a.legend(fontsize=9, loc="center right")
+    ax_a.legend(fontsize=9, loc="best")  # away from where the two curves cross
 
     finite = np.isfinite(snr_db)
     ax_s.plot(t[finite], snr_db[finite], color="0.15", lw=2, label="SNR = ᾱ_k / (1 − ᾱ_k)")

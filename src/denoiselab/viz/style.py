@@ -39,6 +39,7 @@ PNG_BUDGET = 200_000  # bytes; above this a PNG is stored with a 256-colour pale
 MAX_SCATTER = 5000  # more points than this add nothing visible to a 4-inch panel
 MAX_BACKGROUND = 1000  # faint data drawn behind generated points: the shape is all that is needed
 HIST_BINS = 60
+PANEL_ASPECT = (0.5, 2.0)  # 2D panels' height / width: beyond this the short side's limits are widened
 HIST_HEADROOM = 1.25  # y limit of density panels over the highest bar: room for legend and notes
 NOISE_FLOOR_DB = -20.0  # schedules.TERMINAL_SNR_WARN_DB: x_T should carry less signal than this
 
@@ -55,6 +56,23 @@ def new_figure(figsize, **kwargs) -> Figure:
     fig = Figure(figsize=figsize, dpi=DPI, **kwargs)
     FigureCanvasAgg(fig)
     return fig
+
+
+def panel_aspect(limits: np.ndarray) -> float:
+    """Height / width of a 2D panel drawn by ``set_limits`` (equal axis scales): the data's
+    shape, clipped to PANEL_ASPECT."""
+    return float(np.clip(np.ptp(limits[1]) / np.ptp(limits[0]), *PANEL_ASPECT))
+
+
+def widen_to_fit(fig: Figure, *artists, pad: float = 0.3) -> None:
+    """Widen ``fig`` so each artist (a suptitle, a figure legend) fits in it with ``pad``
+    inches to spare: a figure of few panels is otherwise narrower than its own title."""
+    renderer = fig.canvas.get_renderer()
+    widths = [a.get_window_extent(renderer).width / fig.dpi for a in artists if a is not None]
+    need = max(widths, default=0.0) + pad
+    w, h = fig.get_size_inches()
+    if need > w:
+        fig.set_size_inches(need, h)
 
 
 def write_atomic(path, writer) -> Path:
@@ -98,6 +116,11 @@ def save_figure(fig: Figure, path, *, dpi: float = DPI) -> Path:
     try:
         if fmt not in fig.canvas.get_supported_filetypes():
             raise ValueError(f"{path}: unsupported figure format {fmt!r}")
+        if fig.get_layout_engine() is not None:
+            # The layout engine runs once per draw, and its first pass misjudges panels with a
+            # fixed (equal) aspect: titles and the suptitle collide, labels fall off the edge.
+            # A second pass starts from the first one's result and settles.
+            fig.draw_without_rendering()
         if fmt == "png":
             return write_atomic(path, lambda tmp: _write_png(fig, tmp, dpi))
         return write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
@@ -250,22 +273,50 @@ def point_alpha(n: int) -> float:
     return float(np.clip(400.0 / max(n, 1) ** 0.75, 0.35, 0.9))
 
 
+def fit_aspect(limits: np.ndarray) -> np.ndarray:
+    """2D limits whose height / width lies within PANEL_ASPECT (1D limits are returned as is).
+
+    For a long thin point set the short side's range is widened about its centre, so an
+    equal-scale panel stays readable instead of shrinking to a sliver with crowded ticks and
+    colliding titles.  Figures apply it to the limits they also count hidden points with.
+    """
+    limits = np.array(limits, dtype=np.float64)
+    if limits.shape[0] != 2:
+        return limits
+    wx, wy = np.ptp(limits[0]), np.ptp(limits[1])
+    lo, hi = PANEL_ASPECT
+    if wy > hi * wx:  # too tall: widen x
+        limits[0] = limits[0].mean() + np.array([-0.5, 0.5]) * wy / hi
+    elif wy < lo * wx:  # too wide: heighten y
+        limits[1] = limits[1].mean() + np.array([-0.5, 0.5]) * wx * lo
+    return limits
+
+
 def set_limits(ax, limits: np.ndarray, *, ymax: float | None = None) -> None:
-    ax.set_xlim(*limits[0])
+    """x limits (and y limits in 2D, at equal scales); 1D density panels get y from 0 to ``ymax``.
+
+    2D limits go through ``fit_aspect`` first."""
     if limits.shape[0] == 2:
+        limits = fit_aspect(limits)
+        ax.set_xlim(*limits[0])
         ax.set_ylim(*limits[1])
         ax.set_aspect("equal", adjustable="box")
-    elif ymax is not None:
+        return
+    ax.set_xlim(*limits[0])
+    if ymax is not None:
         ax.set_ylim(0.0, ymax)
 
 
-def label_axes(ax, dim: int, *, left: bool = True) -> None:
+def label_axes(ax, dim: int, *, left: bool = True, units: str | None = None) -> None:
+    """Coordinate labels ($x_1$, $x_2$ in 2D; $x$ and "density" in 1D), with `` (units)``
+    appended to the coordinate labels when ``units`` is given."""
+    tail = f" ({units})" if units else ""
     if dim == 2:
-        ax.set_xlabel("$x_1$")
+        ax.set_xlabel("$x_1$" + tail)
         if left:
-            ax.set_ylabel("$x_2$")
+            ax.set_ylabel("$x_2$" + tail)
     else:
-        ax.set_xlabel("$x$")
+        ax.set_xlabel("$x$" + tail)
         if left:
             ax.set_ylabel("density")
 
