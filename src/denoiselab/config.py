@@ -62,7 +62,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = _opt(6000, "optimiser steps", lo=1)
+    steps: int = _opt(8000, "optimiser steps", lo=1)
     batch_size: int = _opt(256, "points per step", lo=1)
     timesteps: str = _opt("uniform", "how training draws noise levels", choices=TIMESTEP_SAMPLING)
     optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "adam"))
