@@ -491,6 +491,11 @@ def main(argv=None) -> int:
         help="seed of seed001's training, of the sample seeds and of the reference draws (default 0); "
         "when given, also denoiselab's data.seed and train.seed (otherwise the recipe's own)",
     )
+    p.add_argument(
+        "--reference-seed",
+        type=int,
+        help="seed of the reference draws only (default: --seed); shows how much the ratios depend on them",
+    )
     p.add_argument("--json", type=Path, help="also write the results as JSON to this path")
     p.add_argument("--skip-seed", action="store_true", help="run only denoiselab")
     args = p.parse_args(argv)
@@ -500,7 +505,7 @@ def main(argv=None) -> int:
     args.seed = args.seed if args.seed_given else 0
 
     machine = machine_info()
-    refs = reference_pairs(args.seed, args.repeats)
+    refs = reference_pairs(args.seed if args.reference_seed is None else args.reference_seed, args.repeats)
     floor = floor_metrics(refs)
     results = {}
     if not args.skip_seed:
