@@ -10,6 +10,7 @@ distribution.  For a file, reference points are held out from the same file.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,12 @@ def load_points_file(path: str | Path) -> np.ndarray:
                 arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
             except ValueError as first_error:
                 try:  # a header line such as `denoiselab sample --out x.csv` writes (x0,x1)
-                    arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+                    with warnings.catch_warnings():  # numpy warns when only the header was there
+                        warnings.simplefilter("ignore", UserWarning)
+                        arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
                 except ValueError:
+                    raise first_error from None
+                if arr.size == 0:
                     raise first_error from None
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
         raise DataError(f"{path}: cannot read as {path.suffix} ({type(exc).__name__}: {exc})") from None
