@@ -165,7 +165,7 @@ def records_to_frames(records: list[StepRecord], x_T: torch.Tensor, run: Run) ->
     return frames
 
 
-def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray | None = None, log=print) -> list[Path]:
+def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray | None = None) -> list[Path]:
     """Draw every figure of a run (samples, forward, trajectory GIF, progression, schedule, loss)."""
     from . import viz  # matplotlib is imported only when figures are drawn
 
