@@ -313,3 +313,15 @@ def test_pick_device():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"train\.device: 'cuda:0' is not available"):
             pick_device("cuda:0")
+
+
+def test_a_second_trainer_on_the_same_run_is_refused(tmp_path):
+    from denoiselab.files import RunBusyError, lock_run
+
+    held = lock_run(tmp_path)  # as if another process were training into tmp_path
+    try:
+        with pytest.raises(RunBusyError, match="another process is training"):
+            lock_run(tmp_path)
+    finally:
+        held.close()
+    lock_run(tmp_path).close()  # free again once the holder is gone

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, files
+from .files import RunBusyError
 from .config import ConfigError, load_config, recipe_names
 from .data import DataError
 from .runs import RunError, evaluate_run, load_run, render_figures, sample_points, write_metrics
@@ -21,7 +22,7 @@ from .samplers import SAMPLERS, SPACINGS, VARIANCES
 from .schedules import SCHEDULE_KINDS, make_schedule
 from .training import CheckpointError, TrainingInterrupted, train, write_run_info
 
-USAGE_ERRORS = (ConfigError, DataError, RunError, CheckpointError)
+USAGE_ERRORS = (ConfigError, DataError, RunError, CheckpointError, RunBusyError)
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
 

@@ -62,3 +62,24 @@ def write_array(path: Path, array) -> Path:
 def write_with(path: Path, writer) -> Path:
     """Atomically write with ``writer(tmp_path)`` (e.g. numpy.save or a figure's savefig)."""
     return _atomic(path, writer)
+
+
+class RunBusyError(RuntimeError):
+    """Another process holds the run folder's training lock."""
+
+
+def lock_run(run_dir: Path):
+    """Take the run folder's exclusive training lock (released when the returned file closes,
+    also when its process dies).  Two processes training into one folder would interleave
+    their checkpoints; the second one gets RunBusyError instead."""
+    fh = open(Path(run_dir) / ".train.lock", "w")
+    try:
+        import fcntl  # POSIX only; elsewhere the lock is skipped
+    except ImportError:
+        return fh
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise RunBusyError(f"{run_dir}: another process is training this run; wait for it or stop it first") from None
+    return fh

@@ -187,95 +187,104 @@ def train(
             "holds data, so sampling from pure noise will be off; raise T, beta_end or set schedule.scale_with_T = true"
         )
 
-    if resume:
-        info = json.loads((run_dir / "run.json").read_text())
-        data = np.load(run_dir / "data.npy")
-        norm = Normalization.from_dict(info["normalization"])
-    else:
-        source = make_source(cfg.data.name, cfg.data.n, cfg.data.seed)
-        data = source.train
-        norm = Normalization.fit(data) if cfg.data.normalize else Normalization.identity(source.dim)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        files.write_array(run_dir / "data.npy", data)
-        files.write_text(run_dir / "config.toml", dump_config(cfg))
-        info = {
-            "format": 1,
-            "status": "training",
-            "step": 0,
-            "steps": cfg.train.steps,
-            "dim": int(data.shape[1]),
-            "data": cfg.data.name,
-            "n_train": int(len(data)),
-            "normalization": norm.to_dict(),
-            # Box for sample.clip_x0: 10% beyond the largest |coordinate| of the normalised data.
-            "x0_bound": float(1.1 * np.abs(norm.encode(data)).max()),
-            "num_classes": 0,
-            "class_names": [],
-            "train_seconds": 0.0,
-        }
-        write_run_info(run_dir, info)
-
-    x_all = torch.as_tensor(norm.encode(data), dtype=torch.float32, device=device)
-    state = _init_state(cfg, x_all.shape[1], device)
-    if resume:
-        load_checkpoint(run_dir, state)
-        files.write_text(run_dir / "config.toml", dump_config(cfg))  # e.g. a raised train.steps
-        log(f"resuming {run_dir} at step {state.step} of {cfg.train.steps}")
-    info["steps"] = cfg.train.steps
-
-    model = state.model.train()
-    bar = tqdm(
-        total=cfg.train.steps,
-        initial=state.step,
-        disable=not progress,
-        unit="step",
-        dynamic_ncols=True,
-        desc="train",
-        # In a log file (CI, nohup) a redrawn bar becomes thousands of lines: update every 10 s.
-        mininterval=0.1 if sys.stderr.isatty() else 10.0,
-    )
-    t_start, seconds_before = time.perf_counter(), float(info.get("train_seconds", 0.0))
-    smooth = None
-
-    def checkpoint(status: str) -> None:
-        save_checkpoint(run_dir, state)
-        info.update(status=status, step=state.step, train_seconds=seconds_before + time.perf_counter() - t_start)
-        write_run_info(run_dir, info)
-
+    # The run folder's training lock is held until this function returns, raises, or its
+    # process dies (files.lock_run); it is taken before the first write into the folder.
+    locks: list = []
     try:
-        while state.step < cfg.train.steps:
-            lr = learning_rate(cfg, state.step)
-            for group in state.optimizer.param_groups:
-                group["lr"] = lr
-            idx = torch.randint(0, x_all.shape[0], (cfg.train.batch_size,), generator=state.generator).to(device)
-            loss = diffusion_loss(
-                model, x_all[idx], schedule, state.generator, prediction=cfg.model.prediction, timesteps=cfg.train.timesteps
-            )
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            state.optimizer.step()
-            if state.ema is not None:
-                state.ema.update(model)
-            state.step += 1
-            value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(f"loss became {value} at step {state.step}; lower train.lr")
-            state.losses.append(value)
-            smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
-            bar.update(1)
-            if state.step % 50 == 0 or state.step == cfg.train.steps:
-                bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{lr:.1e}")
-            if state.step % cfg.train.checkpoint_every == 0 and state.step < cfg.train.steps:
-                checkpoint("training")
-            if stop_at is not None and state.step >= stop_at and state.step < cfg.train.steps:
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
+        if resume:
+            locks.append(files.lock_run(run_dir))
+            info = json.loads((run_dir / "run.json").read_text())
+            data = np.load(run_dir / "data.npy")
+            norm = Normalization.from_dict(info["normalization"])
+        else:
+            source = make_source(cfg.data.name, cfg.data.n, cfg.data.seed)
+            data = source.train
+            norm = Normalization.fit(data) if cfg.data.normalize else Normalization.identity(source.dim)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            locks.append(files.lock_run(run_dir))
+            files.write_array(run_dir / "data.npy", data)
+            files.write_text(run_dir / "config.toml", dump_config(cfg))
+            info = {
+                "format": 1,
+                "status": "training",
+                "step": 0,
+                "steps": cfg.train.steps,
+                "dim": int(data.shape[1]),
+                "data": cfg.data.name,
+                "n_train": int(len(data)),
+                "normalization": norm.to_dict(),
+                # Box for sample.clip_x0: 10% beyond the largest |coordinate| of the normalised data.
+                "x0_bound": float(1.1 * np.abs(norm.encode(data)).max()),
+                "num_classes": 0,
+                "class_names": [],
+                "train_seconds": 0.0,
+            }
+            write_run_info(run_dir, info)
+
+        x_all = torch.as_tensor(norm.encode(data), dtype=torch.float32, device=device)
+        state = _init_state(cfg, x_all.shape[1], device)
+        if resume:
+            load_checkpoint(run_dir, state)
+            files.write_text(run_dir / "config.toml", dump_config(cfg))  # e.g. a raised train.steps
+            log(f"resuming {run_dir} at step {state.step} of {cfg.train.steps}")
+        info["steps"] = cfg.train.steps
+
+        model = state.model.train()
+        bar = tqdm(
+            total=cfg.train.steps,
+            initial=state.step,
+            disable=not progress,
+            unit="step",
+            dynamic_ncols=True,
+            desc="train",
+            # In a log file (CI, nohup) a redrawn bar becomes thousands of lines: update every 10 s.
+            mininterval=0.1 if sys.stderr.isatty() else 10.0,
+        )
+        t_start, seconds_before = time.perf_counter(), float(info.get("train_seconds", 0.0))
+        smooth = None
+
+        def checkpoint(status: str) -> None:
+            save_checkpoint(run_dir, state)
+            info.update(status=status, step=state.step, train_seconds=seconds_before + time.perf_counter() - t_start)
+            write_run_info(run_dir, info)
+
+        try:
+            while state.step < cfg.train.steps:
+                lr = learning_rate(cfg, state.step)
+                for group in state.optimizer.param_groups:
+                    group["lr"] = lr
+                idx = torch.randint(0, x_all.shape[0], (cfg.train.batch_size,), generator=state.generator).to(device)
+                loss = diffusion_loss(
+                    model, x_all[idx], schedule, state.generator, prediction=cfg.model.prediction, timesteps=cfg.train.timesteps
+                )
+                state.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.train.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                state.optimizer.step()
+                if state.ema is not None:
+                    state.ema.update(model)
+                state.step += 1
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"loss became {value} at step {state.step}; lower train.lr")
+                state.losses.append(value)
+                smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
+                bar.update(1)
+                if state.step % 50 == 0 or state.step == cfg.train.steps:
+                    bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{lr:.1e}")
+                if state.step % cfg.train.checkpoint_every == 0 and state.step < cfg.train.steps:
+                    checkpoint("training")
+                if stop_at is not None and state.step >= stop_at and state.step < cfg.train.steps:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            bar.close()
+            checkpoint("interrupted")
+            raise TrainingInterrupted(run_dir, state.step) from None
         bar.close()
-        checkpoint("interrupted")
-        raise TrainingInterrupted(run_dir, state.step) from None
-    bar.close()
-    checkpoint("trained")
-    log(f"trained {state.step} steps in {info['train_seconds']:.1f} s, final loss {smooth:.4f}")
-    return state
+        checkpoint("trained")
+        log(f"trained {state.step} steps in {info['train_seconds']:.1f} s, final loss {smooth:.4f}")
+        return state
+    finally:
+        for lock in locks:
+            lock.close()
