@@ -161,7 +161,7 @@ def test_trailing_grid_matches_diffusers_up_to_its_float_noise(T):
         g = step_grid(sch, steps, "trailing").tolist()
         exact = [Fraction(T * (steps - i), steps) for i in range(steps + 1)]
         # Nearest integers to the exact points (either neighbour at a .5 tie).
-        assert all(abs(k - v) <= Fraction(1, 2) for k, v in zip(g, exact))
+        assert all(abs(k - v) <= Fraction(1, 2) for k, v in zip(g, exact, strict=True))
         overshoot = len(np.arange(T, 0, -T / steps)) != steps
         tie = any(v.denominator == 2 for v in exact)
         n_quirks += overshoot or tie
@@ -200,7 +200,7 @@ def test_ddpm_each_step_matches(T, steps, spacing, their_spacing, variance, vari
     records = []
     sample_ddpm(fake.model_fn, start(), sch, steps, variance=variance, spacing=spacing, generator=gen(0), on_step=records.append)
     assert [r.k - 1 for r in records] == sched.timesteps.tolist()
-    for r, j in zip(records, sched.timesteps):
+    for r, j in zip(records, sched.timesteps, strict=True):
         out = sched.step(fake.eps(r.x_t, j), j, r.x_t, generator=gen(100 + r.index))
         z = torch.randn(SHAPE, generator=gen(100 + r.index), dtype=torch.float64)
         var_theirs = sched._get_variance(j).item() if j > 0 else 0.0  # diffusers adds noise iff j > 0
@@ -231,7 +231,7 @@ def test_ddpm_full_run_with_shared_noise(T, steps, spacing, their_spacing, varia
     records = []
     mine = sample_ddpm(fake.model_fn, start(1), sch, steps, variance=variance, spacing=spacing, generator=gen(42), on_step=records.append)
     x, g = start(1), gen(42)
-    for r, j in zip(records, sched.timesteps):
+    for r, j in zip(records, sched.timesteps, strict=True):
         torch.testing.assert_close(x, r.x_t, rtol=1e-8, atol=1e-8)
         state = g.get_state()
         x = sched.step(fake.eps(x, j), j, x, generator=g).prev_sample

@@ -85,7 +85,7 @@ def assert_recovers_mixture(x: torch.Tensor, k_last: int, std_rtol: float, std_l
     assert x.shape == (N, 2) and torch.isfinite(x).all()
     ref = reference(N, k_last, seed)
     got, want = components(x), components(ref)
-    for c, ((f, m, s, n_c), (_, _, s_ref, _), w) in enumerate(zip(got, want, MIX.weights.tolist())):
+    for c, ((f, m, s, n_c), (_, _, s_ref, _), w) in enumerate(zip(got, want, MIX.weights.tolist(), strict=True)):
         # Fractions: the weights, within 4 binomial standard errors.
         assert abs(f - w) < 4 * math.sqrt(w * (1 - w) / N), (c, f, w)
         # Means: the data means (denoising keeps them), within 4 standard errors plus 0.03 of
@@ -117,7 +117,7 @@ def test_ddpm_1000_steps_recovers_mixture(variance):
     assert k_last(1000) == 1
     assert_recovers_mixture(x, 1, std_rtol=0.03)
     # At k_last = 1 the reference is the data itself: the data's own component stds come back.
-    for (_, _, s, _), s_true in zip(components(x), MIX.stds.tolist()):
+    for (_, _, s, _), s_true in zip(components(x), MIX.stds.tolist(), strict=True):
         assert abs(s / s_true - 1) < 0.08
 
 
@@ -143,7 +143,7 @@ def test_dpmpp_2m_20_steps_recovers_mixture():
 def test_reference_accounts_for_final_jump():
     """The reference used above is not the data: from k_last = 50 it is measurably narrower."""
     ref = components(reference(N, 50, 3))
-    for (_, _, s, _), s_true in zip(ref, MIX.stds.tolist()):
+    for (_, _, s, _), s_true in zip(ref, MIX.stds.tolist(), strict=True):
         a, sig = SCHED.alphas[50].item(), SCHED.sigmas[50].item()
         # Per component, denoising a Gaussian shrinks its std to a s^2 / sqrt(a^2 s^2 + sigma^2).
         assert s == pytest.approx(a * s_true**2 / math.sqrt(a**2 * s_true**2 + sig**2), rel=0.06)
@@ -223,7 +223,7 @@ def test_on_step_records_form_the_grid_and_end_clean(name, kwargs, steps, spacin
     assert [r.k_next for r in records] == grid[1:]
     assert records[-1].k_next == 0
     assert records[0].x_t is xT
-    for r, nxt in zip(records, records[1:]):
+    for r, nxt in zip(records, records[1:], strict=False):
         assert r.k_next == nxt.k
         assert nxt.x_t is r.x_next  # the chain is one trajectory
         assert r.t == pytest.approx(r.k / SCHED.T)
@@ -252,7 +252,7 @@ def test_plain_lambda_model_and_closed_form_trajectory():
         torch.testing.assert_close(out, xT / SCHED.alphas[-1].item(), rtol=1e-10, atol=0)
         grid = step_grid(SCHED, 10)
         assert len(seen_t) == 10
-        for t, k in zip(seen_t, grid[:-1].tolist()):
+        for t, k in zip(seen_t, grid[:-1].tolist(), strict=True):
             assert t.shape == (16,) and t.dtype == xT.dtype
             assert torch.all(t == k / SCHED.T)
     # A lambda works too, with any input shape (here image-like).

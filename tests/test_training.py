@@ -63,7 +63,7 @@ def test_learning_rate_warmup_then_cosine():
     assert lr(110) == pytest.approx(0.0, abs=1e-15)
     assert lr(500) == pytest.approx(0.0, abs=1e-15)  # past the end (e.g. raised steps on resume): stays 0
     values = [lr(s) for s in range(10, 111)]
-    assert all(a >= b for a, b in zip(values, values[1:]))  # monotone decay
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))  # monotone decay
 
 
 def test_learning_rate_constant_and_no_warmup():

@@ -145,7 +145,7 @@ def test_plot_forward_default_panels(tmp_path, data):
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 6
     titles = [ax.get_title() for ax in axes]
-    for k, title in zip([0, 20, 50, 100, 150, 200], titles):
+    for k, title in zip([0, 20, 50, 100, 150, 200], titles, strict=True):
         assert title.startswith(f"k = {k} ")
     assert "SNR" in titles[1] and "dB" in titles[1] and "ᾱ" in titles[1]
     assert len({ax.get_xlim() for ax in axes}) == 1 and len({ax.get_ylim() for ax in axes}) == 1
