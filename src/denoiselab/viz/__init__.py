@@ -6,6 +6,20 @@ Matplotlib is used through its Agg canvas only, so importing this never opens a 
 changes the backend a notebook has chosen.  Colours: training data blue, generated orange.
 """
 
+from .images import (
+    as_images,
+    compare_panels,
+    forward_captions,
+    image_grid,
+    noised_images,
+    plot_forward_strip,
+    plot_guidance_sweep,
+    plot_image_grid,
+    plot_image_progression,
+    plot_schedule_compare_images,
+    rows_by_class,
+    save_grid_gif,
+)
 from .points import (
     default_forward_ks,
     frames_from_records,
@@ -21,16 +35,28 @@ from .style import DATA_COLOR, SAMPLE_COLOR, compute_limits
 __all__ = [
     "DATA_COLOR",
     "SAMPLE_COLOR",
+    "as_images",
+    "compare_panels",
     "compute_limits",
     "default_forward_ks",
+    "forward_captions",
     "frames_from_records",
+    "image_grid",
     "moving_average",
+    "noised_images",
     "pick_frames",
     "plot_forward",
+    "plot_forward_strip",
+    "plot_guidance_sweep",
+    "plot_image_grid",
+    "plot_image_progression",
     "plot_loss",
     "plot_progression",
     "plot_samples",
     "plot_schedule",
+    "plot_schedule_compare_images",
     "plot_schedules_compare",
+    "rows_by_class",
+    "save_grid_gif",
     "save_trajectory_gif",
 ]
