@@ -167,7 +167,7 @@ def test_cross_checks():
     "item, key",
     [
         ("schedule.kind=exponential", "schedule.kind"),
-        ("model.arch=unet", "model.arch"),
+        ("model.arch=transformer", "model.arch"),
         ("model.prediction=velocity", "model.prediction"),
         ("sample.sampler=euler", "sample.sampler"),
         ("sample.spacing=random", "sample.spacing"),

@@ -196,7 +196,7 @@ def test_make_source_from_file_holds_points_out(tmp_path):
     np.save(tmp_path / "pts.npy", x)
     src = make_source("pts.npy", 0, 3, base=tmp_path)  # relative to the run folder
     assert not src.has_generator and src.dim == 2
-    held = src._held_out
+    held = src.held_out
     assert len(src.train) == 80 and len(held) == 20
     together = np.concatenate([src.train, held])
     np.testing.assert_array_equal(np.sort(together[:, 0]), x[:, 0])  # a split, no point lost or repeated

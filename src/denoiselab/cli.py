@@ -17,12 +17,12 @@ from . import __version__, files
 from .files import RunBusyError
 from .config import ConfigError, load_config, recipe_names
 from .data import DataError
-from .runs import RunError, evaluate_run, load_run, render_figures, sample_points, write_metrics
+from .runs import RunError, SamplingError, class_labels, complete_run, evaluate_run, load_run, render_figures, sample_points
 from .samplers import SAMPLERS, SPACINGS, VARIANCES
 from .schedules import SCHEDULE_KINDS, make_schedule
 from .training import CheckpointError, TrainingInterrupted, train, write_run_info
 
-USAGE_ERRORS = (ConfigError, DataError, RunError, CheckpointError, RunBusyError)
+USAGE_ERRORS = (ConfigError, DataError, RunError, SamplingError, CheckpointError, RunBusyError)
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
 
@@ -65,6 +65,8 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variance", choices=VARIANCES, help="DDPM reverse variance")
     p.add_argument("--spacing", choices=SPACINGS, help="which grid steps the sampler visits")
     p.add_argument("--seed", type=int, help="seed of x_T and the sampler's noise")
+    p.add_argument("--label", metavar="K|NAME", help="conditional runs: the class to draw (index or name); default: every class in proportion")
+    p.add_argument("--guidance", type=_nonneg_float, metavar="S", help="conditional runs: classifier-free guidance scale (1 = conditional, 0 = unconditional)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,15 +147,7 @@ def cmd_train(args) -> int:
         write_run_info(run_dir, {**info, "status": "failed"})
         print(f"denoiselab train: error: {exc}", file=sys.stderr)
         return 1
-    run = load_run(run_dir)
-    metrics, samples = evaluate_run(run)
-    write_metrics(run, metrics)
-    for path in render_figures(run, samples=samples):
-        print(f"wrote {path}")
-    run.info["status"] = "complete"
-    write_run_info(run_dir, run.info)
-    sc = cfg.sample
-    print(f"metrics ({sc.sampler}, {sc.steps} steps): {metrics.summary()}")
+    complete_run(run_dir)
     print(f"run folder: {run_dir}")
     return 0
 
@@ -174,6 +168,12 @@ def _sampling_kwargs(args, run) -> dict:
         kw["variance"] = args.variance
     if args.spacing is not None:
         kw["spacing"] = args.spacing
+    if args.label is not None:
+        kw["label"] = args.label
+    if args.guidance is not None:
+        if not run.num_classes:
+            raise UsageError(f"--guidance: {run.path} is unconditional (trained without classes), so it has nothing to guide")
+        kw["guidance"] = args.guidance
     return kw
 
 
@@ -189,18 +189,34 @@ def cmd_sample(args) -> int:
     if out.suffix.lower() not in SAMPLE_SUFFIXES:
         raise UsageError(f"--out {out}: unknown extension {out.suffix!r}; expected one of {', '.join(SAMPLE_SUFFIXES)}")
     run = _load_for_use(args.run)
-    x = sample_points(run, **_sampling_kwargs(args, run))
+    kw = _sampling_kwargs(args, run)
+    x = sample_points(run, **kw)
+    labels = class_labels(run, len(x), kw.get("label"))
     if out.suffix.lower() == ".npy":
         files.write_array(out, x.astype(np.float32))
     elif out.suffix.lower() == ".csv":
-        header = ",".join(f"x{i}" for i in range(x.shape[1]))
-        files.write_with(out, lambda tmp: np.savetxt(tmp, x, delimiter=",", header=header, comments="", fmt="%.6g"))
+        files.write_with(out, lambda tmp: _write_csv(tmp, x, labels, run.class_names))
     else:
         from . import viz
 
-        viz.plot_samples(run.data, x, out, title=f"{args.sampler or run.config.sample.sampler}, n = {len(x)}")
-    print(f"wrote {len(x)} samples to {out}")
+        title = f"{args.sampler or run.config.sample.sampler}, n = {len(x)}"
+        if labels is not None:
+            title += f", guidance {kw.get('guidance', run.config.sample.guidance):g}"
+        viz.plot_samples(run.data, x, out, title=title, labels=labels, data_labels=run.labels, class_names=run.class_names or None)
+    what = "" if labels is None or kw.get("label") is None else f" of class {run.class_names[int(labels[0])]}"
+    print(f"wrote {len(x)} samples{what} to {out}")
     return 0
+
+
+def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list[str]) -> None:
+    """Points as x0,x1,... columns; a conditional run's samples get a label column of class
+    names, so the file can be trained on again (data.labels reads a column headed label)."""
+    header = [f"x{i}" for i in range(x.shape[1])]
+    with open(path, "w") as fh:
+        fh.write(",".join(header + (["label"] if labels is not None else [])) + "\n")
+        for i, row in enumerate(x):
+            cells = [f"{v:.6g}" for v in row] + ([class_names[labels[i]]] if labels is not None else [])
+            fh.write(",".join(cells) + "\n")
 
 
 def cmd_evaluate(args) -> int:
@@ -212,7 +228,8 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps({"run": str(run.path), "sampler": sampler, "steps": steps, **metrics.to_dict()}))
     else:
-        print(f"{run.path} ({sampler}, {steps} steps): {metrics.summary()}")
+        sep = "\n" if "\n" in metrics.summary() else " "
+        print(f"{run.path} ({sampler}, {steps} steps):{sep}{metrics.summary()}")
     return 0
 
 

@@ -30,13 +30,24 @@ class ConfigError(ValueError):
 
 
 def _opt(default, doc: str, *, choices=None, lo=None, hi=None, lo_open=False, hi_open=False):
-    return field(default=default, metadata=dict(doc=doc, choices=choices, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open))
+    meta = dict(doc=doc, choices=choices, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open)
+    if isinstance(default, list):  # a mutable default needs a factory (and a fresh copy per Config)
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class DataConfig:
-    name: str = _opt("spiral", "a built-in data set or a path to an N x D .npy/.csv file")
-    n: int = _opt(2000, "training points drawn from a built-in generator (seed 001 uses 2000)", lo=2)
+    name: str = _opt("spiral", "a built-in data set or a path to an N x D .npy/.csv/.npz file (not used when classes is set)")
+    classes: list[str] = _opt(
+        [], "built-in data sets, one class each: a class-conditional model (e.g. [\"spiral\", \"circle\"]); [] = just data.name"
+    )
+    labels: str = _opt(
+        "",
+        "class labels of a .csv/.npz file: a CSV column (header name or 0-based index) or a file of labels "
+        "(.npy/.txt/.csv, one per point, integers or names); empty: the .npz's y or a CSV column headed label or class",
+    )
+    n: int = _opt(2000, "training points drawn from a built-in generator, per class (seed 001 uses 2000)", lo=2)
     seed: int = _opt(0, "seed of the training draw", lo=0)
     normalize: bool = _opt(True, "centre the data and scale it to unit variance (undone when sampling)")
 
@@ -71,6 +82,9 @@ class TrainConfig:
     warmup_steps: int = _opt(100, "linear learning-rate warm-up steps", lo=0)
     lr_schedule: str = _opt("cosine", "learning rate after warm-up", choices=("cosine", "constant"))
     grad_clip: float = _opt(1.0, "clip the gradient norm to this (0 = off)", lo=0)
+    label_dropout: float = _opt(
+        0.1, "conditional runs: probability of training a point without its label (for classifier-free guidance)", lo=0, hi=1
+    )
     ema_decay: float = _opt(0.995, "EMA decay of the weights used for sampling (0 = no EMA)", lo=0, hi=1, hi_open=True)
     checkpoint_every: int = _opt(1000, "write a resumable checkpoint every N steps", lo=1)
     seed: int = _opt(0, "seed of initialisation, batches, timesteps and noise", lo=0)
@@ -88,6 +102,7 @@ class SampleConfig:
     spacing: str = _opt("logsnr", "which grid steps a sampler visits", choices=SPACINGS)
     seed: int = _opt(0, "seed of x_T and sampler noise", lo=0)
     clip_x0: bool = _opt(True, "clamp the model's clean estimate to the training data's box (+10%)")
+    guidance: float = _opt(1.0, "conditional runs: classifier-free guidance scale (1 = the conditional model, 0 = unconditional)", lo=0)
 
 
 @dataclass
@@ -111,6 +126,14 @@ _SECTION_TYPES = {"data": DataConfig, "schedule": ScheduleConfig, "model": Model
 
 def _check_value(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
     key = f"{section}.{f.name}"
+    if f.type == "list[str]":
+        if isinstance(value, str):  # --set data.classes=spiral,circle
+            value = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
+        if not (isinstance(value, list) and all(isinstance(v, str) and v for v in value)):
+            raise ConfigError(f"{where}{key}: expected a list of names such as [\"spiral\", \"circle\"], got {value!r}")
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{where}{key}: each name may appear once, got {value!r}")
+        return list(value)
     want = {"int": int, "float": float, "str": str, "bool": bool}[f.type if isinstance(f.type, str) else f.type.__name__]
     ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
     if want is float and isinstance(value, int) and not isinstance(value, bool):

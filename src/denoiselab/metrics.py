@@ -5,7 +5,9 @@ square root of the mean squared distance under the optimal one-to-one assignment
 with the Hungarian method, scipy.optimize.linear_sum_assignment).
 Energy distance (Szekely & Rizzo 2013): 2 E|X - Y| - E|X - X'| - E|Y - Y'| (V-statistic),
 zero iff the distributions are equal.
-Both are biased upward at finite n; the "floor" (reference against an independent reference
+Label accuracy (conditional runs): the share of samples of class c that a k-nearest-neighbour
+classifier, fitted on draws of every class, assigns to c.
+Both distances are biased upward at finite n; the "floor" (reference against an independent reference
 of the same size) is what a perfect model would score, so report the ratio to it.
 """
 
@@ -87,3 +89,62 @@ def point_metrics(samples: list[np.ndarray], references: list[np.ndarray]) -> Po
     stats = [(float(np.mean(v)), float(np.std(v))) for v in (w2, w2f, ed, edf)]
     (w, ws), (wf, wfs), (e, es), (ef, efs) = stats
     return PointMetrics(n, R, w, ws, wf, wfs, e, es, ef, efs)
+
+
+# Neighbours that vote in label accuracy: a few, so a point in the overlap of two classes is
+# judged by its neighbourhood rather than by one nearest point.
+KNN_NEIGHBOURS = 5
+
+
+def label_accuracy(fit_points: np.ndarray, fit_labels: np.ndarray, points: np.ndarray, labels: np.ndarray, k: int = KNN_NEIGHBOURS) -> float:
+    """Share of ``points`` that a k-nearest-neighbour classifier fitted on ``fit_points`` (points
+    of every class with their labels) assigns to the requested ``labels``.
+
+    Where classes overlap even perfect samples score below 1: compare with the same classifier
+    on fresh reference draws (ClassMetrics.reference_accuracy)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    clf = KNeighborsClassifier(n_neighbors=min(k, len(fit_points))).fit(fit_points, fit_labels)
+    return float(np.mean(clf.predict(points) == np.asarray(labels)))
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """Metrics of a class-conditional run at one guidance scale: W2 / energy of each class against
+    its own reference draws, label accuracy (samples of class c that a nearest-neighbour
+    classifier assigns to c) beside the same classifier's accuracy on reference draws, and the
+    unlabelled mixture (every class in proportion) against the data's mixture."""
+
+    guidance: float
+    classes: dict[str, PointMetrics]
+    accuracy: dict[str, float]
+    reference_accuracy: dict[str, float]
+    mixture: PointMetrics | None = None
+    mixture_accuracy: float | None = None
+
+    @property
+    def mean_accuracy(self) -> float:
+        return float(np.mean(list(self.accuracy.values())))
+
+    def to_dict(self) -> dict:
+        out = {
+            "guidance": self.guidance,
+            "label_accuracy": self.mean_accuracy,
+            "classes": {
+                name: {**m.to_dict(), "label_accuracy": self.accuracy[name], "reference_accuracy": self.reference_accuracy[name]}
+                for name, m in self.classes.items()
+            },
+        }
+        if self.mixture is not None:
+            out["mixture"] = {**self.mixture.to_dict(), "label_accuracy": self.mixture_accuracy}
+        return out
+
+    def summary(self) -> str:
+        width = max(len(n) for n in [*self.classes, "mixture"])
+        lines = [f"guidance {self.guidance:g}, label accuracy {self.mean_accuracy:.3f}"]
+        for name, m in self.classes.items():
+            acc = f"accuracy {self.accuracy[name]:.3f} (reference {self.reference_accuracy[name]:.3f})"
+            lines.append(f"  {name:<{width}}  {acc}  {m.summary()}")
+        if self.mixture is not None:
+            lines.append(f"  {'mixture':<{width}}  accuracy {self.mixture_accuracy:.3f}{' ' * 20}{self.mixture.summary()}")
+        return "\n".join(lines)

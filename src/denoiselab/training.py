@@ -1,7 +1,8 @@
 """One training loop for every denoiser: batches by tensor indexing, AdamW with warm-up and
 cosine decay, EMA weights, atomic resumable checkpoints.
 
-A run folder (runs.py) holds config.toml, run.json, data.npy, checkpoint.safetensors (model,
+A run folder (runs.py) holds config.toml, run.json, data.npy (labels.npy for a conditional
+run), checkpoint.safetensors (model,
 EMA, optimiser, RNG and loss history in one file, so they can never disagree) and
 model.safetensors (the weights used for sampling).  Resuming restores all of it, so an
 interrupted run ends with bit-identical weights to an uninterrupted one on the same machine.
@@ -25,12 +26,14 @@ from . import files
 from .config import Config, ConfigError, dump_config
 from .data import Normalization, make_source
 from .ema import EMA
+from .guidance import drop_labels
 from .models import build_model
 from .objectives import diffusion_loss
 from .schedules import TERMINAL_SNR_WARN_DB, Schedule, make_schedule
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "model.safetensors"
+LABELS = "labels.npy"
 
 
 class CheckpointError(ValueError):
@@ -91,9 +94,9 @@ class TrainState:
         return self.ema.model if self.ema is not None else self.model
 
 
-def _init_state(cfg: Config, dim: int, device: torch.device) -> TrainState:
+def _init_state(cfg: Config, dim: int, device: torch.device, num_classes: int = 0) -> TrainState:
     torch.manual_seed(cfg.train.seed)
-    model = model_from(cfg, dim).to(device)
+    model = model_from(cfg, dim, num_classes).to(device)
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     opt_cls = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
     # fused: one kernel for all parameters, about 3x faster than the per-tensor loop on a CPU,
@@ -169,10 +172,14 @@ def train(
     progress: bool = True,
     stop_at: int | None = None,
     log=print,
+    on_step=None,
 ) -> TrainState:
     """Train ``cfg`` into ``run_dir`` (created; or continued with ``resume=True``).
 
     ``stop_at`` ends the loop after that step as if interrupted (used to test resume).
+    ``on_step(step, loss)`` is called after every optimiser step (the playground's live loss
+    curve); raising KeyboardInterrupt from it stops the run like Ctrl-C: a resumable checkpoint
+    is written and TrainingInterrupted is raised.
     """
     run_dir = Path(run_dir)
     device = pick_device(cfg.train.device)
@@ -195,14 +202,18 @@ def train(
             locks.append(files.lock_run(run_dir))
             info = json.loads((run_dir / "run.json").read_text())
             data = np.load(run_dir / "data.npy")
+            labels = np.load(run_dir / LABELS) if int(info.get("num_classes", 0)) else None
             norm = Normalization.from_dict(info["normalization"])
         else:
-            source = make_source(cfg.data.name, cfg.data.n, cfg.data.seed)
-            data = source.train
+            d = cfg.data
+            source = make_source(d.name, d.n, d.seed, classes=d.classes, labels=d.labels)
+            data, labels = source.train, source.labels
             norm = Normalization.fit(data) if cfg.data.normalize else Normalization.identity(source.dim)
             run_dir.mkdir(parents=True, exist_ok=True)
             locks.append(files.lock_run(run_dir))
             files.write_array(run_dir / "data.npy", data)
+            if labels is not None:
+                files.write_array(run_dir / LABELS, labels)
             files.write_text(run_dir / "config.toml", dump_config(cfg))
             info = {
                 "format": 1,
@@ -210,19 +221,21 @@ def train(
                 "step": 0,
                 "steps": cfg.train.steps,
                 "dim": int(data.shape[1]),
-                "data": cfg.data.name,
                 "n_train": int(len(data)),
                 "normalization": norm.to_dict(),
                 # Box for sample.clip_x0: 10% beyond the largest |coordinate| of the normalised data.
                 "x0_bound": float(1.1 * np.abs(norm.encode(data)).max()),
-                "num_classes": 0,
-                "class_names": [],
+                "data": source.name,
+                "num_classes": source.num_classes,
+                "class_names": list(source.class_names),
+                "class_counts": [] if labels is None else np.bincount(labels, minlength=source.num_classes).tolist(),
                 "train_seconds": 0.0,
             }
             write_run_info(run_dir, info)
 
         x_all = torch.as_tensor(norm.encode(data), dtype=torch.float32, device=device)
-        state = _init_state(cfg, x_all.shape[1], device)
+        y_all = None if labels is None else torch.as_tensor(labels, dtype=torch.long, device=device)
+        state = _init_state(cfg, x_all.shape[1], device, int(info.get("num_classes", 0)))
         if resume:
             load_checkpoint(run_dir, state)
             files.write_text(run_dir / "config.toml", dump_config(cfg))  # e.g. a raised train.steps
@@ -254,8 +267,13 @@ def train(
                 for group in state.optimizer.param_groups:
                     group["lr"] = lr
                 idx = torch.randint(0, x_all.shape[0], (cfg.train.batch_size,), generator=state.generator).to(device)
+                y = None
+                if y_all is not None:
+                    # Classifier-free guidance needs the unconditional model too: the same
+                    # network learns it from the points whose label is dropped.
+                    y = drop_labels(y_all[idx], cfg.train.label_dropout, state.generator)
                 loss = diffusion_loss(
-                    model, x_all[idx], schedule, state.generator, prediction=cfg.model.prediction, timesteps=cfg.train.timesteps
+                    model, x_all[idx], schedule, state.generator, y=y, prediction=cfg.model.prediction, timesteps=cfg.train.timesteps
                 )
                 state.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -271,6 +289,8 @@ def train(
                 state.losses.append(value)
                 smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
                 bar.update(1)
+                if on_step is not None:
+                    on_step(state.step, value)
                 if state.step % 50 == 0 or state.step == cfg.train.steps:
                     bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{lr:.1e}")
                 if state.step % cfg.train.checkpoint_every == 0 and state.step < cfg.train.steps:

@@ -49,6 +49,11 @@ def load_points_file(path: str | Path) -> np.ndarray:
                     raise first_error from None
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
         raise DataError(f"{path}: cannot read as {path.suffix} ({type(exc).__name__}: {exc})") from None
+    return check_points(arr, path)
+
+
+def check_points(arr: np.ndarray, path) -> np.ndarray:
+    """An N x D array of finite numbers with N >= 2, as float32 (1-D input is one column)."""
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
@@ -61,26 +66,68 @@ def load_points_file(path: str | Path) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def proportional_counts(weights, n: int) -> np.ndarray:
+    """Split n into integer counts proportional to ``weights`` (largest remainder): the class
+    mix of an unlabelled draw from a conditional model and of its reference set."""
+    w = np.asarray(weights, dtype=np.float64)
+    exact = n * w / w.sum()
+    counts = np.floor(exact).astype(np.int64)
+    counts[np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]] += 1
+    return counts
+
+
 @dataclass(frozen=True)
 class PointSource:
+    """Training points (with their classes, for a conditional run) and reference draws for metrics.
+
+    ``generators`` names the generator of each class (one name for an unconditional built-in
+    set; empty for a file, whose reference points are held out from the file instead).
+    """
+
     name: str
     train: np.ndarray  # (n, D) in data units
-    _held_out: np.ndarray | None  # file data only
-    _generator_seed: int
+    seed: int
+    generators: tuple[str, ...] = ()
+    labels: np.ndarray | None = None  # (n,) int64 class of each training point
+    class_names: tuple[str, ...] = ()
+    held_out: np.ndarray | None = None  # file data only
+    held_out_labels: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
         return self.train.shape[1]
 
     @property
-    def has_generator(self) -> bool:
-        return self.name in GENERATORS
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
-    def reference(self, n: int, seed: int) -> np.ndarray:
-        """``n`` reference points independent of the training set (``seed`` picks the draw)."""
+    @property
+    def has_generator(self) -> bool:
+        return bool(self.generators)
+
+    @property
+    def class_weights(self) -> np.ndarray:
+        """Share of each class among the training points (the mix of unlabelled samples)."""
+        return np.bincount(self.labels, minlength=self.num_classes) / len(self.labels)
+
+    def reference(self, n: int, seed: int, label: int | None = None) -> np.ndarray:
+        """``n`` reference points independent of the training set (``seed`` picks the draw):
+        of class ``label``, or of every class in proportion when ``label`` is None."""
+        if label is not None and not 0 <= label < self.num_classes:
+            raise ValueError(f"label {label} out of range for {self.num_classes} classes")
         if self.has_generator:
-            return draw(self.name, n, np.random.default_rng([self._generator_seed, 1 + seed]))
-        pool = self._held_out if self._held_out is not None and len(self._held_out) else self.train
+            if not self.num_classes:
+                return draw(self.generators[0], n, np.random.default_rng([self.seed, 1 + seed]))
+            if label is not None:
+                return draw(self.generators[label], n, np.random.default_rng([self.seed, 1 + seed, 1 + label]))
+            counts = proportional_counts(self.class_weights, n)
+            return np.concatenate(
+                [draw(g, int(c), np.random.default_rng([self.seed, 1 + seed, 1 + i, 0])) for i, (g, c) in enumerate(zip(self.generators, counts))]
+            )
+        pool = self.held_out if self.held_out is not None and len(self.held_out) else self.train
+        if label is not None:
+            pool_labels = self.held_out_labels if pool is self.held_out else self.labels
+            pool = pool[pool_labels == label]
         rng = np.random.default_rng(seed)
         return pool[rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
 
@@ -88,7 +135,7 @@ class PointSource:
 def draw(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """n points from generator ``name``, drawn DRAW_SIZE at a time."""
     chunks = [GENERATORS[name](DRAW_SIZE, rng) for _ in range(-(-n // DRAW_SIZE))]
-    return np.concatenate(chunks)[:n]
+    return np.concatenate(chunks)[:n] if chunks else np.zeros((0, GENERATORS[name](1, rng).shape[1]), np.float32)
 
 
 def resolve_data_path(name: str, base: Path | None = None) -> Path:
@@ -98,19 +145,53 @@ def resolve_data_path(name: str, base: Path | None = None) -> Path:
     return p
 
 
-def make_source(name: str, n: int, seed: int, *, base: Path | None = None, holdout: float = 0.2) -> PointSource:
-    """Build the point source named in a recipe: a generator name or a file path."""
+def _class_source(classes, n: int, seed: int) -> PointSource:
+    unknown = [c for c in classes if c not in GENERATORS]
+    if unknown:
+        raise DataError(f"data.classes: unknown data {unknown[0]!r}; expected built-in sets from {', '.join(GENERATORS)}")
+    parts = [draw(c, n, np.random.default_rng([seed, 0, i])) for i, c in enumerate(classes)]
+    dims = {p.shape[1] for p in parts}
+    if len(dims) > 1:
+        raise DataError(f"data.classes: the classes have different dimensions ({', '.join(f'{c}: {p.shape[1]}D' for c, p in zip(classes, parts))})")
+    labels = np.repeat(np.arange(len(classes)), [len(p) for p in parts])
+    return PointSource("+".join(classes), np.concatenate(parts), seed, tuple(classes), labels, tuple(classes))
+
+
+def _held_out_split(labels: np.ndarray | None, n: int, holdout: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices to hold out: ``holdout`` of the points, of each class separately when labelled."""
+    if n < 10:
+        return np.zeros(0, dtype=np.int64)
+    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    held = [rng.permutation(g)[: int(len(g) * holdout)] for g in groups]
+    return np.sort(np.concatenate(held))
+
+
+def make_source(
+    name: str, n: int, seed: int, *, base: Path | None = None, holdout: float = 0.2, classes=(), labels: str = ""
+) -> PointSource:
+    """Build the point source named in a recipe: generators, one per class (``classes``), one
+    generator name, or a file path (with ``labels`` as in data.labels)."""
+    if classes:
+        return _class_source(classes, n, seed)
     if name in GENERATORS:
-        return PointSource(name, draw(name, n, np.random.default_rng([seed, 0])), None, seed)
-    if Path(name).suffix.lower() not in FILE_EXTENSIONS:
+        if labels:
+            raise DataError(f"data.labels: {name} is a built-in set without labels; use data.classes for a conditional run")
+        return PointSource(name, draw(name, n, np.random.default_rng([seed, 0])), seed, (name,))
+    if Path(name).suffix.lower() not in FILE_EXTENSIONS + (".npz",):
         raise DataError(
-            f"data.name: unknown data {name!r}; expected one of {', '.join(GENERATORS)} or a .npy/.csv file"
+            f"data.name: unknown data {name!r}; expected one of {', '.join(GENERATORS)} or a .npy/.csv/.npz file"
         )
-    arr = load_points_file(resolve_data_path(name, base))
+    from .labels import load_labelled_points  # labels.py builds on this module
+
+    arr, y, class_names = load_labelled_points(name, labels, base)
     rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(arr))
-    n_hold = int(len(arr) * holdout) if len(arr) >= 10 else 0
-    return PointSource(name, arr[perm[n_hold:]], arr[perm[:n_hold]], seed)
+    held = _held_out_split(y, len(arr), holdout, rng)
+    keep = np.setdiff1d(np.arange(len(arr)), held)
+    keep = keep[rng.permutation(len(keep))]
+    held = held[rng.permutation(len(held))]
+    if y is None:
+        return PointSource(name, arr[keep], seed, held_out=arr[held])
+    return PointSource(name, arr[keep], seed, labels=y[keep], class_names=class_names, held_out=arr[held], held_out_labels=y[held])
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,11 @@ def _n_note(x: np.ndarray) -> str:
     return f"n = {len(x)}"
 
 
-def _scatter(ax, x, color, label, *, labels=None, faint=False, seed=0):
+def _class_name(k, class_names) -> str:
+    return class_names[int(k)] if class_names is not None else f"class {k}"
+
+
+def _scatter(ax, x, color, label, *, labels=None, faint=False, seed=0, class_names=None):
     """Scatter a 2D set (subsampled beyond MAX_SCATTER); by class when ``labels`` is given."""
     idx = shown_subset(x, max_points=style.MAX_BACKGROUND if faint else style.MAX_SCATTER, seed=seed)
     s = marker_size(len(idx))
@@ -61,12 +65,12 @@ def _scatter(ax, x, color, label, *, labels=None, faint=False, seed=0):
     for k in np.unique(labels[idx]):
         sel = idx[labels[idx] == k]
         out.append(
-            ax.scatter(x[sel, 0], x[sel, 1], s=s, c=style.class_color(k), alpha=alpha, lw=0, label=f"class {k}", rasterized=True)
+            ax.scatter(x[sel, 0], x[sel, 1], s=s, c=style.class_color(k), alpha=alpha, lw=0, label=_class_name(k, class_names), rasterized=True)
         )
     return out
 
 
-def _hist(ax, x, edges, color, label, *, labels=None, filled=True, lw=1.5):
+def _hist(ax, x, edges, color, label, *, labels=None, filled=True, lw=1.5, class_names=None):
     """Density histogram(s) over fixed edges; by class (each weighted by its share) with labels."""
     if labels is None:
         dens = density(x, edges)
@@ -79,7 +83,7 @@ def _hist(ax, x, edges, color, label, *, labels=None, filled=True, lw=1.5):
         sel = labels == k
         dens = density(x[sel], edges, weight=sel.mean())
         ax.stairs(dens, edges, fill=True, color=style.class_color(k), alpha=0.25, lw=0)
-        ax.stairs(dens, edges, color=style.class_color(k), lw=lw, label=f"class {k}")
+        ax.stairs(dens, edges, color=style.class_color(k), lw=lw, label=_class_name(k, class_names))
         top = max(top, dens.max(initial=0.0))
     return top
 
@@ -109,7 +113,7 @@ def _outside_note(ax, x, limits, *, fontsize=8):
 # --- data vs samples ---------------------------------------------------------------------------
 
 
-def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None):
+def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None, class_names=None):
     data, samples = as_points(data, "data"), as_points(samples, "samples")
     dim = same_dim(data, samples, names=("data", "samples"))
     labels = as_labels(labels, len(samples), "labels")
@@ -147,9 +151,9 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None)
     top = 0.0
     for i, (ax, x, lab, color, name) in enumerate(panels):
         if dim == 2:
-            _scatter(ax, x, color, name, labels=lab, seed=i)
+            _scatter(ax, x, color, name, labels=lab, seed=i, class_names=class_names)
         else:
-            top = max(top, _hist(ax, x, edges, color, name, labels=lab))
+            top = max(top, _hist(ax, x, edges, color, name, labels=lab, class_names=class_names))
         ax.set_title(f"{name} ({_n_note(x)})", fontsize=11)
         label_axes(ax, dim, left=i == 0)
         _legend(ax, loc="upper right")
@@ -160,14 +164,15 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None)
     return fig
 
 
-def plot_samples(data, samples, path, *, title=None, labels=None, data_labels=None) -> Path:
+def plot_samples(data, samples, path, *, title=None, labels=None, data_labels=None, class_names=None) -> Path:
     """Training data beside generated samples, on the same axes limits.
 
     2D: two scatter panels (data blue, samples orange).  1D: overlaid density histograms in
     one panel.  ``labels`` / ``data_labels`` (integer class per point) colour points by class,
-    with a legend "class k" (1D then uses two panels as well).
+    with a legend of ``class_names`` (or "class k"; 1D then uses two panels as well).
     """
-    return save_figure(_samples_figure(data, samples, title=title, labels=labels, data_labels=data_labels), path)
+    figure = _samples_figure(data, samples, title=title, labels=labels, data_labels=data_labels, class_names=class_names)
+    return save_figure(figure, path)
 
 
 # --- forward process ---------------------------------------------------------------------------
@@ -332,8 +337,9 @@ def _t_label(t: float) -> str:
     return f"t = {t:.2f}"
 
 
-def _progression_figure(frames, *, data=None, n_panels=8):
+def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_names=None):
     ts, xs = _check_frames(frames)
+    labels = as_labels(labels, len(xs[0]), "labels")
     data = None if data is None else as_points(data, "data")
     dim = same_dim(xs[0], data, names=("frames", "data")) if data is not None else xs[0].shape[1]
     picks = pick_frames(len(xs), n_panels)
@@ -356,13 +362,13 @@ def _progression_figure(frames, *, data=None, n_panels=8):
         if dim == 2:
             if data is not None:
                 _scatter(ax, data, DATA_COLOR, "training data", faint=True)
-            _scatter(ax, x, SAMPLE_COLOR, "generated (reverse process)")
+            _scatter(ax, x, SAMPLE_COLOR, "generated (reverse process)", labels=labels, class_names=class_names)
         else:
             if data is not None:
                 d = density(data, edges)
                 ax.stairs(d, edges, fill=True, color=DATA_COLOR, alpha=0.2, lw=0, label="training data")
                 top = max(top, d.max(initial=0.0))
-            top = max(top, _hist(ax, x, edges, SAMPLE_COLOR, "generated (reverse process)"))
+            top = max(top, _hist(ax, x, edges, SAMPLE_COLOR, "generated (reverse process)", labels=labels, class_names=class_names))
         note = " (noise)" if j == 0 and n > 1 else " (result)" if j == n - 1 and n > 1 else ""
         ax.set_title(_t_label(ts[i]) + note, fontsize=10)
         ax.tick_params(labelsize=8)
@@ -372,7 +378,7 @@ def _progression_figure(frames, *, data=None, n_panels=8):
         set_limits(ax, limits, ymax=style.HIST_HEADROOM * top if top > 0 else 1.0)
     handles, labs = axes[-1].get_legend_handles_labels()
     keep = dict(zip(labs, handles))
-    leg = style.legend(fig, keep.values(), keep.keys(), loc="outside lower center", ncol=2, fontsize=9)
+    leg = style.legend(fig, keep.values(), keep.keys(), loc="outside lower center", ncol=min(len(keep), 6), fontsize=9)
     if n > 1:
         head = f"Reverse process: noise (t = {ts[0]:.2f}, left) → generated samples (t = {ts[-1]:.2f}, right)"
     else:
@@ -382,14 +388,16 @@ def _progression_figure(frames, *, data=None, n_panels=8):
     return fig
 
 
-def plot_progression(frames: Frames, path, *, data=None, n_panels: int = 8) -> Path:
+def plot_progression(frames: Frames, path, *, data=None, n_panels: int = 8, labels=None, class_names=None) -> Path:
     """A strip of ``n_panels`` reverse-process snapshots, noise (left) to samples (right).
 
     ``frames`` is [(t, points)] from noise (t = 1) to data (t = 0), e.g. frames_from_records;
     panels are picked evenly (first and last always), share limits fitted to the last frame
-    and ``data`` (drawn faintly behind, if given).
+    and ``data`` (drawn faintly behind, if given).  ``labels`` (the class each trajectory
+    was sampled for) colour the points by class.
     """
-    return save_figure(_progression_figure(frames, data=data, n_panels=n_panels), path)
+    figure = _progression_figure(frames, data=data, n_panels=n_panels, labels=labels, class_names=class_names)
+    return save_figure(figure, path)
 
 
 def _fit_around_axes(fig, ax, ax_w: float, ax_h: float, pad: float = 0.1) -> None:
@@ -404,14 +412,18 @@ def _fit_around_axes(fig, ax, ax_w: float, ax_h: float, pad: float = 0.1) -> Non
     ax.set_position((left / w, bottom / h, ax_w / w, ax_h / h))
 
 
-def save_trajectory_gif(frames: Frames, path, *, data=None, fps: int = 12, hold_last: int = 12) -> Path:
+def save_trajectory_gif(
+    frames: Frames, path, *, data=None, fps: int = 12, hold_last: int = 12, labels=None, class_names=None
+) -> Path:
     """An animated GIF of the reverse process: one image per frame, the last held longer.
 
     Limits are fitted once (last frame and ``data``) and kept for every frame; ``data`` is
     drawn faintly behind.  The GIF has ``len(frames)`` images; the last one is shown for
     ``1 + hold_last`` frame durations (GIF merges identical frames, so holding is a duration).
+    ``labels`` (the class each trajectory was sampled for) colour the points by class.
     """
     ts, xs = _check_frames(frames)
+    labels = as_labels(labels, len(xs[0]), "labels")
     data = None if data is None else as_points(data, "data")
     dim = same_dim(xs[0], data, names=("frames", "data")) if data is not None else xs[0].shape[1]
     if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps <= 100):
@@ -443,10 +455,14 @@ def save_trajectory_gif(frames: Frames, path, *, data=None, fps: int = 12, hold_
     if dim == 2:
         if data is not None:
             _scatter(ax, data, DATA_COLOR, "training data", faint=True)
-        (points,) = _scatter(ax, xs[0], SAMPLE_COLOR, "generated")
+        # One artist per class; each frame moves the same (finite, subsampled) points.
+        shown = shown_subset(xs[0])
+        groups = [shown] if labels is None else [shown[labels[shown] == k] for k in np.unique(labels[shown])]
+        artists = _scatter(ax, xs[0], SAMPLE_COLOR, "generated", labels=labels, class_names=class_names)
 
         def update(x):
-            points.set_offsets(x[shown_subset(x)])
+            for artist, idx in zip(artists, groups, strict=True):
+                artist.set_offsets(x[idx])
 
     else:
         dens = [density(x, edges) for x in xs]
@@ -488,6 +504,8 @@ def save_trajectory_gif(frames: Frames, path, *, data=None, fps: int = 12, hold_
     # frames: legend markers, text) makes sure they are in the palette, exact.
     width = images[0].shape[1]
     keys = ["#ffffff", "#000000", DATA_COLOR, SAMPLE_COLOR]
+    if labels is not None:
+        keys += [style.class_color(k) for k in np.unique(labels)]
     swatch = np.concatenate(
         [np.broadcast_to(np.array(to_rgb(c)) * 255, (40, width, 3)) for c in keys]
     ).astype(np.uint8)
@@ -511,3 +529,77 @@ def save_trajectory_gif(frames: Frames, path, *, data=None, fps: int = 12, hold_
         pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:], duration=durations, loop=0, optimize=True)
 
     return style.write_atomic(path, write)
+
+
+# --- classifier-free guidance ------------------------------------------------------------------
+
+
+def _scale_title(s: float) -> str:
+    note = " (unconditional)" if s == 0 else " (conditional)" if s == 1 else ""
+    return f"s = {s:g}{note}"
+
+
+def plot_guidance_sweep_points(data, data_labels, sweep, path, *, class_names=None, title=None) -> Path:
+    """Samples of each class (rows) at each guidance scale (columns), over that class's
+    training data drawn faintly.
+
+    ``sweep`` maps a guidance scale s to a list with one (N, D) sample array per class.  s = 0
+    is the unconditional model and s = 1 the conditional one; larger s pushes samples towards
+    what tells their class apart from the others (Ho & Salimans 2022), and away from the
+    overlaps, at the price of diversity.
+    """
+    data = as_points(data, "data")
+    data_labels = as_labels(data_labels, len(data), "data_labels")
+    if data_labels is None:
+        raise ValueError("data_labels: required (the class of each training point)")
+    if not isinstance(sweep, dict) or not sweep:
+        raise ValueError("sweep: expected {guidance scale: [samples of class 0, class 1, ...]}")
+    scales = list(sweep)
+    K = len(sweep[scales[0]])
+    grid = [[as_points(x, f"sweep[{s}][{c}]") for c, x in enumerate(sweep[s])] for s in scales]
+    if any(len(row) != K for row in grid):
+        raise ValueError("sweep: every scale needs one sample array per class")
+    dim = same_dim(data, *[x for row in grid for x in row])
+    names = list(class_names) if class_names is not None else [f"class {k}" for k in range(K)]
+    limits = style.fit_aspect(compute_limits(data, *[x for row in grid for x in row]))
+    if dim == 2:
+        aspect = style.panel_aspect(limits)
+        aw = float(np.clip(2.0 / aspect, 1.4, 2.6))
+        size = (len(scales) * (aw + 0.1) + 0.9, K * (aw * aspect + 0.35) + 1.1)
+    else:
+        size = (2.5 * len(scales) + 0.9, 2.0 * K + 1.1)
+    fig = new_figure(size, layout=_layout(dim))
+    axes = np.array(fig.subplots(K, len(scales), sharex=True, sharey=True, squeeze=False))
+    edges = hist_edges(limits)
+    top = 0.0
+    for c in range(K):
+        ref = data[data_labels == c]
+        for j, s in enumerate(scales):
+            ax, x = axes[c, j], grid[j][c]
+            color = style.class_color(c)
+            if dim == 2:
+                _scatter(ax, ref, DATA_COLOR, "training data of the class", faint=True)
+                _scatter(ax, x, color, "generated")
+            else:
+                d = density(ref, edges)
+                ax.stairs(d, edges, fill=True, color=DATA_COLOR, alpha=0.2, lw=0)
+                top = max(top, d.max(initial=0.0), _hist(ax, x, edges, color, "generated"))
+            if c == 0:
+                ax.set_title(_scale_title(s), fontsize=10)
+            ax.tick_params(labelsize=7)
+            if j == 0:
+                ax.set_ylabel(names[c], fontsize=11, color=color, fontweight="bold")
+            _outside_note(ax, x, limits, fontsize=7)
+    for ax in axes.ravel():
+        set_limits(ax, limits, ymax=style.HIST_HEADROOM * top if top > 0 else 1.0)
+    head = fig.suptitle(title or "Classifier-free guidance: samples of each class (rows) at guidance scale s", fontsize=12)
+    from matplotlib.lines import Line2D
+
+    dot = dict(marker="o", lw=0, markersize=5)
+    handles = [Line2D([], [], color=DATA_COLOR, alpha=0.4, **dot)] + [Line2D([], [], color=style.class_color(c), **dot) for c in range(K)]
+    note = style.legend(
+        fig, handles, ["training data of the row's class (faint)"] + [f"generated: {n}" for n in names],
+        loc="outside lower center", ncol=K + 1, fontsize=9,
+    )  # fmt: skip
+    style.widen_to_fit(fig, head, note)
+    return save_figure(fig, path)
