@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from denoiselab.models import (
-    ARCHITECTURES,
+    POINT_ARCHITECTURES,
     FourierFeatures,
     LabelEmbedding,
     ResidualMLP,
@@ -25,7 +25,7 @@ def _inputs(batch, dim, seed=0):
     return torch.randn(batch, dim, generator=g), torch.rand(batch, generator=g)
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", POINT_ARCHITECTURES)
 @pytest.mark.parametrize("dim", [1, 2])
 @pytest.mark.parametrize("batch", [1, 7, 64])
 def test_output_shape(arch, dim, batch):
@@ -51,8 +51,8 @@ def test_residual_mlp_depends_on_x_and_t(fourier):
 def test_blocks_zero_and_build_model_errors():
     out = ResidualMLP(2, hidden=8, blocks=0, time_dim=4)(*_inputs(3, 2))
     assert out.shape == (3, 2)
-    with pytest.raises(ValueError, match="unknown model 'unet'"):
-        build_model("unet", 2, hidden=8, blocks=1, time_dim=4)
+    with pytest.raises(ValueError, match="unknown model 'transformer'"):
+        build_model("transformer", 2, hidden=8, blocks=1, time_dim=4)
 
 
 @pytest.mark.parametrize("cls", [ResidualMLP, SimpleMLP])

@@ -6,18 +6,49 @@ from torch import nn
 
 from .embeddings import FourierFeatures, LabelEmbedding, SinusoidalEmbedding
 from .mlp import ResidualMLP, SimpleMLP
+from .unet import UNet
 
-ARCHITECTURES = ("residual-mlp", "simple-mlp")
+POINT_ARCHITECTURES = ("residual-mlp", "simple-mlp")
+IMAGE_ARCHITECTURES = ("unet",)
+ARCHITECTURES = POINT_ARCHITECTURES + IMAGE_ARCHITECTURES
 
 
 def build_model(
-    arch: str, dim: int, *, hidden: int, blocks: int, time_dim: int, num_classes: int = 0, fourier: int = 0
+    arch: str,
+    dim: int,
+    *,
+    hidden: int,
+    blocks: int,
+    time_dim: int,
+    num_classes: int = 0,
+    fourier: int = 0,
+    mults: tuple[int, ...] = (1, 2, 2),
+    attention: bool = True,
+    dropout: float = 0.0,
 ) -> nn.Module:
+    """``dim`` is the point dimension for the MLPs and the number of image channels for "unet"
+    (whose ``hidden`` is the base width); ``mults``, ``attention`` and ``dropout`` are U-Net only."""
     if arch == "residual-mlp":
         return ResidualMLP(dim, hidden=hidden, blocks=blocks, time_dim=time_dim, num_classes=num_classes, fourier=fourier)
     if arch == "simple-mlp":
         return SimpleMLP(dim, hidden=hidden, num_classes=num_classes)
+    if arch == "unet":
+        return UNet(
+            dim, base=hidden, mults=tuple(mults), blocks=blocks, time_dim=time_dim, num_classes=num_classes,
+            attention=attention, dropout=dropout,
+        )
     raise ValueError(f"unknown model {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
 
 
-__all__ = ["ARCHITECTURES", "FourierFeatures", "LabelEmbedding", "ResidualMLP", "SimpleMLP", "SinusoidalEmbedding", "build_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "IMAGE_ARCHITECTURES",
+    "POINT_ARCHITECTURES",
+    "FourierFeatures",
+    "LabelEmbedding",
+    "ResidualMLP",
+    "SimpleMLP",
+    "SinusoidalEmbedding",
+    "UNet",
+    "build_model",
+]

@@ -1,0 +1,199 @@
+"""A small U-Net denoiser for images (N, C, H, W) with pixels in [-1, 1].
+
+The layout is the DDPM U-Net (Ho et al. 2020, App. B), itself the PixelCNN++ U-Net
+(Salimans et al. 2017) built from Wide ResNet blocks (Zagoruyko & Komodakis 2016): a down
+path of residual blocks and strided convolutions, a middle with self-attention, and an up path
+that concatenates the down path's activations (the skips).  Two changes follow Dhariwal &
+Nichol 2021 ("Diffusion Models Beat GANs", Sec. 3):
+
+- the time (+ label) embedding enters every residual block as a scale and a shift of the
+  normalised activations, h = GroupNorm(h) * (1 + scale) + shift ("AdaGN"), instead of being
+  added to h.  Seed 003 ("time embedding injected at each layer ... via scale-and-shift")
+  asks for the same thing;
+- the last convolution of every residual block, the attention output projection and the
+  output convolution start at zero.  Every block is then the identity at initialisation and
+  the untrained network predicts 0, the mean of eps, so training starts from a sensible loss.
+
+Sizes that do not halve evenly (7 x 7, 28 x 28 with three downsamplings) are padded on the
+bottom and right to a multiple of 2^(levels - 1) and the output is cropped back.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .embeddings import LabelEmbedding, SinusoidalEmbedding
+
+
+def group_count(channels: int, groups: int) -> int:
+    """The largest g <= groups that divides ``channels``, so GroupNorm accepts any width."""
+    g = max(1, min(groups, channels))
+    while channels % g:
+        g -= 1
+    return g
+
+
+def head_count(channels: int, head_dim: int = 32) -> int:
+    """About ``channels / head_dim`` heads, reduced until it divides ``channels``."""
+    h = max(1, channels // head_dim)
+    while channels % h:
+        h -= 1
+    return h
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """GroupNorm -> SiLU -> Conv3x3 -> AdaGN(emb) -> SiLU -> Dropout -> Conv3x3 (zero), plus skip."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int, groups: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(group_count(cin, groups), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * cout)  # -> (scale, shift)
+        self.norm2 = nn.GroupNorm(group_count(cout, groups), cout)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = _zero(nn.Conv2d(cout, cout, 3, padding=1))
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the H * W positions, pre-GroupNorm, residual."""
+
+    def __init__(self, channels: int, groups: int):
+        super().__init__()
+        self.heads = head_count(channels)
+        self.norm = nn.GroupNorm(group_count(channels, groups), channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = _zero(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
+        q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # (B, heads, HW, head_dim)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2 then Conv3x3 (no transposed-convolution checkerboard, Odena et al. 2016)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class UNet(nn.Module):
+    """Image denoiser with the model-function contract ``forward(x, t, y=None)``.
+
+    ``x``: (B, C, H, W); ``t``: float (B,) in [0, 1] (a scalar is broadcast); ``y``: None, or
+    int64 (B,) or a scalar, -1 meaning "no label".  ``mults[i] * base`` channels at level i,
+    ``blocks`` residual blocks per level on the way down (one more on the way up, as in DDPM),
+    self-attention in the middle, at the lowest resolution, when ``attention``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        base: int = 32,
+        mults: tuple[int, ...] = (1, 2, 2),
+        blocks: int = 1,
+        time_dim: int = 64,
+        num_classes: int = 0,
+        attention: bool = True,
+        groups: int = 8,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        mults = tuple(int(m) for m in mults)
+        if not mults or min(mults) < 1 or base < 1 or blocks < 0 or channels < 1:
+            raise ValueError(f"UNet needs channels, base, mults >= 1 and blocks >= 0, got {channels=}, {base=}, {blocks=}, {mults=}")
+        self.channels = channels
+        self.levels = len(mults)
+        emb_dim = 4 * base  # DDPM's convention: the embedding is 4x the base width
+        self.time_embed = nn.Sequential(
+            SinusoidalEmbedding(time_dim), nn.Linear(time_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes > 0 else None
+
+        self.inp = nn.Conv2d(channels, base, 3, padding=1)
+        self.down = nn.ModuleList()
+        skips, ch = [base], base  # channel count of every activation pushed onto the skip stack
+        for i, m in enumerate(mults):
+            for _ in range(blocks):
+                self.down.append(ResBlock(ch, base * m, emb_dim, groups, dropout))
+                ch = base * m
+                skips.append(ch)
+            if i < self.levels - 1:
+                self.down.append(Downsample(ch))
+                skips.append(ch)
+
+        self.mid1 = ResBlock(ch, ch, emb_dim, groups, dropout)
+        self.mid_attn = SelfAttention(ch, groups) if attention else nn.Identity()
+        self.mid2 = ResBlock(ch, ch, emb_dim, groups, dropout)
+
+        self.up = nn.ModuleList()
+        for i, m in reversed(list(enumerate(mults))):
+            for _ in range(blocks + 1):
+                self.up.append(ResBlock(ch + skips.pop(), base * m, emb_dim, groups, dropout))
+                ch = base * m
+            if i > 0:
+                self.up.append(Upsample(ch))
+        assert not skips
+
+        self.out = nn.Sequential(
+            nn.GroupNorm(group_count(ch, groups), ch), nn.SiLU(), _zero(nn.Conv2d(ch, channels, 3, padding=1))
+        )
+
+    def _embedding(self, t: torch.Tensor, y: torch.Tensor | None, batch: int, device) -> torch.Tensor:
+        t = torch.as_tensor(t, device=device).float().expand(batch)
+        emb = self.time_embed(t)
+        if self.label_embed is not None:
+            emb = emb + self.label_embed(y, batch, device)
+        return emb
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"UNet expects (B, {self.channels}, H, W) images, got shape {tuple(x.shape)}")
+        b, _, height, width = x.shape
+        emb = self._embedding(t, y, b, x.device)
+
+        # Every level halves the size; pad so each halving is exact and the skips line up.
+        mult = 2 ** (self.levels - 1)
+        pad_h, pad_w = -height % mult, -width % mult
+        h = F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+
+        h = self.inp(h)
+        stack = [h]
+        for layer in self.down:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+            stack.append(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for layer in self.up:
+            h = layer(torch.cat([h, stack.pop()], dim=1), emb) if isinstance(layer, ResBlock) else layer(h)
+        return self.out(h)[:, :, :height, :width]
