@@ -34,3 +34,17 @@ def trained_run(tmp_path_factory, one_thread) -> Path:
     rc = cli.main(["train", "--config", "quick", *set_args(TINY), "--out", str(out), "--no-progress"])
     assert rc == 0
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Image classifiers are cached in the user's cache folder; tests use their own."""
+    import os
+
+    before = os.environ.get("DENOISELAB_CACHE")
+    os.environ["DENOISELAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("DENOISELAB_CACHE", None)
+    else:
+        os.environ["DENOISELAB_CACHE"] = before

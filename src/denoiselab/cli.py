@@ -189,6 +189,8 @@ def cmd_sample(args) -> int:
     if out.suffix.lower() not in SAMPLE_SUFFIXES:
         raise UsageError(f"--out {out}: unknown extension {out.suffix!r}; expected one of {', '.join(SAMPLE_SUFFIXES)}")
     run = _load_for_use(args.run)
+    if run.is_image and out.suffix.lower() == ".csv":
+        raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
     kw = _sampling_kwargs(args, run)
     x = sample_points(run, **kw)
     labels = class_labels(run, len(x), kw.get("label"))
@@ -202,7 +204,11 @@ def cmd_sample(args) -> int:
         title = f"{args.sampler or run.config.sample.sampler}, n = {len(x)}"
         if labels is not None:
             title += f", guidance {kw.get('guidance', run.config.sample.guidance):g}"
-        viz.plot_samples(run.data, x, out, title=title, labels=labels, data_labels=run.labels, class_names=run.class_names or None)
+        names = run.class_names or None
+        if run.is_image:
+            viz.plot_image_grid(x, out, labels=labels, class_names=names, title=title)
+        else:
+            viz.plot_samples(run.data, x, out, title=title, labels=labels, data_labels=run.labels, class_names=names)
     what = "" if labels is None or kw.get("label") is None else f" of class {run.class_names[int(labels[0])]}"
     print(f"wrote {len(x)} samples{what} to {out}")
     return 0

@@ -38,7 +38,11 @@ def _opt(default, doc: str, *, choices=None, lo=None, hi=None, lo_open=False, hi
 
 @dataclass
 class DataConfig:
-    name: str = _opt("spiral", "a built-in data set or a path to an N x D .npy/.csv/.npz file (not used when classes is set)")
+    name: str = _opt(
+        "spiral",
+        "a built-in point set, digits or patterns (images), or a path: N x D points in .npy/.csv/.npz, or images "
+        "(.npz with x of shape N x H x W[ x C], an IDX file such as train-images-idx3-ubyte.gz, a folder of PNG/JPG)",
+    )
     classes: list[str] = _opt(
         [], "built-in data sets, one class each: a class-conditional model (e.g. [\"spiral\", \"circle\"]); [] = just data.name"
     )
@@ -47,9 +51,13 @@ class DataConfig:
         "class labels of a .csv/.npz file: a CSV column (header name or 0-based index) or a file of labels "
         "(.npy/.txt/.csv, one per point, integers or names); empty: the .npz's y or a CSV column headed label or class",
     )
-    n: int = _opt(2000, "training points drawn from a built-in generator, per class (seed 001 uses 2000)", lo=2)
+    n: int = _opt(2000, "training points drawn from a built-in generator, per class (seed 001 uses 2000); patterns: images", lo=2)
     seed: int = _opt(0, "seed of the training draw", lo=0)
-    normalize: bool = _opt(True, "centre the data and scale it to unit variance (undone when sampling)")
+    normalize: bool = _opt(True, "points: centre the data and scale it to unit variance (undone when sampling); images stay in [-1, 1]")
+    upscale: int = _opt(1, "digits: enlarge the 8 x 8 images by this whole factor (bilinear)", lo=1, hi=8)
+    size: int = _opt(0, "images: resize to size x size (0 = as they are; patterns: 16)", lo=0, hi=256)
+    channels: str = _opt("auto", "images: grey, rgb or auto (what the data has)", choices=("auto", "grey", "rgb"))
+    held_out: float = _opt(0.1, "images: share of each class held out for metrics (Frechet distance)", lo=0, hi=0.9)
 
 
 @dataclass
@@ -64,8 +72,11 @@ class ScheduleConfig:
 @dataclass
 class ModelConfig:
     arch: str = _opt("residual-mlp", "network", choices=ARCHITECTURES)
-    hidden: int = _opt(128, "hidden width", lo=2)
-    blocks: int = _opt(3, "residual blocks (residual-mlp)", lo=0)
+    hidden: int = _opt(128, "hidden width (unet: channels of the first resolution)", lo=2)
+    blocks: int = _opt(3, "residual blocks (residual-mlp; unet: per resolution)", lo=0)
+    mults: list[int] = _opt([1, 2], "unet: channel multiplier of each resolution (one halving between levels)")
+    attention: bool = _opt(True, "unet: self-attention at the lowest resolution")
+    dropout: float = _opt(0.0, "unet: dropout inside the residual blocks", lo=0, hi=1, hi_open=True)
     time_dim: int = _opt(32, "sinusoidal time-embedding size (even)", lo=2)
     fourier: int = _opt(8, "Fourier-feature frequencies per input coordinate (residual-mlp; 0 = raw x)", lo=0)
     prediction: str = _opt("eps", "what the network predicts", choices=PREDICTIONS[:3])
@@ -101,7 +112,7 @@ class SampleConfig:
     variance: str = _opt("small", "DDPM reverse variance", choices=VARIANCES)
     spacing: str = _opt("logsnr", "which grid steps a sampler visits", choices=SPACINGS)
     seed: int = _opt(0, "seed of x_T and sampler noise", lo=0)
-    clip_x0: bool = _opt(True, "clamp the model's clean estimate to the training data's box (+10%)")
+    clip_x0: bool = _opt(True, "clamp the model's clean estimate to the training data's box (+10%; images: [-1, 1])")
     guidance: float = _opt(1.0, "conditional runs: classifier-free guidance scale (1 = the conditional model, 0 = unconditional)", lo=0)
 
 
@@ -126,6 +137,15 @@ _SECTION_TYPES = {"data": DataConfig, "schedule": ScheduleConfig, "model": Model
 
 def _check_value(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
     key = f"{section}.{f.name}"
+    if f.type == "list[int]":
+        if isinstance(value, str):  # --set model.mults=1,2,2
+            try:
+                value = [int(v) for v in value.strip("[]").split(",") if v.strip()]
+            except ValueError:
+                pass
+        if not (isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+            raise ConfigError(f"{where}{key}: expected a list of whole numbers >= 1 such as [1, 2, 2], got {value!r}")
+        return list(value)
     if f.type == "list[str]":
         if isinstance(value, str):  # --set data.classes=spiral,circle
             value = [v.strip() for v in value.strip("[]").split(",") if v.strip()]

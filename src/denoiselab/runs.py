@@ -28,7 +28,7 @@ from .guidance import classifier_free
 from .metrics import ClassMetrics, PointMetrics, label_accuracy, point_metrics
 from .samplers import SAMPLERS, StepRecord
 from .schedules import Schedule
-from .training import LABELS, WEIGHTS, model_from, pick_device, schedule_from, write_run_info
+from .training import HELD_OUT, HELD_OUT_LABELS, LABELS, WEIGHTS, model_from, pick_device, schedule_from, write_run_info
 
 
 class RunError(ValueError):
@@ -54,6 +54,15 @@ class Run:
     @property
     def dim(self) -> int:
         return int(self.info["dim"])
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """(D,) for points, (C, H, W) for images."""
+        return tuple(int(v) for v in self.info.get("shape", [self.dim]))
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.sample_shape) == 3
 
     @property
     def num_classes(self) -> int:
@@ -204,7 +213,7 @@ def sample_points(
     model_fn = guided_model_fn(run, guidance)
     y = None if labels is None else torch.as_tensor(labels, device=run.device)
     gen = torch.Generator().manual_seed(seed)
-    x_T = torch.randn(n, run.dim, generator=gen).to(run.device)
+    x_T = torch.randn(n, *run.sample_shape, generator=gen).to(run.device)
     x0 = SAMPLERS[sampler](
         model_fn,
         x_T,
@@ -218,6 +227,70 @@ def sample_points(
     )
     out = run.normalization.decode(x0.float().cpu().numpy())
     return (out, x_T) if return_noise else out
+
+
+@dataclass(frozen=True)
+class ImageRunMetrics:
+    """An image run's metrics (image_metrics.image_metrics): accuracy of the cached classifier on
+    class-conditional samples and the Frechet distance in its feature space, with its floor."""
+
+    values: dict
+
+    def to_dict(self) -> dict:
+        return dict(self.values)
+
+    def summary(self) -> str:
+        v = self.values
+        if v.get("frechet") is None:
+            return f"n={v['n']}: {v.get('note', 'no metrics')}"
+        acc = "" if v.get("accuracy") is None else f"class accuracy {v['accuracy']:.3f}  "
+        guidance = "" if v.get("guidance") is None else f"guidance {v['guidance']:g}  "
+        return (
+            f"{guidance}{acc}Frechet {v['frechet']:.2f} (floor {v['frechet_floor']:.2f}, {v['frechet_ratio']:.2f}x)  "
+            f"n={v['n']} samples vs {v['n_held_out']} held-out images"
+        )
+
+
+def image_classifier(run: Run):
+    """The digit (or pattern) classifier of the run's training split, cached in the user's cache
+    folder (image_metrics.cache_dir) and retrained when missing."""
+    from .image_metrics import load_or_train_classifier
+
+    images = torch.as_tensor(run.data)
+    return load_or_train_classifier(images, torch.as_tensor(run.labels), run.num_classes)
+
+
+def held_out_images(run: Run) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        held = np.load(run.path / HELD_OUT, allow_pickle=False)
+        labels = np.load(run.path / HELD_OUT_LABELS, allow_pickle=False) if run.num_classes else None
+    except Exception as exc:  # noqa: BLE001
+        raise RunError(f"{run.path}: cannot read the held-out images ({exc})") from None
+    return held, labels
+
+
+def evaluate_images(
+    run: Run, *, seed: int, label=None, guidance: float | None = None, **sample_options
+) -> tuple[ImageRunMetrics, np.ndarray]:
+    """Class accuracy and Frechet distance of n samples (every class in proportion, or ``label``)."""
+    from .image_metrics import image_metrics
+
+    n = run.config.sample.n if sample_options.get("n") is None else sample_options.pop("n")
+    samples = sample_points(run, n=n, seed=seed, label=label, guidance=guidance, **sample_options)
+    if not run.num_classes:
+        note = "unlabelled images: no classifier to measure samples with"
+        return ImageRunMetrics({"n": n, "frechet": None, "note": note}), samples
+    labels = class_labels(run, n, label)
+    held, held_labels = held_out_images(run)
+    train = run.data
+    if label is not None:
+        c = resolve_label(run, label)
+        held, train = held[held_labels == c], train[run.labels == c]
+    values = image_metrics(image_classifier(run), torch.as_tensor(samples), torch.as_tensor(labels), torch.as_tensor(held), torch.as_tensor(train), seed=seed)
+    scale = run.config.sample.guidance if guidance is None else guidance
+    values = {"guidance": float(scale), **values}
+    values["per_class_accuracy"] = {run.class_names[int(k)]: v for k, v in (values.get("per_class_accuracy") or {}).items()}
+    return ImageRunMetrics(values), samples
 
 
 def run_source(run: Run):
@@ -252,6 +325,8 @@ def evaluate_run(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     seed = run.config.sample.seed if seed is None else seed
+    if run.is_image:
+        return evaluate_images(run, seed=seed, label=label, guidance=guidance, **sample_options)
     if run.num_classes:
         return evaluate_classes(run, repeats=repeats, seed=seed, label=label, guidance=guidance, **sample_options)
     guided_model_fn(run, guidance)  # raises: guidance on an unconditional run
@@ -323,6 +398,8 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
     from . import viz  # matplotlib is imported only when figures are drawn
 
     out_dir = Path(out_dir or run.path)
+    if run.is_image:
+        return render_image_figures(run, out_dir, samples=samples)
     records: list[StepRecord] = []
     sc = run.config.sample
     names = run.class_names or None
@@ -355,6 +432,51 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
                 title=f"Classifier-free guidance: {sc.sampler}, {sc.steps} steps, n = {n} per panel",
             )
         )  # fmt: skip
+    losses = _losses(run)
+    if losses is not None and len(losses):
+        written.append(viz.plot_loss(losses, out_dir / "loss.png"))
+    return written
+
+
+# Images per class in an image run's sample grid, GIF and guidance sweep.
+GRID_PER_CLASS = 10
+
+
+def render_image_figures(run: Run, out_dir: Path, *, samples: np.ndarray | None = None) -> list[Path]:
+    """An image run's figures: sample grid (a row per class), reverse-process GIF and strip, one
+    image's forward process with SNR, linear vs cosine on that image, schedule, loss, and a
+    guidance sweep for a conditional run."""
+    from . import viz
+    from .schedules import make_schedule
+
+    sc = run.config.sample
+    names = run.class_names or None
+    K = max(run.num_classes, 1)
+    n_grid = GRID_PER_CLASS * K if run.num_classes else 64
+    records: list[StepRecord] = []
+    steps = max(sc.steps, min(run.schedule.T, 40))
+    grid, x_T = sample_points(run, n=n_grid, steps=steps, on_step=records.append, return_noise=True)
+    frames = records_to_frames(records, x_T, run)
+    labels = class_labels(run, n_grid)
+    if samples is None or len(samples) < n_grid:
+        samples = sample_points(run, n=n_grid)
+    samples, sample_labels = samples[:n_grid], class_labels(run, len(samples))
+    guidance = f", guidance {sc.guidance:g}" if run.num_classes else ""
+    title = f"{run.info.get('data', run.config.data.name)}: {sc.sampler}, {sc.steps} steps{guidance}"
+    image = run.data[:1]
+    s = run.config.schedule
+    compare = {k: make_schedule(k, s.T, s.beta_start, s.beta_end, s.scale_with_T) for k in ("linear", "cosine")}
+    written = [
+        viz.plot_image_grid(samples, out_dir / "samples.png", labels=sample_labels[: len(samples)] if sample_labels is not None else None, class_names=names, title=title),
+        viz.save_grid_gif(frames, out_dir / "trajectory.gif", labels=labels, class_names=names, title="Reverse process: noise → images"),
+        viz.plot_image_progression(frames, out_dir / "progression.png"),
+        viz.plot_forward_strip(run.schedule, image, out_dir / "forward.png"),
+        viz.plot_schedule_compare_images(compare, image, out_dir / "schedules-compared.png"),
+        viz.plot_schedule(run.schedule, out_dir / "schedule.png"),
+    ]  # fmt: skip
+    if run.num_classes:
+        sweep = {g: sample_points(run, n=n_grid, guidance=g) for g in GUIDANCE_SWEEP}
+        written.append(viz.plot_guidance_sweep(sweep, out_dir / "guidance.png", labels=labels, class_names=names))
     losses = _losses(run)
     if losses is not None and len(losses):
         written.append(viz.plot_loss(losses, out_dir / "loss.png"))

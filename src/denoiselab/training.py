@@ -27,13 +27,15 @@ from .config import Config, ConfigError, dump_config
 from .data import Normalization, make_source
 from .ema import EMA
 from .guidance import drop_labels
-from .models import build_model
+from .data.images import is_image_data, load_image_data, split_indices
+from .models import IMAGE_ARCHITECTURES, build_model
 from .objectives import diffusion_loss
 from .schedules import TERMINAL_SNR_WARN_DB, Schedule, make_schedule
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "model.safetensors"
 LABELS = "labels.npy"
+HELD_OUT, HELD_OUT_LABELS = "held_out.npy", "held_out_labels.npy"  # images only
 
 
 class CheckpointError(ValueError):
@@ -64,10 +66,52 @@ def pick_device(name: str) -> torch.device:
 
 
 def model_from(cfg: Config, dim: int, num_classes: int = 0) -> torch.nn.Module:
+    """The recipe's network; ``dim`` is the point dimension, or the channel count for images."""
     m = cfg.model
     return build_model(
-        m.arch, dim, hidden=m.hidden, blocks=m.blocks, time_dim=m.time_dim, num_classes=num_classes, fourier=m.fourier
-    )
+        m.arch, dim, hidden=m.hidden, blocks=m.blocks, time_dim=m.time_dim, num_classes=num_classes, fourier=m.fourier,
+        mults=tuple(m.mults), attention=m.attention, dropout=m.dropout,
+    )  # fmt: skip
+
+
+@dataclass
+class TrainingData:
+    """What a run trains on: points (N, D) in data units or images (N, C, H, W) in [-1, 1]."""
+
+    name: str
+    train: np.ndarray
+    labels: np.ndarray | None
+    class_names: tuple[str, ...]
+    normalization: Normalization
+    held_out: np.ndarray | None = None  # images: the held-out split, for metrics
+    held_out_labels: np.ndarray | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.train.ndim == 4
+
+
+def load_training_data(cfg: Config) -> TrainingData:
+    """The recipe's data: built-in point sets (one per class with data.classes), point files,
+    or image sets split into training and held-out parts (data/images.py)."""
+    d = cfg.data
+    if not d.classes and is_image_data(d.name):
+        if cfg.model.arch not in IMAGE_ARCHITECTURES:
+            raise ConfigError(f"model.arch: {d.name!r} is image data; use one of {', '.join(IMAGE_ARCHITECTURES)}")
+        images = load_image_data(d.name, upscale=d.upscale, size=d.size or None, n=d.n, seed=d.seed, channels=d.channels)
+        train_idx, held_idx = split_indices(len(images.images), images.labels, d.held_out, d.seed)
+        x = images.images.numpy().astype(np.float32)
+        y = None if images.labels is None else images.labels.numpy().astype(np.int64)
+        names = tuple(images.class_names or ()) if y is not None else ()
+        return TrainingData(
+            d.name, x[train_idx], None if y is None else y[train_idx], names, Normalization(np.zeros(1), 1.0),
+            x[held_idx], None if y is None else y[held_idx],
+        )  # fmt: skip
+    if cfg.model.arch in IMAGE_ARCHITECTURES:
+        raise ConfigError(f"model.arch: {cfg.model.arch} is for images, but {d.name!r} is point data; use residual-mlp")
+    source = make_source(d.name, d.n, d.seed, classes=d.classes, labels=d.labels)
+    norm = Normalization.fit(source.train) if d.normalize else Normalization.identity(source.dim)
+    return TrainingData(source.name, source.train, source.labels, source.class_names, norm)
 
 
 def learning_rate(cfg: Config, step: int) -> float:
@@ -205,15 +249,18 @@ def train(
             labels = np.load(run_dir / LABELS) if int(info.get("num_classes", 0)) else None
             norm = Normalization.from_dict(info["normalization"])
         else:
-            d = cfg.data
-            source = make_source(d.name, d.n, d.seed, classes=d.classes, labels=d.labels)
-            data, labels = source.train, source.labels
-            norm = Normalization.fit(data) if cfg.data.normalize else Normalization.identity(source.dim)
+            source = load_training_data(cfg)
+            data, labels, norm = source.train, source.labels, source.normalization
+            num_classes = len(source.class_names) if labels is not None else 0
             run_dir.mkdir(parents=True, exist_ok=True)
             locks.append(files.lock_run(run_dir))
             files.write_array(run_dir / "data.npy", data)
             if labels is not None:
                 files.write_array(run_dir / LABELS, labels)
+            if source.held_out is not None:
+                files.write_array(run_dir / HELD_OUT, source.held_out)
+                if source.held_out_labels is not None:
+                    files.write_array(run_dir / HELD_OUT_LABELS, source.held_out_labels)
             files.write_text(run_dir / "config.toml", dump_config(cfg))
             info = {
                 "format": 1,
@@ -221,14 +268,18 @@ def train(
                 "step": 0,
                 "steps": cfg.train.steps,
                 "dim": int(data.shape[1]),
+                # (D,) for points, (C, H, W) for images: the shape of one sample.
+                "shape": [int(v) for v in data.shape[1:]],
                 "n_train": int(len(data)),
+                "n_held_out": 0 if source.held_out is None else int(len(source.held_out)),
                 "normalization": norm.to_dict(),
-                # Box for sample.clip_x0: 10% beyond the largest |coordinate| of the normalised data.
-                "x0_bound": float(1.1 * np.abs(norm.encode(data)).max()),
+                # Box for sample.clip_x0: pixels live in [-1, 1]; points get 10% beyond the
+                # largest |coordinate| of the normalised data.
+                "x0_bound": 1.0 if source.is_image else float(1.1 * np.abs(norm.encode(data)).max()),
                 "data": source.name,
-                "num_classes": source.num_classes,
-                "class_names": list(source.class_names),
-                "class_counts": [] if labels is None else np.bincount(labels, minlength=source.num_classes).tolist(),
+                "num_classes": num_classes,
+                "class_names": list(source.class_names) if num_classes else [],
+                "class_counts": [] if labels is None else np.bincount(labels, minlength=num_classes).tolist(),
                 "train_seconds": 0.0,
             }
             write_run_info(run_dir, info)

@@ -590,3 +590,20 @@ def split(data: ImageSet, held_out: float = 0.1, seed: int = 0) -> tuple[ImageSe
     labels = None if data.labels is None else data.labels.numpy()
     train_idx, held_idx = split_indices(len(data), labels, held_out, seed)
     return data.subset(train_idx), data.subset(held_idx)
+
+
+def is_image_data(name: str, base: Path | None = None) -> bool:
+    """Whether a recipe's data.name names image data (else points): a built-in image set, a
+    folder, an IDX images file, or an .npz whose x has image axes (N, H, W[, C])."""
+    if name in IMAGE_DATASETS:
+        return True
+    p = resolve_data_path(name, base)
+    if p.is_dir() or _is_idx_images(p):
+        return True
+    if p.suffix.lower() == ".npz" and p.is_file():
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return "x" in z.files and z["x"].ndim >= 3
+        except Exception:  # noqa: BLE001 - the loaders report an unreadable file
+            return False
+    return False
