@@ -5,7 +5,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench clean chromium
 
 $(BIN)/denoiselab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,15 @@ setup: $(BIN)/denoiselab
 demo: setup
 	$(BIN)/denoiselab train
 
-test: setup
+# Browser tests drive the system Chromium (Debian's package, installed when missing).
+chromium:
+	@scripts/ensure-chromium
+
+test: setup chromium
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 bench: setup
 	$(BIN)/python benchmarks/spiral_vs_seed001.py

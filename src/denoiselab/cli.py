@@ -1,4 +1,4 @@
-"""The denoiselab command line: train, sample, evaluate, plot, schedules.
+"""The denoiselab command line: train, sample, evaluate, plot, schedules, serve.
 
 Usage errors (bad recipe keys or values, bad files, bad options) print one line naming the
 problem and exit with status 2; nothing is left behind that looks like a finished run.
@@ -20,6 +20,8 @@ from .data import DataError
 from .runs import RunError, SamplingError, class_labels, complete_run, evaluate_run, load_run, render_figures, sample_points
 from .samplers import SAMPLERS, SPACINGS, VARIANCES
 from .schedules import SCHEDULE_KINDS, make_schedule
+from .serve import HELP as SERVE_HELP
+from .serve import add_serve_arguments, run_serve
 from .training import CheckpointError, TrainingInterrupted, train, write_run_info
 
 USAGE_ERRORS = (ConfigError, DataError, RunError, SamplingError, CheckpointError, RunBusyError)
@@ -102,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta-end", type=float, default=0.02)
     p.add_argument("--no-scale", action="store_true", help="keep the beta range as given (no x 1000/T)")
     p.add_argument("--out", default="schedules.png", help="output PNG (default schedules.png)")
+
+    add_serve_arguments(sub.add_parser("serve", help=SERVE_HELP))
     return parser
 
 
@@ -268,7 +272,14 @@ def cmd_schedules(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "plot": cmd_plot, "schedules": cmd_schedules}
+COMMANDS = {
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "evaluate": cmd_evaluate,
+    "plot": cmd_plot,
+    "schedules": cmd_schedules,
+    "serve": run_serve,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

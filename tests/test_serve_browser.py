@@ -1,0 +1,308 @@
+"""The playground page in a real browser: Playwright driving the system's Chromium.
+
+No browser is ever downloaded: the tests launch the Chromium at DENOISELAB_CHROMIUM (default
+/usr/bin/chromium, Debian's package) and fail with a clear message when it is missing.  The
+server is the real app under uvicorn, in a thread, on a free port of 127.0.0.1, over a
+temporary runs folder holding one quickly trained run.
+
+Screenshots of every view go to tmp_path, or to docs/img/playground-<view>.png with
+DENOISELAB_SCREENSHOTS=1 (which also trains the run long enough to look like a spiral).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from denoiselab import load_config, train
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("DENOISELAB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = os.environ.get("DENOISELAB_SCREENSHOTS") == "1"
+DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+VIEWPORT = {"width": 1400, "height": 950}
+RUN_STEPS = 3000 if SCREENSHOTS else 150  # the README's pictures need a model that draws a spiral
+
+# Pixels whose colour channels differ by more than this are coloured (points), not grey/white.
+COLOURED_PIXELS = """(id) => {
+  const c = document.getElementById(id);
+  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    if (Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 60) n++;
+  }
+  return n;
+}"""
+# Distinct grey levels on a canvas: more than a handful means an image, not a blank panel.
+GREY_LEVELS = """(id) => {
+  const c = document.getElementById(id);
+  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  const seen = new Set();
+  for (let i = 0; i < d.length; i += 4) seen.add(d[i]);
+  return seen.size;
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """The app under uvicorn in a thread; ``url`` is its address."""
+
+    def __init__(self, runs_dir: Path):
+        import uvicorn
+
+        from denoiselab.serve.app import create_app
+
+        self.app = create_app(runs_dir, job_threads=1, finish_runs=False)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the playground server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, one_thread):
+    runs = tmp_path_factory.mktemp("browser-runs")
+    recipe = "spiral" if SCREENSHOTS else "quick"
+    train(load_config(recipe, [f"train.steps={RUN_STEPS}"]), runs / "spiral", progress=False, log=lambda *a: None)
+    with _Server(runs) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install Debian's chromium package (apt-get install chromium) "
+            "or point DENOISELAB_CHROMIUM at a Chromium binary. These tests never download a browser.",
+            pytrace=False,
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport=VIEWPORT)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The page may fetch nothing but its own server.
+    pg.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort())
+    pg.set_default_timeout(45_000)
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _open(page, server, view: str):
+    page.goto(f"{server.url}/#{view}")
+    page.wait_for_selector("body[data-ready='1']")
+    page.wait_for_selector(f"#view-{view}.active")
+
+
+def _shot(page, tmp_path: Path, view: str) -> Path:
+    if SCREENSHOTS:
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        path = DOCS_IMG / f"playground-{view}.png"
+    else:
+        path = tmp_path / f"playground-{view}.png"
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # no focus ring
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def test_forward_view_slider_moves_the_snr(page, server, tmp_path):
+    _open(page, server, "forward")
+    page.wait_for_function("document.getElementById('fwd-snr').textContent.includes('dB')")
+    assert page.evaluate(COLOURED_PIXELS, "fwd-canvas") > 200
+    snr_before = page.text_content("#fwd-snr")
+    signal_before = page.text_content("#fwd-signal")
+    page.fill("#fwd-t", "600")
+    page.wait_for_function(f"document.getElementById('fwd-snr').textContent !== {snr_before!r}")
+    assert page.text_content("#fwd-signal") != signal_before
+    assert "k = 600" in page.text_content("#fwd-tlabel")
+    assert page.text_content("#fwd-snr").startswith("−")  # at t = 0.6 the noise dominates
+    # The same t under another schedule: another SNR.
+    linear = page.text_content("#fwd-snr")
+    page.select_option("#fwd-schedule", "cosine")
+    page.wait_for_function(f"document.getElementById('fwd-snr').textContent !== {linear!r}")
+    # Play animates towards pure noise.
+    page.fill("#fwd-t", "0")
+    page.click("#fwd-play")
+    page.wait_for_function("+document.getElementById('fwd-t').value > 200")
+    page.click("#fwd-play")  # pause
+    # Image data: a pattern set is drawn as images.
+    page.select_option("#fwd-data", "patterns:checkerboard")
+    page.wait_for_function("window.playground.fwd.kind === 'image'")
+    page.fill("#fwd-t", "30")
+    assert page.evaluate(GREY_LEVELS, "fwd-canvas") > 20
+    # The page's quick check answers.
+    page.check("input[name=q-forward][value=b]")
+    page.click("[data-quiz=forward] .check")
+    assert "Right" in page.text_content("[data-quiz=forward] .feedback")
+    page.select_option("#fwd-data", "spiral")
+    page.select_option("#fwd-schedule", "linear")
+    page.wait_for_function("window.playground.fwd.kind === 'points' && window.playground.fwd.schedule.name === 'linear'")
+    page.fill("#fwd-t", "60")
+    _shot(page, tmp_path, "forward")
+
+
+def test_schedules_view_compares_schedules(page, server, tmp_path):
+    _open(page, server, "schedules")
+    page.wait_for_selector("#sch-table tbody tr[data-schedule=flow]")
+    rows = page.locator("#sch-table tbody tr")
+    assert rows.count() == 5
+    for canvas in ("sch-alphabar", "sch-snr"):
+        assert page.evaluate(COLOURED_PIXELS, canvas) > 500
+    cosine = page.text_content("#sch-table tr[data-schedule=cosine]")
+    linear = page.text_content("#sch-table tr[data-schedule=linear]")
+    assert cosine != linear
+    page.fill("#sch-t", "0.8")
+    page.wait_for_function(f"document.querySelector('#sch-table tr[data-schedule=cosine]').textContent !== {cosine!r}")
+    # Another T: new curves, the same image noised under each schedule.
+    page.select_option("#sch-T", "100")
+    page.wait_for_function("window.playground.sch.curves && window.playground.sch.curves.T === 100")
+    assert page.locator("#sch-row canvas").count() == 6  # clean + five schedules
+    page.select_option("#sch-T", "1000")
+    page.wait_for_function("window.playground.sch.curves.T === 1000")
+    page.fill("#sch-t", "0.2")
+    _shot(page, tmp_path, "schedules")
+
+
+def test_reverse_view_draws_every_step(page, server, tmp_path):
+    _open(page, server, "reverse")
+    page.wait_for_selector("#rev-panels[data-frames]")
+    steps = int(page.input_value("#rev-steps"))
+    assert int(page.get_attribute("#rev-panels", "data-frames")) == steps
+    assert page.locator("#rev-ticks span").count() == steps
+    assert page.get_attribute("#rev-timeline", "max") == str(steps - 1)
+    for canvas in ("rev-xt", "rev-eps", "rev-x0", "rev-next", "rev-final"):
+        assert page.evaluate(COLOURED_PIXELS, canvas) > 100, canvas
+    # Another sampler and step count: a new timeline of that length.
+    page.select_option("#rev-sampler", "ddim")
+    page.fill("#rev-steps", "7")
+    page.click("#rev-go")
+    page.wait_for_selector("#rev-panels[data-frames='7']")
+    assert page.locator("#rev-ticks span").count() == 7
+    label = page.text_content("#rev-steplabel")
+    page.fill("#rev-timeline", "5")
+    page.wait_for_function(f"document.getElementById('rev-steplabel').textContent !== {label!r}")
+    assert "step 6 / 7" in page.text_content("#rev-steplabel")
+    # Bad input gets the server's message naming the field.
+    page.fill("#rev-steps", "999")
+    page.click("#rev-go")
+    page.wait_for_function("document.getElementById('rev-error').textContent.startsWith('steps')")
+    page.select_option("#rev-sampler", "dpm++2m")
+    page.fill("#rev-steps", "20")
+    page.click("#rev-go")
+    page.wait_for_selector("#rev-panels[data-frames='20']")
+    page.fill("#rev-timeline", "8")
+    _shot(page, tmp_path, "reverse")
+
+
+def test_playground_view_animates_both_ways(page, server, tmp_path):
+    _open(page, server, "playground")
+    page.wait_for_selector("#pg-canvas[data-frames]")
+    frames = int(page.get_attribute("#pg-canvas", "data-frames"))
+    assert frames == 2 * int(page.input_value("#pg-steps")) + 1  # forward grid + reverse steps
+    assert page.text_content("#pg-counter").startswith(f"step 0 / {frames - 1}")
+    page.fill("#pg-speed", "4")
+    page.click("#pg-play")
+    page.wait_for_function("document.getElementById('pg-counter').textContent.includes('reverse')")
+    page.click("#pg-play")  # pause
+    progress = page.evaluate("parseFloat(document.getElementById('pg-progress').style.width)")
+    assert progress > 50
+    # Backwards: the counter goes down.
+    page.select_option("#pg-direction", "-1")
+    before = page.text_content("#pg-counter")
+    page.click("#pg-play")
+    page.wait_for_function(f"document.getElementById('pg-counter').textContent !== {before!r}")
+    page.click("#pg-play")
+    after = int(page.text_content("#pg-counter").split()[1])
+    assert after < int(before.split()[1])
+    assert page.evaluate(COLOURED_PIXELS, "pg-canvas") > 200
+    page.select_option("#pg-direction", "1")
+    page.evaluate(f"Playground.show({frames - 8})")
+    _shot(page, tmp_path, "playground")
+
+
+def test_train_view_starts_and_cancels_a_job(browser, page, server, tmp_path):
+    first = browser.new_context(viewport=VIEWPORT)
+    tab = first.new_page()
+    _open(tab, server, "train")
+    tab.wait_for_selector("#tr-runs tr[data-run=spiral]")
+    tab.select_option("#tr-data", "moons")
+    tab.fill("#tr-steps", "3000")
+    tab.fill("#tr-name", "moons-from-the-page")
+    tab.click("#tr-start")
+    tab.wait_for_selector("#job-banner:not([hidden])")
+    first.close()  # the job goes on without the page that started it
+    _open(page, server, "train")
+    page.wait_for_selector("#job-banner:not([hidden])")
+    wanted = 1500 if SCREENSHOTS else 20
+    page.wait_for_function(
+        f"(() => {{ const j = window.playground.job; return j && j.status === 'running' && j.step >= {wanted}; }})()",
+        timeout=90_000,
+    )
+    assert page.is_enabled("#tr-cancel") and not page.is_enabled("#tr-start")
+    assert page.evaluate(COLOURED_PIXELS, "tr-loss") > 50  # the live loss curve
+    _shot(page, tmp_path, "train")
+    page.click("#tr-cancel")
+    page.wait_for_function("document.getElementById('tr-status').dataset.status === 'cancelled'")
+    assert page.is_enabled("#tr-start")
+    page.wait_for_selector("#tr-runs tr[data-run='moons-from-the-page']")
+    assert "interrupted" in page.text_content("#tr-runs tr[data-run='moons-from-the-page']")
+
+
+def test_first_use_trains_the_default_model(browser, tmp_path):
+    """With no run on the machine the reverse view starts training the default model."""
+    with _Server(tmp_path / "runs") as srv:
+        context = browser.new_context(viewport=VIEWPORT)
+        pg = context.new_page()
+        pg.goto(f"{srv.url}/#reverse")
+        pg.wait_for_selector("#rev-setup:not([hidden])")
+        pg.wait_for_function("document.getElementById('rev-setup-text').textContent.includes('step')", timeout=60_000)
+        jobs = srv.app.state.jobs.list()
+        assert len(jobs) == 1 and jobs[0]["run"] == "playground-spiral" and jobs[0]["active"]
+        srv.app.state.jobs.cancel(jobs[0]["id"])
+        context.close()
