@@ -455,19 +455,18 @@ def render_image_figures(run: Run, out_dir: Path, *, samples: np.ndarray | None 
     n_grid = GRID_PER_CLASS * K if run.num_classes else 64
     records: list[StepRecord] = []
     steps = max(sc.steps, min(run.schedule.T, 40))
-    grid, x_T = sample_points(run, n=n_grid, steps=steps, on_step=records.append, return_noise=True)
+    _, x_T = sample_points(run, n=n_grid, steps=steps, on_step=records.append, return_noise=True)
     frames = records_to_frames(records, x_T, run)
     labels = class_labels(run, n_grid)
-    if samples is None or len(samples) < n_grid:
-        samples = sample_points(run, n=n_grid)
-    samples, sample_labels = samples[:n_grid], class_labels(run, len(samples))
+    # The grid has GRID_PER_CLASS of every class (metrics' samples are a proportional mix).
+    samples = sample_points(run, n=n_grid)
     guidance = f", guidance {sc.guidance:g}" if run.num_classes else ""
     title = f"{run.info.get('data', run.config.data.name)}: {sc.sampler}, {sc.steps} steps{guidance}"
     image = run.data[:1]
     s = run.config.schedule
     compare = {k: make_schedule(k, s.T, s.beta_start, s.beta_end, s.scale_with_T) for k in ("linear", "cosine")}
     written = [
-        viz.plot_image_grid(samples, out_dir / "samples.png", labels=sample_labels[: len(samples)] if sample_labels is not None else None, class_names=names, title=title),
+        viz.plot_image_grid(samples, out_dir / "samples.png", labels=labels, class_names=names, title=title),
         viz.save_grid_gif(frames, out_dir / "trajectory.gif", labels=labels, class_names=names, title="Reverse process: noise → images"),
         viz.plot_image_progression(frames, out_dir / "progression.png"),
         viz.plot_forward_strip(run.schedule, image, out_dir / "forward.png"),
