@@ -22,11 +22,16 @@ import torch
 from fastapi.testclient import TestClient
 
 from denoiselab import load_config, make_schedule, train
+from denoiselab.runs import complete_run
 from denoiselab.schedules import SCHEDULE_KINDS
 from denoiselab.serve import add_serve_arguments, run_serve
 from denoiselab.serve.app import (
+    DEFAULT_IMAGE_TRAIN_STEPS,
+    MAX_FRAME_IMAGE_VALUES,
     MAX_FRAME_POINTS,
+    MAX_IMAGE_TRAIN_STEPS,
     MAX_POINTS,
+    MAX_SAMPLE_IMAGES,
     MAX_STEPS,
     MAX_T,
     MAX_TRAIN_STEPS,
@@ -35,6 +40,8 @@ from denoiselab.serve.app import (
 
 # A run that trains in about a second: T = 100 so that "steps > T" can be tested below the cap.
 TINY = ["train.steps=40", "model.hidden=16", "data.n=500", "schedule.T=100", "sample.steps=5", "sample.n=100"]
+# A class-conditional digits run (8 x 8 images, 10 classes) on a U-Net of 8 channels: seconds.
+TINY_DIGITS = ["train.steps=20", "model.hidden=8", "model.time_dim=16", "sample.n=40", "sample.steps=4"]
 JOB_TIMEOUT_S = 90.0
 
 
@@ -54,9 +61,12 @@ def runs_dir(tmp_path_factory, one_thread) -> Path:
     half = root / "half"  # run.json but no weights or config
     half.mkdir()
     (half / "run.json").write_text(json.dumps({"status": "training", "dim": 2}))
-    image = root / "image-run"  # what an image run's run.json says about its samples
+    image = root / "image-run"  # an image run's run.json without its weights (half-copied, say)
     image.mkdir()
     (image / "run.json").write_text(json.dumps({"status": "complete", "dim": 64, "shape": [1, 8, 8], "data": "digits"}))
+    # A real image run, finished as `denoiselab train` finishes it (the conftest sets DENOISELAB_CACHE).
+    train(load_config("digits", TINY_DIGITS), root / "digits", progress=False, log=_quiet)
+    complete_run(root / "digits", log=_quiet)
     return root
 
 
@@ -239,11 +249,24 @@ def test_runs_are_listed_with_their_state(client):
     assert len(detail["losses"]) == 40 and detail["data_preview"]["kind"] == "points"
 
 
-def test_image_runs_are_listed_but_not_yet_sampled_here(client):
+def test_image_runs_are_listed_with_their_classes(client):
     runs = {r["name"]: r for r in client.get("/api/runs").json()["runs"]}
-    assert runs["image-run"]["kind"] == "image" and runs["image-run"]["shape"] == [1, 8, 8]
+    digits = runs["digits"]
+    assert digits["kind"] == "image" and digits["shape"] == [1, 8, 8] and digits["usable"]
+    assert digits["status"] == "complete" and digits["num_classes"] == 10 and digits["class_names"] == [str(i) for i in range(10)]
+    assert digits["sample"]["guidance"] == 2.0
+    # The details carry a few training images (classes in turn) for the playground's animation.
+    detail = client.get("/api/runs/digits").json()
+    preview = detail["data_preview"]
+    assert preview["kind"] == "image" and preview["shape"] == [16, 1, 8, 8]
+    pixels = np.array(preview["data"])
+    assert pixels.min() >= -1 and pixels.max() <= 1 and pixels.std() > 0.3
+    assert detail["data_preview_names"][:10] == [str(i) for i in range(10)] and detail["data_preview_labels"][10] == 0
+    assert "accuracy" in detail["metrics"]
+    # An image run folder without weights is listed, and cannot be sampled.
+    assert runs["image-run"]["kind"] == "image" and not runs["image-run"]["usable"]
     r = client.post("/api/runs/image-run/sample", json={})
-    assert r.status_code == 501 and _detail(r).startswith("run:")
+    assert r.status_code == 422 and _detail(r).startswith("run: 'image-run' cannot be loaded"), _detail(r)
 
 
 def test_unknown_run_is_404(client):
@@ -369,6 +392,101 @@ def test_class_label_and_guidance(client):
     assert r.status_code == 422 and _detail(r).startswith("label:") and "0..1" in _detail(r)
 
 
+# --- sampling an image run ---------------------------------------------------------------------------
+def _images(panel, n: int) -> np.ndarray:
+    assert panel["kind"] == "image" and panel["shape"] == [n, 1, 8, 8]
+    return np.array(panel["data"]).reshape(panel["shape"])
+
+
+def test_image_reverse_frames(client):
+    r = client.post("/api/runs/digits/sample", json={"sampler": "ddim", "steps": 4, "n": 6, "seed": 1})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["kind"] == "image" and body["n"] == 6 and body["steps"] == 4
+    frames = body["frames"]
+    assert len(frames) == 4 and body["grid"][0] == 1000 and body["grid"][-1] == 0
+    for i, f in enumerate(frames):
+        assert f["index"] == i and f["k"] > f["k_next"]
+        x_t, eps, x0, _ = (_images(f[key], 6) for key in ("x_t", "eps", "x0", "x_next"))
+        # The panels are the sampler's own: x_t = alpha x0-hat + sigma eps-hat at every step.
+        a, s = body["grid_alphas"][i], body["grid_sigmas"][i]
+        np.testing.assert_allclose(x_t, a * x0 + s * eps, atol=5e-3)
+        assert x0.min() >= -1 and x0.max() <= 1  # clip_x0: the pixel range
+    assert frames[0]["x_t"] == body["x_T"] and frames[-1]["x_next"] == body["samples"]
+    assert frames[0]["x_t"] != frames[0]["x0"] and abs(np.std(frames[0]["x_t"]["data"]) - 1) < 0.2  # starts from N(0, I)
+    final = _images(body["samples"], 6)
+    assert final.min() >= -1 and final.max() <= 1
+    # A conditional run: the class of each sample (every class in proportion without a label).
+    assert body["class_names"] == [str(i) for i in range(10)] and len(body["labels"]) == 6
+    assert body["label"] is None and body["guidance_used"] == 2.0  # the run's sample.guidance
+    # Without frames: only the samples.
+    r = client.post("/api/runs/digits/sample", json={"n": MAX_SAMPLE_IMAGES, "frames": False, "steps": 4})
+    assert r.status_code == 200 and "frames" not in r.json()
+    _images(r.json()["samples"], MAX_SAMPLE_IMAGES)
+    # The run's own defaults: a 4 x 4 grid with its sampler and steps.
+    body = client.post("/api/runs/digits/sample", json={}).json()
+    assert body["n"] == 16 and body["steps"] == 4 and body["sampler"] == "dpm++2m" and len(body["frames"]) == 4
+
+
+def test_image_label_by_class_name_and_guidance(client):
+    def sample(**kw):
+        r = client.post("/api/runs/digits/sample", json={"steps": 4, "n": 8, "seed": 0, "frames": False, **kw})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    seven = sample(label="7", guidance=2.0)
+    assert seven["label"] == 7 and seven["label_name"] == "7" and seven["labels"] == ["7"] * 8
+    assert sample(label=7, guidance=2.0)["samples"] == seven["samples"]  # name and index agree
+    # The label reaches the model (a 20-step model barely tells the classes apart, so only "differs").
+    assert sample(label="3", guidance=2.0)["samples"] != seven["samples"]
+    # Guidance changes the images; 0 is the unconditional model, whatever the label.
+    strong = sample(label="7", guidance=6.0)
+    assert strong["guidance_used"] == 6.0 and strong["samples"] != seven["samples"]
+    assert sample(label="7", guidance=0.0)["samples"] == sample(label="3", guidance=0.0)["samples"]
+    # One class per sample (the playground regenerates each training image with its own class).
+    mixed = sample(labels=[1, 2, 3], n=3)
+    assert mixed["labels"] == ["1", "2", "3"] and mixed["samples"]["shape"] == [3, 1, 8, 8]
+    # Class names work on conditional point runs too.
+    r = client.post("/api/runs/cond/sample", json={"label": "circle", "steps": 3, "n": 20, "frames": False}).json()
+    assert r["label"] == 1 and r["labels"] == ["circle"] * 20
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"n": MAX_SAMPLE_IMAGES + 1}, "n"),
+        ({"n": MAX_SAMPLE_IMAGES + 1, "frames": False}, "n"),
+        ({"n": 64, "steps": 250}, "n"),  # 64 x 250 x 1 x 8 x 8 numbers per panel: over the frame cap
+        ({"steps": MAX_STEPS + 1}, "steps"),
+        ({"label": 10}, "label"),
+        ({"label": "ten"}, "label"),
+        ({"label": ""}, "label"),
+        ({"label": "x" * 65}, "label"),
+        ({"label": 1.5}, "label"),
+        ({"labels": [0, 1], "n": 3}, "labels"),
+        ({"labels": [0, 10], "n": 2}, "labels"),
+        ({"labels": [0, 1], "label": 0}, "labels"),
+        ({"labels": [-1]}, "labels.0"),
+        ({"guidance": -1}, "guidance"),
+        ({"guidance": 1e9}, "guidance"),
+    ],
+)
+def test_image_sample_caps_name_the_field(client, body, field):
+    r = client.post("/api/runs/digits/sample", json=body)
+    assert r.status_code == 422, r.text
+    assert _detail(r).startswith(f"{field}:"), _detail(r)
+
+
+def test_image_frame_cap_is_exact(client):
+    # n x steps x C x H x W: 50 x 156 x 64 = 499 200 is allowed, one step more is not.
+    steps = MAX_FRAME_IMAGE_VALUES // (50 * 64)
+    r = client.post("/api/runs/digits/sample", json={"n": 50, "steps": steps + 1, "sampler": "ddim"})
+    assert r.status_code == 422 and str(MAX_FRAME_IMAGE_VALUES) in _detail(r) and "50 x 157 x 1 x 8 x 8" in _detail(r)
+    r = client.post("/api/runs/digits/sample", json={"n": 2, "steps": 3, "labels": [4, 5]})
+    assert r.status_code == 200 and r.json()["labels"] == ["4", "5"]
+    assert client.post("/api/runs/tiny/sample", json={"labels": [0]}).status_code == 422  # no classes
+
+
 def test_concurrent_sampling_is_independent(client):
     """Eight requests at once from threads: each gets exactly what it gets alone."""
 
@@ -401,6 +519,9 @@ def test_concurrent_sampling_is_independent(client):
         ({"data": "bimodal-1d"}, "data"),
         ({"data": "/etc/passwd"}, "data"),
         ({"data": "digits"}, "data"),
+        ({"data": "patterns:stripes"}, "data"),
+        ({"data": "patterns", "steps": MAX_IMAGE_TRAIN_STEPS + 1}, "steps"),
+        ({"data": "patterns", "classes": ["spiral", "circle"]}, "classes"),
         ({"schedule": "flow"}, "schedule"),
         ({"classes": ["spiral"]}, "classes"),
         ({"classes": ["spiral", "nope"]}, "classes"),
@@ -440,6 +561,26 @@ def test_training_job_runs_to_a_usable_model(client, runs_dir):
     # The name is now taken.
     r = client.post("/api/jobs", json={"data": "moons", "steps": 60, "name": "page-moons"})
     assert r.status_code == 409 and _detail(r).startswith("name:")
+
+
+def test_image_demo_trains_from_the_page(client, runs_dir):
+    """The Train view's image demo: the patterns recipe on a smaller U-Net, then sampled by class."""
+    info = client.get("/api/info").json()["train"]
+    assert info["image_data"] == ["patterns"] and info["image_default_steps"] == DEFAULT_IMAGE_TRAIN_STEPS
+    r = client.post("/api/jobs", json={"data": "patterns", "steps": 50})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["run"] == "patterns-50" and job["data"] == "patterns (image demo)"
+    done = _wait_job(client, job["id"], lambda j: not j["active"])
+    assert done["status"] == "trained" and done["step"] == 50, done
+    from denoiselab.config import config_from_run_file
+
+    cfg = config_from_run_file(runs_dir / "patterns-50" / "config.toml")
+    assert cfg.data.name == "patterns" and cfg.model.arch == "unet" and cfg.model.hidden == 16 and cfg.train.steps == 50
+    run = next(r for r in client.get("/api/runs").json()["runs"] if r["name"] == "patterns-50")
+    assert run["kind"] == "image" and run["shape"] == [1, 16, 16] and run["class_names"] == ["checkerboard", "circles", "stripes", "squares"]
+    r = client.post("/api/runs/patterns-50/sample", json={"label": "stripes", "steps": 3, "n": 4})
+    assert r.status_code == 200 and r.json()["frames"][0]["x0"]["shape"] == [4, 1, 16, 16]
 
 
 def test_training_job_can_be_cancelled(client, runs_dir):

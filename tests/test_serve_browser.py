@@ -6,7 +6,8 @@ server is the real app under uvicorn, in a thread, on a free port of 127.0.0.1, 
 temporary runs folder holding one quickly trained run.
 
 Screenshots of every view go to tmp_path, or to docs/img/playground-<view>.png with
-DENOISELAB_SCREENSHOTS=1 (which also trains the run long enough to look like a spiral).
+DENOISELAB_SCREENSHOTS=1 (which also trains the runs long enough to look like a spiral and like
+digits: a few minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ SCREENSHOTS = os.environ.get("DENOISELAB_SCREENSHOTS") == "1"
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
 VIEWPORT = {"width": 1400, "height": 950}
 RUN_STEPS = 3000 if SCREENSHOTS else 150  # the README's pictures need a model that draws a spiral
+# A class-conditional digits run (8 x 8 images): a few seconds here; for the pictures a U-Net of
+# 16 channels trained long enough to draw digits (about two minutes on one thread).
+DIGITS = ["train.steps=2000", "model.hidden=16"] if SCREENSHOTS else ["train.steps=20", "model.hidden=8", "model.time_dim=16", "sample.n=40"]
+IMAGE_STEPS = 20 if SCREENSHOTS else 6  # reverse steps on the digits run
 
 # Pixels whose colour channels differ by more than this are coloured (points), not grey/white.
 COLOURED_PIXELS = """(id) => {
@@ -56,6 +61,15 @@ GREY_LEVELS = """(id) => {
   const seen = new Set();
   for (let i = 0; i < d.length; i += 4) seen.add(d[i]);
   return seen.size;
+}"""
+
+# Share of a canvas's pixels that are not (near) white: drawn content, not an empty panel.
+INKED = """(id) => {
+  const c = document.getElementById(id);
+  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i] < 200) n++;
+  return n / (c.width * c.height);
 }"""
 
 
@@ -96,6 +110,8 @@ class _Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, one_thread):
     runs = tmp_path_factory.mktemp("browser-runs")
+    # The digits run first: the newest run (the spiral) is the one the page opens by default.
+    train(load_config("digits", DIGITS), runs / "digits", progress=False, log=lambda *a: None)
     recipe = "spiral" if SCREENSHOTS else "quick"
     train(load_config(recipe, [f"train.steps={RUN_STEPS}"]), runs / "spiral", progress=False, log=lambda *a: None)
     with _Server(runs) as srv:
@@ -240,6 +256,53 @@ def test_reverse_view_draws_every_step(page, server, tmp_path):
     _shot(page, tmp_path, "reverse")
 
 
+def test_reverse_view_on_an_image_run(page, server, tmp_path):
+    """The digits run: class names in the label control, guidance, image grids at every step."""
+    _open(page, server, "reverse")
+    page.wait_for_selector("#rev-panels[data-frames]")  # the default (spiral) run has been drawn
+    page.select_option("#rev-run", "digits")
+    page.wait_for_function("document.getElementById('rev-n-label').textContent === 'Images'")
+    assert page.input_value("#rev-n") == "16" and page.is_visible("#rev-label")
+    names = page.eval_on_selector_all("#rev-label option", "os => os.map((o) => o.textContent)")
+    assert names == ["all classes (mixed)", *(str(d) for d in range(10))]
+    page.select_option("#rev-label", label="7")
+    page.fill("#rev-guidance", "3")
+    page.fill("#rev-steps", str(IMAGE_STEPS))
+    page.click("#rev-go")
+    page.wait_for_function("(() => { const r = window.playground.rev.result; return r && r.kind === 'image'; })()")
+    assert page.get_attribute("#rev-panels", "data-frames") == str(IMAGE_STEPS)
+    res = page.evaluate("(() => { const r = window.playground.rev.result; return {kind: r.kind, label: r.label_name, guidance: r.guidance_used, n: r.n, shape: r.frames[0].x0.shape}; })()")
+    assert res == {"kind": "image", "label": "7", "guidance": 3, "n": 16, "shape": [16, 1, 8, 8]}
+    assert page.locator("#rev-ticks span").count() == IMAGE_STEPS
+    assert page.get_attribute("#rev-timeline", "max") == str(IMAGE_STEPS - 1)
+    assert "class 7" in page.text_content("#rev-status") and "guidance 3" in page.text_content("#rev-status")
+    for canvas in ("rev-xt", "rev-eps", "rev-x0", "rev-next", "rev-final"):
+        assert page.evaluate(INKED, canvas) > 0.15, canvas  # image grids, not blank panels
+    assert page.evaluate(GREY_LEVELS, "rev-xt") > 20  # noisy x_t: every shade of grey
+    page.fill("#rev-timeline", str(IMAGE_STEPS - 2))
+    page.wait_for_function(f"document.getElementById('rev-steplabel').textContent.startsWith('step {IMAGE_STEPS - 1} / {IMAGE_STEPS}')")
+    # The playground animates the run's own training images into noise and back.
+    page.click("#tabs button[data-view=playground]")
+    page.wait_for_selector("#pg-canvas[data-frames]")
+    assert page.input_value("#pg-run") == "digits"
+    frames = int(page.get_attribute("#pg-canvas", "data-frames"))
+    assert frames == 2 * int(page.input_value("#pg-steps")) + 1
+    assert page.evaluate(GREY_LEVELS, "pg-canvas") > 20 and page.evaluate(INKED, "pg-canvas") > 0.15
+    page.evaluate(f"Playground.show({frames - 1})")
+    assert "of the same classes" in page.text_content("#pg-caption")
+    # Back in the reverse view the controls keep what was chosen.
+    page.click("#tabs button[data-view=reverse]")
+    assert page.input_value("#rev-guidance") == "3" and page.input_value("#rev-steps") == str(IMAGE_STEPS)
+    assert page.eval_on_selector("#rev-label", "s => s.options[s.selectedIndex].textContent") == "7"
+    if SCREENSHOTS:  # every class, at the run's own guidance, two thirds of the way
+        page.select_option("#rev-label", "")
+        page.fill("#rev-guidance", "2")
+        page.click("#rev-go")
+        page.wait_for_function("window.playground.rev.result.label_name === null")
+        page.fill("#rev-timeline", str(IMAGE_STEPS * 2 // 3))
+        _shot(page, tmp_path, "reverse-digits")
+
+
 def test_playground_view_animates_both_ways(page, server, tmp_path):
     _open(page, server, "playground")
     page.wait_for_selector("#pg-canvas[data-frames]")
@@ -271,7 +334,13 @@ def test_train_view_starts_and_cancels_a_job(browser, page, server, tmp_path):
     tab = first.new_page()
     _open(tab, server, "train")
     tab.wait_for_selector("#tr-runs tr[data-run=spiral]")
+    # The image demo says what it is and has its own step count; 2D sets keep theirs.
+    tab.select_option("#tr-data", "patterns")
+    assert tab.is_visible("#tr-image-note") and "denoiselab train --config patterns" in tab.text_content("#tr-image-note")
+    assert tab.input_value("#tr-steps") == "500"
+    assert tab.is_enabled("#tr-runs tr[data-run=digits] button")  # image runs open too
     tab.select_option("#tr-data", "moons")
+    assert not tab.is_visible("#tr-image-note") and tab.input_value("#tr-steps") == "3000"
     tab.fill("#tr-steps", "3000")
     tab.fill("#tr-name", "moons-from-the-page")
     tab.click("#tr-start")

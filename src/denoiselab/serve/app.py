@@ -17,7 +17,12 @@ Safety rules of the API:
 
 Reverse-process frames carry a ``kind``: ``{"kind": "points", "points": [[x, y], ...]}`` for
 point runs, ``{"kind": "image", "shape": [N, C, H, W], "data": [...]}`` (values in model units,
-[-1, 1] for clean pixels) for image data, so the page draws either.
+[-1, 1] for clean pixels) for image data, so the page draws either.  An image response holds
+4 panels x steps x n x C x H x W numbers; ``MAX_FRAME_IMAGE_VALUES`` bounds n x steps x C x H x W.
+
+The Train view trains 2D models with the spiral recipe, and a quick demo of the image path with
+the patterns recipe on a smaller U-Net (IMAGE_DEMO_OVERRIDES); `denoiselab train --config
+patterns` trains the full one.
 """
 
 from __future__ import annotations
@@ -40,14 +45,14 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .. import __version__
 from ..config import ConfigError, config_from_run_file, load_config
 from ..data import GENERATORS, Normalization
 from ..data.sources import draw
 from ..forward_process import q_sample
-from ..runs import RunError, load_run, sample_points
+from ..runs import RunError, class_labels, load_run, sample_points
 from ..samplers import SAMPLERS, SPACINGS, step_grid
 from ..schedules import SCHEDULE_KINDS, Schedule, flow_schedule, make_schedule
 from ..training import WEIGHTS
@@ -60,6 +65,10 @@ MAX_FRAME_POINTS = 1000  # points per panel when every reverse step is returned
 MAX_STEPS = 250  # sampler steps in one request
 MAX_FRAME_VALUES = 200_000  # n * steps: bounds a reverse response to about 4 panels x 200k points
 MAX_IMAGES = 16  # images in one forward request
+MAX_SAMPLE_IMAGES = 64  # images in one sampling request of an image run
+MAX_FRAME_IMAGE_VALUES = 500_000  # n x steps x C x H x W with frames: 4 panels make <= 2M numbers
+DEFAULT_SAMPLE_IMAGES = 16  # an image run's default n on the page (a 4 x 4 grid)
+IMAGE_PREVIEW = 16  # training images sent with an image run's details (the playground's x0)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 64
 MAX_TRAIN_STEPS = 20_000
 MIN_TRAIN_STEPS = 50
@@ -76,6 +85,15 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TRAIN_RECIPE = "spiral"
 DEFAULT_TRAIN_STEPS = 3000
 DEFAULT_RUN = "playground-spiral"  # what the reverse view trains on first use
+# The page's image demo: the patterns recipe (16 x 16, 4 classes) on a U-Net of 16 channels
+# instead of 32, for a few hundred steps instead of 3000: about a minute on one CPU thread, and
+# it draws recognisable (if rough) patterns.  `denoiselab train --config patterns` trains the
+# full model.
+IMAGE_TRAIN_RECIPE = "patterns"
+IMAGE_TRAIN_DATA = ("patterns",)
+DEFAULT_IMAGE_TRAIN_STEPS = 500
+MAX_IMAGE_TRAIN_STEPS = 3000  # the full recipe's own step count
+IMAGE_DEMO_OVERRIDES = ("model.hidden=16",)
 
 STATIC_DIR = Path(str(resources.files("denoiselab.serve").joinpath("static")))
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -100,6 +118,11 @@ def _images_module():
     except ImportError:
         return None
     return images
+
+
+def image_train_data() -> tuple[str, ...]:
+    """The image sets the Train view offers (none where this build has no image data)."""
+    return IMAGE_TRAIN_DATA if _images_module() is not None else ()
 
 
 def image_sets() -> tuple[str, ...]:
@@ -145,14 +168,30 @@ class SampleRequest(_Strict):
     seed: Seed | None = None
     spacing: Literal[SPACINGS] | None = None  # type: ignore[valid-type]
     eta: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
-    label: int | None = Field(None, ge=0, le=10_000)
+    label: int | str | None = Field(None, description="class index or class name (conditional runs)")
+    labels: list[Annotated[int, Field(ge=0, le=10_000)]] | None = Field(
+        None, max_length=MAX_POINTS, description="one class index per sample (length n), instead of label"
+    )
     guidance: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False)
     frames: bool = True
 
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label(cls, value):
+        if value is None:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 0 <= value <= 10_000:
+                raise ValueError(f"expected a class index 0..10000 or a class name, got {value}")
+            return value
+        if isinstance(value, str) and 1 <= len(value) <= 64:
+            return value
+        raise ValueError(f"expected a class index or a class name (1-64 characters), got {str(value)[:80]!r}")
+
 
 class TrainRequest(_Strict):
-    data: str = "spiral"
-    steps: int = Field(DEFAULT_TRAIN_STEPS, ge=MIN_TRAIN_STEPS, le=MAX_TRAIN_STEPS)
+    data: str = Field("spiral", description="a 2D point set, or 'patterns' (the image demo)")
+    steps: int | None = Field(None, ge=MIN_TRAIN_STEPS, le=MAX_TRAIN_STEPS, description=f"default {DEFAULT_TRAIN_STEPS} (2D), {DEFAULT_IMAGE_TRAIN_STEPS} (images)")
     schedule: Literal[SCHEDULE_KINDS] = "linear"  # type: ignore[valid-type]
     classes: list[str] | None = Field(None, min_length=2, max_length=6, description="class-conditional: one 2D set per class")
     name: str | None = Field(None, description="run folder name; default <data>-<steps>")
@@ -172,9 +211,32 @@ class TrainRequest(_Strict):
     @field_validator("data")
     @classmethod
     def _trainable(cls, value: str) -> str:
-        if value not in POINT_SETS:
-            raise ValueError(f"cannot train on {value!r} from the page; expected one of {', '.join(POINT_SETS)}")
+        trainable = (*POINT_SETS, *image_train_data())
+        if value not in trainable:
+            raise ValueError(f"cannot train on {value!r} from the page; expected one of {', '.join(trainable)}")
         return value
+
+    @model_validator(mode="after")
+    def _image_demo(self):
+        if self.data in IMAGE_TRAIN_DATA:
+            if self.classes is not None:
+                raise ValueError(f"classes: the {self.data} image set has its own classes; classes apply to 2D sets only")
+            if self.steps is not None and self.steps > MAX_IMAGE_TRAIN_STEPS:
+                raise ValueError(
+                    f"steps: at most {MAX_IMAGE_TRAIN_STEPS} for the image demo from the page, got {self.steps}; "
+                    f"train the full model with: denoiselab train --config {IMAGE_TRAIN_RECIPE}"
+                )
+        return self
+
+    @property
+    def is_image(self) -> bool:
+        return self.data in IMAGE_TRAIN_DATA
+
+    @property
+    def train_steps(self) -> int:
+        if self.steps is not None:
+            return self.steps
+        return DEFAULT_IMAGE_TRAIN_STEPS if self.is_image else DEFAULT_TRAIN_STEPS
 
     @field_validator("name")
     @classmethod
@@ -202,7 +264,8 @@ def _array(x) -> np.ndarray:
 
 def panel(x, decimals: int = 4) -> dict:
     """A batch as the page draws it: points (N, D) or images (N, C, H, W)."""
-    a = _array(x)
+    # Rounded in float64: float32 values rounded to 3 decimals print as 0.12300000339746475.
+    a = _array(x).astype(np.float64)
     if a.ndim == 2:
         return {"kind": "points", "dim": int(a.shape[1]), "points": np.round(a, decimals).tolist()}
     if a.ndim == 4:
@@ -365,6 +428,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict]]:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
         field = ".".join(loc) or "body"
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        named = re.match(r"^([A-Za-z_][A-Za-z0-9_.]*): (.*)$", msg, re.DOTALL)
+        if field == "body" and named:  # a check across fields (model_validator) names its field itself
+            field, msg = named.groups()
         errors.append({"field": field, "message": msg})
     return "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors
 
@@ -440,10 +506,16 @@ def create_app(
             "samplers": list(SAMPLERS),
             "spacings": list(SPACINGS),
             "default_run": DEFAULT_RUN,
-            "train": {"recipe": TRAIN_RECIPE, "default_steps": DEFAULT_TRAIN_STEPS, "data": list(POINT_SETS)},
+            "train": {
+                "recipe": TRAIN_RECIPE, "default_steps": DEFAULT_TRAIN_STEPS, "data": list(POINT_SETS),
+                "image_recipe": IMAGE_TRAIN_RECIPE, "image_data": list(image_train_data()),
+                "image_default_steps": DEFAULT_IMAGE_TRAIN_STEPS, "image_max_steps": MAX_IMAGE_TRAIN_STEPS,
+                "image_overrides": list(IMAGE_DEMO_OVERRIDES),
+            },
             "caps": {
                 "T": MAX_T, "points": MAX_POINTS, "frame_points": MAX_FRAME_POINTS, "steps": MAX_STEPS,
                 "frame_values": MAX_FRAME_VALUES, "images": MAX_IMAGES, "image_size": MAX_IMAGE_SIZE,
+                "sample_images": MAX_SAMPLE_IMAGES, "frame_image_values": MAX_FRAME_IMAGE_VALUES,
                 "train_steps": MAX_TRAIN_STEPS, "min_train_steps": MIN_TRAIN_STEPS, "guidance": MAX_GUIDANCE,
                 "jobs": jobs.max_jobs,
             },
@@ -519,30 +591,54 @@ def create_app(
                 out["data_preview"] = panel(norm.encode(data[idx]))
             except Exception:  # noqa: BLE001 - the preview is optional
                 pass
+        elif out.get("kind") == "image" and (path / "data.npy").is_file():
+            try:
+                out.update(_image_preview(path, out["num_classes"], out["class_names"]))
+            except Exception:  # noqa: BLE001 - the preview is optional
+                pass
         return json_response(out)
 
     @app.post("/api/runs/{name}/sample")
     def sample(name: RunName, req: SampleRequest):
-        """Run the reverse process; with ``frames`` every step's x_t, eps-hat, x0-hat and x_next."""
+        """Run the reverse process; with ``frames`` every step's x_t, eps-hat, x0-hat and x_next.
+
+        Point runs answer with point panels, image runs with image grids (N, C, H, W); both are
+        capped so that no request can ask for an unbounded response.
+        """
         runs.existing(name)  # 400 / 404 before anything is loaded
-        if runs.summary(name).get("kind") == "image":
-            # The frames below already carry images ({"kind": "image", ...}) and the page draws them;
-            # what is missing is sampling an image run (its sampler entry point and size caps).
-            raise HTTPException(501, "run: sampling image runs from the playground is not available in this version yet")
         run = runs.load(name)
+        is_image = run.is_image
         sc = run.config.sample
         T = run.schedule.T
         steps = sc.steps if req.steps is None else req.steps
-        n = min(sc.n, 500) if req.n is None else req.n
+        if req.n is not None:
+            n = req.n
+        elif req.labels is not None:
+            n = len(req.labels)
+        else:
+            n = min(sc.n, DEFAULT_SAMPLE_IMAGES if is_image else 500)
         seed = sc.seed if req.seed is None else req.seed
         sampler = req.sampler or sc.sampler
         if steps > T:
             raise HTTPException(422, f"steps: must be at most the run's T = {T}, got {steps}")
         steps = min(steps, MAX_STEPS)  # a run's own default can exceed the page's cap
-        if req.frames and n > MAX_FRAME_POINTS:
-            raise HTTPException(422, f"n: at most {MAX_FRAME_POINTS} points when every step is returned (frames), got {n}")
-        if req.frames and n * steps > MAX_FRAME_VALUES:
-            raise HTTPException(422, f"n: n x steps must be at most {MAX_FRAME_VALUES} with frames, got {n} x {steps}")
+        if is_image:
+            shape = run.sample_shape
+            size = int(np.prod(shape))
+            if n > MAX_SAMPLE_IMAGES:
+                raise HTTPException(422, f"n: at most {MAX_SAMPLE_IMAGES} images per request for an image run, got {n}")
+            if req.frames and n * steps * size > MAX_FRAME_IMAGE_VALUES:
+                dims = " x ".join(str(d) for d in shape)
+                raise HTTPException(
+                    422,
+                    f"n: n x steps x C x H x W must be at most {MAX_FRAME_IMAGE_VALUES} with frames, got "
+                    f"{n} x {steps} x {dims} = {n * steps * size}; ask for fewer images or steps",
+                )
+        else:
+            if req.frames and n > MAX_FRAME_POINTS:
+                raise HTTPException(422, f"n: at most {MAX_FRAME_POINTS} points when every step is returned (frames), got {n}")
+            if req.frames and n * steps > MAX_FRAME_VALUES:
+                raise HTTPException(422, f"n: n x steps must be at most {MAX_FRAME_VALUES} with frames, got {n} x {steps}")
         options: dict = {}
         if req.spacing is not None:
             options["spacing"] = req.spacing
@@ -550,15 +646,24 @@ def create_app(
             if sampler != "ddim":
                 raise HTTPException(422, f"eta: applies to the ddim sampler only (this request uses {sampler})")
             options["eta"] = req.eta
-        num_classes = int(run.info.get("num_classes", 0) or 0)
-        if req.label is not None or req.guidance is not None:
-            if num_classes == 0:
-                field = "label" if req.label is not None else "guidance"
-                raise HTTPException(422, f"{field}: run {name!r} has no classes (trained without labels)")
-            if req.label is not None and req.label >= num_classes:
-                raise HTTPException(422, f"label: must be in 0..{num_classes - 1} for this run, got {req.label}")
+        num_classes = run.num_classes
+        names = run.class_names
+        label = None if req.label is None else _label_index(req.label, names, num_classes, name)
+        if req.labels is not None:
             if req.label is not None:
-                options["label"] = req.label
+                raise HTTPException(422, "labels: give either label (one class for all) or labels (one per sample), not both")
+            if len(req.labels) != n:
+                raise HTTPException(422, f"labels: expected one class per sample ({n}), got {len(req.labels)}")
+        if req.label is not None or req.labels is not None or req.guidance is not None:
+            if num_classes == 0:
+                field = "label" if req.label is not None else "labels" if req.labels is not None else "guidance"
+                raise HTTPException(422, f"{field}: run {name!r} has no classes (trained without labels)")
+            if req.labels is not None and max(req.labels) >= num_classes:
+                raise HTTPException(422, f"labels: each must be in 0..{num_classes - 1} for this run, got {max(req.labels)}")
+            if label is not None:
+                options["label"] = label
+            if req.labels is not None:
+                options["label"] = np.asarray(req.labels, dtype=np.int64)
             if req.guidance is not None:
                 options["guidance"] = req.guidance
         records: list = []
@@ -591,13 +696,14 @@ def create_app(
         final = records[-1].x_next
         out = {
             "run": name,
-            "kind": "points" if final.ndim == 2 else "image",
+            "kind": "image" if is_image else "points",
             "sampler": sampler,
             "steps": steps,
             "n": n,
             "seed": seed,
             "spacing": options.get("spacing", sc.spacing),
-            "label": req.label,
+            "label": label,
+            "label_name": names[label] if label is not None and label < len(names) else None,
             "guidance": req.guidance,
             "T": T,
             "grid": grid,
@@ -605,10 +711,18 @@ def create_app(
             "grid_sigmas": [float(run.schedule.sigmas[k]) for k in grid],
             "grid_snr_db": [_finite(snr[k], 3) for k in grid],
             "seconds": round(seconds, 3),
-            "units": "normalised (the units the model sees)",
+            "units": "pixels: -1 black, 1 white (x_t and the predicted noise have unit variance)" if is_image else "normalised (the units the model sees)",
             "x_T": panel(x_T),
             "samples": panel(final),
         }
+        if num_classes:
+            if req.labels is not None:
+                sample_labels = req.labels
+            else:
+                sample_labels = class_labels(run, n, label).tolist()
+            out["class_names"] = names
+            out["labels"] = [names[int(c)] for c in sample_labels]  # the class of each sample, by name
+            out["guidance_used"] = float(sc.guidance if req.guidance is None else req.guidance)
         if req.frames:
             out["frames"] = [
                 {
@@ -630,26 +744,31 @@ def create_app(
 
     # -- training jobs -------------------------------------------------------------------------------
     def _start(req: TrainRequest, name: str) -> dict:
+        steps = req.train_steps
         overrides = [
             f'data.name="{req.data}"',
             f"data.seed={req.seed}",
             f"train.seed={req.seed}",
-            f"train.steps={req.steps}",
-            f"train.checkpoint_every={max(100, req.steps // 4)}",
+            f"train.steps={steps}",
+            f"train.checkpoint_every={max(100, steps // 4)}",
             f'schedule.kind="{req.schedule}"',
         ]
+        if req.is_image:
+            # The quick demo: a smaller U-Net, and a warm-up in proportion to the short run.
+            overrides += [*IMAGE_DEMO_OVERRIDES, f"train.warmup_steps={min(200, steps // 10)}"]
         if req.classes:
             overrides.append("data.classes=[" + ", ".join(f'"{c}"' for c in req.classes) + "]")
         try:
-            cfg = load_config(TRAIN_RECIPE, overrides)
+            cfg = load_config(IMAGE_TRAIN_RECIPE if req.is_image else TRAIN_RECIPE, overrides)
         except ConfigError as exc:
             raise HTTPException(422, str(exc)) from None
         runs.path(name)  # checks the name once more
-        return jobs.start(name, cfg, data=" + ".join(req.classes) if req.classes else req.data)
+        data = " + ".join(req.classes) if req.classes else f"{req.data} (image demo)" if req.is_image else req.data
+        return jobs.start(name, cfg, data=data)
 
     @app.post("/api/jobs", status_code=202)
     def start_job(req: TrainRequest):
-        name = req.name or _free_name(runs, f"{'-'.join(req.classes) if req.classes else req.data}-{req.steps}")
+        name = req.name or _free_name(runs, f"{'-'.join(req.classes) if req.classes else req.data}-{req.train_steps}")
         return _start(req, name)
 
     @app.post("/api/default-run", status_code=200)
@@ -678,6 +797,44 @@ def create_app(
         return jobs.cancel(job_id)
 
     return app
+
+
+def _label_index(value: int | str, names: list[str], num_classes: int, run_name: str) -> int:
+    """A class index from the request's label: an index, or a class name (a name wins over a
+    number-like string, as in runs.resolve_label)."""
+    if num_classes == 0:
+        raise HTTPException(422, f"label: run {run_name!r} has no classes (trained without labels)")
+    if isinstance(value, str):
+        if value in names:
+            return names.index(value)
+        if not value.isdigit():
+            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+            raise HTTPException(422, f"label: unknown class {value[:64]!r}; expected one of {shown} or an index 0..{num_classes - 1}")
+        value = int(value)
+    if not 0 <= value < num_classes:
+        raise HTTPException(422, f"label: must be in 0..{num_classes - 1} for this run, got {value}")
+    return value
+
+
+def _image_preview(path: Path, num_classes: int, class_names: list[str]) -> dict:
+    """Up to IMAGE_PREVIEW training images of an image run (classes in turn: 0, 1, ..., K-1, 0,
+    ...), as the playground's clean x0, with their classes."""
+    data = np.load(path / "data.npy", mmap_mode="r", allow_pickle=False)
+    if data.ndim != 4 or not len(data):
+        return {}
+    rng = np.random.default_rng(0)
+    count = min(IMAGE_PREVIEW, len(data))
+    if num_classes:
+        labels = np.load(path / "labels.npy", allow_pickle=False).astype(np.int64)
+        pools = [np.flatnonzero(labels == c) for c in range(num_classes)]
+        pools = [rng.permutation(p) for p in pools if len(p)]
+        idx = [int(pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])]) for i in range(count)]
+        classes = [int(labels[i]) for i in idx]
+        names = [class_names[c] if c < len(class_names) else str(c) for c in classes]
+        extra = {"data_preview_labels": classes, "data_preview_names": names}
+    else:
+        idx, extra = sorted(rng.choice(len(data), count, replace=False).tolist()), {}
+    return {"data_preview": panel(np.asarray(data[idx], dtype=np.float32)), **extra}
 
 
 def _keep_last(records: list):

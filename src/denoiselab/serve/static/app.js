@@ -163,11 +163,16 @@ function drawImages(canvas, img, opts = {}) {
     ctx.drawImage(off, cx, cy, cell, cell);
     ctx.strokeStyle = COLORS.axis;
     ctx.strokeRect(cx - 0.5, cy - 0.5, cell + 1, cell + 1);
-    if (opts.labels) {
+    if (opts.labels && opts.labels[n] !== undefined) {
       ctx.fillStyle = COLORS.muted;
-      ctx.font = "11px DejaVu Sans, sans-serif";
       ctx.textAlign = "center";
-      ctx.fillText(opts.labels[n], cx + cell / 2, cy + cell + 12);
+      // Class names narrower than their cell: a smaller font, then an ellipsis.
+      let text = String(opts.labels[n]), size = 11;
+      const room = cell + gap - 2;
+      ctx.font = `${size}px DejaVu Sans, sans-serif`;
+      while (ctx.measureText(text).width > room && size > 8) ctx.font = `${--size}px DejaVu Sans, sans-serif`;
+      while (ctx.measureText(text).width > room && text.length > 2) text = text.slice(0, -2) + "…";
+      ctx.fillText(text, cx + cell / 2, cy + cell + 12);
     }
   }
 }
@@ -287,6 +292,15 @@ function combine(x0, eps, a, s) {
   return { kind: "points", points: pts };
 }
 function signalShare(a, s) { return a * a + s * s > 0 ? (a * a) / (a * a + s * s) : 0; }
+
+function imageSize(shape) { return shape && shape.length === 3 ? `${shape[1]} × ${shape[2]}` : ""; }
+
+/** The first n images of an image panel, as a panel. */
+function firstImages(img, n) {
+  const [N, C, H, W] = img.shape;
+  const m = Math.min(N, n);
+  return { kind: "image", shape: [m, C, H, W], data: img.data.slice(0, m * C * H * W) };
+}
 
 function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -477,8 +491,8 @@ const Runs = {
       const res = await api("/api/runs");
       state.runs = res.runs;
     } catch (err) { showError("tr-error", err); }
-    const usable = state.runs.filter((r) => r.usable && r.kind === "points");
-    const items = usable.map((r) => ({ value: r.name, label: `${r.name} (${r.data}, ${r.status})` }));
+    const usable = state.runs.filter((r) => r.usable);
+    const items = usable.map((r) => ({ value: r.name, label: `${r.name} (${r.data}${r.kind === "image" ? " · " + imageSize(r.shape) + " images" : ""}, ${r.status})` }));
     for (const id of ["rev-run", "pg-run"]) {
       const sel = $(id), before = sel.value;
       fillSelect(sel, items.length ? items : [{ value: "", label: "no trained model yet", disabled: true }], before);
@@ -588,8 +602,12 @@ const Reverse = {
     if (!name) return;
     try {
       const detail = await api(`/api/runs/${encodeURIComponent(name)}`);
+      const prev = state.rev.detail;
       state.rev.detail = detail;
       if ($("pg-run").value !== name && [...$("pg-run").options].some((o) => o.value === name)) $("pg-run").value = name;
+      // The same run again (back from another view): keep the sampler, steps, class and guidance chosen.
+      if (prev && prev.name === name) { showError("rev-error", null); return; }
+      this.setKind(detail.kind, prev ? prev.kind : "points");
       if (detail.sample) {
         $("rev-sampler").value = detail.sample.sampler;
         $("rev-steps").value = Math.min(250, detail.sample.steps);
@@ -603,9 +621,21 @@ const Reverse = {
       showError("rev-error", null);
     } catch (err) { showError("rev-error", err); }
   },
+  /** Points or images: the count control, its bounds and the captions follow the run's kind. */
+  setKind(kind, before) {
+    const image = kind === "image", n = $("rev-n"), caps = state.info.caps;
+    $("rev-n-label").textContent = image ? "Images" : "Points";
+    n.min = image ? 1 : 10;
+    n.max = image ? caps.sample_images : caps.frame_points;
+    if (kind !== before) n.value = image ? 16 : 600;
+    $("rev-image-note").hidden = !image;
+    $("rev-x0-caption").innerHTML = image ? "predicted clean x̂<sub>0</sub>" : "predicted clean x̂<sub>0</sub> (faint blue: data)";
+    $("rev-final-caption").innerHTML = image ? "final samples x<sub>0</sub> (the class of each under it)" : "final samples (orange) over the training data (blue)";
+  },
   async run() {
     const name = $("rev-run").value;
     if (!name) { await this.ensureRun(); return; }
+    if (!state.rev.detail || state.rev.detail.name !== name) await this.selectRun(name);
     const detail = state.rev.detail;
     const body = {
       sampler: $("rev-sampler").value,
@@ -615,7 +645,7 @@ const Reverse = {
       frames: true,
     };
     if (detail && detail.num_classes > 0) {
-      if ($("rev-label").value !== "") body.label = +$("rev-label").value;
+      if ($("rev-label").value !== "") body.label = detail.class_names[+$("rev-label").value]; // by name
       body.guidance = +$("rev-guidance").value;
     }
     $("rev-go").disabled = true;
@@ -635,7 +665,10 @@ const Reverse = {
         ticks.appendChild(span);
       });
       $("rev-panels").dataset.frames = res.frames.length;
-      $("rev-status").textContent = `${res.sampler}, ${res.steps} steps, ${res.n} points, seed ${res.seed}: computed in ${res.seconds.toFixed(2)} s. Scrub the timeline or press Play.`;
+      const what = res.kind === "image" ? `${res.n} images` : `${res.n} points`;
+      const cls = res.label_name !== null && res.label_name !== undefined ? `, class ${res.label_name}` : res.labels ? ", every class" : "";
+      const guided = res.guidance_used !== undefined ? `, guidance ${res.guidance_used}` : "";
+      $("rev-status").textContent = `${res.sampler}, ${res.steps} steps, ${what}${cls}${guided}, seed ${res.seed}: computed in ${res.seconds.toFixed(2)} s. Scrub the timeline or press Play.`;
       showError("rev-error", null);
       this.show(0);
     } catch (err) {
@@ -651,13 +684,13 @@ const Reverse = {
     $("rev-timeline").value = i;
     const f = res.frames[i];
     const detail = state.rev.detail;
-    const bg = detail && detail.data_preview ? [{ pts: detail.data_preview.points, color: COLORS.data, alpha: 0.12, r: 2 }] : [];
+    const bg = detail && detail.data_preview && detail.data_preview.kind === "points" ? [{ pts: detail.data_preview.points, color: COLORS.data, alpha: 0.12, r: 2 }] : [];
     drawPanel($("rev-xt"), f.x_t, { color: COLORS.sample, alpha: 0.6 });
     drawPanel($("rev-eps"), f.eps, { color: COLORS.noise, alpha: 0.6 });
     drawPanel($("rev-x0"), f.x0, { color: COLORS.estimate, alpha: 0.6, background: bg });
     drawPanel($("rev-next"), f.x_next, { color: COLORS.sample, alpha: 0.65, background: bg });
     const last = res.frames[res.frames.length - 1];
-    drawPanel($("rev-final"), last.x_next, { color: COLORS.sample, alpha: 0.7, background: bg });
+    drawPanel($("rev-final"), last.x_next, { color: COLORS.sample, alpha: 0.7, background: bg, labels: res.kind === "image" ? res.labels : undefined });
     const clampDb = (v) => (v === null ? 40 : Math.max(-40, Math.min(40, v)));
     const xs = res.frames.map((_, j) => j + 1);
     lineChart($("rev-snr"), [
@@ -692,6 +725,7 @@ const Reverse = {
 // 4. Playground: forward then reverse in one animation
 // =================================================================================================
 const Playground = {
+  token: 0,
   idx: 0,
   dir: 1,
   frames: [],
@@ -707,13 +741,30 @@ const Playground = {
     const name = $("pg-run").value;
     if (!name) { await Reverse.ensureRun(); return; }
     this.stop();
+    const token = ++this.token;
     try {
       const detail = await api(`/api/runs/${encodeURIComponent(name)}`);
-      if (!detail.data_preview) throw new Error("this run has no point data to animate");
-      const x0 = detail.data_preview.points.slice(0, 600);
+      if (!detail.data_preview) throw new Error("this run has no training data to animate");
+      const image = detail.data_preview.kind === "image";
       const steps = Math.max(2, Math.min(250, +$("pg-steps").value || 50));
-      const res = await api(`/api/runs/${encodeURIComponent(name)}/sample`, { sampler: $("pg-sampler").value, steps, n: x0.length, seed: 0, frames: true });
-      const xT = res.x_T.points;
+      let x0, body = { sampler: $("pg-sampler").value, steps, seed: 0, frames: true };
+      if (image) {
+        // As many of the preview images as the response cap allows at this many steps; each is
+        // regenerated with its own class (labels), so noise from a "3" is denoised as a "3".
+        const [N, C, H, W] = detail.data_preview.shape;
+        const fit = Math.floor(state.info.caps.frame_image_values / (steps * C * H * W));
+        if (fit < 1) throw new Error(`steps: too many steps for ${H} × ${W} images; try fewer`);
+        x0 = firstImages(detail.data_preview, Math.min(N, fit, state.info.caps.sample_images));
+        body.n = x0.shape[0];
+        if (detail.data_preview_labels) body.labels = detail.data_preview_labels.slice(0, body.n);
+        this.labels = detail.data_preview_names ? detail.data_preview_names.slice(0, body.n) : undefined;
+      } else {
+        x0 = { kind: "points", points: detail.data_preview.points.slice(0, 600) };
+        body.n = x0.points.length;
+        this.labels = undefined;
+      }
+      const res = await api(`/api/runs/${encodeURIComponent(name)}/sample`, body);
+      if (token !== this.token) return;
       const T = res.T;
       // Forward frames on the sampler's grid, from k = 0 up to k = T, with the very noise x_T the
       // reverse process starts from: x_k = alpha_k x0 + sigma_k x_T.
@@ -721,8 +772,7 @@ const Playground = {
       const frames = [];
       for (const k of ks) {
         const a = res.grid_alphas[res.grid.indexOf(k)], s = res.grid_sigmas[res.grid.indexOf(k)];
-        frames.push({ phase: "forward", k, snr: res.grid_snr_db[res.grid.indexOf(k)], a, s,
-          panel: combine({ kind: "points", points: x0 }, { kind: "points", points: xT }, a, s) });
+        frames.push({ phase: "forward", k, snr: res.grid_snr_db[res.grid.indexOf(k)], a, s, panel: combine(x0, res.x_T, a, s) });
       }
       for (const f of res.frames) {
         const j = res.grid.indexOf(f.k_next);
@@ -730,7 +780,8 @@ const Playground = {
       }
       this.frames = frames;
       this.T = T;
-      this.data = detail.data_preview.points;
+      this.kind = res.kind;
+      this.data = image ? null : detail.data_preview.points;
       this.idx = 0;
       showError("pg-error", null);
       this.show(0);
@@ -744,8 +795,8 @@ const Playground = {
     const f = this.frames[this.idx];
     const share = signalShare(f.a, f.s);
     const color = f.phase === "forward" ? mixColor(COLORS.data, COLORS.noise, share) : mixColor(COLORS.sample, COLORS.noise, share);
-    const bg = f.phase === "reverse" ? [{ pts: this.data, color: COLORS.data, alpha: 0.1, r: 2 }] : [];
-    drawPanel($("pg-canvas"), f.panel, { color, alpha: 0.7, r: 2.4, background: bg });
+    const bg = f.phase === "reverse" && this.data ? [{ pts: this.data, color: COLORS.data, alpha: 0.1, r: 2 }] : [];
+    drawPanel($("pg-canvas"), f.panel, { color, alpha: 0.7, r: 2.4, background: bg, labels: this.labels });
     const snr = f.snr === null ? (f.k === 0 ? "+∞ dB" : "−∞ dB") : fmtDb(f.snr);
     const what = f.phase === "forward" ? "forward: adding noise" : "reverse: the model removes noise";
     $("pg-counter").textContent = `step ${this.idx} / ${n - 1} · ${what} · k = ${f.k} of ${this.T} · SNR ${snr}`;
@@ -759,9 +810,15 @@ const Playground = {
       { xs: xs.slice(fwd - 1), ys: [ys[fwd - 1]].concat(ys.slice(fwd)), color: COLORS.sample, label: "reverse (model)" },
     ], { xMin: 0, xMax: n - 1, yMin: -40, yMax: 40, marker: this.idx, xLabel: "animation step", yLabel: "SNR (dB)", legendLeft: true, legendBottom: true,
       dots: [{ x: this.idx, y: ys[this.idx], color: COLORS.ink }] });
-    $("pg-caption").innerHTML = f.phase === "forward"
-      ? `<span style="color:${COLORS.data}">■ data</span> turning into <span style="color:${COLORS.noise}">■ noise</span>`
-      : `<span style="color:${COLORS.noise}">■ noise</span> turning into <span style="color:${COLORS.sample}">■ generated samples</span> (faint blue: training data)`;
+    if (this.kind === "image") {
+      $("pg-caption").textContent = f.phase === "forward"
+        ? "training images turning into noise"
+        : "the model turns that noise into new images" + (this.labels ? " of the same classes" : "");
+    } else {
+      $("pg-caption").innerHTML = f.phase === "forward"
+        ? `<span style="color:${COLORS.data}">■ data</span> turning into <span style="color:${COLORS.noise}">■ noise</span>`
+        : `<span style="color:${COLORS.noise}">■ noise</span> turning into <span style="color:${COLORS.sample}">■ generated samples</span> (faint blue: training data)`;
+    }
   },
   toggle() {
     if (this.playing) { this.stop(); return; }
@@ -800,13 +857,38 @@ const Train = {
       g.appendChild(o);
     }
     if (g.children.length) sel.appendChild(g);
+    const images = state.info.train.image_data || [];
+    if (images.length) {
+      const gi = document.createElement("optgroup");
+      gi.label = "images: a quick demo (small U-Net)";
+      for (const name of images) {
+        const o = document.createElement("option");
+        o.value = name;
+        o.textContent = name === "patterns" ? "pattern images, 16 × 16, 4 classes" : name;
+        gi.appendChild(o);
+      }
+      sel.appendChild(gi);
+    }
     fillSelect($("tr-schedule"), state.info.train_schedules, "linear");
     $("tr-steps").value = state.info.train.default_steps;
     $("tr-steps").max = state.info.caps.train_steps;
+    $("tr-image-steps").textContent = state.info.train.image_default_steps;
+    this.kind = "points";
+    sel.addEventListener("change", () => this.onData());
     $("tr-start").addEventListener("click", () => this.start());
     $("tr-cancel").addEventListener("click", () => this.cancel());
     Jobs.listeners.push((job, losses) => this.onJob(job, losses));
     this.drawLoss([]);
+  },
+  /** The image demo has its own step default and cap, and says what it is. */
+  onData() {
+    const t = state.info.train, image = (t.image_data || []).includes($("tr-data").value);
+    const kind = image ? "image" : "points";
+    $("tr-image-note").hidden = !image;
+    if (kind === this.kind) return;
+    this.kind = kind;
+    $("tr-steps").value = image ? t.image_default_steps : t.default_steps;
+    $("tr-steps").max = image ? t.image_max_steps : state.info.caps.train_steps;
   },
   async start() {
     const choice = $("tr-data").value;
@@ -878,8 +960,8 @@ const Train = {
       tr.innerHTML = `<td>${escapeHtml(r.name)}</td><td>${escapeHtml(r.data || "")}</td><td>${escapeHtml(status)}</td><td>${escapeHtml(step)} / ${escapeHtml(r.steps ?? "")}</td><td>${escapeHtml(sched)}</td><td></td>`;
       const btn = document.createElement("button");
       btn.textContent = "Open";
-      btn.disabled = !(r.usable && r.kind === "points");
-      btn.title = r.kind === "image" ? "image runs open in a later version" : r.error || "";
+      btn.disabled = !r.usable;
+      btn.title = r.error || (r.usable ? "open in the Reverse view" : "not usable yet");
       btn.addEventListener("click", async () => {
         showView("reverse");
         $("rev-run").value = r.name;
