@@ -69,6 +69,8 @@ def test_evaluate_an_image_run_for_one_class(digits_run, capsys):
     assert cli.main(["evaluate", str(digits_run), "--label", "4", "-n", "20", "--steps", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 20 and set(out["per_class_accuracy"]) <= {"4"}
+    assert cli.main(["evaluate", str(digits_run), "--guidance", "1", "--steps", "3"]) == 0  # n from the recipe
+    assert "n=40 samples" in capsys.readouterr().out
 
 
 def test_points_and_images_need_their_own_network():

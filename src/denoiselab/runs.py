@@ -275,7 +275,8 @@ def evaluate_images(
     """Class accuracy and Frechet distance of n samples (every class in proportion, or ``label``)."""
     from .image_metrics import image_metrics
 
-    n = run.config.sample.n if sample_options.get("n") is None else sample_options.pop("n")
+    n = sample_options.pop("n", None)
+    n = run.config.sample.n if n is None else n
     samples = sample_points(run, n=n, seed=seed, label=label, guidance=guidance, **sample_options)
     if not run.num_classes:
         note = "unlabelled images: no classifier to measure samples with"
