@@ -341,3 +341,24 @@ def test_shapes_recipe_separates_the_classes(tmp_path, one_thread):
         assert plain.accuracy[name] >= 0.95 * plain.reference_accuracy[name], plain.summary()
     guided, _ = evaluate_run(run, repeats=2, guidance=4.0)
     assert guided.mean_accuracy >= plain.mean_accuracy + 0.05, guided.summary()
+
+
+@pytest.mark.parametrize(
+    "recipe, overrides",
+    [
+        ("shapes", ["train.steps=120", "model.hidden=16", "train.checkpoint_every=40"]),
+        ("digits", ["train.steps=30", "model.hidden=8", "model.time_dim=16", "train.checkpoint_every=10"]),
+    ],
+)
+def test_resume_is_bit_exact_for_conditional_and_image_runs(tmp_path, recipe, overrides, one_thread):
+    """Labels (and their dropout draws) and image batches come back exactly after an interruption."""
+    from safetensors.torch import load_file
+
+    cfg = load_config(recipe, overrides)
+    quiet = dict(progress=False, log=lambda *a: None)
+    with pytest.raises(training.TrainingInterrupted):
+        training.train(cfg, tmp_path / "a", stop_at=cfg.train.steps // 2, **quiet)
+    training.train(cfg, tmp_path / "a", resume=True, **quiet)
+    training.train(cfg, tmp_path / "b", **quiet)
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
