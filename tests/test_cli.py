@@ -397,3 +397,14 @@ def test_subprocess_errors_are_one_line(tmp_path, trained_run):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1 and "-n" in proc.stderr
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_read_losses_thins_to_bin_means(trained_run):
+    from denoiselab.runs import read_losses
+
+    losses = read_losses(trained_run)
+    assert len(losses) == 40  # TINY: train.steps = 40, one loss per step
+    thin = read_losses(trained_run, max_points=7)
+    edges = np.linspace(0, 40, 8).astype(int)
+    np.testing.assert_allclose(thin, [losses[a:b].mean() for a, b in zip(edges[:-1], edges[1:])], rtol=1e-6)
+    assert len(read_losses(trained_run.parent / "no-such-run")) == 0

@@ -278,8 +278,8 @@ def test_evaluate_one_class_and_json(shapes_run, capsys):
 @pytest.mark.parametrize(
     "args, match",
     [
-        (["--label", "2"], "label '2': out of range; this run has classes 0..1 (spiral, circle)"),
-        (["--label", "dog"], "label 'dog': unknown class; expected one of spiral, circle"),
+        (["--label", "2"], "label: '2' is out of range; this run has classes 0..1 (spiral, circle)"),
+        (["--label", "dog"], "label: unknown class 'dog'; expected one of spiral, circle"),
         (["--label", "-1"], "out of range"),
         (["--guidance", "-1"], "expected a number >= 0"),
     ],

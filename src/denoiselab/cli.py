@@ -175,9 +175,7 @@ def _sampling_kwargs(args, run) -> dict:
     if args.label is not None:
         kw["label"] = args.label
     if args.guidance is not None:
-        if not run.num_classes:
-            raise UsageError(f"--guidance: {run.path} is unconditional (trained without classes), so it has nothing to guide")
-        kw["guidance"] = args.guidance
+        kw["guidance"] = args.guidance  # runs.guided_model_fn refuses it on an unconditional run
     return kw
 
 
@@ -238,8 +236,9 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps({"run": str(run.path), "sampler": sampler, "steps": steps, **metrics.to_dict()}))
     else:
-        sep = "\n" if "\n" in metrics.summary() else " "
-        print(f"{run.path} ({sampler}, {steps} steps):{sep}{metrics.summary()}")
+        summary = metrics.summary()
+        sep = "\n" if "\n" in summary else " "  # a conditional run's summary has a line per class
+        print(f"{run.path} ({sampler}, {steps} steps):{sep}{summary}")
     return 0
 
 

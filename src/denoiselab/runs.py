@@ -126,17 +126,17 @@ def resolve_label(run: Run, label) -> int:
     """A class index from an index or a class name (a name wins over a number-like string)."""
     names, given = run.class_names, label
     if run.num_classes == 0:
-        raise SamplingError(f"label {label!r}: {run.path} is unconditional (trained without classes)")
+        raise SamplingError(f"label: {run.path} is unconditional (trained without classes), so it takes no label")
     if isinstance(label, str):
         if label in names:
             return names.index(label)
         try:
             label = int(label)
         except ValueError:
-            raise SamplingError(f"label {label!r}: unknown class; expected one of {', '.join(names)} or 0..{len(names) - 1}") from None
+            raise SamplingError(f"label: unknown class {label!r}; expected one of {', '.join(names)} or 0..{len(names) - 1}") from None
     if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and 0 <= label < run.num_classes:
         return int(label)
-    raise SamplingError(f"label {given!r}: out of range; this run has classes 0..{run.num_classes - 1} ({', '.join(names)})")
+    raise SamplingError(f"label: {given!r} is out of range; this run has classes 0..{run.num_classes - 1} ({', '.join(names)})")
 
 
 def class_labels(run: Run, n: int, label=None) -> np.ndarray | None:
@@ -156,7 +156,7 @@ def guided_model_fn(run: Run, guidance: float | None = None):
     """The run's model function, wrapped in classifier-free guidance on a conditional run."""
     if run.num_classes == 0:
         if guidance is not None:
-            raise SamplingError(f"guidance {guidance:g}: {run.path} is unconditional (trained without classes), so it has nothing to guide")
+            raise SamplingError(f"guidance: {run.path} is unconditional (trained without classes), so it has nothing to guide")
         return run.model_fn()
     scale = run.config.sample.guidance if guidance is None else guidance
     if not (isinstance(scale, (int, float)) and np.isfinite(scale) and scale >= 0):
@@ -359,9 +359,8 @@ def evaluate_classes(
     n = run.config.sample.n if sample_options.get("n") is None else sample_options["n"]
     scale = run.config.sample.guidance if guidance is None else guidance
     fit_x, fit_y = _classifier_set(run, source, n)
-    wanted = range(run.num_classes) if label is None else [resolve_label(run, label)]
+    wanted = list(range(run.num_classes)) if label is None else [resolve_label(run, label)]
     per_class, accuracy, reference_accuracy = {}, {}, {}
-    first = None
     for c in wanted:
         samples = [sample_points(run, seed=seed + i, label=c, guidance=scale, **sample_options) for i in range(repeats)]
         refs = reference_draws(run, len(samples[0]), 2 * repeats, label=c, source=source)
@@ -369,7 +368,8 @@ def evaluate_classes(
         per_class[name] = point_metrics(samples, refs)
         accuracy[name] = float(np.mean([label_accuracy(fit_x, fit_y, x, np.full(len(x), c)) for x in samples]))
         reference_accuracy[name] = float(np.mean([label_accuracy(fit_x, fit_y, r, np.full(len(r), c)) for r in refs[:repeats]]))
-        first = samples[0] if first is None else first
+        if c == wanted[0]:
+            first = samples[0]
     mixture = mixture_accuracy = None
     if label is None:
         samples = [sample_points(run, seed=seed + i, guidance=scale, **sample_options) for i in range(repeats)]
@@ -400,7 +400,7 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
 
     out_dir = Path(out_dir or run.path)
     if run.is_image:
-        return render_image_figures(run, out_dir, samples=samples)
+        return render_image_figures(run, out_dir)  # its grid has every class, not the metrics' mix
     records: list[StepRecord] = []
     sc = run.config.sample
     names = run.class_names or None
@@ -433,8 +433,8 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
                 title=f"Classifier-free guidance: {sc.sampler}, {sc.steps} steps, n = {n} per panel",
             )
         )  # fmt: skip
-    losses = _losses(run)
-    if losses is not None and len(losses):
+    losses = read_losses(run.path)
+    if len(losses):
         written.append(viz.plot_loss(losses, out_dir / "loss.png"))
     return written
 
@@ -443,7 +443,7 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
 GRID_PER_CLASS = 10
 
 
-def render_image_figures(run: Run, out_dir: Path, *, samples: np.ndarray | None = None) -> list[Path]:
+def render_image_figures(run: Run, out_dir: Path) -> list[Path]:
     """An image run's figures: sample grid (a row per class), reverse-process GIF and strip, one
     image's forward process with SNR, linear vs cosine on that image, schedule, loss, and a
     guidance sweep for a conditional run."""
@@ -477,8 +477,8 @@ def render_image_figures(run: Run, out_dir: Path, *, samples: np.ndarray | None 
     if run.num_classes:
         sweep = {g: sample_points(run, n=n_grid, guidance=g) for g in GUIDANCE_SWEEP}
         written.append(viz.plot_guidance_sweep(sweep, out_dir / "guidance.png", labels=labels, class_names=names))
-    losses = _losses(run)
-    if losses is not None and len(losses):
+    losses = read_losses(run.path)
+    if len(losses):
         written.append(viz.plot_loss(losses, out_dir / "loss.png"))
     return written
 
@@ -490,14 +490,21 @@ def _sample_title(run: Run) -> str:
     return f"{data}: {sc.sampler}, {sc.steps} steps{guidance}, n = {sc.n}"
 
 
-def _losses(run: Run) -> np.ndarray | None:
+def read_losses(run_dir: str | Path, max_points: int | None = None) -> np.ndarray:
+    """The loss of every training step, from the run's checkpoint (empty when there is none or
+    it cannot be read, e.g. while being replaced); thinned to ``max_points`` bin means."""
     from safetensors import safe_open
 
-    path = run.path / "checkpoint.safetensors"
-    if not path.is_file():
-        return None
-    with safe_open(str(path), framework="pt") as fh:
-        return fh.get_tensor("losses").numpy()
+    path = Path(run_dir) / "checkpoint.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            losses = fh.get_tensor("losses").numpy()
+    except Exception:  # noqa: BLE001 - missing, being written, or corrupt: no curve
+        return np.zeros(0)
+    if max_points is not None and len(losses) > max_points:
+        edges = np.linspace(0, len(losses), max_points + 1).astype(int)
+        losses = np.add.reduceat(losses, edges[:-1]) / np.diff(edges)
+    return losses
 
 
 def write_metrics(run: Run, metrics: PointMetrics | ClassMetrics, extra: dict | None = None) -> Path:

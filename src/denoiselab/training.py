@@ -1,10 +1,10 @@
 """One training loop for every denoiser: batches by tensor indexing, AdamW with warm-up and
 cosine decay, EMA weights, atomic resumable checkpoints.
 
-A run folder (runs.py) holds config.toml, run.json, data.npy (labels.npy for a conditional
-run), checkpoint.safetensors (model,
-EMA, optimiser, RNG and loss history in one file, so they can never disagree) and
-model.safetensors (the weights used for sampling).  Resuming restores all of it, so an
+A run folder (runs.py) holds config.toml, run.json, data.npy (with labels.npy for a conditional
+run, held_out.npy for images), checkpoint.safetensors (model, EMA, optimiser, RNG and loss
+history in one file, so they can never disagree) and model.safetensors (the weights used for
+sampling).  Resuming restores all of it, so an
 interrupted run ends with bit-identical weights to an uninterrupted one on the same machine.
 """
 

@@ -27,7 +27,6 @@ patterns` trains the full one.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -50,9 +49,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .. import __version__
 from ..config import ConfigError, config_from_run_file, load_config
 from ..data import GENERATORS, Normalization
+from ..data import images as image_data
 from ..data.sources import draw
 from ..forward_process import q_sample
-from ..runs import RunError, class_labels, load_run, sample_points
+from ..runs import RunError, SamplingError, class_labels, load_run, read_losses, resolve_label, sample_points
 from ..samplers import SAMPLERS, SPACINGS, step_grid
 from ..schedules import SCHEDULE_KINDS, Schedule, flow_schedule, make_schedule
 from ..training import WEIGHTS
@@ -111,25 +111,7 @@ def point_sets() -> list[str]:
 POINT_SETS = tuple(point_sets())
 
 
-def _images_module():
-    """data.images, or None where this build has no image data sets."""
-    try:
-        from ..data import images
-    except ImportError:
-        return None
-    return images
-
-
-def image_train_data() -> tuple[str, ...]:
-    """The image sets the Train view offers (none where this build has no image data)."""
-    return IMAGE_TRAIN_DATA if _images_module() is not None else ()
-
-
-def image_sets() -> tuple[str, ...]:
-    images = _images_module()
-    if images is None:
-        return ()
-    return (*(f"{PATTERN_PREFIX}{k}" for k in images.PATTERN_KINDS), "digits")
+IMAGE_SETS = (*(f"{PATTERN_PREFIX}{k}" for k in image_data.PATTERN_KINDS), "digits")  # the Forward view's images
 
 
 # --- request models -----------------------------------------------------------------------------
@@ -155,7 +137,7 @@ class ForwardRequest(_Strict):
     @field_validator("data")
     @classmethod
     def _known_data(cls, value: str) -> str:
-        known = (*POINT_SETS, *image_sets())
+        known = (*POINT_SETS, *IMAGE_SETS)
         if value not in known:
             raise ValueError(f"unknown data {value!r}; expected one of {', '.join(known)}")
         return value
@@ -211,7 +193,7 @@ class TrainRequest(_Strict):
     @field_validator("data")
     @classmethod
     def _trainable(cls, value: str) -> str:
-        trainable = (*POINT_SETS, *image_train_data())
+        trainable = (*POINT_SETS, *IMAGE_TRAIN_DATA)
         if value not in trainable:
             raise ValueError(f"cannot train on {value!r} from the page; expected one of {', '.join(trainable)}")
         return value
@@ -403,24 +385,6 @@ class RunStore:
             return run
 
 
-def _losses(path: Path, max_points: int = 1000) -> list[float]:
-    """The loss history of a run (from its checkpoint), thinned to at most ``max_points``."""
-    ckpt = path / "checkpoint.safetensors"
-    if not ckpt.is_file():
-        return []
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(ckpt), framework="pt") as fh:
-            losses = fh.get_tensor("losses").numpy()
-    except Exception:  # noqa: BLE001 - being written, or corrupt: no curve
-        return []
-    if len(losses) > max_points:
-        edges = np.linspace(0, len(losses), max_points + 1).astype(int)
-        losses = np.array([losses[a:b].mean() for a, b in itertools.pairwise(edges)])
-    return [round(float(v), 5) for v in losses]
-
-
 # --- the app -----------------------------------------------------------------------------------
 def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict]]:
     errors = []
@@ -500,7 +464,7 @@ def create_app(
         return {
             "version": __version__,
             "point_sets": list(POINT_SETS),
-            "image_sets": list(image_sets()),
+            "image_sets": list(IMAGE_SETS),
             "schedules": list(FORWARD_SCHEDULES),
             "train_schedules": list(SCHEDULE_KINDS),
             "samplers": list(SAMPLERS),
@@ -508,7 +472,7 @@ def create_app(
             "default_run": DEFAULT_RUN,
             "train": {
                 "recipe": TRAIN_RECIPE, "default_steps": DEFAULT_TRAIN_STEPS, "data": list(POINT_SETS),
-                "image_recipe": IMAGE_TRAIN_RECIPE, "image_data": list(image_train_data()),
+                "image_recipe": IMAGE_TRAIN_RECIPE, "image_data": list(IMAGE_TRAIN_DATA),
                 "image_default_steps": DEFAULT_IMAGE_TRAIN_STEPS, "image_max_steps": MAX_IMAGE_TRAIN_STEPS,
                 "image_overrides": list(IMAGE_DEMO_OVERRIDES),
             },
@@ -575,7 +539,7 @@ def create_app(
     def get_run(name: RunName):
         path = runs.existing(name)
         out = runs.summary(name, jobs.busy_runs())
-        out["losses"] = _losses(path)
+        out["losses"] = [round(float(v), 5) for v in read_losses(path, max_points=1000)]
         metrics = path / "metrics.json"
         if metrics.is_file():
             try:
@@ -648,7 +612,10 @@ def create_app(
             options["eta"] = req.eta
         num_classes = run.num_classes
         names = run.class_names
-        label = None if req.label is None else _label_index(req.label, names, num_classes, name)
+        try:
+            label = None if req.label is None else resolve_label(run, req.label)
+        except SamplingError as exc:
+            raise HTTPException(422, str(exc)) from None
         if req.labels is not None:
             if req.label is not None:
                 raise HTTPException(422, "labels: give either label (one class for all) or labels (one per sample), not both")
@@ -683,10 +650,6 @@ def create_app(
                     **options,
                 )
             seconds = time.perf_counter() - t0
-        except TypeError as exc:
-            if "label" in options or "guidance" in options:
-                raise HTTPException(501, f"label: this version of denoiselab cannot sample by class yet ({exc})") from None
-            raise
         except ValueError as exc:  # runs.SamplingError and the samplers' own checks
             raise HTTPException(422, " ".join(str(exc).split())) from None
         finally:
@@ -799,23 +762,6 @@ def create_app(
     return app
 
 
-def _label_index(value: int | str, names: list[str], num_classes: int, run_name: str) -> int:
-    """A class index from the request's label: an index, or a class name (a name wins over a
-    number-like string, as in runs.resolve_label)."""
-    if num_classes == 0:
-        raise HTTPException(422, f"label: run {run_name!r} has no classes (trained without labels)")
-    if isinstance(value, str):
-        if value in names:
-            return names.index(value)
-        if not value.isdigit():
-            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-            raise HTTPException(422, f"label: unknown class {value[:64]!r}; expected one of {shown} or an index 0..{num_classes - 1}")
-        value = int(value)
-    if not 0 <= value < num_classes:
-        raise HTTPException(422, f"label: must be in 0..{num_classes - 1} for this run, got {value}")
-    return value
-
-
 def _image_preview(path: Path, num_classes: int, class_names: list[str]) -> dict:
     """Up to IMAGE_PREVIEW training images of an image run (classes in turn: 0, 1, ..., K-1, 0,
     ...), as the playground's clean x0, with their classes."""
@@ -858,16 +804,13 @@ def _free_name(runs: RunStore, base: str) -> str:
 
 def _images(name: str, count: int, size: int, seed: int) -> tuple[torch.Tensor, list[str]]:
     """``count`` images of one pattern kind, or ``count`` different digits, in [-1, 1]."""
-    images = _images_module()
-    if images is None:
-        raise HTTPException(501, "data: image data sets are not available in this build")
     if name == "digits":
-        digits = images.load_digits(upscale=max(1, size // 8))
+        digits = image_data.load_digits(upscale=max(1, size // 8))
         rng = np.random.default_rng(seed)
         labels = digits.labels.numpy()
         # One image of each digit first (0, 1, 2, ...), then any: a varied row.
         wanted = [int(rng.choice(np.flatnonzero(labels == d % 10))) for d in range(count)]
         return digits.images[wanted].float(), [digits.class_names[labels[i]] for i in wanted]
     kind = name.removeprefix(PATTERN_PREFIX)
-    patterns = images.make_patterns(count, size=size, seed=seed, kinds=(kind,))
+    patterns = image_data.make_patterns(count, size=size, seed=seed, kinds=(kind,))
     return patterns.images.float(), [kind] * count

@@ -51,16 +51,21 @@ GIF_FONT_PX = 14
 # --- input checks ------------------------------------------------------------------------------
 
 
+def _float_array(x, name: str, expected: str) -> np.ndarray:
+    """A float32 NumPy array from an array-like or a torch tensor (moved to the CPU)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().float().numpy()
+    try:
+        return np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected {expected}, got {type(x).__name__}") from exc
+
+
 def as_images(x, name: str = "images") -> np.ndarray:
     """Check and convert images to a float32 array of shape (N, C, H, W), C in {1, 3}, N >= 1.
 
     Torch tensors are accepted (moved to CPU).  Non-finite pixels are kept (shown mid grey)."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().float().numpy()
-    try:
-        arr = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected a numeric array of images (N, C, H, W), got {type(x).__name__}") from exc
+    arr = _float_array(x, name, "a numeric array of images (N, C, H, W)")
     if arr.ndim != 4:
         hint = "; for one image pass x[None]" if arr.ndim == 3 else ""
         raise ValueError(f"{name}: expected images of shape (N, C, H, W), got shape {tuple(arr.shape)}{hint}")
@@ -79,12 +84,7 @@ def as_images(x, name: str = "images") -> np.ndarray:
 
 def as_image(x, name: str = "image") -> np.ndarray:
     """One image as (1, C, H, W): accepts (H, W) grey, (C, H, W) or (N, C, H, W) (kept as is)."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().float().numpy()
-    try:
-        arr = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected a numeric image array, got {type(x).__name__}") from exc
+    arr = _float_array(x, name, "a numeric image array")
     if arr.ndim == 2:
         arr = arr[None, None]
     elif arr.ndim == 3:
