@@ -469,7 +469,7 @@ def render_image_figures(run: Run, out_dir: Path) -> list[Path]:
     written = [
         viz.plot_image_grid(samples, out_dir / "samples.png", labels=labels, class_names=names, title=title),
         viz.save_grid_gif(frames, out_dir / "trajectory.gif", labels=labels, class_names=names, title="Reverse process: noise → images"),
-        viz.plot_image_progression(frames, out_dir / "progression.png"),
+        viz.plot_image_progression(_one_per_class(frames, labels), out_dir / "progression.png", max_images=K if run.num_classes else 8),
         viz.plot_forward_strip(run.schedule, image, out_dir / "forward.png"),
         viz.plot_schedule_compare_images(compare, image, out_dir / "schedules-compared.png"),
         viz.plot_schedule(run.schedule, out_dir / "schedule.png"),
@@ -481,6 +481,14 @@ def render_image_figures(run: Run, out_dir: Path) -> list[Path]:
     if len(losses):
         written.append(viz.plot_loss(losses, out_dir / "loss.png"))
     return written
+
+
+def _one_per_class(frames, labels: np.ndarray | None):
+    """Reverse-process frames cut to the first image of each class (all images when unlabelled)."""
+    if labels is None:
+        return frames
+    idx = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)]
+    return [(t, x[idx]) for t, x in frames]
 
 
 def _sample_title(run: Run) -> str:
