@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy.stats import energy_distance as scipy_energy_distance
 
-from denoiselab.metrics import PointMetrics, energy_distance, point_metrics, w2_exact
+from denoiselab.metrics import PointMetrics, energy_distance, point_metrics, reference_floor, w2_exact
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,41 +80,62 @@ def _sets(rng, count, n, shift=0.0):
 
 def test_point_metrics_means_and_floor():
     rng = np.random.default_rng(3)
-    samples = _sets(rng, 2, 80, shift=2.0)
-    refs = _sets(rng, 4, 100)  # 2R reference sets
+    samples = _sets(rng, 3, 80, shift=2.0)
+    refs = _sets(rng, 4, 100)
     m = point_metrics(samples, refs)
     assert isinstance(m, PointMetrics)
-    assert m.n == 80 and m.repeats == 2  # every set cut to the smallest
-    w2 = [w2_exact(samples[i], refs[i][:80]) for i in range(2)]
-    w2f = [w2_exact(refs[2 + i][:80], refs[i][:80]) for i in range(2)]
-    ed = [energy_distance(samples[i], refs[i][:80]) for i in range(2)]
-    edf = [energy_distance(refs[2 + i][:80], refs[i][:80]) for i in range(2)]
+    assert m.n == 80 and m.repeats == 3 and m.references == 4  # every set cut to the smallest
+    r = [x[:80] for x in refs]
+    # W2: sample set i against reference i mod K; the floor over disjoint reference pairs
+    w2 = [w2_exact(samples[i], r[i % 4]) for i in range(3)]
+    w2f = [w2_exact(r[0], r[1]), w2_exact(r[2], r[3])]
+    # energy: every sample set against every reference; the floor over every reference pair
+    ed = [energy_distance(s, x) for s in samples for x in r]
+    edf = [energy_distance(r[i], r[j]) for i in range(4) for j in range(i + 1, 4)]
     assert m.w2 == pytest.approx(np.mean(w2)) and m.w2_std == pytest.approx(np.std(w2))
     assert m.w2_floor == pytest.approx(np.mean(w2f)) and m.w2_floor_std == pytest.approx(np.std(w2f))
-    assert m.energy == pytest.approx(np.mean(ed)) and m.energy_floor == pytest.approx(np.mean(edf))
+    assert m.energy == pytest.approx(np.mean(ed), rel=1e-9) and m.energy_std == pytest.approx(np.std(ed), rel=1e-6)
+    assert m.energy_floor == pytest.approx(np.mean(edf), rel=1e-9)
     # a shifted model is far above the floor; the floor is what a perfect model scores
     assert m.w2_ratio == pytest.approx(m.w2 / m.w2_floor) and m.w2_ratio > 3
     assert m.energy_ratio > 10
     d = m.to_dict()
-    for key in ("n", "w2", "w2_floor", "energy", "energy_floor", "w2_ratio", "energy_ratio"):
+    for key in ("n", "references", "w2", "w2_floor", "energy", "energy_floor", "w2_ratio", "energy_ratio"):
         assert key in d
-    assert "floor" in m.summary()
+    assert "floor" in m.summary() and "16" not in m.summary() and "4 reference draws" in m.summary()
 
 
 def test_point_metrics_floor_ignores_the_samples_and_a_perfect_model_is_at_the_floor():
     rng = np.random.default_rng(4)
-    refs = _sets(rng, 4, 120)
-    perfect = point_metrics(_sets(rng, 2, 120), refs)
-    bad = point_metrics(_sets(rng, 2, 120, shift=2.0), refs)
+    refs = _sets(rng, 16, 300)
+    perfect = point_metrics(_sets(rng, 8, 300), refs)
+    bad = point_metrics(_sets(rng, 8, 300, shift=0.5), refs)
     assert perfect.w2_floor == bad.w2_floor and perfect.energy_floor == bad.energy_floor
-    assert 0.6 < perfect.w2_ratio < 1.6
-    assert bad.w2_ratio > 5
+    assert 0.85 < perfect.w2_ratio < 1.15 and 0.7 < perfect.energy_ratio < 1.3
+    assert bad.w2_ratio > 2 and bad.energy_ratio > 5
 
 
-def test_point_metrics_needs_two_references_per_sample_set():
+def test_a_given_floor_is_used_and_must_match_n():
+    rng = np.random.default_rng(6)
+    refs = _sets(rng, 4, 100)
+    floor = reference_floor(refs)
+    assert floor.w2_pairs == 2 and floor.energy_pairs == 6 and floor.n == 100
+    a = point_metrics(_sets(np.random.default_rng(7), 2, 100), refs)
+    b = point_metrics(_sets(np.random.default_rng(7), 2, 100), refs, floor)
+    assert a == b  # the floor computed inside is the one given
+    assert point_metrics(_sets(np.random.default_rng(7), 2, 100), refs, replace(floor, w2=2 * floor.w2)).w2_floor == 2 * floor.w2
+    with pytest.raises(ValueError, match="n = 100"):
+        point_metrics(_sets(rng, 2, 50), refs, floor)
+
+
+def test_point_metrics_needs_a_sample_set_and_two_references():
     rng = np.random.default_rng(5)
     with pytest.raises(ValueError, match="reference"):
-        point_metrics(_sets(rng, 2, 10), _sets(rng, 3, 10))
+        point_metrics(_sets(rng, 2, 10), _sets(rng, 1, 10))
+    with pytest.raises(ValueError, match="sample set"):
+        point_metrics([], _sets(rng, 2, 10))
+    with pytest.raises(ValueError, match="2 reference draws"):
+        reference_floor(_sets(rng, 1, 10))
 
 
 def test_reference_draws_for_a_data_file_give_a_real_floor(tmp_path):
@@ -128,8 +150,8 @@ def test_reference_draws_for_a_data_file_give_a_real_floor(tmp_path):
     cfg = load_config("quick", ["data.name=pts.npy"])
     run = SimpleNamespace(config=cfg, path=tmp_path)
     refs = reference_draws(run, 200, 4)  # 100 held-out points, asked for more than that
-    assert len(refs) == 4
-    first, second = refs[0], refs[2]
+    assert len(refs) == 2  # a file gives its two halves, whatever the count asked for
+    first, second = refs
     assert len(first) == len(second) == 50
     assert not np.any(np.all(first[:, None, :] == second[None, :, :], axis=-1))  # disjoint halves
     m = point_metrics([refs[0], refs[1]], refs)

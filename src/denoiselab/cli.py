@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="sample a run and measure W2 and energy distance against the data")
     p.add_argument("run", metavar="RUN_DIR")
     _add_sampling_options(p)
-    p.add_argument("--repeats", type=_positive_int, default=4, help="average over this many sample sets (default 4)")
+    p.add_argument("--repeats", type=_positive_int, default=8, help="sample sets (seeds seed, seed + 1, ...) averaged per metric (default 8)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("plot", help="redraw every figure of a run")

@@ -25,7 +25,7 @@ from .config import Config, ConfigError, config_from_run_file
 from .data import Normalization, make_source
 from .data.sources import proportional_counts
 from .guidance import classifier_free
-from .metrics import ClassMetrics, PointMetrics, label_accuracy, point_metrics
+from .metrics import REFERENCE_DRAWS, ClassMetrics, PointMetrics, label_accuracy, point_metrics
 from .samplers import SAMPLERS, StepRecord
 from .schedules import Schedule
 from .training import HELD_OUT, HELD_OUT_LABELS, LABELS, WEIGHTS, model_from, pick_device, schedule_from, write_run_info
@@ -299,27 +299,29 @@ def run_source(run: Run):
     return make_source(cfg.name, cfg.n, cfg.seed, base=run.path, classes=cfg.classes, labels=cfg.labels)
 
 
-def reference_draws(run: Run, n: int, count: int, label: int | None = None, *, source=None) -> list[np.ndarray]:
-    """``count`` independent reference sets of size n, fresh from the data's generator (of class
-    ``label``, or of every class in proportion)."""
+def reference_draws(run: Run, n: int, count: int = REFERENCE_DRAWS, label: int | None = None, *, source=None) -> list[np.ndarray]:
+    """Independent reference sets of size n: ``count`` fresh draws from the data's generator (of
+    class ``label``, or of every class in proportion), or, for a data file, the two disjoint
+    halves of its held-out points."""
     source = source or run_source(run)
     if source.has_generator:
         return [source.reference(n, seed=1 + i, label=label) for i in range(count)]
     # A file has no fresh draws, only its held-out points: draws from that one pool overlap (all
     # equal once n >= the pool), which drives the floor to 0.  Split it into two disjoint halves
-    # instead, so the floor (references[i] vs references[count // 2 + i]) compares distinct points.
+    # instead, so the floor compares distinct points.
     pool = source.reference(2 * n, seed=1, label=label)
     half = len(pool) // 2
     if half < 1:
         raise RunError(f"{run.path}: too few held-out points{'' if label is None else f' of class {label}'} to measure against")
-    return [pool[:half] if i < count // 2 else pool[half : 2 * half] for i in range(count)]
+    return [pool[:half], pool[half : 2 * half]]
 
 
 def evaluate_run(
-    run: Run, *, repeats: int = 4, seed: int | None = None, label=None, guidance: float | None = None, **sample_options
+    run: Run, *, repeats: int = 8, seed: int | None = None, label=None, guidance: float | None = None, **sample_options
 ) -> tuple[PointMetrics | ClassMetrics, np.ndarray]:
-    """W2 and energy distance of the run's samples, averaged over ``repeats`` sample seeds
-    (seed, seed + 1, ...), each against its own reference draw; returns the first sample set too.
+    """W2 and energy distance of ``repeats`` sample sets (seeds seed, seed + 1, ...) against
+    REFERENCE_DRAWS fresh reference draws, beside the floor between those draws (see
+    metrics.point_metrics); returns the first sample set too.
 
     A conditional run gets ClassMetrics: each class (or only ``label``) against its own
     reference draws, the proportional mixture against the mixture, and label accuracy."""
@@ -334,12 +336,12 @@ def evaluate_run(
     if label is not None:
         resolve_label(run, label)  # raises: no classes
     samples = [sample_points(run, seed=seed + i, **sample_options) for i in range(repeats)]
-    references = reference_draws(run, len(samples[0]), 2 * repeats)
+    references = reference_draws(run, len(samples[0]))
     return point_metrics(samples, references), samples[0]
 
 
 # Fresh draws that fit the nearest-neighbour classifier of label accuracy come from their own
-# seeds, far from the reference draws' 1..2R.
+# seeds, far from the reference draws' 1..REFERENCE_DRAWS.
 _CLASSIFIER_SEED = 10_000
 
 
@@ -363,17 +365,17 @@ def evaluate_classes(
     per_class, accuracy, reference_accuracy = {}, {}, {}
     for c in wanted:
         samples = [sample_points(run, seed=seed + i, label=c, guidance=scale, **sample_options) for i in range(repeats)]
-        refs = reference_draws(run, len(samples[0]), 2 * repeats, label=c, source=source)
+        refs = reference_draws(run, len(samples[0]), label=c, source=source)
         name = run.class_names[c]
         per_class[name] = point_metrics(samples, refs)
         accuracy[name] = float(np.mean([label_accuracy(fit_x, fit_y, x, np.full(len(x), c)) for x in samples]))
-        reference_accuracy[name] = float(np.mean([label_accuracy(fit_x, fit_y, r, np.full(len(r), c)) for r in refs[:repeats]]))
+        reference_accuracy[name] = float(np.mean([label_accuracy(fit_x, fit_y, r, np.full(len(r), c)) for r in refs]))
         if c == wanted[0]:
             first = samples[0]
     mixture = mixture_accuracy = None
     if label is None:
         samples = [sample_points(run, seed=seed + i, guidance=scale, **sample_options) for i in range(repeats)]
-        mixture = point_metrics(samples, reference_draws(run, len(samples[0]), 2 * repeats, source=source))
+        mixture = point_metrics(samples, reference_draws(run, len(samples[0]), source=source))
         y = class_labels(run, len(samples[0]))
         mixture_accuracy = float(np.mean([label_accuracy(fit_x, fit_y, x, y) for x in samples]))
         first = samples[0]
