@@ -6,7 +6,7 @@ Run (about 5-6 minutes on 2 CPU cores, most of it the seed's 1000 epochs):
 
 Smoke run (seconds; the seed recipe is cut short, so its numbers are not the seed's):
 
-    python benchmarks/spiral_vs_seed001.py --epochs 20 --repeats 2
+    python benchmarks/spiral_vs_seed001.py --epochs 20 --repeats 2 --references 4
 
 What it does, in one invocation:
 
@@ -23,10 +23,12 @@ What it does, in one invocation:
 
 Both train on the same 2000 points when denoiselab's data.seed equals --seed (the default;
 the script says whether they did).  Quality: exact W2 and energy distance of 2000 samples
-against 2000 fresh reference points, averaged over --repeats sample seeds, each against its
-own reference draw (the same draws for both contenders); the floor is the same metric between
-two independent reference draws, averaged over the same number of pairs.  Ratios to the floor
-are ratios of those means.  Times are wall clock (time.perf_counter) with torch's default
+against 2000 fresh reference points, by denoiselab.metrics.point_metrics (what `denoiselab
+evaluate` reports): --repeats sample seeds against --references reference draws, the same
+draws for both contenders.  W2 pairs sample set i with reference i; energy distance pairs every
+sample set with every reference.  The floor is the same metrics between the reference draws
+(W2 over disjoint pairs, energy over all pairs).  Ratios to the floor are ratios of means.
+A last row scores the 2000 training points themselves the same way.  Times are wall clock (time.perf_counter) with torch's default
 thread count.  Output: a markdown table and ratio lines on stdout, progress on stderr.
 """
 
@@ -39,6 +41,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +51,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from denoiselab.config import load_config
 from denoiselab.data.sources import draw
-from denoiselab.metrics import energy_distance, w2_exact
+from denoiselab.metrics import Floor, point_metrics, reference_floor
 from denoiselab.runs import load_run, sample_points
 from denoiselab.training import train
 
@@ -308,16 +311,10 @@ def machine_info() -> dict:
     }
 
 
-def reference_pairs(seed: int, repeats: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per repeat: a reference draw (against the samples) and an independent one (the floor).
-
-    Drawn through denoiselab's draw(), 2000 at a time like seed 001's generator; the seeds
-    [seed, 1, r] and [seed, 2, r] are disjoint from the training draw [seed, 0].
-    """
-    return [
-        (draw("spiral", N_POINTS, np.random.default_rng([seed, 1, r])), draw("spiral", N_POINTS, np.random.default_rng([seed, 2, r])))
-        for r in range(repeats)
-    ]
+def reference_draws(seed: int, count: int) -> list[np.ndarray]:
+    """Independent reference draws, through denoiselab's draw(), 2000 at a time like seed 001's
+    generator; the seeds [seed, 1, k] are disjoint from the training draw [seed, 0]."""
+    return [draw("spiral", N_POINTS, np.random.default_rng([seed, 1, k])) for k in range(count)]
 
 
 def summarise(values: list[float]) -> dict:
@@ -325,25 +322,12 @@ def summarise(values: list[float]) -> dict:
     return {"values": arr.tolist(), "mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
 
 
-def floor_metrics(refs) -> dict:
-    return {
-        "w2": summarise([w2_exact(b, a) for a, b in refs]),
-        "energy": summarise([energy_distance(b, a) for a, b in refs]),
-    }
-
-
-def quality(samples: list[np.ndarray], refs, floor: dict) -> dict:
+def quality(samples: list[np.ndarray], refs, floor: Floor) -> dict:
+    """denoiselab.metrics.point_metrics, the same definition as `denoiselab evaluate`."""
     for s in samples:
         if not np.all(np.isfinite(s)):
             raise FloatingPointError("samples contain NaN or inf")
-    w2 = summarise([w2_exact(s, a) for s, (a, _) in zip(samples, refs)])
-    ed = summarise([energy_distance(s, a) for s, (a, _) in zip(samples, refs)])
-    return {
-        "w2": w2,
-        "w2_ratio": w2["mean"] / floor["w2"]["mean"],
-        "energy": ed,
-        "energy_ratio": ed["mean"] / floor["energy"]["mean"],
-    }
+    return point_metrics(samples, refs, floor).to_dict()
 
 
 def sample_seeds(seed: int, repeats: int) -> list[int]:
@@ -420,24 +404,23 @@ def run_denoiselab(args, refs, floor) -> dict:
 
 
 def fmt_metric(res: dict, key: str, digits: int) -> str:
-    m = res[key]
-    return f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f} ({res[key + '_ratio']:.2f}x)"
+    return f"{res[key]:.{digits}f} ± {res[key + '_std']:.{digits}f} ({res[key + '_ratio']:.2f}x)"
 
 
-def report(results: dict, floor: dict, args, machine: dict) -> None:
+def report(results: dict, training_set: dict, floor: Floor, args, machine: dict) -> None:
     print("# spiral: seed 001's recipe vs denoiselab's default recipe\n")
     print(
         f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
         f"{machine['threads']} threads, Python {machine['python']}, load average {machine['load_average_1m']:.2f}"
     )
     print(
-        f"quality: {N_POINTS} samples vs {N_POINTS} reference points, mean ± std over {args.repeats} sample seeds "
-        f"(each with its own reference draw); (Nx) = mean / floor mean"
+        f"quality: {N_POINTS} samples vs {N_POINTS} reference points, {args.repeats} sample seeds against "
+        f"{args.references} reference draws (denoiselab.metrics.point_metrics); mean ± std over pairs, "
+        f"(Nx) = mean / floor mean"
     )
     print(
-        f"floor (reference vs independent reference, {args.repeats} pairs): "
-        f"W2 {floor['w2']['mean']:.4f} ± {floor['w2']['std']:.4f}, "
-        f"energy {floor['energy']['mean']:.5f} ± {floor['energy']['std']:.5f}"
+        f"floor (reference vs independent reference): W2 {floor.w2:.4f} ± {floor.w2_std:.4f} over {floor.w2_pairs} pairs, "
+        f"energy {floor.energy:.5f} ± {floor.energy_std:.5f} over {floor.energy_pairs} pairs"
     )
     if "seed001" in results and args.epochs != SEED_EPOCHS:
         print(
@@ -456,6 +439,8 @@ def report(results: dict, floor: dict, args, machine: dict) -> None:
             f"| {label} | {res['train_s']:.1f} | {res['model_evals']} | {res['sample_s']['mean']:.2f} | "
             f"{fmt_metric(res, 'w2', 4)} | {fmt_metric(res, 'energy', 5)} |"
         )
+    ts = training_set
+    print(f"| the training points themselves | | | | {fmt_metric(ts, 'w2', 4)} | {fmt_metric(ts, 'energy', 5)} |")
     print()
     dl = results["denoiselab"]
     if "seed001" in results:
@@ -464,11 +449,11 @@ def report(results: dict, floor: dict, args, machine: dict) -> None:
         print(f"sampling time ratio seed001/denoiselab = {sd['sample_s']['mean'] / dl['sample_s']['mean']:.1f}")
         print(f"model evals ratio seed001/denoiselab = {sd['model_evals'] / dl['model_evals']:.1f}")
         print(
-            f"W2 ratio seed001/denoiselab = {sd['w2']['mean'] / dl['w2']['mean']:.2f} "
+            f"W2 ratio seed001/denoiselab = {sd['w2'] / dl['w2']:.2f} "
             f"(seed001 {sd['w2_ratio']:.2f}x floor, denoiselab {dl['w2_ratio']:.2f}x floor)"
         )
         print(
-            f"energy ratio seed001/denoiselab = {sd['energy']['mean'] / dl['energy']['mean']:.2f} "
+            f"energy ratio seed001/denoiselab = {sd['energy'] / dl['energy']:.2f} "
             f"(seed001 {sd['energy_ratio']:.2f}x floor, denoiselab {dl['energy_ratio']:.2f}x floor)"
         )
     checks = [
@@ -483,7 +468,10 @@ def report(results: dict, floor: dict, args, machine: dict) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=SEED_EPOCHS, help=f"seed001 training epochs (default {SEED_EPOCHS}, the seed's; fewer = smoke run)")
-    p.add_argument("--repeats", type=int, default=5, help="sample seeds (and reference draws) averaged per metric (default 5)")
+    p.add_argument("--repeats", type=int, default=20, help="sample seeds averaged per metric (default 20)")
+    p.add_argument(
+        "--references", type=int, default=40, help="reference draws: the floor's W2 over half as many pairs, energy over all pairs (default 40)"
+    )
     p.add_argument(
         "--seed",
         type=int,
@@ -499,28 +487,40 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="also write the results as JSON to this path")
     p.add_argument("--skip-seed", action="store_true", help="run only denoiselab")
     args = p.parse_args(argv)
-    if args.epochs < 1 or args.repeats < 1:
-        p.error("--epochs and --repeats must be >= 1")
+    if args.epochs < 1 or args.repeats < 1 or args.references < 2:
+        p.error("--epochs and --repeats must be >= 1, --references >= 2")
     args.seed_given = args.seed is not None
     args.seed = args.seed if args.seed_given else 0
 
     machine = machine_info()
-    refs = reference_pairs(args.seed if args.reference_seed is None else args.reference_seed, args.repeats)
-    floor = floor_metrics(refs)
+    refs = reference_draws(args.seed if args.reference_seed is None else args.reference_seed, args.references)
+    log(f"floor: {args.references} reference draws ...")
+    floor = reference_floor(refs)
     results = {}
     if not args.skip_seed:
         results["seed001"] = run_seed001(args, refs, floor)
     results["denoiselab"] = run_denoiselab(args, refs, floor)
-    report(results, floor, args, machine)
+    # What memorising the 2000 training points would score: each draw has its own max |x| scale,
+    # and the training draw is compared with one reference at a time where the floor compares two.
+    training_set = quality([results["denoiselab"]["_train_data"]] * args.repeats, refs, floor)
+    report(results, training_set, floor, args, machine)
 
     if args.json:
         public = {name: {k: v for k, v in res.items() if not k.startswith("_")} for name, res in results.items()}
         payload = {
             "machine": machine,
-            "args": {"epochs": args.epochs, "repeats": args.repeats, "seed": args.seed, "skip_seed": args.skip_seed},
+            "args": {
+                "epochs": args.epochs,
+                "repeats": args.repeats,
+                "references": args.references,
+                "seed": args.seed,
+                "reference_seed": args.reference_seed,
+                "skip_seed": args.skip_seed,
+            },
             "smoke": not args.skip_seed and args.epochs != SEED_EPOCHS,
-            "floor": floor,
+            "floor": asdict(floor),
             "results": public,
+            "training_set": training_set,
         }
         if "seed001" in results:
             sd, dl = results["seed001"], results["denoiselab"]
@@ -528,8 +528,8 @@ def main(argv=None) -> int:
                 "train_time": sd["train_s"] / dl["train_s"],
                 "sample_time": sd["sample_s"]["mean"] / dl["sample_s"]["mean"],
                 "model_evals": sd["model_evals"] / dl["model_evals"],
-                "w2": sd["w2"]["mean"] / dl["w2"]["mean"],
-                "energy": sd["energy"]["mean"] / dl["energy"]["mean"],
+                "w2": sd["w2"] / dl["w2"],
+                "energy": sd["energy"] / dl["energy"],
             }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
