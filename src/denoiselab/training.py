@@ -343,7 +343,7 @@ def train(
                 if on_step is not None:
                     on_step(state.step, value)
                 if state.step % 50 == 0 or state.step == cfg.train.steps:
-                    bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{lr:.1e}")
+                    bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{lr:.1e}", refresh=False)  # the bar redraws on its own interval
                 if state.step % cfg.train.checkpoint_every == 0 and state.step < cfg.train.steps:
                     checkpoint("training")
                 if stop_at is not None and state.step >= stop_at and state.step < cfg.train.steps:
