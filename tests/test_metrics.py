@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import replace
 
@@ -159,3 +160,37 @@ def test_reference_draws_for_a_data_file_give_a_real_floor(tmp_path):
     # a generator gives independent fresh sets
     gen = reference_draws(SimpleNamespace(config=load_config("quick"), path=tmp_path), 100, 4)
     assert len({g.tobytes() for g in gen}) == 4 and all(g.shape == (100, 2) for g in gen)
+
+
+def test_cached_floor_is_the_floor_and_is_read_back(tmp_path, monkeypatch):
+    import denoiselab.metrics as metrics
+
+    rng = np.random.default_rng(8)
+    refs = _sets(rng, 4, 60)
+    first = metrics.cached_floor(refs, cache=tmp_path)
+    assert first == reference_floor(refs)
+    files = list((tmp_path / "floors").glob("*.json"))
+    assert len(files) == 1 and files[0].stem == metrics.floor_key(refs, 60)
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("the floor was measured again")
+
+    monkeypatch.setattr(metrics, "reference_floor", not_again)
+    assert metrics.cached_floor(refs, cache=tmp_path) == first  # read from the file
+    # other draws, another n or another count are other keys: measured, not reused
+    for other, n in [(_sets(rng, 4, 60), 60), (refs, 50), (refs[:2], 60)]:
+        assert metrics.floor_key(other, n) != files[0].stem
+        with pytest.raises(AssertionError, match="measured again"):
+            metrics.cached_floor(other, n, cache=tmp_path)
+
+
+def test_a_corrupt_floor_file_is_measured_again(tmp_path):
+    import denoiselab.metrics as metrics
+
+    refs = _sets(np.random.default_rng(9), 4, 40)
+    path = tmp_path / "floors" / f"{metrics.floor_key(refs, 40)}.json"
+    path.parent.mkdir(parents=True)
+    for junk in ["{not json", '{"n": 40}', '{"n": 7, "w2_pairs": 1, "energy_pairs": 1, "w2": 1, "w2_std": 0, "energy": 1, "energy_std": 0}']:
+        path.write_text(junk)
+        assert metrics.cached_floor(refs, cache=tmp_path) == reference_floor(refs)
+        assert metrics.Floor(**json.loads(path.read_text())) == reference_floor(refs)  # rewritten

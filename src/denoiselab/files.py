@@ -1,4 +1,4 @@
-"""Atomic file writes: write beside the target, fsync, then rename over it.
+"""Atomic file writes (write beside the target, fsync, then rename over it) and the cache folder.
 
 A crash or Ctrl-C leaves either the old file or the new one, never half of one.
 """
@@ -62,6 +62,17 @@ def write_array(path: Path, array) -> Path:
 def write_with(path: Path, writer) -> Path:
     """Atomically write with ``writer(tmp_path)`` (e.g. numpy.save or a figure's savefig)."""
     return _atomic(path, writer)
+
+
+def cache_dir() -> Path:
+    """Where measured things that depend only on data are kept (image classifiers, metric
+    floors): ``$DENOISELAB_CACHE``, else ``$XDG_CACHE_HOME/denoiselab``, else
+    ``~/.cache/denoiselab``.  Everything in it can be deleted; it is measured again."""
+    if os.environ.get("DENOISELAB_CACHE"):
+        return Path(os.environ["DENOISELAB_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "denoiselab"
+    return Path.home() / ".cache" / "denoiselab"
 
 
 class RunBusyError(RuntimeError):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 import time
 import warnings
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from scipy import linalg
 from torch import nn
 
-from .files import write_tensors
+from .files import cache_dir, write_tensors
 
 # Bump when ImageClassifier or the training recipe changes: old cache files then miss.
 ARCH_VERSION = 1
@@ -181,15 +180,6 @@ def classifier_accuracy(classifier: ImageClassifier, images, labels) -> float:
 
 # --------------------------------------------------------------------------------------------
 # Cache
-
-
-def cache_dir() -> Path:
-    """``$DENOISELAB_CACHE``, else ``$XDG_CACHE_HOME/denoiselab``, else ``~/.cache/denoiselab``."""
-    if os.environ.get("DENOISELAB_CACHE"):
-        return Path(os.environ["DENOISELAB_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "denoiselab"
-    return Path.home() / ".cache" / "denoiselab"
 
 
 def classifier_key(images, labels, num_classes: int, **train_kwargs) -> str:

@@ -13,13 +13,18 @@ of the same size) is what a perfect model would score, so report the ratio to it
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+
+from .files import cache_dir, write_json
 
 
 def _f64(x) -> torch.Tensor:
@@ -149,6 +154,43 @@ def reference_floor(references: list[np.ndarray], n: int | None = None) -> Floor
     terms = _EnergyTerms(refs)
     ed = [terms.between(i, terms, j) for i in range(K) for j in range(i + 1, K)]
     return Floor(n, len(w2), len(ed), *_mean_std(w2), *_mean_std(ed))
+
+
+# Bump when reference_floor's definition changes: old cache files then miss.
+FLOOR_VERSION = 1
+
+
+def floor_key(references: list[np.ndarray], n: int) -> str:
+    """sha256 over the reference draws themselves (cut to n), so a changed generator, seed or
+    count can never reuse another floor."""
+    h = hashlib.sha256(f"floor v{FLOOR_VERSION} n={n} K={len(references)}".encode())
+    for r in references:
+        r = np.ascontiguousarray(np.asarray(r, dtype=np.float64)[:n])
+        h.update(str(r.shape).encode())
+        h.update(r.tobytes())
+    return h.hexdigest()
+
+
+def cached_floor(references: list[np.ndarray], n: int | None = None, cache: Path | None = None) -> Floor:
+    """``reference_floor``, kept in ``<cache>/floors/<key>.json`` (default: files.cache_dir()).
+
+    The floor depends only on the data, and it is most of an evaluation's cost (8 exact
+    assignments of 16), so evaluating the same run again, with another sampler or guidance
+    scale, reuses it.  A missing, unreadable or mismatched file is measured again."""
+    n = min(len(r) for r in references) if n is None else n
+    path = Path(cache if cache is not None else cache_dir()) / "floors" / f"{floor_key(references, n)}.json"
+    try:
+        floor = Floor(**json.loads(path.read_text()))
+        if floor.n == n:
+            return floor
+    except (OSError, ValueError, TypeError):
+        pass
+    floor = reference_floor(references, n)
+    try:
+        write_json(path, asdict(floor))
+    except OSError:
+        pass  # a read-only cache folder costs time, not correctness
+    return floor
 
 
 def point_metrics(samples: list[np.ndarray], references: list[np.ndarray], floor: Floor | None = None) -> PointMetrics:

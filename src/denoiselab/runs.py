@@ -25,7 +25,7 @@ from .config import Config, ConfigError, config_from_run_file
 from .data import Normalization, make_source
 from .data.sources import proportional_counts
 from .guidance import classifier_free
-from .metrics import REFERENCE_DRAWS, ClassMetrics, PointMetrics, label_accuracy, point_metrics
+from .metrics import REFERENCE_DRAWS, ClassMetrics, PointMetrics, cached_floor, label_accuracy, point_metrics
 from .samplers import SAMPLERS, StepRecord
 from .schedules import Schedule
 from .training import HELD_OUT, HELD_OUT_LABELS, LABELS, WEIGHTS, model_from, pick_device, schedule_from, write_run_info
@@ -253,7 +253,7 @@ class ImageRunMetrics:
 
 def image_classifier(run: Run):
     """The digit (or pattern) classifier of the run's training split, cached in the user's cache
-    folder (image_metrics.cache_dir) and retrained when missing."""
+    folder (files.cache_dir) and retrained when missing."""
     from .image_metrics import load_or_train_classifier
 
     images = torch.as_tensor(run.data)
@@ -337,7 +337,7 @@ def evaluate_run(
         resolve_label(run, label)  # raises: no classes
     samples = [sample_points(run, seed=seed + i, **sample_options) for i in range(repeats)]
     references = reference_draws(run, len(samples[0]))
-    return point_metrics(samples, references), samples[0]
+    return point_metrics(samples, references, cached_floor(references)), samples[0]
 
 
 # Fresh draws that fit the nearest-neighbour classifier of label accuracy come from their own
@@ -367,7 +367,7 @@ def evaluate_classes(
         samples = [sample_points(run, seed=seed + i, label=c, guidance=scale, **sample_options) for i in range(repeats)]
         refs = reference_draws(run, len(samples[0]), label=c, source=source)
         name = run.class_names[c]
-        per_class[name] = point_metrics(samples, refs)
+        per_class[name] = point_metrics(samples, refs, cached_floor(refs))
         accuracy[name] = float(np.mean([label_accuracy(fit_x, fit_y, x, np.full(len(x), c)) for x in samples]))
         reference_accuracy[name] = float(np.mean([label_accuracy(fit_x, fit_y, r, np.full(len(r), c)) for r in refs]))
         if c == wanted[0]:
@@ -375,7 +375,8 @@ def evaluate_classes(
     mixture = mixture_accuracy = None
     if label is None:
         samples = [sample_points(run, seed=seed + i, guidance=scale, **sample_options) for i in range(repeats)]
-        mixture = point_metrics(samples, reference_draws(run, len(samples[0]), source=source))
+        refs = reference_draws(run, len(samples[0]), source=source)
+        mixture = point_metrics(samples, refs, cached_floor(refs))
         y = class_labels(run, len(samples[0]))
         mixture_accuracy = float(np.mean([label_accuracy(fit_x, fit_y, x, y) for x in samples]))
         first = samples[0]
