@@ -1,8 +1,8 @@
 """Classifier-free guidance on the conditional recipes: label accuracy and per-class W2 against
 the guidance scale and the number of model evaluations.
 
-Run (trains `shapes` and `four-shapes` once into --runs, then evaluates; about 10 minutes on
-2 CPU cores):
+Run (trains `shapes` and `four-shapes` once into --runs, then evaluates; 15 to 30 minutes on
+2 CPU cores: exact W2 of strongly guided samples is slow to solve):
 
     python benchmarks/guidance_sweep.py
 
@@ -18,8 +18,9 @@ For each recipe and each (guidance scale s, sampler steps), with the recipe's sa
   fresh draws of every class, assigns to c (mean over classes), beside the same classifier's
   accuracy on fresh reference draws (what perfect samples would score where classes overlap).
 - W2 / floor per class: exact W2 of each class's samples against fresh draws of that class,
-  over the same metric between two reference draws; and energy / floor likewise.
-All metrics are means over --repeats sample seeds (runs.evaluate_run).  Output: a markdown table
+  over the same metric between those reference draws; and energy / floor likewise.
+All metrics are runs.evaluate_run's: --repeats sample sets against 16 reference draws of each
+class (metrics.point_metrics).  Output: a markdown table
 per recipe on stdout (and --json for one JSON object), progress on stderr.
 """
 
