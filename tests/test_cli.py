@@ -408,3 +408,60 @@ def test_read_losses_thins_to_bin_means(trained_run):
     edges = np.linspace(0, 40, 8).astype(int)
     np.testing.assert_allclose(thin, [losses[a:b].mean() for a, b in zip(edges[:-1], edges[1:])], rtol=1e-6)
     assert len(read_losses(trained_run.parent / "no-such-run")) == 0
+
+
+def test_the_api_refuses_a_folder_that_holds_something(tmp_path):
+    from denoiselab.training import RunFolderError
+
+    cfg = load_config("quick", TINY)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "samples.png").write_bytes(b"not yours")
+    with pytest.raises(RunFolderError, match="not empty"):
+        train(cfg, tmp_path / "old", progress=False, log=lambda m: None)
+    assert (tmp_path / "old" / "samples.png").read_bytes() == b"not yours"  # nothing touched
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunFolderError):
+        train(cfg, tmp_path / "file", progress=False, log=lambda m: None)
+    train(cfg, tmp_path / "empty-is-fine", progress=False, log=lambda m: None)
+
+
+def test_resume_finishes_a_run_trained_from_python(tmp_path, capsys):
+    # dl.train writes the model but not metrics or figures; `train --resume` adds them
+    # without training further (it used to crash on the missing training time).
+    run_dir = tmp_path / "api"
+    train(load_config("quick", TINY), run_dir, progress=False, log=lambda m: None)
+    weights = (run_dir / "model.safetensors").read_bytes()
+    assert not (run_dir / "metrics.json").exists()
+    assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "already trained to step 40" in out and "Traceback" not in out
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "samples.png").is_file()
+    assert (run_dir / "model.safetensors").read_bytes() == weights  # not trained again
+    # and now it is complete: a second resume is a usage error
+    assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 2
+    assert "already complete" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("busy", "warned"), [(1.0, True), (0.3, False), (None, False)])
+def test_a_busy_core_gets_the_threads_hint(monkeypatch, busy, warned):
+    from denoiselab import training
+
+    monkeypatch.setattr(training, "_busy_cores", lambda: busy)
+    monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(training.torch, "get_num_threads", lambda: 2)
+    said = []
+    training._warn_if_cores_busy(said.append)
+    assert bool(said) == warned
+    if warned:
+        assert "train.threads=1" in said[0] and "1.0 of 2 cores" in said[0]
+
+
+def test_busy_cores_reads_a_share_of_the_machine():
+    from denoiselab.training import _busy_cores
+
+    busy = _busy_cores(0.05)
+    if not Path("/proc/stat").exists():
+        assert busy is None
+    else:
+        assert 0.0 <= busy <= (os.cpu_count() or 1)

@@ -22,9 +22,9 @@ from .samplers import SAMPLERS, SPACINGS, VARIANCES
 from .schedules import SCHEDULE_KINDS, make_schedule
 from .serve import HELP as SERVE_HELP
 from .serve import add_serve_arguments, run_serve
-from .training import CheckpointError, TrainingInterrupted, train, write_run_info
+from .training import CheckpointError, RunFolderError, TrainingInterrupted, train, write_run_info
 
-USAGE_ERRORS = (ConfigError, DataError, RunError, SamplingError, CheckpointError, RunBusyError)
+USAGE_ERRORS = (ConfigError, DataError, RunError, SamplingError, CheckpointError, RunBusyError, RunFolderError)
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
 
@@ -138,7 +138,8 @@ def cmd_train(args) -> int:
     else:
         cfg = load_config(args.config, args.set)
         run_dir = Path(args.out) if args.out else _free_run_dir(cfg.name)
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            # train() refuses too (RunFolderError, for the Python API); said here with the flag's name
             raise UsageError(f"--out {run_dir}: folder exists and is not empty; choose another or --resume it")
     print(f"denoiselab {__version__}: training recipe {cfg.name!r} into {run_dir}")
     try:
