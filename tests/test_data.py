@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -232,3 +233,13 @@ def test_normalization_identity_and_constant_data():
     flat = Normalization.fit(np.full((10, 1), 3.0, np.float32))
     assert flat.scale == 1.0  # no division by zero
     np.testing.assert_array_equal(flat.encode(np.full((2, 1), 3.0, np.float32)), 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [("x0,x1\n1,2\nx,3\n", "line 3, column 1: 'x'"), ("1,2\n3,4\n5,y\n", "line 3, column 2: 'y'"), ("1,2\n3,\n", "line 2, column 2")],
+)
+def test_a_bad_csv_value_is_named_by_its_line(tmp_path, text, where):
+    (tmp_path / "p.csv").write_text(text)
+    with pytest.raises(DataError, match=re.escape(where)):
+        load_points_file(tmp_path / "p.csv")

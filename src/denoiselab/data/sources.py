@@ -10,6 +10,7 @@ distribution.  For a file, reference points are held out from the same file.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import re
 import warnings
 from pathlib import Path
 
@@ -36,20 +37,34 @@ def load_points_file(path: str | Path) -> np.ndarray:
         if path.suffix.lower() == ".npy":
             arr = np.load(path, allow_pickle=False)
         else:
-            try:
-                arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-            except ValueError as first_error:
-                try:  # a header line such as `denoiselab sample --out x.csv` writes (x0,x1)
-                    with warnings.catch_warnings():  # numpy warns when only the header was there
-                        warnings.simplefilter("ignore", UserWarning)
-                        arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
-                except ValueError:
-                    raise first_error from None
-                if arr.size == 0:
-                    raise first_error from None
+            arr = _load_csv(path)
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
         raise DataError(f"{path}: cannot read as {path.suffix} ({type(exc).__name__}: {exc})") from None
     return check_points(arr, path)
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    """Numbers separated by commas, after an optional header line (`denoiselab sample --out
+    x.csv` writes x0,x1); a bad value is named by its line and column in the file."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        first = fh.readline()
+    try:
+        [float(v) for v in first.split(",")]
+        header = 0
+    except ValueError:
+        header = 1
+    try:
+        with warnings.catch_warnings():  # numpy warns when the file holds only a header
+            warnings.simplefilter("ignore", UserWarning)
+            return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=header)
+    except ValueError as exc:
+        # numpy: "could not convert string 'x' to float64 at row R, column C." (R counts from 0
+        # after the skipped header, C from 1)
+        found = re.search(r"string (.*) to float\w* at row (\d+), column (\d+)", str(exc))
+        if found:
+            value, row, col = found.group(1), int(found.group(2)), int(found.group(3))
+            raise ValueError(f"line {row + header + 1}, column {col}: {value} is not a number") from None
+        raise
 
 
 def check_points(arr: np.ndarray, path) -> np.ndarray:
