@@ -204,7 +204,11 @@ def cmd_sample(args) -> int:
     else:
         from . import viz
 
-        title = f"{args.sampler or run.config.sample.sampler}, n = {len(x)}"
+        sampler = args.sampler or run.config.sample.sampler
+        title = f"{sampler}, {kw['steps'] or run.config.sample.steps} steps"
+        if sampler == "ddim":
+            title += f", eta {kw.get('eta', run.config.sample.eta):g}"
+        title += f", n = {len(x)}"
         if labels is not None:
             title += f", guidance {kw.get('guidance', run.config.sample.guidance):g}"
         names = run.class_names or None

@@ -268,7 +268,7 @@ class ClassMetrics:
 
     def summary(self) -> str:
         width = max(len(n) for n in [*self.classes, "mixture"])
-        lines = [f"guidance {self.guidance:g}, label accuracy {self.mean_accuracy:.3f}"]
+        lines = [f"guidance {self.guidance:g}, label accuracy {self.mean_accuracy:.3f} (mean over classes)"]
         for name, m in self.classes.items():
             acc = f"accuracy {self.accuracy[name]:.3f} (reference {self.reference_accuracy[name]:.3f})"
             lines.append(f"  {name:<{width}}  {acc}  {m.summary()}")

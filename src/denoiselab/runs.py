@@ -90,7 +90,7 @@ def load_run(path: str | Path, device: str | None = None) -> Run:
         raise RunError(f"{path}: no such run folder")
     for name in ("run.json", "config.toml", WEIGHTS, "data.npy"):
         if not (path / name).is_file():
-            raise RunError(f"{path}: not a complete denoiselab run (missing {name}); train one with: denoiselab train --out {path}")
+            raise RunError(f"{path}: not a complete denoiselab run (missing {name}); train one with: denoiselab train --out NEW_FOLDER")
     try:
         info = json.loads((path / "run.json").read_text())
         norm = Normalization.from_dict(info["normalization"])

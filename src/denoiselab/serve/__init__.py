@@ -89,7 +89,7 @@ def run_serve(args) -> int:
     hosts = [*LOOPBACK_NAMES, args.host] if _is_loopback(args.host) else None
     app = create_app(runs_dir, max_jobs=args.max_jobs, allowed_hosts=hosts)
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"denoiselab playground: http://{shown}:{args.port}/  (runs in {runs_dir}; Ctrl-C to stop)", flush=True)
+    print(f"denoiselab playground: http://{shown}:{args.port}/  (run folders in {runs_dir}/; Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

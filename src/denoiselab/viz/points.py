@@ -587,8 +587,10 @@ def plot_guidance_sweep_points(data, data_labels, sweep, path, *, class_names=No
             if c == 0:
                 ax.set_title(_scale_title(s), fontsize=10)
             ax.tick_params(labelsize=7)
-            if j == 0:
-                ax.set_ylabel(names[c], fontsize=11, color=color, fontweight="bold")
+            if j == 0:  # the row's class, and the axis it stands on
+                ax.set_ylabel(f"{names[c]}\n{'$x_2$' if dim == 2 else 'density'}", fontsize=11, color=color, fontweight="bold")
+            if c == K - 1:
+                ax.set_xlabel("$x_1$" if dim == 2 else "$x$", fontsize=10)
             _outside_note(ax, x, limits, fontsize=7)
     for ax in axes.ravel():
         set_limits(ax, limits, ymax=style.HIST_HEADROOM * top if top > 0 else 1.0)
