@@ -28,8 +28,9 @@ evaluate` reports): --repeats sample seeds against --references reference draws,
 draws for both contenders.  W2 pairs sample set i with reference i; energy distance pairs every
 sample set with every reference.  The floor is the same metrics between the reference draws
 (W2 over disjoint pairs, energy over all pairs).  Ratios to the floor are ratios of means.
-A last row scores the 2000 training points themselves the same way.  Times are wall clock (time.perf_counter) with torch's default
-thread count.  Output: a markdown table and ratio lines on stdout, progress on stderr.
+A last row scores the 2000 training points themselves the same way.  Times are wall clock
+(time.perf_counter) with torch's default thread count.  Output: a markdown table and ratio
+lines on stdout, progress on stderr.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from .samplers import SAMPLERS, SPACINGS, VARIANCES
 from .schedules import SCHEDULE_KINDS, make_schedule
 from .serve import HELP as SERVE_HELP
 from .serve import add_serve_arguments, run_serve
-from .training import CheckpointError, RunFolderError, TrainingInterrupted, train, write_run_info
+from .training import CheckpointError, RunFolderError, TrainingInterrupted, check_new_run_folder, train, write_run_info
 
 USAGE_ERRORS = (ConfigError, DataError, RunError, SamplingError, CheckpointError, RunBusyError, RunFolderError)
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
@@ -138,9 +138,10 @@ def cmd_train(args) -> int:
     else:
         cfg = load_config(args.config, args.set)
         run_dir = Path(args.out) if args.out else _free_run_dir(cfg.name)
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-            # train() refuses too (RunFolderError, for the Python API); said here with the flag's name
-            raise UsageError(f"--out {run_dir}: folder exists and is not empty; choose another or --resume it")
+        try:  # before anything is printed; train() checks the same
+            check_new_run_folder(run_dir)
+        except RunFolderError as exc:
+            raise UsageError(f"--out {exc} (--resume)") from None
     print(f"denoiselab {__version__}: training recipe {cfg.name!r} into {run_dir}")
     try:
         train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)

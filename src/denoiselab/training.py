@@ -213,6 +213,12 @@ def write_run_info(run_dir: Path, info: dict) -> None:
     files.write_json(run_dir / "run.json", info)
 
 
+def check_new_run_folder(run_dir: Path) -> None:
+    """A new run goes into a missing or empty folder, never over something already there."""
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise RunFolderError(f"{run_dir}: folder exists and is not empty; choose another, or resume it")
+
+
 def _busy_cores(window_s: float = 0.1) -> float | None:
     """Cores kept busy by other programs right now (from /proc/stat over ``window_s``, while
     this process sleeps); None where /proc/stat is not available."""
@@ -263,8 +269,8 @@ def train(
     is written and TrainingInterrupted is raised.
     """
     run_dir = Path(run_dir)
-    if not resume and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise RunFolderError(f"{run_dir}: folder exists and is not empty; choose another, or resume it")
+    if not resume:
+        check_new_run_folder(run_dir)
     device = pick_device(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)

@@ -9,9 +9,9 @@ distribution.  For a file, reference points are held out from the same file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
