@@ -33,9 +33,10 @@ from pathlib import Path
 
 import torch
 
+from denoiselab.builders import schedule_from
 from denoiselab.config import load_config
 from denoiselab.runs import evaluate_run, load_run
-from denoiselab.training import schedule_from, train
+from denoiselab.training import train
 
 SCHEDULES = ("linear", "cosine", "quadratic")
 

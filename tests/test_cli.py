@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY, set_args
 from PIL import Image
 
-from conftest import TINY, set_args
 from denoiselab import cli
 from denoiselab.config import config_from_run_file, load_config
 from denoiselab.data import load_points_file
@@ -229,7 +229,7 @@ TRAIN_ERRORS = [
     (["--set", "train.lr=nan"], ["train.lr", "finite"]),
     (["--set", "sample.steps=2000"], ["sample.steps", "schedule.T"]),
     (["--set", "sample.n=0"], ["sample.n"]),
-    (["--set", "sample.sampler=euler"], ["sample.sampler", "ddpm, ddim, dpm++2m"]),
+    (["--set", "sample.sampler=euler-maruyama"], ["sample.sampler", "ddpm, ddim, dpm++2m, euler, heun"]),
     (["--set", "trainsteps=4"], ["trainsteps", "section.key=value"]),
     (["--set", "train.device=banana"], ["train.device", "banana"]),
     (["--config", "no-such-recipe"], ["no-such-recipe", "spiral"]),
@@ -336,7 +336,7 @@ SAMPLE_ERRORS = [
     (["-n", "0"], ["-n"]),
     (["-n", "-5"], ["-n"]),
     (["-n", "many"], ["-n", "many"]),
-    (["--sampler", "euler"], ["--sampler", "euler"]),
+    (["--sampler", "euler-maruyama"], ["--sampler", "euler-maruyama"]),
     (["--sampler", "ddpm", "--eta", "0.5"], ["--eta", "ddim"]),
     (["--eta", "0.5"], ["--eta", "dpm++2m"]),  # the run's default sampler is not ddim
     (["--sampler", "ddim", "--eta", "-1"], ["--eta"]),

@@ -168,8 +168,8 @@ def test_cross_checks():
     [
         ("schedule.kind=exponential", "schedule.kind"),
         ("model.arch=transformer", "model.arch"),
-        ("model.prediction=velocity", "model.prediction"),
-        ("sample.sampler=euler", "sample.sampler"),
+        ("model.prediction=score", "model.prediction"),
+        ("sample.sampler=euler-maruyama", "sample.sampler"),
         ("sample.spacing=random", "sample.spacing"),
         ("train.optimizer=sgd", "train.optimizer"),
         ("train.timesteps=cosine", "train.timesteps"),

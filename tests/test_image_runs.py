@@ -10,13 +10,12 @@ import struct
 import numpy as np
 import pytest
 import torch
+from conftest import set_args
 from PIL import Image
 
-from denoiselab import cli, training
+from denoiselab import builders, cli, training
 from denoiselab.config import ConfigError, load_config
 from denoiselab.runs import evaluate_run, load_run, sample_points
-
-from conftest import set_args
 
 # A digits run small enough for seconds: a narrow U-Net, a few steps, few samples.
 TINY_IMAGES = ["train.steps=20", "model.hidden=8", "model.time_dim=16", "sample.n=40", "sample.steps=4", "train.checkpoint_every=10"]
@@ -146,7 +145,7 @@ def test_a_short_digits_training_beats_an_untrained_model(tmp_path, one_thread):
     trained, _ = evaluate_run(run)
     # The same network with its initial weights (an untrained U-Net predicts eps = 0).
     torch.manual_seed(cfg.train.seed)
-    run.model = training.model_from(cfg, 1, 10).eval()
+    run.model = builders.model_from(cfg, 1, 10).eval()
     untrained, _ = evaluate_run(run)
     assert trained.values["accuracy"] > untrained.values["accuracy"] + 0.3, (trained.summary(), untrained.summary())
     assert trained.values["frechet"] < 0.5 * untrained.values["frechet"]

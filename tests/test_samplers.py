@@ -23,7 +23,14 @@ import torch
 from denoiselab.forward_process import q_sample
 from denoiselab.oracles import two_d_mixture
 from denoiselab.prediction import PREDICTIONS, resolve, target
-from denoiselab.samplers import SAMPLERS, StepRecord, sample_ddim, sample_ddpm, sample_dpmpp_2m, step_grid
+from denoiselab.samplers import (
+    SAMPLERS,
+    StepRecord,
+    sample_ddim,
+    sample_ddpm,
+    sample_dpmpp_2m,
+    step_grid,
+)
 from denoiselab.schedules import make_schedule
 
 N = 6000
@@ -102,6 +109,13 @@ def assert_recovers_mixture(x: torch.Tensor, k_last: int, std_rtol: float, std_l
     assert energy_distance(x[:m], ref[:m]) < max(4 * null, 3e-3)
 
 
+def grid_k(t: float) -> int:
+    """The grid index k of a time t = k / T on SCHED."""
+    k = round(t * SCHED.T)
+    assert abs(k / SCHED.T - t) < 1e-12, t
+    return k
+
+
 def k_last(steps: int, spacing: str = "trailing") -> int:
     return int(step_grid(SCHED, steps, spacing)[-2])
 
@@ -159,7 +173,7 @@ def test_sampler_without_noise_fails_the_mixture_check():
         x = xt
         for i in range(steps):
             k, s = int(grid[i]), int(grid[i + 1])
-            d = evaluate(model_fn, x, schedule, k)
+            d = evaluate(model_fn, x, schedule, k / schedule.T)
             x = q_posterior(schedule, d.x0, x, k, s).mean
         return x
 
@@ -219,17 +233,17 @@ def test_on_step_records_form_the_grid_and_end_clean(name, kwargs, steps, spacin
     grid = step_grid(SCHED, steps, spacing).tolist()
     assert len(records) == steps
     assert [r.index for r in records] == list(range(steps))
-    assert [r.k for r in records] == grid[:-1]
-    assert [r.k_next for r in records] == grid[1:]
-    assert records[-1].k_next == 0
+    assert [grid_k(r.t) for r in records] == grid[:-1]
+    assert [grid_k(r.t_next) for r in records] == grid[1:]
+    assert grid_k(records[-1].t_next) == 0
     assert records[0].x_t is xT
     for r, nxt in zip(records, records[1:], strict=False):
-        assert r.k_next == nxt.k
+        assert grid_k(r.t_next) == grid_k(nxt.t)
         assert nxt.x_t is r.x_next  # the chain is one trajectory
-        assert r.t == pytest.approx(r.k / SCHED.T)
+        assert r.t == pytest.approx(grid_k(r.t) / SCHED.T)
     for r in records:
         # x0 and eps are the two readings of one prediction at (alpha_k, sigma_k).
-        a, s = float(SCHED.alphas[r.k]), float(SCHED.sigmas[r.k])
+        a, s = float(SCHED.alphas[grid_k(r.t)]), float(SCHED.sigmas[grid_k(r.t)])
         torch.testing.assert_close(a * r.x0 + s * r.eps, r.x_t, rtol=1e-9, atol=1e-9)
     # The last step lands on sigma = 0 and returns the clean estimate: no noise left.
     torch.testing.assert_close(records[-1].x_next, records[-1].x0, rtol=0, atol=1e-12)
@@ -288,11 +302,11 @@ def test_dpmpp_2m_is_a_better_ode_solver_than_ddim():
     """
     xT = x_T(1000, seed=9)
     ref: dict[int, torch.Tensor] = {}
-    sample_ddim(EPS_MODEL, xT, SCHED, 1000, on_step=lambda r: ref.__setitem__(r.k, r.x_t))
+    sample_ddim(EPS_MODEL, xT, SCHED, 1000, on_step=lambda r: ref.__setitem__(grid_k(r.t), r.x_t))
 
     def err(sampler, steps):
         last = {}
-        sampler(EPS_MODEL, xT, SCHED, steps, on_step=lambda r: last.update(k=r.k, x=r.x_t))
+        sampler(EPS_MODEL, xT, SCHED, steps, on_step=lambda r: last.update(k=grid_k(r.t), x=r.x_t))
         assert last["k"] == k_last(steps)
         return (last["x"] - ref[last["k"]]).norm(dim=1).mean().item()
 
@@ -344,7 +358,7 @@ def test_clip_x0_clamps_the_estimate_and_keeps_eps_consistent(name):
     assert max(r.x0.abs().max().item() for r in records) <= 1.0
     assert any((r.x0.abs() == 1.0).any() for r in records)  # the clamp was active
     for r in records:
-        a, s = float(SCHED.alphas[r.k]), float(SCHED.sigmas[r.k])
+        a, s = float(SCHED.alphas[grid_k(r.t)]), float(SCHED.sigmas[grid_k(r.t)])
         torch.testing.assert_close(a * r.x0 + s * r.eps, r.x_t, rtol=1e-9, atol=1e-9)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from denoiselab.samplers import SPACINGS, step_grid
+from denoiselab.samplers import CHAIN_GRIDS, step_grid
 from denoiselab.schedules import (
     MAX_BETA,
     SCHEDULE_KINDS,
@@ -232,7 +232,7 @@ GRID_CASES = [(1000, 1), (1000, 7), (1000, 20), (1000, 333), (1000, 1000), (300,
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
 @pytest.mark.parametrize("T,steps", GRID_CASES)
-@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("spacing", CHAIN_GRIDS)
 def test_step_grid_properties(spacing, T, steps, kind):
     sch = make_schedule(kind, T)
     g = step_grid(sch, steps, spacing)
@@ -287,7 +287,7 @@ def test_step_grid_logsnr_hits_uniform_log_snr_targets(kind):
         assert lo - 1e-12 <= targets[i].item() <= hi + 1e-12, (i, k)
 
 
-@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("spacing", CHAIN_GRIDS)
 @pytest.mark.parametrize("steps", [0, -3, 1001, 10.0, None])
 def test_step_grid_bad_steps_raise(spacing, steps):
     with pytest.raises(ValueError):

@@ -356,7 +356,7 @@ def test_samples_without_frames_and_defaults(client):
         ({"steps": 0}, "steps"),
         ({"n": MAX_POINTS + 1, "frames": False}, "n"),
         ({"n": MAX_FRAME_POINTS + 1}, "n"),  # frames are capped lower
-        ({"sampler": "euler"}, "sampler"),
+        ({"sampler": "euler-maruyama"}, "sampler"),
         ({"spacing": "random"}, "spacing"),
         ({"eta": 0.5, "sampler": "ddpm"}, "eta"),
         ({"eta": 3}, "eta"),

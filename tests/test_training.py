@@ -14,12 +14,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from denoiselab import files
+from denoiselab.builders import pick_device
 from denoiselab.config import ConfigError, load_config
 from denoiselab.ema import EMA
 from denoiselab.objectives import diffusion_loss, sample_timesteps
 from denoiselab.oracles import two_d_mixture
 from denoiselab.schedules import make_schedule
-from denoiselab.training import CHECKPOINT, WEIGHTS, CheckpointError, TrainingInterrupted, learning_rate, pick_device, train
+from denoiselab.training import (
+    CHECKPOINT,
+    WEIGHTS,
+    CheckpointError,
+    TrainingInterrupted,
+    learning_rate,
+    train,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,15 +14,32 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, files
-from .files import RunBusyError
 from .config import ConfigError, load_config, recipe_names
 from .data import DataError
-from .runs import RunError, SamplingError, class_labels, complete_run, evaluate_run, load_run, render_figures, sample_points
-from .samplers import SAMPLERS, SPACINGS, VARIANCES
+from .files import RunBusyError
+from .runs import (
+    RunError,
+    SamplingError,
+    class_labels,
+    complete_run,
+    evaluate_run,
+    load_run,
+    render_figures,
+    render_path_comparison,
+    sample_points,
+)
+from .samplers import GRIDS, SAMPLERS, SPACINGS, VARIANCES, parse_grid
 from .schedules import SCHEDULE_KINDS, make_schedule
 from .serve import HELP as SERVE_HELP
 from .serve import add_serve_arguments, run_serve
-from .training import CheckpointError, RunFolderError, TrainingInterrupted, check_new_run_folder, train, write_run_info
+from .training import (
+    CheckpointError,
+    RunFolderError,
+    TrainingInterrupted,
+    check_new_run_folder,
+    train,
+    write_run_info,
+)
 
 USAGE_ERRORS = (ConfigError, DataError, RunError, SamplingError, CheckpointError, RunBusyError, RunFolderError)
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
@@ -61,11 +78,17 @@ def _nonneg_float(text: str) -> float:
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: the run's [sample] sampler")
-    p.add_argument("--steps", type=_positive_int, help="sampler steps = model evaluations (<= T)")
+    p.add_argument("--steps", type=_positive_int, help="sampler steps (<= T; = model evaluations, heun: 2 x steps - 1)")
     p.add_argument("-n", type=_positive_int, help="number of points")
     p.add_argument("--eta", type=_nonneg_float, help="DDIM stochasticity (0 deterministic, 1 DDPM-like)")
     p.add_argument("--variance", choices=VARIANCES, help="DDPM reverse variance")
-    p.add_argument("--spacing", choices=SPACINGS, help="which grid steps the sampler visits")
+    p.add_argument("--spacing", choices=SPACINGS, help=argparse.SUPPRESS)  # the older name of --grid NAME
+    p.add_argument(
+        "--grid", metavar="NAME|TIMES|FILE",
+        help=f"the times the sampler visits: a named grid ({', '.join(GRIDS)}), a list such as 1,0.6,0.3,0.1,0 "
+        "(strictly decreasing, ending at 0; it sets the steps), or a file of such times",
+    )  # fmt: skip
+    p.add_argument("--rho", type=float, help="karras grid: its exponent (default: the run's sample.rho, 7)")
     p.add_argument("--seed", type=int, help="seed of x_T and the sampler's noise")
     p.add_argument("--label", metavar="K|NAME", help="conditional runs: the class to draw (index or name); default: every class in proportion")
     p.add_argument("--guidance", type=_nonneg_float, metavar="S", help="conditional runs: classifier-free guidance scale (1 = conditional, 0 = unconditional)")
@@ -97,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="redraw every figure of a run")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--out", help="folder for the figures (default: the run folder)")
+
+    p = sub.add_parser("paths", help="draw the sampling paths of 2-D point runs side by side, from the same noise")
+    p.add_argument("runs", metavar="RUN_DIR", nargs="+", help="e.g. a diffusion, a flow and an OT-CFM run")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: each run's [sample] sampler")
+    p.add_argument("--steps", type=_positive_int, help="default: each run's [sample] steps")
+    p.add_argument("-n", type=_positive_int, default=300, help="paths drawn (default 300)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shared starting noise")
+    p.add_argument("--out", default="paths.png", help="output PNG (default paths.png)")
 
     p = sub.add_parser("schedules", help="draw the noise schedules side by side")
     p.add_argument("--T", type=_positive_int, default=1000, help="diffusion steps (default 1000)")
@@ -172,8 +203,26 @@ def _sampling_kwargs(args, run) -> dict:
         if sampler != "ddpm":
             raise UsageError(f"--variance applies to the ddpm sampler only (this call uses {sampler})")
         kw["variance"] = args.variance
-    if args.spacing is not None:
-        kw["spacing"] = args.spacing
+    if args.spacing is not None and args.grid is not None:
+        raise UsageError("--spacing and --grid name the same thing; give one")
+    grid = args.grid if args.grid is not None else args.spacing
+    if grid is not None and grid in GRIDS:
+        kw["spacing"] = grid
+    elif grid is not None:
+        try:
+            kw["grid"] = parse_grid(grid)
+        except ValueError as exc:
+            raise UsageError(f"--grid {grid[:80]}: {exc}") from None
+        if args.steps is not None and args.steps != len(kw["grid"]) - 1:
+            raise UsageError(f"--steps {args.steps}: the grid given has {len(kw['grid']) - 1} steps; give one or the other")
+        kw["steps"] = len(kw["grid"]) - 1
+    if args.rho is not None:
+        if not args.rho > 0:
+            raise UsageError(f"--rho: must be > 0, got {args.rho:g}")
+        if kw.get("spacing", run.config.sample.spacing) != "karras":
+            raise UsageError("--rho applies to the karras grid only (add --grid karras)")
+        kw["rho"] = args.rho
+    kw["counter"] = []
     if args.label is not None:
         kw["label"] = args.label
     if args.guidance is not None:
@@ -218,7 +267,7 @@ def cmd_sample(args) -> int:
         else:
             viz.plot_samples(run.data, x, out, title=title, labels=labels, data_labels=run.labels, class_names=names)
     what = "" if labels is None or kw.get("label") is None else f" of class {run.class_names[int(labels[0])]}"
-    print(f"wrote {len(x)} samples{what} to {out}")
+    print(f"wrote {len(x)} samples{what} to {out} ({_sampling_line(run, kw)})")
     return 0
 
 
@@ -239,19 +288,45 @@ def cmd_evaluate(args) -> int:
     metrics, _ = evaluate_run(run, repeats=args.repeats, **kw)
     sampler = kw["sampler"] or run.config.sample.sampler
     steps = kw["steps"] or run.config.sample.steps
+    evaluations = kw["counter"][0] if kw["counter"] else None
     if args.json:
-        print(json.dumps({"run": str(run.path), "sampler": sampler, "steps": steps, **metrics.to_dict()}))
+        grid = kw["grid"].tolist() if "grid" in kw else kw.get("spacing", run.config.sample.spacing)
+        print(json.dumps({"run": str(run.path), "sampler": sampler, "steps": steps, "grid": grid, "evaluations": evaluations, **metrics.to_dict()}))
     else:
         summary = metrics.summary()
         sep = "\n" if "\n" in summary else " "  # a conditional run's summary has a line per class
-        print(f"{run.path} ({sampler}, {steps} steps):{sep}{summary}")
+        print(f"{run.path} ({_sampling_line(run, kw)}):{sep}{summary}")
     return 0
+
+
+def _sampling_line(run, kw: dict) -> str:
+    """sampler, steps, grid and the model evaluations the first draw really made."""
+    sc = run.config.sample
+    grid = "given grid" if "grid" in kw else f"{kw.get('spacing', sc.spacing)} grid"
+    evaluations = f", {kw['counter'][0]} model evaluations" if kw.get("counter") else ""
+    return f"{kw['sampler'] or sc.sampler}, {kw['steps'] or sc.steps} steps, {grid}{evaluations}"
 
 
 def cmd_plot(args) -> int:
     run = _load_for_use(args.run)
     for path in render_figures(run, Path(args.out) if args.out else None):
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_paths(args) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out {out}: expected a .png file")
+    runs = [_load_for_use(path) for path in args.runs]
+    for run in runs:
+        if run.sample_shape != (2,):
+            raise UsageError(f"{run.path}: paths are drawn for 2-D point runs only (this one has shape {run.sample_shape})")
+        if args.steps is not None and args.steps > run.schedule.T:
+            raise UsageError(f"--steps: must be at most {run.path}'s T = {run.schedule.T}, got {args.steps}")
+    options = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps)) if v is not None}
+    render_path_comparison(runs, out, n=args.n, seed=args.seed, **options)
+    print(f"wrote {out}")
     return 0
 
 
@@ -282,6 +357,7 @@ COMMANDS = {
     "sample": cmd_sample,
     "evaluate": cmd_evaluate,
     "plot": cmd_plot,
+    "paths": cmd_paths,
     "schedules": cmd_schedules,
     "serve": run_serve,
 }

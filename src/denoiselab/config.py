@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+import tomllib
 
 from .models import ARCHITECTURES
-from .objectives import TIMESTEP_SAMPLING
+from .objectives import COUPLINGS, TIMESTEP_SAMPLING
 from .prediction import PREDICTIONS
-from .samplers import SAMPLERS, SPACINGS, VARIANCES
-from .schedules import SCHEDULE_KINDS
+from .samplers import KARRAS_RHO, SAMPLERS, SPACINGS, VARIANCES
+from .schedules import ALL_SCHEDULE_KINDS
 
 
 class ConfigError(ValueError):
@@ -62,8 +62,11 @@ class DataConfig:
 
 @dataclass
 class ScheduleConfig:
-    kind: str = _opt("linear", "noise schedule", choices=SCHEDULE_KINDS)
-    T: int = _opt(1000, "number of diffusion steps in the chain", lo=1)
+    kind: str = _opt(
+        "linear", "noise schedule: a T-step DDPM chain, or flow (the straight path x_t = (1 - t) x0 + t eps of flow matching)",
+        choices=ALL_SCHEDULE_KINDS,
+    )
+    T: int = _opt(1000, "number of diffusion steps in the chain (flow: the resolution of the step grids)", lo=1)
     beta_start: float = _opt(1e-4, "first beta (linear, quadratic, sigmoid)", lo=0, hi=1, lo_open=True, hi_open=True)
     beta_end: float = _opt(0.02, "last beta (linear, quadratic, sigmoid)", lo=0, hi=1, lo_open=True, hi_open=True)
     scale_with_T: bool = _opt(True, "multiply the beta range by 1000 / T so short chains still end in noise")
@@ -79,14 +82,24 @@ class ModelConfig:
     dropout: float = _opt(0.0, "unet: dropout inside the residual blocks", lo=0, hi=1, hi_open=True)
     time_dim: int = _opt(32, "sinusoidal time-embedding size (even)", lo=2)
     fourier: int = _opt(8, "Fourier-feature frequencies per input coordinate (residual-mlp; 0 = raw x)", lo=0)
-    prediction: str = _opt("eps", "what the network predicts", choices=PREDICTIONS[:3])
+    prediction: str = _opt(
+        "eps", "what the network predicts: the noise eps, clean data x0, v = alpha eps - sigma x0, or velocity = eps - x0 "
+        "(flow matching)", choices=PREDICTIONS,
+    )
 
 
 @dataclass
 class TrainConfig:
     steps: int = _opt(8000, "optimiser steps", lo=1)
     batch_size: int = _opt(256, "points per step", lo=1)
-    timesteps: str = _opt("uniform", "how training draws noise levels", choices=TIMESTEP_SAMPLING)
+    timesteps: str = _opt(
+        "uniform", "how training draws times: uniform, logsnr (uniform in log-SNR), logit-normal (flow only: sigmoid of N(0, 1))",
+        choices=TIMESTEP_SAMPLING,
+    )
+    coupling: str = _opt(
+        "independent", "flow: how data and noise are paired in a batch; ot = exact minibatch optimal transport (OT-CFM)",
+        choices=COUPLINGS,
+    )
     optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "adam"))
     lr: float = _opt(2e-3, "peak learning rate", lo=0, lo_open=True)
     weight_decay: float = _opt(0.0, "AdamW weight decay", lo=0)
@@ -106,11 +119,12 @@ class TrainConfig:
 @dataclass
 class SampleConfig:
     sampler: str = _opt("dpm++2m", "sampler for figures and metrics", choices=tuple(SAMPLERS))
-    steps: int = _opt(20, "sampler steps (model evaluations)", lo=1)
+    steps: int = _opt(20, "sampler steps (= model evaluations; heun: 2 x steps - 1)", lo=1)
     n: int = _opt(2000, "samples drawn for figures and metrics", lo=1)
     eta: float = _opt(0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)", lo=0)
     variance: str = _opt("small", "DDPM reverse variance", choices=VARIANCES)
-    spacing: str = _opt("logsnr", "which grid steps a sampler visits", choices=SPACINGS)
+    spacing: str = _opt("logsnr", "the time grid a sampler visits (samplers/grids.py)", choices=SPACINGS)
+    rho: float = _opt(KARRAS_RHO, "karras grid: its exponent rho (Karras et al. 2022; 7 spends steps near the data)", lo=0, lo_open=True)
     seed: int = _opt(0, "seed of x_T and sampler noise", lo=0)
     clip_x0: bool = _opt(True, "clamp the model's clean estimate to the training data's box (+10%; images: [-1, 1])")
     guidance: float = _opt(1.0, "conditional runs: classifier-free guidance scale (1 = the conditional model, 0 = unconditional)", lo=0)
@@ -192,6 +206,19 @@ def from_dict(raw: dict[str, Any], *, name: str = "custom", where: str = "") -> 
 
 
 def _check_cross(cfg: Config, where: str) -> None:
+    kind, prediction, tr = cfg.schedule.kind, cfg.model.prediction, cfg.train
+    if kind == "flow" and prediction == "eps":
+        raise ConfigError(
+            f"{where}model.prediction: eps cannot be read at t = 1 of schedule.kind = flow (alpha = 0 there); "
+            "use velocity (flow matching), x0 or v"
+        )
+    if tr.coupling == "ot" and kind != "flow":
+        raise ConfigError(f"{where}train.coupling: ot (OT-CFM) pairs data and noise for flow matching; it needs schedule.kind = flow, not {kind}")
+    if tr.timesteps == "logit-normal" and kind != "flow":
+        raise ConfigError(
+            f"{where}train.timesteps: logit-normal draws continuous times of schedule.kind = flow; "
+            f"a {kind} chain is trained at its T steps (uniform or logsnr)"
+        )
     if cfg.sample.steps > cfg.schedule.T:
         raise ConfigError(f"{where}sample.steps: must be <= schedule.T ({cfg.schedule.T}), got {cfg.sample.steps}")
     if cfg.model.time_dim % 2:
@@ -199,7 +226,7 @@ def _check_cross(cfg: Config, where: str) -> None:
     if cfg.schedule.beta_start > cfg.schedule.beta_end:
         raise ConfigError(f"{where}schedule.beta_start: must be <= schedule.beta_end ({cfg.schedule.beta_end})")
     scale = 1000.0 / cfg.schedule.T if cfg.schedule.scale_with_T else 1.0
-    if cfg.schedule.kind != "cosine" and cfg.schedule.beta_end * scale >= 1.0:
+    if cfg.schedule.kind not in ("cosine", "flow") and cfg.schedule.beta_end * scale >= 1.0:
         raise ConfigError(
             f"{where}schedule.beta_end: {cfg.schedule.beta_end} x 1000/T = {cfg.schedule.beta_end * scale:g} "
             "is not below 1; lower it or set schedule.scale_with_T = false"

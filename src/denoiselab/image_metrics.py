@@ -1,4 +1,4 @@
-"""Sample-quality metrics for generated images (issue 4).
+"""Sample-quality metrics for generated images.
 
 A small CNN classifier, trained on the training split of the image data set, plays two roles:
 

@@ -1,24 +1,36 @@
-"""Training objectives.
+"""Training objectives: regress what the network predicts at a noised point.
 
-``diffusion_loss`` is the simple DDPM objective (Ho et al. 2020, Eq. 14, Algorithm 1):
-draw k ~ U{1..T}, eps ~ N(0, I), form x_k in closed form and regress the network's output on
-the target of its prediction type (eps, x0 or v; prediction.py), with mean squared error.
+One Monte Carlo estimate serves diffusion and flow matching alike: draw a time t, noise eps
+and x_t = alpha(t) x0 + sigma(t) eps (schedules.py), and regress the network's output on the
+target of its prediction type (eps, x0, v or velocity; prediction.py) by mean squared error.
+
+* DDPM's simple objective (Ho et al. 2020, Eq. 14, Algorithm 1): on a T-step chain, t = k / T
+  with k ~ U{1..T} and (usually) the eps target.
+* Flow matching (Lipman et al. 2023, Eq. 23; Liu et al. 2023, rectified flow): the straight
+  path alpha = 1 - t, sigma = t, t continuous in (0, 1], and the velocity target
+  u = d x_t / d t = eps - x0.  (The papers' t runs from noise at 0 to data at 1; ours is
+  1 minus theirs, and their velocity x1 - x0 is minus ours.)
+* OT-CFM (Tong et al. 2023, "Improving and generalizing flow-based generative models with
+  minibatch optimal transport", Alg. 3): before noising, the batch's noise is re-paired with
+  its data by the exact optimal assignment of squared distances, so the paths cross less.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
-from .forward_process import q_sample
+from .forward_process import q_sample_at
 from .prediction import target
 from .schedules import Schedule
 
-
-TIMESTEP_SAMPLING = ("uniform", "logsnr")
+TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal")
+COUPLINGS = ("independent", "ot")
 
 
 def sample_timesteps(schedule: Schedule, n: int, generator, how: str = "uniform") -> torch.Tensor:
-    """Grid indices k in 1..T for a training batch.
+    """Grid indices k in 1..T of a T-step chain for a training batch.
 
     uniform  k ~ U{1..T}, DDPM's choice (Ho et al. 2020, Algorithm 1).
     logsnr   log-SNR lambda uniform between lambda_1 and lambda_T, then the nearest k: spends
@@ -36,7 +48,58 @@ def sample_timesteps(schedule: Schedule, n: int, generator, how: str = "uniform"
         # first k whose lambda falls below the target, on the increasing reversed array
         idx = torch.searchsorted(lam.flip(0).contiguous(), target)
         return (schedule.T - idx).clamp(1, schedule.T)
-    raise ValueError(f"unknown timestep sampling {how!r}; expected one of {', '.join(TIMESTEP_SAMPLING)}")
+    raise ValueError(f"unknown timestep sampling {how!r} on a T-step chain; expected uniform or logsnr")
+
+
+def sample_times(schedule: Schedule, n: int, generator, how: str = "uniform") -> torch.Tensor:
+    """Training times t (float64, shape (n,)): grid points k / T of a chain (sample_timesteps),
+    or continuous times in (0, 1] on the flow path:
+
+    uniform       t ~ U(0, 1] (Lipman et al. 2023).
+    logit-normal  t = sigmoid(n), n ~ N(0, 1): more weight on the middle of the path (Esser et
+                  al. 2024, "Scaling rectified flow transformers", Sec. 3.1, m = 0, s = 1).
+    logsnr        lambda uniform between lambda(1 - 1/T) and lambda(1/T).
+    """
+    if how not in TIMESTEP_SAMPLING:
+        raise ValueError(f"unknown timestep sampling {how!r}; expected one of {', '.join(TIMESTEP_SAMPLING)}")
+    if schedule.is_chain:
+        return sample_timesteps(schedule, n, generator, how).to(torch.float64) / schedule.T
+    if how == "uniform":
+        return 1.0 - torch.rand(n, generator=generator, dtype=torch.float64)  # (0, 1]: never clean data
+    if how == "logit-normal":
+        return torch.sigmoid(torch.randn(n, generator=generator, dtype=torch.float64))
+    lo, hi = (float(schedule.log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    return schedule.time_at_log_snr(lo + u * (hi - lo))
+
+
+def ot_pairing(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The permutation ``perm`` minimising sum_i ||x0[i] - noise[perm[i]]||^2 (exact, by scipy's
+    linear_sum_assignment): data row i is paired with noise row perm[i].  The data keep their
+    order (and so their labels); only the noise is re-ordered."""
+    a = x0.detach().flatten(1).double().cpu().numpy()
+    b = noise.detach().flatten(1).double().cpu().numpy()
+    cost = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    rows, cols = linear_sum_assignment(cost)
+    assert (rows == np.arange(len(a))).all()  # square problem: one noise row per data row, in order
+    return torch.as_tensor(cols, device=noise.device)
+
+
+def couple(x0: torch.Tensor, noise: torch.Tensor, coupling: str = "independent", y: torch.Tensor | None = None) -> torch.Tensor:
+    """The noise paired with each data row.  ``ot`` solves the assignment within each label
+    (label -1, a dropped label, is a group of its own), so the noise a class is trained with is
+    still a draw of N(0, I) for that class and the conditional flows stay correct."""
+    if coupling == "independent":
+        return noise
+    if coupling != "ot":
+        raise ValueError(f"unknown coupling {coupling!r}; expected one of {', '.join(COUPLINGS)}")
+    if y is None:
+        return noise[ot_pairing(x0, noise)]
+    paired = noise.clone()
+    for label in torch.unique(y):
+        rows = torch.nonzero(y == label).flatten()
+        paired[rows] = noise[rows][ot_pairing(x0[rows], noise[rows])]
+    return paired
 
 
 def diffusion_loss(
@@ -48,18 +111,18 @@ def diffusion_loss(
     y: torch.Tensor | None = None,
     prediction: str = "eps",
     timesteps: str = "uniform",
+    coupling: str = "independent",
 ) -> torch.Tensor:
-    """Monte Carlo estimate of E_{k, eps} || model(x_k, k/T, y) - target ||^2 over a batch x0.
+    """Monte Carlo estimate of E_{t, eps} || model(x_t, t, y) - target ||^2 over a batch x0.
 
     Randomness is drawn on the generator's device (CPU by default) and moved to x0's device,
     so a seed gives the same run on every device.
     """
-    b = x0.shape[0]
-    k = sample_timesteps(schedule, b, generator, timesteps)
+    t = sample_times(schedule, x0.shape[0], generator, timesteps)
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-    k = k.to(x0.device)
-    x_t = q_sample(schedule, x0, k, eps)
-    alphas = schedule.alphas.to(x0.device)[k]
-    sigmas = schedule.sigmas.to(x0.device)[k]
-    pred = model_fn(x_t, k.to(x0.dtype) / schedule.T, y)
+    eps = couple(x0, eps, coupling, y)
+    x_t = q_sample_at(schedule, x0, t, eps)
+    alphas = schedule.alpha_at(t).to(x0.dtype).to(x0.device)
+    sigmas = schedule.sigma_at(t).to(x0.dtype).to(x0.device)
+    pred = model_fn(x_t, t.to(x0.dtype).to(x0.device), y)
     return torch.mean((pred - target(prediction, x0, eps, alphas, sigmas)) ** 2)

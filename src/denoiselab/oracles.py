@@ -2,8 +2,10 @@
 
 For an isotropic Gaussian mixture p(x_0) = sum_j w_j N(mu_j, s_j^2 I), the noisy marginal
 at (alpha, sigma) is again a mixture, sum_j w_j N(alpha mu_j, (alpha^2 s_j^2 + sigma^2) I),
-so the exact noise prediction is eps*(x_t) = -sigma * grad log p_t(x_t) (Tweedie / the score
-identity of Song et al. 2021).  Samplers driven by it should reproduce p(x_0) up to
+so the exact clean estimate E[x_0 | x_t] is a responsibility-weighted sum of Gaussian
+posterior means, and eps*(x_t) = (x_t - alpha E[x_0 | x_t]) / sigma = -sigma grad log p_t(x_t)
+(Tweedie / the score identity of Song et al. 2021).  Any other prediction (v, the flow
+velocity) follows from these two.  Samplers driven by it should reproduce p(x_0) up to
 discretisation error, which makes it an oracle for testing samplers without training.
 """
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .prediction import target
 from .schedules import Schedule
 
 
@@ -31,22 +34,36 @@ class GaussianMixture:
         noise = torch.randn(n, self.dim, generator=generator, dtype=self.means.dtype)
         return self.means[j] + self.stds[j, None] * noise
 
-    def eps_model(self, schedule: Schedule):
-        """A model function ``(x_t, t, y=None) -> eps`` exact for this mixture under ``schedule``."""
+    def denoiser(self, schedule: Schedule, prediction: str = "eps"):
+        """A model function ``(x_t, t, y=None) -> prediction`` exact for this mixture under
+        ``schedule`` at any t in (0, 1], for any prediction type (eps, x0, v, velocity)."""
 
         def model_fn(x_t: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
-            k = torch.round(t.double() * schedule.T).long()
-            alpha = schedule.alphas[k].to(x_t.dtype)[:, None, None]  # (B, 1, 1)
-            sigma = schedule.sigmas[k].to(x_t.dtype)[:, None, None]
-            means, stds, w = (v.to(x_t.dtype) for v in (self.means, self.stds, self.weights))
-            var = alpha**2 * stds[None, :, None] ** 2 + sigma**2  # (B, J, 1)
-            diff = x_t[:, None, :] - alpha * means[None]  # (B, J, D)
-            log_r = torch.log(w)[None] - 0.5 * (diff**2 / var).sum(-1) - 0.5 * self.dim * torch.log(var[..., 0])
-            resp = torch.softmax(log_r, dim=1)[..., None]  # (B, J, 1) posterior over components
-            score = -(resp * diff / var).sum(1)
-            return -sigma[:, 0] * score
+            alpha = schedule.alpha_at(t.double()).to(x_t.dtype)
+            sigma = schedule.sigma_at(t.double()).to(x_t.dtype)
+            x0 = self.posterior_mean(x_t, alpha, sigma)
+            # eps from x0: finite where alpha = 0 (t = 1 on the flow path, eps = x_t there).
+            eps = (x_t - alpha[:, None] * x0) / sigma[:, None]
+            return target(prediction, x0, eps, alpha, sigma)
 
         return model_fn
+
+    def eps_model(self, schedule: Schedule):
+        """The exact noise prediction (``denoiser(schedule, "eps")``)."""
+        return self.denoiser(schedule, "eps")
+
+    def posterior_mean(self, x_t: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """E[x_0 | x_t] at per-sample (alpha, sigma) (shape (B,)): each component's Gaussian
+        posterior mean mu_j + alpha s_j^2 / (alpha^2 s_j^2 + sigma^2) (x_t - alpha mu_j),
+        weighted by the posterior probability of the component."""
+        means, stds, w = (v.to(x_t.dtype) for v in (self.means, self.stds, self.weights))
+        a, s = alpha[:, None, None], sigma[:, None, None]  # (B, 1, 1)
+        var = a**2 * stds[None, :, None] ** 2 + s**2  # (B, J, 1): variance of x_t given component j
+        diff = x_t[:, None, :] - a * means[None]  # (B, J, D)
+        log_r = torch.log(w)[None] - 0.5 * (diff**2 / var).sum(-1) - 0.5 * self.dim * torch.log(var[..., 0])
+        resp = torch.softmax(log_r, dim=1)[..., None]  # (B, J, 1) posterior over components
+        comp_mean = means[None] + a * stds[None, :, None] ** 2 / var * diff
+        return (resp * comp_mean).sum(1)
 
 
 def two_d_mixture() -> GaussianMixture:

@@ -1,7 +1,7 @@
 """One training loop for every denoiser: batches by tensor indexing, AdamW with warm-up and
 cosine decay, EMA weights, atomic resumable checkpoints.
 
-A run folder (runs.py) holds config.toml, run.json, data.npy (with labels.npy for a conditional
+A run folder (runs/folder.py) holds config.toml, run.json, data.npy (with labels.npy for a conditional
 run, held_out.npy for images), checkpoint.safetensors (model, EMA, optimiser, RNG and loss
 history in one file, so they can never disagree) and model.safetensors (the weights used for
 sampling).  Resuming restores all of it, so an
@@ -24,19 +24,22 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from . import files
+from .builders import model_from, objective_from, pick_device, schedule_from
 from .config import Config, ConfigError, dump_config
 from .data import Normalization, make_source
+from .data.images import is_image_data, load_image_data, split_indices
 from .ema import EMA
 from .guidance import drop_labels
-from .data.images import is_image_data, load_image_data, split_indices
-from .models import IMAGE_ARCHITECTURES, build_model
-from .objectives import diffusion_loss
-from .schedules import TERMINAL_SNR_WARN_DB, Schedule, make_schedule
-
-CHECKPOINT = "checkpoint.safetensors"
-WEIGHTS = "model.safetensors"
-LABELS = "labels.npy"
-HELD_OUT, HELD_OUT_LABELS = "held_out.npy", "held_out_labels.npy"  # images only
+from .models import IMAGE_ARCHITECTURES
+from .runs.folder import (
+    CHECKPOINT,
+    HELD_OUT,
+    HELD_OUT_LABELS,
+    LABELS,
+    WEIGHTS,
+    write_run_info,
+)
+from .schedules import TERMINAL_SNR_WARN_DB
 
 
 class CheckpointError(ValueError):
@@ -51,32 +54,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, run_dir: Path, step: int):
         super().__init__(f"interrupted at step {step}; resume with: denoiselab train --resume {run_dir}")
         self.run_dir, self.step = run_dir, step
-
-
-def schedule_from(cfg: Config) -> Schedule:
-    s = cfg.schedule
-    return make_schedule(s.kind, s.T, s.beta_start, s.beta_end, s.scale_with_T)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device: unknown device {name!r}; expected cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
-        raise ConfigError(f"train.device: {name!r} is not available on this machine; use cpu or auto")
-    return device
-
-
-def model_from(cfg: Config, dim: int, num_classes: int = 0) -> torch.nn.Module:
-    """The recipe's network; ``dim`` is the point dimension, or the channel count for images."""
-    m = cfg.model
-    return build_model(
-        m.arch, dim, hidden=m.hidden, blocks=m.blocks, time_dim=m.time_dim, num_classes=num_classes, fourier=m.fourier,
-        mults=tuple(m.mults), attention=m.attention, dropout=m.dropout,
-    )  # fmt: skip
 
 
 @dataclass
@@ -209,10 +186,6 @@ def _restore(state: TrainState, tensors: dict, meta: dict) -> None:
     state.losses = tensors["losses"].tolist()
 
 
-def write_run_info(run_dir: Path, info: dict) -> None:
-    files.write_json(run_dir / "run.json", info)
-
-
 def check_new_run_folder(run_dir: Path) -> None:
     """A new run goes into a missing or empty folder, never over something already there."""
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -251,6 +224,106 @@ def _warn_if_cores_busy(log) -> None:
         )
 
 
+def _optimiser_step(cfg: Config, state: TrainState, objective, x_all: torch.Tensor, y_all: torch.Tensor | None) -> tuple[float, float]:
+    """One step of the loop: a batch, its loss, the update, the EMA; returns (loss, learning rate)."""
+    lr = learning_rate(cfg, state.step)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    idx = torch.randint(0, x_all.shape[0], (cfg.train.batch_size,), generator=state.generator).to(x_all.device)
+    y = None
+    if y_all is not None:
+        # Classifier-free guidance needs the unconditional model too: the same network learns
+        # it from the points whose label is dropped.
+        y = drop_labels(y_all[idx], cfg.train.label_dropout, state.generator)
+    loss = objective(state.model, x_all[idx], state.generator, y=y)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.train.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.train.grad_clip)
+    state.optimizer.step()
+    if state.ema is not None:
+        state.ema.update(state.model)
+    state.step += 1
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss became {value} at step {state.step}; lower train.lr")
+    state.losses.append(value)
+    return value, lr
+
+
+@dataclass
+class RunData:
+    """What the loop trains on, as stored in the run folder."""
+
+    info: dict  # run.json
+    data: np.ndarray
+    labels: np.ndarray | None
+    normalization: Normalization
+
+
+def _set_up_compute(cfg: Config, log) -> torch.device:
+    device = pick_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    elif device.type == "cpu":
+        _warn_if_cores_busy(log)
+    return device
+
+
+def _describe_schedule(schedule, objective, log) -> None:
+    snr_T = schedule.terminal_snr_db()
+    log(f"schedule: {schedule.name}, T={schedule.T}, terminal SNR {snr_T:.1f} dB; {objective.describe}")
+    if schedule.is_chain and snr_T > TERMINAL_SNR_WARN_DB:
+        log(
+            f"warning: the chain ends at {snr_T:.1f} dB SNR (above {TERMINAL_SNR_WARN_DB:.0f} dB): x_T still "
+            "holds data, so sampling from pure noise will be off; raise T, beta_end or set schedule.scale_with_T = true"
+        )
+
+
+def _read_run_folder(run_dir: Path) -> RunData:
+    """An interrupted (or API-trained) run's data, to resume it."""
+    info = json.loads((run_dir / "run.json").read_text())
+    data = np.load(run_dir / "data.npy")
+    labels = np.load(run_dir / LABELS) if int(info.get("num_classes", 0)) else None
+    return RunData(info, data, labels, Normalization.from_dict(info["normalization"]))
+
+
+def _write_run_folder(cfg: Config, run_dir: Path, source: TrainingData) -> RunData:
+    """A new run's data, recipe and description (run.json), written before the first step."""
+    data, labels, norm = source.train, source.labels, source.normalization
+    num_classes = len(source.class_names) if labels is not None else 0
+    files.write_array(run_dir / "data.npy", data)
+    if labels is not None:
+        files.write_array(run_dir / LABELS, labels)
+    if source.held_out is not None:
+        files.write_array(run_dir / HELD_OUT, source.held_out)
+        if source.held_out_labels is not None:
+            files.write_array(run_dir / HELD_OUT_LABELS, source.held_out_labels)
+    files.write_text(run_dir / "config.toml", dump_config(cfg))
+    info = {
+        "format": 1,
+        "status": "training",
+        "step": 0,
+        "steps": cfg.train.steps,
+        "dim": int(data.shape[1]),
+        # (D,) for points, (C, H, W) for images: the shape of one sample.
+        "shape": [int(v) for v in data.shape[1:]],
+        "n_train": int(len(data)),
+        "n_held_out": 0 if source.held_out is None else int(len(source.held_out)),
+        "normalization": norm.to_dict(),
+        # Box for sample.clip_x0: pixels live in [-1, 1]; points get 10% beyond the
+        # largest |coordinate| of the normalised data.
+        "x0_bound": 1.0 if source.is_image else float(1.1 * np.abs(norm.encode(data)).max()),
+        "data": source.name,
+        "num_classes": num_classes,
+        "class_names": list(source.class_names) if num_classes else [],
+        "class_counts": [] if labels is None else np.bincount(labels, minlength=num_classes).tolist(),
+        "train_seconds": 0.0,
+    }
+    write_run_info(run_dir, info)
+    return RunData(info, data, labels, norm)
+
+
 def train(
     cfg: Config,
     run_dir: str | Path,
@@ -271,19 +344,10 @@ def train(
     run_dir = Path(run_dir)
     if not resume:
         check_new_run_folder(run_dir)
-    device = pick_device(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    elif device.type == "cpu":
-        _warn_if_cores_busy(log)
+    device = _set_up_compute(cfg, log)
     schedule = schedule_from(cfg)
-    snr_T = schedule.terminal_snr_db()
-    log(f"schedule: {schedule.name}, T={schedule.T}, terminal SNR {snr_T:.1f} dB")
-    if snr_T > TERMINAL_SNR_WARN_DB:
-        log(
-            f"warning: the chain ends at {snr_T:.1f} dB SNR (above {TERMINAL_SNR_WARN_DB:.0f} dB): x_T still "
-            "holds data, so sampling from pure noise will be off; raise T, beta_end or set schedule.scale_with_T = true"
-        )
+    objective = objective_from(cfg, schedule)
+    _describe_schedule(schedule, objective, log)
 
     # The run folder's training lock is held until this function returns, raises, or its
     # process dies (files.lock_run); it is taken before the first write into the folder.
@@ -291,48 +355,15 @@ def train(
     try:
         if resume:
             locks.append(files.lock_run(run_dir))
-            info = json.loads((run_dir / "run.json").read_text())
-            data = np.load(run_dir / "data.npy")
-            labels = np.load(run_dir / LABELS) if int(info.get("num_classes", 0)) else None
-            norm = Normalization.from_dict(info["normalization"])
+            run = _read_run_folder(run_dir)
         else:
             source = load_training_data(cfg)
-            data, labels, norm = source.train, source.labels, source.normalization
-            num_classes = len(source.class_names) if labels is not None else 0
             run_dir.mkdir(parents=True, exist_ok=True)
             locks.append(files.lock_run(run_dir))
-            files.write_array(run_dir / "data.npy", data)
-            if labels is not None:
-                files.write_array(run_dir / LABELS, labels)
-            if source.held_out is not None:
-                files.write_array(run_dir / HELD_OUT, source.held_out)
-                if source.held_out_labels is not None:
-                    files.write_array(run_dir / HELD_OUT_LABELS, source.held_out_labels)
-            files.write_text(run_dir / "config.toml", dump_config(cfg))
-            info = {
-                "format": 1,
-                "status": "training",
-                "step": 0,
-                "steps": cfg.train.steps,
-                "dim": int(data.shape[1]),
-                # (D,) for points, (C, H, W) for images: the shape of one sample.
-                "shape": [int(v) for v in data.shape[1:]],
-                "n_train": int(len(data)),
-                "n_held_out": 0 if source.held_out is None else int(len(source.held_out)),
-                "normalization": norm.to_dict(),
-                # Box for sample.clip_x0: pixels live in [-1, 1]; points get 10% beyond the
-                # largest |coordinate| of the normalised data.
-                "x0_bound": 1.0 if source.is_image else float(1.1 * np.abs(norm.encode(data)).max()),
-                "data": source.name,
-                "num_classes": num_classes,
-                "class_names": list(source.class_names) if num_classes else [],
-                "class_counts": [] if labels is None else np.bincount(labels, minlength=num_classes).tolist(),
-                "train_seconds": 0.0,
-            }
-            write_run_info(run_dir, info)
-
-        x_all = torch.as_tensor(norm.encode(data), dtype=torch.float32, device=device)
-        y_all = None if labels is None else torch.as_tensor(labels, dtype=torch.long, device=device)
+            run = _write_run_folder(cfg, run_dir, source)
+        info = run.info
+        x_all = torch.as_tensor(run.normalization.encode(run.data), dtype=torch.float32, device=device)
+        y_all = None if run.labels is None else torch.as_tensor(run.labels, dtype=torch.long, device=device)
         state = _init_state(cfg, x_all.shape[1], device, int(info.get("num_classes", 0)))
         if resume:
             load_checkpoint(run_dir, state)
@@ -343,7 +374,7 @@ def train(
             log(f"resuming {run_dir} at step {state.step} of {cfg.train.steps}")
         info["steps"] = cfg.train.steps
 
-        model = state.model.train()
+        state.model.train()
         bar = tqdm(
             total=cfg.train.steps,
             initial=state.step,
@@ -364,30 +395,7 @@ def train(
 
         try:
             while state.step < cfg.train.steps:
-                lr = learning_rate(cfg, state.step)
-                for group in state.optimizer.param_groups:
-                    group["lr"] = lr
-                idx = torch.randint(0, x_all.shape[0], (cfg.train.batch_size,), generator=state.generator).to(device)
-                y = None
-                if y_all is not None:
-                    # Classifier-free guidance needs the unconditional model too: the same
-                    # network learns it from the points whose label is dropped.
-                    y = drop_labels(y_all[idx], cfg.train.label_dropout, state.generator)
-                loss = diffusion_loss(
-                    model, x_all[idx], schedule, state.generator, y=y, prediction=cfg.model.prediction, timesteps=cfg.train.timesteps
-                )
-                state.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.train.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                state.optimizer.step()
-                if state.ema is not None:
-                    state.ema.update(model)
-                state.step += 1
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"loss became {value} at step {state.step}; lower train.lr")
-                state.losses.append(value)
+                value, lr = _optimiser_step(cfg, state, objective, x_all, y_all)
                 smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
                 bar.update(1)
                 if on_step is not None:

@@ -1,4 +1,4 @@
-"""Image data sets (issue 4): built-in digits and patterns, and the user's own image files.
+"""Image data sets: built-in digits and patterns, and the user's own image files.
 
 Where each set comes from:
 
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .sources import DataError, resolve_data_path
+from .point_files import DataError, resolve_data_path
 
 IMAGE_DATASETS = ("digits", "patterns")
 PATTERN_KINDS = ("checkerboard", "circles", "stripes", "squares")

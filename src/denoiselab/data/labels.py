@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sources import DataError, check_points, load_points_file, resolve_data_path
+from .point_files import DataError, check_points, load_points_file, resolve_data_path
 
 LABEL_HEADERS = ("label", "class")
 LABEL_FILE_EXTENSIONS = (".npy", ".txt", ".csv")

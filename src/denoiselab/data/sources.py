@@ -9,76 +9,19 @@ distribution.  For a file, reference points are held out from the same file.
 
 from __future__ import annotations
 
-import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .labels import load_labelled_points
+from .point_files import FILE_EXTENSIONS, DataError, check_points, load_points_file, resolve_data_path
 from .toy import GENERATORS
 
-FILE_EXTENSIONS = (".npy", ".csv")
+__all__ = ["DRAW_SIZE", "FILE_EXTENSIONS", "DataError", "Normalization", "PointSource", "check_points", "draw",
+           "load_points_file", "make_source", "proportional_counts", "resolve_data_path"]  # fmt: skip
+
 DRAW_SIZE = 2000  # seed 001's n_points
-
-
-class DataError(ValueError):
-    """A data file or data name that cannot be used; the message names it."""
-
-
-def load_points_file(path: str | Path) -> np.ndarray:
-    """Read an N x D float array (D = 1 or 2 or more) from .npy or .csv, checked."""
-    path = Path(path)
-    if path.suffix.lower() not in FILE_EXTENSIONS:
-        raise DataError(f"{path}: unknown extension {path.suffix!r}; expected one of {', '.join(FILE_EXTENSIONS)}")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        if path.suffix.lower() == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        else:
-            arr = _load_csv(path)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
-        raise DataError(f"{path}: cannot read as {path.suffix} ({type(exc).__name__}: {exc})") from None
-    return check_points(arr, path)
-
-
-def _load_csv(path: Path) -> np.ndarray:
-    """Numbers separated by commas, after an optional header line (`denoiselab sample --out
-    x.csv` writes x0,x1); a bad value is named by its line and column in the file."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        first = fh.readline()
-    try:
-        [float(v) for v in first.split(",")]
-        header = 0
-    except ValueError:
-        header = 1
-    try:
-        with warnings.catch_warnings():  # numpy warns when the file holds only a header
-            warnings.simplefilter("ignore", UserWarning)
-            return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=header)
-    except ValueError as exc:
-        # numpy: "could not convert string 'x' to float64 at row R, column C." (R counts from 0
-        # after the skipped header, C from 1)
-        found = re.search(r"string (.*) to float\w* at row (\d+), column (\d+)", str(exc))
-        if found:
-            value, row, col = found.group(1), int(found.group(2)), int(found.group(3))
-            raise ValueError(f"line {row + header + 1}, column {col}: {value} is not a number") from None
-        raise
-
-
-def check_points(arr: np.ndarray, path) -> np.ndarray:
-    """An N x D array of finite numbers with N >= 2, as float32 (1-D input is one column)."""
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
-        raise DataError(f"{path}: expected an N x D array of points with N >= 2, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise DataError(f"{path}: expected numbers, got dtype {arr.dtype}")
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.argwhere(~np.isfinite(arr))[0][0])
-        raise DataError(f"{path}: contains NaN or infinite values (first at row {bad})")
-    return arr.astype(np.float32)
 
 
 def proportional_counts(weights, n: int) -> np.ndarray:
@@ -153,13 +96,6 @@ def draw(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(chunks)[:n] if chunks else np.zeros((0, GENERATORS[name](1, rng).shape[1]), np.float32)
 
 
-def resolve_data_path(name: str, base: Path | None = None) -> Path:
-    p = Path(name).expanduser()
-    if not p.is_absolute() and base is not None and not p.exists():
-        p = base / p
-    return p
-
-
 def _class_source(classes, n: int, seed: int) -> PointSource:
     unknown = [c for c in classes if c not in GENERATORS]
     if unknown:
@@ -196,7 +132,6 @@ def make_source(
         raise DataError(
             f"data.name: unknown data {name!r}; expected one of {', '.join(GENERATORS)} or a .npy/.csv/.npz file"
         )
-    from .labels import load_labelled_points  # labels.py builds on this module
 
     arr, y, class_names = load_labelled_points(name, labels, base)
     rng = np.random.default_rng(seed)

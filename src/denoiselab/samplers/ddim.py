@@ -1,9 +1,11 @@
-"""DDIM (Song, Meng & Ermon 2021, Eq. 12), with stochasticity eta.
+"""DDIM (Song, Meng & Ermon 2021, Eq. 12), with stochasticity eta, on any grid of times.
 
     x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,
-    c   = eta * sqrt(posterior variance of q(x_s | x_k, x_0))
+    c   = eta * sqrt(posterior variance of q(x_s | x_t, x_0))
 
-eta = 0 is deterministic (an Euler step of the probability-flow ODE in (x / alpha, sigma / alpha));
+eta = 0 is deterministic: an Euler step of the probability-flow ODE in (x / alpha, sigma / alpha),
+and equally in the flow path's coordinates (x / (alpha + sigma), sigma / (alpha + sigma)), so on
+the flow path it is the rectified-flow Euler step x_s = x_t + (s - t) u.
 eta = 1 is DDPM ancestral sampling with the "small" variance.
 """
 
@@ -11,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from ..forward_process import q_posterior
+from ..forward_process import q_posterior_at
 from ..schedules import Schedule
-from .stepping import ModelFn, OnStep, StepRecord, evaluate, gaussian_like, step_grid
+from .stepping import ModelFn, OnStep, StepRecord, as_grid, evaluate, gaussian_like
 
 
 @torch.no_grad()
@@ -21,7 +23,7 @@ def sample_ddim(
     model_fn: ModelFn,
     x_T: torch.Tensor,
     schedule: Schedule,
-    steps: int = 50,
+    grid=50,
     *,
     eta: float = 0.0,
     y=None,
@@ -31,19 +33,20 @@ def sample_ddim(
     generator: torch.Generator | None = None,
     on_step: OnStep = None,
 ) -> torch.Tensor:
+    """``grid``: a list of times ending at 0, or a step count of the ``spacing`` grid."""
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
-    grid = step_grid(schedule, steps, spacing)
+    times = as_grid(schedule, grid, spacing).tolist()
     x = x_T
-    for i in range(len(grid) - 1):
-        k, s = int(grid[i]), int(grid[i + 1])
-        d = evaluate(model_fn, x, schedule, k, y=y, prediction=prediction, clip_x0=clip_x0)
-        alpha_s, sigma_s = float(schedule.alphas[s]), float(schedule.sigmas[s])
-        c2 = eta**2 * float(q_posterior(schedule, d.x0, x, k, s).variance) if eta > 0 else 0.0
+    for i in range(len(times) - 1):
+        t, s = times[i], times[i + 1]
+        d = evaluate(model_fn, x, schedule, t, y=y, prediction=prediction, clip_x0=clip_x0)
+        alpha_s, sigma_s = float(schedule.alpha_at(s)), float(schedule.sigma_at(s))
+        c2 = eta**2 * float(q_posterior_at(schedule, d.x0, x, t, s).variance) if eta > 0 else 0.0
         x_next = alpha_s * d.x0 + max(sigma_s**2 - c2, 0.0) ** 0.5 * d.eps
         if c2 > 0:
             x_next = x_next + c2**0.5 * gaussian_like(x, generator)
         if on_step is not None:
-            on_step(StepRecord(i, k, s, k / schedule.T, x, d.x0, d.eps, x_next))
+            on_step(StepRecord(i, t, s, x, d.x0, d.eps, x_next, schedule.T))
         x = x_next
     return x

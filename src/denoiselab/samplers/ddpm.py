@@ -1,20 +1,20 @@
-"""DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), on any grid of steps.
+"""DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), on any grid of times.
 
-Each step draws x_s ~ q(x_s | x_k, x0_hat): the forward-process posterior with the model's
+Each step draws x_s ~ q(x_s | x_t, x0_hat): the forward-process posterior with the model's
 clean estimate plugged in.  On a sub-grid (fewer steps than T) this is the same posterior
-between the two visited grid points, as in Nichol & Dhariwal (2021, Sec. 4).
+between the two visited times, as in Nichol & Dhariwal (2021, Sec. 4).
 
-variance "small": the posterior variance sigma_{k|s}^2 sigma_s^2 / sigma_k^2 (the lower bound)
-variance "large": sigma_{k|s}^2, i.e. beta_k on the full grid (the upper bound)
+variance "small": the posterior variance sigma_{t|s}^2 sigma_s^2 / sigma_t^2 (the lower bound)
+variance "large": sigma_{t|s}^2, i.e. beta_k on the full grid (the upper bound)
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..forward_process import q_posterior, transition
+from ..forward_process import q_posterior_at, transition_at
 from ..schedules import Schedule
-from .stepping import ModelFn, OnStep, StepRecord, evaluate, gaussian_like, step_grid
+from .stepping import ModelFn, OnStep, StepRecord, as_grid, evaluate, gaussian_like
 
 VARIANCES = ("small", "large")
 
@@ -24,7 +24,7 @@ def sample_ddpm(
     model_fn: ModelFn,
     x_T: torch.Tensor,
     schedule: Schedule,
-    steps: int | None = None,
+    grid=None,
     *,
     variance: str = "small",
     y=None,
@@ -34,20 +34,21 @@ def sample_ddpm(
     generator: torch.Generator | None = None,
     on_step: OnStep = None,
 ) -> torch.Tensor:
+    """``grid``: a list of times ending at 0, or a step count of the ``spacing`` grid (default: T)."""
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
-    grid = step_grid(schedule, schedule.T if steps is None else steps, spacing)
+    times = as_grid(schedule, schedule.T if grid is None else grid, spacing).tolist()
     x = x_T
-    for i in range(len(grid) - 1):
-        k, s = int(grid[i]), int(grid[i + 1])
-        d = evaluate(model_fn, x, schedule, k, y=y, prediction=prediction, clip_x0=clip_x0)
-        post = q_posterior(schedule, d.x0, x, k, s)
+    for i in range(len(times) - 1):
+        t, s = times[i], times[i + 1]
+        d = evaluate(model_fn, x, schedule, t, y=y, prediction=prediction, clip_x0=clip_x0)
+        post = q_posterior_at(schedule, d.x0, x, t, s)
         if s > 0:
-            var = post.variance if variance == "small" else transition(schedule, s, k)[1]
+            var = post.variance if variance == "small" else transition_at(schedule, s, t)[1]
             x_next = post.mean + float(var) ** 0.5 * gaussian_like(x, generator)
         else:
             x_next = post.mean  # sigma_0 = 0: the mean is x0_hat itself
         if on_step is not None:
-            on_step(StepRecord(i, k, s, k / schedule.T, x, d.x0, d.eps, x_next))
+            on_step(StepRecord(i, t, s, x, d.x0, d.eps, x_next, schedule.T))
         x = x_next
     return x

@@ -1,4 +1,5 @@
-"""Figures for denoiselab: point sets, the forward and reverse processes, schedules, the loss.
+"""Figures for denoiselab: point sets, the forward and reverse processes, schedules, the loss,
+sampling paths and the probability-flow velocity field.
 
 All functions take NumPy arrays in data units ((N, 1) points are drawn as density
 histograms, (N, 2) points as scatter plots), write their file atomically and return its path.
@@ -6,6 +7,12 @@ Matplotlib is used through its Agg canvas only, so importing this never opens a 
 changes the backend a notebook has chosen.  Colours: training data blue, generated orange.
 """
 
+from .flow import (
+    path_straightness,
+    plot_sampling_paths,
+    plot_velocity_field,
+    velocity_arrows,
+)
 from .images import (
     as_images,
     compare_panels,
@@ -45,6 +52,7 @@ __all__ = [
     "image_grid",
     "moving_average",
     "noised_images",
+    "path_straightness",
     "pick_frames",
     "plot_forward",
     "plot_forward_strip",
@@ -54,11 +62,14 @@ __all__ = [
     "plot_image_progression",
     "plot_loss",
     "plot_progression",
+    "plot_sampling_paths",
     "plot_samples",
     "plot_schedule",
     "plot_schedule_compare_images",
     "plot_schedules_compare",
+    "plot_velocity_field",
     "rows_by_class",
     "save_grid_gif",
     "save_trajectory_gif",
+    "velocity_arrows",
 ]

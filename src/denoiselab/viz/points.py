@@ -282,29 +282,21 @@ def plot_forward(schedule: Schedule, data, path, *, ks=None, seed=0, units: str 
 # --- reverse process ---------------------------------------------------------------------------
 
 
-def frames_from_records(records, T: int | None = None) -> list[tuple[float, np.ndarray]]:
+def frames_from_records(records) -> list[tuple[float, np.ndarray]]:
     """Sampler StepRecords -> [(t, x)] from the first record's x_t to the last record's x_next.
 
-    The first frame is (records[0].k / T, records[0].x_t), then (k_next / T, x_next) for each
-    record, so a sampler that ends at k = 0 gives a last frame with t = 0.  ``T`` is the
-    schedule's T; if omitted it is read from the first record (k / t).
+    The first frame is (records[0].t, records[0].x_t), then (t_next, x_next) for each record,
+    so a sampler that ends at t = 0 gives a last frame with t = 0.
     """
     records = list(records)
     if not records:
         raise ValueError("records: empty (pass on_step=records.append to a sampler)")
-    if T is None:
-        r0 = records[0]
-        if not r0.t > 0:
-            raise ValueError("cannot infer T from records starting at t = 0; pass T")
-        T = round(r0.k / r0.t)
-    if not (isinstance(T, (int, np.integer)) and T >= 1):
-        raise ValueError(f"T must be an integer >= 1, got {T!r}")
 
     def arr(x):
         return x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
 
-    frames = [(records[0].k / T, arr(records[0].x_t))]
-    frames += [(r.k_next / T, arr(r.x_next)) for r in records]
+    frames = [(records[0].t, arr(records[0].x_t))]
+    frames += [(r.t_next, arr(r.x_next)) for r in records]
     return frames
 
 

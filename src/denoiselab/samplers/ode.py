@@ -1,0 +1,88 @@
+"""Euler and Heun on the probability-flow ODE, written on the straight flow path.
+
+Any path x_t = alpha x0 + sigma eps is the flow path rescaled (schedules.py): with
+
+    tau = sigma / (alpha + sigma),     z = x_t / (alpha + sigma),
+
+z = (1 - tau) x0 + tau eps, and the probability-flow ODE (Song et al. 2021, Eq. 13) reads
+dz / dtau = eps_hat - x0_hat, the flow-matching velocity (Lipman et al. 2023; Liu et al. 2023).
+These coordinates stay finite at t = 1 on the flow path (tau = 1), where lambda = -inf and
+sigma / alpha is infinite; on the flow path tau = t and z = x, so these are rectified flow's
+own Euler and Heun in t.
+
+euler  z_s = z_t + (tau_s - tau_t) u(z_t)                  one evaluation per step.
+       It equals DDIM with eta = 0 exactly, on every schedule.
+heun   Heun's second-order method (Karras et al. 2022, Algorithm 1, in tau):
+       z' = z_t + (tau_s - tau_t) u_t,  z_s = z_t + (tau_s - tau_t) (u_t + u(z', s)) / 2,
+       two evaluations per step, except the last (to t = 0), which is an Euler step: the
+       model is never called at sigma = 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..schedules import Schedule
+from .stepping import ModelFn, OnStep, StepRecord, as_grid, evaluate
+
+
+def _flow_coordinates(schedule: Schedule, t: float) -> tuple[float, float]:
+    """(alpha + sigma, tau) at time t."""
+    a, s = float(schedule.alpha_at(t)), float(schedule.sigma_at(t))
+    return a + s, s / (a + s)
+
+
+@torch.no_grad()
+def _solve(model_fn, x_T, schedule, grid, *, heun, y, prediction, spacing, clip_x0, on_step):
+    times = as_grid(schedule, grid, spacing).tolist()
+    x = x_T
+    for i in range(len(times) - 1):
+        t, s = times[i], times[i + 1]
+        scale_t, tau_t = _flow_coordinates(schedule, t)
+        scale_s, tau_s = _flow_coordinates(schedule, s)
+        d = evaluate(model_fn, x, schedule, t, y=y, prediction=prediction, clip_x0=clip_x0)
+        z, u = x / scale_t, d.eps - d.x0
+        z_next = z + (tau_s - tau_t) * u
+        if heun and s > 0:
+            d2 = evaluate(model_fn, z_next * scale_s, schedule, s, y=y, prediction=prediction, clip_x0=clip_x0)
+            z_next = z + (tau_s - tau_t) * 0.5 * (u + d2.eps - d2.x0)
+        x_next = z_next * scale_s
+        if on_step is not None:
+            on_step(StepRecord(i, t, s, x, d.x0, d.eps, x_next, schedule.T))
+        x = x_next
+    return x
+
+
+def sample_euler(
+    model_fn: ModelFn,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    grid=20,
+    *,
+    y=None,
+    prediction: str = "eps",
+    spacing: str = "trailing",
+    clip_x0: float | None = None,
+    generator: torch.Generator | None = None,  # unused: the solver is deterministic
+    on_step: OnStep = None,
+) -> torch.Tensor:
+    """``grid``: a list of times ending at 0, or a step count of the ``spacing`` grid."""
+    return _solve(model_fn, x_T, schedule, grid, heun=False, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)
+
+
+def sample_heun(
+    model_fn: ModelFn,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    grid=10,
+    *,
+    y=None,
+    prediction: str = "eps",
+    spacing: str = "trailing",
+    clip_x0: float | None = None,
+    generator: torch.Generator | None = None,  # unused: the solver is deterministic
+    on_step: OnStep = None,
+) -> torch.Tensor:
+    """``grid``: a list of times ending at 0, or a step count of the ``spacing`` grid.
+    N steps cost 2 N - 1 model evaluations."""
+    return _solve(model_fn, x_T, schedule, grid, heun=True, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)
