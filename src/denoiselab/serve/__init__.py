@@ -1,8 +1,8 @@
 """`denoiselab serve`: the interactive playground (seed 002) as a local web app.
 
-One page (static/index.html, plain JavaScript, no build step, nothing fetched from the
-internet) over a JSON API (app.py) that runs denoiselab's real schedules, samplers and trained
-runs; training jobs run in background processes (jobs.py).
+One page (static/index.html and plain JavaScript modules, no build step, nothing fetched from
+the internet) over a JSON API (app.py and its routes_*.py routers) that runs denoiselab's real
+schedules, samplers and trained runs; training jobs run in background processes (jobs.py).
 
 The command line wires in with::
 

@@ -1,0 +1,69 @@
+"""The API's bounds and fixed choices: the caps on every request, the data sets and schedules the
+page offers, and the recipes its Train view and first use train with.
+
+Every size a request can ask for is capped here, so no request can ask for unbounded memory.  An
+image response holds 4 panels x steps x n x C x H x W numbers; ``MAX_FRAME_IMAGE_VALUES`` bounds
+n x steps x C x H x W.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..data import GENERATORS
+from ..data import images as image_data
+from ..schedules import SCHEDULE_KINDS
+
+# --- caps (every request is bounded by these) --------------------------------------------------
+MAX_T = 2000  # schedule length in the forward and schedules views
+MAX_POINTS = 4000  # points in one request (forward view, samples without frames)
+MAX_FRAME_POINTS = 1000  # points per panel when every reverse step is returned
+MAX_STEPS = 250  # sampler steps in one request
+MAX_FRAME_VALUES = 200_000  # n * steps: bounds a reverse response to about 4 panels x 200k points
+MAX_IMAGES = 16  # images in one forward request
+MAX_SAMPLE_IMAGES = 64  # images in one sampling request of an image run
+MAX_FRAME_IMAGE_VALUES = 500_000  # n x steps x C x H x W with frames: 4 panels make <= 2M numbers
+DEFAULT_SAMPLE_IMAGES = 16  # an image run's default n on the page (a 4 x 4 grid)
+IMAGE_PREVIEW = 16  # training images sent with an image run's details (the playground's x0)
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 64
+MAX_TRAIN_STEPS = 20_000
+MIN_TRAIN_STEPS = 50
+MAX_SEED = 2**31 - 1
+MAX_GUIDANCE = 20.0
+MAX_CONCURRENT_SAMPLING = 4  # sampling requests computing at once; more wait (then 503)
+SAMPLING_WAIT_S = 30.0
+RUN_CACHE_SIZE = 8
+DATA_PREVIEW = 1000  # training points sent as the faint reference behind samples
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# The page's training recipe: the spiral recipe's model (residual MLP, Fourier features),
+# trained for fewer steps: 3000 steps give W2 within a few % of the floor on the spiral.
+TRAIN_RECIPE = "spiral"
+DEFAULT_TRAIN_STEPS = 3000
+DEFAULT_RUN = "playground-spiral"  # what the reverse view trains on first use
+# The page's image demo: the patterns recipe (16 x 16, 4 classes) on a U-Net of 16 channels
+# instead of 32, for a few hundred steps instead of 3000: about a minute on one CPU thread, and
+# it draws recognisable (if rough) patterns.  `denoiselab train --config patterns` trains the
+# full model.
+IMAGE_TRAIN_RECIPE = "patterns"
+IMAGE_TRAIN_DATA = ("patterns",)
+DEFAULT_IMAGE_TRAIN_STEPS = 500
+MAX_IMAGE_TRAIN_STEPS = 3000  # the full recipe's own step count
+IMAGE_DEMO_OVERRIDES = ("model.hidden=16",)
+
+FORWARD_SCHEDULES = (*SCHEDULE_KINDS, "flow")
+PATTERN_PREFIX = "patterns:"  # image pattern sets are "patterns:checkerboard" etc. ("checkerboard" is the 2D set)
+
+
+def point_sets() -> list[str]:
+    """The built-in 2D point sets (bimodal-1d is 1D and has no place on a 2D canvas)."""
+    rng = np.random.default_rng(0)
+    return [name for name, fn in GENERATORS.items() if fn(2, rng).shape[1] == 2]
+
+
+POINT_SETS = tuple(point_sets())
+
+
+IMAGE_SETS = (*(f"{PATTERN_PREFIX}{k}" for k in image_data.PATTERN_KINDS), "digits")  # the Forward view's images

@@ -1,0 +1,159 @@
+"""The request bodies and path parameters the API accepts, as pydantic models with bounds.
+
+A body with an unknown field, a value out of bounds or a check across fields that fails gets 422
+with ``detail`` naming the field (errors.py formats it): "steps: Input should be less than or
+equal to 250".  Run names are checked by ``check_run_name`` wherever they appear.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..samplers import SAMPLERS, SPACINGS
+from ..schedules import SCHEDULE_KINDS
+from .limits import (
+    DEFAULT_IMAGE_TRAIN_STEPS,
+    DEFAULT_TRAIN_STEPS,
+    FORWARD_SCHEDULES,
+    IMAGE_SETS,
+    IMAGE_TRAIN_DATA,
+    IMAGE_TRAIN_RECIPE,
+    MAX_GUIDANCE,
+    MAX_IMAGE_SIZE,
+    MAX_IMAGE_TRAIN_STEPS,
+    MAX_IMAGES,
+    MAX_POINTS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_T,
+    MAX_TRAIN_STEPS,
+    MIN_IMAGE_SIZE,
+    MIN_TRAIN_STEPS,
+    POINT_SETS,
+    RUN_NAME,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+RunName = Annotated[str, PathParam(max_length=200)]  # checked by RunStore.path (400 names "run")
+JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{1,32}$")]
+
+
+class ForwardRequest(_Strict):
+    data: str = Field("spiral", description="a 2D point set, an image pattern kind or 'digits'")
+    schedule: Literal[FORWARD_SCHEDULES] = "linear"  # type: ignore[valid-type]
+    T: int = Field(1000, ge=2, le=MAX_T)
+    n: int = Field(1000, ge=1, le=MAX_POINTS, description="points (point sets)")
+    images: int = Field(4, ge=1, le=MAX_IMAGES, description="images (image sets)")
+    size: int = Field(16, ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE, description="image side in pixels (patterns)")
+    seed: Seed = 0
+    k: int | None = Field(None, ge=0, le=MAX_T, description="also return x_k from q_sample")
+
+    @field_validator("data")
+    @classmethod
+    def _known_data(cls, value: str) -> str:
+        known = (*POINT_SETS, *IMAGE_SETS)
+        if value not in known:
+            raise ValueError(f"unknown data {value!r}; expected one of {', '.join(known)}")
+        return value
+
+
+class SampleRequest(_Strict):
+    sampler: Literal[tuple(SAMPLERS)] | None = None  # type: ignore[valid-type]
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
+    n: int | None = Field(None, ge=1, le=MAX_POINTS)
+    seed: Seed | None = None
+    spacing: Literal[SPACINGS] | None = None  # type: ignore[valid-type]
+    eta: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    label: int | str | None = Field(None, description="class index or class name (conditional runs)")
+    labels: list[Annotated[int, Field(ge=0, le=10_000)]] | None = Field(
+        None, max_length=MAX_POINTS, description="one class index per sample (length n), instead of label"
+    )
+    guidance: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False)
+    frames: bool = True
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label(cls, value):
+        if value is None:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 0 <= value <= 10_000:
+                raise ValueError(f"expected a class index 0..10000 or a class name, got {value}")
+            return value
+        if isinstance(value, str) and 1 <= len(value) <= 64:
+            return value
+        raise ValueError(f"expected a class index or a class name (1-64 characters), got {str(value)[:80]!r}")
+
+
+class TrainRequest(_Strict):
+    data: str = Field("spiral", description="a 2D point set, or 'patterns' (the image demo)")
+    steps: int | None = Field(None, ge=MIN_TRAIN_STEPS, le=MAX_TRAIN_STEPS, description=f"default {DEFAULT_TRAIN_STEPS} (2D), {DEFAULT_IMAGE_TRAIN_STEPS} (images)")
+    schedule: Literal[SCHEDULE_KINDS] = "linear"  # type: ignore[valid-type]
+    classes: list[str] | None = Field(None, min_length=2, max_length=6, description="class-conditional: one 2D set per class")
+    name: str | None = Field(None, description="run folder name; default <data>-<steps>")
+    seed: Seed = 0
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            unknown = [v for v in value if v not in POINT_SETS]
+            if unknown:
+                raise ValueError(f"unknown set {unknown[0]!r}; expected names from {', '.join(POINT_SETS)}")
+            if len(set(value)) != len(value):
+                raise ValueError("each set may appear once")
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _trainable(cls, value: str) -> str:
+        trainable = (*POINT_SETS, *IMAGE_TRAIN_DATA)
+        if value not in trainable:
+            raise ValueError(f"cannot train on {value!r} from the page; expected one of {', '.join(trainable)}")
+        return value
+
+    @model_validator(mode="after")
+    def _image_demo(self):
+        if self.data in IMAGE_TRAIN_DATA:
+            if self.classes is not None:
+                raise ValueError(f"classes: the {self.data} image set has its own classes; classes apply to 2D sets only")
+            if self.steps is not None and self.steps > MAX_IMAGE_TRAIN_STEPS:
+                raise ValueError(
+                    f"steps: at most {MAX_IMAGE_TRAIN_STEPS} for the image demo from the page, got {self.steps}; "
+                    f"train the full model with: denoiselab train --config {IMAGE_TRAIN_RECIPE}"
+                )
+        return self
+
+    @property
+    def is_image(self) -> bool:
+        return self.data in IMAGE_TRAIN_DATA
+
+    @property
+    def train_steps(self) -> int:
+        if self.steps is not None:
+            return self.steps
+        return DEFAULT_IMAGE_TRAIN_STEPS if self.is_image else DEFAULT_TRAIN_STEPS
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_run_name(value)
+        return value
+
+
+def check_run_name(name: str) -> str:
+    if not RUN_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(
+            "expected 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit, without '..' "
+            f"(got {name[:80]!r})"
+        )
+    return name

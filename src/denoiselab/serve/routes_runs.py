@@ -1,0 +1,95 @@
+"""The runs directory: /api/runs (every run folder and its state), /api/runs/<name> (one run's
+details: losses, metrics and a preview of its training data) and /api/default-run (the run the
+Reverse view opens on first use, training it when the machine has none).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from fastapi import APIRouter
+
+from ..data import Normalization
+from ..runs import read_losses
+from .limits import DATA_PREVIEW, DEFAULT_RUN, IMAGE_PREVIEW
+from .payloads import json_response, panel
+from .request_models import RunName, TrainRequest
+from .routes_training import start_training
+from .state import ServeState
+
+
+def runs_router(state: ServeState) -> APIRouter:
+    router = APIRouter()
+    runs, jobs = state.runs, state.jobs
+
+    @router.get("/api/runs")
+    def list_runs():
+        busy = jobs.busy_runs()
+        items = [runs.summary(name, busy) for name in runs.names()]
+        items.sort(key=lambda r: -(r.get("modified") or 0))
+        return {"runs": items}
+
+    @router.get("/api/runs/{name}")
+    def get_run(name: RunName):
+        path = runs.existing(name)
+        out = runs.summary(name, jobs.busy_runs())
+        out["losses"] = [round(float(v), 5) for v in read_losses(path, max_points=1000)]
+        metrics = path / "metrics.json"
+        if metrics.is_file():
+            try:
+                out["metrics"] = json.loads(metrics.read_text())
+            except (OSError, ValueError):
+                pass
+        if out.get("kind") == "points" and (path / "data.npy").is_file():
+            try:
+                data = np.load(path / "data.npy", allow_pickle=False)
+                info = json.loads((path / "run.json").read_text())
+                norm = Normalization.from_dict(info["normalization"])
+                idx = np.random.default_rng(0).permutation(len(data))[:DATA_PREVIEW]
+                out["data_preview"] = panel(norm.encode(data[idx]))
+            except Exception:  # noqa: BLE001 - the preview is optional
+                pass
+        elif out.get("kind") == "image" and (path / "data.npy").is_file():
+            try:
+                out.update(_image_preview(path, out["num_classes"], out["class_names"]))
+            except Exception:  # noqa: BLE001 - the preview is optional
+                pass
+        return json_response(out)
+
+    @router.post("/api/default-run", status_code=200)
+    def default_run():
+        """The run the reverse view needs: an existing usable one, the job training it, or a new job."""
+        busy = jobs.busy_runs()
+        for item in sorted((runs.summary(n, busy) for n in runs.names()), key=lambda r: -(r.get("modified") or 0)):
+            if item.get("usable") and item.get("kind") == "points" and not item.get("busy"):
+                return {"run": item["name"], "job": None}
+        for job in jobs.list():
+            if job["active"]:
+                return {"run": job["run"], "job": job}
+        name = DEFAULT_RUN if not runs.path(DEFAULT_RUN).exists() else runs.free_name(DEFAULT_RUN)
+        return {"run": name, "job": start_training(state, TrainRequest(), name)}
+
+    return router
+
+
+def _image_preview(path: Path, num_classes: int, class_names: list[str]) -> dict:
+    """Up to IMAGE_PREVIEW training images of an image run (classes in turn: 0, 1, ..., K-1, 0,
+    ...), as the playground's clean x0, with their classes."""
+    data = np.load(path / "data.npy", mmap_mode="r", allow_pickle=False)
+    if data.ndim != 4 or not len(data):
+        return {}
+    rng = np.random.default_rng(0)
+    count = min(IMAGE_PREVIEW, len(data))
+    if num_classes:
+        labels = np.load(path / "labels.npy", allow_pickle=False).astype(np.int64)
+        pools = [np.flatnonzero(labels == c) for c in range(num_classes)]
+        pools = [rng.permutation(p) for p in pools if len(p)]
+        idx = [int(pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])]) for i in range(count)]
+        classes = [int(labels[i]) for i in idx]
+        names = [class_names[c] if c < len(class_names) else str(c) for c in classes]
+        extra = {"data_preview_labels": classes, "data_preview_names": names}
+    else:
+        idx, extra = sorted(rng.choice(len(data), count, replace=False).tolist()), {}
+    return {"data_preview": panel(np.asarray(data[idx], dtype=np.float32)), **extra}

@@ -1,0 +1,229 @@
+"""The reverse process of a trained run: /api/runs/<name>/sample, for the Reverse and Playground
+views.
+
+Reverse processes are the real samplers, run through ``runs.sample_points``; with ``frames``
+every step's record comes back (x_t, predicted noise, predicted x0, next sample), as point panels
+for point runs and image grids (N, C, H, W) for image runs.  Sampling keeps all its state in the
+request (its own torch.Generator, sampler locals), so concurrent requests never share mutable
+state; the loaded model is read-only.  At most MAX_CONCURRENT_SAMPLING requests compute at once;
+one that waits longer than SAMPLING_WAIT_S gets 503.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from fastapi import APIRouter, HTTPException
+
+from ..runs import SamplingError, class_labels, resolve_label, sample_points
+from ..samplers import time_grid
+from .limits import (
+    DEFAULT_SAMPLE_IMAGES,
+    MAX_FRAME_IMAGE_VALUES,
+    MAX_FRAME_POINTS,
+    MAX_FRAME_VALUES,
+    MAX_SAMPLE_IMAGES,
+    MAX_STEPS,
+    SAMPLING_WAIT_S,
+)
+from .payloads import finite_or_none, json_response, panel
+from .request_models import RunName, SampleRequest
+from .state import ServeState
+
+
+def sampling_router(state: ServeState) -> APIRouter:
+    router = APIRouter()
+    runs, sampling_slots = state.runs, state.sampling_slots
+
+    @router.post("/api/runs/{name}/sample")
+    def sample(name: RunName, req: SampleRequest):
+        """Run the reverse process; with ``frames`` every step's x_t, eps-hat, x0-hat and x_next.
+
+        Point runs answer with point panels, image runs with image grids (N, C, H, W); both are
+        capped so that no request can ask for an unbounded response.
+        """
+        runs.existing(name)  # 400 / 404 before anything is loaded
+        run = runs.load(name)
+        is_image = run.is_image
+        sc = run.config.sample
+        T = run.schedule.T
+        steps = sc.steps if req.steps is None else req.steps
+        if req.n is not None:
+            n = req.n
+        elif req.labels is not None:
+            n = len(req.labels)
+        else:
+            n = min(sc.n, DEFAULT_SAMPLE_IMAGES if is_image else 500)
+        seed = sc.seed if req.seed is None else req.seed
+        sampler = req.sampler or sc.sampler
+        if steps > T:
+            raise HTTPException(422, f"steps: must be at most the run's T = {T}, got {steps}")
+        steps = min(steps, MAX_STEPS)  # a run's own default can exceed the page's cap
+        if is_image:
+            shape = run.sample_shape
+            size = int(np.prod(shape))
+            if n > MAX_SAMPLE_IMAGES:
+                raise HTTPException(422, f"n: at most {MAX_SAMPLE_IMAGES} images per request for an image run, got {n}")
+            if req.frames and n * steps * size > MAX_FRAME_IMAGE_VALUES:
+                dims = " x ".join(str(d) for d in shape)
+                raise HTTPException(
+                    422,
+                    f"n: n x steps x C x H x W must be at most {MAX_FRAME_IMAGE_VALUES} with frames, got "
+                    f"{n} x {steps} x {dims} = {n * steps * size}; ask for fewer images or steps",
+                )
+        else:
+            if req.frames and n > MAX_FRAME_POINTS:
+                raise HTTPException(422, f"n: at most {MAX_FRAME_POINTS} points when every step is returned (frames), got {n}")
+            if req.frames and n * steps > MAX_FRAME_VALUES:
+                raise HTTPException(422, f"n: n x steps must be at most {MAX_FRAME_VALUES} with frames, got {n} x {steps}")
+        options: dict = {}
+        if req.spacing is not None:
+            options["spacing"] = req.spacing
+        if req.eta is not None:
+            if sampler != "ddim":
+                raise HTTPException(422, f"eta: applies to the ddim sampler only (this request uses {sampler})")
+            options["eta"] = req.eta
+        num_classes = run.num_classes
+        names = run.class_names
+        try:
+            label = None if req.label is None else resolve_label(run, req.label)
+        except SamplingError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if req.labels is not None:
+            if req.label is not None:
+                raise HTTPException(422, "labels: give either label (one class for all) or labels (one per sample), not both")
+            if len(req.labels) != n:
+                raise HTTPException(422, f"labels: expected one class per sample ({n}), got {len(req.labels)}")
+        if req.label is not None or req.labels is not None or req.guidance is not None:
+            if num_classes == 0:
+                field = "label" if req.label is not None else "labels" if req.labels is not None else "guidance"
+                raise HTTPException(422, f"{field}: run {name!r} has no classes (trained without labels)")
+            if req.labels is not None and max(req.labels) >= num_classes:
+                raise HTTPException(422, f"labels: each must be in 0..{num_classes - 1} for this run, got {max(req.labels)}")
+            if label is not None:
+                options["label"] = label
+            if req.labels is not None:
+                options["label"] = np.asarray(req.labels, dtype=np.int64)
+            if req.guidance is not None:
+                options["guidance"] = req.guidance
+        records: list = []
+        if not sampling_slots.acquire(timeout=SAMPLING_WAIT_S):
+            raise HTTPException(503, "busy: too many sampling requests at once; try again")
+        try:
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                _, x_T = sample_points(
+                    run,
+                    sampler=sampler,
+                    steps=steps,
+                    n=n,
+                    seed=seed,
+                    return_noise=True,
+                    on_step=records.append if req.frames else _keep_last(records),
+                    **options,
+                )
+            seconds = time.perf_counter() - t0
+        except ValueError as exc:  # runs.SamplingError and the samplers' own checks
+            raise HTTPException(422, " ".join(str(exc).split())) from None
+        finally:
+            sampling_slots.release()
+        schedule = run.schedule
+        times = [r.t for r in records] + [0.0] if req.frames else time_grid(schedule, steps, options.get("spacing", sc.spacing)).tolist()
+        alphas, sigmas = schedule.alpha_at(times).tolist(), schedule.sigma_at(times).tolist()
+        snr_db = (20.0 * schedule.log_snr_at(times) / math.log(10.0)).tolist()  # 10 log10(alpha^2 / sigma^2)
+        final = records[-1].x_next
+        out = {
+            "run": name,
+            "kind": "image" if is_image else "points",
+            "sampler": sampler,
+            "steps": steps,
+            "n": n,
+            "seed": seed,
+            "spacing": options.get("spacing", sc.spacing),
+            "label": label,
+            "label_name": names[label] if label is not None and label < len(names) else None,
+            "guidance": req.guidance,
+            "T": T,
+            "prediction": run.config.model.prediction,
+            "explanation": explain_model(run.config),
+            "grid": [grid_position(t, T) for t in times],
+            "grid_times": [round(t, 6) for t in times],
+            "grid_alphas": alphas,
+            "grid_sigmas": sigmas,
+            "grid_snr_db": [finite_or_none(v, 3) for v in snr_db],
+            "seconds": round(seconds, 3),
+            "units": "pixels: -1 black, 1 white (x_t and the predicted noise have unit variance)" if is_image else "normalised (the units the model sees)",
+            "x_T": panel(x_T),
+            "samples": panel(final),
+        }
+        if num_classes:
+            if req.labels is not None:
+                sample_labels = req.labels
+            else:
+                sample_labels = class_labels(run, n, label).tolist()
+            out["class_names"] = names
+            out["labels"] = [names[int(c)] for c in sample_labels]  # the class of each sample, by name
+            out["guidance_used"] = float(sc.guidance if req.guidance is None else req.guidance)
+        if req.frames:
+            out["frames"] = [
+                {
+                    "index": r.index,
+                    "k": grid_position(r.t, T),
+                    "k_next": grid_position(r.t_next, T),
+                    "t": round(r.t, 6),
+                    "t_next": round(r.t_next, 6),
+                    "snr_db": finite_or_none(snr_db[i], 3),
+                    "snr_db_next": finite_or_none(snr_db[i + 1], 3),
+                    "x_t": panel(r.x_t),
+                    "eps": panel(r.eps),
+                    "x0": panel(r.x0),
+                    "x_next": panel(r.x_next),
+                }
+                for i, r in enumerate(records)
+            ]
+        return json_response(out)
+
+    return router
+
+
+def grid_position(t: float, T: int) -> int | float:
+    """t * T: the chain's integer step k where t is on its grid, else the fractional position."""
+    pos = t * T
+    return round(pos) if abs(pos - round(pos)) <= 1e-9 else round(pos, 3)
+
+
+def explain_model(cfg) -> str:
+    """One paragraph for the page: what this run's network predicts, and what the sampler does with it."""
+    if cfg.schedule.kind == "flow":
+        ot = (
+            " Its training paired each batch's data and noise by optimal transport (OT-CFM), so paths cross less and stay straighter."
+            if cfg.train.coupling == "ot" else ""
+        )  # fmt: skip
+        return (
+            "Flow matching: the path from data to noise is the straight line x_t = (1 − t) x₀ + t ε, and the network "
+            "predicts its velocity u = ε − x₀. Sampling integrates dx/dt = u from t = 1 down to 0; where the model is "
+            "right and the paths do not cross, each point moves along a straight line." + ot
+        )
+    what = {
+        "eps": "the noise ε in x_t = α x₀ + σ ε; the clean estimate is x̂₀ = (x_t − σ ε̂) / α",
+        "x0": "the clean data x₀ directly; the noise estimate is ε̂ = (x_t − α x̂₀) / σ",
+        "v": "v = α ε − σ x₀ (Salimans & Ho), from which both x̂₀ and ε̂ follow",
+        "velocity": "the velocity u = ε − x₀, from which both x̂₀ and ε̂ follow",
+    }[cfg.model.prediction]
+    return (
+        f"Diffusion ({cfg.schedule.kind} schedule, variance preserving): the network predicts {what}. Each step "
+        "moves x_t towards the prediction's x̂₀ and re-noises it to the next, lower noise level; the paths curve "
+        "because the estimate x̂₀ changes as the noise comes off."
+    )
+
+
+def _keep_last(records: list):
+    """on_step that keeps only the last record (the final sample), not every frame."""
+
+    def keep(record):
+        records[:] = [record]
+
+    return keep

@@ -1,0 +1,177 @@
+/* 3. Reverse: one sampler run of a trained model, every step's x_t, predicted noise, predicted
+ * x0 and next sample on a timeline.  With no trained run on the machine it trains the default
+ * model first (/api/default-run). */
+
+import { $, api, showError, state } from "./api.js";
+import { fillSelect, fmtDb } from "./controls.js";
+import { COLORS, drawPanel, lineChart } from "./plot.js";
+import { Jobs, Runs } from "./runs.js";
+import { Playground } from "./view-playground.js";
+
+export const Reverse = {
+  frame: 0,
+  async ensureRun() {
+    const usable = await Runs.refresh();
+    if (usable.length) { await this.selectRun($("rev-run").value); return true; }
+    if (this.starting) return false;
+    this.starting = true;
+    const setup = $("rev-setup");
+    setup.hidden = false;
+    $("rev-setup-text").textContent = "No trained model on this machine yet: training the default spiral model in the background…";
+    try {
+      const res = await api("/api/default-run", {});
+      if (res.job) Jobs.watch(res.job);
+      else { setup.hidden = true; await Runs.refresh(); await this.selectRun(res.run); }
+    } catch (err) { showError("rev-error", err); }
+    return false;
+  },
+  init() {
+    fillSelect($("rev-sampler"), state.info.samplers, "dpm++2m");
+    $("rev-run").addEventListener("change", () => this.selectRun($("rev-run").value));
+    $("rev-go").addEventListener("click", () => this.run());
+    $("rev-timeline").addEventListener("input", () => this.show(+$("rev-timeline").value));
+    $("rev-play").addEventListener("click", () => this.toggle());
+    Jobs.listeners.push((job) => this.onJob(job));
+  },
+  shown() { this.ensureRun().then((ok) => { if (ok && !state.rev.result) this.run(); }); },
+  async onJob(job) {
+    const setup = $("rev-setup");
+    if (!job || setup.hidden) return;
+    const eta = job.eta_s !== null && job.eta_s !== undefined ? `, about ${Math.ceil(job.eta_s)} s left` : "";
+    $("rev-setup-text").textContent = job.status === "failed"
+      ? `Training the default model failed: ${job.error}`
+      : `Training the default model "${job.run}" (${job.data}): step ${job.step} of ${job.steps}${eta}. It is usable as soon as it finishes.`;
+    $("rev-setup-bar").style.width = (100 * job.progress).toFixed(1) + "%";
+    if (job.usable && !this.autoRan) {
+      this.autoRan = true;
+      setup.hidden = true;
+      await Runs.refresh();
+      $("rev-run").value = job.run;
+      await this.selectRun(job.run);
+      if (state.view === "reverse") this.run();
+      if (state.view === "playground") Playground.load();
+    }
+  },
+  async selectRun(name) {
+    if (!name) return;
+    try {
+      const detail = await api(`/api/runs/${encodeURIComponent(name)}`);
+      const prev = state.rev.detail;
+      state.rev.detail = detail;
+      if ($("pg-run").value !== name && [...$("pg-run").options].some((o) => o.value === name)) $("pg-run").value = name;
+      // The same run again (back from another view): keep the sampler, steps, class and guidance chosen.
+      if (prev && prev.name === name) { showError("rev-error", null); return; }
+      this.setKind(detail.kind, prev ? prev.kind : "points");
+      if (detail.sample) {
+        $("rev-sampler").value = detail.sample.sampler;
+        $("rev-steps").value = Math.min(250, detail.sample.steps);
+      }
+      const cond = detail.num_classes > 0;
+      for (const el of document.querySelectorAll("#view-reverse .cond")) el.hidden = !cond;
+      if (cond) {
+        fillSelect($("rev-label"), [{ value: "", label: "all classes (mixed)" }].concat(detail.class_names.map((c, i) => ({ value: String(i), label: c }))));
+        if (detail.sample && detail.sample.guidance !== undefined) $("rev-guidance").value = detail.sample.guidance;
+      }
+      showError("rev-error", null);
+    } catch (err) { showError("rev-error", err); }
+  },
+  /** Points or images: the count control, its bounds and the captions follow the run's kind. */
+  setKind(kind, before) {
+    const image = kind === "image", n = $("rev-n"), caps = state.info.caps;
+    $("rev-n-label").textContent = image ? "Images" : "Points";
+    n.min = image ? 1 : 10;
+    n.max = image ? caps.sample_images : caps.frame_points;
+    if (kind !== before) n.value = image ? 16 : 600;
+    $("rev-image-note").hidden = !image;
+    $("rev-x0-caption").innerHTML = image ? "predicted clean x̂<sub>0</sub>" : "predicted clean x̂<sub>0</sub> (faint blue: data)";
+    $("rev-final-caption").innerHTML = image ? "final samples x<sub>0</sub> (the class of each under it)" : "final samples (orange) over the training data (blue)";
+  },
+  async run() {
+    const name = $("rev-run").value;
+    if (!name) { await this.ensureRun(); return; }
+    if (!state.rev.detail || state.rev.detail.name !== name) await this.selectRun(name);
+    const detail = state.rev.detail;
+    const body = {
+      sampler: $("rev-sampler").value,
+      steps: +$("rev-steps").value,
+      n: +$("rev-n").value,
+      seed: Math.max(0, +$("rev-seed").value || 0),
+      frames: true,
+    };
+    if (detail && detail.num_classes > 0) {
+      if ($("rev-label").value !== "") body.label = detail.class_names[+$("rev-label").value]; // by name
+      body.guidance = +$("rev-guidance").value;
+    }
+    $("rev-go").disabled = true;
+    $("rev-status").textContent = "running the reverse process…";
+    try {
+      const res = await api(`/api/runs/${encodeURIComponent(name)}/sample`, body);
+      state.rev.result = res;
+      const tl = $("rev-timeline");
+      tl.max = res.frames.length - 1;
+      tl.disabled = false;
+      const ticks = $("rev-ticks");
+      ticks.innerHTML = "";
+      res.frames.forEach((f, i) => {
+        const span = document.createElement("span");
+        span.title = `step ${i + 1}: t ${f.t} → ${f.t_next}`;
+        span.addEventListener("click", () => this.show(i));
+        ticks.appendChild(span);
+      });
+      $("rev-panels").dataset.frames = res.frames.length;
+      $("rev-model-note").textContent = res.explanation;
+      const what = res.kind === "image" ? `${res.n} images` : `${res.n} points`;
+      const cls = res.label_name !== null && res.label_name !== undefined ? `, class ${res.label_name}` : res.labels ? ", every class" : "";
+      const guided = res.guidance_used !== undefined ? `, guidance ${res.guidance_used}` : "";
+      $("rev-status").textContent = `${res.sampler}, ${res.steps} steps, ${what}${cls}${guided}, seed ${res.seed}: computed in ${res.seconds.toFixed(2)} s. Scrub the timeline or press Play.`;
+      showError("rev-error", null);
+      this.show(0);
+    } catch (err) {
+      showError("rev-error", err);
+      $("rev-status").textContent = "";
+    } finally { $("rev-go").disabled = false; }
+  },
+  show(i) {
+    const res = state.rev.result;
+    if (!res) return;
+    i = Math.max(0, Math.min(res.frames.length - 1, i));
+    this.frame = i;
+    $("rev-timeline").value = i;
+    const f = res.frames[i];
+    const detail = state.rev.detail;
+    const bg = detail && detail.data_preview && detail.data_preview.kind === "points" ? [{ pts: detail.data_preview.points, color: COLORS.data, alpha: 0.12, r: 2 }] : [];
+    drawPanel($("rev-xt"), f.x_t, { color: COLORS.sample, alpha: 0.6 });
+    drawPanel($("rev-eps"), f.eps, { color: COLORS.noise, alpha: 0.6 });
+    drawPanel($("rev-x0"), f.x0, { color: COLORS.estimate, alpha: 0.6, background: bg });
+    drawPanel($("rev-next"), f.x_next, { color: COLORS.sample, alpha: 0.65, background: bg });
+    const last = res.frames[res.frames.length - 1];
+    drawPanel($("rev-final"), last.x_next, { color: COLORS.sample, alpha: 0.7, background: bg, labels: res.kind === "image" ? res.labels : undefined });
+    const clampDb = (v) => (v === null ? 40 : Math.max(-40, Math.min(40, v)));
+    const xs = res.frames.map((_, j) => j + 1);
+    lineChart($("rev-snr"), [
+      { xs: [0].concat(xs), ys: [clampDb(res.frames[0].snr_db)].concat(res.frames.map((g) => clampDb(g.snr_db_next))), color: COLORS.sample, label: "SNR of the sample" },
+    ], {
+      xMin: 0, xMax: res.frames.length, yMin: -40, yMax: 40, marker: i, xLabel: "sampler step", yLabel: "SNR (dB)", legendLeft: true,
+      dots: [{ x: i, y: clampDb(f.snr_db), color: COLORS.ink }, { x: i + 1, y: clampDb(f.snr_db_next), color: COLORS.sample }],
+    });
+    const snr = f.snr_db === null ? "+∞ dB" : fmtDb(f.snr_db);
+    $("rev-steplabel").textContent = `step ${i + 1} / ${res.frames.length} · k ${f.k} → ${f.k_next} · t = ${f.t.toFixed(3)} · SNR ${snr}`;
+    [...$("rev-ticks").children].forEach((s, j) => { s.className = j < i ? "done" : j === i ? "current" : ""; });
+  },
+  toggle() {
+    if (this.playing) { this.stop(); return; }
+    const res = state.rev.result;
+    if (!res) return;
+    if (this.frame >= res.frames.length - 1) this.show(0);
+    this.playing = true;
+    $("rev-play").textContent = "❚❚ Pause";
+    const step = () => {
+      if (!this.playing) return;
+      if (this.frame >= state.rev.result.frames.length - 1) { this.stop(); return; }
+      this.show(this.frame + 1);
+      this.timer = setTimeout(step, Math.max(60, 2400 / state.rev.result.frames.length));
+    };
+    this.timer = setTimeout(step, 150);
+  },
+  stop() { this.playing = false; clearTimeout(this.timer); $("rev-play").textContent = "▶ Play"; },
+};
