@@ -277,3 +277,12 @@ def test_flow_matching_loss_is_lowest_at_the_exact_velocity():
     # independent pairing only): on a batch of 256 its loss differs.
     x0 = x0[:256]
     assert loss(exact, "ot") != pytest.approx(loss(exact), rel=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_a_grid_can_be_given_by_keyword_or_in_the_place_of_steps(name):
+    model = two_d_mixture().denoiser(FLOW, "velocity")
+    grid = [1.0, 0.55, 0.2, 0.0]
+    a = SAMPLERS[name](model, noise(50, 30), FLOW, grid=grid, prediction="velocity", generator=gen(1))
+    b = SAMPLERS[name](model, noise(50, 30), FLOW, grid, prediction="velocity", generator=gen(1))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)

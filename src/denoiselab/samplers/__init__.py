@@ -1,7 +1,7 @@
-"""Samplers: plain functions ``sampler(model_fn, x_T, schedule, grid, *, ...) -> x_0``.
+"""Samplers: plain functions ``sampler(model_fn, x_T, schedule, steps, *, grid, ...) -> x_0``.
 
-``grid`` is a strictly decreasing list of times ending at 0 (grids.py), or a step count of
-the grid named by ``spacing``.  Each sampler owns its loop; history (DPM-Solver++) is a local
+They visit ``steps`` steps of the grid named by ``spacing``, or ``grid``: a strictly
+decreasing list of times ending at 0 (grids.py; also accepted in the place of ``steps``).  Each sampler owns its loop; history (DPM-Solver++) is a local
 variable, so concurrent calls never share state.  ``SAMPLERS`` maps the names the CLI and
 configs use to the functions.
 """

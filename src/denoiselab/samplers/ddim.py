@@ -23,8 +23,9 @@ def sample_ddim(
     model_fn: ModelFn,
     x_T: torch.Tensor,
     schedule: Schedule,
-    grid=50,
+    steps=50,
     *,
+    grid=None,
     eta: float = 0.0,
     y=None,
     prediction: str = "eps",
@@ -33,10 +34,11 @@ def sample_ddim(
     generator: torch.Generator | None = None,
     on_step: OnStep = None,
 ) -> torch.Tensor:
-    """``grid``: a list of times ending at 0, or a step count of the ``spacing`` grid."""
+    """``steps`` of the ``spacing`` grid, or ``grid``: a list of times ending at 0 (either may be
+    given as the fourth argument)."""
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
-    times = as_grid(schedule, grid, spacing).tolist()
+    times = as_grid(schedule, steps if grid is None else grid, spacing).tolist()
     x = x_T
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]

@@ -24,8 +24,9 @@ def sample_ddpm(
     model_fn: ModelFn,
     x_T: torch.Tensor,
     schedule: Schedule,
-    grid=None,
+    steps=None,
     *,
+    grid=None,
     variance: str = "small",
     y=None,
     prediction: str = "eps",
@@ -34,10 +35,11 @@ def sample_ddpm(
     generator: torch.Generator | None = None,
     on_step: OnStep = None,
 ) -> torch.Tensor:
-    """``grid``: a list of times ending at 0, or a step count of the ``spacing`` grid (default: T)."""
+    """``steps`` of the ``spacing`` grid (default: T), or ``grid``: a list of times ending at 0
+    (either may be given as the fourth argument)."""
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
-    times = as_grid(schedule, schedule.T if grid is None else grid, spacing).tolist()
+    times = as_grid(schedule, grid if grid is not None else (schedule.T if steps is None else steps), spacing).tolist()
     x = x_T
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]

@@ -30,8 +30,9 @@ def sample_dpmpp_2m(
     model_fn: ModelFn,
     x_T: torch.Tensor,
     schedule: Schedule,
-    grid=20,
+    steps=20,
     *,
+    grid=None,
     order: int = 2,
     y=None,
     prediction: str = "eps",
@@ -40,10 +41,11 @@ def sample_dpmpp_2m(
     generator: torch.Generator | None = None,  # unused: the solver is deterministic
     on_step: OnStep = None,
 ) -> torch.Tensor:
-    """``grid``: a list of times ending at 0, or a step count of the ``spacing`` grid."""
+    """``steps`` of the ``spacing`` grid, or ``grid``: a list of times ending at 0 (either may be
+    given as the fourth argument)."""
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order}")
-    times = as_grid(schedule, grid, spacing).tolist()
+    times = as_grid(schedule, steps if grid is None else grid, spacing).tolist()
     x = x_T
     x0_prev, h_prev = None, None
     for i in range(len(times) - 1):

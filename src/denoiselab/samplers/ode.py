@@ -57,8 +57,9 @@ def sample_euler(
     model_fn: ModelFn,
     x_T: torch.Tensor,
     schedule: Schedule,
-    grid=20,
+    steps=20,
     *,
+    grid=None,
     y=None,
     prediction: str = "eps",
     spacing: str = "trailing",
@@ -66,16 +67,17 @@ def sample_euler(
     generator: torch.Generator | None = None,  # unused: the solver is deterministic
     on_step: OnStep = None,
 ) -> torch.Tensor:
-    """``grid``: a list of times ending at 0, or a step count of the ``spacing`` grid."""
-    return _solve(model_fn, x_T, schedule, grid, heun=False, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)
+    """``steps`` of the ``spacing`` grid, or ``grid``: a list of times ending at 0."""
+    return _solve(model_fn, x_T, schedule, steps if grid is None else grid, heun=False, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)
 
 
 def sample_heun(
     model_fn: ModelFn,
     x_T: torch.Tensor,
     schedule: Schedule,
-    grid=10,
+    steps=10,
     *,
+    grid=None,
     y=None,
     prediction: str = "eps",
     spacing: str = "trailing",
@@ -83,6 +85,6 @@ def sample_heun(
     generator: torch.Generator | None = None,  # unused: the solver is deterministic
     on_step: OnStep = None,
 ) -> torch.Tensor:
-    """``grid``: a list of times ending at 0, or a step count of the ``spacing`` grid.
+    """``steps`` of the ``spacing`` grid, or ``grid``: a list of times ending at 0.
     N steps cost 2 N - 1 model evaluations."""
-    return _solve(model_fn, x_T, schedule, grid, heun=True, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)
+    return _solve(model_fn, x_T, schedule, steps if grid is None else grid, heun=True, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)

@@ -232,7 +232,11 @@ def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0, units=None):
     for i, (k, x, ax) in enumerate(zip(ks, xs, flat)):
         ab = float(alpha_bars[k])
         snr = "+∞ dB (clean data)" if k == 0 else style.fmt_db(float(snr_db[k]))
-        ax.set_title(f"k = {k}  (t = k/T = {k / T:.2f})\nSNR = {snr},  ᾱ = {_fmt_fraction(ab)}", fontsize=10)
+        if schedule.is_chain:
+            detail = f"ᾱ = {_fmt_fraction(ab)}"
+        else:  # the flow path is not variance preserving: show both coefficients
+            detail = f"α = {float(schedule.alphas[k]):.2f}, σ = {float(schedule.sigmas[k]):.2f}"
+        ax.set_title(f"k = {k}  (t = k/T = {k / T:.2f})\nSNR = {snr},  {detail}", fontsize=10)
         if dim == 2:
             _scatter(ax, x, DATA_COLOR, None)
         else:
@@ -260,7 +264,11 @@ def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0, units=None):
         set_limits(ax, limits, ymax=style.HIST_HEADROOM * top)
     suptitle = fig.suptitle(
         rf"Forward process $x_k = \alpha_k x_0 + \sigma_k \varepsilon$: data (k = 0) → noise (k = T)"
-        f"\n{schedule.name} schedule, T = {T}; SNR = ᾱ/(1 − ᾱ), ᾱ = signal fraction of the variance",
+        + (
+            f"\n{schedule.name} schedule, T = {T}; SNR = ᾱ/(1 − ᾱ), ᾱ = signal fraction of the variance"
+            if schedule.is_chain
+            else f"\n{schedule.name} path α = 1 − t, σ = t (flow matching); SNR = α²/σ²"
+        ),
         fontsize=12,
     )
     style.widen_to_fit(fig, suptitle)

@@ -65,23 +65,38 @@ def _schedule_figure(schedule: Schedule):
     fig = new_figure((15.0, 4.4), layout="constrained")
     ax_b, ax_a, ax_s = fig.subplots(1, 3)
 
-    # beta_k lives on steps k = 1..T (the variance added going from k - 1 to k).
-    ax_b.plot(t[1:], betas, color=NOISE_COLOR, lw=2, marker="o" if T <= 30 else None, ms=3)
-    spiky = betas.max() > 20 * max(np.median(betas), 1e-12)
-    if spiky:
-        ax_b.set_yscale("log")
-    ax_b.set_ylabel("β_k  (noise variance added per step)" + ("  [log scale]" if spiky else ""))
-    ax_b.set_title(f"β_k from {betas[0]:.2g} (k = 1) to {betas[-1]:.2g} (k = T)", fontsize=11)
+    if s.is_chain:
+        # beta_k lives on steps k = 1..T (the variance added going from k - 1 to k).
+        ax_b.plot(t[1:], betas, color=NOISE_COLOR, lw=2, marker="o" if T <= 30 else None, ms=3)
+        spiky = betas.max() > 20 * max(np.median(betas), 1e-12)
+        if spiky:
+            ax_b.set_yscale("log")
+        ax_b.set_ylabel("β_k  (noise variance added per step)" + ("  [log scale]" if spiky else ""))
+        ax_b.set_title(f"β_k from {betas[0]:.2g} (k = 1) to {betas[-1]:.2g} (k = T)", fontsize=11)
 
-    ax_a.plot(t, ab, color=DATA_COLOR, lw=2, label="ᾱ_k  (signal fraction)")
-    ax_a.plot(t, 1 - ab, color=NOISE_COLOR, lw=2, label="1 − ᾱ_k  (noise fraction)")
+        ax_a.plot(t, ab, color=DATA_COLOR, lw=2, label="ᾱ_k  (signal fraction)")
+        ax_a.plot(t, 1 - ab, color=NOISE_COLOR, lw=2, label="1 − ᾱ_k  (noise fraction)")
+        ax_a.set_ylabel("fraction of the variance of $x_k$")
+        ax_a.set_title(f"signal vs noise: ᾱ_T = {_fmt_ab(ab[-1])}", fontsize=11)
+    else:
+        # The flow path is not variance preserving: its coefficients, and their squares.
+        alphas, sigmas = _np(s.alphas), _np(s.sigmas)
+        ax_b.plot(t, alphas, color=DATA_COLOR, lw=2, label="α(t) = 1 − t  (data coefficient)")
+        ax_b.plot(t, sigmas, color=NOISE_COLOR, lw=2, label="σ(t) = t  (noise coefficient)")
+        ax_b.set_ylabel("coefficient in $x_t = α x_0 + σ ε$")
+        ax_b.set_title("the straight path of flow matching", fontsize=11)
+        ax_b.legend(fontsize=9, loc="upper center")
+        ax_a.plot(t, alphas**2, color=DATA_COLOR, lw=2, label="α²  (variance from the data, per unit)")
+        ax_a.plot(t, sigmas**2, color=NOISE_COLOR, lw=2, label="σ²  (variance from the noise)")
+        ax_a.plot(t, alphas**2 + sigmas**2, color="0.5", lw=1.2, ls="--", label="α² + σ²  (dips below 1)")
+        ax_a.set_ylabel("variance coefficients of $x_t$")
+        ax_a.set_title("signal vs noise: α²(1) = 0, pure noise", fontsize=11)
     ax_a.set_ylim(-0.03, 1.03)
-    ax_a.set_ylabel("fraction of the variance of $x_k$")
-    ax_a.set_title(f"signal vs noise: ᾱ_T = {_fmt_ab(ab[-1])}", fontsize=11)
     ax_a.legend(fontsize=9, loc="best")  # away from where the two curves cross
 
     finite = np.isfinite(snr_db)
-    ax_s.plot(t[finite], snr_db[finite], color="0.15", lw=2, label="SNR = ᾱ_k / (1 − ᾱ_k)")
+    snr_formula = "ᾱ_k / (1 − ᾱ_k)" if s.is_chain else "α² / σ²"
+    ax_s.plot(t[finite], snr_db[finite], color="0.15", lw=2, label=f"SNR = {snr_formula}")
     _noise_floor(ax_s)
     snr_T = float(snr_db[-1])
     ok = snr_T <= NOISE_FLOOR_DB  # also True for -inf (a flow path ends in pure noise)
@@ -97,7 +112,7 @@ def _schedule_figure(schedule: Schedule):
     else:
         ax_s.text(0.97, 0.95, label, transform=ax_s.transAxes, **box)
     ax_s.set_ylabel("signal-to-noise ratio (dB)")
-    ax_s.set_title("SNR = 10·log10(ᾱ / (1 − ᾱ))  (k = 0 is +∞, not drawn)", fontsize=11)
+    ax_s.set_title(f"SNR = 10·log10({snr_formula})  (k = 0 is +∞, not drawn)", fontsize=11)
     ax_s.legend(fontsize=9, loc="lower left")
 
     for ax in (ax_b, ax_a, ax_s):
@@ -105,7 +120,7 @@ def _schedule_figure(schedule: Schedule):
         ax.set_xlim(0, 1)
         ax.grid(alpha=0.3)
         _step_axis(ax, T)
-    fig.suptitle(f"Noise schedule: {s.name}, T = {T}", fontsize=13)
+    fig.suptitle(f"Noise schedule: {s.name}, T = {T}" if s.is_chain else f"Noise schedule: the flow path, drawn on a grid of T = {T}", fontsize=13)
     return fig
 
 

@@ -1,0 +1,21 @@
+"""The README's Python API block runs as written (in a scratch folder)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.mark.slow
+def test_the_readme_python_block_runs(tmp_path, monkeypatch, one_thread):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "the README has a Python API block"
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), scope)  # noqa: S102 - our own documentation
+    assert scope["x"].shape == (2000, 2) and (tmp_path / "runs" / "api-quick" / "samples.png").is_file()
+    assert scope["circle"].shape == (1000, 2)
