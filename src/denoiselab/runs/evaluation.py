@@ -1,0 +1,196 @@
+"""Measuring a run: W2 and energy distance against fresh draws of the data (points), per class
+with label accuracy (conditional runs), or class accuracy and Frechet distance (images); and
+completing a run after training (metrics, figures, status).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import files
+from ..data import make_source
+from ..metrics import REFERENCE_DRAWS, ClassMetrics, PointMetrics, cached_floor, label_accuracy, point_metrics
+from .figures import render_figures
+from .folder import HELD_OUT, HELD_OUT_LABELS, Run, RunError, load_run, write_run_info
+from .sampling import class_labels, guided_model_fn, resolve_label, sample_points
+
+
+@dataclass(frozen=True)
+class ImageRunMetrics:
+    """An image run's metrics (image_metrics.image_metrics): accuracy of the cached classifier on
+    class-conditional samples and the Frechet distance in its feature space, with its floor."""
+
+    values: dict
+
+    def to_dict(self) -> dict:
+        return dict(self.values)
+
+    def summary(self) -> str:
+        v = self.values
+        if v.get("frechet") is None:
+            return f"n={v['n']}: {v.get('note', 'no metrics')}"
+        acc = "" if v.get("accuracy") is None else f"class accuracy {v['accuracy']:.3f}  "
+        guidance = "" if v.get("guidance") is None else f"guidance {v['guidance']:g}  "
+        return (
+            f"{guidance}{acc}Frechet {v['frechet']:.2f} (floor {v['frechet_floor']:.2f}, {v['frechet_ratio']:.2f}x)  "
+            f"n={v['n']} samples vs {v['n_held_out']} held-out images"
+        )
+
+
+def image_classifier(run: Run):
+    """The digit (or pattern) classifier of the run's training split, cached in the user's cache
+    folder (files.cache_dir) and retrained when missing."""
+    from ..image_metrics import load_or_train_classifier
+
+    images = torch.as_tensor(run.data)
+    return load_or_train_classifier(images, torch.as_tensor(run.labels), run.num_classes)
+
+
+def held_out_images(run: Run) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        held = np.load(run.path / HELD_OUT, allow_pickle=False)
+        labels = np.load(run.path / HELD_OUT_LABELS, allow_pickle=False) if run.num_classes else None
+    except Exception as exc:  # noqa: BLE001
+        raise RunError(f"{run.path}: cannot read the held-out images ({exc})") from None
+    return held, labels
+
+
+def evaluate_images(
+    run: Run, *, seed: int, label=None, guidance: float | None = None, **sample_options
+) -> tuple[ImageRunMetrics, np.ndarray]:
+    """Class accuracy and Frechet distance of n samples (every class in proportion, or ``label``)."""
+    from ..image_metrics import image_metrics
+
+    n = sample_options.pop("n", None)
+    n = run.config.sample.n if n is None else n
+    samples = sample_points(run, n=n, seed=seed, label=label, guidance=guidance, **sample_options)
+    if not run.num_classes:
+        note = "unlabelled images: no classifier to measure samples with"
+        return ImageRunMetrics({"n": n, "frechet": None, "note": note}), samples
+    labels = class_labels(run, n, label)
+    held, held_labels = held_out_images(run)
+    train = run.data
+    if label is not None:
+        c = resolve_label(run, label)
+        held, train = held[held_labels == c], train[run.labels == c]
+    values = image_metrics(image_classifier(run), torch.as_tensor(samples), torch.as_tensor(labels), torch.as_tensor(held), torch.as_tensor(train), seed=seed)
+    scale = run.config.sample.guidance if guidance is None else guidance
+    values = {"guidance": float(scale), **values}
+    values["per_class_accuracy"] = {run.class_names[int(k)]: v for k, v in (values.get("per_class_accuracy") or {}).items()}
+    return ImageRunMetrics(values), samples
+
+
+def run_source(run: Run):
+    cfg = run.config.data
+    return make_source(cfg.name, cfg.n, cfg.seed, base=run.path, classes=cfg.classes, labels=cfg.labels)
+
+
+def reference_draws(run: Run, n: int, count: int = REFERENCE_DRAWS, label: int | None = None, *, source=None) -> list[np.ndarray]:
+    """Independent reference sets of size n: ``count`` fresh draws from the data's generator (of
+    class ``label``, or of every class in proportion), or, for a data file, the two disjoint
+    halves of its held-out points."""
+    source = source or run_source(run)
+    if source.has_generator:
+        return [source.reference(n, seed=1 + i, label=label) for i in range(count)]
+    # A file has no fresh draws, only its held-out points: draws from that one pool overlap (all
+    # equal once n >= the pool), which drives the floor to 0.  Split it into two disjoint halves
+    # instead, so the floor compares distinct points.
+    pool = source.reference(2 * n, seed=1, label=label)
+    half = len(pool) // 2
+    if half < 1:
+        raise RunError(f"{run.path}: too few held-out points{'' if label is None else f' of class {label}'} to measure against")
+    return [pool[:half], pool[half : 2 * half]]
+
+
+def evaluate_run(
+    run: Run, *, repeats: int = 8, seed: int | None = None, label=None, guidance: float | None = None, **sample_options
+) -> tuple[PointMetrics | ClassMetrics, np.ndarray]:
+    """W2 and energy distance of ``repeats`` sample sets (seeds seed, seed + 1, ...) against
+    REFERENCE_DRAWS fresh reference draws, beside the floor between those draws (see
+    metrics.point_metrics); returns the first sample set too.
+
+    A conditional run gets ClassMetrics: each class (or only ``label``) against its own
+    reference draws, the proportional mixture against the mixture, and label accuracy."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    seed = run.config.sample.seed if seed is None else seed
+    if run.is_image:
+        return evaluate_images(run, seed=seed, label=label, guidance=guidance, **sample_options)
+    if run.num_classes:
+        return evaluate_classes(run, repeats=repeats, seed=seed, label=label, guidance=guidance, **sample_options)
+    guided_model_fn(run, guidance)  # raises: guidance on an unconditional run
+    if label is not None:
+        resolve_label(run, label)  # raises: no classes
+    samples = [sample_points(run, seed=seed + i, **sample_options) for i in range(repeats)]
+    references = reference_draws(run, len(samples[0]))
+    return point_metrics(samples, references, cached_floor(references)), samples[0]
+
+
+# Fresh draws that fit the nearest-neighbour classifier of label accuracy come from their own
+# seeds, far from the reference draws' 1..REFERENCE_DRAWS.
+_CLASSIFIER_SEED = 10_000
+
+
+def _classifier_set(run: Run, source, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points of every class with their labels, independent of the references, to fit the
+    nearest-neighbour classifier on: fresh draws, or the training points of a file."""
+    if not source.has_generator:
+        return run.data, run.labels
+    xs = [source.reference(n, seed=_CLASSIFIER_SEED, label=c) for c in range(run.num_classes)]
+    return np.concatenate(xs), np.repeat(np.arange(run.num_classes), [len(x) for x in xs])
+
+
+def evaluate_classes(
+    run: Run, *, repeats: int, seed: int, label=None, guidance: float | None = None, **sample_options
+) -> tuple[ClassMetrics, np.ndarray]:
+    source = run_source(run)
+    n = run.config.sample.n if sample_options.get("n") is None else sample_options["n"]
+    scale = run.config.sample.guidance if guidance is None else guidance
+    fit_x, fit_y = _classifier_set(run, source, n)
+    wanted = list(range(run.num_classes)) if label is None else [resolve_label(run, label)]
+    per_class, accuracy, reference_accuracy = {}, {}, {}
+    for c in wanted:
+        samples = [sample_points(run, seed=seed + i, label=c, guidance=scale, **sample_options) for i in range(repeats)]
+        refs = reference_draws(run, len(samples[0]), label=c, source=source)
+        name = run.class_names[c]
+        per_class[name] = point_metrics(samples, refs, cached_floor(refs))
+        accuracy[name] = float(np.mean([label_accuracy(fit_x, fit_y, x, np.full(len(x), c)) for x in samples]))
+        reference_accuracy[name] = float(np.mean([label_accuracy(fit_x, fit_y, r, np.full(len(r), c)) for r in refs]))
+        if c == wanted[0]:
+            first = samples[0]
+    mixture = mixture_accuracy = None
+    if label is None:
+        samples = [sample_points(run, seed=seed + i, guidance=scale, **sample_options) for i in range(repeats)]
+        refs = reference_draws(run, len(samples[0]), source=source)
+        mixture = point_metrics(samples, refs, cached_floor(refs))
+        y = class_labels(run, len(samples[0]))
+        mixture_accuracy = float(np.mean([label_accuracy(fit_x, fit_y, x, y) for x in samples]))
+        first = samples[0]
+    return ClassMetrics(float(scale), per_class, accuracy, reference_accuracy, mixture, mixture_accuracy), first
+
+
+def write_metrics(run: Run, metrics: PointMetrics | ClassMetrics, extra: dict | None = None) -> Path:
+    sc = run.config.sample
+    return files.write_json(
+        run.path / "metrics.json",
+        {"sampler": sc.sampler, "steps": sc.steps, "spacing": sc.spacing, "seed": sc.seed, **metrics.to_dict(), **(extra or {})},
+    )
+
+
+def complete_run(run_dir: str | Path, log=print) -> tuple[Run, PointMetrics | ClassMetrics]:
+    """After training: measure the run, draw its figures and mark it complete (the CLI's
+    ``train`` and the playground's training jobs both end here)."""
+    run = load_run(run_dir)
+    metrics, samples = evaluate_run(run)
+    write_metrics(run, metrics)
+    for path in render_figures(run, samples=samples):
+        log(f"wrote {path}")
+    run.info["status"] = "complete"
+    write_run_info(run.path, run.info)
+    sc = run.config.sample
+    log(f"metrics ({sc.sampler}, {sc.steps} steps): {metrics.summary()}")
+    return run, metrics
