@@ -68,7 +68,7 @@ import torch
 from denoiselab.config import load_config
 from denoiselab.runs import evaluate_run, load_run, sample_points
 from denoiselab.samplers import time_grid
-from denoiselab.training import train
+from denoiselab.training import _busy_cores, train
 
 METHODS = {  # key: (recipe, label)
     "ddpm": ("spiral", "DDPM (eps)"),
@@ -95,22 +95,8 @@ def log(*args) -> None:
 
 
 def busy_cores(window_s: float = 0.2) -> float | None:
-    """Cores kept busy by other programs (from /proc/stat over ``window_s`` while this process
-    sleeps), as denoiselab's training warning measures it."""
-
-    def snapshot() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields[:8]), fields[3] + fields[4]
-
-    try:
-        total0, idle0 = snapshot()
-        time.sleep(window_s)
-        total1, idle1 = snapshot()
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 <= total0:
-        return None
-    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
+    """Cores kept busy by other programs, measured as denoiselab's training warning measures it."""
+    return _busy_cores(window_s)
 
 
 def machine_info() -> dict:
