@@ -307,7 +307,7 @@ def test_symlink_out_of_the_runs_folder_is_refused(client, runs_dir, tmp_path):
     link.symlink_to(outside, target_is_directory=True)
     try:
         r = client.get("/api/runs/escape")
-        assert r.status_code == 400 and "not inside" in _detail(r)
+        assert r.status_code == 400 and "inside the runs directory" in _detail(r)
     finally:
         link.unlink()
 
@@ -537,7 +537,7 @@ def test_train_bad_input_names_the_field(client, body, field):
 
 def test_unknown_job_is_404(client):
     assert client.get("/api/jobs/abcdef123456").status_code == 404
-    assert client.post("/api/jobs/abcdef123456/cancel").status_code == 404
+    assert client.post("/api/jobs/abcdef123456/cancel", json={}).status_code == 404
     assert client.get("/api/jobs/..%2f..%2fetc").status_code in (404, 422)
 
 
@@ -586,14 +586,14 @@ def test_image_demo_trains_from_the_page(client, runs_dir):
 def test_training_job_can_be_cancelled(client, runs_dir):
     job = client.post("/api/jobs", json={"data": "spiral", "steps": MAX_TRAIN_STEPS, "name": "to-cancel"}).json()
     _wait_job(client, job["id"], lambda j: j["step"] > 0)
-    r = client.post(f"/api/jobs/{job['id']}/cancel")
+    r = client.post(f"/api/jobs/{job['id']}/cancel", json={})
     assert r.status_code == 202 and r.json()["cancel_requested"]
     done = _wait_job(client, job["id"], lambda j: not j["active"])
     assert done["status"] == "cancelled" and 0 < done["step"] < MAX_TRAIN_STEPS
     info = json.loads((runs_dir / "to-cancel" / "run.json").read_text())
     assert info["status"] == "interrupted"  # resumable, like Ctrl-C on the command line
     assert (runs_dir / "to-cancel" / "checkpoint.safetensors").is_file()
-    assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 409  # already ended
+    assert client.post(f"/api/jobs/{job['id']}/cancel", json={}).status_code == 409  # already ended
     assert any(j["id"] == job["id"] for j in client.get("/api/jobs").json()["jobs"])
 
 
@@ -621,18 +621,18 @@ def test_default_run_on_an_empty_machine(tmp_path):
     app = create_app(tmp_path / "runs", job_threads=1, finish_runs=False)
     with TestClient(app) as c:
         assert c.get("/api/runs").json() == {"runs": []}
-        first = c.post("/api/default-run").json()
+        first = c.post("/api/default-run", json={}).json()
         assert first["job"] is not None and first["run"] == "playground-spiral"
-        again = c.post("/api/default-run").json()  # idempotent: the same job, not a second one
+        again = c.post("/api/default-run", json={}).json()  # idempotent: the same job, not a second one
         assert again["job"]["id"] == first["job"]["id"]
-        c.post(f"/api/jobs/{first['job']['id']}/cancel")
+        c.post(f"/api/jobs/{first['job']['id']}/cancel", json={})
         _wait_job(c, first["job"]["id"], lambda j: not j["active"])
     # The app's shutdown left no training process behind.
     assert all(not p.is_alive() for p, _ in app.state.jobs._procs.values())
 
 
 def test_default_run_reuses_a_usable_run(client):
-    r = client.post("/api/default-run").json()
+    r = client.post("/api/default-run", json={}).json()
     usable = {run["name"] for run in client.get("/api/runs").json()["runs"] if run["usable"]}
     assert r["job"] is None and r["run"] in usable
 

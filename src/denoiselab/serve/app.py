@@ -17,6 +17,8 @@ Safety rules of the API:
 - a run is addressed by its folder name only, checked against RUN_NAME and resolved inside the
   runs directory (no "..", no slashes, no absolute paths; run_store.py);
 - only the files in static/ are served, by exact name;
+- a state-changing request must come from the app's own page (Origin, Sec-Fetch-Site) with a
+  JSON body (guard.py), so a page on another site cannot start work here;
 - sampling keeps all its state in the request (its own torch.Generator, sampler locals), so
   concurrent requests never share mutable state; the loaded model is read-only.
 """
@@ -31,6 +33,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from .errors import add_error_handlers
+from .guard import SameOriginGuard
 from .jobs import JobManager
 from .limits import (
     DEFAULT_IMAGE_TRAIN_STEPS,
@@ -107,6 +110,7 @@ def create_app(
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    app.add_middleware(SameOriginGuard)  # no cross-site request changes anything (guard.py)
     add_error_handlers(app)
     for router in (info_router(state), schedules_router(), runs_router(state), sampling_router(state), training_router(state)):
         app.include_router(router)

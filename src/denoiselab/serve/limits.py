@@ -35,6 +35,7 @@ MAX_GUIDANCE = 20.0
 MAX_CONCURRENT_SAMPLING = 4  # sampling requests computing at once; more wait (then 503)
 SAMPLING_WAIT_S = 30.0
 RUN_CACHE_SIZE = 8
+MAX_ECHO = 300  # characters of a user's string (or of any error message) echoed back
 DATA_PREVIEW = 1000  # training points sent as the faint reference behind samples
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -38,7 +38,8 @@ from .limits import (
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON types as they are ("100" is not an int, true is not 1, "yes" is not a bool).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
@@ -61,7 +62,7 @@ class ForwardRequest(_Strict):
     def _known_data(cls, value: str) -> str:
         known = (*POINT_SETS, *IMAGE_SETS)
         if value not in known:
-            raise ValueError(f"unknown data {value!r}; expected one of {', '.join(known)}")
+            raise ValueError(f"unknown data {value[:80]!r}; expected one of {', '.join(known)}")
         return value
 
 
@@ -107,7 +108,7 @@ class TrainRequest(_Strict):
         if value is not None:
             unknown = [v for v in value if v not in POINT_SETS]
             if unknown:
-                raise ValueError(f"unknown set {unknown[0]!r}; expected names from {', '.join(POINT_SETS)}")
+                raise ValueError(f"unknown set {unknown[0][:80]!r}; expected names from {', '.join(POINT_SETS)}")
             if len(set(value)) != len(value):
                 raise ValueError("each set may appear once")
         return value
@@ -117,7 +118,7 @@ class TrainRequest(_Strict):
     def _trainable(cls, value: str) -> str:
         trainable = (*POINT_SETS, *IMAGE_TRAIN_DATA)
         if value not in trainable:
-            raise ValueError(f"cannot train on {value!r} from the page; expected one of {', '.join(trainable)}")
+            raise ValueError(f"cannot train on {value[:80]!r} from the page; expected one of {', '.join(trainable)}")
         return value
 
     @model_validator(mode="after")

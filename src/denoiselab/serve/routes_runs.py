@@ -68,7 +68,7 @@ def runs_router(state: ServeState) -> APIRouter:
         for job in jobs.list():
             if job["active"]:
                 return {"run": job["run"], "job": job}
-        name = DEFAULT_RUN if not runs.path(DEFAULT_RUN).exists() else runs.free_name(DEFAULT_RUN)
+        name = runs.free_name(DEFAULT_RUN)
         return {"run": name, "job": start_training(state, TrainRequest(), name)}
 
     return router

@@ -4,11 +4,19 @@ loaded with a small cache.
 A run is addressed by its folder name only, checked against RUN_NAME and resolved inside the runs
 directory (no "..", no slashes, no absolute paths, no symlink out of it); a bad name gets 400, a
 missing run 404, a folder that cannot be loaded 422, each naming "run".
+
+Links are distrusted: a run folder that is a symbolic link is left out of the listing (logged
+once) and refused by name; a file inside a run folder that resolves outside that folder (a link
+to elsewhere on the machine) makes the run refused, before anything is read.  A run is listed as
+usable only when its files load (the verdict is cached until they change).  Error messages name
+the run by its name and its files by their names, never by the machine's absolute paths.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -19,8 +27,39 @@ from fastapi import HTTPException
 from ..config import ConfigError, config_from_run_file
 from ..runs import RunError, load_run
 from ..training import WEIGHTS
-from .limits import RUN_CACHE_SIZE, RUN_NAME
+from .limits import MAX_ECHO, RUN_CACHE_SIZE, RUN_NAME
 from .request_models import check_run_name
+
+log = logging.getLogger("denoiselab.serve")
+# The files whose change makes a loaded run (and its usable verdict) stale.
+STAMP_FILES = (WEIGHTS, "run.json", "config.toml", "data.npy", "labels.npy")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:/[^\s/'\":,()]+)+/([^\s/'\":,()]*)")
+
+
+def public_message(message: str, limit: int = MAX_ECHO) -> str:
+    """``message`` on one line, absolute paths cut to their last part, at most ``limit`` characters."""
+    text = _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "/", " ".join(str(message).split()))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def escaping_files(folder: Path) -> list[str]:
+    """The entries of run folder ``folder`` that resolve outside it (links to elsewhere)."""
+    root = folder.resolve()
+    out = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.is_symlink():
+            try:
+                target = entry.resolve()
+            except (OSError, RuntimeError):  # a loop of links
+                out.append(entry.name)
+                continue
+            if not target.is_relative_to(root) or target == root:
+                out.append(entry.name)
+    return out
 
 
 class RunStore:
@@ -29,7 +68,9 @@ class RunStore:
     def __init__(self, runs_dir: Path):
         self.root = Path(runs_dir)
         self._cache: OrderedDict[str, tuple[tuple, object]] = OrderedDict()
+        self._verdicts: dict[str, tuple[tuple, str | None]] = {}  # name -> (stamp, load error or None)
         self._lock = threading.Lock()
+        self._skipped: set[str] = set()  # linked folders already logged
 
     def path(self, name: str) -> Path:
         """The folder of run ``name``, guaranteed to lie directly inside the runs directory."""
@@ -38,15 +79,27 @@ class RunStore:
         except ValueError as exc:
             raise HTTPException(400, f"run: {exc}") from None
         root = self.root.resolve()
+        if (root / name).is_symlink():  # a link, wherever it points, is not a run folder of this directory
+            raise HTTPException(400, f"run: {name!r} is a link, not a run folder inside the runs directory")
         path = (root / name).resolve()
-        if path.parent != root:  # e.g. a symlink pointing out of the runs directory
+        if path.parent != root:
             raise HTTPException(400, f"run: {name!r} is not inside the runs directory")
         return path
+
+    def refused(self, name: str, path: Path) -> str | None:
+        """Why run ``name`` may not be read (files that link outside it), or None."""
+        escaping = escaping_files(path)
+        if escaping:
+            return f"{', '.join(escaping)}: links outside the run folder {name!r}; refused"
+        return None
 
     def existing(self, name: str) -> Path:
         path = self.path(name)
         if not (path / "run.json").is_file():
             raise HTTPException(404, f"run: no run called {name!r} in the runs directory")
+        refused = self.refused(name, path)
+        if refused:
+            raise HTTPException(422, f"run: {refused}")
         return path
 
     def names(self) -> list[str]:
@@ -54,19 +107,30 @@ class RunStore:
             return []
         out = []
         for p in sorted(self.root.iterdir()):
+            if p.is_symlink():
+                if p.name not in self._skipped:
+                    self._skipped.add(p.name)
+                    log.warning("runs folder: skipping %r, a link (run folders must be real folders)", p.name[:MAX_ECHO])
+                continue
             if p.is_dir() and RUN_NAME.fullmatch(p.name) and (p / "run.json").is_file():
                 out.append(p.name)
         return out
 
+    def _stamp(self, path: Path) -> tuple:
+        return tuple((path / f).stat().st_mtime_ns if (path / f).exists() else 0 for f in STAMP_FILES)
+
     def summary(self, name: str, busy: set[str] = frozenset()) -> dict:
         path = self.path(name)
         out: dict = {"name": name, "busy": name in busy, "has_weights": (path / WEIGHTS).is_file()}
+        refused = self.refused(name, path)
+        if refused:
+            return {**out, "status": "refused", "usable": False, "error": refused}
         try:
             info = json.loads((path / "run.json").read_text())
             if not isinstance(info, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            return {**out, "status": "unreadable", "usable": False, "error": f"run.json: {exc}"}
+            return {**out, "status": "unreadable", "usable": False, "error": public_message(f"run.json: {exc}")}
         out.update(
             status=str(info.get("status", "unknown")),
             step=info.get("step"),
@@ -89,14 +153,32 @@ class RunStore:
             if hasattr(sc, "guidance"):
                 out["sample"]["guidance"] = sc.guidance
         except (ConfigError, OSError) as exc:
-            out["error"] = str(exc)
+            out["error"] = public_message(exc)
         out["usable"] = out["has_weights"] and "error" not in out and out["status"] != "failed"
+        if out["usable"]:
+            error = self.load_error(name, path)
+            if error:
+                out.update(usable=False, error=error)
         return out
+
+    def load_error(self, name: str, path: Path) -> str | None:
+        """Why run ``name`` does not load (cached until its files change), or None when it does."""
+        stamp = self._stamp(path)
+        hit = self._verdicts.get(name)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        try:
+            self.load(name)
+            error = None
+        except HTTPException as exc:
+            error = str(exc.detail)
+        self._verdicts[name] = (stamp, error)
+        return error
 
     def load(self, name: str):
         """The loaded run (cached until its weights, run.json or config.toml change)."""
         path = self.existing(name)
-        stamp = tuple((path / f).stat().st_mtime_ns if (path / f).exists() else 0 for f in (WEIGHTS, "run.json", "config.toml"))
+        stamp = self._stamp(path)
         with self._lock:
             hit = self._cache.get(name)
             if hit is not None and hit[0] == stamp:
@@ -105,10 +187,10 @@ class RunStore:
             try:
                 run = load_run(path, device="cpu")
             except (RunError, ConfigError) as exc:
-                msg = " ".join(str(exc).split()).replace(str(self.root.resolve()) + "/", "")
-                raise HTTPException(422, f"run: {name!r} cannot be loaded: {msg}") from None
+                msg = " ".join(str(exc).split()).replace(str(path) + "/", "").replace(str(path), name)
+                raise HTTPException(422, f"run: {name!r} cannot be loaded: {public_message(msg)}") from None
             except Exception as exc:  # noqa: BLE001 - a folder edited by hand can fail anywhere
-                raise HTTPException(422, f"run: {name!r} cannot be loaded ({type(exc).__name__}: {exc})") from None
+                raise HTTPException(422, f"run: {name!r} cannot be loaded ({type(exc).__name__}: {public_message(exc)})") from None
             self._cache[name] = (stamp, run)
             while len(self._cache) > RUN_CACHE_SIZE:
                 self._cache.popitem(last=False)
@@ -117,9 +199,13 @@ class RunStore:
     def free_name(self, base: str) -> str:
         """``base`` made a valid run name, with "-2", "-3", ... added until no folder has it."""
         base = re.sub(r"[^A-Za-z0-9_.-]", "-", base)[:56].strip(".-") or "run"
-        if not self.path(base).exists():
+
+        def taken(name: str) -> bool:  # a link counts as taken, wherever it points
+            return os.path.lexists(self.root / name)
+
+        if not taken(base):
             return base
         i = 2
-        while self.path(f"{base}-{i}").exists():
+        while taken(f"{base}-{i}"):
             i += 1
         return f"{base}-{i}"

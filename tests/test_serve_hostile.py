@@ -1,0 +1,190 @@
+"""The playground's API under hostile use (issue 16): links in and out of the runs folder,
+cross-site requests, oversized and loosely typed input, and what error messages give away.
+
+Each test here failed before the fix it names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from denoiselab import load_config, train
+from denoiselab.serve.app import create_app
+
+TINY = ["train.steps=30", "model.hidden=16", "data.n=300", "schedule.T=100", "sample.steps=4", "sample.n=50"]
+
+
+def _quiet(*_args, **_kwargs):
+    pass
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, one_thread) -> Path:
+    """One tiny trained run, copied into each test's own runs folder."""
+    root = tmp_path_factory.mktemp("hostile-source")
+    train(load_config("quick", TINY), root / "tiny", progress=False, log=_quiet)
+    return root / "tiny"
+
+
+@pytest.fixture
+def runs(tmp_path, trained) -> Path:
+    root = tmp_path / "runs"
+    root.mkdir()
+    shutil.copytree(trained, root / "tiny")
+    return root
+
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """A folder outside the runs folder with a secret in a JSON file and a run.json."""
+    out = tmp_path / "outside"
+    out.mkdir()
+    (out / "secret.json").write_text(json.dumps({"status": "complete", "data": "SECRET-VALUE", "dim": 2}))
+    (out / "run.json").write_text(json.dumps({"status": "complete", "data": "SECRET-VALUE"}))
+    return out
+
+
+def _client(runs: Path) -> TestClient:
+    return TestClient(create_app(runs, job_threads=1, finish_runs=False))
+
+
+def _listed(c) -> dict:
+    r = c.get("/api/runs")
+    assert r.status_code == 200, r.text
+    return {run["name"]: run for run in r.json()["runs"]}
+
+
+# --- links in the runs folder ---------------------------------------------------------------------
+def test_a_linked_run_folder_is_skipped_and_logged_once(runs, outside, trained, caplog):
+    (runs / "elsewhere").symlink_to(outside, target_is_directory=True)
+    (runs / "alias").symlink_to(runs / "tiny", target_is_directory=True)  # even a link to a real run
+    with caplog.at_level(logging.WARNING, logger="denoiselab.serve"), _client(runs) as c:
+        assert set(_listed(c)) == {"tiny"}
+        assert set(_listed(c)) == {"tiny"}
+        r = c.post("/api/default-run", json={})  # the page's first call: the usable run, no training
+        assert r.status_code == 200 and r.json() == {"run": "tiny", "job": None}, r.text
+        assert c.get("/api/runs/elsewhere").status_code == 400
+    warnings = [rec.getMessage() for rec in caplog.records if "skipping" in rec.getMessage()]
+    assert len(warnings) == 2 and any("'elsewhere'" in w for w in warnings), warnings  # once per link
+    assert str(outside) not in "".join(warnings)
+
+
+def test_run_files_that_link_outside_are_refused(runs, outside):
+    leaky = runs / "leaky"
+    shutil.copytree(runs / "tiny", leaky)
+    (leaky / "run.json").unlink()
+    (leaky / "run.json").symlink_to(outside / "secret.json")
+    with _client(runs) as c:
+        listed = _listed(c)
+        assert listed["leaky"]["status"] == "refused" and not listed["leaky"]["usable"]
+        assert "run.json: links outside the run folder 'leaky'" in listed["leaky"]["error"]
+        for r in (c.get("/api/runs/leaky"), c.post("/api/runs/leaky/sample", json={"steps": 2, "n": 5})):
+            assert r.status_code == 422 and r.json()["detail"].startswith("run: run.json: links outside"), r.text
+        assert "SECRET-VALUE" not in c.get("/api/runs").text + c.get("/api/runs/leaky").text
+    # A link that stays inside its own run folder is fine.
+    inside = runs / "inside"
+    shutil.copytree(runs / "tiny", inside)
+    (inside / "data.npy").rename(inside / "points.npy")
+    (inside / "data.npy").symlink_to(inside / "points.npy")
+    with _client(runs) as c:
+        assert _listed(c)["inside"]["usable"]
+
+
+def test_a_run_is_usable_only_when_its_files_load(runs, tmp_path):
+    shutil.copytree(runs / "tiny", runs / "bad-data")
+    (runs / "bad-data" / "data.npy").write_text("not an array")
+    shutil.copytree(runs / "tiny", runs / "bad-weights")
+    (runs / "bad-weights" / "model.safetensors").write_bytes(b"\0" * 64)
+    with _client(runs) as c:
+        listed = _listed(c)
+        assert listed["tiny"]["usable"]
+        for name, file in (("bad-data", "data.npy"), ("bad-weights", "model.safetensors")):
+            assert not listed[name]["usable"] and file in listed[name]["error"], listed[name]
+            assert str(tmp_path) not in listed[name]["error"]  # named by the run, not the machine's path
+        r = c.post("/api/runs/bad-data/sample", json={"steps": 2, "n": 5})
+        assert r.status_code == 422 and str(tmp_path) not in r.text and "'bad-data'" in r.text
+
+
+# --- cross-site requests ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Origin": "http://attacker.example", "Content-Type": "text/plain"}, 403),  # fetch(..., {mode: "no-cors"})
+        ({"Origin": "http://attacker.example", "Content-Type": "application/json"}, 403),
+        ({"Origin": "null", "Content-Type": "application/json"}, 403),  # a sandboxed frame
+        ({"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"}, 403),
+        ({"Sec-Fetch-Site": "same-site", "Content-Type": "application/json"}, 403),  # a sibling port or subdomain
+        ({"Content-Type": "text/plain"}, 415),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+        ({}, 415),
+    ],
+)
+def test_cross_site_and_non_json_requests_start_nothing(tmp_path, headers, status):
+    with _client(tmp_path / "runs") as c:
+        r = c.post("/api/default-run", content=b"{}", headers=headers)
+        assert r.status_code == status, r.text
+        field = "origin:" if status == 403 else "body:"
+        assert r.json()["detail"].startswith(field), r.text
+        assert c.get("/api/jobs").json() == {"jobs": []}  # no training job started
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_the_apps_own_page_may_post(tmp_path):
+    with _client(tmp_path) as c:
+        own = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin", "Content-Type": "application/json; charset=utf-8"}
+        r = c.post("/api/forward", content=json.dumps({"n": 5, "T": 10}), headers=own)
+        assert r.status_code == 200, r.text
+        assert c.get("/api/health", headers={"Origin": "http://attacker.example"}).status_code == 200  # reads are harmless
+
+
+# --- what comes back -------------------------------------------------------------------------------
+def test_long_strings_are_not_echoed_back(tmp_path):
+    big = "x" * 1_000_000
+    with _client(tmp_path) as c:
+        for path, body, field in (
+            ("/api/forward", {"data": big}, "data"),
+            ("/api/jobs", {"classes": [big, "spiral"]}, "classes"),
+            ("/api/jobs", {"name": big}, "name"),
+            ("/api/forward", {big: 1}, "x"),
+        ):
+            r = c.post(path, json=body)
+            assert r.status_code == 422 and r.json()["detail"].startswith(field), r.text[:300]
+            assert len(r.content) < 3000, (path, len(r.content))
+
+
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        ("/api/forward", {"T": "100"}, "T"),
+        ("/api/forward", {"T": True}, "T"),
+        ("/api/forward", {"n": 10.0}, "n"),
+        ("/api/forward", {"seed": "1"}, "seed"),
+        ("/api/runs/tiny/sample", {"frames": "yes"}, "frames"),
+        ("/api/runs/tiny/sample", {"steps": True}, "steps"),
+        ("/api/runs/tiny/sample", {"label": True}, "label"),
+        ("/api/runs/tiny/sample", {"labels": [True, False]}, "labels.0"),
+        ("/api/jobs", {"steps": "100"}, "steps"),
+    ],
+)
+def test_types_are_strict(runs, path, body, field):
+    with _client(runs) as c:
+        r = c.post(path, json=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"].startswith(f"{field}:"), r.text
+
+
+def test_a_json_syntax_error_says_where(tmp_path):
+    with _client(tmp_path) as c:
+        text = '{"T": 100,, "n": 3}'
+        r = c.post("/api/forward", content=text, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422
+        detail = r.json()["detail"]
+        at = text.index(",,") + 2  # 1-based position of the second comma
+        assert detail.startswith(f"body: not valid JSON at character {at}"), detail
