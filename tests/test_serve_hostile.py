@@ -188,3 +188,57 @@ def test_a_json_syntax_error_says_where(tmp_path):
         detail = r.json()["detail"]
         at = text.index(",,") + 2  # 1-based position of the second comma
         assert detail.startswith(f"body: not valid JSON at character {at}"), detail
+
+
+# --- heavy use ------------------------------------------------------------------------------------
+def test_a_full_server_says_busy_at_once_and_health_still_answers(runs):
+    """With every sampling slot and waiting place taken, a request gets 503 + Retry-After (it used
+    to hold a worker thread for 30 s first); /api/health does not queue behind sampling."""
+    app = create_app(runs, job_threads=1, finish_runs=False)
+    gate = app.state.sampling_gate
+    gate.wait_s = 0.05  # the full server's answer, not how long it waits, is under test
+    with TestClient(app) as c:
+        gate._busy, gate._waiting = gate.slots, gate.max_waiting  # as if that many were in flight
+        r = c.post("/api/runs/tiny/sample", json={"steps": 2, "n": 5})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1" and r.json()["detail"].startswith("busy:"), r.text
+        gate._waiting = 0  # a place to wait, but no slot frees up in time
+        r = c.post("/api/runs/tiny/sample", json={"steps": 2, "n": 5})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        assert c.get("/api/health").json()["ok"]
+        gate._busy = 0
+        assert c.post("/api/runs/tiny/sample", json={"steps": 2, "n": 5}).status_code == 200
+        assert gate.in_use == 0  # every slot given back
+
+
+def test_the_reply_is_built_inside_the_sampling_limit(runs, monkeypatch):
+    """Building the reply (the big part of a frames request) counts against the limit."""
+    from denoiselab.serve import routes_sampling
+
+    app = create_app(runs, job_threads=1, finish_runs=False)
+    seen = []
+    real = routes_sampling.json_response
+
+    def spy(content, status=200):
+        seen.append(app.state.sampling_gate.in_use)
+        return real(content, status)
+
+    monkeypatch.setattr(routes_sampling, "json_response", spy)
+    with TestClient(app) as c:
+        assert c.post("/api/runs/tiny/sample", json={"steps": 3, "n": 20}).status_code == 200
+    assert seen == [1]  # built while holding its slot
+
+
+def test_frames_are_compact_and_exact_enough(runs):
+    with _client(runs) as c:
+        body = c.post("/api/runs/tiny/sample", json={"steps": 4, "n": 100, "seed": 3}).json()
+    f = body["frames"][0]["x_t"]
+    assert f["dtype"] == "float16" and "points" not in f
+    from denoiselab.serve.payloads import decode_panel, panel
+
+    x_t = decode_panel(f)
+    assert x_t.shape == (100, 2)
+    np.testing.assert_allclose(x_t, decode_panel(body["x_T"]), rtol=2**-11, atol=1e-4)
+    keys = ("x_t", "eps", "x0", "x_next")
+    compact = sum(len(json.dumps(fr[k])) for fr in body["frames"] for k in keys)
+    plain = sum(len(json.dumps(panel(decode_panel(fr[k])))) for fr in body["frames"] for k in keys)
+    assert compact < plain / 2, (compact, plain)  # 2.7 bytes a number against about 8

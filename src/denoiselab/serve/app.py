@@ -25,7 +25,6 @@ Safety rules of the API:
 
 from __future__ import annotations
 
-import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from .errors import add_error_handlers
+from .gate import Gate
 from .guard import SameOriginGuard
 from .jobs import JobManager
 from .limits import (
@@ -48,7 +48,9 @@ from .limits import (
     MAX_STEPS,
     MAX_T,
     MAX_TRAIN_STEPS,
+    MAX_WAITING_SAMPLING,
     MIN_TRAIN_STEPS,
+    SAMPLING_WAIT_S,
 )
 from .routes_info import info_router
 from .routes_page import page_router
@@ -95,7 +97,7 @@ def create_app(
     state = ServeState(
         runs=RunStore(Path(runs_dir)),
         jobs=JobManager(Path(runs_dir), max_jobs=max_jobs, threads=job_threads, finish=finish_runs),
-        sampling_slots=threading.BoundedSemaphore(MAX_CONCURRENT_SAMPLING),
+        sampling_gate=Gate(MAX_CONCURRENT_SAMPLING, MAX_WAITING_SAMPLING, SAMPLING_WAIT_S),
     )
 
     @asynccontextmanager
@@ -106,6 +108,7 @@ def create_app(
     app = FastAPI(title="denoiselab playground", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.runs = state.runs
     app.state.jobs = state.jobs
+    app.state.sampling_gate = state.sampling_gate
     if allowed_hosts:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 

@@ -7,12 +7,15 @@ its ``Sec-Fetch-Site`` says it came from another site, or its ``Origin`` is not 
 (scheme and Host), and refused (415) unless its body is ``application/json`` -- a content type a
 cross-site page cannot send without a CORS preflight, which this app never grants.  Requests
 without these headers (curl, scripts, the test client) are allowed: they are not a browser
-acting for another site.
+acting for another site.  A body is read only when its Content-Length is given and at most
+MAX_BODY_BYTES (413 / 411 otherwise), so no request can make the server buffer unbounded input.
 """
 
 from __future__ import annotations
 
 import json
+
+from .limits import MAX_BODY_BYTES
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SAME_SITE = frozenset({"same-origin", "none"})  # "none": typed in the address bar, a bookmark
@@ -38,6 +41,11 @@ def refusal(method: str, scheme: str, headers: dict[str, str]) -> tuple[int, str
     media = headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json":
         return 415, f"body: expected Content-Type application/json, got {media[:80] or 'none'!r}"
+    length = headers.get("content-length")
+    if length is None:
+        return 411, "body: a Content-Length header is required"
+    if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+        return 413, f"body: at most {MAX_BODY_BYTES} bytes, got Content-Length {length[:20]}"
     return None
 
 

@@ -42,7 +42,7 @@ def info_router(state: ServeState) -> APIRouter:
     jobs = state.jobs
 
     @router.get("/api/health")
-    def health():
+    async def health():  # on the event loop: answers even while every worker thread is busy
         return {"ok": True, "version": __version__}
 
     @router.get("/api/info")

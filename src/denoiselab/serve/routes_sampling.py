@@ -5,8 +5,10 @@ Reverse processes are the real samplers, run through ``runs.sample_points``; wit
 every step's record comes back (x_t, predicted noise, predicted x0, next sample), as point panels
 for point runs and image grids (N, C, H, W) for image runs.  Sampling keeps all its state in the
 request (its own torch.Generator, sampler locals), so concurrent requests never share mutable
-state; the loaded model is read-only.  At most MAX_CONCURRENT_SAMPLING requests compute at once;
-one that waits longer than SAMPLING_WAIT_S gets 503.
+state; the loaded model is read-only.  At most MAX_CONCURRENT_SAMPLING requests compute at once,
+and each builds its reply before it lets the next one in (gate.py); one that cannot get a slot
+within SAMPLING_WAIT_S gets 503 with Retry-After, having held no worker thread while it waited.
+Frames travel as compact float16 panels (payloads.frame_panel).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 import numpy as np
 import torch
 from fastapi import APIRouter, HTTPException
+from starlette.concurrency import run_in_threadpool
 
 from ..runs import SamplingError, class_labels, resolve_label, sample_points
 from ..samplers import time_grid
@@ -27,24 +30,27 @@ from .limits import (
     MAX_FRAME_VALUES,
     MAX_SAMPLE_IMAGES,
     MAX_STEPS,
-    SAMPLING_WAIT_S,
 )
-from .payloads import finite_or_none, json_response, panel
+from .payloads import finite_or_none, frame_panel, json_response, panel
 from .request_models import RunName, SampleRequest
 from .state import ServeState
 
 
 def sampling_router(state: ServeState) -> APIRouter:
     router = APIRouter()
-    runs, sampling_slots = state.runs, state.sampling_slots
+    runs, gate = state.runs, state.sampling_gate
 
     @router.post("/api/runs/{name}/sample")
-    def sample(name: RunName, req: SampleRequest):
+    async def sample(name: RunName, req: SampleRequest):
         """Run the reverse process; with ``frames`` every step's x_t, eps-hat, x0-hat and x_next.
 
         Point runs answer with point panels, image runs with image grids (N, C, H, W); both are
         capped so that no request can ask for an unbounded response.
         """
+        async with gate.slot():  # 503 + Retry-After when busy; the reply is built inside the slot
+            return await run_in_threadpool(sample_reply, name, req)
+
+    def sample_reply(name: str, req: SampleRequest):
         runs.existing(name)  # 400 / 404 before anything is loaded
         run = runs.load(name)
         is_image = run.is_image
@@ -110,8 +116,6 @@ def sampling_router(state: ServeState) -> APIRouter:
             if req.guidance is not None:
                 options["guidance"] = req.guidance
         records: list = []
-        if not sampling_slots.acquire(timeout=SAMPLING_WAIT_S):
-            raise HTTPException(503, "busy: too many sampling requests at once; try again")
         try:
             t0 = time.perf_counter()
             with torch.inference_mode():
@@ -128,8 +132,6 @@ def sampling_router(state: ServeState) -> APIRouter:
             seconds = time.perf_counter() - t0
         except ValueError as exc:  # runs.SamplingError and the samplers' own checks
             raise HTTPException(422, " ".join(str(exc).split())) from None
-        finally:
-            sampling_slots.release()
         schedule = run.schedule
         times = [r.t for r in records] + [0.0] if req.frames else time_grid(schedule, steps, options.get("spacing", sc.spacing)).tolist()
         alphas, sigmas = schedule.alpha_at(times).tolist(), schedule.sigma_at(times).tolist()
@@ -177,10 +179,10 @@ def sampling_router(state: ServeState) -> APIRouter:
                     "t_next": round(r.t_next, 6),
                     "snr_db": finite_or_none(snr_db[i], 3),
                     "snr_db_next": finite_or_none(snr_db[i + 1], 3),
-                    "x_t": panel(r.x_t),
-                    "eps": panel(r.eps),
-                    "x0": panel(r.x0),
-                    "x_next": panel(r.x_next),
+                    "x_t": frame_panel(r.x_t),
+                    "eps": frame_panel(r.eps),
+                    "x0": frame_panel(r.x0),
+                    "x_next": frame_panel(r.x_next),
                 }
                 for i, r in enumerate(records)
             ]

@@ -4,9 +4,9 @@ factory; nothing is kept in module globals, so two apps never share state."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
+from .gate import Gate
 from .jobs import JobManager
 from .run_store import RunStore
 
@@ -15,4 +15,4 @@ from .run_store import RunStore
 class ServeState:
     runs: RunStore
     jobs: JobManager
-    sampling_slots: threading.BoundedSemaphore  # MAX_CONCURRENT_SAMPLING requests sample at once
+    sampling_gate: Gate  # MAX_CONCURRENT_SAMPLING requests sample at once, a few wait, the rest get 503

@@ -1,0 +1,73 @@
+"""Admission for heavy requests: at most ``slots`` compute at once, a few more wait briefly,
+the rest are told at once to come back (503 with Retry-After).
+
+Before, a sampling request took one of the server's 40 worker threads and then waited up to 30 s
+for one of 4 sampling slots, so 48 parallel requests held every thread (``/api/health`` waited
+30 s too), and the reply (a JSON list of every step's points) was built after the slot was
+released, so reply building was unbounded in memory.  Now a request waits for its slot on the
+event loop (no thread), at most ``wait_s`` and behind at most ``max_waiting`` others; it then
+computes AND builds its reply in a worker thread while holding the slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import HTTPException
+
+POLL_S = 0.01  # how often a waiting request looks for a free slot
+
+
+class Gate:
+    def __init__(self, slots: int, max_waiting: int, wait_s: float, retry_after_s: int = 1):
+        self.slots, self.max_waiting, self.wait_s, self.retry_after_s = slots, max_waiting, wait_s, retry_after_s
+        self._busy = 0
+        self._waiting = 0
+        self._lock = threading.Lock()  # the gate is shared by the event loop and test threads
+
+    def _try_take(self) -> bool:
+        with self._lock:
+            if self._busy < self.slots:
+                self._busy += 1
+                return True
+            return False
+
+    def _release(self) -> None:
+        with self._lock:
+            self._busy -= 1
+
+    def _busy_error(self) -> HTTPException:
+        return HTTPException(
+            503,
+            f"busy: {self.slots} sampling requests are computing and {self.max_waiting} more are waiting; try again in {self.retry_after_s} s",
+            headers={"Retry-After": str(self.retry_after_s)},
+        )
+
+    @property
+    def in_use(self) -> int:
+        return self._busy
+
+    @asynccontextmanager
+    async def slot(self):
+        """Hold one slot for the body of the ``async with``; 503 when none frees up in time."""
+        if not self._try_take():
+            with self._lock:
+                if self._waiting >= self.max_waiting:
+                    raise self._busy_error()
+                self._waiting += 1
+            try:
+                deadline = time.monotonic() + self.wait_s
+                while not self._try_take():
+                    if time.monotonic() >= deadline:
+                        raise self._busy_error()
+                    await asyncio.sleep(POLL_S)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._release()
