@@ -591,13 +591,17 @@ def test_image_demo_trains_from_the_page(client, runs_dir):
 
 def test_training_job_can_be_cancelled(client, runs_dir):
     job = client.post("/api/jobs", json={"data": "spiral", "steps": MAX_TRAIN_STEPS, "name": "to-cancel"}).json()
-    _wait_job(client, job["id"], lambda j: j["step"] > 0)
+    live = _wait_job(client, job["id"], lambda j: j["step"] > 0)
+    listed = next(r for r in client.get("/api/runs").json()["runs"] if r["name"] == "to-cancel")
+    assert listed["status"] == "training" and listed["step"] >= live["step"] and listed["busy"]  # the job's live step
     r = client.post(f"/api/jobs/{job['id']}/cancel", json={})
     assert r.status_code == 202 and r.json()["cancel_requested"]
     done = _wait_job(client, job["id"], lambda j: not j["active"])
     assert done["status"] == "cancelled" and 0 < done["step"] < MAX_TRAIN_STEPS
     info = json.loads((runs_dir / "to-cancel" / "run.json").read_text())
     assert info["status"] == "interrupted"  # resumable, like Ctrl-C on the command line
+    listed = next(r for r in client.get("/api/runs").json()["runs"] if r["name"] == "to-cancel")
+    assert listed["status"] == "interrupted" and listed["step"] == done["step"] and listed["steps"] == MAX_TRAIN_STEPS
     assert (runs_dir / "to-cancel" / "checkpoint.safetensors").is_file()
     assert client.post(f"/api/jobs/{job['id']}/cancel", json={}).status_code == 409  # already ended
     assert any(j["id"] == job["id"] for j in client.get("/api/jobs").json()["jobs"])
@@ -618,7 +622,12 @@ def test_a_crashing_job_fails_alone(client, runs_dir):
     os.kill(proc.pid, signal.SIGKILL)
     done = _wait_job(client, job["id"], lambda j: not j["active"])
     assert done["status"] == "failed" and "exit code" in done["error"]
-    assert json.loads((runs_dir / "killed" / "run.json").read_text())["status"] == "failed"
+    info = json.loads((runs_dir / "killed" / "run.json").read_text())
+    assert info["status"] == "failed"
+    # run.json's step is where training got to (it said 0), the checkpoint's step is kept beside it.
+    assert info["step"] == done["step"] > 0 and info["checkpoint_step"] == 0, info
+    listed = next(r for r in client.get("/api/runs").json()["runs"] if r["name"] == "killed")
+    assert listed["status"] == "failed" and listed["step"] == done["step"] and not listed["usable"]
     # The server goes on answering and sampling.
     assert client.post("/api/runs/tiny/sample", json={"steps": 2, "n": 5}).status_code == 200
 

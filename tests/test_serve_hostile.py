@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -242,3 +243,90 @@ def test_frames_are_compact_and_exact_enough(runs):
     compact = sum(len(json.dumps(fr[k])) for fr in body["frames"] for k in keys)
     plain = sum(len(json.dumps(panel(decode_panel(fr[k])))) for fr in body["frames"] for k in keys)
     assert compact < plain / 2, (compact, plain)  # 2.7 bytes a number against about 8
+
+
+# --- a server that dies --------------------------------------------------------------------------
+def _children(pid: int) -> dict[int, str]:
+    """Linux: the processes whose parent is ``pid``, with their command lines."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid == pid:
+                    out[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def _ended(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")  # a zombie has ended; only its parent's reaping is left
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the training process through Linux's /proc")
+def test_the_training_process_stops_at_a_checkpoint_when_its_server_is_killed(tmp_path):
+    """SIGKILL a real server process in mid-training: its training child used to run on as an
+    orphan until the end; now it writes a resumable checkpoint and exits."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runs = tmp_path / "runs"
+    code = (
+        "import argparse, sys\n"
+        "from denoiselab.serve import add_serve_arguments, run_serve\n"
+        "if __name__ == '__main__':\n"
+        "    sys.exit(run_serve(add_serve_arguments(argparse.ArgumentParser()).parse_args(sys.argv[1:])))\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code, "--port", str(port), "--runs", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    child = None
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                call("/api/health")
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        job = call("/api/jobs", {"data": "spiral", "steps": 20000, "name": "orphan"})
+        while call(f"/api/jobs/{job['id']}")["step"] < 20:
+            assert time.monotonic() < deadline, "training did not start"
+            time.sleep(0.2)
+        trainers = [pid for pid, cmd in _children(server.pid).items() if "spawn_main" in cmd]
+        assert len(trainers) == 1, _children(server.pid)
+        child = trainers[0]
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        deadline = time.monotonic() + 30
+        while not _ended(child):
+            assert time.monotonic() < deadline, "the training process outlived its server by 30 s"
+            time.sleep(0.1)
+    finally:
+        if server.poll() is None:
+            server.kill()
+        if child is not None and not _ended(child):
+            os.kill(child, signal.SIGKILL)
+    info = json.loads((runs / "orphan" / "run.json").read_text())
+    assert info["status"] == "interrupted" and 20 <= info["step"] < 20000, info  # resumable where it stopped
+    assert (runs / "orphan" / "checkpoint.safetensors").is_file()

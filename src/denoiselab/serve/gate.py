@@ -12,6 +12,9 @@ computes AND builds its reply in a worker thread while holding the slot.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import sys
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -19,6 +22,30 @@ from contextlib import asynccontextmanager
 from fastapi import HTTPException
 
 POLL_S = 0.01  # how often a waiting request looks for a free slot
+
+
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, say): nothing to trim
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def give_memory_back() -> None:
+    """Return the freed heap of finished requests to the system (glibc's malloc_trim).
+
+    A heavy reply leaves thousands of small freed blocks in the worker threads' malloc arenas;
+    glibc keeps them (the server's RSS stayed 100+ MB above idle after a burst) until trimmed.
+    A no-op where malloc_trim does not exist.
+    """
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 class Gate:

@@ -10,6 +10,13 @@ job goes on (and can be watched again) after the page that started it is closed.
 Cancelling sets an event that the child checks in ``train``'s ``on_step`` hook; it raises
 KeyboardInterrupt there, which makes ``train`` write a resumable checkpoint and mark the run
 ``interrupted`` (exactly as Ctrl-C does on the command line).
+
+A child never outlives its server: a watchdog thread in the child polls its parent's pid every
+PARENT_POLL_S (when the server dies, even by SIGKILL, the child is re-parented and ``getppid``
+changes).  It then stops at a resumable checkpoint as a cancel does (``denoiselab train --resume``
+continues it), or exits at once when training is already over.  Polling the parent works on
+every platform; Linux's PR_SET_PDEATHSIG is not used because it fires when the *thread* that
+started the child ends (a request's worker thread), not the server.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ ACTIVE = ("starting", "running", "finishing")
 FINAL = ("complete", "trained", "cancelled", "failed")
 REPORT_EVERY_S = 0.2  # how often the child sends its new losses
 JOIN_TIMEOUT_S = 10.0  # on shutdown: how long a cancelled child gets to write its checkpoint
+PARENT_POLL_S = 0.5  # how often a training child checks that its server is alive
+ORPHAN_GRACE_S = 30.0  # how long an orphaned child may take to write its checkpoint
 
 
 def job_threads() -> int:
@@ -95,8 +104,11 @@ class Job:
         return out
 
 
-def _mark_failed(run_dir: Path, message: str) -> None:
-    """Record a failure in run.json (as `denoiselab train` does), if the run got that far."""
+def _mark_failed(run_dir: Path, message: str, step: int = 0) -> None:
+    """Record a failure in run.json (as `denoiselab train` does), if the run got that far.
+
+    ``step`` is where training got to; run.json's own "step" is that of the last checkpoint,
+    which is kept as "checkpoint_step" (what ``--resume`` would start from)."""
     from .. import files
 
     path = run_dir / "run.json"
@@ -104,8 +116,21 @@ def _mark_failed(run_dir: Path, message: str) -> None:
         info = json.loads(path.read_text())
     except (OSError, ValueError):
         return
-    info.update(status="failed", error=message[:500])
+    checkpoint_step = int(info.get("step") or 0)
+    info.update(status="failed", error=message[:500], step=max(checkpoint_step, int(step)), checkpoint_step=checkpoint_step)
     files.write_json(path, info)
+
+
+def _watch_parent(parent: int, orphaned: threading.Event, training: threading.Event) -> None:
+    """The child's watchdog: when the server dies, stop at a checkpoint (or exit when done)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    orphaned.set()  # on_step raises KeyboardInterrupt: a resumable checkpoint, then exit
+    if training.is_set():
+        deadline = time.monotonic() + ORPHAN_GRACE_S
+        while training.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    os._exit(0 if not training.is_set() else 1)
 
 
 def finish_run(run_dir: Path) -> str:
@@ -117,7 +142,7 @@ def finish_run(run_dir: Path) -> str:
     return metrics.summary()
 
 
-def _train_worker(run_dir: str, cfg, threads: int, finish: bool, reports, cancel) -> None:
+def _train_worker(run_dir: str, cfg, threads: int, finish: bool, reports, cancel, parent: int) -> None:
     """The child process: train ``cfg`` into ``run_dir``, reporting to ``reports``."""
     import torch
 
@@ -125,6 +150,9 @@ def _train_worker(run_dir: str, cfg, threads: int, finish: bool, reports, cancel
 
     torch.set_num_threads(threads)
     run_path = Path(run_dir)
+    orphaned, training = threading.Event(), threading.Event()
+    training.set()
+    threading.Thread(target=_watch_parent, args=(parent, orphaned, training), name="watch-server", daemon=True).start()
     pending: list[float] = []
     last = [time.monotonic(), 0]
 
@@ -140,7 +168,7 @@ def _train_worker(run_dir: str, cfg, threads: int, finish: bool, reports, cancel
         if now - last[0] >= REPORT_EVERY_S:
             last[0] = now
             flush(step)
-        if cancel.is_set():
+        if cancel.is_set() or orphaned.is_set():
             flush(step)
             raise KeyboardInterrupt
 
@@ -154,9 +182,11 @@ def _train_worker(run_dir: str, cfg, threads: int, finish: bool, reports, cancel
     except BaseException as exc:  # noqa: BLE001 - any failure ends this job only
         flush(last[1])
         message = f"{type(exc).__name__}: {exc}"
-        _mark_failed(run_path, message)
+        _mark_failed(run_path, message, last[1])
         reports.put(("failed", last[1], message))
         return
+    finally:
+        training.clear()
     flush(last[1])
     if not finish:
         reports.put(("trained", last[1], "trained; the model is usable"))
@@ -231,7 +261,7 @@ class JobManager:
             cancel = self._ctx.Event()
             proc = self._ctx.Process(
                 target=_train_worker,
-                args=(str(run_dir), cfg, self.threads, self.finish, reports, cancel),
+                args=(str(run_dir), cfg, self.threads, self.finish, reports, cancel, os.getpid()),
                 name=f"denoiselab-train-{job.id}",
                 daemon=True,
             )
@@ -326,7 +356,7 @@ class JobManager:
                     job.error = f"the training process exited unexpectedly (exit code {proc.exitcode})"
                     job.message = "failed"
             if job.status == "failed" and proc.exitcode not in (0, None):
-                _mark_failed(self.runs_dir / job.run, job.error or "failed")
+                _mark_failed(self.runs_dir / job.run, job.error or "failed", job.step)
         except Exception:  # noqa: BLE001 - the monitor must never take the server down
             with self._lock:
                 job.status, job.finished = "failed", time.time()

@@ -26,8 +26,14 @@ def runs_router(state: ServeState) -> APIRouter:
 
     @router.get("/api/runs")
     def list_runs():
+        """Every run folder with its status and step; a run being trained shows the job's live step."""
         busy = jobs.busy_runs()
+        live = {job["run"]: job for job in jobs.list() if job["active"]}
         items = [runs.summary(name, busy) for name in runs.names()]
+        for item in items:
+            job = live.get(item["name"])
+            if job is not None and item.get("status") not in ("refused", "unreadable"):
+                item.update(status="training" if job["status"] != "finishing" else "finishing", step=job["step"], steps=job["steps"])
         items.sort(key=lambda r: -(r.get("modified") or 0))
         return {"runs": items}
 

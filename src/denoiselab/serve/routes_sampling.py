@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..runs import SamplingError, class_labels, resolve_label, sample_points
 from ..samplers import time_grid
+from .gate import give_memory_back
 from .limits import (
     DEFAULT_SAMPLE_IMAGES,
     MAX_FRAME_IMAGE_VALUES,
@@ -48,7 +49,14 @@ def sampling_router(state: ServeState) -> APIRouter:
         capped so that no request can ask for an unbounded response.
         """
         async with gate.slot():  # 503 + Retry-After when busy; the reply is built inside the slot
-            return await run_in_threadpool(sample_reply, name, req)
+            return await run_in_threadpool(sample_reply_and_trim, name, req)
+
+    def sample_reply_and_trim(name: str, req: SampleRequest):
+        try:
+            return sample_reply(name, req)
+        finally:
+            if gate.in_use <= 1:  # the last request of a burst hands the freed heap back
+                give_memory_back()
 
     def sample_reply(name: str, req: SampleRequest):
         runs.existing(name)  # 400 / 404 before anything is loaded

@@ -6,6 +6,14 @@ import { $, api, showError, state } from "./api.js";
 import { fillSelect } from "./controls.js";
 
 function imageSize(shape) { return shape && shape.length === 3 ? `${shape[1]} × ${shape[2]}` : ""; }
+/** "complete", or where a run stopped: "interrupted at step 186 of 20000" (cancelled, resumable),
+ * "training: step 900 of 3000" (in progress; its model is the last checkpoint's). */
+export function runState(r) {
+  const at = r.step !== null && r.step !== undefined && r.steps ? ` step ${r.step} of ${r.steps}` : "";
+  if (r.status === "complete" || r.status === "trained" || !at) return r.status;
+  if (r.status === "training" || r.status === "finishing") return `training:${at}`;
+  return `${r.status} at${at}`;
+}
 
 export const Runs = {
   listeners: [], // called after each refresh (the Train view's table of runs)
@@ -15,7 +23,7 @@ export const Runs = {
       state.runs = res.runs;
     } catch (err) { showError("tr-error", err); }
     const usable = state.runs.filter((r) => r.usable);
-    const items = usable.map((r) => ({ value: r.name, label: `${r.name} (${r.data}${r.kind === "image" ? " · " + imageSize(r.shape) + " images" : ""}, ${r.status})` }));
+    const items = usable.map((r) => ({ value: r.name, label: `${r.name} (${r.data}${r.kind === "image" ? " · " + imageSize(r.shape) + " images" : ""}, ${runState(r)})` }));
     for (const id of ["rev-run", "pg-run"]) {
       const sel = $(id), before = sel.value;
       fillSelect(sel, items.length ? items : [{ value: "", label: "no trained model yet", disabled: true }], before);
