@@ -193,7 +193,7 @@ def test_forward_view_slider_moves_the_snr(page, server, tmp_path):
     page.fill("#fwd-t", "30")
     assert page.evaluate(GREY_LEVELS, "fwd-canvas") > 20
     # The page's quick check answers.
-    page.check("input[name=q-forward][value=b]")
+    page.check("input[name=q-forward][value=c]")
     page.click("[data-quiz=forward] .check")
     assert "Right" in page.text_content("[data-quiz=forward] .feedback")
     page.select_option("#fwd-data", "spiral")
@@ -244,10 +244,16 @@ def test_reverse_view_draws_every_step(page, server, tmp_path):
     page.fill("#rev-timeline", "5")
     page.wait_for_function(f"document.getElementById('rev-steplabel').textContent !== {label!r}")
     assert "step 6 / 7" in page.text_content("#rev-steplabel")
-    # Bad input gets the server's message naming the field.
-    page.fill("#rev-steps", "999")
+    # Out-of-range input is said beside its field, not changed silently (steps 0 used to become 50).
+    for value, said in (("999", "must be 1 to 250; got 999"), ("0", "must be 1 to 250; got 0")):
+        page.fill("#rev-steps", value)
+        page.click("#rev-go")
+        page.wait_for_function(f"document.querySelector('#rev-steps + .field-msg').textContent === {said!r}")
+        assert page.get_attribute("#rev-panels", "data-frames") == "7"  # nothing was sent
+    page.fill("#rev-seed", "-1")
     page.click("#rev-go")
-    page.wait_for_function("document.getElementById('rev-error').textContent.startsWith('steps')")
+    page.wait_for_function("document.querySelector('#rev-seed + .field-msg').textContent.startsWith('must be 0 to')")
+    page.fill("#rev-seed", "0")
     page.select_option("#rev-sampler", "dpm++2m")
     page.fill("#rev-steps", "20")
     page.click("#rev-go")
@@ -375,3 +381,86 @@ def test_first_use_trains_the_default_model(browser, tmp_path):
         assert len(jobs) == 1 and jobs[0]["run"] == "playground-spiral" and jobs[0]["active"]
         srv.app.state.jobs.cancel(jobs[0]["id"])
         context.close()
+
+
+def _word(text: str, phrase: str) -> bool:
+    """``phrase`` in ``text`` as a whole (not "0 dB" inside "+10 dB")."""
+    import re
+
+    return re.search(r"(?<![\w+\u2212.])" + re.escape(phrase) + r"(?!\w)", text) is not None
+
+
+def test_what_the_page_teaches_agrees_with_itself(page, server, tmp_path):
+    """Issue 16's learner's reading: one definition of signal % and SNR (the flow path too), the
+    network's own x0-hat with the clamp said as it is, quick checks whose right answers vary in
+    place and whose wrong answers explain without giving it away, and a guided tour."""
+    _open(page, server, "forward")
+    page.select_option("#fwd-schedule", "flow")
+    page.wait_for_function("window.playground.fwd.schedule.name === 'flow'")
+    page.fill("#fwd-t", "500")
+    page.wait_for_function("document.getElementById('fwd-tlabel').textContent.includes('k = 500')")
+    assert page.text_content("#fwd-signal") == "50 %" and page.text_content("#fwd-snr") == "0.0 dB"
+    assert "SNR(t) = αt² / σt²" in page.text_content("#fwd-snr-formula")
+    page.click("#tabs button[data-view=schedules]")
+    page.wait_for_selector("#sch-table tbody tr[data-schedule=flow]")
+    page.fill("#sch-t", "0.5")
+    page.wait_for_function("document.getElementById('sch-tlabel').textContent.startsWith('t = 0.500')")
+    flow = [c.strip() for c in page.locator("#sch-table tr[data-schedule=flow] td").all_text_contents()]
+    assert flow[1:4] == ["0.250", "50 %", "0.0 dB"], flow  # alpha-bar, signal %, SNR: as the Forward view says
+
+    # Quick checks: find each right answer by trying every option.
+    positions = []
+    for quiz in ("forward", "schedules", "reverse", "playground", "train"):
+        options = page.locator(f"[data-quiz={quiz}] label")
+        feedback = {}
+        for i in range(options.count()):
+            value = page.get_attribute(f"[data-quiz={quiz}] label >> nth={i} >> input", "value")
+            page.evaluate(f"document.querySelector('[data-quiz={quiz}] input[value={value}]').checked = true")
+            page.evaluate(f"document.querySelector('[data-quiz={quiz}] .check').click()")
+            feedback[i] = (page.text_content(f"[data-quiz={quiz}] .feedback"), options.nth(i).text_content().strip())
+        right = [i for i, (text, _) in feedback.items() if text.startswith("Right")]
+        assert len(right) == 1, (quiz, feedback)
+        positions.append(right[0])
+        right_label = feedback[right[0]][1]
+        wrongs = [text for i, (text, _) in feedback.items() if i != right[0]]
+        assert len(set(wrongs)) == len(wrongs), (quiz, wrongs)  # each wrong answer gets its own explanation
+        for text in wrongs:
+            assert text.startswith("Not quite.") and not _word(text, right_label), (quiz, text)
+    assert len(set(positions)) >= 3, positions
+
+    # The Reverse view at step 1: the network's x0-hat, and the clamp said as it is.
+    page.click("#tabs button[data-view=reverse]")
+    page.wait_for_selector("#rev-panels[data-frames]")
+    page.select_option("#rev-run", "spiral")
+    page.select_option("#rev-sampler", "ddim")
+    page.fill("#rev-steps", "10")
+    page.click("#rev-go")
+    page.wait_for_selector("#rev-panels[data-frames='10']")
+    page.evaluate("Reverse.show(0)")
+    first = page.evaluate("window.playground.rev.result.frames[0].clipped")
+    note = page.text_content("#rev-step-note")
+    assert note.startswith("Step 1:") and "as wide as the data" in note, note
+    assert f"clamps {int(100 * first + 0.5)} %" in note and "raw prediction" in note, note  # JavaScript's rounding
+    page.wait_for_function("document.getElementById('rev-status').textContent.includes('ready in')")  # the wait the learner had
+    assert "s on the server" in page.text_content("#rev-status")
+    _shot(page, tmp_path, "reverse-step1")
+    page.evaluate("Reverse.show(9)")
+    last = page.evaluate("window.playground.rev.result.frames[9]")
+    note = page.text_content("#rev-step-note")
+    assert note.startswith("Step 10:") and ("Nothing is clamped" in note) == (last["clipped"] == 0), note
+
+    # The tour: seven steps through the views, from noise to guided generation and training.
+    page.click("#tour-start")
+    page.wait_for_selector("#tour:not([hidden])")
+    seen = []
+    for _ in range(7):
+        page.wait_for_function("window.playground.tour !== null && window.playground.tour === Tour.index")
+        seen.append((page.evaluate("window.playground.view"), page.text_content("#tour-title")))
+        if seen[-1][1].startswith("6."):
+            assert "digits" in page.text_content("#tour-text")  # the conditional run on this machine
+            _shot(page, tmp_path, "tour")
+        assert page.locator(".tour-target").count() >= 1
+        page.click("#tour-next")
+    assert [v for v, _ in seen] == ["forward", "forward", "schedules", "reverse", "playground", "reverse", "train"]
+    page.wait_for_selector("#tour", state="hidden")
+    assert page.locator(".tour-target").count() == 0

@@ -330,3 +330,49 @@ def test_the_training_process_stops_at_a_checkpoint_when_its_server_is_killed(tm
     info = json.loads((runs / "orphan" / "run.json").read_text())
     assert info["status"] == "interrupted" and 20 <= info["step"] < 20000, info  # resumable where it stopped
     assert (runs / "orphan" / "checkpoint.safetensors").is_file()
+
+
+# --- what the page says ---------------------------------------------------------------------------
+def test_the_training_rate_counts_training_time_only():
+    """The Train view's rate fell from 76.6 to 35.2 steps/s while metrics were computed: it was
+    steps / (now - first report).  It is the child's own training time now."""
+    import time
+
+    from denoiselab.serve.jobs import Job
+
+    job = Job("0" * 12, "r", "spiral", 3000, status="finishing", step=3000)
+    job.started = time.time() - 60  # the first report came a minute ago ...
+    job.trained_at = time.time() - 20  # ... training ended 20 s ago, metrics are being computed
+    job.train_seconds, job.first_step = 39.98, 1  # the child's clock from step 1 to 3000
+    out = job.to_dict()
+    assert out["steps_per_s"] == round(2999 / 39.98, 1) and out["eta_s"] is None
+    assert 19 < out["finishing_s"] < 22
+
+
+def test_clamped_steps_carry_the_networks_own_prediction(runs):
+    """The Reverse view drew x0-hat after the sampler's clamp and eps-hat recomputed from it; the
+    network's own prediction comes with every step that was clamped, and the clamped share."""
+    from denoiselab.runs import load_run
+    from denoiselab.samplers.stepping import evaluate
+    from denoiselab.serve.payloads import decode_panel
+
+    with _client(runs) as c:
+        body = c.post("/api/runs/tiny/sample", json={"sampler": "ddim", "steps": 4, "n": 200, "seed": 2}).json()
+    bound = body["clip_x0"]
+    assert bound > 0
+    first = body["frames"][0]
+    assert first["clipped"] > 0.3 and "x0_net" in first  # an undertrained eps model at t = 1 lands far off
+    x0_net, x0 = decode_panel(first["x0_net"]), decode_panel(first["x0"])
+    assert np.abs(x0).max() <= bound * (1 + 1e-3) < np.abs(x0_net).max()
+    np.testing.assert_allclose(np.clip(x0_net, -bound, bound), x0, rtol=2**-10, atol=2e-3)  # the clamp is all that differs
+    # The network's own output, as the samplers read it, with the clamp off.
+    import torch
+
+    run = load_run(runs / "tiny", device="cpu")
+    x_t = torch.as_tensor(decode_panel(body["x_T"]), dtype=torch.float32)
+    with torch.inference_mode():
+        raw = evaluate(run.model_fn(), x_t, run.schedule, first["t"], prediction=run.config.model.prediction)
+    np.testing.assert_allclose(decode_panel(first["eps_net"]), raw.eps.numpy(), rtol=2e-3, atol=2e-3)
+    for f in body["frames"]:
+        share = float((np.abs(decode_panel(f["x0"])) >= bound * (1 - 1e-3)).any(axis=1).mean())
+        assert abs(f["clipped"] - share) < 0.02 and (("x0_net" in f) == (f["clipped"] > 0))

@@ -68,6 +68,11 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None  # first optimiser step
     finished: float | None = None
+    # The child's own clock: seconds spent in optimiser steps since ``first_step`` (not counting
+    # start-up, checkpoints between reports are included, metrics and figures are not).
+    train_seconds: float = 0.0
+    first_step: int = 0
+    trained_at: float | None = None  # when training ended (metrics and figures may follow)
     usable_after_s: float | None = None  # seconds from the request until the weights were usable
     cancel_requested: bool = False
 
@@ -75,8 +80,8 @@ class Job:
         now = time.time()
         elapsed = (self.finished or now) - self.created
         rate = None
-        if self.started is not None and self.step > 0:
-            rate = self.step / max(1e-6, (self.finished or now) - self.started)
+        if self.train_seconds > 0 and self.step > self.first_step:
+            rate = (self.step - self.first_step) / self.train_seconds  # training only: never metrics time
         eta = (self.steps - self.step) / rate if rate and self.status in ("starting", "running") else None
         out = {
             "id": self.id,
@@ -92,6 +97,8 @@ class Job:
             "steps_per_s": round(rate, 1) if rate else None,
             "eta_s": round(eta, 1) if eta is not None else None,
             "usable_after_s": self.usable_after_s,
+            "train_s": round(self.train_seconds, 2),
+            "finishing_s": round((self.finished or now) - self.trained_at, 1) if self.trained_at is not None else None,
             "message": self.message,
             "error": self.error,
             "cancel_requested": self.cancel_requested,
@@ -155,13 +162,17 @@ def _train_worker(run_dir: str, cfg, threads: int, finish: bool, reports, cancel
     threading.Thread(target=_watch_parent, args=(parent, orphaned, training), name="watch-server", daemon=True).start()
     pending: list[float] = []
     last = [time.monotonic(), 0]
+    clock: list = [None, 0]  # (monotonic time of the first step seen, its step number)
 
     def flush(step: int) -> None:
         if pending:
-            reports.put(("progress", step, list(pending)))
+            seconds = time.monotonic() - clock[0] if clock[0] is not None else 0.0
+            reports.put(("progress", step, {"losses": list(pending), "seconds": seconds, "first_step": clock[1]}))
             pending.clear()
 
     def on_step(step: int, loss: float) -> None:
+        if clock[0] is None:
+            clock[:] = [time.monotonic(), step]
         pending.append(float(loss))
         last[1] = step
         now = time.monotonic()
@@ -309,7 +320,8 @@ class JobManager:
             elif kind == "progress":
                 if job.started is None:
                     job.started = time.time()
-                job.losses.extend(payload)
+                job.losses.extend(payload["losses"])
+                job.train_seconds, job.first_step = payload["seconds"], payload["first_step"]
                 job.step = step
             elif kind == "log":
                 job.message = payload
@@ -319,6 +331,8 @@ class JobManager:
                 job.message = payload
                 if job.usable_after_s is None:
                     job.usable_after_s = round(time.time() - job.created, 2)
+                if job.trained_at is None:
+                    job.trained_at = time.time()
                 if kind == "trained":
                     job.finished = time.time()
             elif kind == "complete":

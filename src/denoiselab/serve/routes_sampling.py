@@ -21,8 +21,9 @@ import torch
 from fastapi import APIRouter, HTTPException
 from starlette.concurrency import run_in_threadpool
 
-from ..runs import SamplingError, class_labels, resolve_label, sample_points
+from ..runs import SamplingError, class_labels, guided_model_fn, resolve_label, sample_points
 from ..samplers import time_grid
+from ..samplers.stepping import evaluate
 from .gate import give_memory_back
 from .limits import (
     DEFAULT_SAMPLE_IMAGES,
@@ -145,6 +146,7 @@ def sampling_router(state: ServeState) -> APIRouter:
         alphas, sigmas = schedule.alpha_at(times).tolist(), schedule.sigma_at(times).tolist()
         snr_db = (20.0 * schedule.log_snr_at(times) / math.log(10.0)).tolist()  # 10 log10(alpha^2 / sigma^2)
         final = records[-1].x_next
+        clip = run.info.get("x0_bound") if sc.clip_x0 else None  # the box runs.sample_points clamps x0-hat to
         out = {
             "run": name,
             "kind": "image" if is_image else "points",
@@ -164,6 +166,7 @@ def sampling_router(state: ServeState) -> APIRouter:
             "grid_alphas": alphas,
             "grid_sigmas": sigmas,
             "grid_snr_db": [finite_or_none(v, 3) for v in snr_db],
+            "clip_x0": clip,
             "seconds": round(seconds, 3),
             "units": "pixels: -1 black, 1 white (x_t and the predicted noise have unit variance)" if is_image else "normalised (the units the model sees)",
             "x_T": panel(x_T),
@@ -178,6 +181,10 @@ def sampling_router(state: ServeState) -> APIRouter:
             out["labels"] = [names[int(c)] for c in sample_labels]  # the class of each sample, by name
             out["guidance_used"] = float(sc.guidance if req.guidance is None else req.guidance)
         if req.frames:
+            labels_used = None
+            if num_classes:
+                labels_used = np.asarray(req.labels, dtype=np.int64) if req.labels is not None else class_labels(run, n, label)
+            network = _network_predictions(run, records, clip, req.guidance, labels_used)
             out["frames"] = [
                 {
                     "index": r.index,
@@ -191,12 +198,43 @@ def sampling_router(state: ServeState) -> APIRouter:
                     "eps": frame_panel(r.eps),
                     "x0": frame_panel(r.x0),
                     "x_next": frame_panel(r.x_next),
+                    **network[i],
                 }
                 for i, r in enumerate(records)
             ]
         return json_response(out)
 
     return router
+
+
+def _network_predictions(run, records: list, clip: float | None, guidance: float | None, labels) -> list[dict]:
+    """Per frame: the share of x0-hat the sampler clamped to the box [-clip, clip], and where it
+    clamped anything, the network's own x0-hat and eps-hat before clamping ("x0_net", "eps_net").
+
+    The sampler's record holds x0-hat after the clamp and eps-hat recomputed from it (stepping.
+    evaluate), which is what it stepped with but not what the network said; so the steps that
+    were clamped are evaluated once more without the clamp, with the same model function
+    (guidance included), input and time.  Steps without clamping cost nothing extra.
+    """
+    out: list[dict] = []
+    model_fn = None
+    for r in records:
+        if clip is None:
+            out.append({"clipped": 0.0})
+            continue
+        # A point (or pixel) counts as clamped when any coordinate sits on the box's edge.
+        on_edge = r.x0.abs() >= clip * (1 - 1e-6)
+        share = float((on_edge.flatten(1).any(dim=1) if r.x0.ndim == 2 else on_edge).float().mean())
+        frame: dict = {"clipped": round(share, 4)}
+        if share > 0:
+            if model_fn is None:
+                model_fn = guided_model_fn(run, guidance) if run.num_classes else run.model_fn()
+            y = None if labels is None else torch.as_tensor(labels, device=r.x_t.device)
+            with torch.inference_mode():
+                raw = evaluate(model_fn, r.x_t, run.schedule, r.t, y=y, prediction=run.config.model.prediction)
+            frame.update(x0_net=frame_panel(raw.x0), eps_net=frame_panel(raw.eps))
+        out.append(frame)
+    return out
 
 
 def grid_position(t: float, T: int) -> int | float:

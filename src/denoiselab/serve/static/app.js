@@ -3,7 +3,7 @@
  * Every number and picture comes from the server's JSON API (app.py), which runs denoiselab's
  * schedules, forward process, samplers and trained runs.  This module puts the page together:
  * one module per view (view-*.js), the runs and jobs they share (runs.js), the tabs (tabs.js)
- * and the quick checks (quiz.js), over the server calls (api.js), canvas drawing (plot.js), the
+ * the quick checks (quiz.js) and the guided tour (tour.js), over the server calls (api.js), canvas drawing (plot.js), the
  * forward process (noising.js) and shared controls (controls.js).
  */
 
@@ -12,6 +12,7 @@ import { escapeHtml } from "./controls.js";
 import { initQuizzes } from "./quiz.js";
 import { Jobs, Runs } from "./runs.js";
 import { initTabs, showView } from "./tabs.js";
+import { Tour } from "./tour.js";
 import { Forward } from "./view-forward.js";
 import { Playground } from "./view-playground.js";
 import { Reverse } from "./view-reverse.js";
@@ -19,7 +20,7 @@ import { Schedules } from "./view-schedules.js";
 import { Train } from "./view-train.js";
 
 // For the browser tests and the curious, beside window.playground (the state).
-Object.assign(window, { Forward, Schedules, Reverse, Playground, Train, Runs, Jobs });
+Object.assign(window, { Forward, Schedules, Reverse, Playground, Train, Runs, Jobs, Tour });
 
 async function main() {
   try {
@@ -33,6 +34,7 @@ async function main() {
   Reverse.init();
   Playground.init();
   Train.init();
+  Tour.init();
   await Promise.all([Forward.init(), Schedules.init(), Runs.refresh(), Jobs.attach()]);
   showView((location.hash || "#forward").slice(1));
   document.body.dataset.ready = "1";

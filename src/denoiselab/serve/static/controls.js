@@ -39,3 +39,42 @@ export function fillDataSelect(sel, info, value) {
   group("Digits (8 × 8)", info.image_sets.filter((n) => n === "digits").map((n) => [n, "handwritten digits"]));
   if (value) sel.value = value;
 }
+
+/** A number input's value, checked against its own min, max and step: out of range or not a whole
+ * number, it is said beside the field ("must be 1 to 250; got 0") and null comes back, instead of
+ * a silent change to some other value. */
+export function fieldValue(id) {
+  const el = document.getElementById(id);
+  const raw = el.value.trim(), v = Number(raw);
+  const lo = el.min !== "" ? Number(el.min) : -Infinity, hi = el.max !== "" ? Number(el.max) : Infinity;
+  const whole = !el.step || el.step === "any" ? true : Number.isInteger(Number(el.step));
+  let msg = "";
+  if (raw === "" || !Number.isFinite(v)) msg = "enter a number";
+  else if (whole && !Number.isInteger(v)) msg = "must be a whole number";
+  else if (v < lo || v > hi) msg = `must be ${lo} to ${hi}; got ${raw}`;
+  setFieldMessage(el, msg);
+  return msg ? null : v;
+}
+
+/** Show ``msg`` beside input ``el`` (or clear it). */
+export function setFieldMessage(el, msg) {
+  let note = el.parentElement.querySelector(".field-msg");
+  if (!note) {
+    note = document.createElement("span");
+    note.className = "field-msg";
+    note.setAttribute("role", "alert");
+    el.insertAdjacentElement("afterend", note);
+  }
+  note.textContent = msg;
+  el.classList.toggle("invalid", Boolean(msg));
+}
+
+/** A server error that names a field this view has ("seed: ..." and #rev-seed): said beside that
+ * field; true when it was. */
+export function fieldError(prefix, err) {
+  const m = /^([A-Za-z_]+): (.*)$/s.exec((err && err.message) || "");
+  const el = m && document.getElementById(`${prefix}-${m[1]}`);
+  if (!el || el.tagName !== "INPUT") return false;
+  setFieldMessage(el, m[2]);
+  return true;
+}

@@ -14,4 +14,8 @@ export function combine(x0, eps, a, s) {
   }
   return { kind: "points", points: pts };
 }
+/** The data's share of the power of x_t = a x0 + s eps (unit-variance data): a^2 / (a^2 + s^2) =
+ * SNR / (1 + SNR), with SNR = a^2 / s^2 as the server's snr_db.  For the variance-preserving
+ * schedules it is alpha-bar; on the flow path (a = 1 - t, s = t) it is not (0.5 at t = 0.5, where
+ * alpha-bar = a^2 = 0.25).  The Forward view's signal % and the Schedules table both use it. */
 export function signalShare(a, s) { return a * a + s * s > 0 ? (a * a) / (a * a + s * s) : 0; }

@@ -6,7 +6,7 @@ export const COLORS = {
   ink: "#1d2330", muted: "#5b6475", grid: "#eceef3", axis: "#b8bfcc",
 };
 export const SCHEDULE_COLORS = { linear: "#1f77b4", cosine: "#ff7f0e", quadratic: "#2ca02c", sigmoid: "#9467bd", flow: "#8c564b" };
-const BOX = 3.5; // point panels show [-BOX, BOX]^2 in normalised units
+export const BOX = 3.5; // point panels show [-BOX, BOX]^2 in normalised units
 
 export function mixColor(a, b, w) { // w = 1 -> a, w = 0 -> b
   const pa = [1, 3, 5].map((i) => parseInt(a.slice(i, i + 2), 16));
@@ -41,11 +41,15 @@ function drawPoints(canvas, layers, opts = {}) {
   const { ctx, w, h } = prep(canvas);
   const pad = 18, size = Math.min(w, h) - 2 * pad;
   const ox = (w - size) / 2, oy = (h - size) / 2;
-  const sx = (x) => ox + ((x + BOX) / (2 * BOX)) * size;
-  const sy = (y) => oy + size - ((y + BOX) / (2 * BOX)) * size;
+  // opts.extent: a wider square [-extent, extent]^2 (a zoomed-out panel), grid lines at a round step.
+  const E = opts.extent && opts.extent > BOX ? opts.extent : BOX;
+  const step = E === BOX ? 1 : niceTicks(0, E, 3)[1] || E;
+  const edge = E === BOX ? 3 : step * Math.floor(E / step);
+  const sx = (x) => ox + ((x + E) / (2 * E)) * size;
+  const sy = (y) => oy + size - ((y + E) / (2 * E)) * size;
   ctx.strokeStyle = COLORS.grid;
   ctx.lineWidth = 1;
-  for (let g = -3; g <= 3; g++) {
+  for (let g = -edge; g <= edge + 1e-9; g += step) {
     ctx.beginPath(); ctx.moveTo(sx(g), oy); ctx.lineTo(sx(g), oy + size); ctx.stroke();
     ctx.beginPath(); ctx.moveTo(ox, sy(g)); ctx.lineTo(ox + size, sy(g)); ctx.stroke();
   }
@@ -54,9 +58,10 @@ function drawPoints(canvas, layers, opts = {}) {
   ctx.fillStyle = COLORS.muted;
   ctx.font = "10px DejaVu Sans, sans-serif";
   ctx.textAlign = "center";
-  for (const g of [-3, 0, 3]) ctx.fillText(String(g).replace("-", "−"), sx(g), oy + size + 12);
+  for (const g of [-edge, 0, edge]) ctx.fillText(String(g).replace("-", "−"), sx(g), oy + size + 12);
   ctx.textAlign = "right";
-  for (const g of [-3, 0, 3]) ctx.fillText(String(g).replace("-", "−"), ox - 3, sy(g) + 3);
+  if (E === BOX) for (const g of [-edge, 0, edge]) ctx.fillText(String(g).replace("-", "−"), ox - 3, sy(g) + 3);
+  else { ctx.textAlign = "left"; ctx.fillText(String(edge), ox + 3, sy(edge) + 11); } // zoomed: the scale inside the square
   ctx.save();
   ctx.beginPath(); ctx.rect(ox, oy, size, size); ctx.clip();
   for (const layer of layers) {
@@ -70,6 +75,13 @@ function drawPoints(canvas, layers, opts = {}) {
       const x = p[0], y = p.length > 1 ? p[1] : jitter(i) * 0.6;
       ctx.fillRect(sx(x) - r / 2, sy(y) - r / 2, r, r);
     }
+  }
+  if (opts.box) { // a dashed square [-box, box]^2: e.g. the box the sampler clamps x0-hat to
+    ctx.globalAlpha = 1;
+    ctx.strokeStyle = COLORS.ink;
+    ctx.setLineDash([4, 3]);
+    ctx.strokeRect(sx(-opts.box), sy(opts.box), sx(opts.box) - sx(-opts.box), sy(-opts.box) - sy(opts.box));
+    ctx.setLineDash([]);
   }
   ctx.restore();
   ctx.globalAlpha = 1;

@@ -3,11 +3,11 @@
  * does: x_k = alpha_k x0 + sigma_k eps. */
 
 import { $, api, showError, state } from "./api.js";
-import { fillDataSelect, fillSelect, snrText } from "./controls.js";
+import { fieldValue, fillDataSelect, fillSelect, snrText } from "./controls.js";
 import { combine, signalShare } from "./noising.js";
 import { COLORS, SCHEDULE_COLORS, drawPanel, lineChart, mixColor } from "./plot.js";
+import { sharePct as pct } from "./view-schedules.js";
 
-function pct(v) { return (100 * v).toFixed(v > 0.995 || v < 0.005 ? 1 : 0) + " %"; }
 
 export const Forward = {
   token: 0,
@@ -25,7 +25,9 @@ export const Forward = {
     const slider = $("fwd-t");
     const frac = +slider.value / (+slider.max || 1);
     try {
-      const body = { data: $("fwd-data").value, schedule: $("fwd-schedule").value, T, seed: Math.max(0, +$("fwd-seed").value || 0), n: 1000, images: 4, size: 16 };
+      const seed = fieldValue("fwd-seed");
+      if (seed === null) return; // said beside the field
+      const body = { data: $("fwd-data").value, schedule: $("fwd-schedule").value, T, seed, n: 1000, images: 4, size: 16 };
       const res = await api("/api/forward", body);
       if (token !== this.token) return;
       state.fwd = res;

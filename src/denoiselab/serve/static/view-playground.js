@@ -2,7 +2,7 @@
  * on the sampler's grid with the very noise x_T the reverse process then starts from. */
 
 import { $, api, showError, state } from "./api.js";
-import { fillSelect, fmtDb } from "./controls.js";
+import { fieldValue, fillSelect, fmtDb } from "./controls.js";
 import { combine, signalShare } from "./noising.js";
 import { COLORS, drawPanel, lineChart, mixColor } from "./plot.js";
 import { Reverse } from "./view-reverse.js";
@@ -37,7 +37,8 @@ export const Playground = {
       const detail = await api(`/api/runs/${encodeURIComponent(name)}`);
       if (!detail.data_preview) throw new Error("this run has no training data to animate");
       const image = detail.data_preview.kind === "image";
-      const steps = Math.max(2, Math.min(250, +$("pg-steps").value || 50));
+      const steps = fieldValue("pg-steps");
+      if (steps === null) return; // said beside the field
       let x0, body = { sampler: $("pg-sampler").value, steps, seed: 0, frames: true };
       if (image) {
         // As many of the preview images as the response cap allows at this many steps; each is

@@ -3,10 +3,11 @@
  * model first (/api/default-run). */
 
 import { $, api, showError, state } from "./api.js";
-import { fillSelect, fmtDb } from "./controls.js";
-import { COLORS, drawPanel, lineChart } from "./plot.js";
+import { fieldError, fieldValue, fillSelect, fmtDb } from "./controls.js";
+import { BOX, COLORS, drawPanel, lineChart } from "./plot.js";
 import { Jobs, Runs } from "./runs.js";
 import { Playground } from "./view-playground.js";
+import { stepNote, zoomExtent } from "./reverse-notes.js";
 
 export const Reverse = {
   frame: 0,
@@ -83,7 +84,7 @@ export const Reverse = {
     n.max = image ? caps.sample_images : caps.frame_points;
     if (kind !== before) n.value = image ? 16 : 600;
     $("rev-image-note").hidden = !image;
-    $("rev-x0-caption").innerHTML = image ? "predicted clean x̂<sub>0</sub>" : "predicted clean x̂<sub>0</sub> (faint blue: data)";
+    $("rev-x0-caption").innerHTML = image ? "the network's predicted clean x̂<sub>0</sub>" : "the network's x̂<sub>0</sub> (blue: data; dashed: clamp box)";
     $("rev-final-caption").innerHTML = image ? "final samples x<sub>0</sub> (the class of each under it)" : "final samples (orange) over the training data (blue)";
   },
   async run() {
@@ -91,19 +92,17 @@ export const Reverse = {
     if (!name) { await this.ensureRun(); return; }
     if (!state.rev.detail || state.rev.detail.name !== name) await this.selectRun(name);
     const detail = state.rev.detail;
-    const body = {
-      sampler: $("rev-sampler").value,
-      steps: +$("rev-steps").value,
-      n: +$("rev-n").value,
-      seed: Math.max(0, +$("rev-seed").value || 0),
-      frames: true,
-    };
+    const steps = fieldValue("rev-steps"), n = fieldValue("rev-n"), seed = fieldValue("rev-seed");
+    const guidance = detail && detail.num_classes > 0 ? fieldValue("rev-guidance") : 0;
+    if (steps === null || n === null || seed === null || guidance === null) return; // said beside the field
+    const body = { sampler: $("rev-sampler").value, steps, n, seed, frames: true };
     if (detail && detail.num_classes > 0) {
       if ($("rev-label").value !== "") body.label = detail.class_names[+$("rev-label").value]; // by name
-      body.guidance = +$("rev-guidance").value;
+      body.guidance = guidance;
     }
     $("rev-go").disabled = true;
     $("rev-status").textContent = "running the reverse process…";
+    const asked = performance.now();
     try {
       const res = await api(`/api/runs/${encodeURIComponent(name)}/sample`, body);
       state.rev.result = res;
@@ -123,11 +122,14 @@ export const Reverse = {
       const what = res.kind === "image" ? `${res.n} images` : `${res.n} points`;
       const cls = res.label_name !== null && res.label_name !== undefined ? `, class ${res.label_name}` : res.labels ? ", every class" : "";
       const guided = res.guidance_used !== undefined ? `, guidance ${res.guidance_used}` : "";
-      $("rev-status").textContent = `${res.sampler}, ${res.steps} steps, ${what}${cls}${guided}, seed ${res.seed}: computed in ${res.seconds.toFixed(2)} s. Scrub the timeline or press Play.`;
       showError("rev-error", null);
       this.show(0);
+      // The wait the learner had (request, sampling, reply, decoding, drawing), and the sampling part of it.
+      const waited = (performance.now() - asked) / 1000;
+      $("rev-status").textContent = `${res.sampler}, ${res.steps} steps, ${what}${cls}${guided}, seed ${res.seed}: ready in ${waited.toFixed(2)} s ` +
+        `(sampling ${res.seconds.toFixed(2)} s on the server; the rest is sending ${res.frames.length} steps × 4 panels and drawing). Scrub the timeline or press Play.`;
     } catch (err) {
-      showError("rev-error", err);
+      if (!fieldError("rev", err)) showError("rev-error", err);
       $("rev-status").textContent = "";
     } finally { $("rev-go").disabled = false; }
   },
@@ -141,8 +143,13 @@ export const Reverse = {
     const detail = state.rev.detail;
     const bg = detail && detail.data_preview && detail.data_preview.kind === "points" ? [{ pts: detail.data_preview.points, color: COLORS.data, alpha: 0.12, r: 2 }] : [];
     drawPanel($("rev-xt"), f.x_t, { color: COLORS.sample, alpha: 0.6 });
-    drawPanel($("rev-eps"), f.eps, { color: COLORS.noise, alpha: 0.6 });
-    drawPanel($("rev-x0"), f.x0, { color: COLORS.estimate, alpha: 0.6, background: bg });
+    // What the network predicts (before the sampler's clamp, where it clamped), and the clamp's box.
+    const x0 = f.x0_net || f.x0, eps = f.eps_net || f.eps;
+    drawPanel($("rev-eps"), eps, { color: COLORS.noise, alpha: 0.6 });
+    const extent = zoomExtent(x0);
+    drawPanel($("rev-x0"), x0, { color: COLORS.estimate, alpha: 0.6, background: bg, box: res.kind === "points" ? res.clip_x0 : null,
+      extent, label: extent > BOX ? `zoomed out: ±${extent}` : undefined });
+    $("rev-step-note").textContent = `Step ${i + 1}: ` + stepNote(res, f, x0, detail && detail.data_preview, extent);
     drawPanel($("rev-next"), f.x_next, { color: COLORS.sample, alpha: 0.65, background: bg });
     const last = res.frames[res.frames.length - 1];
     drawPanel($("rev-final"), last.x_next, { color: COLORS.sample, alpha: 0.7, background: bg, labels: res.kind === "image" ? res.labels : undefined });

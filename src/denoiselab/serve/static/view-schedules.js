@@ -8,6 +8,9 @@ import { COLORS, SCHEDULE_COLORS, drawPanel, lineChart, mixColor } from "./plot.
 
 const NOISE_FLOOR_DB = -20;
 
+/** The Forward view's signal % (noising.signalShare: alpha^2 / (alpha^2 + sigma^2)), the same words and rounding. */
+export function sharePct(v) { return (100 * v).toFixed(v > 0.995 || v < 0.005 ? 1 : 0) + " %"; }
+
 function fmtAb(v) {
   if (v === 0) return "0";
   return v >= 0.01 ? v.toFixed(3) : v.toExponential(1);
@@ -57,7 +60,7 @@ export const Schedules = {
     const xs = curves.schedules[0].alpha_bars.map((_, i) => i / T);
     const series = (key) => curves.schedules.map((s) => ({ xs, ys: s[key], color: SCHEDULE_COLORS[s.name], label: s.name }));
     lineChart($("sch-alphabar"), series("alpha_bars"), {
-      xMin: 0, xMax: 1, yMin: 0, yMax: 1, marker: t, xLabel: "t = k / T", yLabel: "ᾱ (signal kept)",
+      xMin: 0, xMax: 1, yMin: 0, yMax: 1, marker: t, xLabel: "t = k / T", yLabel: "ᾱ = α²",
       dots: curves.schedules.map((s) => ({ x: t, y: s.alpha_bars[k], color: SCHEDULE_COLORS[s.name] })),
     });
     lineChart($("sch-snr"), series("snr_db"), {
@@ -73,7 +76,7 @@ export const Schedules = {
       const endDb = s.terminal_snr_db === null ? "−∞ dB" : fmtDb(s.terminal_snr_db);
       const ok = s.terminal_snr_db === null || s.terminal_snr_db <= NOISE_FLOOR_DB;
       tr.innerHTML = `<td><span class="swatch" style="background:${SCHEDULE_COLORS[s.name]}"></span>${s.name}</td>` +
-        `<td>${fmtAb(s.alpha_bars[k])}</td><td>${snrText(s.snr_db[k], k, T, s.alphas[k])}</td>` +
+        `<td>${fmtAb(s.alpha_bars[k])}</td><td>${sharePct(signalShare(s.alphas[k], s.sigmas[k]))}</td><td>${snrText(s.snr_db[k], k, T, s.alphas[k])}</td>` +
         `<td>${fmtAb(s.terminal_alpha_bar)}</td><td title="${ok ? "ends in noise" : "x_T still carries data"}">${endDb} ${ok ? "✓" : "⚠"}</td>`;
       body.appendChild(tr);
     }

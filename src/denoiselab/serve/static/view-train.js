@@ -2,7 +2,7 @@
  * every run on the machine. */
 
 import { $, api, showError, state } from "./api.js";
-import { escapeHtml, fillSelect } from "./controls.js";
+import { escapeHtml, fieldError, fieldValue, fillSelect } from "./controls.js";
 import { lineChart } from "./plot.js";
 import { Jobs, Runs } from "./runs.js";
 import { showView } from "./tabs.js";
@@ -62,7 +62,9 @@ export const Train = {
   },
   async start() {
     const choice = $("tr-data").value;
-    const body = { data: choice.startsWith("classes:") ? "spiral" : choice, steps: +$("tr-steps").value, schedule: $("tr-schedule").value, seed: Math.max(0, +$("tr-seed").value || 0) };
+    const steps = fieldValue("tr-steps"), seed = fieldValue("tr-seed");
+    if (steps === null || seed === null) return; // said beside the field
+    const body = { data: choice.startsWith("classes:") ? "spiral" : choice, steps, schedule: $("tr-schedule").value, seed };
     if (choice.startsWith("classes:")) body.classes = choice.slice(8).split(",");
     const name = $("tr-name").value.trim();
     if (name) body.name = name;
@@ -71,7 +73,7 @@ export const Train = {
       showError("tr-error", null);
       Jobs.watch(job);
       Runs.refresh();
-    } catch (err) { showError("tr-error", err); }
+    } catch (err) { if (!fieldError("tr", err)) showError("tr-error", err); }
   },
   async cancel() {
     const j = Jobs.current;
@@ -84,10 +86,14 @@ export const Train = {
     $("tr-cancel").disabled = !running || job.cancel_requested;
     $("tr-start").disabled = job.active;
     $("tr-progress").style.width = (100 * job.progress).toFixed(1) + "%";
+    // The rate is the training process's own (optimiser steps over the time spent in them), so it
+    // does not fall while metrics and figures are drawn; what follows training is said as such.
     const rate = job.steps_per_s ? ` · ${job.steps_per_s} steps/s` : "";
-    const eta = job.eta_s !== null && job.eta_s !== undefined ? ` · about ${Math.ceil(job.eta_s)} s left` : "";
+    const eta = job.eta_s !== null && job.eta_s !== undefined ? ` · training ends in about ${Math.ceil(job.eta_s)} s` : "";
     const usable = job.usable_after_s ? ` · usable after ${job.usable_after_s.toFixed(1)} s` : "";
-    let text = `${job.run}: ${job.status} · step ${job.step} / ${job.steps}${rate}${eta}${usable}`;
+    const finishing = job.status === "finishing" && job.finishing_s !== null && job.finishing_s !== undefined
+      ? ` · the model is usable now; computing metrics and figures for ${job.finishing_s.toFixed(0)} s so far` : "";
+    let text = `${job.run}: ${job.status} · step ${job.step} / ${job.steps}${rate}${eta}${usable}${finishing}`;
     if (job.status === "failed") text += ` · ${job.error}`;
     else if (job.message && !job.active) text += ` · ${job.message}`;
     $("tr-status").textContent = text;
