@@ -14,10 +14,15 @@ small trained spiral run), then:
 It prints one table (idle against load side by side) and the targets of issue 16 with PASS/FAIL:
 health p95 < 100 ms under load, 503 answered within 1 s, RSS within 500 MB of idle during load and
 within 100 MB of it afterwards, every answered request identical to the same request alone.
-Bounded: --clients <= 100, --rounds <= 10, and the whole run stops after --max-seconds.
+``--before SRC`` first runs the same measurement against the package in SRC (e.g. the source
+before issue 16, extracted with ``git archive``) and prints both side by side.  Bounded:
+--clients <= 100, --rounds <= 10, health probes time out after 30 s, and each measurement stops
+starting rounds after --max-seconds.
 
     python benchmarks/serve_load.py                       # 50 clients, 3 rounds: about a minute
     python benchmarks/serve_load.py --clients 8 --rounds 1   # smoke run
+    mkdir -p /tmp/before && git archive fdc4cdd src | tar -x -C /tmp/before
+    python benchmarks/serve_load.py --rounds 1 --before /tmp/before/src   # + the code before, ~4 min
 """
 
 from __future__ import annotations
@@ -69,10 +74,14 @@ def post(url: str, body: dict, timeout: float = 120.0) -> tuple:
         return e.code, e.headers, json.loads(e.read() or b"{}"), time.perf_counter() - t0
 
 
-def get_s(url: str) -> float:
+def get_s(url: str, timeout: float = 30.0) -> float:
+    """Seconds until ``url`` answered; a probe that times out counts as ``timeout`` seconds."""
     t0 = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=30) as r:
-        r.read()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            r.read()
+    except TimeoutError:
+        return timeout
     return time.perf_counter() - t0
 
 
@@ -88,8 +97,10 @@ def train_run(runs: Path, steps: int) -> None:
     train(cfg, runs / "spiral", progress=False, log=lambda *_: None)
 
 
-def start_server(runs: Path, port: int) -> subprocess.Popen:
+def start_server(runs: Path, port: int, src: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if src is not None:
+        env["PYTHONPATH"] = src
     code = (
         "import argparse, sys\n"
         "from denoiselab.serve import add_serve_arguments, run_serve\n"
@@ -170,27 +181,17 @@ def one_round(base: str, pid: int, clients: int, refs: dict) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--clients", type=int, default=50, help="heavy requests at once (default 50, at most 100)")
-    p.add_argument("--rounds", type=int, default=3, help="load rounds (default 3, at most 10)")
-    p.add_argument("--train-steps", type=int, default=300, help="training steps of the served run (default 300)")
-    p.add_argument("--settle", type=float, default=3.0, help="seconds after the load before the last RSS reading")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long (default 600)")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    args = p.parse_args(argv)
-    if not 1 <= args.clients <= 100 or not 1 <= args.rounds <= 10:
-        p.error("--clients must be 1..100 and --rounds 1..10")
+def measure(args, src: str | None) -> dict:
+    """One server (the package in ``src``, or this one), idle, references, load rounds, after."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         runs = Path(tmp) / "runs"
         train_run(runs, args.train_steps)
         port = free_port()
         base = f"http://{HOST}:{port}"
-        proc = start_server(runs, port)
+        proc = start_server(runs, port, src)
         try:
-            refs = {}
-            alone_s = []
+            refs, alone_s = {}, []
             for seed in SEEDS:
                 status, _, body, seconds = post(f"{base}/api/runs/spiral/sample", {**HEAVY, "seed": seed})
                 assert status == 200, body
@@ -216,39 +217,68 @@ def main(argv=None) -> int:
     load_health = [h for r in rounds for h in r["health"]]
     ok = sum(r["ok"] for r in rounds)
     correct = sum(r["ok_correct"] for r in rounds)
-    busy = sum(r["busy"] for r in rounds)
-    other = [s for r in rounds for s in r["other"]]
-    peak = max(r["rss_peak"] for r in rounds)
+    other = [c for r in rounds for c in r["other"]]
     busy_max = max(r["busy_max_s"] for r in rounds)
-    ms = lambda v: f"{1000 * v:.1f} ms"  # noqa: E731
-    print(f"server: denoiselab serve on {HOST}, torch threads as run_serve sets them; {os.cpu_count()} CPU cores")
-    print(f"heavy request: {json.dumps(HEAVY)} (seeds {SEEDS[0]}..{SEEDS[-1]} in turn); alone: median {statistics.median(alone_s):.2f} s")
-    print(f"load: {len(rounds)} round(s) of {args.clients} requests at once\n")
-    print("| | idle | under load |")
-    print("|---|---|---|")
-    print(f"| /api/health p50 | {ms(pct(idle_health, 0.5))} | {ms(pct(load_health, 0.5))} |")
-    print(f"| /api/health p95 | {ms(pct(idle_health, 0.95))} | {ms(pct(load_health, 0.95))} |")
-    print(f"| /api/health max | {ms(max(idle_health))} | {ms(max(load_health))} |")
-    print(f"| server RSS | {idle_rss:.0f} MB | peak {peak:.0f} MB; {after_rss:.0f} MB {args.settle:g} s after |")
-    print(f"| answered 200 | | {ok} ({correct} identical to the request alone), median {statistics.median(r['ok_median_s'] for r in rounds):.2f} s |")
-    print(f"| answered 503 | | {busy}, slowest after {busy_max:.3f} s, Retry-After on all: {all(r['busy_retry_after'] for r in rounds)} |")
-    print(f"| other answers | | {other or 'none'} |")
+    retry = all(r["busy_retry_after"] for r in rounds)
+    peak = max(r["rss_peak"] for r in rounds)
     checks = [
         ("health p95 < 100 ms under load", pct(load_health, 0.95) < 0.1),
-        ("503 within 1 s, with Retry-After", busy_max < 1.0 and all(r["busy_retry_after"] for r in rounds)),
+        ("503 within 1 s, with Retry-After", busy_max < 1.0 and retry),
         ("RSS within 500 MB of idle during load", peak - idle_rss < 500),
         ("RSS within 100 MB of idle afterwards", after_rss - idle_rss < 100),
         ("every answered request identical to the same request alone", ok == correct and not other),
     ]
-    print()
-    for what, passed in checks:
-        print(f"{'PASS' if passed else 'FAIL'}  {what}")
+    return {
+        "src": src or "this checkout", "rounds": rounds, "alone_s": alone_s, "idle_rss": idle_rss, "after_rss": after_rss,
+        "peak_rss": peak, "idle_health": idle_health, "load_health": load_health, "ok": ok, "correct": correct,
+        "busy": sum(r["busy"] for r in rounds), "busy_max": busy_max, "retry": retry, "other": other,
+        "ok_median": statistics.median(r["ok_median_s"] for r in rounds), "checks": checks,
+    }  # fmt: skip
+
+
+def report(results: list[dict], args) -> None:
+    ms = lambda v: f"{1000 * v:.1f} ms"  # noqa: E731
+    print(f"server: denoiselab serve on {HOST}, torch threads as run_serve sets them; {os.cpu_count()} CPU cores")
+    print(f"heavy request: {json.dumps(HEAVY)} (seeds {SEEDS[0]}..{SEEDS[-1]} in turn)")
+    print(f"load: {args.rounds} round(s) of {args.clients} requests at once; health probed every 20 ms (30 s timeout)\n")
+    print("| | " + " | ".join(r["src"] for r in results) + " |")
+    print("|---|" + "---|" * len(results))
+    rows = [
+        ("heavy request alone (median)", lambda r: f"{statistics.median(r['alone_s']):.2f} s"),
+        ("/api/health p50 idle / load", lambda r: f"{ms(pct(r['idle_health'], 0.5))} / {ms(pct(r['load_health'], 0.5))}"),
+        ("/api/health p95 idle / load", lambda r: f"{ms(pct(r['idle_health'], 0.95))} / {ms(pct(r['load_health'], 0.95))}"),
+        ("/api/health max under load", lambda r: ms(max(r["load_health"]))),
+        ("server RSS idle / peak / after", lambda r: f"{r['idle_rss']:.0f} / {r['peak_rss']:.0f} / {r['after_rss']:.0f} MB"),
+        ("answered 200 (identical to alone)", lambda r: f"{r['ok']} ({r['correct']}), median {r['ok_median']:.2f} s"),
+        ("answered 503: count, slowest", lambda r: f"{r['busy']}, {r['busy_max']:.3f} s"),
+        ("Retry-After on every 503", lambda r: str(r["retry"])),
+        ("other answers", lambda r: str(r["other"] or "none")),
+    ]
+    for name, cell in rows:
+        print(f"| {name} | " + " | ".join(cell(r) for r in results) + " |")
+    for r in results:
+        print(f"\n{r['src']}:")
+        for what, passed in r["checks"]:
+            print(f"{'PASS' if passed else 'FAIL'}  {what}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", type=int, default=50, help="heavy requests at once (default 50, at most 100)")
+    p.add_argument("--rounds", type=int, default=3, help="load rounds (default 3, at most 10)")
+    p.add_argument("--train-steps", type=int, default=300, help="training steps of the served run (default 300)")
+    p.add_argument("--settle", type=float, default=3.0, help="seconds after the load before the last RSS reading")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="start no new round after this long (default 600)")
+    p.add_argument("--before", metavar="SRC", help="first measure the package in SRC (a src/ folder) the same way")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = p.parse_args(argv)
+    if not 1 <= args.clients <= 100 or not 1 <= args.rounds <= 10:
+        p.error("--clients must be 1..100 and --rounds 1..10")
+    results = ([measure(args, args.before)] if args.before else []) + [measure(args, None)]
+    report(results, args)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "clients": args.clients, "rounds": rounds, "idle_rss_mb": idle_rss, "after_rss_mb": after_rss,
-            "idle_health_s": idle_health, "alone_s": alone_s, "checks": dict(checks),
-        }, indent=1))  # fmt: skip
-    return 0 if all(passed for _, passed in checks) else 1
+        Path(args.json).write_text(json.dumps([{k: v for k, v in r.items()} for r in results], indent=1, default=str))
+    return 0 if all(passed for _, passed in results[-1]["checks"]) else 1
 
 
 if __name__ == "__main__":

@@ -401,12 +401,14 @@ def test_what_the_page_teaches_agrees_with_itself(page, server, tmp_path):
     page.wait_for_function("document.getElementById('fwd-tlabel').textContent.includes('k = 500')")
     assert page.text_content("#fwd-signal") == "50 %" and page.text_content("#fwd-snr") == "0.0 dB"
     assert "SNR(t) = αt² / σt²" in page.text_content("#fwd-snr-formula")
+    _shot(page, tmp_path, "forward-flow")
     page.click("#tabs button[data-view=schedules]")
     page.wait_for_selector("#sch-table tbody tr[data-schedule=flow]")
     page.fill("#sch-t", "0.5")
     page.wait_for_function("document.getElementById('sch-tlabel').textContent.startsWith('t = 0.500')")
     flow = [c.strip() for c in page.locator("#sch-table tr[data-schedule=flow] td").all_text_contents()]
     assert flow[1:4] == ["0.250", "50 %", "0.0 dB"], flow  # alpha-bar, signal %, SNR: as the Forward view says
+    _shot(page, tmp_path, "schedules-flow")
 
     # Quick checks: find each right answer by trying every option.
     positions = []

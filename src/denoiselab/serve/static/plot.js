@@ -60,8 +60,7 @@ function drawPoints(canvas, layers, opts = {}) {
   ctx.textAlign = "center";
   for (const g of [-edge, 0, edge]) ctx.fillText(String(g).replace("-", "−"), sx(g), oy + size + 12);
   ctx.textAlign = "right";
-  if (E === BOX) for (const g of [-edge, 0, edge]) ctx.fillText(String(g).replace("-", "−"), ox - 3, sy(g) + 3);
-  else { ctx.textAlign = "left"; ctx.fillText(String(edge), ox + 3, sy(edge) + 11); } // zoomed: the scale inside the square
+  if (E === BOX) for (const g of [-edge, 0, edge]) ctx.fillText(String(g).replace("-", "−"), ox - 3, sy(g) + 3); // zoomed: the x ticks and opts.label say the scale
   ctx.save();
   ctx.beginPath(); ctx.rect(ox, oy, size, size); ctx.clip();
   for (const layer of layers) {

@@ -21,12 +21,13 @@ export function spreadText(x0, data) {
   return `The network's x̂₀ is about as spread as the data (${ratio.toFixed(2)}×) and takes on its shape.`;
 }
 
-/** The half-width of a square that shows 98 % of the points: BOX (the other panels' square), or a
- * round number above it when the network's x0-hat lies far outside (the panel then zooms out). */
+/** The half-width of a square that shows 95 % of the points: BOX (the other panels' square), or a
+ * round number above it when more than 5 % of the network's x0-hat lies outside (the panel then
+ * zooms out; a few stray points are counted in the note instead). */
 export function zoomExtent(panel) {
   if (!panel || panel.kind !== "points" || !panel.points.length) return BOX;
   const far = panel.points.map((p) => Math.max(Math.abs(p[0]), p.length > 1 ? Math.abs(p[1]) : 0)).sort((a, b) => a - b);
-  const q = far[Math.floor(0.98 * (far.length - 1))] * 1.1;
+  const q = far[Math.floor(0.95 * (far.length - 1))] * 1.1;
   if (q <= BOX) return BOX;
   const mag = 10 ** Math.floor(Math.log10(q));
   return [1, 2, 2.5, 5, 10].map((m) => m * mag).find((v) => v >= q);
@@ -54,7 +55,7 @@ export function stepNote(res, frame, x0, data, extent = BOX) {
   const parts = [spreadText(x0, data)];
   if (extent > BOX) parts.push(`Its panel is zoomed out to ±${extent} to show them (the other panels show ±${BOX}).`);
   const beyond = beyondPanel(x0, extent);
-  if (beyond > 0) parts.push(`${pct(beyond)} of its points lie beyond even that edge.`);
+  if (beyond > 0) parts.push(`${pct(beyond)} of its points lie beyond ${extent > BOX ? "even that" : "the panel's"} edge.`);
   parts.push(clipText(res, frame));
   return parts.filter(Boolean).join(" ");
 }
