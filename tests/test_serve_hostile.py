@@ -269,6 +269,7 @@ def _ended(pid: int) -> bool:
     return state in ("Z", "X")  # a zombie has ended; only its parent's reaping is left
 
 
+@pytest.mark.slow  # two real processes start (server, training child): ~15 s on 2 busy cores
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the training process through Linux's /proc")
 def test_the_training_process_stops_at_a_checkpoint_when_its_server_is_killed(tmp_path):
     """SIGKILL a real server process in mid-training: its training child used to run on as an
