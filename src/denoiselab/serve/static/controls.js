@@ -10,6 +10,9 @@ export function snrText(db, k, T, alpha) {
   return k === 0 || alpha > 0 ? "+∞ dB" : "−∞ dB";
 }
 
+/** A signal share (noising.signalShare) as the Forward view's readout and the Schedules table show it. */
+export function sharePct(v) { return (100 * v).toFixed(v > 0.995 || v < 0.005 ? 1 : 0) + " %"; }
+
 export function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }

@@ -3,10 +3,9 @@
  * does: x_k = alpha_k x0 + sigma_k eps. */
 
 import { $, api, showError, state } from "./api.js";
-import { fieldValue, fillDataSelect, fillSelect, snrText } from "./controls.js";
+import { fieldValue, fillDataSelect, fillSelect, sharePct as pct, snrText } from "./controls.js";
 import { combine, signalShare } from "./noising.js";
 import { COLORS, SCHEDULE_COLORS, drawPanel, lineChart, mixColor } from "./plot.js";
-import { sharePct as pct } from "./view-schedules.js";
 
 
 export const Forward = {

@@ -2,14 +2,11 @@
  * chosen t, and the same clean sample noised under each. */
 
 import { $, api, showError, state } from "./api.js";
-import { fillDataSelect, fmtDb, snrText } from "./controls.js";
+import { fillDataSelect, fmtDb, sharePct, snrText } from "./controls.js";
 import { combine, signalShare } from "./noising.js";
 import { COLORS, SCHEDULE_COLORS, drawPanel, lineChart, mixColor } from "./plot.js";
 
 const NOISE_FLOOR_DB = -20;
-
-/** The Forward view's signal % (noising.signalShare: alpha^2 / (alpha^2 + sigma^2)), the same words and rounding. */
-export function sharePct(v) { return (100 * v).toFixed(v > 0.995 || v < 0.005 ? 1 : 0) + " %"; }
 
 function fmtAb(v) {
   if (v === 0) return "0";
