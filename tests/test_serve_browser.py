@@ -433,7 +433,9 @@ def test_what_the_page_teaches_agrees_with_itself(page, server, tmp_path):
     # The Reverse view at step 1: the network's x0-hat, and the clamp said as it is.
     page.click("#tabs button[data-view=reverse]")
     page.wait_for_selector("#rev-panels[data-frames]")
-    page.select_option("#rev-run", "spiral")
+    page.select_option("#rev-run", "spiral")  # the newest run (the Train test's) was opened first
+    # Choosing a run sets its own sampler and steps once its details arrive: wait for that first.
+    page.wait_for_function("window.playground.rev.detail && window.playground.rev.detail.name === 'spiral'")
     page.select_option("#rev-sampler", "ddim")
     page.fill("#rev-steps", "10")
     page.click("#rev-go")
