@@ -102,9 +102,10 @@ export const Reverse = {
     }
     $("rev-go").disabled = true;
     $("rev-status").textContent = "running the reverse process…";
-    const asked = performance.now();
+    const asked = performance.now(), token = (this.token = (this.token || 0) + 1);
     try {
       const res = await api(`/api/runs/${encodeURIComponent(name)}/sample`, body);
+      if (token !== this.token) return; // a newer run was asked for meanwhile: its answer wins
       state.rev.result = res;
       const tl = $("rev-timeline");
       tl.max = res.frames.length - 1;
