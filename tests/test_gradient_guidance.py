@@ -11,6 +11,7 @@ import torch
 from denoiselab.gradient_guidance import (
     GuidanceCounts,
     classifier_guidance,
+    counted,
     likelihood_guidance,
     loss_guidance,
     observation_loss,
@@ -100,7 +101,7 @@ def test_exact_observation_likelihood_lands_on_the_conditional_of_x2(a):
 def test_replacement_leaves_observed_coordinates_at_their_values(sampler):
     mask, values = torch.tensor([True, False]), torch.tensor([0.5, 0.0], dtype=torch.float64)
     counts = GuidanceCounts()
-    model = replacement(MIX.denoiser(SCHEDULE), mask, values, SCHEDULE, "eps", generator=torch.Generator().manual_seed(1), counts=counts)
+    model = replacement(counted(MIX.denoiser(SCHEDULE), counts), mask, values, SCHEDULE, "eps", generator=torch.Generator().manual_seed(1))
     x = _draw(model, steps=10, sampler=sampler)
     # the sampler's own path ends on the value (x0_hat's known coordinates are the value) ...
     np.testing.assert_allclose(x[:, 0].numpy(), 0.5, atol=1e-9)
@@ -130,7 +131,7 @@ def test_inpainting_keeps_known_pixels_for_replacement_and_gradient_guidance():
     # (about 80% here, seed fixed), so it is asked for a clear majority only.
     for model, share in (
         (replacement(image_model, mask, original, SCHEDULE, "eps", generator=torch.Generator().manual_seed(0)), 0.7),
-        (loss_guidance(image_model, observation_loss(mask, original, 0.1), 0.05, SCHEDULE, "eps", counts=counts), 0.99),
+        (loss_guidance(counted(image_model, counts), observation_loss(mask, original, 0.1), 0.05, SCHEDULE, "eps", counts=counts), 0.99),
     ):
         x = paste_observed(_draw(model, steps=15, shape=(1, 4, 4)), mask, original)
         assert torch.equal(x[:, mask], original[mask].expand(N, -1))

@@ -19,8 +19,9 @@ model's own prediction type at the sampler's x_t (prediction.target), so a sampl
 multistep solver's history, sees one consistent model output.  Where the path holds no signal
 (alpha = 0, t = 1 of the flow path) eps = x_t / sigma is fixed and no guidance is added.
 
-A gradient costs a backward pass: ``GuidanceCounts`` counts model evaluations, backward passes
-through the model, and gradients of a classifier or loss alone.  Samplers run under
+A gradient costs a backward pass: ``GuidanceCounts`` counts model evaluations (``counted`` wraps
+the model itself, so stacked wrappers count each call once), backward passes through the model
+and gradients of a classifier or a loss alone (the wrappers given ``counts``).  Samplers run under
 torch.no_grad(), so each wrapper turns gradients on for its own computation.
 """
 
@@ -52,6 +53,16 @@ class GuidanceCounts:
         if self.other_gradients:
             parts.append(f"{self.other_gradients} classifier/loss gradients")
         return ", ".join(parts)
+
+
+def counted(model_fn, counts: GuidanceCounts):
+    """The model with each call counted in ``counts.evaluations`` (wrap the innermost model)."""
+
+    def model(x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
+        counts.evaluations += 1
+        return model_fn(x, t, y)
+
+    return model
 
 
 def _levels(schedule: Schedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +116,6 @@ def likelihood_guidance(
             z = x.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(log_likelihood(z, t, y).sum(), z)
         if counts is not None:
-            counts.evaluations += 1
             counts.other_gradients += 1
         alpha, sigma = _levels(schedule, t, x)
         d = resolve(out, prediction, x, alpha, sigma)
@@ -188,8 +198,6 @@ def loss_guidance(
                 (grad,) = torch.autograd.grad(loss(d.x0, t).sum(), z)
                 if counts is not None:
                     counts.model_backward += 1
-        if counts is not None:
-            counts.evaluations += 1
         d = Denoised(d.x0.detach(), d.eps.detach())
         s = expand(_scale_at(scale, t, x) * sigma, x)
         delta = s * grad
@@ -239,7 +247,6 @@ def replacement(
     prediction: str,
     *,
     generator: torch.Generator | None = None,
-    counts: GuidanceCounts | None = None,
 ):
     """Known coordinates replaced by the noised observation before every evaluation (Lugmayr et
     al. 2022, Eq. 8, without RePaint's resampling; Song et al. 2021, App. I.2): the model sees
@@ -255,8 +262,6 @@ def replacement(
         noised = expand(alpha, x) * v + expand(sigma, x) * z
         x_in = torch.where(m, noised, x)
         d = resolve(model_fn(x_in, t, y), prediction, x_in, alpha, sigma)
-        if counts is not None:
-            counts.evaluations += 1
         x0 = torch.where(m, v, d.x0)
         # eps read at the sampler's own x_t: unchanged where unknown (x_in = x there), and the
         # noise that takes the known coordinates to their values elsewhere.
