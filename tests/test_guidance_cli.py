@@ -143,3 +143,10 @@ def test_inpaint_keeps_known_pixels(image_run, tmp_path, capsys):
     assert cli.main(["inpaint", str(image_run), "--image", str(png), "--mask", "box:0,0,9,4", "--out", str(out)]) == 2
     assert "inside the 8 x 8 image" in capsys.readouterr().err
     assert cli.main(["inpaint", str(image_run), "--image", str(tmp_path / "missing.png"), "--mask", "left", "--out", str(out)]) == 2
+
+
+def test_using_a_classifier_imports_nothing_of_the_training_loop():
+    from test_layout import PACKAGE, imported_modules
+
+    for path in (PACKAGE / "classifiers.py", PACKAGE / "gradient_guidance.py", PACKAGE / "regions.py"):
+        assert "denoiselab.training" not in imported_modules(path)
