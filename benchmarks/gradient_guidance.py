@@ -18,7 +18,7 @@ evaluations + backward passes through the model per sample):
    across sampler steps;
 3. a region constraint (x2 > 1) by loss guidance at several scales vs the truncated mixture.
 
-    python benchmarks/gradient_guidance.py              # about 15 minutes on 2 busy CPU cores
+    python benchmarks/gradient_guidance.py              # about 11 minutes on 2 busy CPU cores
     python benchmarks/gradient_guidance.py --quick      # a smoke run (fewer sets, steps, a)
 """
 
