@@ -150,3 +150,18 @@ def test_using_a_classifier_imports_nothing_of_the_training_loop():
 
     for path in (PACKAGE / "classifiers.py", PACKAGE / "gradient_guidance.py", PACKAGE / "regions.py"):
         assert "denoiselab.training" not in imported_modules(path)
+
+
+def test_guidance_figures_are_written(tmp_path):
+    from denoiselab.viz.guidance import PointPanel, plot_classifier_scales, plot_guided_points
+
+    rng = np.random.default_rng(0)
+    x, ref = rng.normal(size=(200, 2)), rng.normal(size=(200, 2))
+    panels = [
+        PointPanel("class", x, reference=ref, data=ref),
+        PointPanel("region", x, region=lambda p: p[:, 1] > 0),
+        PointPanel("x1 = 0", np.c_[np.zeros(200), x[:, 1]], observed={0: 0.0}, reference=np.c_[np.zeros(200), ref[:, 1]]),
+    ]
+    assert Image.open(plot_guided_points(panels, tmp_path / "p.png", title="t")).size[0] > 600
+    images = rng.uniform(-1, 1, size=(3, 1, 8, 8))
+    assert Image.open(plot_classifier_scales({0.0: images, 2.0: images}, tmp_path / "c.png")).size[0] > 100

@@ -38,9 +38,9 @@ def _scatter_panel(ax, p: PointPanel, limits) -> None:
         ax.contour(gx, gy, inside.astype(float), levels=[0.5], colors=["#2ca02c"], linewidths=1.0)
     if p.data is not None:
         ax.scatter(p.data[:1000, 0], p.data[:1000, 1], s=2, c="0.75", lw=0, label="unguided")
-    if p.reference is not None:
-        ax.scatter(p.reference[:2000, 0], p.reference[:2000, 1], s=3, c=DATA_COLOR, alpha=0.5, lw=0, label="exact conditional")
     ax.scatter(p.samples[:2000, 0], p.samples[:2000, 1], s=3, c=SAMPLE_COLOR, alpha=0.6, lw=0, label="guided")
+    if p.reference is not None:  # on top, lighter: where the two agree the colours mix
+        ax.scatter(p.reference[:2000, 0], p.reference[:2000, 1], s=2, c=DATA_COLOR, alpha=0.35, lw=0, label="exact conditional")
     ax.set_xlim(*limits[0])
     ax.set_ylim(*limits[1])
     ax.set_aspect("equal")
