@@ -71,7 +71,7 @@ def points_figure(out: Path, n: int = 2000, steps: int = 50) -> Path:
 
 def digits_figures(run_dir: Path, out: Path) -> list[Path]:
     from denoiselab.gradient_guidance import GuidanceCounts
-    from denoiselab.runs import load_run, sample_points
+    from denoiselab.runs import load_run
     from denoiselab.runs.guided import GuidanceRequest, inpaint, parse_mask, sample_guided
 
     run = load_run(run_dir)
@@ -86,12 +86,9 @@ def digits_figures(run_dir: Path, out: Path) -> list[Path]:
         completions.append(inpaint(run, image, mask, method="replace", n=6, seed=1))
     paths = [plot_inpainting(images, np.stack(masks), np.stack(completions), out / "inpainting-digits.png",
                              row_labels=specs, title="Inpainting digits by replacement (RePaint-style), dpm++2m, 20 steps")]  # fmt: skip
-    by_scale = {}
-    for s in (0.0, 1.0, 3.0, 10.0):
-        if s == 0:
-            by_scale[s] = sample_points(run, n=10, label=np.arange(10), guidance=None)
-        else:
-            by_scale[s] = sample_guided(run, GuidanceRequest(classifier_scale=s), GuidanceCounts(), n=10, label=np.arange(10))
+    # Scale 0 is the unconditional model (classifier_guidance calls the model without a label).
+    by_scale = {s: sample_guided(run, GuidanceRequest(classifier_scale=s), GuidanceCounts(), n=10, label=np.arange(10), seed=0)
+                for s in (0.0, 1.0, 3.0, 10.0)}  # fmt: skip
     paths.append(plot_classifier_scales(by_scale, out / "classifier-guided-digits.png",
                                         title="Classifier guidance of an unconditional digits model: column k is guided to digit k"))  # fmt: skip
     return paths

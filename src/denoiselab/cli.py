@@ -415,7 +415,8 @@ def cmd_inpaint(args) -> int:
     counts = GuidanceCounts()
     options = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps), ("seed", args.seed)) if v is not None}
     completions = inpaint(run, image, mask, method=args.method, scale=args.scale, n=args.n, counts=counts, **options)
-    plot_inpainting(image, mask.numpy(), completions, out, title=f"{args.method}, mask {args.mask}")
+    how = {"replace": "replacement (RePaint-style)", "dps": "DPS (gradient through the denoiser)", "universal": "universal guidance"}[args.method]
+    plot_inpainting(image, mask.numpy(), completions, out, title=f"{Path(args.image).name} completed by {how}, mask {args.mask}")
     print(f"wrote {len(completions)} completions to {out} ({args.method}; {counts.summary()})")
     return 0
 
