@@ -160,3 +160,16 @@ def test_region_guidance_moves_samples_into_the_region():
         guided = loss_guidance(MIX.denoiser(SCHEDULE), lambda x0, t: 50 * region.loss(x0), scale, SCHEDULE, "eps")
         inside.append(float(region.contains(_draw(guided, steps=20)).double().mean()))
     assert inside[0] < 0.2 and inside[1] > 0.8, inside
+
+
+def test_a_scale_per_step_is_a_function_of_t():
+    mask, values = torch.tensor([True, False]), torch.tensor([0.5, 0.0], dtype=torch.float64)
+    model, misfit = MIX.denoiser(SCHEDULE), observation_loss(mask, values, 1.0)
+    constant = _draw(loss_guidance(model, misfit, 3.0, SCHEDULE, "eps"), steps=8)
+    as_function = _draw(loss_guidance(model, misfit, lambda t: torch.full_like(t, 3.0), SCHEDULE, "eps"), steps=8)
+    assert torch.equal(constant, as_function)
+    # a scale that is 0 above t = 0.5 leaves the early steps unguided
+    late = loss_guidance(model, misfit, lambda t: 3.0 * (t < 0.5).to(t), SCHEDULE, "eps")
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    early_t = torch.full((4,), 0.8, dtype=torch.float64)
+    assert torch.equal(late(x, early_t), model(x, early_t))
