@@ -94,6 +94,15 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=_nonneg_float, metavar="S", help="conditional runs: classifier-free guidance scale (1 = conditional, 0 = unconditional)")
 
 
+def _add_gradient_guidance_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("gradient guidance (an unguided model steered at sampling time)")
+    g.add_argument("--classifier-scale", type=_nonneg_float, metavar="S", help="classifier guidance towards --label by the run's classifier (denoiselab train-classifier)")
+    g.add_argument("--observe", action="append", default=[], metavar="xI=V", help="points: fix coordinate I at V (data units) and sample the rest; 1-based: x1 is the first coordinate (a sample CSV's column x0); repeatable")
+    g.add_argument("--region", metavar="EXPR", help="points: steer into a region, e.g. 'x1**2 + x2**2 < 1' (x1, x2, numbers, + - * / **, abs, < <= > >=, and)")
+    g.add_argument("--method", choices=("replace", "dps", "universal"), help="--observe: replace (RePaint-style), dps (default) or universal")
+    g.add_argument("--guide-scale", type=_nonneg_float, metavar="S", help="--observe (dps, universal) / --region guidance scale (defaults 3 / 10)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="denoiselab", description="Diffusion models you can run, see and measure.")
     parser.add_argument("--version", action="version", version=f"denoiselab {__version__}")
@@ -110,6 +119,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN_DIR")
     _add_sampling_options(p)
     p.add_argument("--out", required=True, help="output file: .npy (N x D array), .csv or .png")
+    _add_gradient_guidance_options(p)
+
+    p = sub.add_parser("train-classifier", help="train a noise-conditional classifier of a run's classes, for classifier guidance")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--steps", type=_positive_int, help="optimiser steps (default 2000)")
+    p.add_argument("--batch-size", type=_positive_int, help="samples per step (default 256)")
+    p.add_argument("--lr", type=_nonneg_float, help="peak learning rate (default 2e-3)")
+    p.add_argument("--hidden", type=_positive_int, help="width (default 128 for points, 32 for images)")
+    p.add_argument("--seed", type=int, help="seed of initialisation, batches, times and noise (default 0)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted classifier training")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("inpaint", help="complete the unknown part of an image with an image run")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--image", required=True, metavar="FILE", help="the image (PNG or any format Pillow reads; resized to the run's size)")
+    p.add_argument("--mask", required=True, metavar="left|top|box:X0,Y0,X1,Y1", help="the known pixels: the left or top half, or all but a box (pixel columns X0..X1-1, rows Y0..Y1-1)")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="a grid: masked input, completions, original")
+    p.add_argument("--method", default="replace", choices=("replace", "dps", "universal"), help="replace (RePaint-style), dps (gradient through the denoiser) or universal (dps + a backward step); default replace")
+    p.add_argument("--scale", type=_nonneg_float, help="dps/universal guidance scale (default 3)")
+    p.add_argument("-n", type=_positive_int, default=8, help="completions (default 8)")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: the run's [sample] sampler")
+    p.add_argument("--steps", type=_positive_int, help="sampler steps")
+    p.add_argument("--seed", type=int, help="seed of x_T and the sampler's noise")
 
     p = sub.add_parser("evaluate", help="sample a run and measure W2 and energy distance against the data")
     p.add_argument("run", metavar="RUN_DIR")
@@ -245,7 +278,7 @@ def cmd_sample(args) -> int:
     if run.is_image and out.suffix.lower() == ".csv":
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
     kw = _sampling_kwargs(args, run)
-    x = sample_points(run, **kw)
+    x, guidance_cost = _sample_with_gradient_guidance(args, run, kw)
     labels = class_labels(run, len(x), kw.get("label"))
     if out.suffix.lower() == ".npy":
         files.write_array(out, x.astype(np.float32))
@@ -267,8 +300,41 @@ def cmd_sample(args) -> int:
         else:
             viz.plot_samples(run.data, x, out, title=title, labels=labels, data_labels=run.labels, class_names=names)
     what = "" if labels is None or kw.get("label") is None else f" of class {run.class_names[int(labels[0])]}"
-    print(f"wrote {len(x)} samples{what} to {out} ({_sampling_line(run, kw)})")
+    print(f"wrote {len(x)} samples{what} to {out} ({_sampling_line(run, kw)}{guidance_cost})")
     return 0
+
+
+def _sample_with_gradient_guidance(args, run, kw: dict):
+    """sample_points, or with --classifier-scale / --observe / --region, runs.guided.sample_guided;
+    returns the samples and the cost of the guidance as text (empty without guidance)."""
+    from .classifiers import ClassifierError
+    from .gradient_guidance import GuidanceCounts
+    from .regions import RegionError
+    from .runs.guided import GuidanceRequest, parse_observations, sample_guided
+
+    request = GuidanceRequest(
+        classifier_scale=args.classifier_scale,
+        observe=parse_observations(args.observe, run.dim) if args.observe else {},
+        region=args.region,
+        method=args.method or "dps",
+        scale=args.guide_scale,
+    )
+    if not request.active:
+        for flag, value in (("--method", args.method), ("--guide-scale", args.guide_scale)):
+            if value is not None:
+                raise UsageError(f"{flag}: applies with --observe or --region only")
+        return sample_points(run, **kw), ""
+    if args.classifier_scale is not None and args.guidance is not None:
+        raise UsageError("--guidance and --classifier-scale: give one (classifier guidance steers the run's unconditional model)")
+    if args.method is not None and not args.observe:
+        raise UsageError("--method: applies with --observe only")
+    counts = GuidanceCounts()
+    try:
+        x = sample_guided(run, request, counts, **kw)
+    except (ClassifierError, RegionError) as exc:
+        flag = "--region" if isinstance(exc, RegionError) else "--classifier-scale"
+        raise UsageError(f"{flag}: {exc}") from None
+    return x, f"; guidance: {counts.summary()}"
 
 
 def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list[str]) -> None:
@@ -305,6 +371,74 @@ def _sampling_line(run, kw: dict) -> str:
     grid = "given grid" if "grid" in kw else f"{kw.get('spacing', sc.spacing)} grid"
     evaluations = f", {kw['counter'][0]} model evaluations" if kw.get("counter") else ""
     return f"{kw['sampler'] or sc.sampler}, {kw['steps'] or sc.steps} steps, {grid}{evaluations}"
+
+
+def cmd_train_classifier(args) -> int:
+    from .classifier_training import train_classifier
+    from .classifiers import ClassifierError, ClassifierSettings
+
+    run_dir = Path(args.run)
+    if not (run_dir / "run.json").is_file() or not (run_dir / "config.toml").is_file():
+        raise UsageError(f"{run_dir}: not a denoiselab run folder (no run.json or config.toml)")
+    given = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr), ("hidden", args.hidden), ("seed", args.seed)) if v is not None}
+    if "lr" in given and not given["lr"] > 0:
+        raise UsageError(f"--lr: must be > 0, got {given['lr']:g}")
+    settings = ClassifierSettings(**given) if given or not args.resume else None
+    print(f"training the classifier of {run_dir}")
+    try:
+        train_classifier(run_dir, settings, resume=args.resume, threads=args.threads or 0, progress=not args.no_progress)
+    except ClassifierError as exc:
+        raise UsageError(str(exc)) from None
+    except TrainingInterrupted as exc:
+        print(f"\ninterrupted at step {exc.step}; resume with: denoiselab train-classifier {run_dir} --resume", file=sys.stderr)
+        return 130
+    print(f"classifier: {run_dir / 'classifier.safetensors'}")
+    return 0
+
+
+def cmd_inpaint(args) -> int:
+    from .gradient_guidance import GuidanceCounts
+    from .runs.guided import inpaint, parse_mask
+    from .viz.guidance import plot_inpainting
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out {out}: expected a .png file")
+    run = _load_for_use(args.run)
+    if not run.is_image:
+        raise UsageError(f"{run.path}: inpainting is for image runs; for points use: denoiselab sample {run.path} --observe x1=VALUE")
+    if args.steps is not None and args.steps > run.schedule.T:
+        raise UsageError(f"--steps: must be at most the run's T = {run.schedule.T}, got {args.steps}")
+    channels, height, width = run.sample_shape
+    image = _read_image(Path(args.image), channels, height, width)
+    mask = parse_mask(args.mask, height, width)
+    counts = GuidanceCounts()
+    options = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps), ("seed", args.seed)) if v is not None}
+    completions = inpaint(run, image, mask, method=args.method, scale=args.scale, n=args.n, counts=counts, **options)
+    how = {"replace": "replacement (RePaint-style)", "dps": "DPS (gradient through the denoiser)", "universal": "universal guidance"}[args.method]
+    plot_inpainting(image, mask.numpy(), completions, out, title=f"{Path(args.image).name} completed by {how}, mask {args.mask}")
+    print(f"wrote {len(completions)} completions to {out} ({args.method}; {counts.summary()})")
+    return 0
+
+
+def _read_image(path: Path, channels: int, height: int, width: int) -> np.ndarray:
+    """An image file as (C, H, W) pixels in [-1, 1] at the run's size and channels."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            if im.size != (width, height):
+                print(f"note: {path} is {im.size[0]} x {im.size[1]}; resized to the run's {width} x {height}", file=sys.stderr)
+                im = im.resize((width, height), Image.BILINEAR)
+            pixels = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    except (OSError, UnidentifiedImageError) as exc:
+        raise UsageError(f"--image {path}: cannot read an image ({exc})") from None
+    if channels == 1:
+        return pixels[None]
+    if channels != 3:
+        raise UsageError(f"--image {path}: the run has {channels} channels; images are read as 1 (grey) or 3 (RGB)")
+    return pixels.transpose(2, 0, 1)
 
 
 def cmd_plot(args) -> int:
@@ -359,6 +493,8 @@ COMMANDS = {
     "plot": cmd_plot,
     "paths": cmd_paths,
     "schedules": cmd_schedules,
+    "train-classifier": cmd_train_classifier,
+    "inpaint": cmd_inpaint,
     "serve": run_serve,
 }
 

@@ -120,9 +120,11 @@ class TrainState:
         return self.ema.model if self.ema is not None else self.model
 
 
-def _init_state(cfg: Config, dim: int, device: torch.device, num_classes: int = 0) -> TrainState:
+def _init_state(cfg: Config, dim: int, device: torch.device, num_classes: int = 0, build_model=None) -> TrainState:
+    """``build_model()`` replaces the recipe's denoiser (a noise-conditional classifier trains
+    with this same state; classifier_training.py)."""
     torch.manual_seed(cfg.train.seed)
-    model = model_from(cfg, dim, num_classes).to(device)
+    model = (build_model() if build_model is not None else model_from(cfg, dim, num_classes)).to(device)
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     opt_cls = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
     # fused: one kernel for all parameters, about 3x faster than the per-tensor loop on a CPU,
@@ -132,7 +134,7 @@ def _init_state(cfg: Config, dim: int, device: torch.device, num_classes: int = 
     return TrainState(model, ema, optimizer, generator, 0, [])
 
 
-def save_checkpoint(run_dir: Path, state: TrainState) -> None:
+def save_checkpoint(run_dir: Path, state: TrainState, checkpoint: str = CHECKPOINT, weights: str = WEIGHTS) -> None:
     tensors = {f"model.{k}": v for k, v in state.model.state_dict().items()}
     if state.ema is not None:
         tensors.update({f"ema.{k}": v for k, v in state.ema.model.state_dict().items()})
@@ -147,12 +149,12 @@ def save_checkpoint(run_dir: Path, state: TrainState) -> None:
         "ema_updates": str(state.ema.updates if state.ema is not None else 0),
         "param_groups": json.dumps(opt["param_groups"]),
     }
-    files.write_tensors(run_dir / CHECKPOINT, tensors, meta)
-    files.write_tensors(run_dir / WEIGHTS, state.sampling_model().state_dict(), {"step": str(state.step)})
+    files.write_tensors(run_dir / checkpoint, tensors, meta)
+    files.write_tensors(run_dir / weights, state.sampling_model().state_dict(), {"step": str(state.step)})
 
 
-def load_checkpoint(run_dir: Path, state: TrainState) -> None:
-    path = run_dir / CHECKPOINT
+def load_checkpoint(run_dir: Path, state: TrainState, checkpoint: str = CHECKPOINT) -> None:
+    path = run_dir / checkpoint
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata()

@@ -16,8 +16,9 @@ from .embeddings import FourierFeatures, LabelEmbedding, SinusoidalEmbedding
 
 class ResidualMLP(nn.Module):
     def __init__(
-        self, dim: int, hidden: int = 256, blocks: int = 3, time_dim: int = 32, num_classes: int = 0, fourier: int = 0
-    ):
+        self, dim: int, hidden: int = 256, blocks: int = 3, time_dim: int = 32, num_classes: int = 0, fourier: int = 0,
+        out_dim: int | None = None,
+    ):  # fmt: skip
         super().__init__()
         self.features = FourierFeatures(dim, fourier)
         self.time_embed = nn.Sequential(
@@ -30,8 +31,8 @@ class ResidualMLP(nn.Module):
             for _ in range(blocks)
         )
         self.head = nn.Sequential(
-            nn.LayerNorm(hidden), nn.Linear(hidden, hidden // 2), nn.SiLU(), nn.Linear(hidden // 2, dim)
-        )
+            nn.LayerNorm(hidden), nn.Linear(hidden, hidden // 2), nn.SiLU(), nn.Linear(hidden // 2, out_dim or dim)
+        )  # out_dim: the classes of a noise-conditional classifier (models/classifiers.py)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.input_proj(self.features(x)) + self.time_embed(t)

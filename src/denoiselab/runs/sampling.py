@@ -75,6 +75,7 @@ def sample_points(
     guidance: float | None = None,
     grid=None,
     counter: list | None = None,
+    model_wrapper=None,
     **options,
 ):
     """Draw ``n`` points from a run with any sampler; returns an (n, D) array in data units.
@@ -82,7 +83,8 @@ def sample_points(
     Defaults come from the run's [sample] section.  ``grid`` (a list of times ending at 0)
     replaces ``steps`` and the named grid.  ``options`` go to the sampler (eta, variance,
     spacing).  With ``return_noise`` the starting x_T (model units) is returned too; a list
-    passed as ``counter`` gets the number of model evaluations appended.
+    passed as ``counter`` gets the number of model evaluations appended.  ``model_wrapper``
+    (model_fn -> model_fn) wraps the model after classifier-free guidance (runs/guided.py).
     Conditional runs: ``label`` is a class (index or name), an array of n class indices, or
     None for every class in proportion (the order of ``class_labels(run, n)``).
     """
@@ -115,7 +117,8 @@ def sample_points(
         labels = label.astype(np.int64)
     else:
         labels = class_labels(run, n, label)
-    model_fn = CountingModel(guided_model_fn(run, guidance))
+    model_fn = guided_model_fn(run, guidance)
+    model_fn = CountingModel(model_wrapper(model_fn) if model_wrapper is not None else model_fn)
     y = None if labels is None else torch.as_tensor(labels, device=run.device)
     gen = torch.Generator().manual_seed(seed)
     x_T = torch.randn(n, *run.sample_shape, generator=gen).to(run.device)

@@ -1,0 +1,187 @@
+"""Gradient guidance of a run in data units: classifier guidance, observed coordinates, regions, inpainting.
+
+The wrappers are gradient_guidance.py's; this module turns a run's request into them: values
+and regions given in data units are read in the model's units (the run's normalisation), the
+classifier comes from the run folder (classifiers.py), and the observed values are pasted into
+every returned sample.  Coordinates are named x1, x2, ... (1-based) as in p(x2 | x1 = a).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..classifiers import load_classifier
+from ..gradient_guidance import GuidanceCounts, classifier_guidance, counted, loss_guidance, observation_loss, paste_observed, replacement
+from ..regions import region_from
+from .folder import Run
+from .sampling import SamplingError, sample_points
+
+# How known values steer the rest: replacement (RePaint-style), DPS (gradient of the misfit of
+# x0_hat through the denoiser) or universal guidance (DPS plus one backward step on x0_hat).
+OBSERVE_METHODS = ("replace", "dps", "universal")
+# Default scales, chosen on the exact-denoiser benchmark (BENCHMARKS.md, "Gradient guidance"):
+# the DPS step on |x0_hat - a|^2 / 2 in the model's (unit-scale) coordinates, and the weight of
+# the squared region violation.
+DEFAULT_OBSERVE_SCALE = 3.0
+DEFAULT_REGION_SCALE = 10.0
+
+
+@dataclass
+class GuidanceRequest:
+    classifier_scale: float | None = None  # classifier guidance towards each sample's label
+    observe: dict[int, float] = field(default_factory=dict)  # 0-based coordinate -> value (data units)
+    region: str | Callable | None = None  # an expression over x1, x2, ... or a callable (data units)
+    method: str = "dps"  # for observe: one of OBSERVE_METHODS
+    scale: float | None = None  # observe (dps, universal) or region scale; None: the defaults above
+
+    @property
+    def active(self) -> bool:
+        return self.classifier_scale is not None or bool(self.observe) or self.region is not None
+
+
+def parse_observations(texts: list[str], dim: int) -> dict[int, float]:
+    """``x1=0.5`` (repeatable, or comma-separated ``x1=0.5,x2=-1``) -> {0: 0.5}."""
+    out: dict[int, float] = {}
+    for text in texts:
+        for part in text.split(","):
+            m = re.fullmatch(r"\s*x(\d+)\s*=\s*(\S+)\s*", part)
+            if not m or not 1 <= int(m.group(1)) <= dim:
+                raise SamplingError(f"--observe {part.strip()!r}: expected xI=VALUE with I in 1..{dim}, e.g. x1=0.5")
+            try:
+                value = float(m.group(2))
+            except ValueError:
+                raise SamplingError(f"--observe {part.strip()!r}: {m.group(2)!r} is not a number") from None
+            if not np.isfinite(value):
+                raise SamplingError(f"--observe {part.strip()!r}: the value must be finite")
+            out[int(m.group(1)) - 1] = value
+    if out and len(out) >= dim:
+        raise SamplingError(f"--observe: every coordinate is observed; leave at least one of x1..x{dim} to sample")
+    return out
+
+
+def parse_mask(text: str, height: int, width: int) -> torch.Tensor:
+    """The known pixels (H, W) of ``left`` (left half), ``top`` (top half) or
+    ``box:X0,Y0,X1,Y1`` (a box of pixel columns X0..X1-1 and rows Y0..Y1-1 is *unknown*, the rest known)."""
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    if text == "left":
+        mask[:, : width // 2] = True
+    elif text == "top":
+        mask[: height // 2, :] = True
+    elif text.startswith("box:"):
+        try:
+            x0, y0, x1, y1 = (int(v) for v in text[4:].split(","))
+        except ValueError:
+            raise SamplingError(f"--mask {text!r}: expected box:X0,Y0,X1,Y1 (four integers)") from None
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise SamplingError(f"--mask {text!r}: the box must lie inside the {width} x {height} image with X0 < X1 and Y0 < Y1")
+        mask[:] = True
+        mask[y0:y1, x0:x1] = False
+    else:
+        raise SamplingError(f"--mask {text!r}: expected left, top or box:X0,Y0,X1,Y1")
+    return mask
+
+
+def _to_model_units(run: Run, x: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(run.normalization.encode(np.asarray(x, dtype=np.float32)), dtype=torch.float32, device=run.device)
+
+
+def _known(run: Run, mask: torch.Tensor, values_data: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask and the known values in model units, both of one sample's shape."""
+    values = _to_model_units(run, values_data)
+    return mask.to(run.device), torch.where(mask.to(run.device), values, torch.zeros_like(values))
+
+
+def _observe_wrapper(run: Run, mask, values, method: str, scale: float | None, seed: int, counts: GuidanceCounts):
+    if method not in OBSERVE_METHODS:
+        raise SamplingError(f"--method {method!r}: expected one of {', '.join(OBSERVE_METHODS)}")
+    schedule, prediction = run.schedule, run.config.model.prediction
+    s = DEFAULT_OBSERVE_SCALE if scale is None else scale
+    if method == "replace":
+        gen = torch.Generator().manual_seed(seed + 1)  # apart from the sampler's own noise
+        return lambda fn: replacement(fn, mask, values, schedule, prediction, generator=gen)
+    misfit = observation_loss(mask, values, noise_std=1.0)
+    steps = 1 if method == "universal" else 0
+    return lambda fn: loss_guidance(fn, misfit, s, schedule, prediction, backward_steps=steps, backward_lr=1.0, counts=counts)
+
+
+def guided_wrapper(run: Run, request: GuidanceRequest, seed: int, counts: GuidanceCounts):
+    """(wrap, known): the model wrapper for ``request`` and the (mask, values) to paste, or None."""
+    wrappers, known = [], None
+    schedule, prediction = run.schedule, run.config.model.prediction
+    if request.classifier_scale is not None:
+        if run.num_classes == 0:
+            raise SamplingError(f"--classifier-scale: {run.path} has no classes, so it has no classifier")
+        classifier = load_classifier(run)
+        scale = request.classifier_scale
+        wrappers.append(lambda fn: classifier_guidance(fn, classifier, scale, schedule, prediction, counts=counts))
+    if request.observe:
+        if run.is_image:
+            raise SamplingError("--observe: for point runs; complete images with: denoiselab inpaint")
+        mask = torch.zeros(run.dim, dtype=torch.bool)
+        values = np.asarray(run.normalization.mean, dtype=np.float32).copy()
+        for i, v in request.observe.items():
+            mask[i], values[i] = True, v
+        known = _known(run, mask, values)
+        wrappers.append(_observe_wrapper(run, *known, request.method, request.scale, seed, counts))
+    if request.region is not None:
+        if run.is_image:
+            raise SamplingError("--region: for point runs only")
+        region = region_from(request.region, run.dim)
+        mean = torch.as_tensor(run.normalization.mean, dtype=torch.float32, device=run.device)
+        unit = float(run.normalization.scale)
+        weight = DEFAULT_REGION_SCALE if request.scale is None else request.scale
+
+        def region_loss(x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return region.loss(x0 * unit + mean.to(x0))  # the region is in data units
+
+        wrappers.append(lambda fn: loss_guidance(fn, region_loss, weight, schedule, prediction, counts=counts))
+
+    def wrap(model_fn):
+        model_fn = counted(model_fn, counts)
+        for w in wrappers:
+            model_fn = w(model_fn)
+        return model_fn
+
+    return wrap, known
+
+
+def sample_guided(run: Run, request: GuidanceRequest, counts: GuidanceCounts | None = None, **kw) -> np.ndarray:
+    """``sample_points`` with gradient guidance; observed coordinates are exact in every sample."""
+    counts = counts if counts is not None else GuidanceCounts()
+    seed = run.config.sample.seed if kw.get("seed") is None else kw["seed"]
+    wrap, known = guided_wrapper(run, request, seed, counts)
+    x = sample_points(run, model_wrapper=wrap, **kw)
+    if known is not None:
+        for i, v in request.observe.items():
+            x[:, i] = v
+    return x
+
+
+def inpaint(
+    run: Run,
+    image: np.ndarray,
+    mask: torch.Tensor,
+    *,
+    method: str = "replace",
+    scale: float | None = None,
+    n: int = 8,
+    counts: GuidanceCounts | None = None,
+    **kw,
+) -> np.ndarray:
+    """``n`` completions (n, C, H, W) of ``image`` (C, H, W, pixels in [-1, 1]) where ``mask``
+    (H, W) is False; the known pixels are copied from the image into every completion."""
+    if not run.is_image:
+        raise SamplingError(f"{run.path}: inpainting is for image runs; for points use: denoiselab sample --observe")
+    counts = counts if counts is not None else GuidanceCounts()
+    seed = run.config.sample.seed if kw.get("seed") is None else kw["seed"]
+    full = mask[None].expand(run.sample_shape)
+    known = _known(run, full, image)
+    observe = _observe_wrapper(run, *known, method, scale, seed, counts)
+    x = sample_points(run, model_wrapper=lambda fn: observe(counted(fn, counts)), n=n, **kw)
+    out = paste_observed(torch.as_tensor(x), full, torch.as_tensor(image, dtype=torch.float32)).numpy()
+    return out
