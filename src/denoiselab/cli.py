@@ -78,7 +78,7 @@ def _nonneg_float(text: str) -> float:
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: the run's [sample] sampler")
-    p.add_argument("--steps", type=_positive_int, help="sampler steps (<= T; = model evaluations, heun: 2 x steps - 1)")
+    p.add_argument("--steps", type=_positive_int, help="sampler steps (<= T; = model evaluations, heun, edm-heun and dpm++2s: 2 x steps - 1)")
     p.add_argument("-n", type=_positive_int, help="number of points")
     p.add_argument("--eta", type=_nonneg_float, help="DDIM stochasticity (0 deterministic, 1 DDPM-like)")
     p.add_argument("--variance", choices=VARIANCES, help="DDPM reverse variance")
