@@ -11,6 +11,7 @@ discretisation error, which makes it an oracle for testing samplers without trai
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,13 @@ class GaussianMixture:
         j = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         noise = torch.randn(n, self.dim, generator=generator, dtype=self.means.dtype)
         return self.means[j] + self.stds[j, None] * noise
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_0) of each row of ``x`` (B, D): log sum_j w_j N(x; mu_j, s_j^2 I)."""
+        means, stds, w = (v.to(x.dtype) for v in (self.means, self.stds, self.weights))
+        sq = ((x[:, None, :] - means[None]) ** 2).sum(-1)  # (B, J)
+        log_n = -0.5 * sq / stds**2 - self.dim * (torch.log(stds) + 0.5 * math.log(2 * math.pi))
+        return torch.logsumexp(torch.log(w) + log_n, dim=1)
 
     def denoiser(self, schedule: Schedule, prediction: str = "eps"):
         """A model function ``(x_t, t, y=None) -> prediction`` exact for this mixture under
@@ -72,4 +80,19 @@ def two_d_mixture() -> GaussianMixture:
         means=torch.tensor([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]], dtype=torch.float64),
         stds=torch.tensor([0.3, 0.5, 0.2], dtype=torch.float64),
         weights=torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64),
+    )
+
+
+def ring_mixture(modes: int = 8, radius: float = 2.0, std: float = 0.05, centre_std: float = 0.4, centre_weight: float = 0.2) -> GaussianMixture:
+    """A hard 2D mixture: ``modes`` narrow components (std 0.05) evenly on a ring, unequal in
+    weight (1, 2, 1, 2, ...), around one wide centre component.  Few-step samplers blur the
+    narrow modes and mis-share mass between them and the centre."""
+    angles = torch.arange(modes, dtype=torch.float64) * (2 * math.pi / modes)
+    ring = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
+    ring_w = torch.tensor([1.0 + (j % 2) for j in range(modes)], dtype=torch.float64)
+    ring_w = (1 - centre_weight) * ring_w / ring_w.sum()
+    return GaussianMixture(
+        means=torch.cat([ring, torch.zeros(1, 2, dtype=torch.float64)]),
+        stds=torch.cat([torch.full((modes,), std, dtype=torch.float64), torch.tensor([centre_std], dtype=torch.float64)]),
+        weights=torch.cat([ring_w, torch.tensor([centre_weight], dtype=torch.float64)]),
     )
