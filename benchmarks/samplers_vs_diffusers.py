@@ -54,6 +54,8 @@ OURS = [
     ("heun", {}),
     ("edm-heun", {}),
 ]
+# The configurations whose grid is also tuned with --tuned (tuning costs --tune-seconds each).
+TUNED = {("dpm++2m", ()), ("dpm++3m", ()), ("unipc", (("order", 2), ("variant", "bh2"))), ("unipc", (("order", 3), ("variant", "bh2"))), ("ipndm", (("order", 3),))}
 OUR_GRIDS = ("trailing", "logsnr", "karras")  # time-uniform is trailing on a T = 1000 chain
 
 
@@ -128,7 +130,9 @@ def main() -> None:
     ap.add_argument("--mixture", nargs="+", choices=tuple(MIXTURES), default=list(MIXTURES))
     ap.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 20])
     ap.add_argument("-n", type=int, default=4000, help="samples per cell (default 4000)")
-    ap.add_argument("--tuned", action="store_true", help="add each sampler's grid tuned by denoiselab.tuning (held-out noise)")
+    ap.add_argument("--tuned", action="store_true", help="add grids tuned by denoiselab.tuning for a few samplers (on their own noise, scored on this one)")
+    ap.add_argument("--tune-seconds", type=float, default=15.0, help="search time per tuned grid (default 15)")
+    ap.add_argument("--tune-n", type=int, default=1000, help="starting points of each tuning search (default 1000)")
     ap.add_argument("--json", help="write every cell here")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -162,12 +166,13 @@ def main() -> None:
                     x = SAMPLERS[name](counting, x_T, schedule, grid=grid, **options)
                     results.append((*score(x), counting.calls))
                 row("denoiselab", label(name, options), grid_name, results)
-            if args.tuned:
-                from denoiselab.tuning import tune_grid
+            if args.tuned and (name, tuple(options.items())) in TUNED:
+                from denoiselab.tuning import steps_for, tune_grid
 
                 results = []
                 for nfe in args.nfe:
-                    tuned = tune_grid(model_fn, schedule, name, nfe, dim=2, seed=1, options=options)
+                    budget = nfe if name not in TWO_EVALUATIONS_PER_STEP else 2 * steps_for(name, nfe - (nfe + 1) % 2) - 1
+                    tuned = tune_grid(model_fn, schedule, name, budget, shape=(2,), seed=1, n=args.tune_n, options=options, max_seconds=args.tune_seconds)
                     counting = CountingModel(model_fn)
                     x = SAMPLERS[name](counting, x_T, schedule, grid=tuned.grid, **options)  # x_T: not the tuning noise
                     results.append((*score(x), counting.calls))

@@ -9,10 +9,11 @@ data-prediction form of App. B):
                   - alpha_s B(h) sum_{i<p} a_i D_i                              (Alg. 2)
     UniC-p  x_s^c = (same first-order part) - alpha_s B(h) (sum_{i<p} a_i^c D_i + a_p^c (m_s - m_t))
 
-where the coefficients solve R_p a = phi_p / B(h) (Eq. 7 / Alg. 2; R_p[k, i] = r_i^k with
-r_p = 1, phi_p[k] = k! h phi_{k+1}(-h) / ... built recursively exactly as the reference code),
-with the UniP-2 coefficient fixed to 1/2 and UniC-1's to 1/2 (Alg. 2).  B(h) is h ("bh1") or
-e^h - 1 ("bh2"), both O(h) as the theory needs (Sec. 3.2).
+where the coefficients solve R_p a = g / B(h) (Alg. 2), R_p[k, i] = r_i^k (with r_p = 1) and
+g_k = k! (-h) phi_{k+1}(-h), phi the exponential-integrator functions phi_1(z) = (e^z - 1) / z,
+phi_{k+1}(z) = (phi_k(z) - 1 / k!) / z; UniP-p uses the first p - 1 rows and columns, UniC-p
+all p.  UniP-2's coefficient is fixed to 1/2 and UniC-1's to 1/2 (Alg. 2).  B(h) is -h ("bh1")
+or e^{-h} - 1 ("bh2"), both O(h) as the theory needs (Sec. 3.2; signs for data prediction).
 
 The corrector costs no evaluation: m_s is the model's estimate at the predicted x_s, which the
 next step needs anyway; the corrected x_s^c replaces x_s as the start of the next predictor.
