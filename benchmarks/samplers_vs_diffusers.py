@@ -17,7 +17,8 @@ Two scores per cell, each against exact draws of the mixture:
 
     python benchmarks/samplers_vs_diffusers.py                  # both mixtures, 5 8 10 20 NFE
     python benchmarks/samplers_vs_diffusers.py --mixture ring --nfe 5 10 -n 2000
-    python benchmarks/samplers_vs_diffusers.py --tuned          # adds grids tuned by denoiselab.tuning
+    python benchmarks/samplers_vs_diffusers.py --tuned --json out.json   # + tuned grids (~25 min on 2 busy cores)
+    python benchmarks/samplers_vs_diffusers.py --from-json out.json      # reprint the summaries
 """
 
 from __future__ import annotations
@@ -125,6 +126,28 @@ class Scorer:
         return ed, gap
 
 
+def summary(cells: list[dict], mix_name: str, nfes: list[int]) -> None:
+    """Best of each side at each budget, by each score; and, because the log-density gap of one
+    configuration can cross zero by luck (too narrow in one mode, too wide in another), the
+    gap of the configuration that is best in energy distance."""
+    print(f"\nBest of each at the same evaluation budget ({mix_name}); ratio = denoiselab / diffusers "
+          "(target <= 0.67 at 5-10 NFE, <= 1 at 20):\n")
+    print("| NFE | denoiselab best energy | diffusers best energy | ratio | denoiselab best logp gap | diffusers best logp gap | ratio | logp gap of the best-energy configs: denoiselab / diffusers |")
+    print("|---|---|---|---|---|---|---|---|")
+    for nfe in nfes:
+        here = [c for c in cells if c["mixture"] == mix_name and c["nfe"] == nfe]
+        parts, best_energy = [f"{nfe}"], {}
+        for key in ("energy", "logp_gap"):
+            ours = min((c for c in here if c["who"] == "denoiselab"), key=lambda c: c[key])
+            them = min((c for c in here if c["who"] == "diffusers"), key=lambda c: c[key])
+            fmt = "{:.2f}" if key == "energy" else "{:.4f}"
+            parts += [f"{fmt.format(ours[key])} {ours['sampler']} {ours['grid']}".strip(), f"{fmt.format(them[key])} {them['sampler']}", f"{ours[key] / them[key]:.2f}"]
+            if key == "energy":
+                best_energy = {"ours": ours, "them": them}
+        parts.append(f"{best_energy['ours']['logp_gap']:.4f} / {best_energy['them']['logp_gap']:.4f}")
+        print("| " + " | ".join(parts) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mixture", nargs="+", choices=tuple(MIXTURES), default=list(MIXTURES))
@@ -134,7 +157,14 @@ def main() -> None:
     ap.add_argument("--tune-seconds", type=float, default=15.0, help="search time per tuned grid (default 15)")
     ap.add_argument("--tune-n", type=int, default=1000, help="starting points of each tuning search (default 1000)")
     ap.add_argument("--json", help="write every cell here")
+    ap.add_argument("--from-json", help="only reprint the summaries of a saved --json file")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            cells = json.load(f)
+        for mix_name in dict.fromkeys(c["mixture"] for c in cells):
+            summary(cells, mix_name, sorted({c["nfe"] for c in cells if c["mixture"] == mix_name}))
+        return
     torch.set_num_threads(1)
     schedule = make_schedule("linear", T)
     cells = []
@@ -184,18 +214,7 @@ def main() -> None:
                 results.append((*score(x), calls))
             row("diffusers", their_label, "", results)
 
-        print(f"\nBest of each at the same evaluation budget ({mix_name}); ratio = denoiselab / diffusers (target <= 0.67 at 5-10 NFE, <= 1 at 20):\n")
-        print("| NFE | denoiselab best energy | diffusers best energy | ratio | denoiselab best logp gap | diffusers best logp gap | ratio |")
-        print("|---|---|---|---|---|---|---|")
-        for nfe in args.nfe:
-            here = [c for c in cells if c["mixture"] == mix_name and c["nfe"] == nfe]
-            parts = [f"{nfe}"]
-            for key in ("energy", "logp_gap"):
-                ours = min((c for c in here if c["who"] == "denoiselab"), key=lambda c: c[key])
-                them = min((c for c in here if c["who"] == "diffusers"), key=lambda c: c[key])
-                fmt = "{:.2f}" if key == "energy" else "{:.4f}"
-                parts += [f"{fmt.format(ours[key])} {ours['sampler']} {ours['grid']}", f"{fmt.format(them[key])} {them['sampler']}", f"{ours[key] / them[key]:.2f}"]
-            print("| " + " | ".join(parts) + " |")
+        summary(cells, mix_name, args.nfe)
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
