@@ -32,12 +32,9 @@ VELOCITY_MODEL = MIX.denoiser(FLOW, "velocity")
 NEW = ("dpm++3m", "dpm++2s", "unipc", "ipndm", "edm-heun")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+@pytest.fixture(autouse=True)
+def single_thread(one_thread):  # conftest's session fixture: small tensors, a shared 2-core machine
     yield
-    torch.set_num_threads(before)
 
 
 def x_T(n: int, seed: int) -> torch.Tensor:
