@@ -229,7 +229,7 @@ TRAIN_ERRORS = [
     (["--set", "train.lr=nan"], ["train.lr", "finite"]),
     (["--set", "sample.steps=2000"], ["sample.steps", "schedule.T"]),
     (["--set", "sample.n=0"], ["sample.n"]),
-    (["--set", "sample.sampler=euler-maruyama"], ["sample.sampler", "ddpm, ddim, dpm++2m, euler, heun"]),
+    (["--set", "sample.sampler=euler-maruyama"], ["sample.sampler", "ddpm, ddim, dpm++2m, dpm++3m, dpm++2s, unipc, ipndm, euler, heun, edm-heun"]),
     (["--set", "trainsteps=4"], ["trainsteps", "section.key=value"]),
     (["--set", "train.device=banana"], ["train.device", "banana"]),
     (["--config", "no-such-recipe"], ["no-such-recipe", "spiral"]),

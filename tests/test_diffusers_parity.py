@@ -21,7 +21,15 @@ import pytest
 import torch
 
 diffusers = pytest.importorskip("diffusers")
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler  # noqa: E402
+from diffusers import (  # noqa: E402
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    DPMSolverSinglestepScheduler,
+    HeunDiscreteScheduler,
+    IPNDMScheduler,
+    UniPCMultistepScheduler,
+)
 
 from denoiselab.forward_process import q_posterior, transition  # noqa: E402
 from denoiselab.samplers import sample_ddim, sample_ddpm, sample_dpmpp_2m, step_grid  # noqa: E402
@@ -368,3 +376,135 @@ def test_dpmpp_2m_full_run(name, T, steps, spacing):
     # The agreement is not an accident of a weak model: first order differs by far more.
     first = sample_dpmpp_2m(fake.model_fn, start(5), sch, steps, spacing=spacing, order=1)
     assert (first - theirs_x).abs().max().item() > 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# Few-step solvers: DPM-Solver++(3M) and (2S), UniPC, iPNDM, EDM Heun
+# ---------------------------------------------------------------------------------------------
+
+
+def float32_schedule(sched) -> Schedule:
+    """Our schedule on diffusers' own float32 (alpha, sigma) table, for trajectories that agree to
+    float32 rounding instead of being limited by the difference of the two tables."""
+    ac = sched.alphas_cumprod
+    a32, s32 = sched._sigma_to_alpha_sigma_t(torch.from_numpy(np.asarray(((1 - ac) / ac) ** 0.5, dtype=np.float32)))
+    return Schedule("diffusers-float32", torch.cat([torch.ones(1), a32]).double(), torch.cat([torch.zeros(1), s32]).double())
+
+
+def scheduler(cls, name: str, T: int, **config):
+    return cls(num_train_timesteps=T, beta_schedule=BETA_SCHEDULES[name][0], beta_start=BETA_SCHEDULES[name][2], beta_end=BETA_SCHEDULES[name][3], **config)
+
+
+@pytest.mark.parametrize("name,T,steps,spacing", [("linear", 1000, 10, "trailing"), ("linear", 1000, 5, "linspace"), ("linear", 1000, 20, "trailing"), ("cosine", 1000, 8, "trailing")])
+def test_dpmpp_3m_full_run(name, T, steps, spacing):
+    """Orders 1, 2, 3, ..., 3, then 2 (below 15 steps) and 1 (to sigma = 0), as diffusers ramps them."""
+    from denoiselab.samplers import sample_dpmpp_3m
+
+    sched = scheduler(DPMSolverMultistepScheduler, name, T, algorithm_type="dpmsolver++", solver_order=3, final_sigmas_type="zero", lower_order_final=True, timestep_spacing=spacing)
+    sched.set_timesteps(steps)
+    fake = Fake(name, T)
+    theirs_x = dpm_loop(sched, fake, start(5))
+    mine32 = sample_dpmpp_3m(fake.model_fn, start(5), float32_schedule(sched), steps, spacing=spacing)
+    torch.testing.assert_close(mine32, theirs_x, rtol=2e-6, atol=2e-6)
+    second = sample_dpmpp_3m(fake.model_fn, start(5), float32_schedule(sched), steps, spacing=spacing, order=2)
+    assert (second - theirs_x).abs().max().item() > 1e-4  # third order is really taken
+
+
+@pytest.mark.parametrize("variant", ["bh1", "bh2"])
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("name,T,steps,spacing", [("linear", 1000, 10, "trailing"), ("linear", 1000, 6, "linspace"), ("cosine", 1000, 8, "trailing")])
+def test_unipc_full_run(name, T, steps, spacing, order, variant):
+    """UniPC's predictor and corrector at every step (its corrector reuses the next step's model
+    output; none after the last step), orders ramped up and down as in diffusers.
+
+    Compared step by step (the predicted points, where the model is called) and at the end; with
+    bh1, diffusers' last step to sigma = 0 returns NaN (B(h) = -h = -inf times a zero history term),
+    so there only the steps before it are compared."""
+    from denoiselab.samplers import sample_unipc
+
+    sched = scheduler(UniPCMultistepScheduler, name, T, solver_order=order, solver_type=variant, predict_x0=True, lower_order_final=True, final_sigmas_type="zero", timestep_spacing=spacing)
+    sched.set_timesteps(steps)
+    fake = Fake(name, T)
+    x, theirs_steps = start(6), []
+    for j in sched.timesteps:
+        x = sched.step(fake.eps(x, j), j, x).prev_sample
+        theirs_steps.append(x)
+    records = []
+    mine32 = sample_unipc(fake.model_fn, start(6), float32_schedule(sched), steps, order=order, variant=variant, spacing=spacing, on_step=records.append)
+    for r, theirs_x in zip(records[:-1], theirs_steps[:-1], strict=True):
+        torch.testing.assert_close(r.x_next, theirs_x, rtol=1e-5, atol=1e-5)
+    if variant == "bh2":
+        torch.testing.assert_close(mine32, x, rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(mine32).all()
+    plain = sample_unipc(fake.model_fn, start(6), float32_schedule(sched), steps, order=order, variant=variant, spacing=spacing, corrector=False)
+    assert (plain - mine32).abs().max().item() > 1e-4  # the corrector is really applied
+
+
+@pytest.mark.parametrize("name,ks", [("linear", [999, 500, 0]), ("linear", [600, 201, 0]), ("cosine", [900, 300, 0])])
+def test_dpmpp_2s_one_step(name, ks):
+    """One 2S step t -> s is diffusers' singlestep order 1 to our intermediate point u, then its
+    order 2 from t to s with the estimate at u (and the last step first order)."""
+    from denoiselab.samplers import sample_dpmpp_2s
+
+    T = 1000
+    sched = scheduler(DPMSolverSinglestepScheduler, name, T, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero", lower_order_final=True)
+    sch32, fake = None, Fake(name, T)
+    seen = []
+
+    def model_fn(x, t, y=None):
+        seen.append(round(float(t[0]) * T))
+        return fake.model_fn(x, t)
+
+    records = []
+    sched.set_timesteps(2)  # only to read the float32 table
+    sch32 = float32_schedule(sched)
+    mine = sample_dpmpp_2s(model_fn, start(7), sch32, grid=[k / T for k in ks], on_step=records.append)
+    assert len(seen) == 3 and seen[0] == ks[0] and seen[2] == ks[1] and ks[1] < seen[1] < ks[0]
+    sched.set_timesteps(timesteps=[k - 1 for k in seen])  # t, u, s
+    assert sched.get_order_list(3) == [1, 2, 1]
+    x = start(7)
+    for i, j in enumerate(sched.timesteps):
+        x = sched.step(fake.eps(x, j), j, x).prev_sample
+        if i == 1:
+            torch.testing.assert_close(records[0].x_next, x, rtol=2e-6, atol=2e-6)
+    torch.testing.assert_close(mine, x, rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("ks", [[999, 700, 400, 200, 100, 40, 10, 0], [800, 333, 0]])
+def test_ipndm_full_run(ks):
+    """diffusers' IPNDMScheduler runs the same Adams-Bashforth steps in x / alpha and sigma / alpha
+    on its own table of (alpha, sigma); handed our values at our grid (trained_betas holds its
+    sigmas) and eps in the form it reads (v, from which it recovers eps), the trajectories agree."""
+    from denoiselab.samplers import sample_ipndm
+
+    T, sch, fake = 1000, ours("linear", 1000), Fake("linear", 1000)
+    sigmas = [float(sch.sigmas[k]) for k in ks]
+    sched = IPNDMScheduler(num_train_timesteps=T, trained_betas=sigmas)
+    sched.set_timesteps(len(ks) - 1)
+    x = start(8).float()
+    for i, j in enumerate(sched.timesteps):
+        a, s = float(sch.alphas[ks[i]]), sigmas[i]
+        eps = fake.eps(x, ks[i] - 1)
+        x = sched.step((eps - s * x) / a, j, x).prev_sample  # v such that s x + a v = eps
+    mine = sample_ipndm(fake.model_fn, start(8).float(), sch, grid=[k / T for k in ks])
+    torch.testing.assert_close(mine, x, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,ks", [("linear", [999, 600, 300, 120, 40, 0]), ("cosine", [950, 500, 100, 0])])
+def test_edm_heun_full_run(name, ks):
+    """diffusers' HeunDiscreteScheduler is Karras et al.'s Heun in x / alpha and sigma / alpha,
+    with an Euler last step to sigma = 0: our edm-heun on the same timesteps."""
+    from denoiselab.samplers import sample_edm_heun, sample_heun
+
+    T, fake = 1000, Fake(name, 1000)
+    sched = scheduler(HeunDiscreteScheduler, name, T)
+    sched.set_timesteps(timesteps=[k - 1 for k in ks[:-1]])
+    x_tilde = start(9) / float(ours(name, T).alphas[ks[0]])
+    for j in sched.timesteps:
+        eps = fake.eps(sched.scale_model_input(x_tilde, j), int(j))
+        x_tilde = sched.step(eps, j, x_tilde).prev_sample
+    sch32 = float32_schedule(scheduler(DPMSolverMultistepScheduler, name, T))
+    mine = sample_edm_heun(fake.model_fn, start(9), sch32, grid=[k / T for k in ks])
+    torch.testing.assert_close(mine, x_tilde, rtol=1e-4, atol=1e-4)
+    other = sample_heun(fake.model_fn, start(9), sch32, grid=[k / T for k in ks])
+    assert (other - x_tilde).abs().max().item() > 1e-3  # heun (in the flow variables) is another method

@@ -24,6 +24,7 @@ from denoiselab.prediction import PREDICTIONS, resolve, target
 from denoiselab.samplers import (
     GRIDS,
     SAMPLERS,
+    TWO_EVALUATIONS_PER_STEP,
     CountingModel,
     StepRecord,
     evaluations,
@@ -170,9 +171,10 @@ def test_every_sampler_samples_a_flow_model_on_every_grid(name, grid, prediction
     records: list[StepRecord] = []
     x = SAMPLERS[name](model, noise(200, 10), FLOW, 6, prediction=prediction, spacing=grid, generator=gen(1), on_step=records.append)
     assert torch.isfinite(x).all() and x.shape == (200, 2)
-    assert model.calls == evaluations(name, 6) == (11 if name == "heun" else 6)
+    assert model.calls == evaluations(name, 6) == (11 if name in TWO_EVALUATIONS_PER_STEP else 6)
     assert records[-1].t_next == 0.0 and len(records) == 6
-    torch.testing.assert_close(records[-1].x_next, records[-1].x0, rtol=0, atol=1e-12)  # ends clean
+    if name != "ipndm":  # iPNDM's last step extrapolates the noise estimates of the last four (ipndm.py)
+        torch.testing.assert_close(records[-1].x_next, records[-1].x0, rtol=0, atol=1e-12)  # ends clean
 
 
 @pytest.mark.parametrize("kind", ALL_SCHEDULE_KINDS)

@@ -1,4 +1,4 @@
-"""The denoiselab command line: train, sample, evaluate, plot, schedules, serve.
+"""The denoiselab command line: train, sample, evaluate, plot, schedules, serve, tune-steps.
 
 Usage errors (bad recipe keys or values, bad files, bad options) print one line naming the
 problem and exit with status 2; nothing is left behind that looks like a finished run.
@@ -78,7 +78,7 @@ def _nonneg_float(text: str) -> float:
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: the run's [sample] sampler")
-    p.add_argument("--steps", type=_positive_int, help="sampler steps (<= T; = model evaluations, heun: 2 x steps - 1)")
+    p.add_argument("--steps", type=_positive_int, help="sampler steps (<= T; = model evaluations, heun, edm-heun and dpm++2s: 2 x steps - 1)")
     p.add_argument("-n", type=_positive_int, help="number of points")
     p.add_argument("--eta", type=_nonneg_float, help="DDIM stochasticity (0 deterministic, 1 DDPM-like)")
     p.add_argument("--variance", choices=VARIANCES, help="DDPM reverse variance")
@@ -169,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-scale", action="store_true", help="keep the beta range as given (no x 1000/T)")
     p.add_argument("--out", default="schedules.png", help="output PNG (default schedules.png)")
 
+    p = sub.add_parser("tune-steps", help="tune a sampler's time points to a run's model (written to the run folder)")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: the run's [sample] sampler")
+    p.add_argument("--nfe", type=_positive_int, required=True, help="model evaluations per sample (heun, edm-heun, dpm++2s: odd)")
+    p.add_argument("--start", metavar="NAME|TIMES", help="grid to start from: trailing, logsnr, karras, time-uniform or times such as 1,0.6,0.3,0.1,0 (default: the best of the named ones)")
+    p.add_argument("-n", type=_positive_int, default=2000, help="starting points for the search, and as many held out (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the starting noise")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="time for the search (default 60)")
+
     add_serve_arguments(sub.add_parser("serve", help=SERVE_HELP))
     return parser
 
@@ -255,12 +264,30 @@ def _sampling_kwargs(args, run) -> dict:
         if kw.get("spacing", run.config.sample.spacing) != "karras":
             raise UsageError("--rho applies to the karras grid only (add --grid karras)")
         kw["rho"] = args.rho
+    if grid is None and args.label is None and args.guidance is None:
+        _use_tuned_grid(args, run, kw)
     kw["counter"] = []
     if args.label is not None:
         kw["label"] = args.label
     if args.guidance is not None:
         kw["guidance"] = args.guidance  # runs.guided_model_fn refuses it on an unconditional run
     return kw
+
+
+def _use_tuned_grid(args, run, kw: dict) -> None:
+    """Sample on the run's tuned grid (tuned_grids.json) when one exists for this sampler and
+    evaluation count (tune-steps tunes with the run's own label mix and guidance)."""
+    from .samplers import evaluations
+    from .tuning import TuningError, tuned_grid
+
+    sampler = args.sampler or run.config.sample.sampler
+    steps = args.steps or run.config.sample.steps
+    try:
+        grid = tuned_grid(run.path, sampler, evaluations(sampler, steps))
+    except TuningError as exc:
+        raise UsageError(str(exc)) from None
+    if grid is not None:
+        kw["grid"], kw["steps"], args.tuned = grid, len(grid) - 1, True
 
 
 def _load_for_use(path: str):
@@ -300,7 +327,7 @@ def cmd_sample(args) -> int:
         else:
             viz.plot_samples(run.data, x, out, title=title, labels=labels, data_labels=run.labels, class_names=names)
     what = "" if labels is None or kw.get("label") is None else f" of class {run.class_names[int(labels[0])]}"
-    print(f"wrote {len(x)} samples{what} to {out} ({_sampling_line(run, kw)}{guidance_cost})")
+    print(f"wrote {len(x)} samples{what} to {out} ({_sampling_line(run, kw, getattr(args, 'tuned', False))}{guidance_cost})")
     return 0
 
 
@@ -357,18 +384,21 @@ def cmd_evaluate(args) -> int:
     evaluations = kw["counter"][0] if kw["counter"] else None
     if args.json:
         grid = kw["grid"].tolist() if "grid" in kw else kw.get("spacing", run.config.sample.spacing)
-        print(json.dumps({"run": str(run.path), "sampler": sampler, "steps": steps, "grid": grid, "evaluations": evaluations, **metrics.to_dict()}))
+        tuned = getattr(args, "tuned", False)
+        print(json.dumps({"run": str(run.path), "sampler": sampler, "steps": steps, "grid": grid, "tuned_grid": tuned, "evaluations": evaluations, **metrics.to_dict()}))
     else:
         summary = metrics.summary()
         sep = "\n" if "\n" in summary else " "  # a conditional run's summary has a line per class
-        print(f"{run.path} ({_sampling_line(run, kw)}):{sep}{summary}")
+        print(f"{run.path} ({_sampling_line(run, kw, getattr(args, 'tuned', False))}):{sep}{summary}")
     return 0
 
 
-def _sampling_line(run, kw: dict) -> str:
+def _sampling_line(run, kw: dict, tuned: bool = False) -> str:
     """sampler, steps, grid and the model evaluations the first draw really made."""
     sc = run.config.sample
     grid = "given grid" if "grid" in kw else f"{kw.get('spacing', sc.spacing)} grid"
+    if tuned:
+        grid = "tuned grid from tuned_grids.json"
     evaluations = f", {kw['counter'][0]} model evaluations" if kw.get("counter") else ""
     return f"{kw['sampler'] or sc.sampler}, {kw['steps'] or sc.steps} steps, {grid}{evaluations}"
 
@@ -441,6 +471,50 @@ def _read_image(path: Path, channels: int, height: int, width: int) -> np.ndarra
     return pixels.transpose(2, 0, 1)
 
 
+def cmd_tune_steps(args) -> int:
+    import torch
+
+    from .runs import guided_model_fn
+    from .samplers import GRIDS as NAMED
+    from .tuning import START_GRIDS, TuningError, save_tuned_grid, steps_for, tune_grid
+
+    run = _load_for_use(args.run)
+    sampler = args.sampler or run.config.sample.sampler
+    try:
+        steps_for(sampler, args.nfe)
+    except TuningError as exc:
+        raise UsageError(f"--nfe {args.nfe}: {exc}") from None
+    start = args.start
+    if start is not None and start not in START_GRIDS:
+        if start in NAMED:
+            raise UsageError(f"--start {start}: this grid does not start at t = 1; expected one of {', '.join(START_GRIDS)} or a list of times")
+        try:
+            start = parse_grid(start)
+        except ValueError as exc:
+            raise UsageError(f"--start {start[:80]}: {exc}") from None
+    if not args.max_seconds > 0:
+        raise UsageError(f"--max-seconds: must be > 0, got {args.max_seconds:g}")
+    labels = class_labels(run, args.n)
+    y = None if labels is None else torch.as_tensor(labels, device=run.device)
+    try:
+        result = tune_grid(
+            guided_model_fn(run), run.schedule, sampler, args.nfe, shape=run.sample_shape, prediction=run.config.model.prediction,
+            y=y, n=args.n, seed=args.seed, start=start, max_seconds=args.max_seconds, device=run.device, dtype=torch.float32,
+        )
+        path = save_tuned_grid(run.path, result)
+    except TuningError as exc:
+        raise UsageError(str(exc)) from None
+    times = ",".join(f"{t:.4g}" for t in result.grid)
+    print(
+        f"{sampler} at {result.evaluations} model evaluations: RMS distance to {result.reference} on held-out noise "
+        f"{result.error:.4g} (start, {result.start} grid: {result.start_error:.4g}; {result.start_error / max(result.error, 1e-30):.2f}x) "
+        f"in {result.seconds:g} s\ngrid {times}\nwritten to {path}; sample and evaluate use it for {sampler} at {result.evaluations} evaluations"
+    )
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
 def cmd_plot(args) -> int:
     run = _load_for_use(args.run)
     for path in render_figures(run, Path(args.out) if args.out else None):
@@ -496,6 +570,7 @@ COMMANDS = {
     "train-classifier": cmd_train_classifier,
     "inpaint": cmd_inpaint,
     "serve": run_serve,
+    "tune-steps": cmd_tune_steps,
 }
 
 

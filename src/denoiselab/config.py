@@ -119,7 +119,7 @@ class TrainConfig:
 @dataclass
 class SampleConfig:
     sampler: str = _opt("dpm++2m", "sampler for figures and metrics", choices=tuple(SAMPLERS))
-    steps: int = _opt(20, "sampler steps (= model evaluations; heun: 2 x steps - 1)", lo=1)
+    steps: int = _opt(20, "sampler steps (= model evaluations; heun, edm-heun, dpm++2s: 2 x steps - 1)", lo=1)
     n: int = _opt(2000, "samples drawn for figures and metrics", lo=1)
     eta: float = _opt(0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)", lo=0)
     variance: str = _opt("small", "DDPM reverse variance", choices=VARIANCES)

@@ -23,6 +23,7 @@ posterior mean and variance: its gradient is the exact guidance term for inpaint
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -186,6 +187,7 @@ class GaussianMixture:
 
         return log_likelihood
 
+
 def two_d_mixture() -> GaussianMixture:
     """A small 2D test mixture: three well-separated, unequal components."""
     return GaussianMixture(
@@ -204,4 +206,19 @@ def labelled_mixture() -> GaussianMixture:
         stds=torch.tensor([0.35, 0.3, 0.35, 0.3], dtype=torch.float64),
         weights=torch.tensor([0.3, 0.2, 0.3, 0.2], dtype=torch.float64),
         labels=torch.tensor([0, 0, 1, 1]),
+    )
+
+
+def ring_mixture(modes: int = 8, radius: float = 2.0, std: float = 0.05, centre_std: float = 0.4, centre_weight: float = 0.2) -> GaussianMixture:
+    """A hard 2D mixture: ``modes`` narrow components (std 0.05) evenly on a ring, unequal in
+    weight (1, 2, 1, 2, ...), around one wide centre component.  Few-step samplers blur the
+    narrow modes and mis-share mass between them and the centre."""
+    angles = torch.arange(modes, dtype=torch.float64) * (2 * math.pi / modes)
+    ring = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
+    ring_w = torch.tensor([1.0 + (j % 2) for j in range(modes)], dtype=torch.float64)
+    ring_w = (1 - centre_weight) * ring_w / ring_w.sum()
+    return GaussianMixture(
+        means=torch.cat([ring, torch.zeros(1, 2, dtype=torch.float64)]),
+        stds=torch.cat([torch.full((modes,), std, dtype=torch.float64), torch.tensor([centre_std], dtype=torch.float64)]),
+        weights=torch.cat([ring_w, torch.tensor([centre_weight], dtype=torch.float64)]),
     )

@@ -8,7 +8,7 @@ configs use to the functions.
 
 from .ddim import sample_ddim
 from .ddpm import VARIANCES, sample_ddpm
-from .dpm_solver import sample_dpmpp_2m
+from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_2s, sample_dpmpp_3m
 from .grids import (
     CHAIN_GRIDS,
     GRIDS,
@@ -18,23 +18,32 @@ from .grids import (
     step_grid,
     time_grid,
 )
-from .ode import sample_euler, sample_heun
-from .stepping import CountingModel, StepRecord, as_grid, evaluate
+from .ipndm import sample_ipndm
+from .ode import sample_edm_heun, sample_euler, sample_heun
+from .stepping import CountingModel, StepRecord, as_grid, evaluate, first_order_step
+from .unipc import sample_unipc
 
 SAMPLERS = {
     "ddpm": sample_ddpm,
     "ddim": sample_ddim,
     "dpm++2m": sample_dpmpp_2m,
-    "euler": sample_euler,
+    "dpm++3m": sample_dpmpp_3m,
+    "dpm++2s": sample_dpmpp_2s,
+    "unipc": sample_unipc,
+    "ipndm": sample_ipndm,
+    "euler": sample_euler,  # = EDM's Euler (and DDIM): see ode.py
     "heun": sample_heun,
+    "edm-heun": sample_edm_heun,
 }
+# Samplers that call the model twice a step, except on the last step (to t = 0): 2 N - 1 in all.
+TWO_EVALUATIONS_PER_STEP = ("heun", "edm-heun", "dpm++2s")
 # The names of the grids a step count can be spread over (sample.spacing, --grid).
 SPACINGS = GRIDS
 
 
 def evaluations(sampler: str, steps: int) -> int:
-    """Model evaluations a sampler makes over ``steps`` steps (Heun: two a step but the last)."""
-    return 2 * steps - 1 if sampler == "heun" else steps
+    """Model evaluations a sampler makes over ``steps`` steps (Heun, 2S: two a step but the last)."""
+    return 2 * steps - 1 if sampler in TWO_EVALUATIONS_PER_STEP else steps
 
 
 __all__ = [
@@ -46,16 +55,23 @@ __all__ = [
     "VARIANCES",
     "CountingModel",
     "StepRecord",
+    "TWO_EVALUATIONS_PER_STEP",
     "as_grid",
     "check_grid",
     "evaluate",
     "evaluations",
+    "first_order_step",
     "parse_grid",
     "sample_ddim",
     "sample_ddpm",
     "sample_dpmpp_2m",
+    "sample_dpmpp_2s",
+    "sample_dpmpp_3m",
+    "sample_edm_heun",
     "sample_euler",
     "sample_heun",
+    "sample_ipndm",
+    "sample_unipc",
     "step_grid",
     "time_grid",
 ]

@@ -16,6 +16,15 @@ heun   Heun's second-order method (Karras et al. 2022, Algorithm 1, in tau):
        z' = z_t + (tau_s - tau_t) u_t,  z_s = z_t + (tau_s - tau_t) (u_t + u(z', s)) / 2,
        two evaluations per step, except the last (to t = 0), which is an Euler step: the
        model is never called at sigma = 0.
+
+edm-heun  Heun in Karras et al.'s own variables (EDM, Algorithm 1 with s(t) = 1, sigma(t) = t, as
+       their VP experiments and diffusers' HeunDiscreteScheduler use it): x~ = x / alpha,
+       sigma~ = sigma / alpha, dx~ / dsigma~ = eps_hat.  Its predictor is the same Euler step
+       (DDIM), but the corrector averages slopes in other coordinates, so it differs from heun
+       by O(dsigma~^2) per step.  On the flow path sigma~ is infinite at t = 1; that one step is
+       taken in the flow coordinates above.
+
+EDM's Euler is euler: Euler steps in (sigma~, x~) and in (tau, z) both give DDIM exactly.
 """
 
 from __future__ import annotations
@@ -32,20 +41,36 @@ def _flow_coordinates(schedule: Schedule, t: float) -> tuple[float, float]:
     return a + s, s / (a + s)
 
 
+def _edm_coordinates(schedule: Schedule, t: float) -> tuple[float, float]:
+    """(alpha, sigma / alpha) at time t: Karras et al.'s x~ = x / alpha and sigma~."""
+    a = float(schedule.alpha_at(t))
+    return a, float(schedule.sigma_at(t)) / a
+
+
+def _flow_velocity(d) -> torch.Tensor:
+    return d.eps - d.x0  # dz / dtau
+
+
+def _edm_velocity(d) -> torch.Tensor:
+    return d.eps  # dx~ / dsigma~
+
+
 @torch.no_grad()
-def _solve(model_fn, x_T, schedule, grid, *, heun, y, prediction, spacing, clip_x0, on_step):
+def _solve(model_fn, x_T, schedule, grid, *, heun, y, prediction, spacing, clip_x0, on_step, edm=False):
     times = as_grid(schedule, grid, spacing).tolist()
     x = x_T
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]
-        scale_t, tau_t = _flow_coordinates(schedule, t)
-        scale_s, tau_s = _flow_coordinates(schedule, s)
+        in_edm = edm and float(schedule.alpha_at(t)) > 0.0  # sigma~ is finite
+        coordinates, velocity = (_edm_coordinates, _edm_velocity) if in_edm else (_flow_coordinates, _flow_velocity)
+        scale_t, tau_t = coordinates(schedule, t)
+        scale_s, tau_s = coordinates(schedule, s)
         d = evaluate(model_fn, x, schedule, t, y=y, prediction=prediction, clip_x0=clip_x0)
-        z, u = x / scale_t, d.eps - d.x0
+        z, u = x / scale_t, velocity(d)
         z_next = z + (tau_s - tau_t) * u
         if heun and s > 0:
             d2 = evaluate(model_fn, z_next * scale_s, schedule, s, y=y, prediction=prediction, clip_x0=clip_x0)
-            z_next = z + (tau_s - tau_t) * 0.5 * (u + d2.eps - d2.x0)
+            z_next = z + (tau_s - tau_t) * 0.5 * (u + velocity(d2))
         x_next = z_next * scale_s
         if on_step is not None:
             on_step(StepRecord(i, t, s, x, d.x0, d.eps, x_next, schedule.T))
@@ -88,3 +113,22 @@ def sample_heun(
     """``steps`` of the ``spacing`` grid, or ``grid``: a list of times ending at 0.
     N steps cost 2 N - 1 model evaluations."""
     return _solve(model_fn, x_T, schedule, steps if grid is None else grid, heun=True, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)
+
+
+def sample_edm_heun(
+    model_fn: ModelFn,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    steps=10,
+    *,
+    grid=None,
+    y=None,
+    prediction: str = "eps",
+    spacing: str = "trailing",
+    clip_x0: float | None = None,
+    generator: torch.Generator | None = None,  # unused: the solver is deterministic
+    on_step: OnStep = None,
+) -> torch.Tensor:
+    """Karras et al.'s Heun in (sigma~, x~): ``steps`` of the ``spacing`` grid, or ``grid``.
+    N steps cost 2 N - 1 model evaluations."""
+    return _solve(model_fn, x_T, schedule, steps if grid is None else grid, heun=True, edm=True, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)

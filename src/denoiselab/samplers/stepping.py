@@ -103,3 +103,13 @@ class CountingModel:
     def __call__(self, x, t, y=None):
         self.calls += 1
         return self.model_fn(x, t, y)
+
+
+def first_order_step(schedule: Schedule, x: torch.Tensor, x0: torch.Tensor, t: float, s: float) -> torch.Tensor:
+    """The exact solution of the probability-flow ODE from t to s for a constant clean estimate
+    (DDIM with eta = 0; DPM-Solver++ first order, Lu et al. 2022 Eq. 9):
+    x_s = (sigma_s / sigma_t) x_t - alpha_s (e^{-h} - 1) x0, with e^{-h} computed as
+    (sigma_s alpha_t) / (alpha_s sigma_t) so that sigma_s = 0 and alpha_t = 0 need no infinities."""
+    alpha_t, sigma_t = float(schedule.alpha_at(t)), float(schedule.sigma_at(t))
+    alpha_s, sigma_s = float(schedule.alpha_at(s)), float(schedule.sigma_at(s))
+    return (sigma_s / sigma_t) * x - alpha_s * ((sigma_s * alpha_t) / (alpha_s * sigma_t) - 1.0) * x0

@@ -1,0 +1,225 @@
+"""Few-step samplers: denoiselab's solvers and grids against diffusers' schedulers, one model.
+
+The model is the exact noise prediction of a known 2D Gaussian mixture under the linear
+schedule (T = 1000), so every difference from the data distribution is the sampler's own
+discretisation error.  Two mixtures: ``three`` (denoiselab.oracles.two_d_mixture: three
+separated components) and ``ring`` (oracles.ring_mixture: eight narrow modes of std 0.05 on a
+ring, unequal weights, around a wide centre).  Every sampler starts from the same noise.
+diffusers calls the model at its integer (or, for the Karras Euler grid, fractional) timestep j,
+which is read as t = (j + 1) / T, as a network trained on the chain would be.
+
+Two scores per cell, each against exact draws of the mixture:
+  * energy: denoiselab.metrics.energy_distance of the n samples against a fresh exact draw of n,
+    as a multiple of the floor (the same between independent exact draws; a perfect sampler
+    scores about 1);
+  * logp gap: |mean log p(samples) - E log p| with the mixture's exact density (oracles.log_prob),
+    E log p from 10^6 draws; an exact draw of n scores about its standard error.
+
+    python benchmarks/samplers_vs_diffusers.py                  # both mixtures, 5 8 10 20 NFE
+    python benchmarks/samplers_vs_diffusers.py --mixture ring --nfe 5 10 -n 2000
+    python benchmarks/samplers_vs_diffusers.py --tuned --json out.json   # + tuned grids (~25 min on 2 busy cores)
+    python benchmarks/samplers_vs_diffusers.py --from-json out.json      # reprint the summaries
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from denoiselab.metrics import energy_distance
+from denoiselab.oracles import ring_mixture, two_d_mixture
+from denoiselab.samplers import SAMPLERS, TWO_EVALUATIONS_PER_STEP, CountingModel, time_grid
+from denoiselab.schedules import make_schedule
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+MIXTURES = {"three": two_d_mixture, "ring": ring_mixture}
+T = 1000
+OURS = [
+    # (sampler, options)
+    ("ddim", {}),
+    ("dpm++2m", {}),
+    ("dpm++3m", {}),
+    ("unipc", {"order": 2, "variant": "bh2"}),
+    ("unipc", {"order": 3, "variant": "bh2"}),
+    ("unipc", {"order": 3, "variant": "bh1"}),
+    ("ipndm", {"order": 4}),
+    ("ipndm", {"order": 3}),
+    ("dpm++2s", {}),
+    ("heun", {}),
+    ("edm-heun", {}),
+]
+# The configurations whose grid is also tuned with --tuned (tuning costs --tune-seconds each).
+TUNED = {("dpm++2m", ()), ("dpm++3m", ()), ("unipc", (("order", 2), ("variant", "bh2"))), ("unipc", (("order", 3), ("variant", "bh2"))), ("ipndm", (("order", 3),))}
+OUR_GRIDS = ("trailing", "logsnr", "karras")  # time-uniform is trailing on a T = 1000 chain
+
+
+def theirs():
+    """(label, scheduler factory) for every diffusers configuration compared."""
+    import diffusers as d
+
+    base = {"num_train_timesteps": T, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
+    dpm = {**base, "algorithm_type": "dpmsolver++"}
+    return [
+        ("DDIM trailing", lambda: d.DDIMScheduler(**base, timestep_spacing="trailing", clip_sample=False)),
+        ("DPM++ 2M", lambda: d.DPMSolverMultistepScheduler(**dpm, solver_order=2)),
+        ("DPM++ 2M karras", lambda: d.DPMSolverMultistepScheduler(**dpm, solver_order=2, use_karras_sigmas=True)),
+        ("DPM++ 2M lu-lambdas", lambda: d.DPMSolverMultistepScheduler(**dpm, solver_order=2, use_lu_lambdas=True)),
+        ("DPM++ 3M", lambda: d.DPMSolverMultistepScheduler(**dpm, solver_order=3)),
+        ("DPM++ 3M karras", lambda: d.DPMSolverMultistepScheduler(**dpm, solver_order=3, use_karras_sigmas=True)),
+        ("DPM++ 3M lu-lambdas", lambda: d.DPMSolverMultistepScheduler(**dpm, solver_order=3, use_lu_lambdas=True)),
+        ("UniPC", lambda: d.UniPCMultistepScheduler(**base)),
+        ("UniPC karras", lambda: d.UniPCMultistepScheduler(**base, use_karras_sigmas=True)),
+        ("UniPC-3", lambda: d.UniPCMultistepScheduler(**base, solver_order=3)),
+        ("DEIS", lambda: d.DEISMultistepScheduler(**base)),
+        ("DEIS-3", lambda: d.DEISMultistepScheduler(**base, solver_order=3)),
+        ("Euler karras", lambda: d.EulerDiscreteScheduler(**base, use_karras_sigmas=True)),
+    ]
+
+
+def run_theirs(make, model_fn, x_T: torch.Tensor, nfe: int) -> tuple[torch.Tensor, int]:
+    """diffusers' own loop: scale_model_input, the model at timestep j (t = (j + 1) / T), step."""
+    sched = make()
+    sched.set_timesteps(nfe)
+    counting = CountingModel(model_fn)
+    x = x_T * sched.init_noise_sigma
+    for j in sched.timesteps:
+        x_in = sched.scale_model_input(x, j)
+        t = torch.full((x.shape[0],), (float(j) + 1) / T, dtype=x.dtype)
+        x = sched.step(counting(x_in, t), j, x).prev_sample
+    return x, counting.calls
+
+
+def our_steps(name: str, nfe: int) -> int:
+    """Steps within the budget: two-call samplers take 2 N - 1 <= nfe."""
+    return (nfe + 1) // 2 if name in TWO_EVALUATIONS_PER_STEP else nfe
+
+
+def label(name: str, options: dict) -> str:
+    extra = ",".join(f"{k}={v}" for k, v in options.items())
+    return f"{name}({extra})" if extra else name
+
+
+class Scorer:
+    def __init__(self, mixture, n: int, seed: int):
+        self.mixture, self.n = mixture, n
+        g = torch.Generator().manual_seed(seed)
+        self.reference = mixture.sample(n, g).numpy()
+        floors = [energy_distance(mixture.sample(n, g).numpy(), self.reference) for _ in range(4)]
+        self.floor, self.floor_std = float(np.mean(floors)), float(np.std(floors))
+        self.mean_logp = float(mixture.log_prob(mixture.sample(10**6, g)).mean())
+        exact = mixture.sample(n, g)
+        self.logp_se = float(mixture.log_prob(exact).std()) / math.sqrt(n)
+
+    def __call__(self, x: torch.Tensor) -> tuple[float, float]:
+        x = x.double()
+        if not bool(torch.isfinite(x).all()):
+            return math.inf, math.inf
+        ed = energy_distance(x.numpy(), self.reference) / self.floor
+        gap = abs(float(self.mixture.log_prob(x).mean()) - self.mean_logp)
+        return ed, gap
+
+
+def summary(cells: list[dict], mix_name: str, nfes: list[int]) -> None:
+    """Best of each side at each budget, by each score; and, because the log-density gap of one
+    configuration can cross zero by luck (too narrow in one mode, too wide in another), the
+    gap of the configuration that is best in energy distance."""
+    print(f"\nBest of each at the same evaluation budget ({mix_name}); ratio = denoiselab / diffusers "
+          "(target <= 0.67 at 5-10 NFE, <= 1 at 20):\n")
+    print("| NFE | denoiselab best energy | diffusers best energy | ratio | denoiselab best logp gap | diffusers best logp gap | ratio | logp gap of the best-energy configs: denoiselab / diffusers |")
+    print("|---|---|---|---|---|---|---|---|")
+    for nfe in nfes:
+        here = [c for c in cells if c["mixture"] == mix_name and c["nfe"] == nfe]
+        parts, best_energy = [f"{nfe}"], {}
+        for key in ("energy", "logp_gap"):
+            ours = min((c for c in here if c["who"] == "denoiselab"), key=lambda c: c[key])
+            them = min((c for c in here if c["who"] == "diffusers"), key=lambda c: c[key])
+            fmt = "{:.2f}" if key == "energy" else "{:.4f}"
+            parts += [f"{fmt.format(ours[key])} {ours['sampler']} {ours['grid']}".strip(), f"{fmt.format(them[key])} {them['sampler']}", f"{ours[key] / them[key]:.2f}"]
+            if key == "energy":
+                best_energy = {"ours": ours, "them": them}
+        parts.append(f"{best_energy['ours']['logp_gap']:.4f} / {best_energy['them']['logp_gap']:.4f}")
+        print("| " + " | ".join(parts) + " |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mixture", nargs="+", choices=tuple(MIXTURES), default=list(MIXTURES))
+    ap.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 20])
+    ap.add_argument("-n", type=int, default=4000, help="samples per cell (default 4000)")
+    ap.add_argument("--tuned", action="store_true", help="add grids tuned by denoiselab.tuning for a few samplers (on their own noise, scored on this one)")
+    ap.add_argument("--tune-seconds", type=float, default=15.0, help="search time per tuned grid (default 15)")
+    ap.add_argument("--tune-n", type=int, default=1000, help="starting points of each tuning search (default 1000)")
+    ap.add_argument("--json", help="write every cell here")
+    ap.add_argument("--from-json", help="only reprint the summaries of a saved --json file")
+    args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            cells = json.load(f)
+        for mix_name in dict.fromkeys(c["mixture"] for c in cells):
+            summary(cells, mix_name, sorted({c["nfe"] for c in cells if c["mixture"] == mix_name}))
+        return
+    torch.set_num_threads(1)
+    schedule = make_schedule("linear", T)
+    cells = []
+    t0 = time.perf_counter()
+    for mix_name in args.mixture:
+        mixture = MIXTURES[mix_name]()
+        model_fn = mixture.eps_model(schedule)
+        score = Scorer(mixture, args.n, seed=7)
+        x_T = torch.randn(args.n, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        print(f"\n## {mix_name}: n = {args.n}, energy floor {score.floor:.2e} (std {score.floor_std:.1e} over 4 exact draws), "
+              f"E log p = {score.mean_logp:.4f}, standard error of a mean over n exact draws {score.logp_se:.4f}\n")
+        print("| sampler | grid | " + " | ".join(f"{k} NFE: energy (x floor) / logp gap" for k in args.nfe) + " |")
+        print("|---|---|" + "---|" * len(args.nfe))
+
+        def row(who, sampler, grid, results):
+            line = " | ".join(f"{ed:.2f} / {gap:.4f}" + (f" ({calls})" if calls != nfe else "") for nfe, (ed, gap, calls) in zip(args.nfe, results))
+            print(f"| {sampler} | {grid} | {line} |", flush=True)
+            for nfe, (ed, gap, calls) in zip(args.nfe, results):
+                cells.append({"mixture": mix_name, "who": who, "sampler": sampler, "grid": grid, "nfe": nfe, "evaluations": calls, "energy": ed, "logp_gap": gap})
+
+        exact = mixture.sample(args.n, torch.Generator().manual_seed(99))
+        row("exact", "exact draws (control)", "", [(*score(exact), nfe) for nfe in args.nfe])
+        for name, options in OURS:
+            for grid_name in OUR_GRIDS:
+                results = []
+                for nfe in args.nfe:
+                    counting = CountingModel(model_fn)
+                    grid = time_grid(schedule, our_steps(name, nfe), grid_name)
+                    x = SAMPLERS[name](counting, x_T, schedule, grid=grid, **options)
+                    results.append((*score(x), counting.calls))
+                row("denoiselab", label(name, options), grid_name, results)
+            if args.tuned and (name, tuple(options.items())) in TUNED:
+                from denoiselab.tuning import steps_for, tune_grid
+
+                results = []
+                for nfe in args.nfe:
+                    budget = nfe if name not in TWO_EVALUATIONS_PER_STEP else 2 * steps_for(name, nfe - (nfe + 1) % 2) - 1
+                    tuned = tune_grid(model_fn, schedule, name, budget, shape=(2,), seed=1, n=args.tune_n, options=options, max_seconds=args.tune_seconds)
+                    counting = CountingModel(model_fn)
+                    x = SAMPLERS[name](counting, x_T, schedule, grid=tuned.grid, **options)  # x_T: not the tuning noise
+                    results.append((*score(x), counting.calls))
+                row("denoiselab", label(name, options), "tuned", results)
+        for their_label, make in theirs():
+            results = []
+            for nfe in args.nfe:
+                x, calls = run_theirs(make, model_fn, x_T, nfe)
+                results.append((*score(x), calls))
+            row("diffusers", their_label, "", results)
+
+        summary(cells, mix_name, args.nfe)
+    print(f"\n({time.perf_counter() - t0:.0f} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(cells, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Time grids tuned to a model: the N time points that bring a sampler's few-step output closest
+to a high-accuracy solve of the same probability-flow ODE from the same noise.
+
+At 5 to 10 model evaluations where the steps fall matters as much as the solver (Sabour et al.
+2024, "Align Your Steps"; Tong et al. 2024, "LD3"; Xue et al. 2024, "Accelerating diffusion
+sampling with optimized time steps").  Like LD3 this measures the error against the teacher's
+own trajectories: with x_T drawn from N(0, I), the reference x_0 = ODE(x_T) comes from
+``REFERENCE_STEPS`` steps of DPM-Solver++(3M) on the log-SNR grid, and the objective is the
+mean squared distance between the sampler's output on a candidate grid and that reference.
+
+The grid t_0 = 1 > t_1 > ... > t_{N-1} > t_N = 0 is parametrised by N log-weights w: the
+softmax of w splits the log-SNR range [lambda(t_0), lambda(1 / T)] into N increments, and the
+first N - 1 partial sums place t_1 .. t_{N-1}; every w gives a strictly decreasing grid, so the
+search (Nelder-Mead, derivative-free, since samplers step in Python floats) needs no
+constraints.  It starts from the best named grid for that count and, on a DDPM chain, the
+result is moved to the nearest grid steps k / T, where the network was trained.  Every number
+reported is measured on held-out noise (a second draw), and the tuned grid is kept only if it
+is no worse there than the grid it started from.
+
+A run folder keeps its tuned grids in ``tuned_grids.json``, keyed "sampler/evaluations";
+``denoiselab sample`` and ``evaluate`` use one when it exists for their sampler and count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .files import write_json
+from .samplers import SAMPLERS, TWO_EVALUATIONS_PER_STEP, check_grid, sample_dpmpp_3m, time_grid
+from .samplers.grids import _strictly_decreasing
+from .schedules import Schedule
+
+TUNED_GRIDS = "tuned_grids.json"
+FILE_VERSION = 1
+REFERENCE_STEPS = 200
+START_GRIDS = ("trailing", "logsnr", "karras", "time-uniform")  # the named grids that start at t = 1
+STOCHASTIC = ("ddpm",)
+MIN_STEPS = 2  # one step has no time point to move
+
+
+class TuningError(ValueError):
+    """A request that cannot be tuned (a stochastic sampler, too few evaluations)."""
+
+
+@dataclass
+class TunedGrid:
+    sampler: str
+    evaluations: int
+    grid: list[float]
+    start: str  # the grid the search started from (a name, or "given")
+    start_grid: list[float]
+    error: float  # RMS distance to the reference on held-out noise, per coordinate
+    start_error: float  # the same for the start grid
+    train_error: float
+    n: int
+    reference: str = f"DPM-Solver++(3M), {REFERENCE_STEPS} steps, logsnr grid"
+    seconds: float = 0.0
+    objective_calls: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def steps_for(sampler: str, evaluations: int) -> int:
+    """The steps that spend exactly ``evaluations`` model calls (two-call samplers: 2 N - 1)."""
+    if sampler not in SAMPLERS:
+        raise TuningError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    if sampler in STOCHASTIC:
+        raise TuningError(f"{sampler} is stochastic, so no grid brings it to one trajectory; tune a deterministic sampler ({', '.join(s for s in SAMPLERS if s not in STOCHASTIC)})")
+    two = sampler in TWO_EVALUATIONS_PER_STEP
+    least = 2 * MIN_STEPS - 1 if two else MIN_STEPS
+    if not (isinstance(evaluations, int) and evaluations >= least):
+        raise TuningError(f"{sampler} needs at least {least} model evaluations to have a time point to tune, got {evaluations}")
+    if two and evaluations % 2 == 0:
+        raise TuningError(f"{sampler} makes 2 x steps - 1 model evaluations, an odd count; got {evaluations} (try {evaluations - 1} or {evaluations + 1})")
+    return (evaluations + 1) // 2 if two else evaluations
+
+
+def _log_snr_range(schedule: Schedule) -> tuple[float, float]:
+    """lambda at the noisy end (t = 1, or 1 - 1/T where lambda(1) = -inf) and at t = 1 / T."""
+    T = schedule.T
+    lam_noisy = float(schedule.log_snr_at(1.0))
+    if not math.isfinite(lam_noisy):
+        lam_noisy = float(schedule.log_snr_at(1.0 - 1.0 / T))
+    return lam_noisy, float(schedule.log_snr_at(1.0 / T))
+
+
+def grid_from_weights(schedule: Schedule, w: np.ndarray) -> torch.Tensor:
+    """t_0 = 1, t_1..t_{N-1} from the partial sums of softmax(w) over the log-SNR range, t_N = 0."""
+    lo, hi = _log_snr_range(schedule)
+    share = np.exp(w - w.max())
+    share = share / share.sum()
+    lam = lo + (hi - lo) * np.cumsum(share)[:-1]
+    inner = schedule.time_at_log_snr(torch.as_tensor(lam, dtype=torch.float64))
+    return torch.cat([torch.ones(1, dtype=torch.float64), inner, torch.zeros(1, dtype=torch.float64)])
+
+
+def weights_from_grid(schedule: Schedule, grid: torch.Tensor) -> np.ndarray:
+    lo, hi = _log_snr_range(schedule)
+    lam = np.clip(schedule.log_snr_at(grid[1:-1]).numpy(), lo, hi)
+    inc = np.diff(np.concatenate([[lo], lam, [hi]]))
+    return np.log(np.maximum(inc, 1e-3 * (hi - lo)))
+
+
+def on_chain(schedule: Schedule, grid: torch.Tensor) -> torch.Tensor:
+    """A DDPM chain's grid steps k / T nearest to the grid's points (strictly decreasing, 1..T)."""
+    if not schedule.is_chain:
+        return grid
+    T = schedule.T
+    ks = _strictly_decreasing((grid[:-1] * T).round().long().clone(), T)
+    return torch.cat([ks.double() / T, torch.zeros(1, dtype=torch.float64)])
+
+
+def tune_grid(
+    model_fn,
+    schedule: Schedule,
+    sampler: str,
+    evaluations: int,
+    *,
+    shape: tuple[int, ...],
+    prediction: str = "eps",
+    y=None,
+    n: int = 2000,
+    seed: int = 0,
+    start=None,
+    options: dict | None = None,
+    max_seconds: float = 60.0,
+    device="cpu",
+    dtype=torch.float64,
+) -> TunedGrid:
+    """Tune the grid of ``sampler`` at ``evaluations`` model calls for ``model_fn``.
+
+    ``shape``: one sample's shape; ``n`` starting points for the search and as many held out;
+    ``start``: a named grid or a list of times (default: the best named grid on the search noise);
+    ``options``: sampler keywords (order, variant, ...); ``y``: labels of the n points (a
+    conditional model), used for both draws.
+    """
+    t0 = time.perf_counter()
+    steps = steps_for(sampler, evaluations)
+    fn, options = SAMPLERS[sampler], dict(options or {})
+    gen = torch.Generator().manual_seed(seed)
+    x_fit = torch.randn(n, *shape, generator=gen, dtype=dtype).to(device)
+    x_held = torch.randn(n, *shape, generator=gen, dtype=dtype).to(device)  # disjoint from x_fit
+    ref = {
+        key: sample_dpmpp_3m(model_fn, x, schedule, REFERENCE_STEPS, spacing="logsnr", y=y, prediction=prediction)
+        for key, x in (("fit", x_fit), ("held", x_held))
+    }
+
+    def error(grid: torch.Tensor, key: str) -> float:
+        x = x_fit if key == "fit" else x_held
+        out = fn(model_fn, x, schedule, grid=grid, y=y, prediction=prediction, **options)
+        mse = float(((out - ref[key]).double() ** 2).mean())
+        return mse if math.isfinite(mse) else math.inf
+
+    # The start: the best named grid on the search noise, or the one given.
+    if start is None:
+        named = {name: on_chain(schedule, time_grid(schedule, steps, name)) for name in START_GRIDS}
+        start_name = min(named, key=lambda name: error(named[name], "fit"))
+        start_grid = named[start_name]
+    elif isinstance(start, str) and start in START_GRIDS:
+        start_name, start_grid = start, on_chain(schedule, time_grid(schedule, steps, start))
+    else:
+        start_name, start_grid = "given", check_grid(start, "start grid")
+        if len(start_grid) != steps + 1:
+            raise TuningError(f"start grid: {sampler} at {evaluations} evaluations takes {steps} steps, the grid given has {len(start_grid) - 1}")
+    best = {"f": error(start_grid, "fit"), "w": weights_from_grid(schedule, start_grid), "calls": 0}
+
+    class _OutOfTime(Exception):
+        pass
+
+    def objective(w: np.ndarray) -> float:
+        if time.perf_counter() - t0 > max_seconds:
+            raise _OutOfTime
+        best["calls"] += 1
+        f = error(grid_from_weights(schedule, w), "fit")
+        if f < best["f"]:
+            best.update(f=f, w=w.copy())
+        return f
+
+    from scipy.optimize import minimize
+
+    try:
+        for scale in (0.5, 0.15):  # a wide simplex, then a restart around the best point
+            w0 = best["w"]
+            simplex = np.vstack([w0, w0 + scale * np.eye(len(w0))])
+            minimize(objective, w0, method="Nelder-Mead", options={"initial_simplex": simplex, "maxfev": 150 * len(w0), "xatol": 1e-3, "fatol": 1e-14, "adaptive": len(w0) > 4})
+    except _OutOfTime:
+        pass
+    tuned = on_chain(schedule, grid_from_weights(schedule, best["w"]))
+    held, held_start = error(tuned, "held"), error(start_grid, "held")
+    notes = []
+    if not held <= held_start:
+        notes.append(f"the tuned grid was worse on held-out noise ({math.sqrt(held):.4g}); the start grid is kept")
+        tuned, held = start_grid, held_start
+    return TunedGrid(
+        sampler=sampler,
+        evaluations=evaluations,
+        grid=tuned.tolist(),
+        start=start_name,
+        start_grid=start_grid.tolist(),
+        error=math.sqrt(held),
+        start_error=math.sqrt(held_start),
+        train_error=math.sqrt(error(tuned, "fit")),
+        n=n,
+        seconds=round(time.perf_counter() - t0, 1),
+        objective_calls=best["calls"],
+        notes=notes,
+    )
+
+
+# -- the run folder's file ----------------------------------------------------------------------
+
+
+def grid_key(sampler: str, evaluations: int) -> str:
+    return f"{sampler}/{evaluations}"
+
+
+def read_tuned_grids(run_dir) -> dict[str, dict]:
+    """The run's tuned grids ({} when it has none); one line naming the file when it is corrupt."""
+    path = Path(run_dir) / TUNED_GRIDS
+    if not path.exists():
+        return {}
+    hint = "delete it or run denoiselab tune-steps again"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TuningError(f"{path}: cannot be read as JSON ({exc}); {hint}") from None
+    grids = data.get("grids") if isinstance(data, dict) else None
+    if not isinstance(grids, dict) or data.get("version") != FILE_VERSION:
+        raise TuningError(f"{path}: expected {{\"version\": {FILE_VERSION}, \"grids\": {{...}}}}; {hint}")
+    for key, entry in grids.items():
+        try:
+            check_grid(entry["grid"], f"{path} [{key}] grid")
+        except (TypeError, KeyError):
+            raise TuningError(f"{path} [{key}]: expected an entry with a grid (a list of times); {hint}") from None
+        except ValueError as exc:
+            raise TuningError(f"{exc}; {hint}") from None
+    return grids
+
+
+def tuned_grid(run_dir, sampler: str, evaluations: int) -> torch.Tensor | None:
+    """The run's tuned grid for this sampler and evaluation count, or None."""
+    entry = read_tuned_grids(run_dir).get(grid_key(sampler, evaluations))
+    return None if entry is None else check_grid(entry["grid"])
+
+
+def save_tuned_grid(run_dir, result: TunedGrid) -> Path:
+    """Add (or replace) one grid in the run's tuned_grids.json, atomically."""
+    grids = read_tuned_grids(run_dir)
+    grids[grid_key(result.sampler, result.evaluations)] = asdict(result)
+    return write_json(Path(run_dir) / TUNED_GRIDS, {"version": FILE_VERSION, "grids": grids})
