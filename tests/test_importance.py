@@ -136,6 +136,12 @@ def test_resume_with_importance_sampling_is_bitwise_equal(tmp_path):
     # Without the sampler's state the resumed run ends elsewhere: the equality is not vacuous.
     train(cfg, tmp_path / "forgetful", resume=True, progress=False, log=quiet)
     assert any_differs(load_file(str(tmp_path / "forgetful" / WEIGHTS)), load_file(str(tmp_path / "A" / WEIGHTS)))
+    # the run's figure: x0-error by noise level beside the learned density, read from the checkpoint
+    from denoiselab.runs import load_run
+    from denoiselab.runs.figures import render_loss_by_noise
+
+    png = render_loss_by_noise(load_run(tmp_path / "A", device="cpu"), tmp_path / "loss-by-noise.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a checkpoint without the sampler's state does not resume an importance-sampled recipe
     plain = tmp_path / "plain"
     with pytest.raises(TrainingInterrupted):

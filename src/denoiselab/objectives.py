@@ -27,7 +27,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from .forward_process import q_sample_at
-from .prediction import target
+from .prediction import resolve, target
 from .schedules import Schedule
 from .weighting import Weighting
 
@@ -175,3 +175,24 @@ def diffusion_loss(
         return per_sample.mean()
     time_sampler.update(draw.bins, per_sample.detach())
     return (per_sample * draw.weights.to(x0.dtype).to(x0.device)).mean()
+
+
+@torch.no_grad()
+def x0_error_by_noise_level(
+    model_fn, x0: torch.Tensor, schedule: Schedule, prediction: str, log_snrs: torch.Tensor, generator, y: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The unweighted mean squared x0-error per coordinate, E ||x0_hat - x0||^2 / D, at each level
+    of ``log_snrs`` (schedules' lambda = log(alpha / sigma)), over the batch x0 with fresh noise at
+    every level.  Stated on x0 whatever the network predicts (prediction.resolve) and without
+    the run's weighting, so runs of different targets and weightings can be compared on it."""
+    errors = []
+    times = schedule.time_at_log_snr(log_snrs).clamp(min=1e-6)  # never t = 0, as in training
+    for t in times:
+        t_batch = t.expand(x0.shape[0]).to(torch.float64)
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        x_t = q_sample_at(schedule, x0, t_batch, eps)
+        alpha = schedule.alpha_at(t_batch).to(x0.dtype).to(x0.device)
+        sigma = schedule.sigma_at(t_batch).to(x0.dtype).to(x0.device)
+        pred = model_fn(x_t, t_batch.to(x0.dtype).to(x0.device), y)
+        errors.append(torch.mean((resolve(pred, prediction, x_t, alpha, sigma).x0 - x0).double() ** 2))
+    return torch.stack(errors).cpu()
