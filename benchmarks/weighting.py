@@ -154,6 +154,8 @@ def run_spiral(args, root: Path) -> dict:
                 f"{row['ten']['w2_ratio']:.3f}x at 10 evals"
             )
             results.setdefault(key, []).append(row)
+            if args.json:  # what is done so far survives an interrupted benchmark
+                args.json.with_suffix(".partial.json").write_text(json.dumps({"spiral": results}, indent=1))
     return results
 
 
