@@ -190,6 +190,15 @@ def first_step_below(curve: list[dict]) -> int | None:
 
 def report(out: dict) -> None:
     a = out["args"]
+    if out["spiral"]:
+        report_spiral(out)
+    if out.get("digits"):
+        report_digits(out)
+    print(f"\nMachine: {out['machine']}; wall time {out['wall_s']:.0f} s.")
+
+
+def report_spiral(out: dict) -> None:
+    a = out["args"]
     print(f"Spiral (`{a['recipe']}` recipe), {a['steps']} steps, training seeds {a['seeds']}, {a['repeats']} sample sets per score.")
     print("Cells: mean ± std over training seeds of the ratio to the floor.\n")
     print("| weighting, time | W2, recipe sampler (20 evals) | energy, 20 evals | W2, 10 evals | energy, 10 evals | train s |")
@@ -213,14 +222,16 @@ def report(out: dict) -> None:
         for key, rows in curves.items():
             means = [np.mean([r["curve"][i]["w2_ratio"] for r in rows]) for i in range(len(steps))]
             print(f"| {rows[0]['label']} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
-    if out.get("digits"):
-        print(f"\nDigits (`digits` recipe), {a['digits_steps']} steps, training seeds {a['digits_seeds']}.\n")
-        print("| weighting, time | class accuracy, 20 evals | Frechet ratio, 20 evals | class accuracy, 10 evals | Frechet ratio, 10 evals | train s |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for key, rows in out["digits"].items():
-            cells = [mean_std([r[s][m] for r in rows]) for s in ("default", "ten") for m in ("accuracy", "frechet_ratio")]
-            print(f"| {rows[0]['label']} | " + " | ".join(cells) + f" | {np.mean([r['train_s'] for r in rows]):.1f} |")
-    print(f"\nMachine: {out['machine']}; wall time {out['wall_s']:.0f} s.")
+
+
+def report_digits(out: dict) -> None:
+    a = out["args"]
+    print(f"\nDigits (`digits` recipe), {a['digits_steps']} steps, training seeds {a['digits_seeds']}.\n")
+    print("| weighting, time | class accuracy, 20 evals | Frechet ratio, 20 evals | class accuracy, 10 evals | Frechet ratio, 10 evals | train s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for key, rows in out["digits"].items():
+        cells = [mean_std([r[s][m] for r in rows]) for s in ("default", "ten") for m in ("accuracy", "frechet_ratio")]
+        print(f"| {rows[0]['label']} | " + " | ".join(cells) + f" | {np.mean([r['train_s'] for r in rows]):.1f} |")
 
 
 def main(argv=None) -> int:
