@@ -75,8 +75,10 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
 
 
 # loss-by-noise.png: noise levels (equally spaced in log-SNR over the trained range) and the
-# training points (or images) scored at each.
+# training points or images scored at each (a U-Net on 512 images x 40 levels takes 20 s on a
+# CPU; 32 x 24 takes about 2 s and still draws the curve).
 NOISE_LEVELS, NOISE_LEVEL_BATCH = 40, 512
+IMAGE_NOISE_LEVELS, IMAGE_NOISE_LEVEL_BATCH = 24, 32
 
 
 def render_loss_by_noise(run: Run, path: Path) -> Path:
@@ -92,8 +94,9 @@ def render_loss_by_noise(run: Run, path: Path) -> Path:
         lo, hi = float(schedule.log_snr[-1]), float(schedule.log_snr[1])
     else:
         lo, hi = (float(schedule.log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
-    lam = torch.linspace(hi, lo, NOISE_LEVELS, dtype=torch.float64)
-    n = min(len(run.data), NOISE_LEVEL_BATCH)
+    levels, batch = (IMAGE_NOISE_LEVELS, IMAGE_NOISE_LEVEL_BATCH) if run.is_image else (NOISE_LEVELS, NOISE_LEVEL_BATCH)
+    lam = torch.linspace(hi, lo, levels, dtype=torch.float64)
+    n = min(len(run.data), batch)
     x0 = torch.as_tensor(run.normalization.encode(run.data[:n]), dtype=torch.float32, device=run.device)
     y = None if run.labels is None else torch.as_tensor(run.labels[:n], device=run.device)
     generator = torch.Generator().manual_seed(cfg.sample.seed)
