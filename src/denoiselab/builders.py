@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import torch
 
 from .config import Config, ConfigError
+from .importance import ImportanceSampler
 from .models import build_model
 from .objectives import diffusion_loss
 from .schedules import Schedule, make_schedule
+from .weighting import Weighting
 
 
 def schedule_from(cfg: Config) -> Schedule:
@@ -44,26 +46,54 @@ def model_from(cfg: Config, dim: int, num_classes: int = 0) -> torch.nn.Module:
 
 @dataclass(frozen=True)
 class Objective:
-    """The recipe's training loss as ``objective(model_fn, x0, generator, y=None) -> loss``."""
+    """The recipe's training loss as ``objective(model_fn, x0, generator, y=None, time_sampler=None)
+    -> loss``.  With ``timesteps = "importance"`` the caller keeps the sampler's state
+    (``new_time_sampler()``) and passes it to every call (training stores it in the checkpoint)."""
 
     schedule: Schedule
     prediction: str
     timesteps: str
     coupling: str
+    weighting: Weighting = Weighting()
+    importance_bins: int = 50
+    importance_history: int = 10
+    importance_uniform: float = 0.01
 
-    def __call__(self, model_fn, x0: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self, model_fn, x0: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None, time_sampler=None
+    ) -> torch.Tensor:
         return diffusion_loss(
-            model_fn, x0, self.schedule, generator, y=y, prediction=self.prediction, timesteps=self.timesteps, coupling=self.coupling
-        )
+            model_fn, x0, self.schedule, generator, y=y, prediction=self.prediction, timesteps=self.timesteps,
+            coupling=self.coupling, weighting=self.weighting, time_sampler=time_sampler,
+        )  # fmt: skip
+
+    def new_time_sampler(self) -> ImportanceSampler | None:
+        """A fresh importance sampler for ``timesteps = "importance"``; None otherwise."""
+        if self.timesteps != "importance":
+            return None
+        return ImportanceSampler(self.schedule, self.importance_bins, self.importance_history, self.importance_uniform)
 
     @property
     def describe(self) -> str:
+        weighting = "" if self.weighting.name == "none" else f", {self.weighting.describe}"
+        if self.timesteps == "importance":
+            times = f"importance-sampled times ({self.importance_bins} bins, {self.importance_uniform:g} uniform)"
+        else:
+            times = f"{self.timesteps} times"
         if self.schedule.is_chain:
-            return f"{self.prediction} target at the chain's steps ({self.timesteps})"
+            return f"{self.prediction} target at the chain's steps, {times}{weighting}"
         ot = ", OT-CFM pairing" if self.coupling == "ot" else ""
-        return f"flow matching: {self.prediction} target, {self.timesteps} times{ot}"
+        return f"flow matching: {self.prediction} target, {times}{ot}{weighting}"
+
+
+def weighting_from(cfg: Config) -> Weighting:
+    t = cfg.train
+    return Weighting(t.weighting, t.p2_gamma, t.p2_k, t.min_snr_gamma, t.sigma_data, t.sigmoid_bias)
 
 
 def objective_from(cfg: Config, schedule: Schedule | None = None) -> Objective:
     t = cfg.train
-    return Objective(schedule or schedule_from(cfg), cfg.model.prediction, t.timesteps, t.coupling)
+    return Objective(
+        schedule or schedule_from(cfg), cfg.model.prediction, t.timesteps, t.coupling, weighting_from(cfg),
+        t.importance_bins, t.importance_history, t.importance_uniform,
+    )  # fmt: skip

@@ -23,6 +23,7 @@ from .objectives import COUPLINGS, TIMESTEP_SAMPLING
 from .prediction import PREDICTIONS
 from .samplers import KARRAS_RHO, SAMPLERS, SPACINGS, VARIANCES
 from .schedules import ALL_SCHEDULE_KINDS
+from .weighting import WEIGHTINGS
 
 
 class ConfigError(ValueError):
@@ -93,8 +94,29 @@ class TrainConfig:
     steps: int = _opt(8000, "optimiser steps", lo=1)
     batch_size: int = _opt(256, "points per step", lo=1)
     timesteps: str = _opt(
-        "uniform", "how training draws times: uniform, logsnr (uniform in log-SNR), logit-normal (flow only: sigmoid of N(0, 1))",
+        "uniform", "how training draws times: uniform, logsnr (uniform in log-SNR), logit-normal (flow only: sigmoid of N(0, 1)), "
+        "edm (EDM's log-normal noise levels, ln(sigma / alpha) ~ N(-1.2, 1.2^2)), importance (by the loss per time bin, "
+        "each term reweighted so the uniform-time objective is kept; Nichol & Dhariwal 2021)",
         choices=TIMESTEP_SAMPLING,
+    )
+    weighting: str = _opt(
+        "none", "loss weight per noise level, stated on the x0-error and converted to the target (weighting.py): none (each "
+        "target's simple loss), p2 (Choi et al. 2022), min-snr (Hang et al. 2023), edm (Karras et al. 2022), sigmoid "
+        "(Kingma & Gao 2023), snr+1", choices=WEIGHTINGS,
+    )
+    p2_gamma: float = _opt(1.0, "p2 weighting: gamma in SNR / (k + SNR)^gamma on the x0-error", lo=0, lo_open=True)
+    p2_k: float = _opt(1.0, "p2 weighting: k in SNR / (k + SNR)^gamma on the x0-error", lo=0, lo_open=True)
+    min_snr_gamma: float = _opt(5.0, "min-snr weighting: gamma in min(SNR, gamma) on the x0-error", lo=0, lo_open=True)
+    sigma_data: float = _opt(
+        1.0, "edm weighting: the data's standard deviation (points are normalised to 1; Karras et al. use 0.5 for images)",
+        lo=0, lo_open=True,
+    )
+    sigmoid_bias: float = _opt(0.0, "sigmoid weighting: b in sigmoid(b - log SNR) on the eps loss")
+    importance_bins: int = _opt(50, "importance-sampled times: bins of time (a chain's steps in groups; flow: equal intervals)", lo=1)
+    importance_history: int = _opt(10, "importance-sampled times: losses remembered per bin (each bin needs this many first)", lo=1)
+    importance_uniform: float = _opt(
+        0.01, "importance-sampled times: share of uniform time mixed in (caps each term's weight at 1 / share)",
+        lo=0, hi=1, lo_open=True,
     )
     coupling: str = _opt(
         "independent", "flow: how data and noise are paired in a batch; ot = exact minibatch optimal transport (OT-CFM)",
@@ -219,6 +241,7 @@ def _check_cross(cfg: Config, where: str) -> None:
             f"{where}train.timesteps: logit-normal draws continuous times of schedule.kind = flow; "
             f"a {kind} chain is trained at its T steps (uniform or logsnr)"
         )
+    _check_objective_keys(cfg, where)
     if cfg.sample.steps > cfg.schedule.T:
         raise ConfigError(f"{where}sample.steps: must be <= schedule.T ({cfg.schedule.T}), got {cfg.sample.steps}")
     if cfg.model.time_dim % 2:
@@ -231,6 +254,28 @@ def _check_cross(cfg: Config, where: str) -> None:
             f"{where}schedule.beta_end: {cfg.schedule.beta_end} x 1000/T = {cfg.schedule.beta_end * scale:g} "
             "is not below 1; lower it or set schedule.scale_with_T = false"
         )
+
+
+# Keys that only one weighting or time distribution reads: each is refused at another value than
+# its default unless its owner is chosen, so a recipe never sets a knob that does nothing.
+_OWNED_KEYS = {
+    "p2_gamma": ("weighting", "p2"), "p2_k": ("weighting", "p2"), "min_snr_gamma": ("weighting", "min-snr"),
+    "sigma_data": ("weighting", "edm"), "sigmoid_bias": ("weighting", "sigmoid"),
+    "importance_bins": ("timesteps", "importance"), "importance_history": ("timesteps", "importance"),
+    "importance_uniform": ("timesteps", "importance"),
+}  # fmt: skip
+
+
+def _check_objective_keys(cfg: Config, where: str) -> None:
+    tr, defaults = cfg.train, TrainConfig()
+    for key, (owner, value) in _OWNED_KEYS.items():
+        if getattr(tr, key) != getattr(defaults, key) and getattr(tr, owner) != value:
+            raise ConfigError(
+                f"{where}train.{key}: is read only with train.{owner} = {value} (here {getattr(tr, owner)}); "
+                f"remove it or set train.{owner} = \"{value}\""
+            )
+    if tr.timesteps == "importance" and cfg.schedule.kind != "flow" and tr.importance_bins > cfg.schedule.T:
+        raise ConfigError(f"{where}train.importance_bins: must be <= schedule.T ({cfg.schedule.T}) on a chain, got {tr.importance_bins}")
 
 
 def recipe_names() -> list[str]:

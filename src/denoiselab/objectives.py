@@ -10,6 +10,11 @@ target of its prediction type (eps, x0, v or velocity; prediction.py) by mean sq
   path alpha = 1 - t, sigma = t, t continuous in (0, 1], and the velocity target
   u = d x_t / d t = eps - x0.  (The papers' t runs from noise at 0 to data at 1; ours is
   1 minus theirs, and their velocity x1 - x0 is minus ours.)
+* Weightings (weighting.py): each term's squared error times a weight w(lambda) stated on the
+  x0-error and converted to the network's target, averaged per sample, then over the batch.
+* Time distributions: uniform, log-SNR-uniform, logit-normal (flow), EDM's log-normal noise
+  levels, and importance sampling by the loss (importance.py; Nichol & Dhariwal 2021, Sec. 3.3),
+  whose per-term reweighting keeps the uniform-time objective in expectation.
 * OT-CFM (Tong et al. 2023, "Improving and generalizing flow-based generative models with
   minibatch optimal transport", Alg. 3): before noising, the batch's noise is re-paired with
   its data by the exact optimal assignment of squared distances, so the paths cross less.
@@ -22,10 +27,14 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from .forward_process import q_sample_at
-from .prediction import target
+from .prediction import resolve, target
 from .schedules import Schedule
+from .weighting import Weighting
 
-TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal")
+TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal", "edm", "importance")
+# EDM's log-normal training noise levels (Karras et al. 2022, Table 1, "Training": ln sigma ~
+# N(P_mean, P_std^2)), with sigma = sigma(t) / alpha(t) the noise level of x_t / alpha(t).
+EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
 COUPLINGS = ("independent", "ot")
 
 
@@ -44,11 +53,22 @@ def sample_timesteps(schedule: Schedule, n: int, generator, how: str = "uniform"
     if how == "logsnr":
         lam = schedule.log_snr[1:]  # decreasing in k
         u = torch.rand(n, generator=generator, dtype=torch.float64)
-        target = lam[-1] + u * (lam[0] - lam[-1])
-        # first k whose lambda falls below the target, on the increasing reversed array
-        idx = torch.searchsorted(lam.flip(0).contiguous(), target)
-        return (schedule.T - idx).clamp(1, schedule.T)
-    raise ValueError(f"unknown timestep sampling {how!r} on a T-step chain; expected uniform or logsnr")
+        return _step_at_log_snr(schedule, lam[-1] + u * (lam[0] - lam[-1]))
+    if how == "edm":
+        return _step_at_log_snr(schedule, edm_log_snr(n, generator))
+    raise ValueError(f"unknown timestep sampling {how!r} on a T-step chain; expected uniform, logsnr or edm")
+
+
+def _step_at_log_snr(schedule: Schedule, lam: torch.Tensor) -> torch.Tensor:
+    """The first chain step k in 1..T whose log-SNR falls below ``lam`` (clamped to the chain)."""
+    idx = torch.searchsorted(schedule.log_snr[1:].flip(0).contiguous(), lam)  # on the increasing reversed array
+    return (schedule.T - idx).clamp(1, schedule.T)
+
+
+def edm_log_snr(n: int, generator) -> torch.Tensor:
+    """EDM's training noise levels as schedules' lambda = log(alpha / sigma): ln s ~ N(P_mean, P_std^2)
+    with s = sigma / alpha, so lambda = -ln s."""
+    return -(EDM_P_MEAN + EDM_P_STD * torch.randn(n, generator=generator, dtype=torch.float64))
 
 
 def sample_times(schedule: Schedule, n: int, generator, how: str = "uniform") -> torch.Tensor:
@@ -59,8 +79,11 @@ def sample_times(schedule: Schedule, n: int, generator, how: str = "uniform") ->
     logit-normal  t = sigmoid(n), n ~ N(0, 1): more weight on the middle of the path (Esser et
                   al. 2024, "Scaling rectified flow transformers", Sec. 3.1, m = 0, s = 1).
     logsnr        lambda uniform between lambda(1 - 1/T) and lambda(1/T).
+    edm           EDM's log-normal noise level (edm_log_snr); on a chain the nearest step.
+
+    (``importance`` is stateful: importance.ImportanceSampler draws those times.)
     """
-    if how not in TIMESTEP_SAMPLING:
+    if how not in TIMESTEP_SAMPLING or how == "importance":
         raise ValueError(f"unknown timestep sampling {how!r}; expected one of {', '.join(TIMESTEP_SAMPLING)}")
     if schedule.is_chain:
         return sample_timesteps(schedule, n, generator, how).to(torch.float64) / schedule.T
@@ -68,6 +91,8 @@ def sample_times(schedule: Schedule, n: int, generator, how: str = "uniform") ->
         return 1.0 - torch.rand(n, generator=generator, dtype=torch.float64)  # (0, 1]: never clean data
     if how == "logit-normal":
         return torch.sigmoid(torch.randn(n, generator=generator, dtype=torch.float64))
+    if how == "edm":
+        return schedule.time_at_log_snr(edm_log_snr(n, generator))  # sigmoid(-lambda): in (0, 1) for finite lambda
     lo, hi = (float(schedule.log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
     u = torch.rand(n, generator=generator, dtype=torch.float64)
     return schedule.time_at_log_snr(lo + u * (hi - lo))
@@ -112,17 +137,62 @@ def diffusion_loss(
     prediction: str = "eps",
     timesteps: str = "uniform",
     coupling: str = "independent",
+    weighting: Weighting | None = None,
+    time_sampler=None,
 ) -> torch.Tensor:
-    """Monte Carlo estimate of E_{t, eps} || model(x_t, t, y) - target ||^2 over a batch x0.
+    """Monte Carlo estimate of E_{t, eps} w(t) || model(x_t, t, y) - target ||^2 over a batch x0.
+
+    ``weighting`` (weighting.py) gives w(t) in the target's units; None or "none" is the simple
+    loss.  ``timesteps = "importance"`` draws t from ``time_sampler`` (importance.ImportanceSampler),
+    multiplies each term by q(t) / p(t) so that the estimate's expectation is the uniform-time
+    objective, and feeds the terms' losses (weighted, before that factor) back to the sampler.
 
     Randomness is drawn on the generator's device (CPU by default) and moved to x0's device,
     so a seed gives the same run on every device.
     """
-    t = sample_times(schedule, x0.shape[0], generator, timesteps)
+    if timesteps == "importance":
+        if time_sampler is None:
+            raise ValueError("timesteps 'importance' needs the run's time_sampler (importance.ImportanceSampler)")
+        draw = time_sampler.draw(x0.shape[0], generator)
+        t = draw.t
+    else:
+        t = sample_times(schedule, x0.shape[0], generator, timesteps)
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     eps = couple(x0, eps, coupling, y)
     x_t = q_sample_at(schedule, x0, t, eps)
-    alphas = schedule.alpha_at(t).to(x0.dtype).to(x0.device)
-    sigmas = schedule.sigma_at(t).to(x0.dtype).to(x0.device)
+    alpha64, sigma64 = schedule.alpha_at(t), schedule.sigma_at(t)
+    alphas = alpha64.to(x0.dtype).to(x0.device)
+    sigmas = sigma64.to(x0.dtype).to(x0.device)
     pred = model_fn(x_t, t.to(x0.dtype).to(x0.device), y)
-    return torch.mean((pred - target(prediction, x0, eps, alphas, sigmas)) ** 2)
+    squared = (pred - target(prediction, x0, eps, alphas, sigmas)) ** 2
+    plain = weighting is None or weighting.name == "none"
+    if plain and timesteps != "importance":
+        return torch.mean(squared)  # the simple loss, as it always was (bit for bit)
+    per_sample = squared.flatten(1).mean(1)
+    if not plain:
+        per_sample = per_sample * weighting.on_target(prediction, alpha64, sigma64).to(x0.dtype).to(x0.device)
+    if timesteps != "importance":
+        return per_sample.mean()
+    time_sampler.update(draw.bins, per_sample.detach())
+    return (per_sample * draw.weights.to(x0.dtype).to(x0.device)).mean()
+
+
+@torch.no_grad()
+def x0_error_by_noise_level(
+    model_fn, x0: torch.Tensor, schedule: Schedule, prediction: str, log_snrs: torch.Tensor, generator, y: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The unweighted mean squared x0-error per coordinate, E ||x0_hat - x0||^2 / D, at each level
+    of ``log_snrs`` (schedules' lambda = log(alpha / sigma)), over the batch x0 with fresh noise at
+    every level.  Stated on x0 whatever the network predicts (prediction.resolve) and without
+    the run's weighting, so runs of different targets and weightings can be compared on it."""
+    errors = []
+    times = schedule.time_at_log_snr(log_snrs).clamp(min=1e-6)  # never t = 0, as in training
+    for t in times:
+        t_batch = t.expand(x0.shape[0]).to(torch.float64)
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        x_t = q_sample_at(schedule, x0, t_batch, eps)
+        alpha = schedule.alpha_at(t_batch).to(x0.dtype).to(x0.device)
+        sigma = schedule.sigma_at(t_batch).to(x0.dtype).to(x0.device)
+        pred = model_fn(x_t, t_batch.to(x0.dtype).to(x0.device), y)
+        errors.append(torch.mean((resolve(pred, prediction, x_t, alpha, sigma).x0 - x0).double() ** 2))
+    return torch.stack(errors).cpu()

@@ -30,6 +30,7 @@ from .data import Normalization, make_source
 from .data.images import is_image_data, load_image_data, split_indices
 from .ema import EMA
 from .guidance import drop_labels
+from .importance import ImportanceSampler
 from .models import IMAGE_ARCHITECTURES
 from .runs.folder import (
     CHECKPOINT,
@@ -115,6 +116,7 @@ class TrainState:
     generator: torch.Generator
     step: int
     losses: list[float]
+    time_sampler: ImportanceSampler | None = None  # train.timesteps = "importance": its loss history
 
     def sampling_model(self) -> torch.nn.Module:
         return self.ema.model if self.ema is not None else self.model
@@ -144,6 +146,8 @@ def save_checkpoint(run_dir: Path, state: TrainState, checkpoint: str = CHECKPOI
             tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value)
     tensors["rng"] = state.generator.get_state()
     tensors["losses"] = torch.tensor(state.losses, dtype=torch.float64)
+    if state.time_sampler is not None:
+        tensors.update({f"importance.{k}": v for k, v in state.time_sampler.state_dict().items()})
     meta = {
         "step": str(state.step),
         "ema_updates": str(state.ema.updates if state.ema is not None else 0),
@@ -186,6 +190,8 @@ def _restore(state: TrainState, tensors: dict, meta: dict) -> None:
     state.generator.set_state(tensors["rng"])
     state.step = int(meta["step"])
     state.losses = tensors["losses"].tolist()
+    if state.time_sampler is not None:
+        state.time_sampler.load_state_dict({k[len("importance.") :]: v for k, v in tensors.items() if k.startswith("importance.")})
 
 
 def check_new_run_folder(run_dir: Path) -> None:
@@ -237,7 +243,7 @@ def _optimiser_step(cfg: Config, state: TrainState, objective, x_all: torch.Tens
         # Classifier-free guidance needs the unconditional model too: the same network learns
         # it from the points whose label is dropped.
         y = drop_labels(y_all[idx], cfg.train.label_dropout, state.generator)
-    loss = objective(state.model, x_all[idx], state.generator, y=y)
+    loss = objective(state.model, x_all[idx], state.generator, y=y, time_sampler=state.time_sampler)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.train.grad_clip > 0:
@@ -367,6 +373,7 @@ def train(
         x_all = torch.as_tensor(run.normalization.encode(run.data), dtype=torch.float32, device=device)
         y_all = None if run.labels is None else torch.as_tensor(run.labels, dtype=torch.long, device=device)
         state = _init_state(cfg, x_all.shape[1], device, int(info.get("num_classes", 0)))
+        state.time_sampler = objective.new_time_sampler()
         if resume:
             load_checkpoint(run_dir, state)
             if state.step >= cfg.train.steps:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..samplers import StepRecord
-from .folder import Run, read_losses
+from .folder import CHECKPOINT, Run, read_losses
 from .sampling import class_labels, sample_points
 
 
@@ -70,7 +70,52 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
     losses = read_losses(run.path)
     if len(losses):
         written.append(viz.plot_loss(losses, out_dir / "loss.png"))
+        written.append(render_loss_by_noise(run, out_dir / "loss-by-noise.png"))
     return written
+
+
+# loss-by-noise.png: noise levels (equally spaced in log-SNR over the trained range) and the
+# training points or images scored at each (a U-Net on 512 images x 40 levels takes 20 s on a
+# CPU; 32 x 24 takes about 2 s and still draws the curve).
+NOISE_LEVELS, NOISE_LEVEL_BATCH = 40, 512
+IMAGE_NOISE_LEVELS, IMAGE_NOISE_LEVEL_BATCH = 24, 32
+
+
+def render_loss_by_noise(run: Run, path: Path) -> Path:
+    """The trained model's unweighted x0-error against log-SNR (objectives.x0_error_by_noise_level)
+    over the levels training draws from, and the learned density of an importance-sampled run,
+    read from its checkpoint."""
+    from .. import viz
+    from ..builders import objective_from
+    from ..objectives import x0_error_by_noise_level
+
+    schedule, cfg = run.schedule, run.config
+    if schedule.is_chain:
+        lo, hi = float(schedule.log_snr[-1]), float(schedule.log_snr[1])
+    else:
+        lo, hi = (float(schedule.log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
+    levels, batch = (IMAGE_NOISE_LEVELS, IMAGE_NOISE_LEVEL_BATCH) if run.is_image else (NOISE_LEVELS, NOISE_LEVEL_BATCH)
+    lam = torch.linspace(hi, lo, levels, dtype=torch.float64)
+    n = min(len(run.data), batch)
+    x0 = torch.as_tensor(run.normalization.encode(run.data[:n]), dtype=torch.float32, device=run.device)
+    y = None if run.labels is None else torch.as_tensor(run.labels[:n], device=run.device)
+    generator = torch.Generator().manual_seed(cfg.sample.seed)
+    mse = x0_error_by_noise_level(run.model_fn(), x0, schedule, cfg.model.prediction, lam, generator, y=y)
+    density = None
+    objective = objective_from(cfg, schedule)
+    sampler = objective.new_time_sampler()
+    if sampler is not None and (run.path / CHECKPOINT).is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(run.path / CHECKPOINT), framework="pt") as fh:
+            sampler.load_state_dict({k[len("importance.") :]: fh.get_tensor(k) for k in fh.keys() if k.startswith("importance.")})
+        density = sampler.density()
+    reference = float(((x0 - x0.mean(0)).double() ** 2).mean())
+    return viz.plot_loss_by_noise(
+        20.0 / np.log(10.0) * lam.numpy(), mse.numpy(), path, reference=reference, density=density,
+        title=f"{_method_name(run)}: {objective.describe}",
+        note=f"{n} training {'images' if run.is_image else 'points'} per level, fresh noise, no weighting",
+    )  # fmt: skip
 
 
 # Paths drawn in paths.png and by render_path_comparison (a few hundred stay legible).
@@ -179,6 +224,7 @@ def render_image_figures(run: Run, out_dir: Path) -> list[Path]:
     losses = read_losses(run.path)
     if len(losses):
         written.append(viz.plot_loss(losses, out_dir / "loss.png"))
+        written.append(render_loss_by_noise(run, out_dir / "loss-by-noise.png"))
     return written
 
 

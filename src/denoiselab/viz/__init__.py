@@ -37,7 +37,7 @@ from .points import (
     plot_samples,
     save_trajectory_gif,
 )
-from .schedules import moving_average, plot_loss, plot_schedule, plot_schedules_compare
+from .schedules import moving_average, plot_loss, plot_loss_by_noise, plot_schedule, plot_schedules_compare
 from .style import DATA_COLOR, SAMPLE_COLOR, compute_limits
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "plot_image_grid",
     "plot_image_progression",
     "plot_loss",
+    "plot_loss_by_noise",
     "plot_progression",
     "plot_sampling_paths",
     "plot_samples",
