@@ -168,3 +168,12 @@ def test_run_details_offer_the_classifier_and_the_held_out_images(client):
     assert client.get("/api/runs/classes").json()["has_classifier"] is True
     digits = client.get("/api/runs/digits").json()
     assert digits["held_out_count"] > 0 and decode_panel(digits["held_out_preview"]).shape[1:] == (1, 8, 8)
+
+
+def test_gradient_guidance_is_held_to_the_frame_bounds_without_frames(client):
+    # n x steps = 400 000 point evaluations: allowed unguided without frames, too much with a backward pass each
+    body = {"n": 4000, "steps": 100, "frames": False}
+    assert _sample(client, "classes", **{**body, "steps": 5}, gradient_guidance={"classifier": {"label": 0, "scale": 1.0}}).status_code == 200
+    assert _error(_sample(client, "plain", **body, gradient_guidance={"observe": {"values": {"x2": 0.0}}})).startswith("n: ")
+    both = _sample(client, "classes", label=0, gradient_guidance={"classifier": {"label": 1, "scale": 1.0}})
+    assert _error(both).startswith("gradient_guidance.classifier.label: ")
