@@ -71,6 +71,7 @@ def test_classifier_guidance_at_scale_zero_is_the_unguided_model_exactly(client)
             np.testing.assert_array_equal(x, y)
     assert all(np.all(term == 0) for term in _frames(b, "guidance_term"))
     assert b["gradient_guidance"]["kind"] == "classifier" and b["gradient_guidance"]["label"] == 1
+    assert b["label_name"] == "circle" and set(b["labels"]) == {"circle"}  # every sample is guided to that class
 
 
 def test_classifier_guidance_reports_its_term_and_counts(client, runs_root):

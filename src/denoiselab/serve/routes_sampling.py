@@ -133,7 +133,7 @@ def sampling_router(state: ServeState) -> APIRouter:
             if guided.label is not None:
                 if req.label is not None or req.labels is not None:
                     raise HTTPException(422, "gradient_guidance.classifier.label: the class to guide to goes here, not also in label or labels")
-                options["label"] = guided.label
+                options["label"] = label = guided.label  # every sample's class, as the reply names it
             # A gradient costs a backward pass per evaluation: such requests are held to the
             # frame bounds above even without frames.
             too_much = n * steps * int(np.prod(run.sample_shape)) > MAX_FRAME_IMAGE_VALUES if is_image else n * steps > MAX_FRAME_VALUES
