@@ -155,10 +155,13 @@ def test_observed_coordinates_of_a_point_run(client):
     g = reply["gradient_guidance"]
     assert g["known_values"] == {"x1": 0.5} and g["backward_passes"] == 4
     samples = decode_panel(reply["samples"])
-    # samples are in the model's units; x1 = 0.5 in data units is the normalised value
     norm = client.get("/api/runs/plain").json()
     assert np.ptp(samples[:, 0]) == 0 and np.ptp(samples[:, 1]) > 0
     assert norm["has_classifier"] is False
+    replaced = _sample(client, "plain", n=30, gradient_guidance={"observe": {"values": {"x2": -0.25}, "method": "replace"}}).json()
+    g = replaced["gradient_guidance"]
+    assert (g["evaluations"], g["backward_passes"], g["display_evaluations"]) == (4, 0, 4)
+    assert np.ptp(decode_panel(replaced["samples"])[:, 1]) == 0 and g["paste_max_change"] < 1e-5  # replacement lands on it
     assert _error(_sample(client, "plain", gradient_guidance={"observe": {"values": {"x3": 0.5}}})).startswith("gradient_guidance.observe.values")
     assert _error(_sample(client, "digits", gradient_guidance={"observe": {"values": {"x1": 0.5}}})).startswith("gradient_guidance.observe")
     assert _error(_sample(client, "plain", gradient_guidance={"inpaint": {"boxes": [[0, 0, 1, 1]]}})).startswith("gradient_guidance.inpaint")

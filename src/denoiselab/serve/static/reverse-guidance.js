@@ -55,6 +55,9 @@ export const Guidance = {
     for (const el of document.querySelectorAll("#view-reverse .guide-classifier")) el.hidden = kind !== "classifier";
     for (const el of document.querySelectorAll("#view-reverse .guide-inpaint")) el.hidden = kind !== "inpaint";
     if (kind === "inpaint") this.drawMask();
+    // Classifier guidance steers the unconditional model to its own class: the Class box is not used then.
+    $("rev-label").disabled = kind === "classifier";
+    $("rev-label").title = kind === "classifier" ? "not used: classifier guidance samples every image towards its own class" : "";
   },
   half(which) {
     const [H, W] = this.size();
