@@ -11,8 +11,8 @@ const MASK_SIDE = 150; // the inpainting canvas, in CSS pixels
 
 export const Guidance = {
   box: null, // the unknown box [x0, y0, x1, y1] in image pixels
-  init(onChange) {
-    $("rev-guide").addEventListener("change", () => { this.showControls(); onChange(); });
+  init() {
+    $("rev-guide").addEventListener("change", () => this.showControls());
     $("rev-guide-image").addEventListener("change", () => this.drawMask());
     $("rev-guide-left").addEventListener("click", () => this.half("left"));
     $("rev-guide-top").addEventListener("click", () => this.half("top"));

@@ -34,7 +34,7 @@ export const Reverse = {
     $("rev-timeline").addEventListener("input", () => this.show(+$("rev-timeline").value));
     $("rev-play").addEventListener("click", () => this.toggle());
     Jobs.listeners.push((job) => this.onJob(job));
-    Guidance.init(() => {});
+    Guidance.init();
   },
   shown() { this.ensureRun().then((ok) => { if (ok && !state.rev.result) this.run(); }); },
   async onJob(job) {
