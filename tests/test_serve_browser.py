@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from denoiselab import load_config, train
+from denoiselab.classifier_training import train_classifier
+from denoiselab.classifiers import ClassifierSettings
 
 pytestmark = pytest.mark.browser
 
@@ -112,6 +114,9 @@ def server(tmp_path_factory, one_thread):
     runs = tmp_path_factory.mktemp("browser-runs")
     # The digits run first: the newest run (the spiral) is the one the page opens by default.
     train(load_config("digits", DIGITS), runs / "digits", progress=False, log=lambda *a: None)
+    # A noise-conditional classifier for classifier guidance (a few steps: the page needs one, not a good one).
+    classifier = ClassifierSettings(steps=600 if SCREENSHOTS else 3, batch_size=64, hidden=8)
+    train_classifier(runs / "digits", classifier, progress=False, log=lambda *a: None)
     recipe = "spiral" if SCREENSHOTS else "quick"
     train(load_config(recipe, [f"train.steps={RUN_STEPS}"]), runs / "spiral", progress=False, log=lambda *a: None)
     with _Server(runs) as srv:
@@ -307,6 +312,57 @@ def test_reverse_view_on_an_image_run(page, server, tmp_path):
         page.wait_for_function("window.playground.rev.result.label_name === null")
         page.fill("#rev-timeline", str(IMAGE_STEPS * 2 // 3))
         _shot(page, tmp_path, "reverse-digits")
+
+
+def test_reverse_view_applies_gradient_guidance(page, server, tmp_path):
+    """Inpainting a held-out digit with a box drawn by the mouse, then classifier guidance: the
+    guidance-term panel appears beside the predicted noise, with its caption and its counts."""
+    _open(page, server, "reverse")
+    page.wait_for_selector("#rev-panels[data-frames]")
+    assert page.is_hidden("#rev-guide-fig")
+    assert page.eval_on_selector_all("#rev-guide option", "os => os.map((o) => o.value)") == ["none"]  # spiral: nothing to offer
+    page.select_option("#rev-run", "digits")
+    page.wait_for_function("document.getElementById('rev-n-label').textContent === 'Images'")
+    assert page.eval_on_selector_all("#rev-guide option", "os => os.map((o) => o.value)") == ["none", "classifier", "inpaint"]
+    page.select_option("#rev-guide", "inpaint")
+    page.fill("#rev-steps", str(IMAGE_STEPS))
+    page.fill("#rev-n", "8")
+    # Drag a box over the right half of the 8 x 8 image (the canvas is 150 px, the image 138 px inside it).
+    box = page.locator("#rev-guide-mask").bounding_box()
+    page.mouse.move(box["x"] + 6 + 138 * 5 / 8, box["y"] + 6 + 138 * 2 / 8)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 6 + 138 * 7 / 8, box["y"] + 6 + 138 * 6 / 8, steps=4)
+    page.mouse.up()
+    assert "columns 5–6, rows 2–5" in page.text_content("#rev-guide-box")
+    page.select_option("#rev-guide-method", "dps")
+    page.click("#rev-go")
+    page.wait_for_function("(() => { const r = window.playground.rev.result; return r && r.gradient_guidance && r.gradient_guidance.kind === 'inpaint'; })()")
+    g = page.evaluate("window.playground.rev.result.gradient_guidance")
+    assert g["method"] == "dps" and g["backward_passes"] == g["evaluations"] > 0
+    assert page.is_visible("#rev-guide-fig") and page.evaluate(INKED, "rev-guide-term") > 0.1
+    assert "(noise space, × σ_t)" in page.text_content("#rev-guide-caption")
+    assert "backward passes through the model" in page.text_content("#rev-guide-counts")
+    # Keep the top half, replacement: the final samples keep the held-out image's top rows.
+    page.click("#rev-guide-top")
+    page.select_option("#rev-guide-method", "replace")
+    page.click("#rev-go")
+    page.wait_for_function("window.playground.rev.result.gradient_guidance.method === 'replace'")
+    page.fill("#rev-timeline", str(IMAGE_STEPS // 2))
+    _shot(page, tmp_path, "reverse-guidance")  # the README's picture with DENOISELAB_SCREENSHOTS=1
+    # Classifier guidance towards one class.
+    page.select_option("#rev-guide", "classifier")
+    page.select_option("#rev-guide-label", label="3")
+    page.fill("#rev-guide-scale", "5")
+    page.click("#rev-go")
+    page.wait_for_function("window.playground.rev.result.gradient_guidance.kind === 'classifier'")
+    assert "p(y = 3 | x_t), s = 5" in page.text_content("#rev-guide-counts")
+    assert page.evaluate(INKED, "rev-guide-term") > 0.1
+    if not SCREENSHOTS:
+        _shot(page, tmp_path, "reverse-classifier")
+    page.select_option("#rev-guide", "none")
+    page.click("#rev-go")
+    page.wait_for_function("!window.playground.rev.result.gradient_guidance")
+    assert page.is_hidden("#rev-guide-fig")
 
 
 def test_playground_view_animates_both_ways(page, server, tmp_path):

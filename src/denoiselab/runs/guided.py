@@ -179,9 +179,16 @@ def inpaint(
         raise SamplingError(f"{run.path}: inpainting is for image runs; for points use: denoiselab sample --observe")
     counts = counts if counts is not None else GuidanceCounts()
     seed = run.config.sample.seed if kw.get("seed") is None else kw["seed"]
-    full = mask[None].expand(run.sample_shape)
-    known = _known(run, full, image)
-    observe = _observe_wrapper(run, *known, method, scale, seed, counts)
-    x = sample_points(run, model_wrapper=lambda fn: observe(counted(fn, counts)), n=n, **kw)
+    wrap, (full, _) = inpaint_wrapper(run, image, mask, method, scale, seed, counts)
+    x = sample_points(run, model_wrapper=wrap, n=n, **kw)
     out = paste_observed(torch.as_tensor(x), full, torch.as_tensor(image, dtype=torch.float32)).numpy()
     return out
+
+
+def inpaint_wrapper(run: Run, image: np.ndarray, mask: torch.Tensor, method: str, scale: float | None, seed: int, counts: GuidanceCounts):
+    """(wrap, known) for completing ``image`` (C, H, W, data units) where ``mask`` (H, W) is
+    False: the counted model wrapper, and the known (mask, values) of one sample's shape in model
+    units (what ``guided_wrapper`` returns for observed coordinates)."""
+    known = _known(run, mask[None].expand(run.sample_shape), image)
+    observe = _observe_wrapper(run, *known, method, scale, seed, counts)
+    return (lambda fn: observe(counted(fn, counts))), known

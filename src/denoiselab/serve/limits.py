@@ -32,6 +32,14 @@ MAX_TRAIN_STEPS = 20_000
 MIN_TRAIN_STEPS = 50
 MAX_SEED = 2**31 - 1
 MAX_GUIDANCE = 20.0
+# Gradient guidance (sample's gradient_guidance block): classifier scale, DPS scale, how many
+# unknown boxes an inpainting mask may list, and the base64 length of the largest image's bitmask
+# (64 x 64 bits = 512 bytes = 684 base64 characters).
+MAX_CLASSIFIER_SCALE = 100.0
+MAX_GUIDE_SCALE = 1000.0
+MAX_BOXES = 16
+MAX_MASK_B64 = 4 * ((MAX_IMAGE_SIZE * MAX_IMAGE_SIZE // 8 + 2) // 3)
+HELD_OUT_PREVIEW = 8  # held-out images sent with an image run's details (the images to inpaint)
 MAX_CONCURRENT_SAMPLING = 4  # sampling requests computing (and building their replies) at once
 MAX_WAITING_SAMPLING = 8  # requests that may wait for a slot; more get 503 at once
 SAMPLING_WAIT_S = 0.5  # the longest a request waits for a slot before 503 with Retry-After

@@ -21,7 +21,11 @@ from .limits import (
     IMAGE_SETS,
     IMAGE_TRAIN_DATA,
     IMAGE_TRAIN_RECIPE,
+    MAX_BOXES,
+    MAX_CLASSIFIER_SCALE,
     MAX_GUIDANCE,
+    MAX_GUIDE_SCALE,
+    MAX_MASK_B64,
     MAX_IMAGE_SIZE,
     MAX_IMAGE_TRAIN_STEPS,
     MAX_IMAGES,
@@ -66,6 +70,83 @@ class ForwardRequest(_Strict):
         return value
 
 
+def _class_label(value):
+    """A class index 0..10000 or a class name of 1-64 characters (checked against the run later)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= 10_000:
+            raise ValueError(f"expected a class index 0..10000 or a class name, got {value}")
+        return value
+    if isinstance(value, str) and 1 <= len(value) <= 64:
+        return value
+    raise ValueError(f"expected a class index or a class name (1-64 characters), got {str(value)[:80]!r}")
+
+
+class ClassifierGuide(_Strict):
+    """Classifier guidance towards ``label`` by the run's noise-conditional classifier."""
+
+    label: int | str
+    scale: float = Field(1.0, ge=0.0, le=MAX_CLASSIFIER_SCALE, allow_inf_nan=False)
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label(cls, value):
+        return _class_label(value)
+
+
+Box = Annotated[list[Annotated[int, Field(ge=0, le=MAX_IMAGE_SIZE)]], Field(min_length=4, max_length=4)]
+
+
+class InpaintGuide(_Strict):
+    """Complete one of the run's held-out images (by index) where the mask says unknown.
+
+    The mask is ``boxes`` (pixel boxes [x0, y0, x1, y1], columns x0..x1-1 and rows y0..y1-1,
+    that are unknown) or ``bitmask`` (base64 of the H x W known-pixel bits, row-major, most
+    significant bit first, 1 = known), exactly one of them."""
+
+    image: int = Field(0, ge=0, le=1_000_000, description="index of a held-out image of the run")
+    boxes: list[Box] | None = Field(None, min_length=1, max_length=MAX_BOXES)
+    bitmask: str | None = Field(None, min_length=1, max_length=MAX_MASK_B64)
+    method: Literal["replace", "dps"] = "replace"
+    scale: float | None = Field(None, gt=0.0, le=MAX_GUIDE_SCALE, allow_inf_nan=False, description="dps only")
+
+    @model_validator(mode="after")
+    def _one_mask(self):
+        if (self.boxes is None) == (self.bitmask is None):
+            raise ValueError("give the unknown pixels as boxes or as a bitmask (exactly one)")
+        if self.scale is not None and self.method != "dps":
+            raise ValueError("scale: applies to method dps only")
+        return self
+
+
+class ObserveGuide(_Strict):
+    """Point runs: fix coordinates ({"x1": 0.5}, 1-based as in p(x2 | x1 = a)) and sample the rest."""
+
+    values: dict[Annotated[str, Field(pattern=r"^x[1-9][0-9]?$")], Annotated[float, Field(ge=-1e4, le=1e4, allow_inf_nan=False)]] = Field(
+        min_length=1, max_length=16
+    )
+    method: Literal["replace", "dps", "universal"] = "dps"
+    scale: float | None = Field(None, gt=0.0, le=MAX_GUIDE_SCALE, allow_inf_nan=False, description="dps and universal")
+
+
+class GradientGuide(_Strict):
+    """Guidance at test time (gradient_guidance.py): exactly one of classifier, inpaint, observe."""
+
+    classifier: ClassifierGuide | None = None
+    inpaint: InpaintGuide | None = None
+    observe: ObserveGuide | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        given = [k for k in ("classifier", "inpaint", "observe") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"expected exactly one of classifier, inpaint, observe; got {', '.join(given) or 'none'}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "classifier" if self.classifier else "inpaint" if self.inpaint else "observe"
+
+
 class SampleRequest(_Strict):
     sampler: Literal[tuple(SAMPLERS)] | None = None  # type: ignore[valid-type]
     steps: int | None = Field(None, ge=1, le=MAX_STEPS)
@@ -78,20 +159,13 @@ class SampleRequest(_Strict):
         None, max_length=MAX_POINTS, description="one class index per sample (length n), instead of label"
     )
     guidance: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False)
+    gradient_guidance: GradientGuide | None = Field(None, description="classifier guidance, inpainting or observed coordinates")
     frames: bool = True
 
     @field_validator("label", mode="before")
     @classmethod
     def _label(cls, value):
-        if value is None:
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            if not 0 <= value <= 10_000:
-                raise ValueError(f"expected a class index 0..10000 or a class name, got {value}")
-            return value
-        if isinstance(value, str) and 1 <= len(value) <= 64:
-            return value
-        raise ValueError(f"expected a class index or a class name (1-64 characters), got {str(value)[:80]!r}")
+        return value if value is None else _class_label(value)
 
 
 class TrainRequest(_Strict):

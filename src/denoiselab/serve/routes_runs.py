@@ -12,8 +12,8 @@ import numpy as np
 from fastapi import APIRouter
 
 from ..data import Normalization
-from ..runs import read_losses
-from .limits import DATA_PREVIEW, DEFAULT_RUN, IMAGE_PREVIEW
+from ..runs import HELD_OUT, read_losses
+from .limits import DATA_PREVIEW, DEFAULT_RUN, HELD_OUT_PREVIEW, IMAGE_PREVIEW
 from .payloads import json_response, panel
 from .request_models import RunName, TrainRequest
 from .routes_training import start_training
@@ -61,6 +61,11 @@ def runs_router(state: ServeState) -> APIRouter:
             try:
                 out.update(_image_preview(path, out["num_classes"], out["class_names"]))
             except Exception:  # noqa: BLE001 - the preview is optional
+                pass
+            try:  # the first held-out images: what the Reverse view's inpainting completes
+                held = np.load(path / HELD_OUT, mmap_mode="r", allow_pickle=False)
+                out.update(held_out_count=len(held), held_out_preview=panel(np.asarray(held[:HELD_OUT_PREVIEW], dtype=np.float32)))
+            except Exception:  # noqa: BLE001 - optional too
                 pass
         return json_response(out)
 

@@ -25,6 +25,7 @@ from ..runs import SamplingError, class_labels, guided_model_fn, resolve_label, 
 from ..samplers import time_grid
 from ..samplers.stepping import evaluate
 from .gate import give_memory_back
+from .guided_sampling import prepare as prepare_guidance
 from .limits import (
     DEFAULT_SAMPLE_IMAGES,
     MAX_FRAME_IMAGE_VALUES,
@@ -125,9 +126,25 @@ def sampling_router(state: ServeState) -> APIRouter:
             if req.guidance is not None:
                 options["guidance"] = req.guidance
         records: list = []
+        on_step = records.append if req.frames else _keep_last(records)
+        guided = None
+        if req.gradient_guidance is not None:
+            guided = prepare_guidance(run, name, req.gradient_guidance, seed)
+            if guided.label is not None:
+                if req.label is not None or req.labels is not None:
+                    raise HTTPException(422, "gradient_guidance.classifier.label: the class to guide to goes here, not also in label or labels")
+                options["label"] = label = guided.label  # every sample's class, as the reply names it
+            # A gradient costs a backward pass per evaluation: such requests are held to the
+            # frame bounds above even without frames.
+            too_much = n * steps * int(np.prod(run.sample_shape)) > MAX_FRAME_IMAGE_VALUES if is_image else n * steps > MAX_FRAME_VALUES
+            if guided.uses_gradients and too_much:
+                raise HTTPException(422, "n: n x steps (x the image size) is over the frame bound, which gradient guidance is held to with or without frames")
+            options["model_wrapper"] = guided.model_wrapper(run, record=req.frames)
+            on_step = _and_then(on_step, guided.step_done)
         try:
             t0 = time.perf_counter()
-            with torch.inference_mode():
+            # Gradient guidance differentiates inside the sampler: no inference tensors then.
+            with torch.no_grad() if guided is not None else torch.inference_mode():
                 _, x_T = sample_points(
                     run,
                     sampler=sampler,
@@ -135,7 +152,7 @@ def sampling_router(state: ServeState) -> APIRouter:
                     n=n,
                     seed=seed,
                     return_noise=True,
-                    on_step=records.append if req.frames else _keep_last(records),
+                    on_step=on_step,
                     **options,
                 )
             seconds = time.perf_counter() - t0
@@ -146,6 +163,10 @@ def sampling_router(state: ServeState) -> APIRouter:
         alphas, sigmas = schedule.alpha_at(times).tolist(), schedule.sigma_at(times).tolist()
         snr_db = (20.0 * schedule.log_snr_at(times) / math.log(10.0)).tolist()  # 10 log10(alpha^2 / sigma^2)
         final = records[-1].x_next
+        if guided is not None and guided.known is not None:
+            # The known values are observed, not sampled: pasted into the final samples as every
+            # conditional draw returns them (gradient_guidance.paste_observed).
+            final, paste_change = guided.paste(final)
         clip = run.info.get("x0_bound") if sc.clip_x0 else None  # the box runs.sample_points clamps x0-hat to
         out = {
             "run": name,
@@ -172,6 +193,16 @@ def sampling_router(state: ServeState) -> APIRouter:
             "x_T": panel(x_T),
             "samples": panel(final),
         }
+        if guided is not None:
+            out["gradient_guidance"] = guided.summary()
+            if guided.known is not None:
+                mask, values = guided.known
+                out["gradient_guidance"]["paste_max_change"] = round(paste_change, 6)
+                if is_image:
+                    out["gradient_guidance"]["known_mask"] = frame_panel(mask[None, :1].float())
+                    out["gradient_guidance"]["known_image"] = frame_panel(values[None])
+                else:
+                    out["gradient_guidance"]["known_values"] = {f"x{i + 1}": float(v) for i, v in enumerate(guided.known_data) if bool(mask[i])}
         if num_classes:
             if req.labels is not None:
                 sample_labels = req.labels
@@ -184,7 +215,8 @@ def sampling_router(state: ServeState) -> APIRouter:
             labels_used = None
             if num_classes:
                 labels_used = np.asarray(req.labels, dtype=np.int64) if req.labels is not None else class_labels(run, n, label)
-            network = _network_predictions(run, records, clip, req.guidance, labels_used)
+            recorded = [None if g is None else g[1:] for g in guided.steps] if guided is not None else None
+            network = _network_predictions(run, records, clip, req.guidance, labels_used, recorded)
             out["frames"] = [
                 {
                     "index": r.index,
@@ -197,8 +229,9 @@ def sampling_router(state: ServeState) -> APIRouter:
                     "x_t": frame_panel(r.x_t),
                     "eps": frame_panel(r.eps),
                     "x0": frame_panel(r.x0),
-                    "x_next": frame_panel(r.x_next),
+                    "x_next": frame_panel(final if i == len(records) - 1 else r.x_next),
                     **network[i],
+                    **({"guidance_term": frame_panel(guided.steps[i][0])} if guided is not None and guided.steps[i] is not None else {}),
                 }
                 for i, r in enumerate(records)
             ]
@@ -207,14 +240,16 @@ def sampling_router(state: ServeState) -> APIRouter:
     return router
 
 
-def _network_predictions(run, records: list, clip: float | None, guidance: float | None, labels) -> list[dict]:
+def _network_predictions(run, records: list, clip: float | None, guidance: float | None, labels, recorded: list | None = None) -> list[dict]:
     """Per frame: the share of x0-hat the sampler clamped to the box [-clip, clip], and where it
     clamped anything, the network's own x0-hat and eps-hat before clamping ("x0_net", "eps_net").
 
     The sampler's record holds x0-hat after the clamp and eps-hat recomputed from it (stepping.
     evaluate), which is what it stepped with but not what the network said; so the steps that
     were clamped are evaluated once more without the clamp, with the same model function
-    (guidance included), input and time.  Steps without clamping cost nothing extra.
+    (guidance included), input and time.  Steps without clamping cost nothing extra.  With
+    gradient guidance ``recorded`` holds each step's guided (x0-hat, eps-hat) before the clamp,
+    recorded as the sampler called the model (guided_sampling.py): nothing is evaluated again.
     """
     out: list[dict] = []
     model_fn = None
@@ -226,7 +261,11 @@ def _network_predictions(run, records: list, clip: float | None, guidance: float
         on_edge = r.x0.abs() >= clip * (1 - 1e-6)
         share = float((on_edge.flatten(1).any(dim=1) if r.x0.ndim == 2 else on_edge).float().mean())
         frame: dict = {"clipped": round(share, 4)}
-        if share > 0:
+        if share > 0 and recorded is not None:
+            if recorded[len(out)] is not None:
+                x0_net, eps_net = recorded[len(out)]
+                frame.update(x0_net=frame_panel(x0_net), eps_net=frame_panel(eps_net))
+        elif share > 0:
             if model_fn is None:
                 model_fn = guided_model_fn(run, guidance) if run.num_classes else run.model_fn()
             y = None if labels is None else torch.as_tensor(labels, device=r.x_t.device)
@@ -266,6 +305,14 @@ def explain_model(cfg) -> str:
         "moves x_t towards the prediction's x̂₀ and re-noises it to the next, lower noise level; the paths curve "
         "because the estimate x̂₀ changes as the noise comes off."
     )
+
+
+def _and_then(first, then):
+    def both(record):
+        first(record)
+        then()
+
+    return both
 
 
 def _keep_last(records: list):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from fastapi import HTTPException
 
+from ..classifiers import has_classifier
 from ..config import ConfigError, config_from_run_file
 from ..runs import RunError, load_run
 from ..training import WEIGHTS
@@ -143,6 +144,7 @@ class RunStore:
             num_classes=int(info.get("num_classes", 0) or 0),
             class_names=[str(c) for c in info.get("class_names") or []],
             train_seconds=info.get("train_seconds"),
+            has_classifier=has_classifier(path),  # classifier guidance (denoiselab train-classifier)
             modified=(path / "run.json").stat().st_mtime,
         )
         try:

@@ -8,6 +8,7 @@ import { BOX, COLORS, drawPanel, lineChart } from "./plot.js";
 import { Jobs, Runs } from "./runs.js";
 import { Playground } from "./view-playground.js";
 import { stepNote, zoomExtent } from "./reverse-notes.js";
+import { Guidance } from "./reverse-guidance.js";
 
 export const Reverse = {
   frame: 0,
@@ -33,6 +34,7 @@ export const Reverse = {
     $("rev-timeline").addEventListener("input", () => this.show(+$("rev-timeline").value));
     $("rev-play").addEventListener("click", () => this.toggle());
     Jobs.listeners.push((job) => this.onJob(job));
+    Guidance.init();
   },
   shown() { this.ensureRun().then((ok) => { if (ok && !state.rev.result) this.run(); }); },
   async onJob(job) {
@@ -63,6 +65,7 @@ export const Reverse = {
       // The same run again (back from another view): keep the sampler, steps, class and guidance chosen.
       if (prev && prev.name === name) { showError("rev-error", null); return; }
       this.setKind(detail.kind, prev ? prev.kind : "points");
+      Guidance.onRun(detail);
       if (detail.sample) {
         $("rev-sampler").value = detail.sample.sampler;
         $("rev-steps").value = Math.min(250, detail.sample.steps);
@@ -94,12 +97,14 @@ export const Reverse = {
     const detail = state.rev.detail;
     const steps = fieldValue("rev-steps"), n = fieldValue("rev-n"), seed = fieldValue("rev-seed");
     const guidance = detail && detail.num_classes > 0 ? fieldValue("rev-guidance") : 0;
-    if (steps === null || n === null || seed === null || guidance === null) return; // said beside the field
+    const guide = detail ? Guidance.block(detail) : null;
+    if (steps === null || n === null || seed === null || guidance === null || guide === undefined) return; // said beside the field
     const body = { sampler: $("rev-sampler").value, steps, n, seed, frames: true };
     if (detail && detail.num_classes > 0) {
-      if ($("rev-label").value !== "") body.label = detail.class_names[+$("rev-label").value]; // by name
+      if ($("rev-label").value !== "" && !(guide && guide.classifier)) body.label = detail.class_names[+$("rev-label").value]; // by name
       body.guidance = guidance;
     }
+    if (guide) body.gradient_guidance = guide;
     $("rev-go").disabled = true;
     $("rev-status").textContent = "running the reverse process…";
     const asked = performance.now(), token = (this.token = (this.token || 0) + 1);
@@ -119,6 +124,7 @@ export const Reverse = {
         ticks.appendChild(span);
       });
       $("rev-panels").dataset.frames = res.frames.length;
+      Guidance.prepare(res);
       $("rev-model-note").textContent = res.explanation;
       const what = res.kind === "image" ? `${res.n} images` : `${res.n} points`;
       const cls = res.label_name !== null && res.label_name !== undefined ? `, class ${res.label_name}` : res.labels ? ", every class" : "";
@@ -147,6 +153,7 @@ export const Reverse = {
     // What the network predicts (before the sampler's clamp, where it clamped), and the clamp's box.
     const x0 = f.x0_net || f.x0, eps = f.eps_net || f.eps;
     drawPanel($("rev-eps"), eps, { color: COLORS.noise, alpha: 0.6 });
+    Guidance.draw(res, f);
     const extent = zoomExtent(x0);
     drawPanel($("rev-x0"), x0, { color: COLORS.estimate, alpha: 0.6, background: bg, box: res.kind === "points" ? res.clip_x0 : null,
       extent, label: extent > BOX ? `zoomed out: ±${extent}` : undefined });
