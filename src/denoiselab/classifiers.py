@@ -65,12 +65,13 @@ def build_classifier(shape: tuple[int, ...], num_classes: int, settings: Classif
 
 @dataclass(frozen=True)
 class ClassifierObjective:
-    """Cross-entropy of the label at a noised sample: ``objective(model, x0, generator, y) -> loss``,
-    the shape training._optimiser_step calls."""
+    """Cross-entropy of the label at a noised sample: ``objective(model, x0, generator, y,
+    time_sampler=None) -> loss``, the shape training._optimiser_step calls (times are uniform:
+    the classifier has no importance sampler, so ``time_sampler`` is always None here)."""
 
     schedule: Schedule
 
-    def __call__(self, model, x0: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, model, x0: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None, time_sampler=None) -> torch.Tensor:
         t = sample_times(self.schedule, x0.shape[0], generator)
         eps = torch.randn(x0.shape, generator=generator).to(x0.device)
         x_t = q_sample_at(self.schedule, x0, t, eps).to(x0.dtype)
