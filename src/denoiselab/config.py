@@ -18,14 +18,21 @@ from typing import Any
 import tomli_w
 import tomllib
 
-from .models import ARCHITECTURES
-from .objectives import COUPLINGS, TIMESTEP_SAMPLING
-from .prediction import PREDICTIONS
-from .samplers import KARRAS_RHO, SAMPLERS, SPACINGS, VARIANCES
-from .schedules import ALL_SCHEDULE_KINDS
+from .errors import InputError
+from .choices import (  # names only: a recipe is read and checked without loading torch
+    ALL_SCHEDULE_KINDS,
+    ARCHITECTURES,
+    COUPLINGS,
+    GRIDS,
+    KARRAS_RHO,
+    PREDICTIONS,
+    SAMPLER_NAMES,
+    TIMESTEP_SAMPLING,
+    VARIANCES,
+)
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A recipe problem; str(error) is the one line shown to the user."""
 
 
@@ -118,12 +125,12 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    sampler: str = _opt("dpm++2m", "sampler for figures and metrics", choices=tuple(SAMPLERS))
+    sampler: str = _opt("dpm++2m", "sampler for figures and metrics", choices=SAMPLER_NAMES)
     steps: int = _opt(20, "sampler steps (= model evaluations; heun: 2 x steps - 1)", lo=1)
     n: int = _opt(2000, "samples drawn for figures and metrics", lo=1)
     eta: float = _opt(0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)", lo=0)
     variance: str = _opt("small", "DDPM reverse variance", choices=VARIANCES)
-    spacing: str = _opt("logsnr", "the time grid a sampler visits (samplers/grids.py)", choices=SPACINGS)
+    spacing: str = _opt("logsnr", "the time grid a sampler visits (samplers/grids.py)", choices=GRIDS)
     rho: float = _opt(KARRAS_RHO, "karras grid: its exponent rho (Karras et al. 2022; 7 spends steps near the data)", lo=0, lo_open=True)
     seed: int = _opt(0, "seed of x_T and sampler noise", lo=0)
     clip_x0: bool = _opt(True, "clamp the model's clean estimate to the training data's box (+10%; images: [-1, 1])")

@@ -25,8 +25,7 @@ from .forward_process import q_sample_at
 from .prediction import target
 from .schedules import Schedule
 
-TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal")
-COUPLINGS = ("independent", "ot")
+from .choices import COUPLINGS, TIMESTEP_SAMPLING  # noqa: E402 - the names, importable without torch
 
 
 def sample_timesteps(schedule: Schedule, n: int, generator, how: str = "uniform") -> torch.Tensor:
