@@ -120,7 +120,7 @@ class TrainConfig:
     checkpoint_every: int = _opt(1000, "write a resumable checkpoint every N steps", lo=1)
     seed: int = _opt(0, "seed of initialisation, batches, timesteps and noise", lo=0)
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when present)")
-    threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", lo=0)
+    threads: int = _opt(0, "CPU threads for torch (0 = automatic: 1 for point networks, torch's default for images)", lo=0)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from .data.images import is_image_data, load_image_data, split_indices
 from .ema import EMA
 from .errors import InputError
 from .guidance import drop_labels
-from .models import IMAGE_ARCHITECTURES
+from .models import IMAGE_ARCHITECTURES, POINT_ARCHITECTURES
 from .runs.folder import (
     CHECKPOINT,
     HELD_OUT,
@@ -244,9 +244,9 @@ def _busy_cores(window_s: float = 0.1) -> float | None:
 
 def _warn_if_cores_busy(log) -> None:
     """Torch's threads (one per core) wait on each other when another program holds a core: the
-    default spiral then trains 8x slower, while one thread is only 1.3x slower than two on an
-    idle machine.  The thread count is not changed behind the user's back (it changes the last
-    bits of the weights), but the user is told."""
+    digits U-Net then trains many times slower.  An image network keeps torch's thread count
+    (auto_threads; changing it with the load would change the last bits of the weights), but
+    the user is told."""
     busy, cores, threads = _busy_cores(), os.cpu_count() or 1, torch.get_num_threads()
     if busy is not None and threads > 1 and cores - busy < threads - 0.5:
         log(
@@ -292,10 +292,24 @@ class RunData:
     normalization: Normalization
 
 
+def auto_threads(cfg: Config) -> int | None:
+    """Torch threads for ``train.threads = 0`` on a CPU: one for a point network, None (torch's
+    default, one per core) for an image network.
+
+    A point MLP's kernels are too small to share out: two threads train the default spiral at
+    most 1.3x faster than one on an idle 2-core machine, and several times slower when another
+    program keeps a core busy (the threads wait on each other).  One thread costs little idle
+    and nothing when busy (benchmarks/busy_machine.py).  The count is fixed per model kind, not
+    read from the load, because it changes the last bits of the weights: a seeded run gives
+    the same weights every time on the same machine."""
+    return 1 if cfg.model.arch in POINT_ARCHITECTURES else None
+
+
 def _set_up_compute(cfg: Config, log) -> torch.device:
     device = pick_device(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    threads = cfg.train.threads or (auto_threads(cfg) if device.type == "cpu" else None)
+    if threads:
+        torch.set_num_threads(threads)
     elif device.type == "cpu":
         _warn_if_cores_busy(log)
     return device
