@@ -298,8 +298,8 @@ def auto_threads(cfg: Config) -> int | None:
 
     A point MLP's kernels are too small to share out: two threads train the default spiral at
     most 1.3x faster than one on an idle 2-core machine, and several times slower when another
-    program keeps a core busy (the threads wait on each other).  One thread costs little idle
-    and nothing when busy (benchmarks/busy_machine.py).  The count is fixed per model kind, not
+    program keeps a core busy (the threads wait on each other), while one thread keeps its own
+    core (benchmarks/busy_machine.py).  The count is fixed per model kind, not
     read from the load, because it changes the last bits of the weights: a seeded run gives
     the same weights every time on the same machine."""
     return 1 if cfg.model.arch in POINT_ARCHITECTURES else None
