@@ -508,7 +508,8 @@ def save_trajectory_gif(
 
     # Blitting: everything that stays (axes, ticks, training data) is drawn once; each frame
     # restores that picture and draws only what changes, then what must stay on top of it
-    # (spines, legend), in the order of a full draw.  A full draw per frame cost 4x as much.
+    # (spines, legend), in the order of a full draw.  With a full draw per frame the GIF took
+    # twice the CPU time (1.9 s against 1.0 s for the default spiral).
     changing = [*moving, title, note]
     on_top = [*ax.spines.values(), ax.get_legend()]
     for artist in [*moving, note]:
