@@ -46,7 +46,9 @@ def test_flow_recipes_name_the_flow_path_and_the_velocity_target(recipe):
         assert (cfg.model.arch, cfg.model.hidden, cfg.train.steps) == (digits.model.arch, digits.model.hidden, digits.train.steps)
     else:
         spiral = load_config("spiral")
-        assert (cfg.model.hidden, cfg.train.steps, cfg.train.batch_size) == (spiral.model.hidden, spiral.train.steps, spiral.train.batch_size)
+        assert cfg.model.hidden == spiral.model.hidden
+        if recipe == "spiral-flow":  # OT-CFM keeps batch 256: its assignment costs the cube of the batch
+            assert (cfg.train.steps, cfg.train.batch_size) == (spiral.train.steps, spiral.train.batch_size)
 
 
 @pytest.mark.parametrize(

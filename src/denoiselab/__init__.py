@@ -11,13 +11,33 @@ The pieces compose along the mathematics::
 
 __version__ = "0.1.0"
 
-from .config import Config, ConfigError, load_config  # noqa: E402
-from .forward_process import q_chain, q_posterior, q_sample, q_step  # noqa: E402
-from .metrics import energy_distance, point_metrics, w2_exact  # noqa: E402
-from .runs import Run, RunError, evaluate_run, load_run, render_figures, sample_points  # noqa: E402
-from .samplers import SAMPLERS, sample_ddim, sample_ddpm, sample_dpmpp_2m, sample_euler, sample_heun, time_grid  # noqa: E402
-from .schedules import Schedule, flow_schedule, make_schedule  # noqa: E402
-from .training import train  # noqa: E402
+# What ``import denoiselab`` offers, loaded on first use (PEP 562): the command line imports
+# this package too, and `denoiselab --help` should not wait for torch.
+_EXPORTS = {
+    ".config": ("Config", "ConfigError", "load_config"),
+    ".forward_process": ("q_chain", "q_posterior", "q_sample", "q_step"),
+    ".metrics": ("energy_distance", "point_metrics", "w2_exact"),
+    ".runs": ("Run", "RunError", "evaluate_run", "load_run", "render_figures", "sample_points"),
+    ".samplers": ("SAMPLERS", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_euler", "sample_heun", "time_grid"),
+    ".schedules": ("Schedule", "flow_schedule", "make_schedule"),
+    ".training": ("train",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'denoiselab' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
+
 
 __all__ = [
     "SAMPLERS",

@@ -2,6 +2,10 @@
 
 Usage errors (bad recipe keys or values, bad files, bad options) print one line naming the
 problem and exit with status 2; nothing is left behind that looks like a finished run.
+
+Only light modules are imported here: torch, numpy, matplotlib, scipy and the web stack are
+imported inside the commands that use them, so `--help` and a bad option answer at once
+(benchmarks/startup.py measures it; tests/test_startup.py checks what is imported).
 """
 
 from __future__ import annotations
@@ -10,38 +14,22 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from . import __version__, files
-from .config import ConfigError, load_config, recipe_names
-from .data import DataError
-from .files import RunBusyError
-from .runs import (
-    RunError,
-    SamplingError,
-    class_labels,
-    complete_run,
-    evaluate_run,
-    load_run,
-    render_figures,
-    render_path_comparison,
-    sample_points,
-)
-from .samplers import GRIDS, SAMPLERS, SPACINGS, VARIANCES, parse_grid
-from .schedules import SCHEDULE_KINDS, make_schedule
+from .choices import GRIDS, SAMPLER_NAMES, SCHEDULE_KINDS, VARIANCES
+from .config import load_config, recipe_names
+from .errors import InputError
 from .serve import HELP as SERVE_HELP
 from .serve import add_serve_arguments, run_serve
-from .training import (
-    CheckpointError,
-    RunFolderError,
-    TrainingInterrupted,
-    check_new_run_folder,
-    train,
-    write_run_info,
-)
 
-USAGE_ERRORS = (ConfigError, DataError, RunError, SamplingError, CheckpointError, RunBusyError, RunFolderError)
+if TYPE_CHECKING:  # annotations only: numpy is imported inside the commands
+    import numpy as np
+
+SPACINGS = GRIDS
+# Every bad-input error derives from InputError (ConfigError, DataError, RunError, SamplingError,
+# CheckpointError, RunBusyError, RunFolderError), so none of their heavy modules is imported here.
+USAGE_ERRORS = (InputError,)
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
 
@@ -77,7 +65,7 @@ def _nonneg_float(text: str) -> float:
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: the run's [sample] sampler")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the run's [sample] sampler")
     p.add_argument("--steps", type=_positive_int, help="sampler steps (<= T; = model evaluations, heun, edm-heun and dpm++2s: 2 x steps - 1)")
     p.add_argument("-n", type=_positive_int, help="number of points")
     p.add_argument("--eta", type=_nonneg_float, help="DDIM stochasticity (0 deterministic, 1 DDPM-like)")
@@ -140,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="replace", choices=("replace", "dps", "universal"), help="replace (RePaint-style), dps (gradient through the denoiser) or universal (dps + a backward step); default replace")
     p.add_argument("--scale", type=_nonneg_float, help="dps/universal guidance scale (default 3)")
     p.add_argument("-n", type=_positive_int, default=8, help="completions (default 8)")
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: the run's [sample] sampler")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the run's [sample] sampler")
     p.add_argument("--steps", type=_positive_int, help="sampler steps")
     p.add_argument("--seed", type=int, help="seed of x_T and the sampler's noise")
 
@@ -156,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("paths", help="draw the sampling paths of 2-D point runs side by side, from the same noise")
     p.add_argument("runs", metavar="RUN_DIR", nargs="+", help="e.g. a diffusion, a flow and an OT-CFM run")
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: each run's [sample] sampler")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: each run's [sample] sampler")
     p.add_argument("--steps", type=_positive_int, help="default: each run's [sample] steps")
     p.add_argument("-n", type=_positive_int, default=300, help="paths drawn (default 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shared starting noise")
@@ -171,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune-steps", help="tune a sampler's time points to a run's model (written to the run folder)")
     p.add_argument("run", metavar="RUN_DIR")
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: the run's [sample] sampler")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the run's [sample] sampler")
     p.add_argument("--nfe", type=_positive_int, required=True, help="model evaluations per sample (heun, edm-heun, dpm++2s: odd)")
     p.add_argument("--start", metavar="NAME|TIMES", help="grid to start from: trailing, logsnr, karras, time-uniform or times such as 1,0.6,0.3,0.1,0 (default: the best of the named ones)")
     p.add_argument("-n", type=_positive_int, default=2000, help="starting points for the search, and as many held out (default 2000)")
@@ -195,12 +183,16 @@ def _free_run_dir(name: str) -> Path:
 def cmd_train(args) -> int:
     if args.resume:
         run_dir = Path(args.resume)
+        if files.run_is_busy(run_dir):
+            raise UsageError(f"--resume {run_dir}: another process is training this run; wait for it or stop it first")
         if not (run_dir / "checkpoint.safetensors").is_file() or not (run_dir / "config.toml").is_file():
             raise UsageError(f"--resume {run_dir}: not a resumable run (no checkpoint.safetensors or config.toml)")
         not_train = [item for item in args.set if not item.strip().startswith("train.")]
         if not_train:
             raise UsageError(f"--set {not_train[0]}: only train.* keys can change when resuming (the model and data are fixed)")
         cfg = load_config(str(run_dir / "config.toml"), args.set)
+        import numpy as np
+
         try:
             info = json.loads((run_dir / "run.json").read_text())
             np.load(run_dir / "data.npy", allow_pickle=False)
@@ -210,17 +202,22 @@ def cmd_train(args) -> int:
             raise UsageError(f"--resume {run_dir}: already complete at step {info['step']}; raise train.steps with --set to continue")
     else:
         cfg = load_config(args.config, args.set)
+        from .training import RunFolderError, check_new_run_folder
+
         run_dir = Path(args.out) if args.out else _free_run_dir(cfg.name)
         try:  # before anything is printed; train() checks the same
             check_new_run_folder(run_dir)
         except RunFolderError as exc:
             raise UsageError(f"--out {exc} (--resume)") from None
     print(f"denoiselab {__version__}: training recipe {cfg.name!r} into {run_dir}")
+    from .runs import complete_run
+    from .training import TrainingInterrupted, train, write_run_info
+
     try:
         train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     except TrainingInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr)
-        return 130
+        return 128 + exc.signum  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM
     except FloatingPointError as exc:
         info = json.loads((run_dir / "run.json").read_text())
         write_run_info(run_dir, {**info, "status": "failed"})
@@ -232,6 +229,8 @@ def cmd_train(args) -> int:
 
 
 def _sampling_kwargs(args, run) -> dict:
+    from .samplers import parse_grid
+
     kw = {"sampler": args.sampler, "steps": args.steps, "n": args.n, "seed": args.seed}
     T = run.schedule.T
     if args.steps is not None and args.steps > T:
@@ -291,6 +290,8 @@ def _use_tuned_grid(args, run, kw: dict) -> None:
 
 
 def _load_for_use(path: str):
+    from .runs import load_run
+
     run = load_run(path)
     if run.info.get("status") != "complete":
         print(f"note: {path} is {run.info.get('status')} at step {run.info.get('step')}; using its last checkpoint", file=sys.stderr)
@@ -298,6 +299,10 @@ def _load_for_use(path: str):
 
 
 def cmd_sample(args) -> int:
+    import numpy as np
+
+    from .runs import class_labels
+
     out = Path(args.out)
     if out.suffix.lower() not in SAMPLE_SUFFIXES:
         raise UsageError(f"--out {out}: unknown extension {out.suffix!r}; expected one of {', '.join(SAMPLE_SUFFIXES)}")
@@ -337,6 +342,7 @@ def _sample_with_gradient_guidance(args, run, kw: dict):
     from .classifiers import ClassifierError
     from .gradient_guidance import GuidanceCounts
     from .regions import RegionError
+    from .runs import sample_points
     from .runs.guided import GuidanceRequest, parse_observations, sample_guided
 
     request = GuidanceRequest(
@@ -376,6 +382,8 @@ def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list
 
 
 def cmd_evaluate(args) -> int:
+    from .runs import evaluate_run
+
     run = _load_for_use(args.run)
     kw = _sampling_kwargs(args, run)
     metrics, _ = evaluate_run(run, repeats=args.repeats, **kw)
@@ -406,6 +414,7 @@ def _sampling_line(run, kw: dict, tuned: bool = False) -> str:
 def cmd_train_classifier(args) -> int:
     from .classifier_training import train_classifier
     from .classifiers import ClassifierError, ClassifierSettings
+    from .training import TrainingInterrupted
 
     run_dir = Path(args.run)
     if not (run_dir / "run.json").is_file() or not (run_dir / "config.toml").is_file():
@@ -453,6 +462,7 @@ def cmd_inpaint(args) -> int:
 
 def _read_image(path: Path, channels: int, height: int, width: int) -> np.ndarray:
     """An image file as (C, H, W) pixels in [-1, 1] at the run's size and channels."""
+    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -474,8 +484,9 @@ def _read_image(path: Path, channels: int, height: int, width: int) -> np.ndarra
 def cmd_tune_steps(args) -> int:
     import torch
 
-    from .runs import guided_model_fn
+    from .runs import class_labels, guided_model_fn
     from .samplers import GRIDS as NAMED
+    from .samplers import parse_grid
     from .tuning import START_GRIDS, TuningError, save_tuned_grid, steps_for, tune_grid
 
     run = _load_for_use(args.run)
@@ -516,6 +527,8 @@ def cmd_tune_steps(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    from .runs import render_figures
+
     run = _load_for_use(args.run)
     for path in render_figures(run, Path(args.out) if args.out else None):
         print(f"wrote {path}")
@@ -523,6 +536,8 @@ def cmd_plot(args) -> int:
 
 
 def cmd_paths(args) -> int:
+    from .runs import render_path_comparison
+
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: expected a .png file")
@@ -540,6 +555,7 @@ def cmd_paths(args) -> int:
 
 def cmd_schedules(args) -> int:
     from . import viz
+    from .schedules import make_schedule
 
     for flag, value in (("--beta-start", args.beta_start), ("--beta-end", args.beta_end)):
         if not 0.0 < value < 1.0:  # make_schedule would silently clamp a beta_end >= 1

@@ -18,15 +18,22 @@ from typing import Any
 import tomli_w
 import tomllib
 
-from .models import ARCHITECTURES
-from .objectives import COUPLINGS, TIMESTEP_SAMPLING
-from .prediction import PREDICTIONS
-from .samplers import KARRAS_RHO, SAMPLERS, SPACINGS, VARIANCES
-from .schedules import ALL_SCHEDULE_KINDS
-from .weighting import WEIGHTINGS
+from .errors import InputError
+from .choices import (  # names only: a recipe is read and checked without loading torch
+    ALL_SCHEDULE_KINDS,
+    ARCHITECTURES,
+    COUPLINGS,
+    GRIDS,
+    KARRAS_RHO,
+    PREDICTIONS,
+    SAMPLER_NAMES,
+    TIMESTEP_SAMPLING,
+    VARIANCES,
+    WEIGHTINGS,
+)
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A recipe problem; str(error) is the one line shown to the user."""
 
 
@@ -135,17 +142,17 @@ class TrainConfig:
     checkpoint_every: int = _opt(1000, "write a resumable checkpoint every N steps", lo=1)
     seed: int = _opt(0, "seed of initialisation, batches, timesteps and noise", lo=0)
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when present)")
-    threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", lo=0)
+    threads: int = _opt(0, "CPU threads for torch (0 = automatic: 1 for point networks, torch's default for images)", lo=0)
 
 
 @dataclass
 class SampleConfig:
-    sampler: str = _opt("dpm++2m", "sampler for figures and metrics", choices=tuple(SAMPLERS))
+    sampler: str = _opt("dpm++2m", "sampler for figures and metrics", choices=SAMPLER_NAMES)
     steps: int = _opt(20, "sampler steps (= model evaluations; heun, edm-heun, dpm++2s: 2 x steps - 1)", lo=1)
     n: int = _opt(2000, "samples drawn for figures and metrics", lo=1)
     eta: float = _opt(0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)", lo=0)
     variance: str = _opt("small", "DDPM reverse variance", choices=VARIANCES)
-    spacing: str = _opt("logsnr", "the time grid a sampler visits (samplers/grids.py)", choices=SPACINGS)
+    spacing: str = _opt("logsnr", "the time grid a sampler visits (samplers/grids.py)", choices=GRIDS)
     rho: float = _opt(KARRAS_RHO, "karras grid: its exponent rho (Karras et al. 2022; 7 spends steps near the data)", lo=0, lo_open=True)
     seed: int = _opt(0, "seed of x_T and sampler noise", lo=0)
     clip_x0: bool = _opt(True, "clamp the model's clean estimate to the training data's box (+10%; images: [-1, 1])")

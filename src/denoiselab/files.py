@@ -10,9 +10,10 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import torch
-from safetensors.torch import save_file
+from .errors import InputError
+
+# numpy, torch and safetensors are imported by the writers that need them: the command line
+# imports this module before it knows whether a command will load torch at all.
 
 
 def _umask() -> int:
@@ -46,12 +47,16 @@ def write_json(path: Path, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+def write_tensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     return _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def write_array(path: Path, array) -> Path:
+    import numpy as np
+
     def write(tmp):
         with open(tmp, "wb") as fh:
             np.save(fh, array)
@@ -75,22 +80,74 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "denoiselab"
 
 
-class RunBusyError(RuntimeError):
+class RunBusyError(InputError, RuntimeError):
     """Another process holds the run folder's training lock."""
 
 
-def lock_run(run_dir: Path):
-    """Take the run folder's exclusive training lock (released when the returned file closes,
-    also when its process dies).  Two processes training into one folder would interleave
-    their checkpoints; the second one gets RunBusyError instead."""
-    fh = open(Path(run_dir) / ".train.lock", "w")
+LOCK_NAME = ".train.lock"
+
+
+class RunLock:
+    """A held training lock: ``close()`` removes the lock file, then lets go of the lock."""
+
+    def __init__(self, fh, path: Path):
+        self._fh, self.path = fh, path
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        # Removed while still held, so no other process can find the path locked by nobody.
+        self.path.unlink(missing_ok=True)
+        self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def lock_run(run_dir: Path) -> RunLock:
+    """Take the run folder's exclusive training lock, the file ``.train.lock`` (removed again
+    when the lock is released; the lock itself also ends when its process dies, and a file left
+    by a killed process is taken over).  Two processes training into one folder would
+    interleave their checkpoints; the second one gets RunBusyError instead."""
+    path = Path(run_dir) / LOCK_NAME
     try:
         import fcntl  # POSIX only; elsewhere the lock is skipped
     except ImportError:
-        return fh
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        return RunLock(open(path, "a"), path)
+    while True:
+        fh = open(path, "a")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise RunBusyError(f"{run_dir}: another process is training this run; wait for it or stop it first") from None
+        # The previous holder removes the file before it lets go: if it did so after we opened
+        # it, our lock is on a file no one else can see; take the lock of the current file.
+        try:
+            current = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            return RunLock(fh, path)
         fh.close()
-        raise RunBusyError(f"{run_dir}: another process is training this run; wait for it or stop it first") from None
-    return fh
+
+
+def run_is_busy(run_dir: Path) -> bool:
+    """Whether a process holds the run folder's training lock right now (creates nothing)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fh = open(Path(run_dir) / LOCK_NAME)
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False

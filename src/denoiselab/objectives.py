@@ -26,16 +26,15 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from .choices import COUPLINGS, TIMESTEP_SAMPLING  # the names, importable without torch
 from .forward_process import q_sample_at
 from .prediction import resolve, target
 from .schedules import Schedule
 from .weighting import Weighting
 
-TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal", "edm", "importance")
 # EDM's log-normal training noise levels (Karras et al. 2022, Table 1, "Training": ln sigma ~
 # N(P_mean, P_std^2)), with sigma = sigma(t) / alpha(t) the noise level of x_t / alpha(t).
 EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
-COUPLINGS = ("independent", "ot")
 
 
 def sample_timesteps(schedule: Schedule, n: int, generator, how: str = "uniform") -> torch.Tensor:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-PREDICTIONS = ("eps", "x0", "v", "velocity")
+from .choices import PREDICTIONS  # noqa: E402, F401 - the names, importable without torch
 
 
 def expand(coef: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:

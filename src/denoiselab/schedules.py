@@ -199,8 +199,7 @@ def cosine_betas(T: int, offset: float = 0.008) -> torch.Tensor:
 
 
 BETA_SCHEDULES = {"linear": linear_betas, "quadratic": quadratic_betas, "sigmoid": sigmoid_betas}
-SCHEDULE_KINDS = ("linear", "cosine", "quadratic", "sigmoid")  # the DDPM chains
-ALL_SCHEDULE_KINDS = SCHEDULE_KINDS + ("flow",)
+from .choices import ALL_SCHEDULE_KINDS, SCHEDULE_KINDS  # noqa: E402 - the DDPM chains, and the flow path
 
 
 def make_schedule(

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +31,10 @@ from .config import Config, ConfigError, dump_config
 from .data import Normalization, make_source
 from .data.images import is_image_data, load_image_data, split_indices
 from .ema import EMA
+from .errors import InputError
 from .guidance import drop_labels
 from .importance import ImportanceSampler
-from .models import IMAGE_ARCHITECTURES
+from .models import IMAGE_ARCHITECTURES, POINT_ARCHITECTURES
 from .runs.folder import (
     CHECKPOINT,
     HELD_OUT,
@@ -43,18 +46,46 @@ from .runs.folder import (
 from .schedules import TERMINAL_SNR_WARN_DB
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A missing, corrupt or mismatched checkpoint; the message names the file."""
 
 
-class RunFolderError(ValueError):
+class RunFolderError(InputError):
     """A new run was asked for in a folder that already holds something."""
 
 
 class TrainingInterrupted(Exception):
-    def __init__(self, run_dir: Path, step: int):
+    def __init__(self, run_dir: Path, step: int, signum: int = signal.SIGINT):
         super().__init__(f"interrupted at step {step}; resume with: denoiselab train --resume {run_dir}")
-        self.run_dir, self.step = run_dir, step
+        self.run_dir, self.step, self.signum = run_dir, step, signum
+
+
+class _StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM, while training, only ask the loop to stop: the loop looks
+    between optimiser steps, so a checkpoint never holds half a step.  (Python's own Ctrl-C
+    raises KeyboardInterrupt wherever the loop is, e.g. after the step's batch was drawn: the
+    checkpoint then held the generator past that draw but the step count before it, and the
+    resumed run skipped a draw.)  A signal during a checkpoint write lets the write finish.
+    Outside the main thread no handler can be set, and the signals keep Python's behaviour."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass
@@ -221,9 +252,9 @@ def _busy_cores(window_s: float = 0.1) -> float | None:
 
 def _warn_if_cores_busy(log) -> None:
     """Torch's threads (one per core) wait on each other when another program holds a core: the
-    default spiral then trains 8x slower, while one thread is only 1.3x slower than two on an
-    idle machine.  The thread count is not changed behind the user's back (it changes the last
-    bits of the weights), but the user is told."""
+    digits U-Net then trains many times slower.  An image network keeps torch's thread count
+    (auto_threads; changing it with the load would change the last bits of the weights), but
+    the user is told."""
     busy, cores, threads = _busy_cores(), os.cpu_count() or 1, torch.get_num_threads()
     if busy is not None and threads > 1 and cores - busy < threads - 0.5:
         log(
@@ -269,10 +300,24 @@ class RunData:
     normalization: Normalization
 
 
+def auto_threads(cfg: Config) -> int | None:
+    """Torch threads for ``train.threads = 0`` on a CPU: one for a point network, None (torch's
+    default, one per core) for an image network.
+
+    A point MLP's kernels are too small to share out: two threads train the default spiral at
+    most 1.3x faster than one on an idle 2-core machine, and several times slower when another
+    program keeps a core busy (the threads wait on each other), while one thread keeps its own
+    core (benchmarks/busy_machine.py).  The count is fixed per model kind, not
+    read from the load, because it changes the last bits of the weights: a seeded run gives
+    the same weights every time on the same machine."""
+    return 1 if cfg.model.arch in POINT_ARCHITECTURES else None
+
+
 def _set_up_compute(cfg: Config, log) -> torch.device:
     device = pick_device(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    threads = cfg.train.threads or (auto_threads(cfg) if device.type == "cpu" else None)
+    if threads:
+        torch.set_num_threads(threads)
     elif device.type == "cpu":
         _warn_if_cores_busy(log)
     return device
@@ -347,11 +392,20 @@ def train(
     ``stop_at`` ends the loop after that step as if interrupted (used to test resume).
     ``on_step(step, loss)`` is called after every optimiser step (the playground's live loss
     curve); raising KeyboardInterrupt from it stops the run like Ctrl-C: a resumable checkpoint
-    is written and TrainingInterrupted is raised.
+    is written and TrainingInterrupted is raised.  SIGINT and SIGTERM stop the run the same way
+    at the end of the step they arrive in (_StopSignals).
     """
     run_dir = Path(run_dir)
     if not resume:
         check_new_run_folder(run_dir)
+    with _StopSignals() as stop:
+        state = _train(cfg, run_dir, resume, progress, stop_at, log, on_step, stop)
+    if stop.signum is not None:  # after the last step: trained, but the caller should stop too
+        raise TrainingInterrupted(run_dir, state.step, stop.signum)
+    return state
+
+
+def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, stop_at, log, on_step, stop: _StopSignals) -> TrainState:
     device = _set_up_compute(cfg, log)
     schedule = schedule_from(cfg)
     objective = objective_from(cfg, schedule)
@@ -404,6 +458,8 @@ def train(
 
         try:
             while state.step < cfg.train.steps:
+                if stop.signum is not None:
+                    raise KeyboardInterrupt
                 value, lr = _optimiser_step(cfg, state, objective, x_all, y_all)
                 smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
                 bar.update(1)
@@ -418,7 +474,7 @@ def train(
         except KeyboardInterrupt:
             bar.close()
             checkpoint("interrupted")
-            raise TrainingInterrupted(run_dir, state.step) from None
+            raise TrainingInterrupted(run_dir, state.step, stop.signum or signal.SIGINT) from None
         bar.close()
         checkpoint("trained")
         log(f"trained {state.step} steps in {info['train_seconds']:.1f} s, final loss {smooth:.4f}")

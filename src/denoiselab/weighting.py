@@ -59,9 +59,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .choices import WEIGHTINGS  # the names, importable without torch
 from .prediction import PREDICTIONS
-
-WEIGHTINGS = ("none", "p2", "min-snr", "edm", "sigmoid", "snr+1")
 
 
 def x0_error_factor(prediction: str, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+
 FILE_EXTENSIONS = (".npy", ".csv")
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A data file or data name that cannot be used; the message names it."""
 
 

@@ -8,9 +8,7 @@ from .embeddings import FourierFeatures, LabelEmbedding, SinusoidalEmbedding
 from .mlp import ResidualMLP, SimpleMLP
 from .unet import UNet
 
-POINT_ARCHITECTURES = ("residual-mlp", "simple-mlp")
-IMAGE_ARCHITECTURES = ("unet",)
-ARCHITECTURES = POINT_ARCHITECTURES + IMAGE_ARCHITECTURES
+from ..choices import ARCHITECTURES, IMAGE_ARCHITECTURES, POINT_ARCHITECTURES  # noqa: E402 - importable without torch
 
 
 def build_model(

@@ -21,6 +21,9 @@ def records_to_frames(records: list[StepRecord], x_T: torch.Tensor, run: Run) ->
     return frames
 
 
+# forward.png's last title line: why its axes differ from samples.png's.
+_FORWARD_UNITS = "normalised units: the data centred, scaled to unit variance (samples.png: data units)"
+
 # Guidance scales of a conditional run's guidance.png (seed 004's sweep).
 GUIDANCE_SWEEP = (0.0, 1.0, 2.0, 4.0, 8.0)
 
@@ -47,9 +50,13 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
     by_class = dict(labels=class_labels(run, len(samples)), data_labels=run.labels, class_names=names)
     frame_classes = dict(labels=class_labels(run, n_gif), class_names=names)
     written = [
-        viz.plot_samples(run.data, samples, out_dir / "samples.png", title=_sample_title(run), **by_class),
+        viz.plot_samples(run.data, samples, out_dir / "samples.png", title=_sample_title(run), units="data units", **by_class),
         # The forward process acts on the normalised data the model sees.
-        viz.plot_forward(run.schedule, run.normalization.encode(run.data), out_dir / "forward.png", units="normalised units"),
+        viz.plot_forward(
+            run.schedule, run.normalization.encode(run.data), out_dir / "forward.png",
+            units="normalised units" if run.config.data.normalize else "data units",
+            note=_FORWARD_UNITS if run.config.data.normalize else None,
+        ),
         viz.save_trajectory_gif(frames, out_dir / "trajectory.gif", data=run.data, **frame_classes),
         viz.plot_progression(frames, out_dir / "progression.png", data=run.data, **frame_classes),
         viz.plot_schedule(run.schedule, out_dir / "schedule.png"),

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from .. import files
+from ..errors import InputError
 from ..builders import model_from, pick_device, schedule_from
 from ..config import Config, ConfigError, config_from_run_file
 from ..data import Normalization
@@ -30,7 +31,7 @@ LABELS = "labels.npy"
 HELD_OUT, HELD_OUT_LABELS = "held_out.npy", "held_out_labels.npy"  # images only
 
 
-class RunError(ValueError):
+class RunError(InputError):
     """A missing, incomplete or corrupt run folder; the message names the file."""
 
 

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from ..data.sources import proportional_counts
+from ..errors import InputError
 from ..guidance import classifier_free
 from ..samplers import SAMPLERS, CountingModel, time_grid
 from .folder import Run
 
 
-class SamplingError(ValueError):
+class SamplingError(InputError):
     """A request this run cannot serve (a label it does not have, guidance without labels)."""
 
 

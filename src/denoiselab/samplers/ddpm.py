@@ -16,7 +16,7 @@ from ..forward_process import q_posterior_at, transition_at
 from ..schedules import Schedule
 from .stepping import ModelFn, OnStep, StepRecord, as_grid, evaluate, gaussian_like
 
-VARIANCES = ("small", "large")
+from ..choices import VARIANCES  # noqa: E402, F401 - the names, importable without torch
 
 
 @torch.no_grad()

@@ -34,9 +34,9 @@ import torch
 
 from ..schedules import Schedule
 
-GRIDS = ("trailing", "leading", "linspace", "logsnr", "karras", "time-uniform")
+from ..choices import GRIDS, KARRAS_RHO  # noqa: E402 - the names, importable without torch
+
 CHAIN_GRIDS = GRIDS[:4]  # defined on the integer steps k of a T-step chain (step_grid)
-KARRAS_RHO = 7.0  # Karras et al. 2022, Sec. 3: rho = 7 spends steps near the data
 
 
 def step_grid(schedule: Schedule, steps: int, spacing: str = "trailing") -> torch.Tensor:

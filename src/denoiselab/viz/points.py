@@ -113,7 +113,7 @@ def _outside_note(ax, x, limits, *, fontsize=8):
 # --- data vs samples ---------------------------------------------------------------------------
 
 
-def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None, class_names=None):
+def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None, class_names=None, units=None):
     data, samples = as_points(data, "data"), as_points(samples, "samples")
     dim = same_dim(data, samples, names=("data", "samples"))
     labels = as_labels(labels, len(samples), "labels")
@@ -128,7 +128,7 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None,
         top = _hist(ax, data, edges, DATA_COLOR, f"training data ({_n_note(data)})")
         top = max(top, _hist(ax, samples, edges, SAMPLE_COLOR, f"generated ({_n_note(samples)})", filled=False, lw=2.0))
         set_limits(ax, limits, ymax=style.HIST_HEADROOM * top if top > 0 else 1.0)
-        label_axes(ax, 1)
+        label_axes(ax, 1, units=units)
         _legend(ax, loc="upper right")
         _outside_note(ax, samples, limits)
         style.widen_to_fit(fig, ax.set_title(head, fontsize=12))
@@ -155,7 +155,7 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None,
         else:
             top = max(top, _hist(ax, x, edges, color, name, labels=lab, class_names=class_names))
         ax.set_title(f"{name} ({_n_note(x)})", fontsize=11)
-        label_axes(ax, dim, left=i == 0)
+        label_axes(ax, dim, left=i == 0, units=units)
         _legend(ax, loc="upper right")
         _outside_note(ax, x, limits)
     for ax in axes:
@@ -164,14 +164,15 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None,
     return fig
 
 
-def plot_samples(data, samples, path, *, title=None, labels=None, data_labels=None, class_names=None) -> Path:
+def plot_samples(data, samples, path, *, title=None, labels=None, data_labels=None, class_names=None, units=None) -> Path:
     """Training data beside generated samples, on the same axes limits.
 
     2D: two scatter panels (data blue, samples orange).  1D: overlaid density histograms in
     one panel.  ``labels`` / ``data_labels`` (integer class per point) colour points by class,
     with a legend of ``class_names`` (or "class k"; 1D then uses two panels as well).
+    ``units`` (e.g. "data units") is appended to the coordinate axis labels.
     """
-    figure = _samples_figure(data, samples, title=title, labels=labels, data_labels=data_labels, class_names=class_names)
+    figure = _samples_figure(data, samples, title=title, labels=labels, data_labels=data_labels, class_names=class_names, units=units)
     return save_figure(figure, path)
 
 
@@ -187,7 +188,7 @@ def _fmt_fraction(v: float) -> str:
     return f"{v:.3f}" if v >= 0.001 or v == 0 else f"{v:.1e}"
 
 
-def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0, units=None):
+def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0, units=None, note=None):
     x0 = as_points(data, "data")
     x0 = x0[style.finite_rows(x0)]
     if len(x0) == 0:
@@ -268,23 +269,25 @@ def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0, units=None):
             f"\n{schedule.name} schedule, T = {T}; SNR = ᾱ/(1 − ᾱ), ᾱ = signal fraction of the variance"
             if schedule.is_chain
             else f"\n{schedule.name} path α = 1 − t, σ = t (flow matching); SNR = α²/σ²"
-        ),
+        )
+        + (f"\n{note}" if note else ""),
         fontsize=12,
     )
     style.widen_to_fit(fig, suptitle)
     return fig
 
 
-def plot_forward(schedule: Schedule, data, path, *, ks=None, seed=0, units: str | None = None) -> Path:
+def plot_forward(schedule: Schedule, data, path, *, ks=None, seed=0, units: str | None = None, note: str | None = None) -> Path:
     """The forward process q(x_k | x_0) at several grid indices ``ks`` (default 0 .. T, six panels).
 
     Each panel is titled with k, t = k/T, the SNR in dB and the signal fraction alpha_bar_k;
     the noise eps is drawn once from ``seed`` and shared by all panels.  The last panel shows
     the N(0, I) reference (density curve in 1D, 1 and 2 sigma circles in 2D).  ``units``
     (e.g. "normalised units", when ``data`` is the normalised data the model sees) is
-    appended to the coordinate axis labels: "$x_1$ (normalised units)".
+    appended to the coordinate axis labels: "$x_1$ (normalised units)"; ``note`` is a last line
+    of the title (e.g. what those units are).
     """
-    return save_figure(_forward_figure(schedule, data, ks=ks, seed=seed, units=units), path)
+    return save_figure(_forward_figure(schedule, data, ks=ks, seed=seed, units=units, note=note), path)
 
 
 # --- reverse process ---------------------------------------------------------------------------
@@ -337,6 +340,19 @@ def _t_label(t: float) -> str:
     return f"t = {t:.2f}"
 
 
+def _uneven_times_note(times: list[float], picks: list[int], steps: int) -> str:
+    """A second title line for a strip whose panels, evenly spaced in sampler steps, are unevenly
+    spaced in t (a log-SNR or Karras grid takes small steps near the data); empty otherwise."""
+    gaps = np.abs(np.diff(times))
+    if len(gaps) < 2 or gaps.max() <= 1.25 * gaps.min():
+        return ""
+    shown = ", ".join(str(i) for i in picks)
+    return (
+        f"\npanels at evenly spaced sampler steps ({shown} of {steps}); the sampler's time grid takes "
+        "smaller steps in t near the data, so the times between panels shrink"
+    )
+
+
 def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_names=None):
     ts, xs = _check_frames(frames)
     labels = as_labels(labels, len(xs[0]), "labels")
@@ -381,6 +397,7 @@ def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_nam
     leg = style.legend(fig, keep.values(), keep.keys(), loc="outside lower center", ncol=min(len(keep), 6), fontsize=9)
     if n > 1:
         head = f"Reverse process: noise (t = {ts[0]:.2f}, left) → generated samples (t = {ts[-1]:.2f}, right)"
+        head += _uneven_times_note([ts[i] for i in picks], picks, len(xs) - 1)
     else:
         head = f"Reverse process: generated samples (t = {ts[-1]:.2f})"
     head = fig.suptitle(head, fontsize=12)
@@ -459,6 +476,7 @@ def save_trajectory_gif(
         shown = shown_subset(xs[0])
         groups = [shown] if labels is None else [shown[labels[shown] == k] for k in np.unique(labels[shown])]
         artists = _scatter(ax, xs[0], SAMPLE_COLOR, "generated", labels=labels, class_names=class_names)
+        moving = list(artists)
 
         def update(x):
             for artist, idx in zip(artists, groups, strict=True):
@@ -474,6 +492,7 @@ def save_trajectory_gif(
         fill = ax.stairs(dens[0], edges, fill=True, color=SAMPLE_COLOR, alpha=0.35, lw=0)
         line = ax.stairs(dens[0], edges, color=SAMPLE_COLOR, lw=1.5, label="generated")
         ax.set_ylim(0, style.HIST_HEADROOM * top if top > 0 else 1.0)
+        moving = [fill, line]
 
         def update(x):
             d = density(x, edges)
@@ -487,6 +506,21 @@ def save_trajectory_gif(
     title.set_text(f"Reverse process: noise → data\nstep {n_steps}/{n_steps},  t = {min(ts):.2f}")
     _fit_around_axes(fig, ax, *ax_size)
 
+    # Blitting: everything that stays (axes, ticks, training data) is drawn once; each frame
+    # restores that picture and draws only what changes, then what must stay on top of it
+    # (spines, legend), in the order of a full draw.  With a full draw per frame the GIF took
+    # twice the CPU time (1.9 s against 1.0 s for the default spiral).
+    changing = [*moving, title, note]
+    on_top = [*ax.spines.values(), ax.get_legend()]
+    for artist in [*moving, note]:
+        artist.set_visible(False)
+    title.set_alpha(0.0)  # drawn, but invisibly: a full draw places the title
+    fig.canvas.draw()
+    background = fig.canvas.copy_from_bbox(fig.bbox)
+    for artist in moving:
+        artist.set_visible(True)
+    title.set_alpha(None)
+
     images = []
     for i, (t, x) in enumerate(zip(ts, xs)):
         update(x)
@@ -495,7 +529,10 @@ def save_trajectory_gif(
         text = style.hidden_points_note(x, limits)
         note.set_text(text)
         note.set_visible(bool(text))
-        fig.canvas.draw()
+        fig.canvas.restore_region(background)
+        for artist in changing + on_top:
+            if artist is not None and artist.get_visible():
+                ax.draw_artist(artist)
         images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
     fig.clear()
 

@@ -1,0 +1,21 @@
+"""The names that recipes and the command line accept, in a module that imports nothing heavy:
+`denoiselab --help`, a bad option and a bad recipe key are answered without loading torch.
+
+Each name list is defined here once; the module that implements the choices imports it from
+here (and a test checks that SAMPLER_NAMES are the keys of samplers.SAMPLERS)."""
+
+from __future__ import annotations
+
+SAMPLER_NAMES = ("ddpm", "ddim", "dpm++2m", "dpm++3m", "dpm++2s", "unipc", "ipndm", "euler", "heun", "edm-heun")  # samplers.SAMPLERS
+GRIDS = ("trailing", "leading", "linspace", "logsnr", "karras", "time-uniform")  # samplers/grids.py
+KARRAS_RHO = 7.0  # Karras et al. 2022, Sec. 3: rho = 7 spends steps near the data
+VARIANCES = ("small", "large")  # samplers/ddpm.py: the reverse variance
+SCHEDULE_KINDS = ("linear", "cosine", "quadratic", "sigmoid")  # the DDPM chains (schedules.py)
+ALL_SCHEDULE_KINDS = SCHEDULE_KINDS + ("flow",)
+PREDICTIONS = ("eps", "x0", "v", "velocity")  # prediction.py
+TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal", "edm", "importance")  # objectives.py, importance.py
+WEIGHTINGS = ("none", "p2", "min-snr", "edm", "sigmoid", "snr+1")  # weighting.py
+COUPLINGS = ("independent", "ot")  # objectives.py
+POINT_ARCHITECTURES = ("residual-mlp", "simple-mlp")  # models/
+IMAGE_ARCHITECTURES = ("unet",)
+ARCHITECTURES = POINT_ARCHITECTURES + IMAGE_ARCHITECTURES
