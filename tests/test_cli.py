@@ -105,7 +105,7 @@ def test_sample_csv_and_png(trained_run, tmp_path, capsys):
     rc, _, _ = run_cli(capsys, "sample", trained_run, "-n", "50", "--seed", "1", "--out", tmp_path / "s.csv")
     assert rc == 0
     lines = (tmp_path / "s.csv").read_text().splitlines()
-    assert lines[0] == "x0,x1" and len(lines) == 51
+    assert lines[0] == "x1,x2" and len(lines) == 51
     run_cli(capsys, "sample", trained_run, "-n", "50", "--seed", "1", "--out", tmp_path / "s.npy")
     np.testing.assert_allclose(load_points_file(tmp_path / "s.csv"), np.load(tmp_path / "s.npy"), rtol=1e-5, atol=1e-6)
     rc, _, _ = run_cli(capsys, "sample", trained_run, "-n", "50", "--out", tmp_path / "s.png")

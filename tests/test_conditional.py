@@ -261,7 +261,7 @@ def test_label_by_name_or_index_is_the_same_draw(shapes_run, tmp_path):
     assert cli.main(["sample", str(shapes_run), "--label", "circle", "-n", "50", "--out", str(a)]) == 0
     assert cli.main(["sample", str(shapes_run), "--label", "1", "-n", "50", "--out", str(b)]) == 0
     lines = a.read_text().splitlines()
-    assert lines[0] == "x0,x1,label" and all(line.endswith(",circle") for line in lines[1:])
+    assert lines[0] == "x1,x2,label" and all(line.endswith(",circle") for line in lines[1:])
     np.testing.assert_allclose(np.loadtxt(a, delimiter=",", skiprows=1, usecols=(0, 1)), np.load(b), atol=1e-5)
 
 

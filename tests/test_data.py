@@ -140,7 +140,7 @@ def test_load_npy(tmp_path):
 def test_load_csv_with_and_without_header(tmp_path):
     (tmp_path / "p.csv").write_text("1,2\n3,4.5\n-1e-3,6\n")
     np.testing.assert_array_equal(load_points_file(tmp_path / "p.csv"), np.float32([[1, 2], [3, 4.5], [-1e-3, 6]]))
-    (tmp_path / "h.csv").write_text("x0,x1\n1,2\n3,4\n")  # as `denoiselab sample --out h.csv` writes
+    (tmp_path / "h.csv").write_text("x1,x2\n1,2\n3,4\n")  # as `denoiselab sample --out h.csv` writes
     np.testing.assert_array_equal(load_points_file(tmp_path / "h.csv"), [[1, 2], [3, 4]])
     (tmp_path / "c.CSV").write_text("0.5\n1.5\n2.5\n")
     assert load_points_file(tmp_path / "c.CSV").shape == (3, 1)
@@ -237,7 +237,7 @@ def test_normalization_identity_and_constant_data():
 
 @pytest.mark.parametrize(
     ("text", "where"),
-    [("x0,x1\n1,2\nx,3\n", "line 3, column 1: 'x'"), ("1,2\n3,4\n5,y\n", "line 3, column 2: 'y'"), ("1,2\n3,\n", "line 2, column 2")],
+    [("x1,x2\n1,2\nx,3\n", "line 3, column 1: 'x'"), ("1,2\n3,4\n5,y\n", "line 3, column 2: 'y'"), ("1,2\n3,\n", "line 2, column 2")],
 )
 def test_a_bad_csv_value_is_named_by_its_line(tmp_path, text, where):
     (tmp_path / "p.csv").write_text(text)

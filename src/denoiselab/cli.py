@@ -85,7 +85,7 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
 def _add_gradient_guidance_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("gradient guidance (an unguided model steered at sampling time)")
     g.add_argument("--classifier-scale", type=_nonneg_float, metavar="S", help="classifier guidance towards --label by the run's classifier (denoiselab train-classifier)")
-    g.add_argument("--observe", action="append", default=[], metavar="xI=V", help="points: fix coordinate I at V (data units) and sample the rest; 1-based: x1 is the first coordinate (a sample CSV's column x0); repeatable")
+    g.add_argument("--observe", action="append", default=[], metavar="xI=V", help="points: fix coordinate I at V (data units) and sample the rest; x1 is the first coordinate (a sample CSV's column x1); repeatable")
     g.add_argument("--region", metavar="EXPR", help="points: steer into a region, e.g. 'x1**2 + x2**2 < 1' (x1, x2, numbers, + - * / **, abs, < <= > >=, and)")
     g.add_argument("--method", choices=("replace", "dps", "universal"), help="--observe: replace (RePaint-style), dps (default) or universal")
     g.add_argument("--guide-scale", type=_nonneg_float, metavar="S", help="--observe (dps, universal) / --region guidance scale (defaults 3 / 10)")
@@ -371,9 +371,9 @@ def _sample_with_gradient_guidance(args, run, kw: dict):
 
 
 def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list[str]) -> None:
-    """Points as x0,x1,... columns; a conditional run's samples get a label column of class
+    """Points as x1,x2,... columns; a conditional run's samples get a label column of class
     names, so the file can be trained on again (data.labels reads a column headed label)."""
-    header = [f"x{i}" for i in range(x.shape[1])]
+    header = [f"x{i + 1}" for i in range(x.shape[1])]  # x1, x2, ...: as --observe, regions and figure axes name them
     with open(path, "w") as fh:
         fh.write(",".join(header + (["label"] if labels is not None else [])) + "\n")
         for i, row in enumerate(x):

@@ -37,7 +37,7 @@ def load_points_file(path: str | Path) -> np.ndarray:
 
 def _load_csv(path: Path) -> np.ndarray:
     """Numbers separated by commas, after an optional header line (`denoiselab sample --out
-    x.csv` writes x0,x1); a bad value is named by its line and column in the file."""
+    x.csv` writes x1,x2); a bad value is named by its line and column in the file."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         first = fh.readline()
     try:
