@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from torch import nn
 
+from .autoencoder import Autoencoder
 from .embeddings import FourierFeatures, LabelEmbedding, SinusoidalEmbedding
 from .mlp import ResidualMLP, SimpleMLP
 from .unet import UNet
 
 POINT_ARCHITECTURES = ("residual-mlp", "simple-mlp")
-IMAGE_ARCHITECTURES = ("unet",)
+# The autoencoder of latent diffusion is built by builders.model_from from the recipe's
+# [autoencoder] section (it needs the image size), not by build_model.
+AUTOENCODER = "autoencoder"
+IMAGE_ARCHITECTURES = ("unet", AUTOENCODER)
 ARCHITECTURES = POINT_ARCHITECTURES + IMAGE_ARCHITECTURES
 
 
@@ -42,6 +46,8 @@ def build_model(
 
 __all__ = [
     "ARCHITECTURES",
+    "AUTOENCODER",
+    "Autoencoder",
     "IMAGE_ARCHITECTURES",
     "POINT_ARCHITECTURES",
     "FourierFeatures",
