@@ -263,18 +263,15 @@ def _check_cross(cfg: Config, where: str) -> None:
 
 
 def _check_latent(cfg: Config, where: str) -> None:
-    """[autoencoder] and [latent] keys only where they act: an autoencoder run, or a latent run
-    that trains its autoencoder first (one that names a trained one takes its settings from there)."""
+    """[autoencoder] keys only where they act: an autoencoder run or a latent run."""
     is_autoencoder, source = cfg.model.arch == "autoencoder", cfg.latent.autoencoder
     if is_autoencoder and source:
         raise ConfigError(f"{where}latent.autoencoder: an autoencoder run (model.arch = autoencoder) has no autoencoder of its own; leave it empty")
-    if is_autoencoder or source == "train":
+    if is_autoencoder or source:  # a trained autoencoder's keys are checked against it (latent_training.py)
         return
     changed = [f.name for f in dataclasses.fields(AutoencoderConfig) if getattr(cfg.autoencoder, f.name) != f.default]
     if changed:
-        why = f"this run uses the trained autoencoder {source!r}, whose settings are fixed there" if source else (
-            "this is a pixel-space run; set latent.autoencoder or model.arch = autoencoder")
-        raise ConfigError(f"{where}autoencoder.{changed[0]}: {why}")
+        raise ConfigError(f"{where}autoencoder.{changed[0]}: this is a pixel-space run; set latent.autoencoder or model.arch = autoencoder")
 
 
 def recipe_names() -> list[str]:

@@ -69,6 +69,27 @@ def _check_denoiser(cfg: Config, latent_shape: tuple[int, ...]) -> None:
         raise ConfigError(f"model.arch: the autoencoder's latent is a flat vector of {shape}; it needs one of {', '.join(POINT_ARCHITECTURES)}, not {arch}")
 
 
+# [autoencoder] keys that describe the trained network (steps and lr only say how stage one trains).
+ARCHITECTURE_KEYS = ("kind", "latent", "channels", "downsample", "dim", "hidden", "kl_weight")
+
+
+def _check_same_keys(cfg: Config, theirs: Config, path: Path) -> None:
+    """A recipe that names a trained autoencoder must agree with it on the pixel data (so its
+    held-out images are held out of the autoencoder too) and on the [autoencoder] it states."""
+    ours_data, theirs_data = dataclasses.asdict(cfg.data), dataclasses.asdict(theirs.data)
+    for key in ours_data:
+        if ours_data[key] != theirs_data[key]:
+            raise ConfigError(
+                f"data.{key}: the autoencoder {path} was trained with data.{key} = {theirs_data[key]!r}, this recipe has "
+                f"{ours_data[key]!r}; a latent run uses its autoencoder's pixel data (and held-out split)"
+            )
+    defaults = type(cfg.autoencoder)()
+    for key in ARCHITECTURE_KEYS:
+        ours, stated = getattr(cfg.autoencoder, key), getattr(theirs.autoencoder, key)
+        if ours != stated and ours != getattr(defaults, key):
+            raise ConfigError(f"autoencoder.{key}: the autoencoder {path} has {key} = {stated!r}, this recipe {ours!r}; drop the key or match it")
+
+
 def open_autoencoder(cfg: Config, run_dir: Path, source, device: torch.device) -> OpenAutoencoder | None:
     """A new latent run's autoencoder, checked against the recipe: a complete autoencoder run,
     trained on the same data keys (so the held-out images are held out of it too), whose latent
@@ -79,13 +100,8 @@ def open_autoencoder(cfg: Config, run_dir: Path, source, device: torch.device) -
         raise ConfigError(f"latent.autoencoder: latent diffusion is for image data; {cfg.data.name!r} is point data")
     path = autoencoder_path(cfg, run_dir)
     run = _load(path, device, "latent.autoencoder")
-    theirs, ours = dataclasses.asdict(run.config.data), dataclasses.asdict(cfg.data)
-    for key in ours:
-        if ours[key] != theirs[key]:
-            raise ConfigError(
-                f"data.{key}: the autoencoder {path} was trained with data.{key} = {theirs[key]!r}, this recipe has {ours[key]!r}; "
-                "a latent run uses its autoencoder's pixel data (and held-out split)"
-            )
+    if cfg.latent.autoencoder != TRAIN_FIRST:
+        _check_same_keys(cfg, run.config, path)
     _check_denoiser(cfg, run.model.latent_shape)
     recorded = STAGE_ONE_FOLDER if cfg.latent.autoencoder == TRAIN_FIRST else str(path.resolve())
     return OpenAutoencoder(path, run.model, file_sha256(path / "model.safetensors"), recorded)

@@ -46,7 +46,7 @@ def plot_reconstructions(images, reconstructions, path, *, labels=None, class_na
     h = x.shape[2]
     k = _scale(h)
     gh, gw = top.shape[:2]
-    fig = new_figure((3 * gw * k / style.DPI + 2.5, 3 * gh * k / style.DPI + 1.5), layout="constrained")
+    fig = new_figure((3 * gw * k / style.DPI + 2.5, gh * k / style.DPI + 1.2), layout="constrained")
     axes = fig.subplots(1, 3)
     panels = [(top, "original (held out)", None), (middle, "reconstruction", None), (err, "|error| per pixel", ERROR_CMAP)]
     for i, (ax, (grid, head, cmap)) in enumerate(zip(axes, panels)):
