@@ -53,9 +53,11 @@ def plot_reconstructions(images, reconstructions, path, *, labels=None, class_na
         if cmap is None:
             im = ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         else:
-            im = ax.imshow(grid, cmap=cmap, vmin=0, vmax=2, interpolation="nearest")
+            # The colour scale ends at the largest error (at least 0.1): a good autoencoder's
+            # errors would all be black on the full 0..2 range.
+            im = ax.imshow(grid, cmap=cmap, vmin=0, vmax=max(0.1, float(error.max())), interpolation="nearest")
             bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-            bar.set_label("|original - reconstruction| (pixels span -1..1)")
+            bar.set_label("|original − reconstruction| (pixels run from -1 to 1)")
         ax.set_title(head, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
