@@ -228,10 +228,10 @@ def render_latent_figures(run: Run, out_dir) -> list:
         steps = max(sc.steps, min(run.schedule.T, 40))
         _, x_T = sample_points(run, n=n_grid, steps=steps, on_step=records.append, return_noise=True)
         frames = records_to_frames(records, x_T, run)
-        z_samples = sample_points(run, n=len(held), label=held_labels if run.num_classes else None, decode=False)
-        scatter["sampled by the latent model"] = (z_samples, held_labels if run.num_classes else None)
-        samples = sample_points(run, n=n_grid)
         guidance = f", guidance {sc.guidance:g}" if run.num_classes else ""
+        z_samples = sample_points(run, n=len(held), label=held_labels if run.num_classes else None, decode=False)
+        scatter[f"sampled by the latent model{guidance}"] = (z_samples, held_labels if run.num_classes else None)
+        samples = sample_points(run, n=n_grid)
         title = f"{data}, latent diffusion ({latent_shape} latent): {sc.sampler}, {sc.steps} steps{guidance}"
         m = _saved_metrics(run)
         fd = lambda key: f", Frechet {m[key]:.2f}" if m.get(key) is not None else ""  # noqa: E731
