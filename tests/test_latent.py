@@ -207,6 +207,7 @@ def test_a_flat_latent_needs_an_mlp(tmp_path, capsys, one_thread):
     assert cli.main(_train_args(tmp_path, *overrides)) == 2
     err = capsys.readouterr().err
     assert "model.arch: the autoencoder's latent is a flat vector of 2" in err and err.count("\n") == 1
+    assert not (tmp_path / "new").exists()  # refused before stage one
 
 
 def _state(path):

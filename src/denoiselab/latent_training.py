@@ -58,11 +58,11 @@ def _load(path: Path, device: torch.device, key: str):
 def _check_denoiser(cfg: Config, latent_shape: tuple[int, ...]) -> None:
     """The recipe's network must take the latent: a U-Net a spatial one, an MLP a flat one."""
     arch = cfg.model.arch
-    shape = " x ".join(map(str, latent_shape))
-    if len(latent_shape) == 3:
+    shape = " x ".join(map(str, latent_shape)) if latent_shape else "autoencoder.channels x H / 2^downsample x W / 2^downsample"
+    if len(latent_shape) in (0, 3):  # (): spatial, size not known yet (before stage one)
         if arch != "unet":
             raise ConfigError(f"model.arch: the autoencoder's latent is spatial ({shape}); it needs unet, not {arch}")
-        halvings, side = len(cfg.model.mults) - 1, min(latent_shape[1:])
+        halvings, side = len(cfg.model.mults) - 1, min(latent_shape[1:], default=2**16)
         if side < 2**halvings:
             raise ConfigError(f"model.mults: {len(cfg.model.mults)} levels halve the {shape} latent {halvings} times; a side of {side} allows at most {side.bit_length()} levels")
     elif arch not in POINT_ARCHITECTURES:
@@ -180,6 +180,8 @@ def train_stages(cfg: Config, run_dir: Path, *, resume: bool = False, progress: 
     run_dir = Path(run_dir)
     if cfg.latent.autoencoder == TRAIN_FIRST and not resume:
         check_new_run_folder(run_dir, stage_one_names(cfg))
+        # Before stage one: the denoiser must take the kind of latent it will produce.
+        _check_denoiser(cfg, () if cfg.autoencoder.latent == "spatial" else (cfg.autoencoder.dim,))
         ae_cfg, ae_dir = stage_one_config(cfg), run_dir / STAGE_ONE_FOLDER
         if (ae_dir / "config.toml").is_file():
             if (ae_dir / "config.toml").read_text() != dump_config(ae_cfg):

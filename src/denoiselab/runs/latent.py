@@ -215,7 +215,7 @@ def render_latent_figures(run: Run, out_dir) -> list:
         plot_reconstructions(
             shown, recon, out_dir / "reconstructions.png", labels=shown_labels, class_names=names,
             title=f"{data}: held-out images through the autoencoder ({latent_shape} latent); "
-            f"MSE {err['reconstruction_mse']:.4f}, PSNR {err['reconstruction_psnr']:.1f} dB",
+            f"MSE {err['reconstruction_mse']:.4f}, PSNR {err['reconstruction_psnr']:.1f} dB on these {len(shown)}",
         )
     ]  # fmt: skip
     scatter = {"held-out images, encoded": (z_held, held_labels)}

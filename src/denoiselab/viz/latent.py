@@ -16,8 +16,6 @@ from . import style
 from .images import GRID_PAD, _layout, _name_rows, _tile, as_images, to_display
 from .style import new_figure, save_figure
 
-# Screen pixels per image pixel in these figures (8 x 8 digits become 48-pixel squares).
-PIXELS_PER_PIXEL = 6
 ERROR_CMAP = "magma"
 
 
@@ -67,10 +65,10 @@ def plot_reconstructions(images, reconstructions, path, *, labels=None, class_na
     return save_figure(fig, path)
 
 
-def project_2d(z: np.ndarray, basis: tuple[np.ndarray, np.ndarray] | None = None):
-    """(N, D) latents -> (N, 2) coordinates, axis names and the (mean, components) used: the
-    latents themselves when D = 2, else the first two principal components of ``z`` (or of the
-    ``basis`` given, so several panels share one projection)."""
+def project_2d(z: np.ndarray, basis: tuple | None = None):
+    """(N, D) latents -> (N, 2) coordinates, axis names and the basis used (mean, components,
+    shares of variance; None for D <= 2): the latents themselves when D = 2, else the first two
+    principal components of ``z`` (or the ``basis`` given, so several panels share one)."""
     z = np.asarray(z, dtype=np.float64).reshape(len(z), -1)
     d = z.shape[1]
     if d == 2:
