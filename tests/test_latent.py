@@ -251,3 +251,11 @@ def test_one_command_trains_a_flat_autoencoder_then_the_denoiser(tmp_path, capsy
     # The run folder moves with its stage-one autoencoder (recorded relative to it).
     shutil.move(str(out), str(tmp_path / "moved"))
     assert load_run(tmp_path / "moved").autoencoder is not None
+
+
+def test_resume_of_a_run_stopped_in_stage_one_says_how(tmp_path, capsys):
+    (tmp_path / "run" / "autoencoder").mkdir(parents=True)
+    (tmp_path / "run" / "autoencoder" / "checkpoint.safetensors").write_bytes(b"")
+    assert cli.main(["train", "--resume", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "stopped in stage one" in err and err.count("\n") == 1

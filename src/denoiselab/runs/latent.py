@@ -210,7 +210,7 @@ def render_latent_figures(run: Run, out_dir) -> list:
     err = reconstruction_error(shown, recon)
     data = run.info.get("data", run.config.data.name)
     z_held = encode_images(ae, held)
-    latent_shape = " x ".join(map(str, z_held.shape[1:]))
+    latent_shape = " x ".join(map(str, z_held.shape[1:])) if z_held.ndim > 2 else f"{z_held.shape[1]}-D flat"
     written = [
         plot_reconstructions(
             shown, recon, out_dir / "reconstructions.png", labels=shown_labels, class_names=names,
