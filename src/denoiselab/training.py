@@ -30,6 +30,7 @@ from .data import Normalization, make_source
 from .data.images import is_image_data, load_image_data, split_indices
 from .ema import EMA
 from .guidance import drop_labels
+from .latent import ReconstructionObjective
 from .models import IMAGE_ARCHITECTURES
 from .runs.folder import (
     CHECKPOINT,
@@ -272,7 +273,7 @@ def _set_up_compute(cfg: Config, log) -> torch.device:
 
 
 def _describe_schedule(schedule, objective, log) -> None:
-    if not hasattr(objective, "schedule"):  # an autoencoder: no noise at all
+    if isinstance(objective, ReconstructionObjective):  # an autoencoder: no noise at all
         log(objective.describe)
         return
     snr_T = schedule.terminal_snr_db()
