@@ -77,6 +77,49 @@ def measure(path: Path, n: int) -> dict:
     }  # fmt: skip
 
 
+def interleaved_costs(paths: dict[str, Path], rounds: int, n: int, batch: int = 128) -> dict[str, dict]:
+    """Fastest seconds (of ``rounds``; as timeit, the least disturbed by other programs) of one training step (the run's objective, backward, AdamW step; batch
+    ``batch``) and of drawing ``n`` samples (decoded), the contenders taking turns within each
+    round, so a change in the machine's load between rounds hits all of them alike."""
+    from denoiselab.builders import objective_from
+
+    runs = {name: load_run(path) for name, path in paths.items()}
+    steps = {}
+    for name, run in runs.items():
+        x = torch.as_tensor(load_training_tensor(run))[:batch]
+        y = torch.as_tensor(run.labels[:batch])
+        model = run.model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-9)  # the step's cost, not its effect
+        objective = objective_from(run.config, run.schedule)
+        steps[name] = (model, optimizer, objective, x, y)
+    times: dict[str, dict[str, list]] = {name: {"step": [], "sample": []} for name in runs}
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(rounds):
+        for name, (model, optimizer, objective, x, y) in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(5):
+                loss = objective(model, x, gen, y=y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            times[name]["step"].append((time.perf_counter() - t0) / 5)
+        for name, run in runs.items():
+            run.model.eval()
+            t0 = time.perf_counter()
+            sample_points(run, n=n, seed=2)
+            times[name]["sample"].append((time.perf_counter() - t0) / n)
+    return {name: {"step_s": min(t["step"]), "sample_s_per_image": min(t["sample"])} for name, t in times.items()}
+
+
+def load_training_tensor(run):
+    """What a run's denoiser trains on: its latents (a latent run) or its images."""
+    import numpy as np
+
+    from denoiselab.latent_training import LATENTS
+
+    return np.load(run.path / LATENTS) if run.is_latent else run.data
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pixel-steps", type=int, default=4000, help="the pixel run's steps: its training time is every contender's budget")
@@ -86,12 +129,18 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", help="folder for the runs (default: a temporary folder, removed)")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--rounds", type=int, default=8, help="rounds of the interleaved cost measurement")
+    p.add_argument("--costs-only", action="store_true", help="only the interleaved costs, of the runs already in --runs")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     runs = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="latent_vs_pixel-"))
     common = [f"train.threads={args.threads}", f"sample.n={args.n}"]
     rows = []
     started = time.perf_counter()
+    names = {"pixel 1 x 8 x 8": runs / "pixel", **{f"latent {c} x 4 x 4 (VAE)": runs / f"latent-{c}x4x4" for c in args.latent_channels}}
+    if args.costs_only:
+        print_costs(interleaved_costs(names, args.rounds, min(args.n, 100)))
+        return 0
 
     log(f"pixel: digits recipe, {args.pixel_steps} steps")
     pixel_cfg = load_config("digits", common + [f"train.steps={args.pixel_steps}", f"train.warmup_steps={min(200, args.pixel_steps // 10)}"])
@@ -128,13 +177,26 @@ def main(argv=None) -> int:
             f"| {r['model']} | {total:.0f} ({r['ae_seconds']:.0f} + {r['denoiser_seconds']:.0f}) | {r['steps']} | "
             f"{1000 * r['sampling_s_per_image']:.2f} | {r['accuracy']:.3f} | {r['frechet']:.1f} ({r['frechet_floor']:.1f}) | {ceiling} |"
         )
+    costs = interleaved_costs(names, args.rounds, min(args.n, 100))
+    print_costs(costs)
     minutes = (time.perf_counter() - started) / 60
     print(f"\n{len(rows)} models, n = {args.n} samples each, {args.threads} torch thread(s), {platform.processor() or platform.machine()}, {minutes:.1f} min in all")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows, "minutes": minutes}, indent=2))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows, "costs": costs, "minutes": minutes}, indent=2))
     if not args.runs:
         shutil.rmtree(runs)
     return 0
+
+
+def print_costs(costs: dict[str, dict]) -> None:
+    pixel = next(iter(costs.values()))
+    print("\n| model (interleaved, fastest round) | ms / training step | x pixel | ms / sample | x pixel |")
+    print("|---|---|---|---|---|")
+    for name, c in costs.items():
+        print(
+            f"| {name} | {1000 * c['step_s']:.1f} | {pixel['step_s'] / c['step_s']:.1f}x cheaper | "
+            f"{1000 * c['sample_s_per_image']:.2f} | {pixel['sample_s_per_image'] / c['sample_s_per_image']:.1f}x cheaper |"
+        )
 
 
 if __name__ == "__main__":
