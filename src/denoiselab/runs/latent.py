@@ -5,8 +5,9 @@ their metrics and their figures.
 Metrics (Rombach et al. 2022 report the autoencoder's reconstructions beside the samples for the
 same reason): reconstruction MSE and PSNR on the held-out images; the Frechet distance of
 reconstructions of training images against the held-out images, which is what a perfect
-denoiser of the latent space would score (the ceiling: the decoder is the last step of every
-sample); and, for a flat latent of at most FLAT_METRICS_MAX_DIM dimensions, the exact W2 and
+model of the encoded training set would score (the ceiling: the decoder is the last step of
+every sample; guided samples, drawn towards typical latents of their class, can score below
+it); and, for a flat latent of at most FLAT_METRICS_MAX_DIM dimensions, the exact W2 and
 energy distance between sampled latents and encoded held-out images, beside the same distances
 from encoded training images (the floor).
 """
