@@ -55,7 +55,7 @@ def plot_reconstructions(images, reconstructions, path, *, labels=None, class_na
             # errors would all be black on the full 0..2 range.
             im = ax.imshow(grid, cmap=cmap, vmin=0, vmax=max(0.1, float(error.max())), interpolation="nearest")
             bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-            bar.set_label("|original − reconstruction| (pixels run from -1 to 1)")
+            bar.set_label("|error| (pixels span -1 to 1)")
         ax.set_title(head, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
