@@ -12,7 +12,8 @@ import torch
 
 from .config import Config, ConfigError
 from .importance import ImportanceSampler
-from .models import build_model
+from .latent import ReconstructionObjective
+from .models import AUTOENCODER, Autoencoder, build_model
 from .objectives import diffusion_loss
 from .schedules import Schedule, make_schedule
 from .weighting import Weighting
@@ -35,9 +36,21 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def model_from(cfg: Config, dim: int, num_classes: int = 0) -> torch.nn.Module:
-    """The recipe's network; ``dim`` is the point dimension, or the channel count for images."""
+def model_from(cfg: Config, dim: int, num_classes: int = 0, shape: tuple[int, ...] | None = None) -> torch.nn.Module:
+    """The recipe's network; ``dim`` is the point dimension, or the channel count for images;
+    ``shape`` the shape of one training sample (the autoencoder needs the image size)."""
     m = cfg.model
+    if m.arch == AUTOENCODER:
+        a = cfg.autoencoder
+        if shape is None or len(shape) != 3:
+            raise ConfigError(f"model.arch: the autoencoder takes images (C, H, W), got samples of shape {shape}")
+        try:
+            return Autoencoder(
+                tuple(shape), hidden=a.hidden, downsample=a.downsample, latent_channels=a.channels,
+                flat_dim=a.dim if a.latent == "flat" else 0, variational=a.kind == "vae",
+            )  # fmt: skip
+        except ValueError as exc:
+            raise ConfigError(f"autoencoder.downsample: {exc}") from None
     return build_model(
         m.arch, dim, hidden=m.hidden, blocks=m.blocks, time_dim=m.time_dim, num_classes=num_classes, fourier=m.fourier,
         mults=tuple(m.mults), attention=m.attention, dropout=m.dropout,
@@ -91,7 +104,9 @@ def weighting_from(cfg: Config) -> Weighting:
     return Weighting(t.weighting, t.p2_gamma, t.p2_k, t.min_snr_gamma, t.sigma_data, t.sigmoid_bias)
 
 
-def objective_from(cfg: Config, schedule: Schedule | None = None) -> Objective:
+def objective_from(cfg: Config, schedule: Schedule | None = None) -> Objective | ReconstructionObjective:
+    if cfg.model.arch == AUTOENCODER:
+        return ReconstructionObjective(cfg.autoencoder.kl_weight, cfg.autoencoder.kind == "vae")
     t = cfg.train
     return Objective(
         schedule or schedule_from(cfg), cfg.model.prediction, t.timesteps, t.coupling, weighting_from(cfg),

@@ -17,5 +17,6 @@ TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal", "edm", "importance")  
 WEIGHTINGS = ("none", "p2", "min-snr", "edm", "sigmoid", "snr+1")  # weighting.py
 COUPLINGS = ("independent", "ot")  # objectives.py
 POINT_ARCHITECTURES = ("residual-mlp", "simple-mlp")  # models/
-IMAGE_ARCHITECTURES = ("unet",)
+AUTOENCODER = "autoencoder"  # latent diffusion's first stage (models/autoencoder.py)
+IMAGE_ARCHITECTURES = ("unet", AUTOENCODER)
 ARCHITECTURES = POINT_ARCHITECTURES + IMAGE_ARCHITECTURES

@@ -185,6 +185,8 @@ def cmd_train(args) -> int:
         run_dir = Path(args.resume)
         if files.run_is_busy(run_dir):
             raise UsageError(f"--resume {run_dir}: another process is training this run; wait for it or stop it first")
+        if not (run_dir / "checkpoint.safetensors").is_file() and (run_dir / "autoencoder" / "checkpoint.safetensors").is_file():
+            raise UsageError(f"--resume {run_dir}: stopped in stage one (its autoencoder); run the command that started it again (same --config, --set and --out) to continue")
         if not (run_dir / "checkpoint.safetensors").is_file() or not (run_dir / "config.toml").is_file():
             raise UsageError(f"--resume {run_dir}: not a resumable run (no checkpoint.safetensors or config.toml)")
         not_train = [item for item in args.set if not item.strip().startswith("train.")]
@@ -206,15 +208,18 @@ def cmd_train(args) -> int:
 
         run_dir = Path(args.out) if args.out else _free_run_dir(cfg.name)
         try:  # before anything is printed; train() checks the same
-            check_new_run_folder(run_dir)
+            from .latent_training import stage_one_names
+
+            check_new_run_folder(run_dir, stage_one_names(cfg))
         except RunFolderError as exc:
             raise UsageError(f"--out {exc} (--resume)") from None
     print(f"denoiselab {__version__}: training recipe {cfg.name!r} into {run_dir}")
+    from .latent_training import train_stages  # a latent run may train its autoencoder first
     from .runs import complete_run
-    from .training import TrainingInterrupted, train, write_run_info
+    from .training import TrainingInterrupted, write_run_info
 
     try:
-        train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+        train_stages(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     except TrainingInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 128 + exc.signum  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM

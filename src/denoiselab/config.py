@@ -1,4 +1,5 @@
-"""Recipes: TOML files with sections [data], [schedule], [model], [train], [sample].
+"""Recipes: TOML files with sections [data], [schedule], [model], [train], [sample], and for
+latent diffusion [autoencoder] and [latent].
 
 Every key has a type, a default and a check; an unknown section or key, a wrong type or an
 out-of-range value raises ``ConfigError`` with one line naming the key and what was expected.
@@ -160,12 +161,36 @@ class SampleConfig:
 
 
 @dataclass
+class AutoencoderConfig:
+    kind: str = _opt("vae", "vae (KL-regularised, Rombach et al. 2022) or plain (no KL term)", choices=("vae", "plain"))
+    latent: str = _opt("spatial", "spatial: channels x H/2^downsample x W/2^downsample (for a unet); flat: a vector of dim numbers (for a residual-mlp)",
+                       choices=("spatial", "flat"))  # fmt: skip
+    channels: int = _opt(2, "spatial latent: channels", lo=1)
+    downsample: int = _opt(1, "halvings of the image side in the encoder (8 x 8 digits: 1 gives 4 x 4)", lo=0, hi=4)
+    dim: int = _opt(2, "flat latent: dimensions (2 can be drawn as a scatter)", lo=1)
+    hidden: int = _opt(32, "convolution channels", lo=1)
+    kl_weight: float = _opt(1e-6, "vae: weight of KL(q(z|x) || N(0, I)) in nats against an image's summed squared error", lo=0)
+    steps: int = _opt(2000, "stage one of a latent run (latent.autoencoder = \"train\"): the autoencoder's optimiser steps", lo=1)
+    lr: float = _opt(2e-3, "stage one of a latent run: the autoencoder's peak learning rate", lo=0, lo_open=True)
+
+
+@dataclass
+class LatentConfig:
+    autoencoder: str = _opt(
+        "", "latent diffusion: the autoencoder run folder whose latent space is denoised, or \"train\" to train one "
+        "first ([autoencoder]) into RUN/autoencoder; empty: diffusion on pixels",
+    )
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
     name: str = "custom"
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,7 +200,10 @@ class Config:
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "name"}
-_SECTION_TYPES = {"data": DataConfig, "schedule": ScheduleConfig, "model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
+_SECTION_TYPES = {
+    "data": DataConfig, "schedule": ScheduleConfig, "model": ModelConfig, "train": TrainConfig, "sample": SampleConfig,
+    "autoencoder": AutoencoderConfig, "latent": LatentConfig,
+}  # fmt: skip
 
 
 def _check_value(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
@@ -249,6 +277,7 @@ def _check_cross(cfg: Config, where: str) -> None:
             f"a {kind} chain is trained at its T steps (uniform or logsnr)"
         )
     _check_objective_keys(cfg, where)
+    _check_latent(cfg, where)
     if cfg.sample.steps > cfg.schedule.T:
         raise ConfigError(f"{where}sample.steps: must be <= schedule.T ({cfg.schedule.T}), got {cfg.sample.steps}")
     if cfg.model.time_dim % 2:
@@ -283,6 +312,18 @@ def _check_objective_keys(cfg: Config, where: str) -> None:
             )
     if tr.timesteps == "importance" and cfg.schedule.kind != "flow" and tr.importance_bins > cfg.schedule.T:
         raise ConfigError(f"{where}train.importance_bins: must be <= schedule.T ({cfg.schedule.T}) on a chain, got {tr.importance_bins}")
+
+
+def _check_latent(cfg: Config, where: str) -> None:
+    """[autoencoder] keys only where they act: an autoencoder run or a latent run."""
+    is_autoencoder, source = cfg.model.arch == "autoencoder", cfg.latent.autoencoder
+    if is_autoencoder and source:
+        raise ConfigError(f"{where}latent.autoencoder: an autoencoder run (model.arch = autoencoder) has no autoencoder of its own; leave it empty")
+    if is_autoencoder or source:  # a trained autoencoder's keys are checked against it (latent_training.py)
+        return
+    changed = [f.name for f in dataclasses.fields(AutoencoderConfig) if getattr(cfg.autoencoder, f.name) != f.default]
+    if changed:
+        raise ConfigError(f"{where}autoencoder.{changed[0]}: this is a pixel-space run; set latent.autoencoder or model.arch = autoencoder")
 
 
 def recipe_names() -> list[str]:

@@ -25,7 +25,7 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from . import files
+from . import files, latent_training
 from .builders import model_from, objective_from, pick_device, schedule_from
 from .config import Config, ConfigError, dump_config
 from .data import Normalization, make_source
@@ -34,6 +34,7 @@ from .ema import EMA
 from .errors import InputError
 from .guidance import drop_labels
 from .importance import ImportanceSampler
+from .latent import ReconstructionObjective
 from .models import IMAGE_ARCHITECTURES, POINT_ARCHITECTURES
 from .runs.folder import (
     CHECKPOINT,
@@ -110,7 +111,7 @@ def load_training_data(cfg: Config) -> TrainingData:
     or image sets split into training and held-out parts (data/images.py)."""
     d = cfg.data
     if not d.classes and is_image_data(d.name):
-        if cfg.model.arch not in IMAGE_ARCHITECTURES:
+        if cfg.model.arch not in IMAGE_ARCHITECTURES and not latent_training.is_latent(cfg):  # a latent run's network takes latents
             raise ConfigError(f"model.arch: {d.name!r} is image data; use one of {', '.join(IMAGE_ARCHITECTURES)}")
         images = load_image_data(d.name, upscale=d.upscale, size=d.size or None, n=d.n, seed=d.seed, channels=d.channels)
         train_idx, held_idx = split_indices(len(images.images), images.labels, d.held_out, d.seed)
@@ -153,11 +154,14 @@ class TrainState:
         return self.ema.model if self.ema is not None else self.model
 
 
-def _init_state(cfg: Config, dim: int, device: torch.device, num_classes: int = 0, build_model=None) -> TrainState:
-    """``build_model()`` replaces the recipe's denoiser (a noise-conditional classifier trains
+def _init_state(
+    cfg: Config, dim: int, device: torch.device, num_classes: int = 0, shape: tuple[int, ...] | None = None, build_model=None
+) -> TrainState:
+    """``shape`` is one training example's shape (the autoencoder and a latent run's denoiser need
+    it); ``build_model()`` replaces the recipe's denoiser (a noise-conditional classifier trains
     with this same state; classifier_training.py)."""
     torch.manual_seed(cfg.train.seed)
-    model = (build_model() if build_model is not None else model_from(cfg, dim, num_classes)).to(device)
+    model = (build_model() if build_model is not None else model_from(cfg, dim, num_classes, shape)).to(device)
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     opt_cls = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
     # fused: one kernel for all parameters, about 3x faster than the per-tensor loop on a CPU,
@@ -225,9 +229,10 @@ def _restore(state: TrainState, tensors: dict, meta: dict) -> None:
         state.time_sampler.load_state_dict({k[len("importance.") :]: v for k, v in tensors.items() if k.startswith("importance.")})
 
 
-def check_new_run_folder(run_dir: Path) -> None:
-    """A new run goes into a missing or empty folder, never over something already there."""
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+def check_new_run_folder(run_dir: Path, allow: tuple[str, ...] = ()) -> None:
+    """A new run goes into a missing or empty folder, never over something already there (but
+    the names in ``allow``: a latent run's stage-one autoencoder)."""
+    if run_dir.exists() and (not run_dir.is_dir() or any(p.name not in allow for p in run_dir.iterdir())):
         raise RunFolderError(f"{run_dir}: folder exists and is not empty; choose another, or resume it")
 
 
@@ -324,6 +329,9 @@ def _set_up_compute(cfg: Config, log) -> torch.device:
 
 
 def _describe_schedule(schedule, objective, log) -> None:
+    if isinstance(objective, ReconstructionObjective):  # an autoencoder: no noise at all
+        log(objective.describe)
+        return
     snr_T = schedule.terminal_snr_db()
     log(f"schedule: {schedule.name}, T={schedule.T}, terminal SNR {snr_T:.1f} dB; {objective.describe}")
     if schedule.is_chain and snr_T > TERMINAL_SNR_WARN_DB:
@@ -397,7 +405,7 @@ def train(
     """
     run_dir = Path(run_dir)
     if not resume:
-        check_new_run_folder(run_dir)
+        check_new_run_folder(run_dir, latent_training.stage_one_names(cfg))
     with _StopSignals() as stop:
         state = _train(cfg, run_dir, resume, progress, stop_at, log, on_step, stop)
     if stop.signum is not None:  # after the last step: trained, but the caller should stop too
@@ -418,15 +426,20 @@ def _train(cfg: Config, run_dir: Path, resume: bool, progress: bool, stop_at, lo
         if resume:
             locks.append(files.lock_run(run_dir))
             run = _read_run_folder(run_dir)
+            autoencoder = latent_training.recorded_autoencoder(cfg, run_dir, run.info, device)
         else:
             source = load_training_data(cfg)
+            # A latent run checks its autoencoder before anything is written.
+            autoencoder = latent_training.open_autoencoder(cfg, run_dir, source, device)
             run_dir.mkdir(parents=True, exist_ok=True)
             locks.append(files.lock_run(run_dir))
             run = _write_run_folder(cfg, run_dir, source)
+        if autoencoder is not None:  # train on the latents: encoded once, kept in the run folder
+            run = RunData(run.info, latent_training.latents(autoencoder, run_dir, run.info, run.data, new=not resume), run.labels, run.normalization)
         info = run.info
         x_all = torch.as_tensor(run.normalization.encode(run.data), dtype=torch.float32, device=device)
         y_all = None if run.labels is None else torch.as_tensor(run.labels, dtype=torch.long, device=device)
-        state = _init_state(cfg, x_all.shape[1], device, int(info.get("num_classes", 0)))
+        state = _init_state(cfg, x_all.shape[1], device, int(info.get("num_classes", 0)), tuple(x_all.shape[1:]))
         state.time_sampler = objective.new_time_sampler()
         if resume:
             load_checkpoint(run_dir, state)

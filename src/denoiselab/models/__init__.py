@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from .autoencoder import Autoencoder
 from .embeddings import FourierFeatures, LabelEmbedding, SinusoidalEmbedding
 from .mlp import ResidualMLP, SimpleMLP
 from .unet import UNet
 
-from ..choices import ARCHITECTURES, IMAGE_ARCHITECTURES, POINT_ARCHITECTURES  # noqa: E402 - importable without torch
+# The autoencoder of latent diffusion is built by builders.model_from from the recipe's
+# [autoencoder] section (it needs the image size), not by build_model.
+from ..choices import ARCHITECTURES, AUTOENCODER, IMAGE_ARCHITECTURES, POINT_ARCHITECTURES  # noqa: E402 - importable without torch
 
 
 def build_model(
@@ -40,6 +43,8 @@ def build_model(
 
 __all__ = [
     "ARCHITECTURES",
+    "AUTOENCODER",
+    "Autoencoder",
     "IMAGE_ARCHITECTURES",
     "POINT_ARCHITECTURES",
     "FourierFeatures",

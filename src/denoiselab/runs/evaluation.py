@@ -118,6 +118,10 @@ def evaluate_run(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     seed = run.config.sample.seed if seed is None else seed
+    if run.is_latent or run.is_autoencoder:
+        from .latent import evaluate_latent_run
+
+        return evaluate_latent_run(run, seed=seed, label=label, guidance=guidance, **sample_options)
     if run.is_image:
         return evaluate_images(run, seed=seed, label=label, guidance=guidance, **sample_options)
     if run.num_classes:
@@ -198,6 +202,10 @@ def complete_run(run_dir: str | Path, log=print) -> tuple[Run, PointMetrics | Cl
     from concurrent.futures import ThreadPoolExecutor
 
     run = load_run(run_dir)
+    if run.is_autoencoder:  # measured and stored before anything uses its latents
+        from .latent import store_latent_scale
+
+        store_latent_scale(run)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as pool:
         measuring = pool.submit(evaluate_run, run, repeats=COMPLETE_RUN_REPEATS)
         written = render_figures(run)

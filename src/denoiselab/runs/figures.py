@@ -15,9 +15,9 @@ from .sampling import class_labels, sample_points
 
 def records_to_frames(records: list[StepRecord], x_T: torch.Tensor, run: Run) -> list[tuple[float, np.ndarray]]:
     """Reverse-process snapshots [(t, points in data units)], from x_T to the final sample."""
-    decode = run.normalization.decode
-    frames = [(records[0].t if records else 1.0, decode(x_T.float().cpu().numpy()))]
-    frames += [(r.t_next, decode(r.x_next.float().cpu().numpy())) for r in records]
+    decode = run.to_data_units  # a latent run's steps are decoded to images
+    frames = [(records[0].t if records else 1.0, decode(x_T))]
+    frames += [(r.t_next, decode(r.x_next)) for r in records]
     return frames
 
 
@@ -34,6 +34,10 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
     from .. import viz  # matplotlib is imported only when figures are drawn
 
     out_dir = Path(out_dir or run.path)
+    if run.is_latent or run.is_autoencoder:
+        from .latent import render_latent_figures
+
+        return render_latent_figures(run, out_dir)
     if run.is_image:
         return render_image_figures(run, out_dir)  # its grid has every class, not the metrics' mix
     records: list[StepRecord] = []

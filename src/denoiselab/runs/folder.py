@@ -46,6 +46,7 @@ class Run:
     data: np.ndarray  # training points, data units
     device: torch.device
     labels: np.ndarray | None = None  # class of each training point (conditional runs)
+    autoencoder: torch.nn.Module | None = None  # latent runs: decodes samples (runs/latent.py)
 
     @property
     def dim(self) -> int:
@@ -57,8 +58,31 @@ class Run:
         return tuple(int(v) for v in self.info.get("shape", [self.dim]))
 
     @property
+    def is_latent(self) -> bool:
+        """Diffusion in an autoencoder's latent space: the model samples latents, decoded to images."""
+        return "latent" in self.info
+
+    @property
+    def is_autoencoder(self) -> bool:
+        return self.config.model.arch == "autoencoder"
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """The shape of one sample in data units: a latent run's decoded image, else sample_shape."""
+        return tuple(self.info["latent"]["image_shape"]) if self.is_latent else self.sample_shape
+
+    @property
     def is_image(self) -> bool:
-        return len(self.sample_shape) == 3
+        return len(self.data_shape) == 3
+
+    def to_data_units(self, x: torch.Tensor) -> np.ndarray:
+        """Model-space samples -> data units: decoded by the autoencoder (a latent run), else
+        un-normalised."""
+        if self.autoencoder is not None:
+            from ..latent import decode_latents
+
+            return decode_latents(self.autoencoder, x.float())
+        return self.normalization.decode(x.float().cpu().numpy())
 
     @property
     def num_classes(self) -> int:
@@ -98,7 +122,8 @@ def load_run(path: str | Path, device: str | None = None) -> Run:
     except ConfigError as exc:
         raise RunError(str(exc)) from None
     dev = pick_device(device or cfg.train.device)
-    model = model_from(cfg, dim, int(info.get("num_classes", 0)))
+    shape = tuple(int(v) for v in info.get("shape", [dim]))
+    model = model_from(cfg, dim, int(info.get("num_classes", 0)), shape)
     try:
         model.load_state_dict(load_file(str(path / WEIGHTS)))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types
@@ -115,7 +140,12 @@ def load_run(path: str | Path, device: str | None = None) -> Run:
             raise RunError(f"{path / LABELS}: cannot read the class labels of a conditional run ({exc})") from None
         if labels.shape != (len(data),):
             raise RunError(f"{path / LABELS}: {labels.shape} labels for {len(data)} points")
-    return Run(path, cfg, info, schedule_from(cfg), model.to(dev).eval(), norm, data, dev, labels)
+    run = Run(path, cfg, info, schedule_from(cfg), model.to(dev).eval(), norm, data, dev, labels)
+    if run.is_latent:
+        from .latent import attach_autoencoder
+
+        attach_autoencoder(run)
+    return run
 
 
 def write_run_info(run_dir: Path, info: dict) -> None:

@@ -77,6 +77,7 @@ def sample_points(
     grid=None,
     counter: list | None = None,
     model_wrapper=None,
+    decode: bool = True,
     **options,
 ):
     """Draw ``n`` points from a run with any sampler; returns an (n, D) array in data units.
@@ -88,7 +89,10 @@ def sample_points(
     (model_fn -> model_fn) wraps the model after classifier-free guidance (runs/guided.py).
     Conditional runs: ``label`` is a class (index or name), an array of n class indices, or
     None for every class in proportion (the order of ``class_labels(run, n)``).
+    A latent run's samples are decoded to images (``decode=False``: the latents themselves).
     """
+    if run.is_autoencoder:
+        raise SamplingError(f"{run.path} is an autoencoder: it encodes and decodes images but samples nothing; train a latent run on it (latent.autoencoder = \"{run.path}\")")
     sc = run.config.sample
     sampler = sampler or sc.sampler
     if sampler not in SAMPLERS:
@@ -136,5 +140,5 @@ def sample_points(
     )
     if counter is not None:
         counter.append(model_fn.calls)
-    out = run.normalization.decode(x0.float().cpu().numpy())
+    out = run.to_data_units(x0) if decode else x0.float().cpu().numpy()
     return (out, x_T) if return_noise else out

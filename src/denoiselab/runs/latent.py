@@ -1,0 +1,260 @@
+"""Autoencoder runs and latent diffusion runs as run folders: the autoencoder a latent run
+decodes with (checked by content hash), the latent scale stored when an autoencoder completes,
+their metrics and their figures.
+
+Metrics (Rombach et al. 2022 report the autoencoder's reconstructions beside the samples for the
+same reason): reconstruction MSE and PSNR on the held-out images; the Frechet distance of
+reconstructions of training images against the held-out images, which is what a perfect
+model of the encoded training set would score (the ceiling: the decoder is the last step of
+every sample; guided samples, drawn towards typical latents of their class, can score below
+it); and, for a flat latent of at most FLAT_METRICS_MAX_DIM dimensions, the exact W2 and
+energy distance between sampled latents and encoded held-out images, beside the same distances
+from encoded training images (the floor).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import files
+from ..latent import encode_images, measure_latent_scale, reconstruct, reconstruction_error
+from .evaluation import evaluate_images, held_out_images, image_classifier
+from .folder import WEIGHTS, Run, RunError, load_run, read_losses, write_run_info
+from .sampling import class_labels, resolve_label, sample_points
+
+# Exact W2 (an assignment problem) and energy distance mean something in a few dimensions only.
+FLAT_METRICS_MAX_DIM = 8
+# Seeded training subsets averaged for the latent floor.
+FLOOR_REPEATS = 5
+# Images per class in the figures.
+PER_CLASS = 8
+
+
+def attach_autoencoder(run: Run) -> None:
+    """Give a latent run its autoencoder: the folder run.json records, whose weights must still
+    have the recorded sha256.  Raises RunError (one line) when it is missing or has changed."""
+    from ..config import ConfigError
+    from ..latent_training import check_unchanged, resolve_recorded
+
+    try:
+        path, sha = resolve_recorded(run.path, run.info)
+        check_unchanged(path, sha, f"{run.path}")
+        ae = load_run(path, device=str(run.device))
+    except (KeyError, TypeError) as exc:
+        raise RunError(f"{run.path / 'run.json'}: corrupt latent record ({exc})") from None
+    except ConfigError as exc:
+        raise RunError(str(exc)) from None
+    if not ae.is_autoencoder:
+        raise RunError(f"{run.path}: {path} is not an autoencoder run")
+    run.autoencoder = ae.model
+
+
+def store_latent_scale(run: Run) -> float:
+    """Measure 1 / std of the training set's latents and store it in the autoencoder's weights
+    (and run.json, for reading); the latent runs trained on it record the weights' hash after."""
+    model = run.model
+    model.latent_scale.fill_(1.0)
+    scale = measure_latent_scale(model, run.data)
+    model.latent_scale.fill_(scale)
+    files.write_tensors(run.path / WEIGHTS, {k: v.contiguous() for k, v in model.state_dict().items()}, {"step": str(run.info.get("step", 0))})
+    run.info["latent_scale"] = scale
+    run.info["latent_shape"] = list(model.latent_shape)
+    write_run_info(run.path, run.info)
+    return scale
+
+
+@dataclass(frozen=True)
+class LatentMetrics:
+    """An autoencoder's or a latent run's metrics (see the module text)."""
+
+    values: dict
+
+    def to_dict(self) -> dict:
+        return dict(self.values)
+
+    def summary(self) -> str:
+        v = self.values
+        lines = []
+        if v.get("frechet") is not None:
+            acc = "" if v.get("accuracy") is None else f"class accuracy {v['accuracy']:.3f}  "
+            lines.append(
+                f"guidance {v['guidance']:g}  {acc}Frechet {v['frechet']:.2f} (floor {v['frechet_floor']:.2f}, "
+                f"{v['frechet_ratio']:.2f}x)  n={v['n']} samples vs {v['n_held_out']} held-out images"
+            )
+        lines.append(
+            f"autoencoder: reconstruction MSE {v['reconstruction_mse']:.4f}, PSNR {v['reconstruction_psnr']:.1f} dB "
+            f"on {v['n_held_out']} held-out images"
+        )
+        if v.get("frechet_reconstruction") is not None:
+            lines[-1] += (
+                f"; ceiling: Frechet of reconstructions {v['frechet_reconstruction']:.2f} "
+                f"({v['frechet_reconstruction'] / v['frechet_floor']:.2f}x floor), their class accuracy {v['reconstruction_accuracy']:.3f}"
+            )
+        if v.get("latent_w2") is not None:
+            lines.append(
+                f"latent ({v['latent_dim']}-D): W2 {v['latent_w2']:.4f} (floor {v['latent_w2_floor']:.4f})  "
+                f"energy {v['latent_energy']:.5f} (floor {v['latent_energy_floor']:.5f})  n={v['latent_n']}"
+            )
+        return "\n".join(lines)
+
+
+def _autoencoder(run: Run):
+    return run.model if run.is_autoencoder else run.autoencoder
+
+
+def _train_subset(run: Run, n: int, seed: int, label: int | None):
+    """n training images (of class ``label``) and their labels, a seeded draw."""
+    idx = np.arange(len(run.data)) if label is None else np.flatnonzero(run.labels == label)
+    idx = np.random.default_rng(seed).permutation(idx)[:n]
+    return run.data[idx], None if run.labels is None else run.labels[idx]
+
+
+def evaluate_latent_run(run: Run, *, seed: int, label=None, guidance: float | None = None, **sample_options) -> tuple[LatentMetrics, np.ndarray]:
+    """An autoencoder run: its reconstructions (returned); a latent run: evaluate_images' class
+    accuracy and Frechet distance of decoded samples (returned), with the ceiling beside them."""
+    from ..image_metrics import image_metrics
+
+    ae = _autoencoder(run)
+    held, held_labels = held_out_images(run)
+    c = None if label is None else resolve_label(run, label)
+    if c is not None:
+        held = held[held_labels == c]
+        held_labels = held_labels[held_labels == c]
+    values: dict = {}
+    samples = None
+    n = sample_options.get("n") or run.config.sample.n
+    if run.is_latent:
+        base, samples = evaluate_images(run, seed=seed, label=label, guidance=guidance, **sample_options)
+        values.update(base.to_dict())
+        n = len(samples)
+    values.update(reconstruction_error(held, reconstruct(ae, held)), n_held_out=len(held))
+    if run.num_classes:
+        train_images, train_labels = _train_subset(run, n, seed, c)
+        recon = reconstruct(ae, train_images)
+        train_pool = run.data if c is None else run.data[run.labels == c]
+        ceiling = image_metrics(image_classifier(run), torch.as_tensor(recon), torch.as_tensor(train_labels), torch.as_tensor(held), torch.as_tensor(train_pool), seed=seed)
+        values.update(
+            frechet_reconstruction=ceiling["frechet"], reconstruction_accuracy=ceiling["accuracy"], n_reconstructed=len(recon),
+        )  # fmt: skip
+        values.setdefault("frechet_floor", ceiling["frechet_floor"])
+    if run.is_latent and len(run.sample_shape) == 1 and run.sample_shape[0] <= FLAT_METRICS_MAX_DIM:
+        values.update(_flat_latent_metrics(run, held, held_labels, seed, guidance, sample_options))
+    if samples is None:
+        samples = reconstruct(ae, held)
+    return LatentMetrics(values), samples
+
+
+def _flat_latent_metrics(run: Run, held, held_labels, seed: int, guidance, sample_options) -> dict:
+    """Exact W2 and energy distance between latents sampled for the held-out images' classes and
+    the encoded held-out images; the floor: encoded training images (same class counts) against
+    them, averaged over FLOOR_REPEATS draws."""
+    from ..metrics import energy_distance, w2_exact
+
+    ae = run.autoencoder
+    reference = encode_images(ae, held)
+    options = {k: v for k, v in sample_options.items() if k not in ("n", "counter", "label")}
+    label = held_labels if run.num_classes else None
+    sampled = sample_points(run, n=len(held), seed=seed, label=label, guidance=guidance, decode=False, **options)
+    rng = np.random.default_rng(seed)
+    floors_w2, floors_energy = [], []
+    for _ in range(FLOOR_REPEATS):
+        if run.num_classes:
+            idx = np.concatenate([rng.choice(np.flatnonzero(run.labels == k), np.sum(held_labels == k), replace=False) for k in np.unique(held_labels)])
+        else:
+            idx = rng.choice(len(run.data), len(held), replace=False)
+        z = encode_images(ae, run.data[idx])
+        floors_w2.append(w2_exact(z, reference))
+        floors_energy.append(energy_distance(z, reference))
+    return {
+        "latent_dim": int(reference.shape[1]),
+        "latent_n": len(reference),
+        "latent_w2": w2_exact(sampled, reference),
+        "latent_w2_floor": float(np.mean(floors_w2)),
+        "latent_energy": energy_distance(sampled, reference),
+        "latent_energy_floor": float(np.mean(floors_energy)),
+    }
+
+
+def _saved_metrics(run: Run) -> dict:
+    try:
+        return json.loads((run.path / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _per_class(images: np.ndarray, labels: np.ndarray | None, k: int):
+    """The first k images of each class (all classes in order), with their labels."""
+    if labels is None:
+        return images[: k * 8], None
+    idx = np.concatenate([np.flatnonzero(labels == c)[:k] for c in np.unique(labels)])
+    return images[idx], labels[idx]
+
+
+def render_latent_figures(run: Run, out_dir) -> list:
+    """An autoencoder run: reconstructions, latent scatter, loss.  A latent run: samples (a row
+    per class), the reverse process in latent space decoded at each step (GIF and strip),
+    reconstructions, the latent space of held-out images beside that of samples, the ceiling
+    figure, a guidance sweep, loss."""
+    from .. import viz
+    from ..viz.latent import plot_ceiling, plot_latent_scatter, plot_reconstructions
+    from .figures import GRID_PER_CLASS, GUIDANCE_SWEEP, _one_per_class, records_to_frames
+
+    ae = _autoencoder(run)
+    names = run.class_names or None
+    held, held_labels = held_out_images(run)
+    shown, shown_labels = _per_class(held, held_labels, PER_CLASS)
+    recon = reconstruct(ae, shown)
+    err = reconstruction_error(shown, recon)
+    data = run.info.get("data", run.config.data.name)
+    z_held = encode_images(ae, held)
+    latent_shape = " x ".join(map(str, z_held.shape[1:])) if z_held.ndim > 2 else f"{z_held.shape[1]}-D flat"
+    written = [
+        plot_reconstructions(
+            shown, recon, out_dir / "reconstructions.png", labels=shown_labels, class_names=names,
+            title=f"{data}: held-out images through the autoencoder ({latent_shape} latent); "
+            f"MSE {err['reconstruction_mse']:.4f}, PSNR {err['reconstruction_psnr']:.1f} dB on these {len(shown)}",
+        )
+    ]  # fmt: skip
+    scatter = {"held-out images, encoded": (z_held, held_labels)}
+    if run.is_latent:
+        sc = run.config.sample
+        K = max(run.num_classes, 1)
+        n_grid = GRID_PER_CLASS * K if run.num_classes else 64
+        labels = class_labels(run, n_grid)
+        records: list = []
+        steps = max(sc.steps, min(run.schedule.T, 40))
+        _, x_T = sample_points(run, n=n_grid, steps=steps, on_step=records.append, return_noise=True)
+        frames = records_to_frames(records, x_T, run)
+        guidance = f", guidance {sc.guidance:g}" if run.num_classes else ""
+        z_samples = sample_points(run, n=len(held), label=held_labels if run.num_classes else None, decode=False)
+        scatter[f"sampled by the latent model{guidance}"] = (z_samples, held_labels if run.num_classes else None)
+        samples = sample_points(run, n=n_grid)
+        title = f"{data}, latent diffusion ({latent_shape} latent): {sc.sampler}, {sc.steps} steps{guidance}"
+        m = _saved_metrics(run)
+        fd = lambda key: f", Frechet {m[key]:.2f}" if m.get(key) is not None else ""  # noqa: E731
+        floor = f" (floor {m['frechet_floor']:.2f})" if m.get("frechet_floor") is not None else ""
+        ceiling_samples, ceiling_labels = _per_class(samples, labels, PER_CLASS)
+        written += [
+            viz.plot_image_grid(samples, out_dir / "samples.png", labels=labels, class_names=names, title=title),
+            viz.save_grid_gif(frames, out_dir / "trajectory.gif", labels=labels, class_names=names,
+                              title="Reverse process in latent space, each step decoded"),
+            viz.plot_image_progression(_one_per_class(frames, labels), out_dir / "progression.png", max_images=K if run.num_classes else 8),
+            plot_ceiling(
+                {"held-out images": shown, f"autoencoder alone{fd('frechet_reconstruction')}": recon,
+                 f"latent diffusion samples{fd('frechet')}": ceiling_samples},
+                out_dir / "ceiling.png", labels=shown_labels, class_names=names,
+                title=f"{data}: a latent model can only produce what the decoder produces{floor}",
+            ),
+        ]  # fmt: skip
+        if run.num_classes:
+            sweep = {g: sample_points(run, n=n_grid, guidance=g) for g in GUIDANCE_SWEEP}
+            written.append(viz.plot_guidance_sweep(sweep, out_dir / "guidance.png", labels=labels, class_names=names))
+    written.append(plot_latent_scatter(scatter, out_dir / "latent-space.png", class_names=names, title=f"{data}: latent space"))
+    losses = read_losses(run.path)
+    if len(losses):
+        written.append(viz.plot_loss(losses, out_dir / "loss.png"))
+    return written
