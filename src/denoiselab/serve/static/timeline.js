@@ -10,7 +10,7 @@ const SVG = "http://www.w3.org/2000/svg";
 export function gridChoices(spacings, detail) {
   const own = detail && detail.sample ? detail.sample.spacing : null;
   const tuned = (detail && detail.tuned_grids) || [];
-  const items = [{ value: "", label: tuned.length ? `run's default (tuned if one fits, else ${own})` : `run's default${own ? ` (${own})` : ""}` }];
+  const items = [{ value: "", label: tuned.length ? `default (tuned, else ${own})` : `default${own ? ` (${own})` : ""}` }];
   for (const name of spacings) items.push({ value: name, label: name });
   const have = tuned.slice(0, 3).map((g) => `${g.sampler} at ${g.steps} steps`).join(", ") + (tuned.length > 3 ? ", …" : "");
   items.push({ value: "tuned", label: tuned.length ? `tuned (${have})` : "tuned (none for this run)", disabled: !tuned.length });
