@@ -376,6 +376,26 @@ def test_dispatcher_built_ins_and_files(tmp_path):
     raises_one_line(lambda: load_image_data(str(tmp_path / "gone.npz")), "gone.npz", "no such file")
 
 
+def test_a_built_in_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    """data.name = "spiral" run from a folder holding a sub-folder "spiral" trains on the point set
+    (it used to be read as a folder of images: "model.arch: 'spiral' is image data"); "./spiral"
+    names the folder."""
+    from denoiselab import load_config
+    from denoiselab.config import ConfigError
+    from denoiselab.data.images import is_image_data
+    from denoiselab.training import load_training_data
+
+    save(tmp_path / "spiral" / "a.png", np.zeros((4, 4)))
+    save(tmp_path / "digits" / "a.png", np.zeros((4, 4)))
+    monkeypatch.chdir(tmp_path)
+    assert not is_image_data("spiral") and is_image_data("./spiral") and is_image_data("spiral/")
+    points = load_training_data(load_config("spiral-flow", ["data.n=100"])).train
+    assert points.ndim == 2 and points.shape[1] == 2  # the 2D point set
+    assert load_image_data("digits").shape == (1, 8, 8)  # the built-in digits, not the folder
+    with pytest.raises(ConfigError, match="is image data"):
+        load_training_data(load_config("spiral-flow", ["data.name=./spiral"]))
+
+
 # --- ImageSet, resizing and the split ---------------------------------------------------------
 def test_imageset_subset_and_resize():
     data = make_patterns(40, seed=0)

@@ -267,6 +267,34 @@ def test_reverse_view_draws_every_step(page, server, tmp_path):
     _shot(page, tmp_path, "reverse")
 
 
+def test_reverse_view_draws_the_grid_time_points(page, server, tmp_path):
+    """Under the step slider, the grid's N + 1 time points on a t axis; the run's tuned grid is
+    offered, used and named."""
+    from denoiselab.tuning import TUNED_GRIDS, TunedGrid, save_tuned_grid
+
+    grid = [1.0, 0.62, 0.3, 0.11, 0.03, 0.0]
+    run_dir = server.app.state.runs.root / "spiral"
+    save_tuned_grid(run_dir, TunedGrid("dpm++2m", 5, grid, "given", grid, 0.0, 0.0, 0.0, n=1))
+    try:
+        _open(page, server, "reverse")
+        page.wait_for_selector("#rev-panels[data-frames]")
+        ticks = "#rev-gridline .grid-tick"
+        assert page.locator(ticks).count() == int(page.input_value("#rev-steps")) + 1
+        page.select_option("#rev-sampler", "dpm++2m")
+        page.fill("#rev-steps", "5")
+        page.select_option("#rev-grid", "tuned")
+        page.click("#rev-go")
+        page.wait_for_selector("#rev-panels[data-frames='5']")
+        assert page.eval_on_selector_all(ticks, "els => els.map((e) => +e.dataset.t)") == grid
+        assert "tuned grid" in page.text_content("#rev-status") and "tuned grid" in page.text_content("#rev-gridline-caption")
+        page.fill("#rev-timeline", "2")  # step 3: from t_2 to t_3, highlighted
+        page.wait_for_function("document.getElementById('rev-steplabel').textContent.startsWith('step 3 / 5')")
+        assert page.eval_on_selector_all(f"{ticks}.current", "els => els.map((e) => +e.dataset.t)") == grid[2:4]
+        page.screenshot(path=str(tmp_path / "playground-reverse-grid.png"))
+    finally:
+        (run_dir / TUNED_GRIDS).unlink()
+
+
 def test_reverse_view_on_an_image_run(page, server, tmp_path):
     """The digits run: class names in the label control, guidance, image grids at every step."""
     _open(page, server, "reverse")

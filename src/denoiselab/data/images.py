@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .point_files import DataError, resolve_data_path
+from .toy import GENERATORS
 
 IMAGE_DATASETS = ("digits", "patterns")
 PATTERN_KINDS = ("checkerboard", "circles", "stripes", "squares")
@@ -594,9 +595,16 @@ def split(data: ImageSet, held_out: float = 0.1, seed: int = 0) -> tuple[ImageSe
 
 def is_image_data(name: str, base: Path | None = None) -> bool:
     """Whether a recipe's data.name names image data (else points): a built-in image set, a
-    folder, an IDX images file, or an .npz whose x has image axes (N, H, W[, C])."""
+    folder, an IDX images file, or an .npz whose x has image axes (N, H, W[, C]).
+
+    A built-in name means the built-in set even where the working folder holds a file or folder
+    of that name (make_source and load_image_data read it so too): "spiral" is the point set,
+    "./spiral" the folder.
+    """
     if name in IMAGE_DATASETS:
         return True
+    if name in GENERATORS:
+        return False
     p = resolve_data_path(name, base)
     if p.is_dir() or _is_idx_images(p):
         return True

@@ -153,6 +153,9 @@ class SampleRequest(_Strict):
     n: int | None = Field(None, ge=1, le=MAX_POINTS)
     seed: Seed | None = None
     spacing: Literal[SPACINGS] | None = None  # type: ignore[valid-type]
+    tuned_grid: bool | None = Field(
+        None, description="the run's tuned grid (tuned_grids.json): true = required, false = never, default = when one fits (grid_choice.py)"
+    )
     eta: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     label: int | str | None = Field(None, description="class index or class name (conditional runs)")
     labels: list[Annotated[int, Field(ge=0, le=10_000)]] | None = Field(

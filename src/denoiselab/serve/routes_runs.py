@@ -13,6 +13,7 @@ from fastapi import APIRouter
 
 from ..data import Normalization
 from ..runs import HELD_OUT, read_losses
+from .grid_choice import tuned_grid_list
 from .limits import DATA_PREVIEW, DEFAULT_RUN, HELD_OUT_PREVIEW, IMAGE_PREVIEW
 from .payloads import json_response, panel
 from .request_models import RunName, TrainRequest
@@ -42,6 +43,7 @@ def runs_router(state: ServeState) -> APIRouter:
         path = runs.existing(name)
         out = runs.summary(name, jobs.busy_runs())
         out["losses"] = [round(float(v), 5) for v in read_losses(path, max_points=1000)]
+        out["tuned_grids"] = tuned_grid_list(path)  # what the Reverse view's grid choice offers
         metrics = path / "metrics.json"
         if metrics.is_file():
             try:

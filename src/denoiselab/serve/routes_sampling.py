@@ -25,6 +25,7 @@ from ..runs import SamplingError, class_labels, guided_model_fn, resolve_label, 
 from ..samplers import time_grid
 from ..samplers.stepping import evaluate
 from .gate import give_memory_back
+from .grid_choice import choose_tuned_grid
 from .guided_sampling import prepare as prepare_guidance
 from .limits import (
     DEFAULT_SAMPLE_IMAGES,
@@ -125,6 +126,9 @@ def sampling_router(state: ServeState) -> APIRouter:
                 options["label"] = np.asarray(req.labels, dtype=np.int64)
             if req.guidance is not None:
                 options["guidance"] = req.guidance
+        tuned = choose_tuned_grid(run, name, sampler, steps, req)
+        if tuned is not None:
+            options["grid"] = tuned
         records: list = []
         on_step = records.append if req.frames else _keep_last(records)
         guided = None
@@ -159,7 +163,12 @@ def sampling_router(state: ServeState) -> APIRouter:
         except ValueError as exc:  # runs.SamplingError and the samplers' own checks
             raise HTTPException(422, " ".join(str(exc).split())) from None
         schedule = run.schedule
-        times = [r.t for r in records] + [0.0] if req.frames else time_grid(schedule, steps, options.get("spacing", sc.spacing)).tolist()
+        if req.frames:
+            times = [r.t for r in records] + [0.0]
+        elif tuned is not None:
+            times = tuned.tolist()
+        else:
+            times = time_grid(schedule, steps, options.get("spacing", sc.spacing)).tolist()
         alphas, sigmas = schedule.alpha_at(times).tolist(), schedule.sigma_at(times).tolist()
         snr_db = (20.0 * schedule.log_snr_at(times) / math.log(10.0)).tolist()  # 10 log10(alpha^2 / sigma^2)
         final = records[-1].x_next
@@ -175,7 +184,8 @@ def sampling_router(state: ServeState) -> APIRouter:
             "steps": steps,
             "n": n,
             "seed": seed,
-            "spacing": options.get("spacing", sc.spacing),
+            "spacing": "tuned" if tuned is not None else options.get("spacing", sc.spacing),
+            "tuned_grid": tuned is not None,
             "label": label,
             "label_name": names[label] if label is not None and label < len(names) else None,
             "guidance": req.guidance,

@@ -9,6 +9,7 @@ import { Jobs, Runs } from "./runs.js";
 import { Playground } from "./view-playground.js";
 import { stepNote, zoomExtent } from "./reverse-notes.js";
 import { Guidance } from "./reverse-guidance.js";
+import { drawGridTimeline, gridChoices, gridRequest, gridText } from "./timeline.js";
 
 export const Reverse = {
   frame: 0,
@@ -29,6 +30,7 @@ export const Reverse = {
   },
   init() {
     fillSelect($("rev-sampler"), state.info.samplers, "dpm++2m");
+    fillSelect($("rev-grid"), gridChoices(state.info.spacings, null), "");
     $("rev-run").addEventListener("change", () => this.selectRun($("rev-run").value));
     $("rev-go").addEventListener("click", () => this.run());
     $("rev-timeline").addEventListener("input", () => this.show(+$("rev-timeline").value));
@@ -70,6 +72,7 @@ export const Reverse = {
         $("rev-sampler").value = detail.sample.sampler;
         $("rev-steps").value = Math.min(250, detail.sample.steps);
       }
+      fillSelect($("rev-grid"), gridChoices(state.info.spacings, detail), "");
       const cond = detail.num_classes > 0;
       for (const el of document.querySelectorAll("#view-reverse .cond")) el.hidden = !cond;
       if (cond) {
@@ -99,7 +102,7 @@ export const Reverse = {
     const guidance = detail && detail.num_classes > 0 ? fieldValue("rev-guidance") : 0;
     const guide = detail ? Guidance.block(detail) : null;
     if (steps === null || n === null || seed === null || guidance === null || guide === undefined) return; // said beside the field
-    const body = { sampler: $("rev-sampler").value, steps, n, seed, frames: true };
+    const body = { sampler: $("rev-sampler").value, steps, n, seed, frames: true, ...gridRequest($("rev-grid").value) };
     if (detail && detail.num_classes > 0) {
       if ($("rev-label").value !== "" && !(guide && guide.classifier)) body.label = detail.class_names[+$("rev-label").value]; // by name
       body.guidance = guidance;
@@ -133,7 +136,7 @@ export const Reverse = {
       this.show(0);
       // The wait the learner had (request, sampling, reply, decoding, drawing), and the sampling part of it.
       const waited = (performance.now() - asked) / 1000;
-      $("rev-status").textContent = `${res.sampler}, ${res.steps} steps, ${what}${cls}${guided}, seed ${res.seed}: ready in ${waited.toFixed(2)} s ` +
+      $("rev-status").textContent = `${res.sampler}, ${res.steps} steps on the ${gridText(res)}, ${what}${cls}${guided}, seed ${res.seed}: ready in ${waited.toFixed(2)} s ` +
         `(sampling ${res.seconds.toFixed(2)} s on the server; the rest is sending ${res.frames.length} steps × 4 panels and drawing). Scrub the timeline or press Play.`;
     } catch (err) {
       if (!fieldError("rev", err)) showError("rev-error", err);
@@ -172,6 +175,7 @@ export const Reverse = {
     const snr = f.snr_db === null ? "+∞ dB" : fmtDb(f.snr_db);
     $("rev-steplabel").textContent = `step ${i + 1} / ${res.frames.length} · k ${f.k} → ${f.k_next} · t = ${f.t.toFixed(3)} · SNR ${snr}`;
     [...$("rev-ticks").children].forEach((s, j) => { s.className = j < i ? "done" : j === i ? "current" : ""; });
+    drawGridTimeline($("rev-gridline"), $("rev-gridline-caption"), res, i, (j) => this.show(j));
   },
   toggle() {
     if (this.playing) { this.stop(); return; }
