@@ -42,6 +42,11 @@ def _imported_by(*argv: str) -> dict:
         (["train", "--config", "no-such-recipe"], 2),
         (["train", "--resume", "/no/such/run"], 2),
         (["schedules", "--T", "0"], 2),
+        (["evaluate", "/no/such/run"], 2),
+        (["sample", "/no/such/run", "--out", "x.png"], 2),
+        (["tune-steps", "/no/such/run", "--nfe", "5"], 2),
+        (["plot", "/no/such/run"], 2),
+        (["inpaint", "/no/such/run", "--image", "x.png", "--mask", "left", "--out", "y.png"], 2),
     ],
 )
 def test_help_and_usage_errors_import_nothing_heavy(argv, status):

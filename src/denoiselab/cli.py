@@ -295,6 +295,9 @@ def _use_tuned_grid(args, run, kw: dict) -> None:
 
 
 def _load_for_use(path: str):
+    problem = files.run_folder_problem(path)  # answered before torch is imported
+    if problem is not None:
+        raise UsageError(problem)
     from .runs import load_run
 
     run = load_run(path)
@@ -581,6 +584,9 @@ def cmd_schedules(args) -> int:
     return 0
 
 
+# The commands whose first argument is a trained run folder.
+RUN_COMMANDS = ("sample", "evaluate", "plot", "tune-steps", "inpaint")
+
 COMMANDS = {
     "train": cmd_train,
     "sample": cmd_sample,
@@ -602,6 +608,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # bad options (status 2, one line already printed), --help, --version
         return exc.code if isinstance(exc.code, int) else 0
     try:
+        if args.command in RUN_COMMANDS:  # a wrong run folder is answered before torch is imported
+            problem = files.run_folder_problem(args.run)
+            if problem is not None:
+                raise UsageError(problem)
         return COMMANDS[args.command](args)
     except (UsageError, *USAGE_ERRORS) as exc:
         print(f"denoiselab {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -15,6 +15,22 @@ from .errors import InputError
 # numpy, torch and safetensors are imported by the writers that need them: the command line
 # imports this module before it knows whether a command will load torch at all.
 
+WEIGHTS = "model.safetensors"  # the weights a run samples with (runs/folder.py)
+# The files every usable run folder holds; checked here, without torch, so that a command given
+# a wrong folder answers at once.
+RUN_FILES = ("run.json", "config.toml", WEIGHTS, "data.npy")
+
+
+def run_folder_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a usable run folder (one line naming it), or None when its files are there."""
+    path = Path(path)
+    if not path.is_dir():
+        return f"{path}: no such run folder"
+    for name in RUN_FILES:
+        if not (path / name).is_file():
+            return f"{path}: not a complete denoiselab run (missing {name}); train one with: denoiselab train --out NEW_FOLDER"
+    return None
+
 
 def _umask() -> int:
     mask = os.umask(0)

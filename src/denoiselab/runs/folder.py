@@ -26,7 +26,7 @@ from ..data import Normalization
 from ..schedules import Schedule
 
 CHECKPOINT = "checkpoint.safetensors"
-WEIGHTS = "model.safetensors"
+WEIGHTS = files.WEIGHTS
 LABELS = "labels.npy"
 HELD_OUT, HELD_OUT_LABELS = "held_out.npy", "held_out_labels.npy"  # images only
 
@@ -106,11 +106,9 @@ class Run:
 
 def load_run(path: str | Path, device: str | None = None) -> Run:
     path = Path(path)
-    if not path.is_dir():
-        raise RunError(f"{path}: no such run folder")
-    for name in ("run.json", "config.toml", WEIGHTS, "data.npy"):
-        if not (path / name).is_file():
-            raise RunError(f"{path}: not a complete denoiselab run (missing {name}); train one with: denoiselab train --out NEW_FOLDER")
+    problem = files.run_folder_problem(path)
+    if problem is not None:
+        raise RunError(problem)
     try:
         info = json.loads((path / "run.json").read_text())
         norm = Normalization.from_dict(info["normalization"])
