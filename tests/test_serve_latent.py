@@ -12,7 +12,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from test_latent import TINY_AE, TINY_DENOISER
-from test_serve_browser import CHROMIUM, INKED, VIEWPORT, _open, _Server, browser  # noqa: F401 - browser is a fixture
+from test_serve_browser import INKED, VIEWPORT, _open, _Server, browser  # noqa: F401 - browser is a fixture
 
 from denoiselab import training
 from denoiselab.config import load_config
