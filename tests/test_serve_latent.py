@@ -12,7 +12,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from test_latent import TINY_AE, TINY_DENOISER
-from test_serve_browser import INKED, VIEWPORT, _open, _Server, browser  # noqa: F401 - browser is a fixture
+from test_serve_browser import INKED, _open, _Server, browser, page  # noqa: F401 - browser and page are fixtures
 
 from denoiselab import training
 from denoiselab.config import load_config
@@ -102,29 +102,25 @@ def test_a_latent_run_refuses_gradient_guidance_and_bounds_frames_by_the_decoded
     assert r.status_code == 422 and "64 x 200 x 1 x 8 x 8" in r.json()["detail"]
 
 
-def test_the_reverse_view_draws_a_latent_run(browser, runs_dir, tmp_path):  # noqa: F811 - the fixture
-    with _Server(runs_dir) as server:
-        context = browser.new_context(viewport=VIEWPORT)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort())
-        page.set_default_timeout(45_000)
-        try:
-            _open(page, server, "reverse")
-            page.wait_for_selector("#rev-panels[data-frames]")  # the newest usable run is drawn on opening
-            assert page.input_value("#rev-run") == "latent"
-            assert "ae" not in page.eval_on_selector_all("#rev-run option", "os => os.map((o) => o.value)")
-            page.fill("#rev-steps", "4")
-            page.click("#rev-go")
-            page.wait_for_selector("#rev-panels[data-frames='4']")
-            res = page.evaluate("(() => { const r = window.playground.rev.result; return {kind: r.kind, x0: r.frames[0].x0.shape, eps: r.frames[0].eps.shape}; })()")
-            assert res == {"kind": "image", "x0": [16, 1, 8, 8], "eps": [16, 1, 4, 8]}
-            assert "latent noise" in page.text_content("#rev-eps-caption")
-            assert "latent run" in page.text_content("#rev-model-note") and "latent" in page.text_content("#rev-step-note")
-            for canvas in ("rev-xt", "rev-eps", "rev-x0", "rev-next", "rev-final"):
-                assert page.evaluate(INKED, canvas) > 0.15, canvas
-            page.screenshot(path=str(tmp_path / "playground-reverse-latent.png"))
-        finally:
-            context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+@pytest.fixture(scope="module")
+def server(runs_dir):
+    """The real app under uvicorn over the two runs: the page fixture of test_serve_browser uses it."""
+    with _Server(runs_dir) as srv:
+        yield srv
+
+
+def test_the_reverse_view_draws_a_latent_run(page, server, tmp_path):  # noqa: F811 - fixtures
+    _open(page, server, "reverse")
+    page.wait_for_selector("#rev-panels[data-frames]")  # the newest usable run is drawn on opening
+    assert page.input_value("#rev-run") == "latent"
+    assert "ae" not in page.eval_on_selector_all("#rev-run option", "os => os.map((o) => o.value)")
+    page.fill("#rev-steps", "4")
+    page.click("#rev-go")
+    page.wait_for_selector("#rev-panels[data-frames='4']")
+    res = page.evaluate("(() => { const r = window.playground.rev.result; return {kind: r.kind, x0: r.frames[0].x0.shape, eps: r.frames[0].eps.shape}; })()")
+    assert res == {"kind": "image", "x0": [16, 1, 8, 8], "eps": [16, 1, 4, 8]}
+    assert "latent noise" in page.text_content("#rev-eps-caption")
+    assert "latent run" in page.text_content("#rev-model-note") and "latent" in page.text_content("#rev-step-note")
+    for canvas in ("rev-xt", "rev-eps", "rev-x0", "rev-next", "rev-final"):
+        assert page.evaluate(INKED, canvas) > 0.15, canvas
+    page.screenshot(path=str(tmp_path / "playground-reverse-latent.png"))
