@@ -124,3 +124,9 @@ def test_the_reverse_view_draws_a_latent_run(page, server, tmp_path):  # noqa: F
     for canvas in ("rev-xt", "rev-eps", "rev-x0", "rev-next", "rev-final"):
         assert page.evaluate(INKED, canvas) > 0.15, canvas
     page.screenshot(path=str(tmp_path / "playground-reverse-latent.png"))
+    # The playground: training images blended into the decoded starting noise, then decoded samples.
+    page.click("#tabs button[data-view=playground]")
+    page.wait_for_selector("#pg-canvas[data-frames]")
+    assert page.input_value("#pg-run") == "latent" and "latent" in page.text_content("#pg-caption")
+    assert page.evaluate(INKED, "pg-canvas") > 0.15
+    page.screenshot(path=str(tmp_path / "playground-playground-latent.png"))
