@@ -259,3 +259,29 @@ def test_resume_of_a_run_stopped_in_stage_one_says_how(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "stopped in stage one" in err and err.count("\n") == 1
+
+
+def test_mnist_idx_files_train_a_latent_run_through_data_name(tmp_path, capsys, one_thread):
+    """MNIST's IDX files (gzipped, labels found beside the images) through data.name, as for
+    pixel runs: both stages train in one command on their 16 x 16 images and sampling decodes to
+    that shape, with the files' classes."""
+    from test_image_data import write_idx
+
+    rng = np.random.default_rng(0)
+    labels = np.tile(np.arange(10, dtype=np.uint8), 4)  # 40 images, 4 of each digit
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", 0x803, rng.integers(0, 256, (40, 16, 16), dtype=np.uint8), gz=True)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", 0x801, labels, gz=True)
+    out = tmp_path / "mnist"
+    name = json.dumps(str(tmp_path / "train-images-idx3-ubyte.gz"))
+    args = set_args(TINY_AE + TINY_DENOISER + [f"data.name={name}", "sample.n=20"])
+    assert cli.main(["train", "--config", "digits-latent", *args, "--out", str(out), "--no-progress"]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["latent"]["image_shape"] == [1, 16, 16] and info["shape"] == [2, 8, 8]  # 16 x 16 halved once, 2 channels
+    ae = json.loads((out / "autoencoder" / "run.json").read_text())
+    assert ae["status"] == "complete" and ae["shape"] == [1, 16, 16]
+    run = load_run(out)
+    assert run.class_names == [str(d) for d in range(10)] and run.data.shape[1:] == (1, 16, 16)
+    x = sample_points(run, n=5, label="7", steps=3)
+    assert x.shape == (5, 1, 16, 16) and np.abs(x).max() <= 1.0
+    assert cli.main(["sample", str(out), "--label", "3", "-n", "4", "--steps", "3", "--out", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (4, 1, 16, 16)

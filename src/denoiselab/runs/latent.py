@@ -237,7 +237,9 @@ def render_latent_figures(run: Run, out_dir) -> list:
         m = _saved_metrics(run)
         fd = lambda key: f", Frechet {m[key]:.2f}" if m.get(key) is not None else ""  # noqa: E731
         floor = f" (floor {m['frechet_floor']:.2f})" if m.get("frechet_floor") is not None else ""
-        ceiling_samples, ceiling_labels = _per_class(samples, labels, PER_CLASS)
+        # One sample of each shown image's class, so the three panels share their rows (a small
+        # held-out split, e.g. of an IDX file, can hold fewer than PER_CLASS images of a class).
+        ceiling_samples = sample_points(run, n=len(shown), label=shown_labels) if run.num_classes else samples[: len(shown)]
         written += [
             viz.plot_image_grid(samples, out_dir / "samples.png", labels=labels, class_names=names, title=title),
             viz.save_grid_gif(frames, out_dir / "trajectory.gif", labels=labels, class_names=names,

@@ -3,7 +3,10 @@ views.
 
 Reverse processes are the real samplers, run through ``runs.sample_points``; with ``frames``
 every step's record comes back (x_t, predicted noise, predicted x0, next sample), as point panels
-for point runs and image grids (N, C, H, W) for image runs.  Sampling keeps all its state in the
+for point runs and image grids (N, C, H, W) for image runs.  A latent run (diffusion in an
+autoencoder's latent space) answers as an image run of its decoded shape: x_t, x0-hat and the
+next sample are decoded by the run's own autoencoder (Run.to_data_units), and the predicted
+noise, which has no image of its own, is shown as the latent it is (latent_noise_image).  Sampling keeps all its state in the
 request (its own torch.Generator, sampler locals), so concurrent requests never share mutable
 state; the loaded model is read-only.  At most MAX_CONCURRENT_SAMPLING requests compute at once,
 and each builds its reply before it lets the next one in (gate.py); one that cannot get a slot
@@ -64,7 +67,14 @@ def sampling_router(state: ServeState) -> APIRouter:
     def sample_reply(name: str, req: SampleRequest):
         runs.existing(name)  # 400 / 404 before anything is loaded
         run = runs.load(name)
+        if run.is_autoencoder:
+            raise HTTPException(422, f"run: {name!r} is an autoencoder (it encodes and decodes images and samples nothing); sample a latent run trained on it")
+        if run.is_latent and req.gradient_guidance is not None:
+            raise HTTPException(422, f"gradient_guidance: not available for {name!r}, a latent run (its guides work on pixels, the sampler steps in the latent space)")
         is_image = run.is_image
+        # What the page draws: a latent run's samples decoded to images, pixel and point runs as sampled.
+        shown = (lambda x: torch.from_numpy(run.to_data_units(x))) if run.is_latent else (lambda x: x)
+        noise_shown = latent_noise_image if run.is_latent else (lambda x: x)
         sc = run.config.sample
         T = run.schedule.T
         steps = sc.steps if req.steps is None else req.steps
@@ -80,7 +90,7 @@ def sampling_router(state: ServeState) -> APIRouter:
             raise HTTPException(422, f"steps: must be at most the run's T = {T}, got {steps}")
         steps = min(steps, MAX_STEPS)  # a run's own default can exceed the page's cap
         if is_image:
-            shape = run.sample_shape
+            shape = run.data_shape  # a latent run's frames are its decoded images
             size = int(np.prod(shape))
             if n > MAX_SAMPLE_IMAGES:
                 raise HTTPException(422, f"n: at most {MAX_SAMPLE_IMAGES} images per request for an image run, got {n}")
@@ -140,7 +150,7 @@ def sampling_router(state: ServeState) -> APIRouter:
                 options["label"] = label = guided.label  # every sample's class, as the reply names it
             # A gradient costs a backward pass per evaluation: such requests are held to the
             # frame bounds above even without frames.
-            too_much = n * steps * int(np.prod(run.sample_shape)) > MAX_FRAME_IMAGE_VALUES if is_image else n * steps > MAX_FRAME_VALUES
+            too_much = n * steps * int(np.prod(run.data_shape)) > MAX_FRAME_IMAGE_VALUES if is_image else n * steps > MAX_FRAME_VALUES
             if guided.uses_gradients and too_much:
                 raise HTTPException(422, "n: n x steps (x the image size) is over the frame bound, which gradient guidance is held to with or without frames")
             options["model_wrapper"] = guided.model_wrapper(run, record=req.frames)
@@ -200,9 +210,13 @@ def sampling_router(state: ServeState) -> APIRouter:
             "clip_x0": clip,
             "seconds": round(seconds, 3),
             "units": "pixels: -1 black, 1 white (x_t and the predicted noise have unit variance)" if is_image else "normalised (the units the model sees)",
-            "x_T": panel(x_T),
-            "samples": panel(final),
+            "x_T": panel(shown(x_T)),
+            "samples": panel(shown(final)),
         }
+        if run.is_latent:
+            out["latent"] = latent_summary(run)
+            out["units"] = "pixels: -1 black, 1 white; x_t, x̂0 and the next sample are latents decoded by the autoencoder, the predicted noise is the latent noise (unit variance)"
+            out["explanation"] += " " + out["latent"]["note"]
         if guided is not None:
             out["gradient_guidance"] = guided.summary()
             if guided.known is not None:
@@ -226,7 +240,7 @@ def sampling_router(state: ServeState) -> APIRouter:
             if num_classes:
                 labels_used = np.asarray(req.labels, dtype=np.int64) if req.labels is not None else class_labels(run, n, label)
             recorded = [None if g is None else g[1:] for g in guided.steps] if guided is not None else None
-            network = _network_predictions(run, records, clip, req.guidance, labels_used, recorded)
+            network = _network_predictions(run, records, clip, req.guidance, labels_used, recorded, shown, noise_shown)
             out["frames"] = [
                 {
                     "index": r.index,
@@ -236,10 +250,10 @@ def sampling_router(state: ServeState) -> APIRouter:
                     "t_next": round(r.t_next, 6),
                     "snr_db": finite_or_none(snr_db[i], 3),
                     "snr_db_next": finite_or_none(snr_db[i + 1], 3),
-                    "x_t": frame_panel(r.x_t),
-                    "eps": frame_panel(r.eps),
-                    "x0": frame_panel(r.x0),
-                    "x_next": frame_panel(final if i == len(records) - 1 else r.x_next),
+                    "x_t": frame_panel(shown(r.x_t)),
+                    "eps": frame_panel(noise_shown(r.eps)),
+                    "x0": frame_panel(shown(r.x0)),
+                    "x_next": frame_panel(shown(final if i == len(records) - 1 else r.x_next)),
                     **network[i],
                     **({"guidance_term": frame_panel(guided.steps[i][0])} if guided is not None and guided.steps[i] is not None else {}),
                 }
@@ -250,7 +264,7 @@ def sampling_router(state: ServeState) -> APIRouter:
     return router
 
 
-def _network_predictions(run, records: list, clip: float | None, guidance: float | None, labels, recorded: list | None = None) -> list[dict]:
+def _network_predictions(run, records: list, clip: float | None, guidance: float | None, labels, recorded: list | None = None, shown=None, noise_shown=None) -> list[dict]:
     """Per frame: the share of x0-hat the sampler clamped to the box [-clip, clip], and where it
     clamped anything, the network's own x0-hat and eps-hat before clamping ("x0_net", "eps_net").
 
@@ -260,7 +274,11 @@ def _network_predictions(run, records: list, clip: float | None, guidance: float
     (guidance included), input and time.  Steps without clamping cost nothing extra.  With
     gradient guidance ``recorded`` holds each step's guided (x0-hat, eps-hat) before the clamp,
     recorded as the sampler called the model (guided_sampling.py): nothing is evaluated again.
+    ``shown`` / ``noise_shown`` turn x0-hat / eps-hat into what the page draws (a latent run's
+    decoded image and latent noise image); as they are by default.
     """
+    shown = shown or (lambda x: x)
+    noise_shown = noise_shown or (lambda x: x)
     out: list[dict] = []
     model_fn = None
     for r in records:
@@ -274,16 +292,40 @@ def _network_predictions(run, records: list, clip: float | None, guidance: float
         if share > 0 and recorded is not None:
             if recorded[len(out)] is not None:
                 x0_net, eps_net = recorded[len(out)]
-                frame.update(x0_net=frame_panel(x0_net), eps_net=frame_panel(eps_net))
+                frame.update(x0_net=frame_panel(shown(x0_net)), eps_net=frame_panel(noise_shown(eps_net)))
         elif share > 0:
             if model_fn is None:
                 model_fn = guided_model_fn(run, guidance) if run.num_classes else run.model_fn()
             y = None if labels is None else torch.as_tensor(labels, device=r.x_t.device)
             with torch.inference_mode():
                 raw = evaluate(model_fn, r.x_t, run.schedule, r.t, y=y, prediction=run.config.model.prediction)
-            frame.update(x0_net=frame_panel(raw.x0), eps_net=frame_panel(raw.eps))
+            frame.update(x0_net=frame_panel(shown(raw.x0)), eps_net=frame_panel(noise_shown(raw.eps)))
         out.append(frame)
     return out
+
+
+def latent_noise_image(eps: torch.Tensor) -> torch.Tensor:
+    """A batch of latent noise (N, C, h, w) or (N, D) as one grey image per sample: the C
+    channels side by side, (N, 1, h, C w), or the D entries in a row, (N, 1, 1, D).  The noise
+    lives in the latent space, where no decoder gives it a picture (decoding noise is not the
+    noise of the image), so the page shows the latent's own numbers."""
+    eps = eps.detach().float()
+    if eps.ndim == 2:
+        return eps[:, None, None, :]
+    n, c, h, w = eps.shape
+    return eps.permute(0, 2, 1, 3).reshape(n, 1, h, c * w)
+
+
+def latent_summary(run) -> dict:
+    """What a latent run's reply adds: the two shapes and one sentence for the page."""
+    latent, image = list(run.sample_shape), list(run.data_shape)
+    layout = f"{latent[0]} channels of {latent[1]} x {latent[2]}, side by side" if len(latent) == 3 else f"{latent[0]} numbers in a row"
+    note = (
+        f"This is a latent run: the sampler steps in the autoencoder's latent space ({' x '.join(map(str, latent))}), and "
+        f"x_t, x̂₀ and the next sample are shown decoded to {' x '.join(map(str, image))} images; the predicted noise ε̂ is "
+        f"the latent noise itself ({layout}), which has no image of its own."
+    )
+    return {"shape": latent, "image_shape": image, "note": note}
 
 
 def grid_position(t: float, T: int) -> int | float:

@@ -132,15 +132,20 @@ class RunStore:
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
             return {**out, "status": "unreadable", "usable": False, "error": public_message(f"run.json: {exc}")}
+        latent = info.get("latent") if isinstance(info.get("latent"), dict) else None
+        shape = latent.get("image_shape") if latent else info.get("shape")
+        if latent:
+            out["latent_shape"] = info.get("shape")
         out.update(
             status=str(info.get("status", "unknown")),
             step=info.get("step"),
             steps=info.get("steps"),
             data=info.get("data"),
             dim=info.get("dim"),
-            # run.json's "shape" is (D,) for points and (C, H, W) for images (runs.Run.sample_shape).
-            kind="image" if isinstance(info.get("shape"), list) and len(info["shape"]) == 3 else "points",
-            shape=info.get("shape"),
+            # run.json's "shape" is (D,) for points and (C, H, W) for images (runs.Run.sample_shape);
+            # a latent run is shown as the images it decodes to (runs.Run.data_shape).
+            kind="image" if isinstance(shape, list) and len(shape) == 3 else "points",
+            shape=shape,
             num_classes=int(info.get("num_classes", 0) or 0),
             class_names=[str(c) for c in info.get("class_names") or []],
             train_seconds=info.get("train_seconds"),
@@ -154,6 +159,9 @@ class RunStore:
             out["sample"] = {"sampler": sc.sampler, "steps": sc.steps, "n": sc.n, "seed": sc.seed, "spacing": sc.spacing, "eta": sc.eta}
             if hasattr(sc, "guidance"):
                 out["sample"]["guidance"] = sc.guidance
+            if cfg.model.arch == "autoencoder":  # runs.Run.is_autoencoder: listed, never sampled
+                out["autoencoder"] = True
+                out["error"] = "an autoencoder run: it encodes and decodes images and samples nothing; sample a latent run trained on it"
         except (ConfigError, OSError) as exc:
             out["error"] = public_message(exc)
         out["usable"] = out["has_weights"] and "error" not in out and out["status"] != "failed"

@@ -32,6 +32,8 @@ export const Guidance = {
     if (detail.has_classifier) opts.push({ value: "classifier", label: "classifier (towards a class)" });
     else if (detail.num_classes > 0) opts.push({ value: "classifier", label: "classifier (none trained: denoiselab train-classifier)", disabled: true });
     if (detail.kind === "image" && detail.held_out_preview) opts.push({ value: "inpaint", label: "inpaint a held-out image" });
+    // A latent run: the guides work on pixels while its sampler steps in the latent space (the server refuses them).
+    if (detail.latent_shape) opts.splice(1, opts.length, { value: "latent", label: "none available for a latent run", disabled: true });
     const before = $("rev-guide").value;
     fillSelect($("rev-guide"), opts, before);
     if (detail.num_classes > 0) fillSelect($("rev-guide-label"), detail.class_names.map((c, i) => ({ value: String(i), label: c })));

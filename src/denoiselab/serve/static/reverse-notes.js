@@ -43,9 +43,10 @@ export function beyondPanel(x0, extent = BOX) {
 
 /** The clamp at this step, as it is: how much, to which box, and what the sampler uses next. */
 export function clipText(res, frame) {
-  const unit = res.kind === "image" ? "pixels" : "points";
+  // A latent run clamps its latent x̂₀ (drawn decoded) to the training latents' box.
+  const unit = res.latent ? "latent numbers" : res.kind === "image" ? "pixels" : "points";
   if (res.clip_x0 === null || res.clip_x0 === undefined) return "This run samples without clamping x̂₀.";
-  const box = res.kind === "image" ? "the pixel range [−1, 1]" : `the dashed square ±${res.clip_x0.toFixed(2)}`;
+  const box = res.latent ? `the training latents' box ±${res.clip_x0.toFixed(2)}` : res.kind === "image" ? "the pixel range [−1, 1]" : `the dashed square ±${res.clip_x0.toFixed(2)}`;
   if (!frame.clipped) return `Nothing is clamped at this step: every x̂₀ lies inside ${box}.`;
   return `The sampler clamps ${pct(frame.clipped)} of these ${unit} onto ${box} (sample.clip_x0) before it steps; ` +
     "the next sample is built from the clamped x̂₀ and the noise recomputed from it, not from the network's raw prediction shown here.";

@@ -23,7 +23,7 @@ export const Runs = {
       state.runs = res.runs;
     } catch (err) { showError("tr-error", err); }
     const usable = state.runs.filter((r) => r.usable);
-    const items = usable.map((r) => ({ value: r.name, label: `${r.name} (${r.data}${r.kind === "image" ? " · " + imageSize(r.shape) + " images" : ""}, ${runState(r)})` }));
+    const items = usable.map((r) => ({ value: r.name, label: `${r.name} (${r.data}${r.kind === "image" ? " · " + imageSize(r.shape) + " images" : ""}${r.latent_shape ? " from a " + r.latent_shape.join("×") + " latent" : ""}, ${runState(r)})` }));
     for (const id of ["rev-run", "pg-run"]) {
       const sel = $(id), before = sel.value;
       fillSelect(sel, items.length ? items : [{ value: "", label: "no trained model yet", disabled: true }], before);

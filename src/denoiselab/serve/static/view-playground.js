@@ -74,6 +74,7 @@ export const Playground = {
       this.T = T;
       $("pg-model-note").textContent = res.explanation;
       this.kind = res.kind;
+      this.latent = !!res.latent; // its noise is added in the latent space: the forward half here is a blend in pixels
       this.data = image ? null : detail.data_preview.points;
       this.idx = 0;
       showError("pg-error", null);
@@ -105,7 +106,7 @@ export const Playground = {
       dots: [{ x: this.idx, y: ys[this.idx], color: COLORS.ink }] });
     if (this.kind === "image") {
       $("pg-caption").textContent = f.phase === "forward"
-        ? "training images turning into noise"
+        ? (this.latent ? "training images blended with the decoded starting noise (this latent run adds its noise to latents, which the reverse frames show decoded)" : "training images turning into noise")
         : "the model turns that noise into new images" + (this.labels ? " of the same classes" : "");
     } else {
       $("pg-caption").innerHTML = f.phase === "forward"

@@ -128,6 +128,8 @@ export const Reverse = {
       });
       $("rev-panels").dataset.frames = res.frames.length;
       Guidance.prepare(res);
+      // A latent run: x_t, x̂0 and the next sample arrive decoded; the noise stays the latent's own numbers.
+      if (res.latent) $("rev-eps-caption").textContent = `the predicted latent noise ε̂ (${res.latent.shape.join(" × ")}; channels side by side)`;
       $("rev-model-note").textContent = res.explanation;
       const what = res.kind === "image" ? `${res.n} images` : `${res.n} points`;
       const cls = res.label_name !== null && res.label_name !== undefined ? `, class ${res.label_name}` : res.labels ? ", every class" : "";
