@@ -215,9 +215,12 @@ def cmd_train(args) -> int:
             raise UsageError(f"--out {exc} (--resume)") from None
     print(f"denoiselab {__version__}: training recipe {cfg.name!r} into {run_dir}")
     from .latent_training import train_stages  # a latent run may train its autoencoder first
-    from .runs import complete_run
+    from .runs import complete_run, floors_in_background
     from .training import TrainingInterrupted, write_run_info
 
+    # The metrics' floors (the data's own, cached per machine) are measured on the idle core
+    # while the model trains, so that a first run does not wait for them afterwards.
+    floors = floors_in_background(cfg)
     try:
         train_stages(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     except TrainingInterrupted as exc:
@@ -228,6 +231,9 @@ def cmd_train(args) -> int:
         write_run_info(run_dir, {**info, "status": "failed"})
         print(f"denoiselab train: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if floors is not None:
+            floors.stop()
     complete_run(run_dir)
     print(f"run folder: {run_dir}")
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -110,14 +111,29 @@ class PointMetrics:
         )
 
 
-def _w2_pairs(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+class FloorCancelled(Exception):
+    """reference_floor stopped early because its ``cancel`` event was set."""
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise FloorCancelled
+
+
+def _w2_pairs(pairs: list[tuple[np.ndarray, np.ndarray]], cancel: threading.Event | None = None) -> list[float]:
     """w2_exact of each pair, on a thread per core: scipy's assignment solver releases the GIL
-    (1.7x faster on 2 cores for the 16 solves of one evaluation)."""
+    (1.7x faster on 2 cores for the 16 solves of one evaluation).  A set ``cancel`` event stops
+    before the next pair (FloorCancelled)."""
+
+    def one(pair):
+        _check(cancel)
+        return w2_exact(*pair)
+
     workers = min(len(pairs), os.cpu_count() or 1)
     if workers <= 1:
-        return [w2_exact(a, b) for a, b in pairs]
+        return [one(pair) for pair in pairs]
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda pair: w2_exact(*pair), pairs))
+        return list(pool.map(one, pairs))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -141,18 +157,23 @@ def _cut(sets: list[np.ndarray], n: int) -> list[np.ndarray]:
     return [np.asarray(x)[:n] for x in sets]
 
 
-def reference_floor(references: list[np.ndarray], n: int | None = None) -> Floor:
+def reference_floor(references: list[np.ndarray], n: int | None = None, *, cancel: threading.Event | None = None) -> Floor:
     """The floor from K >= 2 independent reference draws, each cut to n points (default: the
     smallest).  W2 (an exact assignment, about 0.4 s at n = 2000) over the K // 2 disjoint
-    pairs (0, 1), (2, 3), ...; energy distance (one cdist) over all K (K - 1) / 2 pairs."""
+    pairs (0, 1), (2, 3), ...; energy distance (one cdist) over all K (K - 1) / 2 pairs.
+    ``cancel`` (an event) stops it between two pieces of work: FloorCancelled."""
     K = len(references)
     if K < 2:
         raise ValueError(f"the floor needs at least 2 reference draws, got {K}")
     n = min(len(r) for r in references) if n is None else n
     refs = _cut(references, n)
-    w2 = _w2_pairs([(refs[2 * j], refs[2 * j + 1]) for j in range(K // 2)])
+    w2 = _w2_pairs([(refs[2 * j], refs[2 * j + 1]) for j in range(K // 2)], cancel)
+    _check(cancel)
     terms = _EnergyTerms(refs)
-    ed = [terms.between(i, terms, j) for i in range(K) for j in range(i + 1, K)]
+    ed = []
+    for i in range(K):
+        _check(cancel)
+        ed += [terms.between(i, terms, j) for j in range(i + 1, K)]
     return Floor(n, len(w2), len(ed), *_mean_std(w2), *_mean_std(ed))
 
 
@@ -171,26 +192,41 @@ def floor_key(references: list[np.ndarray], n: int) -> str:
     return h.hexdigest()
 
 
-def cached_floor(references: list[np.ndarray], n: int | None = None, cache: Path | None = None) -> Floor:
+# One lock per floor file: a second thread that wants the same floor (complete_run's metrics
+# while runs.floors_in_background still measures it) waits for the first and reads its file.
+_FLOOR_LOCKS: dict[Path, threading.Lock] = {}
+_FLOOR_LOCKS_GUARD = threading.Lock()
+
+
+def _floor_lock(path: Path) -> threading.Lock:
+    with _FLOOR_LOCKS_GUARD:
+        return _FLOOR_LOCKS.setdefault(path, threading.Lock())
+
+
+def cached_floor(
+    references: list[np.ndarray], n: int | None = None, cache: Path | None = None, *, cancel: threading.Event | None = None
+) -> Floor:
     """``reference_floor``, kept in ``<cache>/floors/<key>.json`` (default: files.cache_dir()).
 
     The floor depends only on the data, and it is most of an evaluation's cost (8 exact
     assignments of 16), so evaluating the same run again, with another sampler or guidance
-    scale, reuses it.  A missing, unreadable or mismatched file is measured again."""
+    scale, reuses it.  A missing, unreadable or mismatched file is measured again.  Threads of
+    one process that ask for the same floor at once measure it once."""
     n = min(len(r) for r in references) if n is None else n
     path = Path(cache if cache is not None else cache_dir()) / "floors" / f"{floor_key(references, n)}.json"
-    try:
-        floor = Floor(**json.loads(path.read_text()))
-        if floor.n == n:
-            return floor
-    except (OSError, ValueError, TypeError):
-        pass
-    floor = reference_floor(references, n)
-    try:
-        write_json(path, asdict(floor))
-    except OSError:
-        pass  # a read-only cache folder costs time, not correctness
-    return floor
+    with _floor_lock(path):
+        try:
+            floor = Floor(**json.loads(path.read_text()))
+            if floor.n == n:
+                return floor
+        except (OSError, ValueError, TypeError):
+            pass
+        floor = reference_floor(references, n, cancel=cancel)
+        try:
+            write_json(path, asdict(floor))
+        except OSError:
+            pass  # a read-only cache folder costs time, not correctness
+        return floor
 
 
 def point_metrics(samples: list[np.ndarray], references: list[np.ndarray], floor: Floor | None = None) -> PointMetrics:

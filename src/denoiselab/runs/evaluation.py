@@ -89,13 +89,17 @@ def run_source(run: Run):
     return make_source(cfg.name, cfg.n, cfg.seed, base=run.path, classes=cfg.classes, labels=cfg.labels)
 
 
+def _generator_draws(source, n: int, count: int = REFERENCE_DRAWS, label: int | None = None) -> list[np.ndarray]:
+    return [source.reference(n, seed=1 + i, label=label) for i in range(count)]
+
+
 def reference_draws(run: Run, n: int, count: int = REFERENCE_DRAWS, label: int | None = None, *, source=None) -> list[np.ndarray]:
     """Independent reference sets of size n: ``count`` fresh draws from the data's generator (of
     class ``label``, or of every class in proportion), or, for a data file, the two disjoint
     halves of its held-out points."""
     source = source or run_source(run)
     if source.has_generator:
-        return [source.reference(n, seed=1 + i, label=label) for i in range(count)]
+        return _generator_draws(source, n, count, label)
     # A file has no fresh draws, only its held-out points: draws from that one pool overlap (all
     # equal once n >= the pool), which drives the floor to 0.  Split it into two disjoint halves
     # instead, so the floor compares distinct points.
@@ -175,6 +179,79 @@ def evaluate_classes(
         mixture_accuracy = float(np.mean([label_accuracy(fit_x, fit_y, x, y) for x in samples]))
         first = samples[0]
     return ClassMetrics(float(scale), per_class, accuracy, reference_accuracy, mixture, mixture_accuracy), first
+
+
+class FloorsInBackground:
+    """The floors that a point run's metrics will need, measured on a background thread while
+    it trains (``floors_in_background``), so that a first run on a machine does not wait for
+    them after training.
+
+    A point network trains on one thread (training.auto_threads), so on two cores the other
+    core is free.  The floors depend only on the data (metrics.cached_floor keeps them in the
+    cache folder), never on torch's random state, so measuring them here changes no weights.
+    The thread runs at the lowest priority (nice 19, Linux): on a busy machine it takes almost
+    nothing from the training or from the user's other programs.  ``stop()`` after training
+    (or on an interruption) cancels what is not done: complete_run then measures the rest at
+    normal priority, since a thread cannot raise its priority again once lowered."""
+
+    def __init__(self, draw_sets):
+        import threading
+
+        self._cancel = threading.Event()
+        self.measured = 0  # floors measured (or found in the cache) so far
+        self._thread = threading.Thread(target=self._measure, args=(draw_sets,), name="floors", daemon=True)
+        self._thread.start()
+
+    def _measure(self, draw_sets) -> None:
+        """``draw_sets`` yields lists of reference draws (drawn here, off the main thread)."""
+        from ..metrics import FloorCancelled
+
+        _lowest_priority()
+        try:
+            for refs in draw_sets:
+                cached_floor(refs, cancel=self._cancel)
+                self.measured += 1
+        except FloorCancelled:
+            pass
+        except Exception:  # noqa: BLE001 - an early start only; complete_run measures and reports
+            pass
+
+    def stop(self) -> None:
+        """Cancel what is left (it stops within one exact assignment, < 0.5 s) and wait."""
+        self._cancel.set()
+        self._thread.join()
+
+
+def _lowest_priority() -> None:
+    """Nice 19 for the calling thread only: on Linux the nice value belongs to a thread, and
+    the threads it starts (metrics._w2_pairs's pool) inherit it.  Elsewhere nothing."""
+    import os
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
+
+
+def floors_in_background(cfg) -> FloorsInBackground | None:
+    """Start measuring the floors that ``complete_run`` will need for a run of recipe ``cfg``
+    (each class's and the mixture's for a conditional run, else the data's, at sample.n
+    points).  None where there is nothing to do early: image data, and point files (whose
+    floor is one cheap pair: the two halves of the held-out points)."""
+    from ..data.toy import GENERATORS
+
+    d, n = cfg.data, cfg.sample.n
+    if not all(name in GENERATORS for name in (tuple(d.classes) or (d.name,))):
+        return None
+
+    def draw_sets():
+        source = make_source(d.name, d.n, d.seed, classes=d.classes, labels=d.labels)
+        for label in range(source.num_classes):
+            yield _generator_draws(source, n, label=label)
+        yield _generator_draws(source, n)  # the data, or a conditional run's mixture
+
+    return FloorsInBackground(draw_sets())
 
 
 def write_metrics(run: Run, metrics: PointMetrics | ClassMetrics, extra: dict | None = None) -> Path:

@@ -184,6 +184,11 @@ def _train_worker(run_dir: str, cfg, threads: int, finish: bool, reports, cancel
             raise KeyboardInterrupt
 
     reports.put(("running", 0, None))
+    floors = None
+    if finish:  # the metrics' floors, measured on the idle core while training (as `train` does)
+        from ..runs import floors_in_background
+
+        floors = floors_in_background(cfg)
     try:
         train(cfg, run_path, progress=False, log=lambda msg: reports.put(("log", 0, str(msg))), on_step=on_step)
     except TrainingInterrupted as exc:
@@ -198,6 +203,8 @@ def _train_worker(run_dir: str, cfg, threads: int, finish: bool, reports, cancel
         return
     finally:
         training.clear()
+        if floors is not None:
+            floors.stop()
     flush(last[1])
     if not finish:
         reports.put(("trained", last[1], "trained; the model is usable"))
