@@ -8,12 +8,20 @@ ring, unequal weights, around a wide centre).  Every sampler starts from the sam
 diffusers calls the model at its integer (or, for the Karras Euler grid, fractional) timestep j,
 which is read as t = (j + 1) / T, as a network trained on the chain would be.
 
-Two scores per cell, each against exact draws of the mixture:
-  * energy: denoiselab.metrics.energy_distance of the n samples against a fresh exact draw of n,
+Three scores per cell:
+  * energy: denoiselab.metrics.energy_distance of the first n samples against a fresh exact draw of n,
     as a multiple of the floor (the same between independent exact draws; a perfect sampler
     scores about 1);
-  * logp gap: |mean log p(samples) - E log p| with the mixture's exact density (oracles.log_prob),
-    E log p from 10^6 draws; an exact draw of n scores about its standard error.
+  * logp gap (over all --n-gap samples): |mean log p(samples) - E log p| with the mixture's exact density (oracles.log_prob),
+    E log p from 10^6 draws; an exact draw of n scores about its standard error, which is the
+    same for every sampler (they share the noise) and hides differences smaller than it;
+  * paired gap: the same gap estimated with a control variate, |mean over z of
+    log p(S(z)) - log p(R(z))|, where R(z) is a high-accuracy solve of the same probability-flow
+    ODE from the same noise z (reference_solve; its change with twice the steps is printed).
+    R pushes N(0, I) forward to the data (up to the chain's terminal SNR, 4e-5), so
+    E_z log p(R(z)) = E log p and both gaps estimate the same number;
+    the shared noise cancels, leaving a standard error (printed per mixture for exact-ish
+    samplers) far below the unpaired one.  This is the score the targets are read on.
 
     python benchmarks/samplers_vs_diffusers.py                  # both mixtures, 5 8 10 20 NFE
     python benchmarks/samplers_vs_diffusers.py --mixture ring --nfe 5 10 -n 2000
@@ -106,45 +114,79 @@ def label(name: str, options: dict) -> str:
     return f"{name}({extra})" if extra else name
 
 
+# The paired gap's reference: DPM-Solver++(3M) on REFERENCE_STEPS points uniform in log-SNR
+# from t = 1 down to t = REFERENCE_T_MIN, then the last step to 0.  It goes below the chain's
+# last step t = 1 / T on purpose (the closed-form model is defined at any t): from t = 1 / T
+# (sigma = 0.01) every sampler here, ours and diffusers', ends with one step to the
+# posterior mean E[x0 | x_t], which pulls points towards the centres of modes as narrow as
+# the ring's (std 0.05) and raises the mean log-density by about 0.03 there; continued to
+# t = 1e-5 (sigma 3e-4) the solve lands on the data distribution itself (its mean log p is
+# E log p within the standard error; both are printed).
+REFERENCE_STEPS = 500
+REFERENCE_T_MIN = 1e-5
+
+
+def reference_solve(model_fn, x_T: torch.Tensor, schedule, steps: int = REFERENCE_STEPS, t_min: float = REFERENCE_T_MIN) -> torch.Tensor:
+    ends = schedule.log_snr_at(torch.tensor([1.0, t_min], dtype=torch.float64))
+    lam = torch.linspace(float(ends[0]), float(ends[1]), steps, dtype=torch.float64)
+    grid = torch.cat([schedule.time_at_log_snr(lam).to(torch.float64), torch.zeros(1, dtype=torch.float64)])
+    grid[0] = 1.0  # exactly the start of every other sampler here
+    return SAMPLERS["dpm++3m"](model_fn, x_T, schedule, grid=grid)
+
+
 class Scorer:
-    def __init__(self, mixture, n: int, seed: int):
+    def __init__(self, mixture, n: int, seed: int, reference_end: torch.Tensor):
         self.mixture, self.n = mixture, n
         g = torch.Generator().manual_seed(seed)
         self.reference = mixture.sample(n, g).numpy()
         floors = [energy_distance(mixture.sample(n, g).numpy(), self.reference) for _ in range(4)]
         self.floor, self.floor_std = float(np.mean(floors)), float(np.std(floors))
         self.mean_logp = float(mixture.log_prob(mixture.sample(10**6, g)).mean())
-        exact = mixture.sample(n, g)
-        self.logp_se = float(mixture.log_prob(exact).std()) / math.sqrt(n)
+        exact = mixture.sample(len(reference_end), g)
+        self.logp_se = float(mixture.log_prob(exact).std()) / math.sqrt(len(exact))
+        self.reference_logp = mixture.log_prob(reference_end.double())
 
-    def __call__(self, x: torch.Tensor) -> tuple[float, float]:
+    def __call__(self, x: torch.Tensor) -> tuple[float, float, float, float]:
+        """(energy / floor, unpaired gap, paired gap, standard error of the paired gap)."""
         x = x.double()
         if not bool(torch.isfinite(x).all()):
-            return math.inf, math.inf
-        ed = energy_distance(x.numpy(), self.reference) / self.floor
-        gap = abs(float(self.mixture.log_prob(x).mean()) - self.mean_logp)
-        return ed, gap
+            return math.inf, math.inf, math.inf, math.inf
+        ed = energy_distance(x[: self.n].numpy(), self.reference) / self.floor
+        logp = self.mixture.log_prob(x)
+        gap = abs(float(logp.mean()) - self.mean_logp)
+        diff = logp - self.reference_logp
+        return ed, gap, abs(float(diff.mean())), float(diff.std()) / math.sqrt(len(diff))
 
 
 def summary(cells: list[dict], mix_name: str, nfes: list[int]) -> None:
-    """Best of each side at each budget, by each score; and, because the log-density gap of one
-    configuration can cross zero by luck (too narrow in one mode, too wide in another), the
-    gap of the configuration that is best in energy distance."""
+    """Best of each side at each budget, by each score (the paired gap with its standard error);
+    and, because a signed gap can cross zero by luck (too narrow in one mode, too wide in
+    another), the paired gap of the configuration that is best in energy distance."""
     print(f"\nBest of each at the same evaluation budget ({mix_name}); ratio = denoiselab / diffusers "
           "(target <= 0.67 at 5-10 NFE, <= 1 at 20):\n")
-    print("| NFE | denoiselab best energy | diffusers best energy | ratio | denoiselab best logp gap | diffusers best logp gap | ratio | logp gap of the best-energy configs: denoiselab / diffusers |")
-    print("|---|---|---|---|---|---|---|---|")
+    keys = [("energy", "energy", "{:.2f}")] + ([("paired_gap", "paired logp gap", "{:.4f}")] if any("paired_gap" in c for c in cells) else []) + [("logp_gap", "unpaired logp gap", "{:.4f}")]
+    head = ["NFE"]
+    for _, name, _ in keys:
+        head += [f"denoiselab best {name}", f"diffusers best {name}", "ratio"]
+    gap_key = keys[1][0]
+    head.append(f"{keys[1][1]} of the best-energy configs: denoiselab / diffusers")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for nfe in nfes:
         here = [c for c in cells if c["mixture"] == mix_name and c["nfe"] == nfe]
         parts, best_energy = [f"{nfe}"], {}
-        for key in ("energy", "logp_gap"):
+        for key, _, fmt in keys:
             ours = min((c for c in here if c["who"] == "denoiselab"), key=lambda c: c[key])
             them = min((c for c in here if c["who"] == "diffusers"), key=lambda c: c[key])
-            fmt = "{:.2f}" if key == "energy" else "{:.4f}"
-            parts += [f"{fmt.format(ours[key])} {ours['sampler']} {ours['grid']}".strip(), f"{fmt.format(them[key])} {them['sampler']}", f"{ours[key] / them[key]:.2f}"]
+
+            def show(c):
+                se = f" ± {c['paired_se']:.4f}" if key == "paired_gap" else ""
+                return f"{fmt.format(c[key])}{se} {c['sampler']} {c['grid']}".strip()
+
+            parts += [show(ours), show(them), f"{ours[key] / them[key]:.2f}" if them[key] > 0 else "-"]
             if key == "energy":
                 best_energy = {"ours": ours, "them": them}
-        parts.append(f"{best_energy['ours']['logp_gap']:.4f} / {best_energy['them']['logp_gap']:.4f}")
+        parts.append(f"{best_energy['ours'][gap_key]:.4f} / {best_energy['them'][gap_key]:.4f}")
         print("| " + " | ".join(parts) + " |")
 
 
@@ -152,7 +194,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mixture", nargs="+", choices=tuple(MIXTURES), default=list(MIXTURES))
     ap.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 20])
-    ap.add_argument("-n", type=int, default=4000, help="samples per cell (default 4000)")
+    ap.add_argument("-n", type=int, default=4000, help="samples per cell for the energy distance (default 4000; it costs n^2)")
+    ap.add_argument("--n-gap", type=int, default=40000, help="samples per cell for the log-density gaps (default 40000; the first n also give the energy)")
     ap.add_argument("--tuned", action="store_true", help="add grids tuned by denoiselab.tuning for a few samplers (on their own noise, scored on this one)")
     ap.add_argument("--tune-seconds", type=float, default=15.0, help="search time per tuned grid (default 15)")
     ap.add_argument("--tune-n", type=int, default=1000, help="starting points of each tuning search (default 1000)")
@@ -172,20 +215,29 @@ def main() -> None:
     for mix_name in args.mixture:
         mixture = MIXTURES[mix_name]()
         model_fn = mixture.eps_model(schedule)
-        score = Scorer(mixture, args.n, seed=7)
-        x_T = torch.randn(args.n, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-        print(f"\n## {mix_name}: n = {args.n}, energy floor {score.floor:.2e} (std {score.floor_std:.1e} over 4 exact draws), "
-              f"E log p = {score.mean_logp:.4f}, standard error of a mean over n exact draws {score.logp_se:.4f}\n")
-        print("| sampler | grid | " + " | ".join(f"{k} NFE: energy (x floor) / logp gap" for k in args.nfe) + " |")
+        x_T = torch.randn(max(args.n, args.n_gap), 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        reference_end = reference_solve(model_fn, x_T, schedule)
+        finer = reference_solve(model_fn, x_T, schedule, 2 * REFERENCE_STEPS, REFERENCE_T_MIN / 100)
+        chain_end = reference_solve(model_fn, x_T, schedule, REFERENCE_STEPS, 1 / T)
+        score = Scorer(mixture, args.n, seed=7, reference_end=reference_end)
+        shift = float((mixture.log_prob(finer.double()) - score.reference_logp).mean())
+        print(f"\n## {mix_name}: n = {args.n} for energy, {len(x_T)} for the gaps; energy floor {score.floor:.2e} (std {score.floor_std:.1e} over 4 exact draws), "
+              f"E log p = {score.mean_logp:.4f}, standard error of a mean over {len(x_T)} exact draws {score.logp_se:.4f}; "
+              f"paired reference: DPM-Solver++(3M), {REFERENCE_STEPS} log-SNR-uniform steps to t = {REFERENCE_T_MIN:g}, mean log p of its endpoints "
+              f"{float(score.reference_logp.mean()):.4f} (twice the steps to t = {REFERENCE_T_MIN / 100:g}: mean log p changes by {shift:+.1e}, "
+              f"mean |x| change {float((finer - reference_end).norm(dim=1).mean()):.1e}; stopped at the chain's last step t = 1/T instead: "
+              f"{float(mixture.log_prob(chain_end.double()).mean()):.4f}, the floor every sampler that ends there shares)\n")
+        print("| sampler | grid | " + " | ".join(f"{k} NFE: energy (x floor) / logp gap / paired gap" for k in args.nfe) + " |")
         print("|---|---|" + "---|" * len(args.nfe))
 
         def row(who, sampler, grid, results):
-            line = " | ".join(f"{ed:.2f} / {gap:.4f}" + (f" ({calls})" if calls != nfe else "") for nfe, (ed, gap, calls) in zip(args.nfe, results))
+            line = " | ".join(f"{ed:.2f} / {gap:.4f} / {pg:.4f}" + (f" ({calls})" if calls != nfe else "") for nfe, (ed, gap, pg, se, calls) in zip(args.nfe, results))
             print(f"| {sampler} | {grid} | {line} |", flush=True)
-            for nfe, (ed, gap, calls) in zip(args.nfe, results):
-                cells.append({"mixture": mix_name, "who": who, "sampler": sampler, "grid": grid, "nfe": nfe, "evaluations": calls, "energy": ed, "logp_gap": gap})
+            for nfe, (ed, gap, pg, se, calls) in zip(args.nfe, results):
+                cells.append({"mixture": mix_name, "who": who, "sampler": sampler, "grid": grid, "nfe": nfe, "evaluations": calls,
+                              "energy": ed, "logp_gap": gap, "paired_gap": pg, "paired_se": se})
 
-        exact = mixture.sample(args.n, torch.Generator().manual_seed(99))
+        exact = mixture.sample(len(x_T), torch.Generator().manual_seed(99))
         row("exact", "exact draws (control)", "", [(*score(exact), nfe) for nfe in args.nfe])
         for name, options in OURS:
             for grid_name in OUR_GRIDS:
