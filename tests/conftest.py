@@ -25,15 +25,25 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def train_tiny(tmp_path_factory, recipe: str, name: str, overrides: list[str] = TINY) -> Path:
+    """A run of ``recipe`` trained through the CLI with ``overrides`` (TINY by default)."""
+    from denoiselab import cli
+
+    out = tmp_path_factory.mktemp(name) / recipe
+    assert cli.main(["train", "--config", recipe, *set_args(overrides), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, one_thread) -> Path:
     """One run of the quick recipe trained through the CLI, shared (read-only) by many tests."""
-    from denoiselab import cli
+    return train_tiny(tmp_path_factory, "quick", "shared")
 
-    out = tmp_path_factory.mktemp("shared") / "run"
-    rc = cli.main(["train", "--config", "quick", *set_args(TINY), "--out", str(out), "--no-progress"])
-    assert rc == 0
-    return out
+
+@pytest.fixture(scope="session")
+def shapes_run(tmp_path_factory, one_thread) -> Path:
+    """A tiny conditional run (spiral and circle) trained through the CLI, shared (read-only)."""
+    return train_tiny(tmp_path_factory, "shapes", "cond")
 
 
 @pytest.fixture(scope="session", autouse=True)

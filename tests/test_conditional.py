@@ -227,14 +227,6 @@ def test_training_drops_labels_at_the_recipe_rate(tmp_path, monkeypatch, one_thr
 # --- a tiny conditional run through the CLI ---------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shapes_run(tmp_path_factory, one_thread):
-    out = tmp_path_factory.mktemp("cond") / "shapes"
-    rc = cli.main(["train", "--config", "shapes", *set_args(TINY), "--out", str(out), "--no-progress"])
-    assert rc == 0
-    return out
-
-
 def test_conditional_run_folder(shapes_run):
     info = json.loads((shapes_run / "run.json").read_text())
     assert info["status"] == "complete" and info["class_names"] == ["spiral", "circle"]

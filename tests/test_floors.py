@@ -16,17 +16,6 @@ from denoiselab.runs import evaluate_run, floors_in_background, load_run
 from denoiselab.runs.evaluation import _lowest_priority
 
 
-@pytest.fixture(scope="module")
-def shapes_run(tmp_path_factory, one_thread):
-    from denoiselab import cli
-
-    from conftest import TINY, set_args
-
-    out = tmp_path_factory.mktemp("floors") / "shapes"
-    assert cli.main(["train", "--config", "shapes", *set_args(TINY), "--out", str(out), "--no-progress"]) == 0
-    return out
-
-
 def _no_more_floors(monkeypatch):
     def measured_again(*args, **kwargs):
         raise AssertionError("evaluate_run measured a floor that the background thread should have")

@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import pytest
 import torch
-from conftest import set_args
+from conftest import set_args, train_tiny
 from PIL import Image
 
 from denoiselab import builders, cli, training
@@ -23,9 +23,7 @@ TINY_IMAGES = ["train.steps=20", "model.hidden=8", "model.time_dim=16", "sample.
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory, one_thread):
-    out = tmp_path_factory.mktemp("img") / "digits"
-    assert cli.main(["train", "--config", "digits", *set_args(TINY_IMAGES), "--out", str(out), "--no-progress"]) == 0
-    return out
+    return train_tiny(tmp_path_factory, "digits", "img", TINY_IMAGES)
 
 
 def test_digits_run_folder(digits_run):
