@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", metavar="NAME|TIMES", help="grid to start from: trailing, logsnr, karras, time-uniform or times such as 1,0.6,0.3,0.1,0 (default: the best of the named ones)")
     p.add_argument("-n", type=_positive_int, default=2000, help="starting points for the search, and as many held out (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the starting noise")
-    p.add_argument("--max-seconds", type=float, default=60.0, help="time for the search (default 60)")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="time for the search, the reference solves included (default 60)")
+    p.add_argument("--max-calls", type=_positive_int, help="stop the search after this many sampler runs as well (the same grid on any machine)")
 
     add_serve_arguments(sub.add_parser("serve", help=SERVE_HELP))
     return parser
@@ -524,14 +525,14 @@ def cmd_tune_steps(args) -> int:
     try:
         result = tune_grid(
             guided_model_fn(run), run.schedule, sampler, args.nfe, shape=run.sample_shape, prediction=run.config.model.prediction,
-            y=y, n=args.n, seed=args.seed, start=start, max_seconds=args.max_seconds, device=run.device, dtype=torch.float32,
+            y=y, n=args.n, seed=args.seed, start=start, max_seconds=args.max_seconds, max_calls=args.max_calls, device=run.device, dtype=torch.float32,
         )
         path = save_tuned_grid(run.path, result)
     except TuningError as exc:
         raise UsageError(str(exc)) from None
     times = ",".join(f"{t:.4g}" for t in result.grid)
     print(
-        f"{sampler} at {result.evaluations} model evaluations: RMS distance to {result.reference} on held-out noise "
+        f"{sampler} at {result.evaluations} model evaluations: mean distance to {result.reference} on held-out noise "
         f"{result.error:.4g} (start, {result.start} grid: {result.start_error:.4g}; {result.start_error / max(result.error, 1e-30):.2f}x) "
         f"in {result.seconds:g} s\ngrid {times}\nwritten to {path}; sample and evaluate use it for {sampler} at {result.evaluations} evaluations"
     )
