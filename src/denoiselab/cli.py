@@ -335,7 +335,7 @@ def cmd_sample(args) -> int:
         from . import viz
 
         sampler = args.sampler or run.config.sample.sampler
-        title = f"{sampler}, {kw['steps'] or run.config.sample.steps} steps"
+        title = f"{sampler}, {kw['steps'] or run.config.sample.steps} steps, {_grid_words(run, kw, getattr(args, 'tuned', False))}"
         if sampler == "ddim":
             title += f", eta {kw.get('eta', run.config.sample.eta):g}"
         title += f", n = {len(x)}"
@@ -419,11 +419,15 @@ def cmd_evaluate(args) -> int:
 def _sampling_line(run, kw: dict, tuned: bool = False) -> str:
     """sampler, steps, grid and the model evaluations the first draw really made."""
     sc = run.config.sample
-    grid = "given grid" if "grid" in kw else f"{kw.get('spacing', sc.spacing)} grid"
-    if tuned:
-        grid = "tuned grid from tuned_grids.json"
+    grid = "tuned grid from tuned_grids.json" if tuned else _grid_words(run, kw)
     evaluations = f", {kw['counter'][0]} model evaluations" if kw.get("counter") else ""
     return f"{kw['sampler'] or sc.sampler}, {kw['steps'] or sc.steps} steps, {grid}{evaluations}"
+
+
+def _grid_words(run, kw: dict, tuned: bool = False) -> str:
+    if tuned:
+        return "tuned grid"
+    return "given grid" if "grid" in kw else f"{kw.get('spacing', run.config.sample.spacing)} grid"
 
 
 def cmd_train_classifier(args) -> int:
