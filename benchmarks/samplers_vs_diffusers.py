@@ -25,7 +25,7 @@ Three scores per cell:
 
     python benchmarks/samplers_vs_diffusers.py                  # both mixtures, 5 8 10 20 NFE
     python benchmarks/samplers_vs_diffusers.py --mixture ring --nfe 5 10 -n 2000
-    python benchmarks/samplers_vs_diffusers.py --tuned --json out.json   # + tuned grids (~55 min; --mixture three / ring in two processes: ~30)
+    python benchmarks/samplers_vs_diffusers.py --tuned --json out.json   # + tuned grids (~40 min; --mixture three / ring in two processes: ~20 each)
     python benchmarks/samplers_vs_diffusers.py --from-json out.json      # reprint the summaries
 """
 
