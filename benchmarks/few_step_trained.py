@@ -24,6 +24,7 @@ import sys
 import time
 
 from denoiselab import cli
+from denoiselab.tuning import grid_key, read_tuned_grids
 
 
 def denoiselab(*argv) -> str:
@@ -75,12 +76,11 @@ def main() -> None:
             for grid in args.grids:
                 row(nfe, sampler, grid, evaluate(args.run, "--sampler", sampler, "--steps", nfe, "--grid", grid))
         for sampler in args.tune:
-            out = denoiselab("tune-steps", args.run, "--sampler", sampler, "--nfe", nfe, "-n", args.tune_n, "--max-seconds", args.max_seconds)
-            held = out.split("on held-out noise ", 1)[1].split(" in ", 1)[0].split(";")[0] + ")"
-            notes = [line[len("note: "):] for line in out.splitlines() if line.startswith("note: ")]
+            denoiselab("tune-steps", args.run, "--sampler", sampler, "--nfe", nfe, "-n", args.tune_n, "--max-seconds", args.max_seconds)
+            tuned = read_tuned_grids(args.run)[grid_key(sampler, nfe)]  # what tune-steps wrote
             report = evaluate(args.run, "--sampler", sampler, "--steps", nfe)
             assert report["tuned_grid"], "evaluate did not pick up the tuned grid"
-            row(nfe, sampler, "tuned", report, held + ("; " + "; ".join(notes) if notes else ""))
+            row(nfe, sampler, "tuned", report, "; ".join([f"{tuned['error']:.4g} (start, {tuned['start']} grid: {tuned['start_error']:.4g})", *tuned["notes"]]))
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:

@@ -419,7 +419,7 @@ def cmd_evaluate(args) -> int:
 def _sampling_line(run, kw: dict, tuned: bool = False) -> str:
     """sampler, steps, grid and the model evaluations the first draw really made."""
     sc = run.config.sample
-    grid = "tuned grid from tuned_grids.json" if tuned else _grid_words(run, kw)
+    grid = _grid_words(run, kw, tuned) + (" from tuned_grids.json" if tuned else "")
     evaluations = f", {kw['counter'][0]} model evaluations" if kw.get("counter") else ""
     return f"{kw['sampler'] or sc.sampler}, {kw['steps'] or sc.steps} steps, {grid}{evaluations}"
 
