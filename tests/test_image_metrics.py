@@ -10,13 +10,13 @@ from scipy import linalg
 
 from denoiselab import image_metrics as im
 from denoiselab.image_metrics import (
-    ImageClassifier,
+    FeatureNet,
     cache_dir,
     classifier_accuracy,
     frechet_distance,
     image_metrics,
-    load_or_train_classifier,
-    train_classifier,
+    load_or_train_feature_net,
+    train_feature_net,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,7 +40,7 @@ def digits():
 @pytest.fixture(scope="module")
 def classifier(digits):
     x, y, _, _ = digits
-    return train_classifier(x, y, 10, seed=0)
+    return train_feature_net(x, y, 10, seed=0)
 
 
 # --- Frechet distance -------------------------------------------------------------------------
@@ -117,15 +117,15 @@ def test_classifier_is_not_fooled_by_noise(classifier):
 
 def test_training_is_seeded(digits):
     x, y, _, _ = digits
-    a, b = (train_classifier(x[:300], y[:300], 10, seed=3, **QUICK) for _ in range(2))
-    c = train_classifier(x[:300], y[:300], 10, seed=4, **QUICK)
+    a, b = (train_feature_net(x[:300], y[:300], 10, seed=3, **QUICK) for _ in range(2))
+    c = train_feature_net(x[:300], y[:300], 10, seed=4, **QUICK)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert not torch.equal(a.head.weight, c.head.weight)
 
 
 @pytest.mark.parametrize(("channels", "size"), [(1, 8), (3, 16), (1, 28), (3, 9)])
 def test_classifier_shapes(channels, size):
-    model = ImageClassifier(channels, 7)
+    model = FeatureNet(channels, 7)
     x = torch.zeros(3, channels, size, size)
     assert model(x).shape == (3, 7) and model.features(x).shape == (3, 128)
 
@@ -146,22 +146,22 @@ def test_cache_dir_environment(monkeypatch, tmp_path):
 
 def test_cache_trains_once_then_loads(digits, tmp_path, monkeypatch):
     x, y = digits[0][:200], digits[1][:200]
-    first = load_or_train_classifier(x, y, 10, cache=tmp_path, **QUICK)
+    first = load_or_train_feature_net(x, y, 10, cache=tmp_path, **QUICK)
     files = list((tmp_path / "classifiers").glob("*.safetensors"))
     assert len(files) == 1
 
     def no_training(*args, **kwargs):
         raise AssertionError("should have loaded the cached classifier")
 
-    monkeypatch.setattr(im, "train_classifier", no_training)
-    second = load_or_train_classifier(x, y, 10, cache=tmp_path, **QUICK)
+    monkeypatch.setattr(im, "train_feature_net", no_training)
+    second = load_or_train_feature_net(x, y, 10, cache=tmp_path, **QUICK)
     assert all(torch.equal(p, q) for p, q in zip(first.state_dict().values(), second.state_dict().values(), strict=True))
     assert second.val_accuracy == pytest.approx(first.val_accuracy)
     # other data or other settings miss the cache
     with pytest.raises(AssertionError, match="cached"):
-        load_or_train_classifier(x, y, 10, cache=tmp_path, steps=6, batch_size=32)
+        load_or_train_feature_net(x, y, 10, cache=tmp_path, steps=6, batch_size=32)
     with pytest.raises(AssertionError, match="cached"):
-        load_or_train_classifier(x[:150], y[:150], 10, cache=tmp_path, **QUICK)
+        load_or_train_feature_net(x[:150], y[:150], 10, cache=tmp_path, **QUICK)
 
 
 def test_corrupt_cache_is_retrained(digits, tmp_path):
@@ -170,8 +170,8 @@ def test_corrupt_cache_is_retrained(digits, tmp_path):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"\x00\x01 not a safetensors file")
     with pytest.warns(UserWarning, match="unreadable"):
-        model = load_or_train_classifier(x, y, 10, key="mykey", cache=tmp_path, **QUICK)
-    assert isinstance(model, ImageClassifier)
+        model = load_or_train_feature_net(x, y, 10, key="mykey", cache=tmp_path, **QUICK)
+    assert isinstance(model, FeatureNet)
     loaded = im._load(path, 10, 1)  # overwritten with a valid file
     assert loaded is not None and torch.equal(loaded.head.weight, model.head.weight)
     assert im._load(path, 9, 1) is None  # a file for another label set is not used
@@ -179,7 +179,7 @@ def test_corrupt_cache_is_retrained(digits, tmp_path):
 
 def test_cache_env_respected(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("DENOISELAB_CACHE", str(tmp_path / "envcache"))
-    load_or_train_classifier(digits[0][:100], digits[1][:100], 10, **QUICK)
+    load_or_train_feature_net(digits[0][:100], digits[1][:100], 10, **QUICK)
     assert len(list((tmp_path / "envcache" / "classifiers").glob("*.safetensors"))) == 1
 
 
@@ -216,8 +216,8 @@ def test_image_metrics_without_labels_and_with_unconditional_samples(digits, cla
 
 def test_cache_key_fills_in_defaults(digits):
     x, y = digits[0][:50], digits[1][:50]
-    key = im.classifier_key(x, y, 10)
-    assert im.classifier_key(x, y, 10, seed=0) == key  # the default, spelled out
-    assert im.classifier_key(x, y, 10, seed=1) != key
-    assert im.classifier_key(x, y, 9) != key
-    assert im.classifier_key(x[:49], y[:49], 10) != key
+    key = im.feature_net_key(x, y, 10)
+    assert im.feature_net_key(x, y, 10, seed=0) == key  # the default, spelled out
+    assert im.feature_net_key(x, y, 10, seed=1) != key
+    assert im.feature_net_key(x, y, 9) != key
+    assert im.feature_net_key(x[:49], y[:49], 10) != key

@@ -272,8 +272,8 @@ def _ended(pid: int) -> bool:
 @pytest.mark.slow  # two real processes start (server, training child): ~15 s on 2 busy cores
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the training process through Linux's /proc")
 def test_the_training_process_stops_at_a_checkpoint_when_its_server_is_killed(tmp_path):
-    """SIGKILL a real server process in mid-training: its training child used to run on as an
-    orphan until the end; now it writes a resumable checkpoint and exits."""
+    """SIGKILL a real server process in mid-training: its training child writes a resumable
+    checkpoint and exits, rather than running on as an orphan until the end."""
     import signal
     import socket
     import subprocess
@@ -335,8 +335,8 @@ def test_the_training_process_stops_at_a_checkpoint_when_its_server_is_killed(tm
 
 # --- what the page says ---------------------------------------------------------------------------
 def test_the_training_rate_counts_training_time_only():
-    """The Train view's rate fell from 76.6 to 35.2 steps/s while metrics were computed: it was
-    steps / (now - first report).  It is the child's own training time now."""
+    """The Train view's rate is steps over the child's own training time, not steps / (now -
+    first report), which would fall while the metrics are computed after the last step."""
     import time
 
     from denoiselab.serve.jobs import Job

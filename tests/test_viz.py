@@ -12,9 +12,12 @@ from PIL import Image
 from denoiselab import viz
 from denoiselab.samplers import sample_ddim
 from denoiselab.schedules import flow_schedule, make_schedule
+from denoiselab.viz import gif
 from denoiselab.viz import points as vpoints
 from denoiselab.viz import schedules as vsched
-from denoiselab.viz.style import save_figure
+from denoiselab.viz.frames import unpack_frames
+from denoiselab.viz.images import as_images
+from denoiselab.viz.style import as_points, save_figure
 
 
 def _spiral(n=300, seed=0):
@@ -283,6 +286,42 @@ def test_pick_frames_keeps_first_and_last():
     assert len(viz.pick_frames(40, 8)) == 8
     assert viz.pick_frames(3, 8) == [0, 1, 2]
     assert viz.pick_frames(5, 1) == [4]
+
+
+def test_frame_lists_are_checked_once_for_points_images_and_paths():
+    pts = np.zeros((4, 2))
+    ts, xs = unpack_frames([(1.0, pts), [0.0, pts]], as_points, what="points", timed=True)
+    assert ts == [1.0, 0.0] and all(x.dtype == np.float64 and x.shape == (4, 2) for x in xs)
+    times, imgs = unpack_frames(np.zeros((3, 2, 1, 8, 8)), as_images, what="images", times=[1.0, 0.5, 0.0])
+    assert times == [1.0, 0.5, 0.0] and len(imgs) == 3
+    assert unpack_frames([np.zeros((2, 1, 8, 8))], as_images, what="images")[0] is None
+    bad = [
+        ([], "empty"),
+        ([(1.0, pts)], "at least 2"),
+        ([(1.0, pts), pts], "mix"),
+        ([pts, pts], r"\(t, points\) pairs"),
+        ([(1.0, pts), (0.0, np.zeros((5, 2)))], "same points"),
+        ([(1.0, pts), (float("nan"), pts)], "finite"),
+        ([(1.0, pts), (0.0, "abc")], r"frames\[1\]"),
+    ]
+    for frames, match in bad:
+        with pytest.raises(ValueError, match=match):
+            unpack_frames(frames, as_points, what="points", timed=True, least=2)
+
+
+def test_gif_timing_and_key_colours():
+    assert gif.frame_durations(3, 10, 5) == [100.0, 100.0, 600.0]
+    for fps, hold, match in [(0, 1, "fps"), (101, 1, "fps"), (True, 1, "fps"), (10, -1, "hold_last"), (10, True, "hold_last"),
+                             (10, 1.5, "hold_last")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            gif.frame_durations(3, fps, hold)
+    # A key colour covering one pixel in a white frame still comes out exact.
+    frame = np.full((20, 30, 3), 255, np.uint8)
+    frame[3, 4] = (31, 119, 180)  # DATA_COLOR
+    palette = gif.key_colour_palette([frame], ["#ffffff", viz.DATA_COLOR])
+    [picture] = gif.to_palette([frame], palette)
+    rgb = np.asarray(picture.convert("RGB"))
+    assert tuple(rgb[3, 4]) == (31, 119, 180) and (rgb[0, 0] == 255).all()
 
 
 def test_plot_progression(tmp_path, data):

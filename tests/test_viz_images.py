@@ -13,6 +13,7 @@ from PIL import Image
 
 from denoiselab import viz
 from denoiselab.schedules import flow_schedule, make_schedule
+from denoiselab.viz import gif as vgif
 from denoiselab.viz import images as vimg
 
 
@@ -347,8 +348,8 @@ def test_save_grid_gif_small_images_rgb_and_pairs(tmp_path):
 def test_frame_levels_follow_the_noise_left():
     clean = np.linspace(0, 1, 64).reshape(8, 8)
     noisy = [np.clip(clean + s * np.random.default_rng(0).standard_normal((8, 8)), 0, 1) for s in (1.0, 0.3, 0.1, 0.02)]
-    levels = vimg.frame_levels([*noisy, clean])
-    assert levels[0] == vimg.GIF_MIN_LEVELS and levels[-1] == vimg.GIF_MAX_LEVELS
+    levels = vgif.frame_levels([*noisy, clean])
+    assert levels[0] == vgif.GIF_MIN_LEVELS and levels[-1] == vgif.GIF_MAX_LEVELS
     assert levels == sorted(levels)
 
 

@@ -1,6 +1,7 @@
 """Sample-quality metrics for generated images.
 
-A small CNN classifier, trained on the training split of the image data set, plays two roles:
+A small CNN classifier (``FeatureNet``), trained on the training split of the image data set,
+plays two roles:
 
 - **Accuracy** of the classifier on class-conditional samples: does a sample drawn for label y
   look like a y?  (The "classification accuracy score" idea, e.g. Ravuri & Vinyals 2019, in
@@ -11,7 +12,7 @@ A small CNN classifier, trained on the training split of the image data set, pla
   (Chong & Forsyth 2020), so it is reported beside its floor, the training split against the
   held-out split at the same n, and as the ratio to that floor (as ``metrics.py`` does for W2).
 
-The classifier is cached under ``cache_dir()/classifiers/<key>.safetensors``, keyed by a hash
+The network is cached under ``cache_dir()/classifiers/<key>.safetensors``, keyed by a hash
 of its training data and settings, and retrained whenever the file is missing or unreadable.
 """
 
@@ -32,7 +33,7 @@ from torch import nn
 
 from .files import cache_dir, write_tensors
 
-# Bump when ImageClassifier or the training recipe changes: old cache files then miss.
+# Bump when FeatureNet or the training recipe changes: old cache files then miss.
 ARCH_VERSION = 1
 
 
@@ -48,11 +49,15 @@ def _labels(y) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# The classifier
+# The network
 
 
-class ImageClassifier(nn.Module):
-    """Conv(32) -> Conv(64, stride 2) -> Conv(64, stride 2) -> 2x2 average pool -> Linear(feature_dim)
+class FeatureNet(nn.Module):
+    """The metrics' image classifier, named for what it mostly serves: the features the Frechet
+    distance is measured in.  (Classifier guidance's noise-conditional classifier is another
+    network: models.classifiers.ImageClassifier.)
+
+    Conv(32) -> Conv(64, stride 2) -> Conv(64, stride 2) -> 2x2 average pool -> Linear(feature_dim)
     -> Linear(num_classes), ReLU between.
 
     The adaptive pool makes any H, W >= 4 work and keeps a coarse layout (top/bottom, left/right),
@@ -94,7 +99,7 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return padded[torch.arange(b)[:, None, None], :, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
-def train_classifier(
+def train_feature_net(
     images,
     labels,
     num_classes: int,
@@ -107,12 +112,12 @@ def train_classifier(
     holdout: float = 0.1,
     width: int = 32,
     feature_dim: int = 128,
-) -> ImageClassifier:
-    """Train an ImageClassifier: AdamW, one-cycle lr (10% warm-up, cosine decay), random shifts of
+) -> FeatureNet:
+    """Train a FeatureNet: AdamW, one-cycle lr (10% warm-up, cosine decay), random shifts of
     up to H // 8 pixels; seeded and deterministic (for a given torch thread count).
 
-    A seeded ``holdout`` fraction is kept out of training to measure ``classifier.val_accuracy``
-    (None when holdout = 0); ``classifier.train_seconds`` is the wall time.
+    A seeded ``holdout`` fraction is kept out of training to measure ``net.val_accuracy``
+    (None when holdout = 0); ``net.train_seconds`` is the wall time.
     """
     started = time.perf_counter()
     x, y = _images(images), _labels(labels)
@@ -127,7 +132,7 @@ def train_classifier(
 
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
         torch.manual_seed(seed)
-        model = ImageClassifier(x.shape[1], num_classes, width=width, feature_dim=feature_dim)
+        model = FeatureNet(x.shape[1], num_classes, width=width, feature_dim=feature_dim)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     max_shift = max(1, x.shape[-1] // 8)
@@ -147,46 +152,46 @@ def train_classifier(
 
 
 _TRAIN_DEFAULTS = {
-    name: p.default for name, p in inspect.signature(train_classifier).parameters.items() if p.kind is p.KEYWORD_ONLY
+    name: p.default for name, p in inspect.signature(train_feature_net).parameters.items() if p.kind is p.KEYWORD_ONLY
 }
 
 
 @torch.no_grad()
-def _apply(classifier: ImageClassifier, images, fn, batch_size: int = 1024) -> torch.Tensor:
+def _apply(net: FeatureNet, images, fn, batch_size: int = 1024) -> torch.Tensor:
     """Batched inference in eval mode (restoring the previous mode afterwards)."""
     x = _images(images)
-    was_training = classifier.training
-    classifier.eval()
+    was_training = net.training
+    net.eval()
     try:
         return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     finally:
-        classifier.train(was_training)
+        net.train(was_training)
 
 
-def predict(classifier: ImageClassifier, images) -> torch.Tensor:
-    return _apply(classifier, images, classifier).argmax(dim=1)
+def predict(net: FeatureNet, images) -> torch.Tensor:
+    return _apply(net, images, net).argmax(dim=1)
 
 
-def features(classifier: ImageClassifier, images) -> np.ndarray:
-    return _apply(classifier, images, classifier.features).double().numpy()
+def features(net: FeatureNet, images) -> np.ndarray:
+    return _apply(net, images, net.features).double().numpy()
 
 
-def classifier_accuracy(classifier: ImageClassifier, images, labels) -> float:
+def classifier_accuracy(net: FeatureNet, images, labels) -> float:
     y = _labels(labels)
     if len(y) == 0:
         raise ValueError("accuracy of an empty set")
-    return float((predict(classifier, images) == y).double().mean())
+    return float((predict(net, images) == y).double().mean())
 
 
 # --------------------------------------------------------------------------------------------
 # Cache
 
 
-def classifier_key(images, labels, num_classes: int, **train_kwargs) -> str:
+def feature_net_key(images, labels, num_classes: int, **train_kwargs) -> str:
     """sha256 over the training data, the architecture version and the training settings."""
     x, y = _images(images), _labels(labels)
     h = hashlib.sha256()
-    # With train_classifier's defaults filled in, passing a default explicitly keeps the key,
+    # With train_feature_net's defaults filled in, passing a default explicitly keeps the key,
     # and a changed default (a longer recipe) makes old cache files miss.
     settings = {"arch_version": ARCH_VERSION, "num_classes": num_classes, "shape": list(x.shape), **_TRAIN_DEFAULTS, **train_kwargs}
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
@@ -195,8 +200,8 @@ def classifier_key(images, labels, num_classes: int, **train_kwargs) -> str:
     return h.hexdigest()[:32]
 
 
-def _load(path: Path, num_classes: int, in_channels: int) -> ImageClassifier | None:
-    """The cached classifier, or None when the file is missing, unreadable or does not match."""
+def _load(path: Path, num_classes: int, in_channels: int) -> FeatureNet | None:
+    """The cached network, or None when the file is missing, unreadable or does not match."""
     from safetensors import safe_open
 
     if not path.is_file():
@@ -208,7 +213,7 @@ def _load(path: Path, num_classes: int, in_channels: int) -> ImageClassifier | N
         config = json.loads(meta["config"])
         if int(meta["arch_version"]) != ARCH_VERSION or config["num_classes"] != num_classes or config["in_channels"] != in_channels:
             return None
-        model = ImageClassifier(**config)
+        model = FeatureNet(**config)
         model.load_state_dict(state, strict=True)
         acc = meta.get("val_accuracy", "")
         model.val_accuracy = float(acc) if acc else None
@@ -219,18 +224,18 @@ def _load(path: Path, num_classes: int, in_channels: int) -> ImageClassifier | N
         return None
 
 
-def load_or_train_classifier(
+def load_or_train_feature_net(
     images, labels, num_classes: int, *, key: str | None = None, cache: Path | None = None, **train_kwargs
-) -> ImageClassifier:
-    """The classifier for this training data, from ``<cache>/classifiers/<key>.safetensors`` when
-    present and valid, else trained (``train_classifier(**train_kwargs)``) and written atomically."""
+) -> FeatureNet:
+    """The FeatureNet for this training data, from ``<cache>/classifiers/<key>.safetensors`` when
+    present and valid, else trained (``train_feature_net(**train_kwargs)``) and written atomically."""
     x, y = _images(images), _labels(labels)
-    key = key or classifier_key(x, y, num_classes, **train_kwargs)
+    key = key or feature_net_key(x, y, num_classes, **train_kwargs)
     path = Path(cache if cache is not None else cache_dir()) / "classifiers" / f"{key}.safetensors"
     model = _load(path, num_classes, x.shape[1])
     if model is not None:
         return model
-    model = train_classifier(x, y, num_classes, **train_kwargs)
+    model = train_feature_net(x, y, num_classes, **train_kwargs)
     meta = {
         "arch_version": str(ARCH_VERSION),
         "config": json.dumps(model.config()),
@@ -287,7 +292,7 @@ def frechet_distance(feats_a, feats_b, eps: float = 1e-6) -> float:
 
 
 def image_metrics(
-    classifier: ImageClassifier, samples, sample_labels, held_out, train, *, seed: int = 0, floor_repeats: int = 5
+    net: FeatureNet, samples, sample_labels, held_out, train, *, seed: int = 0, floor_repeats: int = 5
 ) -> dict:
     """Accuracy and Frechet distance of ``samples``, as plain floats and ints.
 
@@ -301,8 +306,8 @@ def image_metrics(
     """
     samples, held_out, train = _images(samples), _images(held_out), _images(train)
     n = len(samples)
-    ref = features(classifier, held_out)
-    train_feats = features(classifier, train)
+    ref = features(net, held_out)
+    train_feats = features(net, train)
     gen = torch.Generator().manual_seed(seed)
     n_floor = min(n, len(train))
     repeats = 1 if n_floor == len(train) else max(1, floor_repeats)  # all of train: every subset is the same
@@ -310,7 +315,7 @@ def image_metrics(
         frechet_distance(train_feats[torch.randperm(len(train), generator=gen)[:n_floor].numpy()], ref)
         for _ in range(repeats)
     ]
-    frechet = frechet_distance(features(classifier, samples), ref)
+    frechet = frechet_distance(features(net, samples), ref)
     floor = float(np.mean(floors))
     out = {
         "n": n,
@@ -330,7 +335,7 @@ def image_metrics(
             raise ValueError(f"{n} samples but {len(y)} labels")
         keep = y >= 0
         if keep.any():
-            correct = predict(classifier, samples[keep]) == y[keep]
+            correct = predict(net, samples[keep]) == y[keep]
             out["accuracy"] = float(correct.double().mean())
             out["n_labelled"] = int(keep.sum())
             out["per_class_accuracy"] = {

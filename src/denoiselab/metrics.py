@@ -121,9 +121,9 @@ def _check(cancel: threading.Event | None) -> None:
 
 
 def _w2_pairs(pairs: list[tuple[np.ndarray, np.ndarray]], cancel: threading.Event | None = None) -> list[float]:
-    """w2_exact of each pair, on a thread per core: scipy's assignment solver releases the GIL
-    (1.7x faster on 2 cores for the 16 solves of one evaluation).  A set ``cancel`` event stops
-    before the next pair (FloorCancelled)."""
+    """w2_exact of each pair, on a thread per core: scipy's assignment solver releases the GIL,
+    so the pairs are solved in parallel (BENCHMARKS.md, "Measured reasons in the code").  A set
+    ``cancel`` event stops before the next pair (FloorCancelled)."""
 
     def one(pair):
         _check(cancel)
@@ -159,7 +159,7 @@ def _cut(sets: list[np.ndarray], n: int) -> list[np.ndarray]:
 
 def reference_floor(references: list[np.ndarray], n: int | None = None, *, cancel: threading.Event | None = None) -> Floor:
     """The floor from K >= 2 independent reference draws, each cut to n points (default: the
-    smallest).  W2 (an exact assignment, about 0.4 s at n = 2000) over the K // 2 disjoint
+    smallest).  W2 (an exact assignment, O(n^3): the costly part) over the K // 2 disjoint
     pairs (0, 1), (2, 3), ...; energy distance (one cdist) over all K (K - 1) / 2 pairs.
     ``cancel`` (an event) stops it between two pieces of work: FloorCancelled."""
     K = len(references)

@@ -166,7 +166,9 @@ def diffusion_loss(
     squared = (pred - target(prediction, x0, eps, alphas, sigmas)) ** 2
     plain = weighting is None or weighting.name == "none"
     if plain and timesteps != "importance":
-        return torch.mean(squared)  # the simple loss, as it always was (bit for bit)
+        # L_simple (Ho et al. 2020): one mean over every element.  The per-sample path below sums
+        # in another order (other rounding), so it serves weighted and importance-sampled losses only.
+        return torch.mean(squared)
     per_sample = squared.flatten(1).mean(1)
     if not plain:
         per_sample = per_sample * weighting.on_target(prediction, alpha64, sigma64).to(x0.dtype).to(x0.device)

@@ -44,10 +44,10 @@ class ImageRunMetrics:
 def image_classifier(run: Run):
     """The digit (or pattern) classifier of the run's training split, cached in the user's cache
     folder (files.cache_dir) and retrained when missing."""
-    from ..image_metrics import load_or_train_classifier
+    from ..image_metrics import load_or_train_feature_net
 
     images = torch.as_tensor(run.data)
-    return load_or_train_classifier(images, torch.as_tensor(run.labels), run.num_classes)
+    return load_or_train_feature_net(images, torch.as_tensor(run.labels), run.num_classes)
 
 
 def held_out_images(run: Run) -> tuple[np.ndarray, np.ndarray | None]:

@@ -1,12 +1,12 @@
 """Admission for heavy requests: at most ``slots`` compute at once, a few more wait briefly,
 the rest are told at once to come back (503 with Retry-After).
 
-Before, a sampling request took one of the server's 40 worker threads and then waited up to 30 s
-for one of 4 sampling slots, so 48 parallel requests held every thread (``/api/health`` waited
-30 s too), and the reply (a JSON list of every step's points) was built after the slot was
-released, so reply building was unbounded in memory.  Now a request waits for its slot on the
-event loop (no thread), at most ``wait_s`` and behind at most ``max_waiting`` others; it then
-computes AND builds its reply in a worker thread while holding the slot.
+A request waits for its slot on the event loop, not in a worker thread, at most ``wait_s`` and
+behind at most ``max_waiting`` others: a burst of heavy requests then holds no thread while it
+waits, so light requests (``/api/health``) are still answered at once.  Once admitted, a request
+computes and builds its reply in a worker thread while holding the slot, so the memory of reply
+building is bounded by the slots too.  BENCHMARKS.md ("The playground server under load")
+measures the server under such a burst.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ _TRIM = _malloc_trim()
 def give_memory_back() -> None:
     """Return the freed heap of finished requests to the system (glibc's malloc_trim).
 
-    A heavy reply leaves thousands of small freed blocks in the worker threads' malloc arenas;
-    glibc keeps them (the server's RSS stayed 100+ MB above idle after a burst) until trimmed.
+    A heavy reply leaves thousands of small freed blocks in the worker threads' malloc arenas,
+    and glibc keeps them until trimmed: without this the server's memory stays well above idle
+    after a burst (BENCHMARKS.md, "The playground server under load").
     A no-op where malloc_trim does not exist.
     """
     if _TRIM is not None:

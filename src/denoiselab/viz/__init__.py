@@ -13,6 +13,7 @@ from .flow import (
     plot_velocity_field,
     velocity_arrows,
 )
+from .frames import frames_from_records, pick_frames
 from .images import (
     as_images,
     compare_panels,
@@ -29,8 +30,6 @@ from .images import (
 )
 from .points import (
     default_forward_ks,
-    frames_from_records,
-    pick_frames,
     plot_forward,
     plot_guidance_sweep_points,
     plot_progression,

@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from ..prediction import PREDICTIONS, resolve
 from ..schedules import Schedule
 from . import style
+from .frames import unpack_frames
 from .style import (
     BACKGROUND_ALPHA,
     DATA_COLOR,
@@ -55,19 +56,7 @@ NICE_DT = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 def _as_path_array(frames) -> tuple[np.ndarray, np.ndarray]:
     """frames [(t, (n, D) points)] -> (times (F,), positions (F, n, D)); every frame the same n and D."""
-    frames = list(frames)
-    if len(frames) < 2:
-        raise ValueError(f"frames: need at least 2 (t, points) frames (start and end of the paths), got {len(frames)}")
-    ts, xs = [], []
-    for i, fr in enumerate(frames):
-        try:
-            t, x = fr
-        except (TypeError, ValueError):
-            raise ValueError(f"frames[{i}]: expected a (t, points) pair") from None
-        ts.append(float(t))
-        xs.append(as_points(x, f"frames[{i}]"))
-    if len({x.shape for x in xs}) > 1:
-        raise ValueError(f"frames: every frame must hold the same points; got shapes {sorted({x.shape for x in xs})}")
+    ts, xs = unpack_frames(frames, as_points, what="points", timed=True, least=2)
     return np.array(ts), np.stack(xs)
 
 

@@ -14,7 +14,6 @@ file atomically and returns the path.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,8 +25,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..forward_process import q_sample
 from ..schedules import Schedule
-from . import style
-from .points import pick_frames
+from . import gif, style
+from .frames import pick_frames, unpack_frames
+from .gif import GIF_MAX_LEVELS, GIF_MIN_LEVELS, RGB_LEVELS, frame_levels
 from .style import as_labels, new_figure, save_figure
 
 GRID_PAD = 1  # pixels of gap between the images of a grid (and around it)
@@ -38,13 +38,10 @@ DEFAULT_COMPARE_TS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 # GIF: the grid is scaled by an integer factor to about GIF_TARGET_PX on its long side, and the
 # factor is lowered until the file fits GIF_BUDGET.  Noise is incompressible, so each frame is
-# stored with no more grey levels than the noise it still carries can show (``frame_levels``).
+# stored with no more grey levels than the noise it still carries can show (gif.frame_levels).
 GIF_TARGET_PX = 400
 GIF_MAX_SCALE = 8
 GIF_BUDGET = 400_000  # bytes
-GIF_MAX_LEVELS = 64  # grey levels of a clean frame
-GIF_MIN_LEVELS = 4  # grey levels of a pure-noise frame
-RGB_LEVELS = 6  # per channel: RGB frames use a 6x6x6 colour cube (216 colours) and 40 greys
 GIF_FONT_PX = 14
 
 
@@ -624,38 +621,8 @@ def plot_guidance_sweep(grids, path, *, labels=None, class_names=None, title=Non
 # --- reverse process: frames -------------------------------------------------------------------
 
 
-def _check_frames(frames, times=None) -> tuple[list[np.ndarray], list[float] | None]:
-    """frames: a list of (N, C, H, W) from noise to data, or of (t, images) pairs (as
-    viz.frames_from_records gives); times: one t per frame (not with pairs)."""
-    if hasattr(frames, "detach") or isinstance(frames, np.ndarray):
-        frames = list(frames)  # a stacked (F, N, C, H, W) array
-    frames = list(frames)
-    if not frames:
-        raise ValueError("frames: empty; expected a list of (N, C, H, W) arrays from noise to data")
-    pairs = [isinstance(f, tuple) and len(f) == 2 and np.ndim(f[0]) == 0 for f in frames]
-    if any(pairs):
-        if not all(pairs):
-            raise ValueError("frames: mix of (t, images) pairs and plain arrays")
-        if times is not None:
-            raise ValueError("times: frames are (t, images) pairs already; pass one or the other")
-        times = [float(t) for t, _ in frames]
-        frames = [x for _, x in frames]
-    xs = [as_images(x, f"frames[{i}]") for i, x in enumerate(frames)]
-    if len({x.shape for x in xs}) > 1:
-        raise ValueError(f"frames: every frame needs the same shape, got {sorted({x.shape for x in xs})}")
-    if times is not None:
-        if hasattr(times, "detach"):
-            times = times.detach().cpu().numpy()
-        times = [float(t) for t in np.asarray(times, dtype=np.float64).ravel()]
-        if len(times) != len(xs):
-            raise ValueError(f"times: expected one t per frame ({len(xs)}), got {len(times)}")
-        if not all(math.isfinite(t) for t in times):
-            raise ValueError("times: must be finite")
-    return xs, times
-
-
 def _progression_figure(frames, *, times=None, count=8, max_images=MAX_PROGRESSION_ROWS):
-    xs, times = _check_frames(frames, times)
+    times, xs = unpack_frames(frames, as_images, what="images", times=times)
     count = _positive_int(count, "count")
     max_images = _positive_int(max_images, "max_images")
     picks = pick_frames(len(xs), count)
@@ -690,22 +657,6 @@ def plot_image_progression(frames, path, *, times=None, count: int = 8, max_imag
 # --- reverse process: GIF ----------------------------------------------------------------------
 
 
-def frame_levels(disp_frames: Sequence[np.ndarray], *, max_levels: int = GIF_MAX_LEVELS, min_levels: int = GIF_MIN_LEVELS) -> list[int]:
-    """Grey levels per GIF frame: no finer than the noise the frame still carries.
-
-    A frame that differs from the last one by an RMS of s (display units) is stored with about
-    1 + 1/s levels (quantisation steps no larger than that noise), between ``min_levels`` and
-    ``max_levels``: pure noise (s ~ 0.4) gets 4 levels and costs a quarter of a 256-level frame,
-    the clean result gets ``max_levels``.  Noise is incompressible, so this is what keeps a GIF
-    of a noisy reverse process small; coarser steps in a noisy frame are not visible."""
-    last = disp_frames[-1]
-    out = []
-    for d in disp_frames:
-        rms = float(np.sqrt(np.mean((d - last) ** 2)))
-        out.append(int(np.clip(1.0 + 1.0 / max(rms, 1e-9), min_levels, max_levels)))
-    return out
-
-
 def _font(size: int):
     try:
         return ImageFont.truetype(font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans")), size)
@@ -713,32 +664,11 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _palette(rgb: bool):
-    """(palette list, lut grey value -> palette index, greys in palette)."""
-    if not rgb:
-        return [v for g in range(256) for v in (g, g, g)], np.arange(256, dtype=np.uint8)
-    steps = np.round(np.arange(RGB_LEVELS) * 255 / (RGB_LEVELS - 1)).astype(int)
-    cube = [(r, g, b) for r in steps for g in steps for b in steps]
-    extra = np.round(np.linspace(0, 255, 256 - len(cube) + 2)[1:-1]).astype(int)
-    entries = cube + [(g, g, g) for g in extra]
-    grey_idx = [i for i, (r, g, b) in enumerate(entries) if r == g == b]
-    grey_val = np.array([entries[i][0] for i in grey_idx])
-    lut = np.array([grey_idx[int(np.argmin(np.abs(grey_val - v)))] for v in range(256)], dtype=np.uint8)
-    return [v for e in entries for v in e], lut
-
-
-def _quantise(tile: np.ndarray, levels: int, rgb: bool) -> np.ndarray:
-    """Display values -> palette indices at ``levels`` levels (per channel for RGB)."""
-    q = np.round(tile * (levels - 1)) / (levels - 1)
-    if not rgb:
-        return np.round(q * 255).astype(np.uint8)
-    c = np.round(q * (RGB_LEVELS - 1)).astype(np.int64)
-    return (c[..., 0] * RGB_LEVELS**2 + c[..., 1] * RGB_LEVELS + c[..., 2]).astype(np.uint8)
-
-
-def _render_gif(tiles, levels, scale, *, rgb, header, captions, names, h, durations) -> bytes:
+def _grid_frames(tiles, levels, scale, *, rgb, header, captions, names, h) -> list[Image.Image]:
+    """The GIF's palette frames: ``header`` and each frame's caption above the grid ``tiles``
+    scaled ``scale`` times (class ``names`` at the left), each tile at its ``levels``."""
     font, small = _font(GIF_FONT_PX + 1), _font(GIF_FONT_PX)
-    palette, lut = _palette(rgb)
+    palette, lut = gif.level_palette(rgb)
     m, line = 8, GIF_FONT_PX + 6
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
     label_w = max((probe.textlength(s, font=small) for s in names), default=0) + 10 if names else 0
@@ -760,14 +690,12 @@ def _render_gif(tiles, levels, scale, *, rgb, header, captions, names, h, durati
         im = base.copy()
         ImageDraw.Draw(im).text((width / 2, m + line + 2), cap, fill=0, font=small, anchor="ma")
         idx = lut[np.asarray(im)]
-        q = _quantise(tile, lv, rgb)
+        q = gif.quantise_levels(tile, lv, rgb)
         idx[top : top + gh, x0 : x0 + gw] = np.repeat(np.repeat(q, scale, axis=0), scale, axis=1)
         p = Image.frombytes("P", (width, height), np.ascontiguousarray(idx).tobytes())
         p.putpalette(palette)
         images.append(p)
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=True)
-    return buf.getvalue()
+    return images
 
 
 def save_grid_gif(
@@ -793,11 +721,8 @@ def save_grid_gif(
     squares) to about GIF_TARGET_PX pixels, lowered until the file fits GIF_BUDGET bytes; grey
     frames use a 256-grey palette with ``frame_levels`` levels each, RGB frames a 6x6x6 cube.
     """
-    xs, times = _check_frames(frames, times)
-    if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps <= 100):
-        raise ValueError(f"fps must be a number in (0, 100], got {fps!r}")
-    if isinstance(hold_last, bool) or not (isinstance(hold_last, (int, np.integer)) and hold_last >= 0):
-        raise ValueError(f"hold_last must be an integer >= 0, got {hold_last!r}")
+    times, xs = unpack_frames(frames, as_images, what="images", times=times)
+    durations = gif.frame_durations(len(xs), fps, hold_last)
     n, c, h, _ = xs[0].shape
     slots, names, _ = _layout(n, labels, nrow, class_names)
     shown = slots[slots >= 0]
@@ -816,20 +741,13 @@ def save_grid_gif(
             cap += f"   t = {times[i]:.2f}"
         captions.append(cap)
     header = title or "Reverse process: noise → data"
-    ms = 1000.0 / fps
-    durations = [ms] * len(xs)
-    durations[-1] = ms * (1 + hold_last)
 
     long_side = max(tiles[0].shape[:2])
     scale = int(np.clip(GIF_TARGET_PX // long_side, 1, GIF_MAX_SCALE))
     while True:
-        data = _render_gif(tiles, levels, scale, rgb=rgb, header=header, captions=captions, names=names, h=h, durations=durations)
+        pictures = _grid_frames(tiles, levels, scale, rgb=rgb, header=header, captions=captions, names=names, h=h)
+        data = gif.encode_gif(pictures, durations)
         if len(data) <= GIF_BUDGET or scale == 1:
             break
         scale -= 1
-
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-
-    return style.write_atomic(path, write)
+    return gif.write_gif(path, data)

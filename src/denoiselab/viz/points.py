@@ -13,13 +13,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from matplotlib.colors import to_rgb
 from matplotlib.ticker import MaxNLocator
-from PIL import Image
 
 from ..forward_process import q_sample
 from ..schedules import Schedule
-from . import style
+from . import gif, style
+from .frames import pick_frames, unpack_frames
 from .style import (
     BACKGROUND_ALPHA,
     DATA_COLOR,
@@ -293,49 +292,6 @@ def plot_forward(schedule: Schedule, data, path, *, ks=None, seed=0, units: str 
 # --- reverse process ---------------------------------------------------------------------------
 
 
-def frames_from_records(records) -> list[tuple[float, np.ndarray]]:
-    """Sampler StepRecords -> [(t, x)] from the first record's x_t to the last record's x_next.
-
-    The first frame is (records[0].t, records[0].x_t), then (t_next, x_next) for each record,
-    so a sampler that ends at t = 0 gives a last frame with t = 0.
-    """
-    records = list(records)
-    if not records:
-        raise ValueError("records: empty (pass on_step=records.append to a sampler)")
-
-    def arr(x):
-        return x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
-
-    frames = [(records[0].t, arr(records[0].x_t))]
-    frames += [(r.t_next, arr(r.x_next)) for r in records]
-    return frames
-
-
-def _check_frames(frames) -> tuple[list[float], list[np.ndarray]]:
-    frames = list(frames)
-    if not frames:
-        raise ValueError("frames: empty list; expected [(t, points), ...]")
-    ts, xs = [], []
-    for i, fr in enumerate(frames):
-        try:
-            t, x = fr
-        except (TypeError, ValueError):
-            raise ValueError(f"frames[{i}]: expected a (t, points) pair") from None
-        ts.append(float(t))
-        xs.append(as_points(x, f"frames[{i}]"))
-    same_dim(*xs)
-    return ts, xs
-
-
-def pick_frames(n_frames: int, n_panels: int) -> list[int]:
-    """n_panels indices spread evenly over n_frames, always the first and the last."""
-    if not (isinstance(n_panels, (int, np.integer)) and n_panels >= 1):
-        raise ValueError(f"n_panels must be an integer >= 1, got {n_panels!r}")
-    if n_panels == 1:
-        return [n_frames - 1]
-    return sorted({int(i) for i in np.round(np.linspace(0, n_frames - 1, min(n_panels, n_frames)))})
-
-
 def _t_label(t: float) -> str:
     return f"t = {t:.2f}"
 
@@ -354,10 +310,7 @@ def _uneven_times_note(times: list[float], picks: list[int], steps: int) -> str:
 
 
 def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_names=None):
-    ts, xs = _check_frames(frames)
-    labels = as_labels(labels, len(xs[0]), "labels")
-    data = None if data is None else as_points(data, "data")
-    dim = same_dim(xs[0], data, names=("frames", "data")) if data is not None else xs[0].shape[1]
+    ts, xs, labels, data, dim = _check_trajectory(frames, labels, data)
     picks = pick_frames(len(xs), n_panels)
     limits = style.fit_aspect(compute_limits(xs[-1], data))
     n = len(picks)
@@ -429,6 +382,15 @@ def _fit_around_axes(fig, ax, ax_w: float, ax_h: float, pad: float = 0.1) -> Non
     ax.set_position((left / w, bottom / h, ax_w / w, ax_h / h))
 
 
+def _check_trajectory(frames, labels, data):
+    """(times, point arrays, labels, data, dimension) of a reverse process drawn over ``data``."""
+    ts, xs = unpack_frames(frames, as_points, what="points", timed=True)
+    labels = as_labels(labels, len(xs[0]), "labels")
+    data = None if data is None else as_points(data, "data")
+    dim = same_dim(xs[0], data, names=("frames", "data")) if data is not None else xs[0].shape[1]
+    return ts, xs, labels, data, dim
+
+
 def save_trajectory_gif(
     frames: Frames, path, *, data=None, fps: int = 12, hold_last: int = 12, labels=None, class_names=None
 ) -> Path:
@@ -439,17 +401,20 @@ def save_trajectory_gif(
     ``1 + hold_last`` frame durations (GIF merges identical frames, so holding is a duration).
     ``labels`` (the class each trajectory was sampled for) colour the points by class.
     """
-    ts, xs = _check_frames(frames)
-    labels = as_labels(labels, len(xs[0]), "labels")
-    data = None if data is None else as_points(data, "data")
-    dim = same_dim(xs[0], data, names=("frames", "data")) if data is not None else xs[0].shape[1]
-    if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps <= 100):
-        raise ValueError(f"fps must be a number in (0, 100], got {fps!r}")
-    if not (isinstance(hold_last, (int, np.integer)) and hold_last >= 0):
-        raise ValueError(f"hold_last must be an integer >= 0, got {hold_last!r}")
+    ts, xs, labels, data, dim = _check_trajectory(frames, labels, data)
+    durations = gif.frame_durations(len(xs), fps, hold_last)
     limits = style.fit_aspect(compute_limits(xs[-1], data))
-    n_steps = len(xs) - 1
+    images = _trajectory_images(ts, xs, limits, dim=dim, data=data, labels=labels, class_names=class_names)
+    keys = ["#ffffff", "#000000", DATA_COLOR, SAMPLE_COLOR]
+    if labels is not None:
+        keys += [style.class_color(k) for k in np.unique(labels)]
+    pictures = gif.to_palette(images, gif.key_colour_palette(images, keys))
+    return gif.write_gif(path, gif.encode_gif(pictures, durations))
 
+
+def _trajectory_axes(limits, dim: int):
+    """The GIF's figure (80 dpi) and its one axes at ``limits``, with an empty title and an
+    empty note for hidden points: (figure, axes, axes size in inches, title, note)."""
     if dim == 2:
         # The axes are shaped like the data (equal axis scales) so no band is left empty.
         aspect = style.panel_aspect(limits)
@@ -467,49 +432,72 @@ def save_trajectory_gif(
     title = ax.set_title("", fontsize=10)
     note = ax.text(0.03, 0.03 if dim == 2 else 0.97, "", transform=ax.transAxes, fontsize=8, color="0.3",
                    va="bottom" if dim == 2 else "top", bbox=dict(fc="white", ec="none", alpha=0.7, pad=1))  # fmt: skip
+    return fig, ax, ax_size, title, note
 
+
+def _moving_points(ax, xs, limits, *, data, labels, class_names):
+    """2D: ``data`` faintly behind, then the first frame's points (one artist per class).
+    Returns (the artists that move, update(x) moving them to frame x): each frame moves the
+    same (finite, subsampled) points."""
+    if data is not None:
+        _scatter(ax, data, DATA_COLOR, "training data", faint=True)
+    shown = shown_subset(xs[0])
+    groups = [shown] if labels is None else [shown[labels[shown] == k] for k in np.unique(labels[shown])]
+    artists = _scatter(ax, xs[0], SAMPLE_COLOR, "generated", labels=labels, class_names=class_names)
+
+    def update(x):
+        for artist, idx in zip(artists, groups, strict=True):
+            artist.set_offsets(x[idx])
+
+    return list(artists), update
+
+
+def _moving_density(ax, xs, limits, *, data, labels, class_names):
+    """1D: ``data``'s density faintly behind, then the first frame's density, the y limit
+    fitted to the highest bar of any frame.  Returns (the artists that move, update(x))."""
     edges = hist_edges(limits)
-    if dim == 2:
-        if data is not None:
-            _scatter(ax, data, DATA_COLOR, "training data", faint=True)
-        # One artist per class; each frame moves the same (finite, subsampled) points.
-        shown = shown_subset(xs[0])
-        groups = [shown] if labels is None else [shown[labels[shown] == k] for k in np.unique(labels[shown])]
-        artists = _scatter(ax, xs[0], SAMPLE_COLOR, "generated", labels=labels, class_names=class_names)
-        moving = list(artists)
+    dens = [density(x, edges) for x in xs]
+    top = max(d.max(initial=0.0) for d in dens)
+    if data is not None:
+        d = density(data, edges)
+        ax.stairs(d, edges, fill=True, color=DATA_COLOR, alpha=0.2, lw=0, label="training data")
+        top = max(top, d.max(initial=0.0))
+    fill = ax.stairs(dens[0], edges, fill=True, color=SAMPLE_COLOR, alpha=0.35, lw=0)
+    line = ax.stairs(dens[0], edges, color=SAMPLE_COLOR, lw=1.5, label="generated")
+    ax.set_ylim(0, style.HIST_HEADROOM * top if top > 0 else 1.0)
 
-        def update(x):
-            for artist, idx in zip(artists, groups, strict=True):
-                artist.set_offsets(x[idx])
+    def update(x):
+        d = density(x, edges)
+        fill.set_data(d)
+        line.set_data(d)
 
-    else:
-        dens = [density(x, edges) for x in xs]
-        top = max(d.max(initial=0.0) for d in dens)
-        if data is not None:
-            d = density(data, edges)
-            ax.stairs(d, edges, fill=True, color=DATA_COLOR, alpha=0.2, lw=0, label="training data")
-            top = max(top, d.max(initial=0.0))
-        fill = ax.stairs(dens[0], edges, fill=True, color=SAMPLE_COLOR, alpha=0.35, lw=0)
-        line = ax.stairs(dens[0], edges, color=SAMPLE_COLOR, lw=1.5, label="generated")
-        ax.set_ylim(0, style.HIST_HEADROOM * top if top > 0 else 1.0)
-        moving = [fill, line]
+    return [fill, line], update
 
-        def update(x):
-            d = density(x, edges)
-            fill.set_data(d)
-            line.set_data(d)
 
+def _trajectory_images(ts, xs, limits, *, dim, data, labels, class_names) -> list[np.ndarray]:
+    """One (H, W, 3) uint8 picture per frame, all of one size, titled with the step and t."""
+    fig, ax, ax_size, title, note = _trajectory_axes(limits, dim)
+    draw_moving = _moving_points if dim == 2 else _moving_density
+    moving, update = draw_moving(ax, xs, limits, data=data, labels=labels, class_names=class_names)
     _legend(ax, loc="upper right")
     # Fit the figure around the axes and their decorations as drawn (tick labels such as
     # "0.00012" or "−1500" differ in width from data set to data set): nothing is clipped in
     # any frame, and every frame has this one size.
+    n_steps = len(xs) - 1
     title.set_text(f"Reverse process: noise → data\nstep {n_steps}/{n_steps},  t = {min(ts):.2f}")
     _fit_around_axes(fig, ax, *ax_size)
+    images = _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits)
+    fig.clear()
+    return images
 
-    # Blitting: everything that stays (axes, ticks, training data) is drawn once; each frame
-    # restores that picture and draws only what changes, then what must stay on top of it
-    # (spines, legend), in the order of a full draw.  With a full draw per frame the GIF took
-    # twice the CPU time (1.9 s against 1.0 s for the default spiral).
+
+def _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits) -> list[np.ndarray]:
+    """Draw every frame by blitting: what stays (axes, ticks, training data) is drawn once; each
+    frame restores that picture and draws only what changes (``moving``, the title, the note),
+    then what must stay on top of it (spines, legend), in the order of a full draw, so each
+    picture equals a full draw of that frame.  What stays is most of the drawing, so this takes
+    about half the CPU time of a full draw per frame (BENCHMARKS.md, "Time after training")."""
+    n_steps = len(xs) - 1
     changing = [*moving, title, note]
     on_top = [*ax.spines.values(), ax.get_legend()]
     for artist in [*moving, note]:
@@ -534,38 +522,7 @@ def save_trajectory_gif(
             if artist is not None and artist.get_visible():
                 ax.draw_artist(artist)
         images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
-    fig.clear()
-
-    # One shared palette (from the first, middle and last frames) keeps colours steady and the file small.
-    # Median cut weighs colours by pixel count, so a swatch of the key colours (tiny in the
-    # frames: legend markers, text) makes sure they are in the palette, exact.
-    width = images[0].shape[1]
-    keys = ["#ffffff", "#000000", DATA_COLOR, SAMPLE_COLOR]
-    if labels is not None:
-        keys += [style.class_color(k) for k in np.unique(labels)]
-    swatch = np.concatenate(
-        [np.broadcast_to(np.array(to_rgb(c)) * 255, (40, width, 3)) for c in keys]
-    ).astype(np.uint8)
-    sample = np.concatenate([images[0], images[len(images) // 2], images[-1], swatch], axis=0)
-    palette = Image.fromarray(sample).quantize(colors=128, method=Image.Quantize.MEDIANCUT)
-    # Median cut averages each box, so snap the entry nearest each key colour back to it, and
-    # near-whites to white: Pillow maps pixels through a coarse colour cache, which would
-    # otherwise paint the white background light grey.
-    entries = np.array(palette.getpalette()[: 3 * 128], dtype=np.int64).reshape(-1, 3)
-    entries[(entries >= 246).all(1)] = 255
-    for c in keys:
-        rgb = np.round(np.array(to_rgb(c)) * 255).astype(np.int64)
-        entries[np.argmin(((entries - rgb) ** 2).sum(1))] = rgb
-    palette.putpalette(entries.astype(np.uint8).ravel().tolist())
-    pil = [Image.fromarray(a).quantize(palette=palette, dither=Image.Dither.NONE) for a in images]
-    ms = 1000.0 / fps
-    durations = [ms] * len(pil)
-    durations[-1] = ms * (1 + hold_last)
-
-    def write(tmp):
-        pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:], duration=durations, loop=0, optimize=True)
-
-    return style.write_atomic(path, write)
+    return images
 
 
 # --- classifier-free guidance ------------------------------------------------------------------

@@ -10,7 +10,7 @@
 import { api, state } from "./api.js";
 import { escapeHtml } from "./controls.js";
 import { initQuizzes } from "./quiz.js";
-import { Jobs, Runs } from "./runs.js";
+import { DefaultRun, Jobs, Runs } from "./runs.js";
 import { initTabs, showView } from "./tabs.js";
 import { Tour } from "./tour.js";
 import { Forward } from "./view-forward.js";
@@ -20,7 +20,7 @@ import { Schedules } from "./view-schedules.js";
 import { Train } from "./view-train.js";
 
 // For the browser tests and the curious, beside window.playground (the state).
-Object.assign(window, { Forward, Schedules, Reverse, Playground, Train, Runs, Jobs, Tour });
+Object.assign(window, { Forward, Schedules, Reverse, Playground, Train, Runs, Jobs, DefaultRun, Tour });
 
 async function main() {
   try {
@@ -31,6 +31,7 @@ async function main() {
   }
   initQuizzes();
   initTabs({ forward: Forward, schedules: Schedules, reverse: Reverse, playground: Playground, train: Train });
+  DefaultRun.init();
   Reverse.init();
   Playground.init();
   Train.init();

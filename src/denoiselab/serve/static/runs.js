@@ -1,6 +1,7 @@
 /* The trained runs and the training job being watched, shared by the Reverse, Playground and
  * Train views.  Runs.refresh fills the run choices and tells its listeners; Jobs polls the job
- * and tells its listeners of every change. */
+ * and tells its listeners of every change; DefaultRun makes sure there is a run to show, training
+ * the default model when the machine has none. */
 
 import { $, api, showError, state } from "./api.js";
 import { fillSelect } from "./controls.js";
@@ -80,5 +81,53 @@ export const Jobs = {
       $("job-banner-bar").style.width = (100 * j.progress).toFixed(1) + "%";
     } else banner.hidden = true;
     for (const fn of this.listeners) fn(j, this.losses);
+  },
+};
+
+/** The run the Reverse and Playground views open with.  ensure() resolves true when a trained run
+ * exists (after the views' selectors have taken the chosen one); with none, it starts the default
+ * model's training once (/api/default-run), shows its progress in the Reverse view's notice, and
+ * resolves false; the views' ready listeners are told when that model becomes usable. */
+export const DefaultRun = {
+  selectors: [], // async fn(name): a view takes the chosen run (the Reverse view's selectRun)
+  readyListeners: [], // fn(name), once the default model trained here is usable
+  starting: false,
+  ready: false,
+  init() { Jobs.listeners.push((job) => this.onJob(job)); },
+  async select(name) {
+    for (const fn of this.selectors) await fn(name);
+  },
+  async ensure() {
+    const usable = await Runs.refresh();
+    if (usable.length) { await this.select($("rev-run").value); return true; }
+    if (this.starting) return false;
+    this.starting = true;
+    const setup = $("rev-setup");
+    setup.hidden = false;
+    $("rev-setup-text").textContent = "No trained model on this machine yet: training the default spiral model in the background…";
+    try {
+      const res = await api("/api/default-run", {});
+      if (res.job) Jobs.watch(res.job);
+      else { setup.hidden = true; await Runs.refresh(); await this.select(res.run); }
+    } catch (err) { showError("rev-error", err); }
+    return false;
+  },
+  /** A Jobs listener: the default model's progress in the notice, then the run, once usable. */
+  async onJob(job) {
+    const setup = $("rev-setup");
+    if (!job || setup.hidden) return;
+    const eta = job.eta_s !== null && job.eta_s !== undefined ? `, about ${Math.ceil(job.eta_s)} s left` : "";
+    $("rev-setup-text").textContent = job.status === "failed"
+      ? `Training the default model failed: ${job.error}`
+      : `Training the default model "${job.run}" (${job.data}): step ${job.step} of ${job.steps}${eta}. It is usable as soon as it finishes.`;
+    $("rev-setup-bar").style.width = (100 * job.progress).toFixed(1) + "%";
+    if (job.usable && !this.ready) {
+      this.ready = true;
+      setup.hidden = true;
+      await Runs.refresh();
+      $("rev-run").value = job.run;
+      await this.select(job.run);
+      for (const fn of this.readyListeners) fn(job.run);
+    }
   },
 };

@@ -5,7 +5,7 @@ import { $, api, showError, state } from "./api.js";
 import { fieldValue, fillSelect, fmtDb } from "./controls.js";
 import { combine, signalShare } from "./noising.js";
 import { COLORS, drawPanel, lineChart, mixColor } from "./plot.js";
-import { Reverse } from "./view-reverse.js";
+import { DefaultRun } from "./runs.js";
 
 /** The first n images of an image panel, as a panel. */
 function firstImages(img, n) {
@@ -26,11 +26,12 @@ export const Playground = {
     $("pg-play").addEventListener("click", () => this.toggle());
     $("pg-direction").addEventListener("change", () => { this.dir = +$("pg-direction").value; });
     $("pg-speed").addEventListener("input", () => { $("pg-speedlabel").textContent = $("pg-speed").value + "×"; });
+    DefaultRun.readyListeners.push(() => { if (state.view === "playground") this.load(); });
   },
-  shown() { Reverse.ensureRun().then((ok) => { if (ok && !this.frames.length) this.load(); }); },
+  shown() { DefaultRun.ensure().then((ok) => { if (ok && !this.frames.length) this.load(); }); },
   async load() {
     const name = $("pg-run").value;
-    if (!name) { await Reverse.ensureRun(); return; }
+    if (!name) { await DefaultRun.ensure(); return; }
     this.stop();
     const token = ++this.token;
     try {

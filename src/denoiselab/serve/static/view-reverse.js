@@ -1,33 +1,17 @@
 /* 3. Reverse: one sampler run of a trained model, every step's x_t, predicted noise, predicted
- * x0 and next sample on a timeline.  With no trained run on the machine it trains the default
- * model first (/api/default-run). */
+ * x0 and next sample on a timeline.  With no trained run on the machine it waits for the default
+ * model (runs.js: DefaultRun), whose training progress shows in this view's notice. */
 
 import { $, api, showError, state } from "./api.js";
 import { fieldError, fieldValue, fillSelect, fmtDb } from "./controls.js";
 import { BOX, COLORS, drawPanel, lineChart } from "./plot.js";
-import { Jobs, Runs } from "./runs.js";
-import { Playground } from "./view-playground.js";
+import { DefaultRun } from "./runs.js";
 import { stepNote, zoomExtent } from "./reverse-notes.js";
 import { Guidance } from "./reverse-guidance.js";
 import { drawGridTimeline, gridChoices, gridRequest, gridText } from "./timeline.js";
 
 export const Reverse = {
   frame: 0,
-  async ensureRun() {
-    const usable = await Runs.refresh();
-    if (usable.length) { await this.selectRun($("rev-run").value); return true; }
-    if (this.starting) return false;
-    this.starting = true;
-    const setup = $("rev-setup");
-    setup.hidden = false;
-    $("rev-setup-text").textContent = "No trained model on this machine yet: training the default spiral model in the background…";
-    try {
-      const res = await api("/api/default-run", {});
-      if (res.job) Jobs.watch(res.job);
-      else { setup.hidden = true; await Runs.refresh(); await this.selectRun(res.run); }
-    } catch (err) { showError("rev-error", err); }
-    return false;
-  },
   init() {
     fillSelect($("rev-sampler"), state.info.samplers, "dpm++2m");
     fillSelect($("rev-grid"), gridChoices(state.info.spacings, null), "");
@@ -35,28 +19,11 @@ export const Reverse = {
     $("rev-go").addEventListener("click", () => this.run());
     $("rev-timeline").addEventListener("input", () => this.show(+$("rev-timeline").value));
     $("rev-play").addEventListener("click", () => this.toggle());
-    Jobs.listeners.push((job) => this.onJob(job));
+    DefaultRun.selectors.push((name) => this.selectRun(name));
+    DefaultRun.readyListeners.push(() => { if (state.view === "reverse") this.run(); });
     Guidance.init();
   },
-  shown() { this.ensureRun().then((ok) => { if (ok && !state.rev.result) this.run(); }); },
-  async onJob(job) {
-    const setup = $("rev-setup");
-    if (!job || setup.hidden) return;
-    const eta = job.eta_s !== null && job.eta_s !== undefined ? `, about ${Math.ceil(job.eta_s)} s left` : "";
-    $("rev-setup-text").textContent = job.status === "failed"
-      ? `Training the default model failed: ${job.error}`
-      : `Training the default model "${job.run}" (${job.data}): step ${job.step} of ${job.steps}${eta}. It is usable as soon as it finishes.`;
-    $("rev-setup-bar").style.width = (100 * job.progress).toFixed(1) + "%";
-    if (job.usable && !this.autoRan) {
-      this.autoRan = true;
-      setup.hidden = true;
-      await Runs.refresh();
-      $("rev-run").value = job.run;
-      await this.selectRun(job.run);
-      if (state.view === "reverse") this.run();
-      if (state.view === "playground") Playground.load();
-    }
-  },
+  shown() { DefaultRun.ensure().then((ok) => { if (ok && !state.rev.result) this.run(); }); },
   async selectRun(name) {
     if (!name) return;
     try {
@@ -95,7 +62,7 @@ export const Reverse = {
   },
   async run() {
     const name = $("rev-run").value;
-    if (!name) { await this.ensureRun(); return; }
+    if (!name) { await DefaultRun.ensure(); return; }
     if (!state.rev.detail || state.rev.detail.name !== name) await this.selectRun(name);
     const detail = state.rev.detail;
     const steps = fieldValue("rev-steps"), n = fieldValue("rev-n"), seed = fieldValue("rev-seed");
