@@ -21,15 +21,8 @@ from .stepping import OnStep, StepRecord, gaussian_like, visited_times
 
 @legacy_signature(steps=50)
 @torch.no_grad()
-def sample_ddim(
-    denoise: Denoiser,
-    x_T: torch.Tensor,
-    times,
-    *,
-    on_step: OnStep = None,
-    generator: torch.Generator | None = None,
-    eta: float = 0.0,
-) -> torch.Tensor:
+def sample_ddim(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                generator: torch.Generator | None = None, eta: float = 0.0) -> torch.Tensor:
     """DDIM from x_T over ``times`` (strictly decreasing, ending at 0); ``generator`` draws the
     noise of eta > 0."""
     if eta < 0:

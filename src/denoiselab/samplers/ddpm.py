@@ -22,15 +22,8 @@ from ..choices import VARIANCES  # noqa: E402, F401 - the names, importable with
 
 @legacy_signature(steps=None)
 @torch.no_grad()
-def sample_ddpm(
-    denoise: Denoiser,
-    x_T: torch.Tensor,
-    times,
-    *,
-    on_step: OnStep = None,
-    generator: torch.Generator | None = None,
-    variance: str = "small",
-) -> torch.Tensor:
+def sample_ddpm(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                generator: torch.Generator | None = None, variance: str = "small") -> torch.Tensor:
     """Ancestral sampling from x_T over ``times`` (strictly decreasing, ending at 0; every step
     of the chain is time_grid(schedule, schedule.T)); ``generator`` draws each step's noise."""
     if variance not in VARIANCES:

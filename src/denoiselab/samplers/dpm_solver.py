@@ -85,33 +85,20 @@ def _multistep(denoise: Denoiser, x_T, times, *, order, on_step):
 
 
 @legacy_signature(steps=20)
-def sample_dpmpp_2m(
-    denoise: Denoiser,
-    x_T: torch.Tensor,
-    times,
-    *,
-    on_step: OnStep = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    order: int = 2,
-) -> torch.Tensor:
+def sample_dpmpp_2m(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                    generator: torch.Generator | None = None, order: int = 2) -> torch.Tensor:
     """DPM-Solver++(2M) from x_T over ``times`` (strictly decreasing, ending at 0).  ``order`` 1
-    is DDIM."""
+    is DDIM.  Deterministic: ``generator`` is ignored."""
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order}")
     return _multistep(denoise, x_T, times, order=order, on_step=on_step)
 
 
 @legacy_signature(steps=20)
-def sample_dpmpp_3m(
-    denoise: Denoiser,
-    x_T: torch.Tensor,
-    times,
-    *,
-    on_step: OnStep = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    order: int = 3,
-) -> torch.Tensor:
-    """DPM-Solver++(3M); ``order`` 2 is exactly DPM-Solver++(2M), 1 is DDIM."""
+def sample_dpmpp_3m(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                    generator: torch.Generator | None = None, order: int = 3) -> torch.Tensor:
+    """DPM-Solver++(3M) from x_T over ``times``; ``order`` 2 is exactly DPM-Solver++(2M), 1 is
+    DDIM.  Deterministic: ``generator`` is ignored."""
     if order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order}")
     return _multistep(denoise, x_T, times, order=order, on_step=on_step)
@@ -119,16 +106,11 @@ def sample_dpmpp_3m(
 
 @legacy_signature(steps=10)
 @torch.no_grad()
-def sample_dpmpp_2s(
-    denoise: Denoiser,
-    x_T: torch.Tensor,
-    times,
-    *,
-    on_step: OnStep = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-) -> torch.Tensor:
+def sample_dpmpp_2s(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
     """DPM-Solver++(2S) (Lu et al. 2022, Algorithm 1 with r1 = 1/2) over ``times``: two model
-    evaluations a step except the last, 2 N - 1 in all for N steps."""
+    evaluations a step except the last, 2 N - 1 in all for N steps.  Deterministic:
+    ``generator`` is ignored."""
     schedule = denoise.schedule
     times = visited_times(times)
     x = x_T

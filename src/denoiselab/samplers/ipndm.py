@@ -32,17 +32,10 @@ ADAMS_BASHFORTH = {1: (1.0,), 2: (3.0, -1.0), 3: (23.0, -16.0, 5.0), 4: (55.0, -
 
 @legacy_signature(steps=10)
 @torch.no_grad()
-def sample_ipndm(
-    denoise: Denoiser,
-    x_T: torch.Tensor,
-    times,
-    *,
-    on_step: OnStep = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    order: int = 4,
-) -> torch.Tensor:
+def sample_ipndm(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                 generator: torch.Generator | None = None, order: int = 4) -> torch.Tensor:
     """iPNDM of order ``order`` (1 to 4) from x_T over ``times`` (strictly decreasing, ending
-    at 0); one model evaluation per step."""
+    at 0); one model evaluation per step.  Deterministic: ``generator`` is ignored."""
     if order not in ADAMS_BASHFORTH:
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order}")
     schedule = denoise.schedule

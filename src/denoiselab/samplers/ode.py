@@ -82,41 +82,24 @@ def _solve(denoise: Denoiser, x_T, times, *, heun, on_step, edm=False):
 
 
 @legacy_signature(steps=20)
-def sample_euler(
-    denoise: Denoiser,
-    x_T: torch.Tensor,
-    times,
-    *,
-    on_step: OnStep = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-) -> torch.Tensor:
-    """Euler from x_T over ``times`` (strictly decreasing, ending at 0): DDIM with eta = 0."""
+def sample_euler(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Euler from x_T over ``times`` (strictly decreasing, ending at 0): DDIM with eta = 0.
+    Deterministic: ``generator`` is ignored."""
     return _solve(denoise, x_T, times, heun=False, on_step=on_step)
 
 
 @legacy_signature(steps=10)
-def sample_heun(
-    denoise: Denoiser,
-    x_T: torch.Tensor,
-    times,
-    *,
-    on_step: OnStep = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-) -> torch.Tensor:
+def sample_heun(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
     """Heun in the flow coordinates from x_T over ``times`` (strictly decreasing, ending at 0).
-    N steps cost 2 N - 1 model evaluations."""
+    N steps cost 2 N - 1 model evaluations.  Deterministic: ``generator`` is ignored."""
     return _solve(denoise, x_T, times, heun=True, on_step=on_step)
 
 
 @legacy_signature(steps=10)
-def sample_edm_heun(
-    denoise: Denoiser,
-    x_T: torch.Tensor,
-    times,
-    *,
-    on_step: OnStep = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-) -> torch.Tensor:
+def sample_edm_heun(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
     """Karras et al.'s Heun in (sigma~, x~) from x_T over ``times``.  N steps cost 2 N - 1
-    model evaluations."""
+    model evaluations.  Deterministic: ``generator`` is ignored."""
     return _solve(denoise, x_T, times, heun=True, edm=True, on_step=on_step)

@@ -63,20 +63,11 @@ def _coefficients(rks: list[float], h: float, order: int, variant: str, correcto
 
 @legacy_signature(steps=10)
 @torch.no_grad()
-def sample_unipc(
-    denoise: Denoiser,
-    x_T: torch.Tensor,
-    times,
-    *,
-    on_step: OnStep = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    order: int = 2,
-    variant: str = "bh2",
-    corrector: bool = True,
-) -> torch.Tensor:
+def sample_unipc(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                 generator: torch.Generator | None = None, order: int = 2, variant: str = "bh2", corrector: bool = True) -> torch.Tensor:
     """UniPC-``order`` with B(h) = ``variant`` from x_T over ``times`` (strictly decreasing,
     ending at 0); one model evaluation per step.  The records' x_t are the points the model was
-    called at."""
+    called at.  Deterministic: ``generator`` is ignored."""
     if order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order}")
     if variant not in VARIANTS:
