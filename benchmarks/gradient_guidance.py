@@ -44,7 +44,7 @@ from denoiselab.gradient_guidance import (
 from denoiselab.metrics import REFERENCE_DRAWS, point_metrics, reference_floor
 from denoiselab.oracles import GaussianMixture, labelled_mixture
 from denoiselab.regions import parse_region
-from denoiselab.samplers import SAMPLERS
+from denoiselab.samplers import SAMPLERS, Denoiser, time_grid
 from denoiselab.schedules import make_schedule
 
 MIX = labelled_mixture()
@@ -64,7 +64,7 @@ def draw_sets(make_model, n: int, repeats: int, sampler: str, steps: int, finish
         gen = torch.Generator().manual_seed(seed)
         x_T = torch.randn(n, 2, generator=gen, dtype=torch.float64)
         model = make_model(counts, seed)
-        x = SAMPLERS[sampler](model, x_T, SCHEDULE, steps, spacing="logsnr", generator=gen)
+        x = SAMPLERS[sampler](Denoiser(model, SCHEDULE), x_T, time_grid(SCHEDULE, steps, "logsnr"), generator=gen)
         sets.append(finish(x).numpy())
     return sets, counts
 

@@ -20,7 +20,7 @@ import torch
 
 from denoiselab.metrics import REFERENCE_DRAWS, point_metrics, reference_floor
 from denoiselab.oracles import two_d_mixture
-from denoiselab.samplers import SAMPLERS
+from denoiselab.samplers import SAMPLERS, Denoiser, time_grid
 from denoiselab.schedules import make_schedule
 
 CONTENDERS = [
@@ -42,7 +42,7 @@ def main() -> None:
 
     gmm = two_d_mixture()
     schedule = make_schedule(args.schedule, 1000)
-    model = gmm.eps_model(schedule)
+    denoise = Denoiser(gmm.eps_model(schedule), schedule)
     refs = [gmm.sample(args.n, torch.Generator().manual_seed(1000 + i)).numpy() for i in range(REFERENCE_DRAWS)]
     floor = reference_floor(refs)
 
@@ -68,7 +68,7 @@ def main() -> None:
             for i in range(args.repeats):
                 gen = torch.Generator().manual_seed(i)
                 x_T = torch.randn(args.n, 2, generator=gen, dtype=torch.float64)
-                samples.append(SAMPLERS[name](model, x_T, schedule, steps, spacing=spacing, generator=gen).numpy())
+                samples.append(SAMPLERS[name](denoise, x_T, time_grid(schedule, steps, spacing), generator=gen).numpy())
             m = point_metrics(samples, refs, floor)
             cells.append(f"{m.w2_ratio:.2f} / {m.energy_ratio:.2f}")
         print(f"| {name} | {spacing} | " + " | ".join(cells) + " |", flush=True)

@@ -42,7 +42,7 @@ import torch
 
 from denoiselab.metrics import energy_distance
 from denoiselab.oracles import ring_mixture, two_d_mixture
-from denoiselab.samplers import SAMPLERS, TWO_EVALUATIONS_PER_STEP, CountingModel, time_grid
+from denoiselab.samplers import SAMPLERS, TWO_EVALUATIONS_PER_STEP, CountingModel, Denoiser, time_grid
 from denoiselab.schedules import make_schedule
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -126,12 +126,13 @@ REFERENCE_STEPS = 500
 REFERENCE_T_MIN = 1e-5
 
 
-def reference_solve(model_fn, x_T: torch.Tensor, schedule, steps: int = REFERENCE_STEPS, t_min: float = REFERENCE_T_MIN) -> torch.Tensor:
+def reference_solve(denoise: Denoiser, x_T: torch.Tensor, steps: int = REFERENCE_STEPS, t_min: float = REFERENCE_T_MIN) -> torch.Tensor:
+    schedule = denoise.schedule
     ends = schedule.log_snr_at(torch.tensor([1.0, t_min], dtype=torch.float64))
     lam = torch.linspace(float(ends[0]), float(ends[1]), steps, dtype=torch.float64)
     grid = torch.cat([schedule.time_at_log_snr(lam).to(torch.float64), torch.zeros(1, dtype=torch.float64)])
     grid[0] = 1.0  # exactly the start of every other sampler here
-    return SAMPLERS["dpm++3m"](model_fn, x_T, schedule, grid=grid)
+    return SAMPLERS["dpm++3m"](denoise, x_T, grid)
 
 
 class Scorer:
@@ -226,9 +227,10 @@ def main() -> None:
         mixture = MIXTURES[mix_name]()
         model_fn = mixture.eps_model(schedule)
         x_T = torch.randn(max(args.n, args.n_gap), 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-        reference_end = reference_solve(model_fn, x_T, schedule)
-        finer = reference_solve(model_fn, x_T, schedule, 2 * REFERENCE_STEPS, REFERENCE_T_MIN / 100)
-        chain_end = reference_solve(model_fn, x_T, schedule, REFERENCE_STEPS, 1 / T)
+        denoise = Denoiser(model_fn, schedule)
+        reference_end = reference_solve(denoise, x_T)
+        finer = reference_solve(denoise, x_T, 2 * REFERENCE_STEPS, REFERENCE_T_MIN / 100)
+        chain_end = reference_solve(denoise, x_T, REFERENCE_STEPS, 1 / T)
         score = Scorer(mixture, args.n, seed=7, reference_end=reference_end)
         shift = float((mixture.log_prob(finer.double()) - score.reference_logp).mean())
         print(f"\n## {mix_name}: n = {args.n} for energy, {len(x_T)} for the gaps; energy floor {score.floor:.2e} (std {score.floor_std:.1e} over 4 exact draws), "
@@ -255,7 +257,7 @@ def main() -> None:
                 for nfe in args.nfe:
                     counting = CountingModel(model_fn)
                     grid = time_grid(schedule, our_steps(name, nfe), grid_name)
-                    x = SAMPLERS[name](counting, x_T, schedule, grid=grid, **options)
+                    x = SAMPLERS[name](Denoiser(counting, schedule), x_T, grid, **options)
                     results.append((*score(x), counting.calls))
                 row("denoiselab", label(name, options), grid_name, results)
             if args.tuned and (name, tuple(options.items())) in TUNED:
@@ -264,9 +266,9 @@ def main() -> None:
                 results = []
                 for nfe in args.nfe:
                     budget = nfe if name not in TWO_EVALUATIONS_PER_STEP else 2 * steps_for(name, nfe - (nfe + 1) % 2) - 1
-                    tuned = tune_grid(model_fn, schedule, name, budget, shape=(2,), seed=1, n=args.tune_n, options=options, max_seconds=args.tune_seconds)
+                    tuned = tune_grid(denoise, name, budget, shape=(2,), seed=1, n=args.tune_n, options=options, max_seconds=args.tune_seconds)
                     counting = CountingModel(model_fn)
-                    x = SAMPLERS[name](counting, x_T, schedule, grid=tuned.grid, **options)  # x_T: not the tuning noise
+                    x = SAMPLERS[name](Denoiser(counting, schedule), x_T, tuned.grid, **options)  # x_T: not the tuning noise
                     results.append((*score(x), counting.calls))
                 row("denoiselab", label(name, options), "tuned", results)
         for their_label, make in theirs():

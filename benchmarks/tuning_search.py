@@ -6,9 +6,11 @@ with `git worktree add /tmp/old <commit>`, each for every --seconds.  Each tuned
 here, the same way for both trees, on the benchmark noise of samplers_vs_diffusers.py (40000
 draws, which no search sees): the mean distance to the converged solve of the same ODE from the
 same noise, and the paired log-density gap against it (the score that benchmark reads its
-targets on).
+targets on).  Both trees must take a ``Denoiser`` (samplers/denoiser.py).  The table in
+BENCHMARKS.md ("The tuning search: objective and time") was measured against f73a01f, from
+before the Denoiser, with this script as of bf163b8: rerun it from that commit.
 
-    git worktree add /tmp/old f73a01f
+    git worktree add /tmp/old <commit>
     python benchmarks/tuning_search.py --src /tmp/old/src --seconds 15 60
 """
 
@@ -24,7 +26,7 @@ ONE = r"""
 import json, sys, time, torch
 sys.path.insert(0, {bench!r})
 from samplers_vs_diffusers import MIXTURES, T, reference_solve
-from denoiselab.samplers import SAMPLERS
+from denoiselab.samplers import SAMPLERS, Denoiser
 from denoiselab.schedules import make_schedule
 from denoiselab.tuning import tune_grid
 import denoiselab.tuning
@@ -32,14 +34,14 @@ assert denoiselab.tuning.__file__.startswith({src!r}), denoiselab.tuning.__file_
 torch.set_num_threads(1)
 schedule = make_schedule("linear", T)
 mixture = MIXTURES[{mixture!r}]()
-model = mixture.eps_model(schedule)
+denoise = Denoiser(mixture.eps_model(schedule), schedule)
 x_T = torch.randn(40000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-R = reference_solve(model, x_T, schedule)
+R = reference_solve(denoise, x_T)
 log_p_R = mixture.log_prob(R)
 t0 = time.perf_counter()
-tuned = tune_grid(model, schedule, {sampler!r}, {nfe}, shape=(2,), seed=1, n=1000, options={options!r}, max_seconds={seconds})
+tuned = tune_grid(denoise, {sampler!r}, {nfe}, shape=(2,), seed=1, n=1000, options={options!r}, max_seconds={seconds})
 seconds = time.perf_counter() - t0
-x = SAMPLERS[{sampler!r}](model, x_T, schedule, grid=tuned.grid, **{options!r})
+x = SAMPLERS[{sampler!r}](denoise, x_T, tuned.grid, **{options!r})
 d = mixture.log_prob(x) - log_p_R
 print(json.dumps({{"calls": tuned.objective_calls, "seconds": seconds, "start": tuned.start,
     "distance": float((x - R).norm(dim=1).mean()), "paired_gap": float(d.mean()), "se": float(d.std()) / len(d) ** 0.5}}))

@@ -21,7 +21,7 @@ import torch
 from denoiselab.gradient_guidance import classifier_guidance, loss_guidance, observation_loss, paste_observed, replacement
 from denoiselab.oracles import labelled_mixture
 from denoiselab.regions import parse_region
-from denoiselab.samplers import SAMPLERS
+from denoiselab.samplers import SAMPLERS, Denoiser, time_grid
 from denoiselab.schedules import make_schedule
 from denoiselab.viz.guidance import PointPanel, plot_classifier_scales, plot_guided_points, plot_inpainting
 
@@ -33,7 +33,7 @@ def points_figure(out: Path, n: int = 2000, steps: int = 50) -> Path:
     def draw(model):
         gen = torch.Generator().manual_seed(0)
         x_T = torch.randn(n, 2, generator=gen, dtype=torch.float64)
-        return SAMPLERS["dpm++2m"](model, x_T, schedule, steps, spacing="logsnr", generator=gen)
+        return SAMPLERS["dpm++2m"](Denoiser(model, schedule), x_T, time_grid(schedule, steps, "logsnr"), generator=gen)
 
     data = mix.sample(n, torch.Generator().manual_seed(1)).numpy()
     region = parse_region("x2 > 1", 2)

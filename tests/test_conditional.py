@@ -28,7 +28,7 @@ from denoiselab.runs import (
     load_run,
     sample_points,
 )
-from denoiselab.samplers import SAMPLERS
+from denoiselab.samplers import SAMPLERS, Denoiser, time_grid
 from denoiselab.schedules import make_schedule
 
 # --- a closed-form class-conditional model ----------------------------------------------------
@@ -63,12 +63,12 @@ def test_guidance_on_every_sampler_reaches_the_class_the_mixture_and_beyond(name
     schedule = make_schedule("linear", 200)
     model = conditional_oracle(schedule)
     x_T = torch.randn(4000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    opts = dict(spacing="logsnr") if name != "ddpm" else {}
     steps = {"ddpm": 100, "ddim": 50, "euler": 50}.get(name, 20)  # first-order samplers need more steps for 0.05
+    times = time_grid(schedule, steps, "trailing" if name == "ddpm" else "logsnr")
 
     def draw(scale):
         gen = torch.Generator().manual_seed(1)
-        return SAMPLERS[name](classifier_free(model, scale), x_T, schedule, steps, y=torch.tensor(0), generator=gen, **opts)
+        return SAMPLERS[name](Denoiser(classifier_free(model, scale), schedule, y=torch.tensor(0)), x_T, times, generator=gen)
 
     cond, uncond, strong = draw(1.0), draw(0.0), draw(4.0)
     # s = 1: the class-0 Gaussian.

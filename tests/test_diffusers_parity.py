@@ -32,7 +32,7 @@ from diffusers import (  # noqa: E402
 )
 
 from denoiselab.forward_process import q_posterior, transition  # noqa: E402
-from denoiselab.samplers import sample_ddim, sample_ddpm, sample_dpmpp_2m, step_grid  # noqa: E402
+from denoiselab.samplers import Denoiser, sample_ddim, sample_ddpm, sample_dpmpp_2m, step_grid, time_grid  # noqa: E402
 from denoiselab.schedules import Schedule, make_schedule  # noqa: E402
 
 # (diffusers beta_schedule, our kind, beta_start, beta_end)
@@ -206,7 +206,7 @@ def test_ddpm_each_step_matches(T, steps, spacing, their_spacing, variance, vari
     sched = theirs(DDPMScheduler, "linear", T, True, variance_type=variance_type, clip_sample=False, timestep_spacing=their_spacing)
     sched.set_timesteps(steps)
     records = []
-    sample_ddpm(fake.model_fn, start(), sch, steps, variance=variance, spacing=spacing, generator=gen(0), on_step=records.append)
+    sample_ddpm(Denoiser(fake.model_fn, sch), start(), time_grid(sch, steps, spacing), variance=variance, generator=gen(0), on_step=records.append)
     assert [r.k - 1 for r in records] == sched.timesteps.tolist()
     for r, j in zip(records, sched.timesteps, strict=True):
         out = sched.step(fake.eps(r.x_t, j), j, r.x_t, generator=gen(100 + r.index))
@@ -237,7 +237,7 @@ def test_ddpm_full_run_with_shared_noise(T, steps, spacing, their_spacing, varia
     sched = theirs(DDPMScheduler, "linear", T, True, variance_type=variance_type, clip_sample=False, timestep_spacing=their_spacing)
     sched.set_timesteps(steps)
     records = []
-    mine = sample_ddpm(fake.model_fn, start(1), sch, steps, variance=variance, spacing=spacing, generator=gen(42), on_step=records.append)
+    mine = sample_ddpm(Denoiser(fake.model_fn, sch), start(1), time_grid(sch, steps, spacing), variance=variance, generator=gen(42), on_step=records.append)
     x, g = start(1), gen(42)
     for r, j in zip(records, sched.timesteps, strict=True):
         torch.testing.assert_close(x, r.x_t, rtol=1e-8, atol=1e-8)
@@ -281,7 +281,7 @@ def test_ddim_eta0_full_run(name, T, steps, spacing):
     sched.set_timesteps(steps)
     fake = Fake(name, T)
     theirs_x = ddim_loop(sched, fake, start(2), 0.0)
-    mine = sample_ddim(fake.model_fn, start(2), sch, steps, eta=0.0, spacing=spacing)
+    mine = sample_ddim(Denoiser(fake.model_fn, sch), start(2), time_grid(sch, steps, spacing), eta=0.0)
     torch.testing.assert_close(mine, theirs_x, rtol=1e-9, atol=1e-9)
 
 
@@ -293,7 +293,7 @@ def test_ddim_eta0_full_run_float32_native_schedule(name, T, steps, spacing):
     sched.set_timesteps(steps)
     fake = Fake(name, T)
     theirs_x = ddim_loop(sched, fake, start(3, torch.float32), 0.0)
-    mine = sample_ddim(fake.model_fn, start(3, torch.float32), sch, steps, eta=0.0, spacing=spacing)
+    mine = sample_ddim(Denoiser(fake.model_fn, sch), start(3, torch.float32), time_grid(sch, steps, spacing), eta=0.0)
     assert mine.dtype == torch.float32
     torch.testing.assert_close(mine, theirs_x, rtol=1e-4, atol=1e-4)
 
@@ -316,7 +316,7 @@ def test_ddim_eta_positive(name, T, steps, spacing, eta):
     # for the last step, whose variance is 0), so equal seeds give equal trajectories.
     fake = Fake(name, T)
     theirs_x = ddim_loop(sched, fake, start(4), eta, generator=gen(7))
-    mine = sample_ddim(fake.model_fn, start(4), sch, steps, eta=eta, spacing=spacing, generator=gen(7))
+    mine = sample_ddim(Denoiser(fake.model_fn, sch), start(4), time_grid(sch, steps, spacing), eta=eta, generator=gen(7))
     torch.testing.assert_close(mine, theirs_x, rtol=1e-8, atol=1e-8)
 
 
@@ -361,7 +361,7 @@ def test_dpmpp_2m_full_run(name, T, steps, spacing):
     assert (sched.timesteps + 1).tolist() == step_grid(sch, steps, spacing)[:-1].tolist()
     fake = Fake(name, T)
     theirs_x = dpm_loop(sched, fake, start(5))
-    mine = sample_dpmpp_2m(fake.model_fn, start(5), sch, steps, spacing=spacing)
+    mine = sample_dpmpp_2m(Denoiser(fake.model_fn, sch), start(5), time_grid(sch, steps, spacing))
     # diffusers computes each update in float32.  With the cosine schedule its first step reads
     # sigma_T = 0.99999994 (float32) for 0.9999999988 and divides by alpha_T = 5e-5, which moves
     # x0 by ~1e-3 and the output by ~1e-4: a float32 limit, not a difference in the method ...
@@ -371,10 +371,10 @@ def test_dpmpp_2m_full_run(name, T, steps, spacing):
     ac = sched.alphas_cumprod
     a32, s32 = sched._sigma_to_alpha_sigma_t(torch.from_numpy(np.asarray(((1 - ac) / ac) ** 0.5, dtype=np.float32)))
     sch32 = Schedule("diffusers-float32", torch.cat([torch.ones(1), a32]).double(), torch.cat([torch.zeros(1), s32]).double())
-    mine32 = sample_dpmpp_2m(fake.model_fn, start(5), sch32, steps, spacing=spacing)
+    mine32 = sample_dpmpp_2m(Denoiser(fake.model_fn, sch32), start(5), time_grid(sch32, steps, spacing))
     torch.testing.assert_close(mine32, theirs_x, rtol=2e-6, atol=2e-6)
     # The agreement is not an accident of a weak model: first order differs by far more.
-    first = sample_dpmpp_2m(fake.model_fn, start(5), sch, steps, spacing=spacing, order=1)
+    first = sample_dpmpp_2m(Denoiser(fake.model_fn, sch), start(5), time_grid(sch, steps, spacing), order=1)
     assert (first - theirs_x).abs().max().item() > 1e-3
 
 
@@ -404,9 +404,11 @@ def test_dpmpp_3m_full_run(name, T, steps, spacing):
     sched.set_timesteps(steps)
     fake = Fake(name, T)
     theirs_x = dpm_loop(sched, fake, start(5))
-    mine32 = sample_dpmpp_3m(fake.model_fn, start(5), float32_schedule(sched), steps, spacing=spacing)
+    sch32 = float32_schedule(sched)
+    denoise, times = Denoiser(fake.model_fn, sch32), time_grid(sch32, steps, spacing)
+    mine32 = sample_dpmpp_3m(denoise, start(5), times)
     torch.testing.assert_close(mine32, theirs_x, rtol=2e-6, atol=2e-6)
-    second = sample_dpmpp_3m(fake.model_fn, start(5), float32_schedule(sched), steps, spacing=spacing, order=2)
+    second = sample_dpmpp_3m(denoise, start(5), times, order=2)
     assert (second - theirs_x).abs().max().item() > 1e-4  # third order is really taken
 
 
@@ -430,13 +432,15 @@ def test_unipc_full_run(name, T, steps, spacing, order, variant):
         x = sched.step(fake.eps(x, j), j, x).prev_sample
         theirs_steps.append(x)
     records = []
-    mine32 = sample_unipc(fake.model_fn, start(6), float32_schedule(sched), steps, order=order, variant=variant, spacing=spacing, on_step=records.append)
+    sch32 = float32_schedule(sched)
+    denoise, times = Denoiser(fake.model_fn, sch32), time_grid(sch32, steps, spacing)
+    mine32 = sample_unipc(denoise, start(6), times, order=order, variant=variant, on_step=records.append)
     for r, theirs_x in zip(records[:-1], theirs_steps[:-1], strict=True):
         torch.testing.assert_close(r.x_next, theirs_x, rtol=1e-5, atol=1e-5)
     if variant == "bh2":
         torch.testing.assert_close(mine32, x, rtol=1e-5, atol=1e-5)
     assert torch.isfinite(mine32).all()
-    plain = sample_unipc(fake.model_fn, start(6), float32_schedule(sched), steps, order=order, variant=variant, spacing=spacing, corrector=False)
+    plain = sample_unipc(denoise, start(6), times, order=order, variant=variant, corrector=False)
     assert (plain - mine32).abs().max().item() > 1e-4  # the corrector is really applied
 
 
@@ -458,7 +462,7 @@ def test_dpmpp_2s_one_step(name, ks):
     records = []
     sched.set_timesteps(2)  # only to read the float32 table
     sch32 = float32_schedule(sched)
-    mine = sample_dpmpp_2s(model_fn, start(7), sch32, grid=[k / T for k in ks], on_step=records.append)
+    mine = sample_dpmpp_2s(Denoiser(model_fn, sch32), start(7), [k / T for k in ks], on_step=records.append)
     assert len(seen) == 3 and seen[0] == ks[0] and seen[2] == ks[1] and ks[1] < seen[1] < ks[0]
     sched.set_timesteps(timesteps=[k - 1 for k in seen])  # t, u, s
     assert sched.get_order_list(3) == [1, 2, 1]
@@ -486,7 +490,7 @@ def test_ipndm_full_run(ks):
         a, s = float(sch.alphas[ks[i]]), sigmas[i]
         eps = fake.eps(x, ks[i] - 1)
         x = sched.step((eps - s * x) / a, j, x).prev_sample  # v such that s x + a v = eps
-    mine = sample_ipndm(fake.model_fn, start(8).float(), sch, grid=[k / T for k in ks])
+    mine = sample_ipndm(Denoiser(fake.model_fn, sch), start(8).float(), [k / T for k in ks])
     torch.testing.assert_close(mine, x, rtol=1e-4, atol=1e-4)
 
 
@@ -504,7 +508,8 @@ def test_edm_heun_full_run(name, ks):
         eps = fake.eps(sched.scale_model_input(x_tilde, j), int(j))
         x_tilde = sched.step(eps, j, x_tilde).prev_sample
     sch32 = float32_schedule(scheduler(DPMSolverMultistepScheduler, name, T))
-    mine = sample_edm_heun(fake.model_fn, start(9), sch32, grid=[k / T for k in ks])
+    denoise, times = Denoiser(fake.model_fn, sch32), [k / T for k in ks]
+    mine = sample_edm_heun(denoise, start(9), times)
     torch.testing.assert_close(mine, x_tilde, rtol=1e-4, atol=1e-4)
-    other = sample_heun(fake.model_fn, start(9), sch32, grid=[k / T for k in ks])
+    other = sample_heun(denoise, start(9), times)
     assert (other - x_tilde).abs().max().item() > 1e-3  # heun (in the flow variables) is another method

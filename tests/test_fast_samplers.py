@@ -14,6 +14,7 @@ from denoiselab.oracles import two_d_mixture
 from denoiselab.samplers import (
     SAMPLERS,
     CountingModel,
+    Denoiser,
     evaluations,
     sample_ddim,
     sample_dpmpp_2m,
@@ -27,8 +28,10 @@ from denoiselab.schedules import flow_schedule, make_schedule
 MIX = two_d_mixture()
 SCHED = make_schedule("linear", 1000)
 EPS_MODEL = MIX.eps_model(SCHED)
+EXACT = Denoiser(EPS_MODEL, SCHED)
 FLOW = flow_schedule(1000)
 VELOCITY_MODEL = MIX.denoiser(FLOW, "velocity")
+EXACT_FLOW = Denoiser(VELOCITY_MODEL, FLOW, "velocity")
 NEW = ("dpm++3m", "dpm++2s", "unipc", "ipndm", "edm-heun")
 
 
@@ -46,7 +49,7 @@ def before_last_jump(name: str, steps: int, xT: torch.Tensor, **kwargs) -> torch
     solver takes as the same first-order denoising step and which is left out here)."""
     grid = torch.cat([torch.linspace(1.0, 0.05, steps + 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)])
     last = {}
-    SAMPLERS[name](EPS_MODEL, xT, SCHED, grid=grid, on_step=lambda r: last.update(x=r.x_t), **kwargs)
+    SAMPLERS[name](EXACT, xT, grid, on_step=lambda r: last.update(x=r.x_t), **kwargs)
     return last["x"]
 
 
@@ -85,29 +88,29 @@ def test_error_falls_at_the_expected_order(ode_reference, name, kwargs, order):
 @pytest.mark.parametrize("steps", [1, 2, 5, 12])
 def test_first_orders_are_ddim(steps, spacing):
     """UniP-1 (bh1 or bh2, without the corrector), iPNDM order 1 and DPM-Solver++ order 1 are DDIM."""
-    xT = x_T(300, 1)
-    ddim = sample_ddim(EPS_MODEL, xT, SCHED, grid=time_grid(SCHED, steps, spacing))
+    xT, times = x_T(300, 1), time_grid(SCHED, steps, spacing)
+    ddim = sample_ddim(EXACT, xT, times)
     for out in (
-        sample_unipc(EPS_MODEL, xT, SCHED, grid=time_grid(SCHED, steps, spacing), order=1, variant="bh1", corrector=False),
-        sample_unipc(EPS_MODEL, xT, SCHED, grid=time_grid(SCHED, steps, spacing), order=1, variant="bh2", corrector=False),
-        sample_ipndm(EPS_MODEL, xT, SCHED, grid=time_grid(SCHED, steps, spacing), order=1),
-        sample_dpmpp_3m(EPS_MODEL, xT, SCHED, grid=time_grid(SCHED, steps, spacing), order=1),
+        sample_unipc(EXACT, xT, times, order=1, variant="bh1", corrector=False),
+        sample_unipc(EXACT, xT, times, order=1, variant="bh2", corrector=False),
+        sample_ipndm(EXACT, xT, times, order=1),
+        sample_dpmpp_3m(EXACT, xT, times, order=1),
     ):
         torch.testing.assert_close(out, ddim, rtol=0, atol=1e-10)
     if steps >= 5:  # with its corrector, UniPC-1 is another method
-        pc = sample_unipc(EPS_MODEL, xT, SCHED, grid=time_grid(SCHED, steps, spacing), order=1, variant="bh1")
+        pc = sample_unipc(EXACT, xT, times, order=1, variant="bh1")
         assert (pc - ddim).abs().max().item() > 1e-3
 
 
-@pytest.mark.parametrize("schedule,model,prediction", [(SCHED, EPS_MODEL, "eps"), (FLOW, VELOCITY_MODEL, "velocity")])
+@pytest.mark.parametrize("denoise", [EXACT, EXACT_FLOW], ids=["eps", "velocity"])
 @pytest.mark.parametrize("steps,spacing", [(3, "trailing"), (8, "logsnr"), (20, "karras"), (16, "time-uniform")])
-def test_3m_capped_at_order_2_is_2m_exactly(schedule, model, prediction, steps, spacing):
+def test_3m_capped_at_order_2_is_2m_exactly(denoise, steps, spacing):
     xT = x_T(200, 2)
-    grid = time_grid(schedule, steps, spacing)
-    two = sample_dpmpp_2m(model, xT, schedule, grid=grid, prediction=prediction)
-    assert torch.equal(sample_dpmpp_3m(model, xT, schedule, grid=grid, prediction=prediction, order=2), two)
+    grid = time_grid(denoise.schedule, steps, spacing)
+    two = sample_dpmpp_2m(denoise, xT, grid)
+    assert torch.equal(sample_dpmpp_3m(denoise, xT, grid, order=2), two)
     if steps >= 8:
-        three = sample_dpmpp_3m(model, xT, schedule, grid=grid, prediction=prediction)
+        three = sample_dpmpp_3m(denoise, xT, grid)
         assert (three - two).abs().max().item() > 1e-5
 
 
@@ -116,7 +119,8 @@ def test_3m_capped_at_order_2_is_2m_exactly(schedule, model, prediction, steps, 
 def test_model_calls_are_the_evaluations_counted(schedule, model, prediction, name):
     for steps in (1, 2, 7):
         counting = CountingModel(model)
-        SAMPLERS[name](counting, x_T(20, 3), schedule, steps, prediction=prediction, generator=torch.Generator().manual_seed(0))
+        denoise = Denoiser(counting, schedule, prediction)
+        SAMPLERS[name](denoise, x_T(20, 3), time_grid(schedule, steps), generator=torch.Generator().manual_seed(0))
         assert counting.calls == evaluations(name, steps), (name, steps)
 
 
@@ -125,10 +129,10 @@ def test_flow_path_from_t_1(name):
     """On the flow path lambda = -inf at t = 1: every solver starts there without infinities and
     approaches the ODE solution as steps grow."""
     xT = x_T(300, 4)
-    ref = sample_dpmpp_3m(VELOCITY_MODEL, xT, FLOW, 400, prediction="velocity", spacing="time-uniform")
+    ref = sample_dpmpp_3m(EXACT_FLOW, xT, time_grid(FLOW, 400, "time-uniform"))
     errors = []
     for steps in (6, 24):
-        out = SAMPLERS[name](VELOCITY_MODEL, xT, FLOW, steps, prediction="velocity", spacing="logsnr")
+        out = SAMPLERS[name](EXACT_FLOW, xT, time_grid(FLOW, steps, "logsnr"))
         assert torch.isfinite(out).all()
         errors.append((out - ref).norm(dim=1).mean().item())
     assert errors[1] < 0.3 * errors[0] and errors[1] < 0.1, errors
@@ -138,7 +142,7 @@ def test_flow_path_from_t_1(name):
 def test_records_form_one_trajectory_ending_clean(name):
     records = []
     xT = x_T(50, 5)
-    out = SAMPLERS[name](EPS_MODEL, xT, SCHED, 6, spacing="logsnr", on_step=records.append)
+    out = SAMPLERS[name](EXACT, xT, time_grid(SCHED, 6, "logsnr"), on_step=records.append)
     grid = time_grid(SCHED, 6, "logsnr").tolist()
     assert [r.t for r in records] == grid[:-1] and [r.t_next for r in records] == grid[1:]
     assert records[0].x_t is xT and out is records[-1].x_next
@@ -148,12 +152,12 @@ def test_records_form_one_trajectory_ending_clean(name):
 
 
 def test_bad_options_raise():
-    xT = x_T(4, 6)
+    xT, times = x_T(4, 6), time_grid(SCHED, 5)
     for call in (
-        lambda: sample_dpmpp_3m(EPS_MODEL, xT, SCHED, 5, order=4),
-        lambda: sample_unipc(EPS_MODEL, xT, SCHED, 5, order=4),
-        lambda: sample_unipc(EPS_MODEL, xT, SCHED, 5, variant="bh3"),
-        lambda: sample_ipndm(EPS_MODEL, xT, SCHED, 5, order=5),
+        lambda: sample_dpmpp_3m(EXACT, xT, times, order=4),
+        lambda: sample_unipc(EXACT, xT, times, order=4),
+        lambda: sample_unipc(EXACT, xT, times, variant="bh3"),
+        lambda: sample_ipndm(EXACT, xT, times, order=5),
     ):
         with pytest.raises(ValueError):
             call()

@@ -26,12 +26,14 @@ from denoiselab.samplers import (
     SAMPLERS,
     TWO_EVALUATIONS_PER_STEP,
     CountingModel,
+    Denoiser,
     StepRecord,
     evaluations,
     sample_ddim,
     sample_dpmpp_2m,
     sample_euler,
     sample_heun,
+    time_grid,
 )
 from denoiselab.schedules import ALL_SCHEDULE_KINDS, flow_schedule, make_schedule
 
@@ -63,10 +65,10 @@ def exact_ode_solution(schedule, x_start, t_start=1.0):
 
 
 def test_euler_1000_and_heun_20_recover_a_gaussian_from_its_flow_velocity():
-    model = gaussian().denoiser(FLOW, "velocity")
+    denoise = Denoiser(gaussian().denoiser(FLOW, "velocity"), FLOW, "velocity")
     x1 = noise(4000, 1)
     exact = exact_ode_solution(FLOW, x1)
-    euler, heun = sample_euler(model, x1, FLOW, 1000, prediction="velocity"), sample_heun(model, x1, FLOW, 20, prediction="velocity")
+    euler, heun = sample_euler(denoise, x1, time_grid(FLOW, 1000)), sample_heun(denoise, x1, time_grid(FLOW, 20))
     for x, tol in ((euler, 1e-3), (heun, 6e-3)):
         torch.testing.assert_close(x.mean(0), MU, rtol=0, atol=0.02)
         torch.testing.assert_close(x.std(0), torch.full((2,), S, dtype=torch.float64), rtol=0.04, atol=0)
@@ -77,11 +79,12 @@ def test_euler_1000_and_heun_20_recover_a_gaussian_from_its_flow_velocity():
 
 def test_heun_20_recovers_a_gaussian_mixture_on_the_flow_path():
     mix = two_d_mixture()
-    x = sample_heun(mix.denoiser(FLOW, "velocity"), noise(3000, 2), FLOW, 20, prediction="velocity")
+    denoise = Denoiser(mix.denoiser(FLOW, "velocity"), FLOW, "velocity")
+    x = sample_heun(denoise, noise(3000, 2), time_grid(FLOW, 20))
     ref, ref2 = mix.sample(3000, gen(3)), mix.sample(3000, gen(4))
     assert energy_distance(x, ref) < 3 * energy_distance(ref2, ref) + 1e-3
     # Too few Euler steps visibly miss it: the check has teeth.
-    coarse = sample_euler(mix.denoiser(FLOW, "velocity"), noise(3000, 2), FLOW, 2, prediction="velocity")
+    coarse = sample_euler(denoise, noise(3000, 2), time_grid(FLOW, 2))
     assert energy_distance(coarse, ref) > 10 * energy_distance(ref2, ref)
 
 
@@ -95,27 +98,27 @@ def test_the_straight_ot_map_between_two_gaussians_integrates_in_one_euler_step(
         return (1 - S) * z - MU
 
     z = noise(500, 5)
-    x0 = sample_euler(ot_velocity, z, FLOW, 1, prediction="velocity")
+    x0 = sample_euler(Denoiser(ot_velocity, FLOW, "velocity"), z, [1.0, 0.0])
     torch.testing.assert_close(x0, MU + S * z, rtol=0, atol=1e-12)
     # The marginal (independent-coupling) velocity of the same pair is not straight: one step misses.
-    one_step = sample_euler(gaussian().denoiser(FLOW, "velocity"), z, FLOW, 1, prediction="velocity")
+    one_step = sample_euler(Denoiser(gaussian().denoiser(FLOW, "velocity"), FLOW, "velocity"), z, [1.0, 0.0])
     assert (one_step - (MU + S * z)).abs().max() > 0.1
 
 
 @pytest.mark.parametrize("kind", ALL_SCHEDULE_KINDS)
 def test_euler_is_ddim_with_eta_zero_on_every_schedule(kind):
     schedule = make_schedule(kind, 1000)
-    model = two_d_mixture().denoiser(schedule, "velocity")
+    denoise = Denoiser(two_d_mixture().denoiser(schedule, "velocity"), schedule, "velocity")
     for grid in ("trailing", "karras", "time-uniform"):
-        a = sample_euler(model, noise(300, 6), schedule, 12, prediction="velocity", spacing=grid)
-        b = sample_ddim(model, noise(300, 6), schedule, 12, prediction="velocity", spacing=grid)
+        a = sample_euler(denoise, noise(300, 6), time_grid(schedule, 12, grid))
+        b = sample_ddim(denoise, noise(300, 6), time_grid(schedule, 12, grid))
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
 def test_euler_on_the_flow_path_is_the_rectified_flow_step():
     model = two_d_mixture().denoiser(FLOW, "velocity")
     records: list[StepRecord] = []
-    sample_euler(model, noise(64, 7), FLOW, [1.0, 0.7, 0.2, 0.0], prediction="velocity", on_step=records.append)
+    sample_euler(Denoiser(model, FLOW, "velocity"), noise(64, 7), [1.0, 0.7, 0.2, 0.0], on_step=records.append)
     for r in records:
         u = model(r.x_t, torch.full((64,), r.t, dtype=torch.float64))
         torch.testing.assert_close(r.x_next, r.x_t + (r.t_next - r.t) * u, rtol=0, atol=1e-12)
@@ -126,41 +129,38 @@ def test_dpm_solver_on_a_flow_model_matches_the_exact_ode_solution(kind):
     """The network predicts velocity; DPM-Solver++ reads it through the prediction conversions.
     From pure noise at t = 1 (log-SNR -inf on the flow path) to the closed-form ODE solution."""
     schedule = make_schedule(kind, 1000)
-    model = gaussian().denoiser(schedule, "velocity")
+    denoise = Denoiser(gaussian().denoiser(schedule, "velocity"), schedule, "velocity")
     x1 = noise(4000, 8)
     exact = exact_ode_solution(schedule, x1)
     errors = {}
     for steps in (5, 20, 40, 100):
-        x = sample_dpmpp_2m(model, x1, schedule, steps, prediction="velocity", spacing="logsnr")
+        x = sample_dpmpp_2m(denoise, x1, time_grid(schedule, steps, "logsnr"))
         assert torch.isfinite(x).all()
         errors[steps] = (x - exact).norm(dim=1).mean().item()
     assert errors[100] < 1e-3 and errors[40] < 4e-3, errors
     assert errors[100] < errors[40] < errors[20] < errors[5], errors  # converges
     # Second order pays: DDIM (first order) with the same 20 evaluations is further off.
-    ddim = sample_ddim(model, x1, schedule, 20, prediction="velocity", spacing="logsnr")
+    ddim = sample_ddim(denoise, x1, time_grid(schedule, 20, "logsnr"))
     assert (ddim - exact).norm(dim=1).mean().item() > 2 * errors[20]
 
 
 def test_dpm_solver_after_a_step_from_minus_infinite_log_snr_takes_a_first_order_step():
-    model = two_d_mixture().denoiser(FLOW, "velocity")
+    denoise = Denoiser(two_d_mixture().denoiser(FLOW, "velocity"), FLOW, "velocity")
     x1 = noise(100, 9)
     three = [1.0, 0.6, 0.3, 0.0]  # no step has usable history: order 2 is order 1
-    torch.testing.assert_close(
-        sample_dpmpp_2m(model, x1, FLOW, three, prediction="velocity"),
-        sample_dpmpp_2m(model, x1, FLOW, three, prediction="velocity", order=1), rtol=0, atol=1e-12,
-    )  # fmt: skip
+    torch.testing.assert_close(sample_dpmpp_2m(denoise, x1, three), sample_dpmpp_2m(denoise, x1, three, order=1), rtol=0, atol=1e-12)
     four = [1.0, 0.6, 0.3, 0.1, 0.0]  # 0.3 -> 0.1 has the history of 0.6 -> 0.3
-    a = sample_dpmpp_2m(model, x1, FLOW, four, prediction="velocity")
-    b = sample_dpmpp_2m(model, x1, FLOW, four, prediction="velocity", order=1)
+    a = sample_dpmpp_2m(denoise, x1, four)
+    b = sample_dpmpp_2m(denoise, x1, four, order=1)
     assert (a - b).abs().max() > 1e-4
 
 
 def test_an_eps_model_cannot_be_read_where_the_flow_path_holds_no_signal():
-    model = two_d_mixture().denoiser(FLOW, "eps")
+    denoise = Denoiser(two_d_mixture().denoiser(FLOW, "eps"), FLOW, "eps")
     with pytest.raises(ValueError, match="alpha = 0"):
-        sample_ddim(model, noise(8), FLOW, 5, prediction="eps")
+        sample_ddim(denoise, noise(8), time_grid(FLOW, 5))
     # Starting below t = 1 works.
-    assert torch.isfinite(sample_ddim(model, noise(8), FLOW, [0.99, 0.5, 0.0], prediction="eps")).all()
+    assert torch.isfinite(sample_ddim(denoise, noise(8), [0.99, 0.5, 0.0])).all()
 
 
 @pytest.mark.parametrize("prediction", ["velocity", "x0", "v"])
@@ -169,7 +169,7 @@ def test_an_eps_model_cannot_be_read_where_the_flow_path_holds_no_signal():
 def test_every_sampler_samples_a_flow_model_on_every_grid(name, grid, prediction):
     model = CountingModel(two_d_mixture().denoiser(FLOW, prediction))
     records: list[StepRecord] = []
-    x = SAMPLERS[name](model, noise(200, 10), FLOW, 6, prediction=prediction, spacing=grid, generator=gen(1), on_step=records.append)
+    x = SAMPLERS[name](Denoiser(model, FLOW, prediction), noise(200, 10), time_grid(FLOW, 6, grid), generator=gen(1), on_step=records.append)
     assert torch.isfinite(x).all() and x.shape == (200, 2)
     assert model.calls == evaluations(name, 6) == (11 if name in TWO_EVALUATIONS_PER_STEP else 6)
     assert records[-1].t_next == 0.0 and len(records) == 6
@@ -282,9 +282,9 @@ def test_flow_matching_loss_is_lowest_at_the_exact_velocity():
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
-def test_a_grid_can_be_given_by_keyword_or_in_the_place_of_steps(name):
-    model = two_d_mixture().denoiser(FLOW, "velocity")
+def test_the_times_can_be_a_list_or_a_tensor(name):
+    denoise = Denoiser(two_d_mixture().denoiser(FLOW, "velocity"), FLOW, "velocity")
     grid = [1.0, 0.55, 0.2, 0.0]
-    a = SAMPLERS[name](model, noise(50, 30), FLOW, grid=grid, prediction="velocity", generator=gen(1))
-    b = SAMPLERS[name](model, noise(50, 30), FLOW, grid, prediction="velocity", generator=gen(1))
+    a = SAMPLERS[name](denoise, noise(50, 30), grid, generator=gen(1))
+    b = SAMPLERS[name](denoise, noise(50, 30), torch.tensor(grid, dtype=torch.float64), generator=gen(1))
     torch.testing.assert_close(a, b, rtol=0, atol=0)

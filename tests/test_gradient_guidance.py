@@ -22,7 +22,7 @@ from denoiselab.metrics import energy_distance
 from denoiselab.oracles import GaussianMixture, labelled_mixture
 from denoiselab.prediction import resolve
 from denoiselab.regions import RegionError, parse_region, region_from
-from denoiselab.samplers import SAMPLERS
+from denoiselab.samplers import SAMPLERS, Denoiser, time_grid
 from denoiselab.schedules import make_schedule
 
 MIX = labelled_mixture()
@@ -33,7 +33,7 @@ N = 1000
 def _draw(model_fn, steps: int = 30, sampler: str = "dpm++2m", seed: int = 0, shape=(2,), prediction="eps") -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     x_T = torch.randn(N, *shape, generator=gen, dtype=torch.float64)
-    return SAMPLERS[sampler](model_fn, x_T, SCHEDULE, steps, spacing="logsnr", generator=gen, prediction=prediction)
+    return SAMPLERS[sampler](Denoiser(model_fn, SCHEDULE, prediction), x_T, time_grid(SCHEDULE, steps, "logsnr"), generator=gen)
 
 
 def _reference(mix: GaussianMixture, seed: int) -> np.ndarray:

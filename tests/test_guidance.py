@@ -5,7 +5,7 @@ import torch
 
 from denoiselab.guidance import NO_LABEL, classifier_free, drop_labels
 from denoiselab.models import ResidualMLP
-from denoiselab.samplers import SAMPLERS
+from denoiselab.samplers import SAMPLERS, Denoiser, time_grid
 from denoiselab.schedules import make_schedule
 
 
@@ -54,8 +54,9 @@ def test_every_sampler_accepts_the_guided_model(name):
     schedule = make_schedule("linear", 100)
     g = torch.Generator().manual_seed(0)
     x_T = torch.randn(32, 2, generator=g, dtype=torch.float64)
-    guided = SAMPLERS[name](classifier_free(toy_model, 2.0), x_T, schedule, 10, y=torch.tensor(1), generator=g)
-    plain = SAMPLERS[name](toy_model, x_T, schedule, 10, y=torch.tensor(1), generator=torch.Generator().manual_seed(0))
+    times, label = time_grid(schedule, 10), torch.tensor(1)
+    guided = SAMPLERS[name](Denoiser(classifier_free(toy_model, 2.0), schedule, y=label), x_T, times, generator=g)
+    plain = SAMPLERS[name](Denoiser(toy_model, schedule, y=label), x_T, times, generator=torch.Generator().manual_seed(0))
     assert guided.shape == x_T.shape and torch.isfinite(guided).all()
     assert not torch.allclose(guided, plain)  # guidance changed the trajectory
 

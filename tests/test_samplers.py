@@ -25,11 +25,13 @@ from denoiselab.oracles import two_d_mixture
 from denoiselab.prediction import PREDICTIONS, resolve, target
 from denoiselab.samplers import (
     SAMPLERS,
+    Denoiser,
     StepRecord,
     sample_ddim,
     sample_ddpm,
     sample_dpmpp_2m,
     step_grid,
+    time_grid,
 )
 from denoiselab.schedules import make_schedule
 
@@ -48,6 +50,7 @@ def one_thread():
 MIX = two_d_mixture()
 SCHED = make_schedule("linear", 1000)
 EPS_MODEL = MIX.eps_model(SCHED)
+EXACT = Denoiser(EPS_MODEL, SCHED)
 
 
 def gen(seed: int) -> torch.Generator:
@@ -127,7 +130,7 @@ def k_last(steps: int, spacing: str = "trailing") -> int:
 
 @pytest.mark.parametrize("variance", ["small", "large"])
 def test_ddpm_1000_steps_recovers_mixture(variance):
-    x = sample_ddpm(EPS_MODEL, x_T(), SCHED, 1000, variance=variance, generator=gen(1))
+    x = sample_ddpm(EXACT, x_T(), time_grid(SCHED, 1000), variance=variance, generator=gen(1))
     assert k_last(1000) == 1
     assert_recovers_mixture(x, 1, std_rtol=0.03)
     # At k_last = 1 the reference is the data itself: the data's own component stds come back.
@@ -136,7 +139,7 @@ def test_ddpm_1000_steps_recovers_mixture(variance):
 
 
 def test_ddim_50_steps_eta0_recovers_mixture():
-    x = sample_ddim(EPS_MODEL, x_T(), SCHED, 50, eta=0.0)
+    x = sample_ddim(EXACT, x_T(), time_grid(SCHED, 50), eta=0.0)
     assert_recovers_mixture(x, k_last(50), std_rtol=0.06)
 
 
@@ -144,12 +147,12 @@ def test_ddim_50_steps_eta1_recovers_mixture():
     # Ancestral sampling on a coarse grid under-disperses (each step plugs in E[x0 | x_k] and
     # drops Var[x0 | x_k]), by up to ~15 % for the narrowest component at 50 steps: allowed on
     # the low side only.
-    x = sample_ddim(EPS_MODEL, x_T(), SCHED, 50, eta=1.0, generator=gen(2))
+    x = sample_ddim(EXACT, x_T(), time_grid(SCHED, 50), eta=1.0, generator=gen(2))
     assert_recovers_mixture(x, k_last(50), std_rtol=0.04, std_low_extra=0.16)
 
 
 def test_dpmpp_2m_20_steps_recovers_mixture():
-    x = sample_dpmpp_2m(EPS_MODEL, x_T(), SCHED, 20)
+    x = sample_dpmpp_2m(EXACT, x_T(), time_grid(SCHED, 20))
     assert k_last(20) == 50
     assert_recovers_mixture(x, 50, std_rtol=0.06)
 
@@ -165,19 +168,19 @@ def test_reference_accounts_for_final_jump():
 
 def test_sampler_without_noise_fails_the_mixture_check():
     """The recovery check has teeth: ancestral sampling that forgets its noise collapses."""
-    def noiseless_ddpm(model_fn, xt, schedule, steps):
+    def noiseless_ddpm(denoise, xt, steps):
         from denoiselab.forward_process import q_posterior
-        from denoiselab.samplers import evaluate
 
+        schedule = denoise.schedule
         grid = step_grid(schedule, steps)
         x = xt
         for i in range(steps):
             k, s = int(grid[i]), int(grid[i + 1])
-            d = evaluate(model_fn, x, schedule, k / schedule.T)
+            d = denoise(x, k / schedule.T)
             x = q_posterior(schedule, d.x0, x, k, s).mean
         return x
 
-    bad = noiseless_ddpm(EPS_MODEL, x_T(), SCHED, 200)
+    bad = noiseless_ddpm(EXACT, x_T(), 200)
     with pytest.raises(AssertionError):
         assert_recovers_mixture(bad, 1, std_rtol=0.03)
 
@@ -190,23 +193,23 @@ def test_sampler_without_noise_fails_the_mixture_check():
 @pytest.mark.parametrize("spacing", ["trailing", "leading", "linspace", "logsnr"])
 @pytest.mark.parametrize("steps", [1, 2, 7, 25, 100])
 def test_ddim_eta0_equals_first_order_dpm_solver(steps, spacing):
-    xT = x_T(500, seed=3)
-    a = sample_ddim(EPS_MODEL, xT, SCHED, steps, eta=0.0, spacing=spacing)
-    b = sample_dpmpp_2m(EPS_MODEL, xT, SCHED, steps, order=1, spacing=spacing)
+    xT, times = x_T(500, seed=3), time_grid(SCHED, steps, spacing)
+    a = sample_ddim(EXACT, xT, times, eta=0.0)
+    b = sample_dpmpp_2m(EXACT, xT, times, order=1)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
     if steps >= 7:  # and the second-order solver really is a different method
-        c = sample_dpmpp_2m(EPS_MODEL, xT, SCHED, steps, order=2, spacing=spacing)
+        c = sample_dpmpp_2m(EXACT, xT, times, order=2)
         assert (c - a).abs().max().item() > 1e-4
 
 
 @pytest.mark.parametrize("steps,spacing", [(10, "trailing"), (37, "leading"), (1000, "trailing")])
 def test_ddim_eta1_equals_ddpm_small(steps, spacing):
     """DDIM with eta = 1 is ancestral sampling with the posterior variance (Song et al. 2021)."""
-    xT = x_T(300, seed=4)
-    a = sample_ddim(EPS_MODEL, xT, SCHED, steps, eta=1.0, spacing=spacing, generator=gen(9))
-    b = sample_ddpm(EPS_MODEL, xT, SCHED, steps, variance="small", spacing=spacing, generator=gen(9))
+    xT, times = x_T(300, seed=4), time_grid(SCHED, steps, spacing)
+    a = sample_ddim(EXACT, xT, times, eta=1.0, generator=gen(9))
+    b = sample_ddpm(EXACT, xT, times, variance="small", generator=gen(9))
     torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
-    c = sample_ddpm(EPS_MODEL, xT, SCHED, steps, variance="large", spacing=spacing, generator=gen(9))
+    c = sample_ddpm(EXACT, xT, times, variance="large", generator=gen(9))
     assert (c - a).abs().max().item() > 1e-3
 
 
@@ -229,7 +232,7 @@ SAMPLER_CASES = [
 def test_on_step_records_form_the_grid_and_end_clean(name, kwargs, steps, spacing):
     records: list[StepRecord] = []
     xT = x_T(64, seed=5)
-    out = SAMPLERS[name](EPS_MODEL, xT, SCHED, steps, spacing=spacing, generator=gen(0), on_step=records.append, **kwargs)
+    out = SAMPLERS[name](EXACT, xT, time_grid(SCHED, steps, spacing), generator=gen(0), on_step=records.append, **kwargs)
     grid = step_grid(SCHED, steps, spacing).tolist()
     assert len(records) == steps
     assert [r.index for r in records] == list(range(steps))
@@ -262,7 +265,7 @@ def test_plain_lambda_model_and_closed_form_trajectory():
     xT = x_T(16, seed=6, dim=3)
     for name, kwargs in [("ddim", {}), ("dpm++2m", {})]:
         seen_t.clear()
-        out = SAMPLERS[name](model_fn, xT, SCHED, 10, y="label", **kwargs)
+        out = SAMPLERS[name](Denoiser(model_fn, SCHED, y="label"), xT, time_grid(SCHED, 10), **kwargs)
         torch.testing.assert_close(out, xT / SCHED.alphas[-1].item(), rtol=1e-10, atol=0)
         grid = step_grid(SCHED, 10)
         assert len(seen_t) == 10
@@ -271,17 +274,17 @@ def test_plain_lambda_model_and_closed_form_trajectory():
             assert torch.all(t == k / SCHED.T)
     # A lambda works too, with any input shape (here image-like).
     img = torch.randn(2, 3, 4, 4, generator=gen(7), dtype=torch.float64)
-    out = sample_ddpm(lambda x, t, y=None: 0.1 * x, img, SCHED, 20, generator=gen(8))
+    out = sample_ddpm(Denoiser(lambda x, t, y=None: 0.1 * x, SCHED), img, time_grid(SCHED, 20), generator=gen(8))
     assert out.shape == img.shape and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("name,kwargs", [("ddpm", {"variance": "small"}), ("ddpm", {"variance": "large"}), ("ddim", {"eta": 1.0})])
 def test_generator_makes_stochastic_samplers_reproducible(name, kwargs):
-    xT = x_T(200, seed=7)
+    xT, times = x_T(200, seed=7), time_grid(SCHED, 25)
     fn = SAMPLERS[name]
-    a = fn(EPS_MODEL, xT, SCHED, 25, generator=gen(123), **kwargs)
-    b = fn(EPS_MODEL, xT, SCHED, 25, generator=gen(123), **kwargs)
-    c = fn(EPS_MODEL, xT, SCHED, 25, generator=gen(124), **kwargs)
+    a = fn(EXACT, xT, times, generator=gen(123), **kwargs)
+    b = fn(EXACT, xT, times, generator=gen(123), **kwargs)
+    c = fn(EXACT, xT, times, generator=gen(124), **kwargs)
     assert torch.equal(a, b)
     assert (a - c).abs().max().item() > 1e-3
 
@@ -289,8 +292,8 @@ def test_generator_makes_stochastic_samplers_reproducible(name, kwargs):
 @pytest.mark.parametrize("name", ["ddim", "dpm++2m"])
 def test_deterministic_samplers_ignore_the_generator(name):
     xT = x_T(200, seed=8)
-    a = SAMPLERS[name](EPS_MODEL, xT, SCHED, 25, generator=gen(1))
-    b = SAMPLERS[name](EPS_MODEL, xT, SCHED, 25, generator=gen(2))
+    a = SAMPLERS[name](EXACT, xT, time_grid(SCHED, 25), generator=gen(1))
+    b = SAMPLERS[name](EXACT, xT, time_grid(SCHED, 25), generator=gen(2))
     assert torch.equal(a, b)
 
 
@@ -302,11 +305,11 @@ def test_dpmpp_2m_is_a_better_ode_solver_than_ddim():
     """
     xT = x_T(1000, seed=9)
     ref: dict[int, torch.Tensor] = {}
-    sample_ddim(EPS_MODEL, xT, SCHED, 1000, on_step=lambda r: ref.__setitem__(grid_k(r.t), r.x_t))
+    sample_ddim(EXACT, xT, time_grid(SCHED, 1000), on_step=lambda r: ref.__setitem__(grid_k(r.t), r.x_t))
 
     def err(sampler, steps):
         last = {}
-        sampler(EPS_MODEL, xT, SCHED, steps, on_step=lambda r: last.update(k=grid_k(r.t), x=r.x_t))
+        sampler(EXACT, xT, time_grid(SCHED, steps), on_step=lambda r: last.update(k=grid_k(r.t), x=r.x_t))
         assert last["k"] == k_last(steps)
         return (last["x"] - ref[last["k"]]).norm(dim=1).mean().item()
 
@@ -340,13 +343,13 @@ def wrap_as(kind: str):
 @pytest.mark.parametrize("kind", [p for p in PREDICTIONS if p != "eps"])
 @pytest.mark.parametrize("name,kwargs,steps", [("ddpm", {}, 30), ("ddim", {"eta": 0.0}, 30), ("ddim", {"eta": 0.7}, 30), ("dpm++2m", {}, 15)])
 def test_prediction_types_give_the_same_samples(kind, name, kwargs, steps):
-    xT = x_T(300, seed=10)
+    xT, times = x_T(300, seed=10), time_grid(SCHED, steps)
     fn = SAMPLERS[name]
-    base = fn(EPS_MODEL, xT, SCHED, steps, prediction="eps", generator=gen(4), **kwargs)
-    other = fn(wrap_as(kind), xT, SCHED, steps, prediction=kind, generator=gen(4), **kwargs)
+    base = fn(Denoiser(EPS_MODEL, SCHED, "eps"), xT, times, generator=gen(4), **kwargs)
+    other = fn(Denoiser(wrap_as(kind), SCHED, kind), xT, times, generator=gen(4), **kwargs)
     torch.testing.assert_close(other, base, rtol=1e-8, atol=1e-8)
     # Reading the prediction with the wrong type gives a different answer.
-    wrong = fn(wrap_as(kind), xT, SCHED, steps, prediction="eps", generator=gen(4), **kwargs)
+    wrong = fn(Denoiser(wrap_as(kind), SCHED, "eps"), xT, times, generator=gen(4), **kwargs)
     assert not torch.allclose(wrong, base, atol=1e-3)
 
 
@@ -354,7 +357,7 @@ def test_prediction_types_give_the_same_samples(kind, name, kwargs, steps):
 def test_clip_x0_clamps_the_estimate_and_keeps_eps_consistent(name):
     records: list[StepRecord] = []
     xT = 3 * x_T(200, seed=12)  # wide enough that unclipped estimates leave [-1, 1]
-    SAMPLERS[name](EPS_MODEL, xT, SCHED, 20, clip_x0=1.0, generator=gen(0), on_step=records.append)
+    SAMPLERS[name](Denoiser(EPS_MODEL, SCHED, clip_x0=1.0), xT, time_grid(SCHED, 20), generator=gen(0), on_step=records.append)
     assert max(r.x0.abs().max().item() for r in records) <= 1.0
     assert any((r.x0.abs() == 1.0).any() for r in records)  # the clamp was active
     for r in records:
@@ -363,14 +366,17 @@ def test_clip_x0_clamps_the_estimate_and_keeps_eps_consistent(name):
 
 
 def test_bad_arguments_raise():
-    xT = x_T(4)
+    xT, times = x_T(4), time_grid(SCHED, 10)
     with pytest.raises(ValueError):
-        sample_ddpm(EPS_MODEL, xT, SCHED, 10, variance="medium")
+        sample_ddpm(EXACT, xT, times, variance="medium")
     with pytest.raises(ValueError):
-        sample_ddim(EPS_MODEL, xT, SCHED, 10, eta=-0.1)
+        sample_ddim(EXACT, xT, times, eta=-0.1)
     with pytest.raises(ValueError):
-        sample_dpmpp_2m(EPS_MODEL, xT, SCHED, 10, order=3)
+        sample_dpmpp_2m(EXACT, xT, times, order=3)
     with pytest.raises(ValueError):
-        sample_ddim(EPS_MODEL, xT, SCHED, 10, prediction="score")
+        sample_ddim(Denoiser(EPS_MODEL, SCHED, "score"), xT, times)
     with pytest.raises(ValueError):
-        sample_ddim(EPS_MODEL, xT, SCHED, 1001)
+        time_grid(SCHED, 1001)
+    for bad in ([0.5, 0.7, 0.0], [1.0, 0.5], [1.0], [1.5, 0.0]):  # not decreasing, not ending at 0, one time, outside [0, 1]
+        with pytest.raises(ValueError, match="times"):
+            sample_ddim(EXACT, xT, bad)

@@ -354,7 +354,7 @@ def test_clamped_steps_carry_the_networks_own_prediction(runs):
     """The Reverse view drew x0-hat after the sampler's clamp and eps-hat recomputed from it; the
     network's own prediction comes with every step that was clamped, and the clamped share."""
     from denoiselab.runs import load_run
-    from denoiselab.samplers.stepping import evaluate
+    from denoiselab.samplers import Denoiser
     from denoiselab.serve.payloads import decode_panel
 
     with _client(runs) as c:
@@ -372,7 +372,7 @@ def test_clamped_steps_carry_the_networks_own_prediction(runs):
     run = load_run(runs / "tiny", device="cpu")
     x_t = torch.as_tensor(decode_panel(body["x_T"]), dtype=torch.float32)
     with torch.inference_mode():
-        raw = evaluate(run.model_fn(), x_t, run.schedule, first["t"], prediction=run.config.model.prediction)
+        raw = Denoiser(run.model_fn(), run.schedule, run.config.model.prediction)(x_t, first["t"])
     np.testing.assert_allclose(decode_panel(first["eps_net"]), raw.eps.numpy(), rtol=2e-3, atol=2e-3)
     for f in body["frames"]:
         share = float((np.abs(decode_panel(f["x0"])) >= bound * (1 - 1e-3)).any(axis=1).mean())

@@ -12,13 +12,14 @@ import torch
 
 from denoiselab import cli
 from denoiselab.oracles import ring_mixture, two_d_mixture
-from denoiselab.samplers import SAMPLERS, time_grid
+from denoiselab.samplers import SAMPLERS, Denoiser, time_grid
 from denoiselab.schedules import flow_schedule, make_schedule
 from denoiselab.tuning import TUNED_GRIDS, TuningError, read_tuned_grids, save_tuned_grid, steps_for, tune_grid, tuned_grid
 
 MIX = two_d_mixture()
 SCHED = make_schedule("linear", 1000)
 FLOW = flow_schedule(1000)
+EXACT = Denoiser(MIX.eps_model(SCHED), SCHED)
 
 
 @pytest.fixture(autouse=True)
@@ -36,18 +37,18 @@ def check_tuned(result, schedule, steps):
 
 
 def test_tuned_grid_beats_the_best_named_grid_on_held_out_noise():
-    result = tune_grid(MIX.eps_model(SCHED), SCHED, "dpm++2m", 4, shape=(2,), n=400, seed=3, max_calls=300, max_seconds=600)
+    result = tune_grid(EXACT, "dpm++2m", 4, shape=(2,), n=400, seed=3, max_calls=300, max_seconds=600)
     check_tuned(result, SCHED, 4)
     assert result.start in ("trailing", "logsnr", "karras", "time-uniform") and result.notes == []
     assert result.error < 0.8 * result.start_error  # the search found a clearly better grid
     assert result.objective_calls == 300  # the call budget, not the 600 s, ended the search
     # The reported number is reproducible from the grid and fresh noise (not the search's own):
     # the tuned grid also beats its start on a third draw, judged against a fine ODE solve.
-    model, xT = MIX.eps_model(SCHED), torch.randn(1000, 2, generator=torch.Generator().manual_seed(99), dtype=torch.float64)
-    ref = SAMPLERS["dpm++3m"](model, xT, SCHED, 200, spacing="logsnr")
+    xT = torch.randn(1000, 2, generator=torch.Generator().manual_seed(99), dtype=torch.float64)
+    ref = SAMPLERS["dpm++3m"](EXACT, xT, time_grid(SCHED, 200, "logsnr"))
 
     def err(grid):
-        return float((SAMPLERS["dpm++2m"](model, xT, SCHED, grid=grid) - ref).norm(dim=1).mean())
+        return float((SAMPLERS["dpm++2m"](EXACT, xT, grid) - ref).norm(dim=1).mean())
 
     assert err(result.grid) < err(result.start_grid)
 
@@ -56,15 +57,14 @@ def test_the_reported_errors_are_mean_distances_on_the_held_out_draw():
     # The search's objective and its report: the mean over starting points of the Euclidean
     # distance to the 200-step reference (not the RMS, which a few points sent to another mode
     # dominate), on the second draw of the seeded generator, which the search never sees.
-    model = MIX.eps_model(SCHED)
-    result = tune_grid(model, SCHED, "ddim", 3, shape=(2,), n=300, seed=5, max_calls=50, max_seconds=600)
+    result = tune_grid(EXACT, "ddim", 3, shape=(2,), n=300, seed=5, max_calls=50, max_seconds=600)
     gen = torch.Generator().manual_seed(5)
     torch.randn(300, 2, generator=gen, dtype=torch.float64)  # the search's draw
     held = torch.randn(300, 2, generator=gen, dtype=torch.float64)
-    ref = SAMPLERS["dpm++3m"](model, held, SCHED, 200, spacing="logsnr")
+    ref = SAMPLERS["dpm++3m"](EXACT, held, time_grid(SCHED, 200, "logsnr"))
 
     def mean_distance(grid):
-        return float((SAMPLERS["ddim"](model, held, SCHED, grid=grid) - ref).norm(dim=1).mean())
+        return float((SAMPLERS["ddim"](EXACT, held, grid) - ref).norm(dim=1).mean())
 
     assert result.error == pytest.approx(mean_distance(result.grid), rel=1e-9)
     assert result.start_error == pytest.approx(mean_distance(result.start_grid), rel=1e-9)
@@ -78,32 +78,32 @@ def test_tuned_grid_brings_narrow_modes_to_the_converged_log_density():
     # the few points a grid change sends to another mode dominate, the search passes +0.03 at 600
     # calls and moves away to +0.15 by 1500.
     ring = ring_mixture()
-    model = ring.eps_model(SCHED)
-    result = tune_grid(model, SCHED, "dpm++3m", 10, shape=(2,), n=1000, seed=1, max_calls=1500, max_seconds=600)
+    denoise = Denoiser(ring.eps_model(SCHED), SCHED)
+    result = tune_grid(denoise, "dpm++3m", 10, shape=(2,), n=1000, seed=1, max_calls=1500, max_seconds=600)
     x_T = torch.randn(4000, 2, generator=torch.Generator().manual_seed(123), dtype=torch.float64)  # neither draw of the search
     ends = SCHED.log_snr_at(torch.tensor([1.0, 1e-5], dtype=torch.float64))
     fine = torch.cat([SCHED.time_at_log_snr(torch.linspace(float(ends[0]), float(ends[1]), 300, dtype=torch.float64)), torch.zeros(1, dtype=torch.float64)])
     fine[0] = 1.0
-    log_p_converged = ring.log_prob(SAMPLERS["dpm++3m"](model, x_T, SCHED, grid=fine))
+    log_p_converged = ring.log_prob(SAMPLERS["dpm++3m"](denoise, x_T, fine))
 
     def gap(grid):
-        return float((ring.log_prob(SAMPLERS["dpm++3m"](model, x_T, SCHED, grid=grid)) - log_p_converged).mean())
+        return float((ring.log_prob(SAMPLERS["dpm++3m"](denoise, x_T, grid)) - log_p_converged).mean())
 
     assert abs(gap(result.start_grid)) > 0.25
     assert abs(gap(result.grid)) < 0.05
 
 
 def test_tuning_works_on_the_flow_path_with_a_velocity_model():
-    result = tune_grid(MIX.denoiser(FLOW, "velocity"), FLOW, "unipc", 4, shape=(2,), prediction="velocity", n=300, max_calls=150, max_seconds=600)
+    result = tune_grid(Denoiser(MIX.denoiser(FLOW, "velocity"), FLOW, "velocity"), "unipc", 4, shape=(2,), n=300, max_calls=150, max_seconds=600)
     check_tuned(result, FLOW, 4)
 
 
 def test_a_given_start_grid_and_two_call_samplers():
-    result = tune_grid(MIX.eps_model(SCHED), SCHED, "heun", 5, shape=(2,), n=200, start=[1.0, 0.5, 0.1, 0.0], max_calls=100, max_seconds=600)
+    result = tune_grid(EXACT, "heun", 5, shape=(2,), n=200, start=[1.0, 0.5, 0.1, 0.0], max_calls=100, max_seconds=600)
     check_tuned(result, SCHED, 3)
     assert result.start == "given" and result.start_grid == [1.0, 0.5, 0.1, 0.0]
     with pytest.raises(TuningError, match="takes 3 steps"):
-        tune_grid(MIX.eps_model(SCHED), SCHED, "heun", 5, shape=(2,), n=50, start=[1.0, 0.1, 0.0])
+        tune_grid(EXACT, "heun", 5, shape=(2,), n=50, start=[1.0, 0.1, 0.0])
 
 
 @pytest.mark.parametrize("sampler,nfe,message", [
@@ -123,7 +123,7 @@ def test_steps_for_two_call_samplers():
 
 
 def test_file_round_trip_and_corrupt_files(tmp_path):
-    result = tune_grid(MIX.eps_model(SCHED), SCHED, "ddim", 3, shape=(2,), n=100, max_calls=30, max_seconds=600)
+    result = tune_grid(EXACT, "ddim", 3, shape=(2,), n=100, max_calls=30, max_seconds=600)
     save_tuned_grid(tmp_path, result)
     assert tuned_grid(tmp_path, "ddim", 3).tolist() == result.grid
     assert tuned_grid(tmp_path, "ddim", 4) is None and tuned_grid(tmp_path / "none", "ddim", 3) is None

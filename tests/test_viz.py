@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from denoiselab import viz
-from denoiselab.samplers import sample_ddim
+from denoiselab.samplers import Denoiser, sample_ddim, time_grid
 from denoiselab.schedules import flow_schedule, make_schedule
 from denoiselab.viz import gif
 from denoiselab.viz import points as vpoints
@@ -365,7 +365,7 @@ def test_frames_from_records_follow_the_sampler_grid(tmp_path):
     sched = make_schedule("linear", 100)
     records = []
     x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
-    x0 = sample_ddim(lambda x, t, y=None: torch.zeros_like(x), x_T, sched, 10, on_step=records.append)
+    x0 = sample_ddim(Denoiser(lambda x, t, y=None: torch.zeros_like(x), sched), x_T, time_grid(sched, 10), on_step=records.append)
     frames = viz.frames_from_records(records)
     ts = [t for t, _ in frames]
     np.testing.assert_allclose(ts, np.linspace(1.0, 0.0, 11))

@@ -18,7 +18,7 @@ _EXPORTS = {
     ".forward_process": ("q_chain", "q_posterior", "q_sample", "q_step"),
     ".metrics": ("energy_distance", "point_metrics", "w2_exact"),
     ".runs": ("Run", "RunError", "evaluate_run", "load_run", "render_figures", "sample_points"),
-    ".samplers": ("SAMPLERS", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_euler", "sample_heun", "time_grid"),
+    ".samplers": ("SAMPLERS", "Denoiser", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_euler", "sample_heun", "time_grid"),
     ".schedules": ("Schedule", "flow_schedule", "make_schedule"),
     ".training": ("train",),
 }
@@ -43,6 +43,7 @@ __all__ = [
     "SAMPLERS",
     "Config",
     "ConfigError",
+    "Denoiser",
     "Run",
     "RunError",
     "Schedule",

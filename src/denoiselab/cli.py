@@ -505,7 +505,7 @@ def cmd_tune_steps(args) -> int:
 
     from .runs import class_labels, guided_model_fn
     from .samplers import GRIDS as NAMED
-    from .samplers import parse_grid
+    from .samplers import Denoiser, parse_grid
     from .tuning import START_GRIDS, TuningError, save_tuned_grid, steps_for, tune_grid
 
     run = _load_for_use(args.run)
@@ -526,10 +526,11 @@ def cmd_tune_steps(args) -> int:
         raise UsageError(f"--max-seconds: must be > 0, got {args.max_seconds:g}")
     labels = class_labels(run, args.n)
     y = None if labels is None else torch.as_tensor(labels, device=run.device)
+    denoise = Denoiser(guided_model_fn(run), run.schedule, run.config.model.prediction, y)
     try:
         result = tune_grid(
-            guided_model_fn(run), run.schedule, sampler, args.nfe, shape=run.sample_shape, prediction=run.config.model.prediction,
-            y=y, n=args.n, seed=args.seed, start=start, max_seconds=args.max_seconds, max_calls=args.max_calls, device=run.device, dtype=torch.float32,
+            denoise, sampler, args.nfe, shape=run.sample_shape, n=args.n, seed=args.seed, start=start,
+            max_seconds=args.max_seconds, max_calls=args.max_calls, device=run.device, dtype=torch.float32,
         )
         path = save_tuned_grid(run.path, result)
     except TuningError as exc:

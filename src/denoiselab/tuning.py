@@ -13,11 +13,8 @@ Why the distance and not its square: a change of grid sends a few starting point
 boundary between two modes into the other mode, a distance of the modes' spacing.  Squared,
 those few points outweigh the rest, and the search chases them, which neither generalises to
 held-out noise nor improves the distribution.  The mean distance counts each point's error once,
-so the search improves the bulk.  On the ring mixture (eight modes of std 0.05) at 10
-evaluations, 60 s of search on the squared distance left DPM-Solver++(3M) with a mean
-log-density gap of +0.158 to the converged solve, on the distance -0.003; on a trained spiral
-run 8 of 9 tuned grids scored better in W2 and energy distance (BENCHMARKS.md, "The tuning
-search: objective and time"; benchmarks/tuning_search.py).
+so the search improves the bulk (measured: BENCHMARKS.md, "The tuning search: objective and
+time"; benchmarks/tuning_search.py).
 
 The grid t_0 = 1 > t_1 > ... > t_{N-1} > t_N = 0 is parametrised by N log-weights w: the
 softmax of w splits the log-SNR range [lambda(t_0), lambda(1 / T)] into N increments, and the
@@ -27,12 +24,13 @@ constraints.  It starts from the best named grid for that count, restarts around
 until ``max_seconds`` are spent or a narrow restart finds nothing better, and, on a DDPM chain, the
 result is moved to the nearest grid steps k / T, where the network was trained.  Every number
 reported is measured on held-out noise (a second draw), and the tuned grid is kept only if it
-is no worse there than the grid it started from.
+is no worse there than the grid it started from.  The model is a ``Denoiser``
+(samplers/denoiser.py): the model function with its schedule, prediction and labels, which the
+search and the reference solve share.
 
 A run folder keeps its tuned grids in ``tuned_grids.json``, keyed "sampler/evaluations";
 ``denoiselab sample`` and ``evaluate`` use one when it exists for their sampler and count.
 """
-
 from __future__ import annotations
 
 import json
@@ -45,7 +43,7 @@ import numpy as np
 import torch
 
 from .files import write_json
-from .samplers import SAMPLERS, TWO_EVALUATIONS_PER_STEP, check_grid, sample_dpmpp_3m, time_grid
+from .samplers import SAMPLERS, TWO_EVALUATIONS_PER_STEP, Denoiser, check_grid, sample_dpmpp_3m, time_grid
 from .samplers.grids import _strictly_decreasing
 from .schedules import Schedule
 
@@ -130,14 +128,11 @@ def on_chain(schedule: Schedule, grid: torch.Tensor) -> torch.Tensor:
 
 
 def tune_grid(
-    model_fn,
-    schedule: Schedule,
+    denoise: Denoiser,
     sampler: str,
     evaluations: int,
     *,
     shape: tuple[int, ...],
-    prediction: str = "eps",
-    y=None,
     n: int = 2000,
     seed: int = 0,
     start=None,
@@ -147,29 +142,28 @@ def tune_grid(
     device="cpu",
     dtype=torch.float64,
 ) -> TunedGrid:
-    """Tune the grid of ``sampler`` at ``evaluations`` model calls for ``model_fn``.
+    """Tune the grid of ``sampler`` at ``evaluations`` model calls for the model of ``denoise``.
 
     ``shape``: one sample's shape; ``n`` starting points for the search and as many held out;
     ``start``: a named grid or a list of times (default: the best named grid on the search noise);
-    ``options``: sampler keywords (order, variant, ...); ``y``: labels of the n points (a
-    conditional model), used for both draws.  The search stops after ``max_seconds`` (counted
-    from the call, the reference solves included) or ``max_calls`` sampler runs, whichever
-    comes first; a call budget gives the same grid on any machine.
+    ``options``: sampler keywords (order, variant, ...).  The Denoiser's labels (a conditional
+    model) are those of the n points, used for both draws.  The search stops after
+    ``max_seconds`` (counted from the call, the reference solves included) or ``max_calls``
+    sampler runs, whichever comes first; a call budget gives the same grid on any machine.
     """
     t0 = time.perf_counter()
+    schedule = denoise.schedule
     steps = steps_for(sampler, evaluations)
     fn, options = SAMPLERS[sampler], dict(options or {})
     gen = torch.Generator().manual_seed(seed)
     x_fit = torch.randn(n, *shape, generator=gen, dtype=dtype).to(device)
     x_held = torch.randn(n, *shape, generator=gen, dtype=dtype).to(device)  # disjoint from x_fit
-    ref = {
-        key: sample_dpmpp_3m(model_fn, x, schedule, REFERENCE_STEPS, spacing="logsnr", y=y, prediction=prediction)
-        for key, x in (("fit", x_fit), ("held", x_held))
-    }
+    reference_times = time_grid(schedule, REFERENCE_STEPS, "logsnr")
+    ref = {key: sample_dpmpp_3m(denoise, x, reference_times) for key, x in (("fit", x_fit), ("held", x_held))}
 
     def error(grid: torch.Tensor, key: str) -> float:
         x = x_fit if key == "fit" else x_held
-        out = fn(model_fn, x, schedule, grid=grid, y=y, prediction=prediction, **options)
+        out = fn(denoise, x, grid, **options)
         distance = float(((out - ref[key]).double() ** 2).flatten(1).sum(1).sqrt().mean())
         return distance if math.isfinite(distance) else math.inf
 

@@ -1,18 +1,27 @@
-"""Samplers: plain functions ``sampler(model_fn, x_T, schedule, steps, *, grid, ...) -> x_0``.
+"""Samplers: plain functions ``sampler(denoise, x_T, times, *, on_step=None, generator=None,
+**own) -> x_0``, in k-diffusion's shape.
 
-They visit ``steps`` steps of the grid named by ``spacing``, or ``grid``: a strictly
-decreasing list of times ending at 0 (grids.py; also accepted in the place of ``steps``).  Each sampler owns its loop; history (DPM-Solver++) is a local
-variable, so concurrent calls never share state.  ``SAMPLERS`` maps the names the CLI and
-configs use to the functions.
+``denoise`` is a ``Denoiser`` (denoiser.py): the model function, its schedule, what it predicts,
+the labels and the clamp, built once; ``times`` is a strictly decreasing sequence of times
+ending at 0 (grids.py: ``time_grid(schedule, steps, name)`` or any list).  Guidance wraps the
+model function before the Denoiser is built, so no sampler knows about it.  ``generator`` draws
+the noise of the stochastic samplers and is ignored by the deterministic ones, so callers pass it
+to any; ``**own`` are a sampler's own options (eta, variance, order, variant, corrector).  Each
+sampler owns its loop; history (DPM-Solver++) is a local variable, so concurrent calls never
+share state.  ``SAMPLERS`` maps the names the CLI and configs use to the functions.  The
+previous signature, ``sampler(model_fn, x_T, schedule, steps, *, grid, spacing, y, prediction,
+clip_x0, ...)``, still works for one release, with a DeprecationWarning (legacy.py).
 """
 
 from .ddim import sample_ddim
 from .ddpm import VARIANCES, sample_ddpm
+from .denoiser import Denoiser, ModelFn
 from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_2s, sample_dpmpp_3m
 from .grids import (
     CHAIN_GRIDS,
     GRIDS,
     KARRAS_RHO,
+    as_grid,
     check_grid,
     parse_grid,
     step_grid,
@@ -20,7 +29,8 @@ from .grids import (
 )
 from .ipndm import sample_ipndm
 from .ode import sample_edm_heun, sample_euler, sample_heun
-from .stepping import CountingModel, StepRecord, as_grid, evaluate, first_order_step
+from .legacy import evaluate
+from .stepping import CountingModel, StepRecord, first_order_step
 from .unipc import sample_unipc
 
 SAMPLERS = {
@@ -54,6 +64,8 @@ __all__ = [
     "SPACINGS",
     "VARIANCES",
     "CountingModel",
+    "Denoiser",
+    "ModelFn",
     "StepRecord",
     "TWO_EVALUATIONS_PER_STEP",
     "as_grid",

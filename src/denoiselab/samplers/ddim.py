@@ -14,35 +14,25 @@ from __future__ import annotations
 import torch
 
 from ..forward_process import q_posterior_at
-from ..schedules import Schedule
-from .stepping import ModelFn, OnStep, StepRecord, as_grid, evaluate, gaussian_like
+from .denoiser import Denoiser
+from .legacy import legacy_signature
+from .stepping import OnStep, StepRecord, gaussian_like, visited_times
 
 
+@legacy_signature(steps=50)
 @torch.no_grad()
-def sample_ddim(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    steps=50,
-    *,
-    grid=None,
-    eta: float = 0.0,
-    y=None,
-    prediction: str = "eps",
-    spacing: str = "trailing",
-    clip_x0: float | None = None,
-    generator: torch.Generator | None = None,
-    on_step: OnStep = None,
-) -> torch.Tensor:
-    """``steps`` of the ``spacing`` grid, or ``grid``: a list of times ending at 0 (either may be
-    given as the fourth argument)."""
+def sample_ddim(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                generator: torch.Generator | None = None, eta: float = 0.0) -> torch.Tensor:
+    """DDIM from x_T over ``times`` (strictly decreasing, ending at 0); ``generator`` draws the
+    noise of eta > 0."""
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
-    times = as_grid(schedule, steps if grid is None else grid, spacing).tolist()
+    schedule = denoise.schedule
+    times = visited_times(times)
     x = x_T
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]
-        d = evaluate(model_fn, x, schedule, t, y=y, prediction=prediction, clip_x0=clip_x0)
+        d = denoise(x, t)
         alpha_s, sigma_s = float(schedule.alpha_at(s)), float(schedule.sigma_at(s))
         c2 = eta**2 * float(q_posterior_at(schedule, d.x0, x, t, s).variance) if eta > 0 else 0.0
         x_next = alpha_s * d.x0 + max(sigma_s**2 - c2, 0.0) ** 0.5 * d.eps

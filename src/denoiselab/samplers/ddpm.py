@@ -13,37 +13,27 @@ from __future__ import annotations
 import torch
 
 from ..forward_process import q_posterior_at, transition_at
-from ..schedules import Schedule
-from .stepping import ModelFn, OnStep, StepRecord, as_grid, evaluate, gaussian_like
+from .denoiser import Denoiser
+from .legacy import legacy_signature
+from .stepping import OnStep, StepRecord, gaussian_like, visited_times
 
 from ..choices import VARIANCES  # noqa: E402, F401 - the names, importable without torch
 
 
+@legacy_signature(steps=None)
 @torch.no_grad()
-def sample_ddpm(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    steps=None,
-    *,
-    grid=None,
-    variance: str = "small",
-    y=None,
-    prediction: str = "eps",
-    spacing: str = "trailing",
-    clip_x0: float | None = None,
-    generator: torch.Generator | None = None,
-    on_step: OnStep = None,
-) -> torch.Tensor:
-    """``steps`` of the ``spacing`` grid (default: T), or ``grid``: a list of times ending at 0
-    (either may be given as the fourth argument)."""
+def sample_ddpm(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                generator: torch.Generator | None = None, variance: str = "small") -> torch.Tensor:
+    """Ancestral sampling from x_T over ``times`` (strictly decreasing, ending at 0; every step
+    of the chain is time_grid(schedule, schedule.T)); ``generator`` draws each step's noise."""
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
-    times = as_grid(schedule, grid if grid is not None else (schedule.T if steps is None else steps), spacing).tolist()
+    schedule = denoise.schedule
+    times = visited_times(times)
     x = x_T
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]
-        d = evaluate(model_fn, x, schedule, t, y=y, prediction=prediction, clip_x0=clip_x0)
+        d = denoise(x, t)
         post = q_posterior_at(schedule, d.x0, x, t, s)
         if s > 0:
             var = post.variance if variance == "small" else transition_at(schedule, s, t)[1]

@@ -36,20 +36,23 @@ import math
 import torch
 
 from ..schedules import Schedule
-from .stepping import ModelFn, OnStep, StepRecord, as_grid, evaluate, first_order_step
+from .denoiser import Denoiser
+from .legacy import legacy_signature
+from .stepping import OnStep, StepRecord, first_order_step, visited_times
 
 LOWER_ORDER_FINAL_BELOW = 15  # diffusers' DPMSolverMultistepScheduler: lower_order_final when steps < 15
 
 
 @torch.no_grad()
-def _multistep(model_fn, x_T, schedule, steps, grid, *, order, y, prediction, spacing, clip_x0, on_step):
-    times = as_grid(schedule, steps if grid is None else grid, spacing).tolist()
+def _multistep(denoise: Denoiser, x_T, times, *, order, on_step):
+    schedule = denoise.schedule
+    times = visited_times(times)
     n = len(times) - 1
     x = x_T
     x0_hist, h_hist = [], []  # estimates and step sizes of the previous steps, newest first
     for i in range(n):
         t, s = times[i], times[i + 1]
-        d = evaluate(model_fn, x, schedule, t, y=y, prediction=prediction, clip_x0=clip_x0)
+        d = denoise(x, t)
         alpha_t, sigma_t = float(schedule.alpha_at(t)), float(schedule.sigma_at(t))
         alpha_s, sigma_s = float(schedule.alpha_at(s)), float(schedule.sigma_at(s))
         ratio = sigma_s / sigma_t
@@ -81,76 +84,44 @@ def _multistep(model_fn, x_T, schedule, steps, grid, *, order, y, prediction, sp
     return x
 
 
-def sample_dpmpp_2m(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    steps=20,
-    *,
-    grid=None,
-    order: int = 2,
-    y=None,
-    prediction: str = "eps",
-    spacing: str = "trailing",
-    clip_x0: float | None = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    on_step: OnStep = None,
-) -> torch.Tensor:
-    """DPM-Solver++(2M): ``steps`` of the ``spacing`` grid, or ``grid``: a list of times ending
-    at 0 (either may be given as the fourth argument).  ``order`` 1 is DDIM."""
+@legacy_signature(steps=20)
+def sample_dpmpp_2m(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                    generator: torch.Generator | None = None, order: int = 2) -> torch.Tensor:
+    """DPM-Solver++(2M) from x_T over ``times`` (strictly decreasing, ending at 0).  ``order`` 1
+    is DDIM.  Deterministic: ``generator`` is ignored."""
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order}")
-    return _multistep(model_fn, x_T, schedule, steps, grid, order=order, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)
+    return _multistep(denoise, x_T, times, order=order, on_step=on_step)
 
 
-def sample_dpmpp_3m(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    steps=20,
-    *,
-    grid=None,
-    order: int = 3,
-    y=None,
-    prediction: str = "eps",
-    spacing: str = "trailing",
-    clip_x0: float | None = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    on_step: OnStep = None,
-) -> torch.Tensor:
-    """DPM-Solver++(3M); ``order`` 2 is exactly DPM-Solver++(2M), 1 is DDIM."""
+@legacy_signature(steps=20)
+def sample_dpmpp_3m(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                    generator: torch.Generator | None = None, order: int = 3) -> torch.Tensor:
+    """DPM-Solver++(3M) from x_T over ``times``; ``order`` 2 is exactly DPM-Solver++(2M), 1 is
+    DDIM.  Deterministic: ``generator`` is ignored."""
     if order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order}")
-    return _multistep(model_fn, x_T, schedule, steps, grid, order=order, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)
+    return _multistep(denoise, x_T, times, order=order, on_step=on_step)
 
 
+@legacy_signature(steps=10)
 @torch.no_grad()
-def sample_dpmpp_2s(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    steps=10,
-    *,
-    grid=None,
-    y=None,
-    prediction: str = "eps",
-    spacing: str = "trailing",
-    clip_x0: float | None = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    on_step: OnStep = None,
-) -> torch.Tensor:
-    """DPM-Solver++(2S) (Lu et al. 2022, Algorithm 1 with r1 = 1/2): ``steps`` steps of the grid,
-    two model evaluations each except the last: 2 steps - 1 in all."""
-    times = as_grid(schedule, steps if grid is None else grid, spacing).tolist()
+def sample_dpmpp_2s(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """DPM-Solver++(2S) (Lu et al. 2022, Algorithm 1 with r1 = 1/2) over ``times``: two model
+    evaluations a step except the last, 2 N - 1 in all for N steps.  Deterministic:
+    ``generator`` is ignored."""
+    schedule = denoise.schedule
+    times = visited_times(times)
     x = x_T
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]
-        d = evaluate(model_fn, x, schedule, t, y=y, prediction=prediction, clip_x0=clip_x0)
+        d = denoise(x, t)
         D = d.x0
         if s > 0:
             u = _intermediate_time(schedule, t, s)
             x_u = first_order_step(schedule, x, d.x0, t, u)
-            x0_u = evaluate(model_fn, x_u, schedule, u, y=y, prediction=prediction, clip_x0=clip_x0).x0
+            x0_u = denoise(x_u, u).x0
             lam_t = float(schedule.log_snr_at(t))
             if math.isfinite(lam_t):  # Algorithm 1: D = (1 - 1 / (2 r1)) x0_t + 1 / (2 r1) x0_u
                 r1 = (float(schedule.log_snr_at(u)) - lam_t) / float(schedule.log_snr_at(s) - schedule.log_snr_at(t))

@@ -111,6 +111,16 @@ def time_grid(schedule: Schedule, steps: int, kind: str = "trailing", *, rho: fl
     return check_grid(torch.cat([ts, torch.zeros(1, dtype=torch.float64)]), f"the {kind} grid")
 
 
+def as_grid(schedule: Schedule, grid, spacing: str = "trailing") -> torch.Tensor:
+    """The times a sampler visits: ``grid`` itself (a sequence or tensor of times), or, for an
+    integer, that many steps of the named grid ``spacing``."""
+    if isinstance(grid, int) and not isinstance(grid, bool):
+        return time_grid(schedule, grid, spacing)
+    if grid is None or isinstance(grid, (bool, float, str)):
+        raise ValueError(f"steps must be an integer >= 1 or a list of times ending at 0, got {grid!r}")
+    return check_grid(grid)
+
+
 def check_grid(grid, what: str = "grid") -> torch.Tensor:
     """A user's grid as a float64 tensor: at least two times in [0, 1], strictly decreasing,
     the last one 0."""

@@ -22,39 +22,29 @@ from __future__ import annotations
 
 import torch
 
-from ..schedules import Schedule
-from .stepping import ModelFn, OnStep, StepRecord, as_grid, evaluate, first_order_step
+from .denoiser import Denoiser
+from .legacy import legacy_signature
+from .stepping import OnStep, StepRecord, first_order_step, visited_times
 
 # Adams-Bashforth weights of eps_0, eps_1, ... for equal steps (divided by their sum).
 ADAMS_BASHFORTH = {1: (1.0,), 2: (3.0, -1.0), 3: (23.0, -16.0, 5.0), 4: (55.0, -59.0, 37.0, -9.0)}
 
 
+@legacy_signature(steps=10)
 @torch.no_grad()
-def sample_ipndm(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    steps=10,
-    *,
-    grid=None,
-    order: int = 4,
-    y=None,
-    prediction: str = "eps",
-    spacing: str = "trailing",
-    clip_x0: float | None = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    on_step: OnStep = None,
-) -> torch.Tensor:
-    """iPNDM of order ``order`` (1 to 4): ``steps`` of the ``spacing`` grid, or ``grid``; one
-    model evaluation per step."""
+def sample_ipndm(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                 generator: torch.Generator | None = None, order: int = 4) -> torch.Tensor:
+    """iPNDM of order ``order`` (1 to 4) from x_T over ``times`` (strictly decreasing, ending
+    at 0); one model evaluation per step.  Deterministic: ``generator`` is ignored."""
     if order not in ADAMS_BASHFORTH:
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order}")
-    times = as_grid(schedule, steps if grid is None else grid, spacing).tolist()
+    schedule = denoise.schedule
+    times = visited_times(times)
     x = x_T
     eps_hist: list[torch.Tensor] = []  # noise estimates of the previous steps, newest first
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]
-        d = evaluate(model_fn, x, schedule, t, y=y, prediction=prediction, clip_x0=clip_x0)
+        d = denoise(x, t)
         alpha_t, alpha_s = float(schedule.alpha_at(t)), float(schedule.alpha_at(s))
         if alpha_t == 0.0:  # sigma~ = inf (flow path, t = 1): the exact first-order step
             x_next = first_order_step(schedule, x, d.x0, t, s)

@@ -32,7 +32,9 @@ from __future__ import annotations
 import torch
 
 from ..schedules import Schedule
-from .stepping import ModelFn, OnStep, StepRecord, as_grid, evaluate
+from .denoiser import Denoiser
+from .legacy import legacy_signature
+from .stepping import OnStep, StepRecord, visited_times
 
 
 def _flow_coordinates(schedule: Schedule, t: float) -> tuple[float, float]:
@@ -56,8 +58,9 @@ def _edm_velocity(d) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _solve(model_fn, x_T, schedule, grid, *, heun, y, prediction, spacing, clip_x0, on_step, edm=False):
-    times = as_grid(schedule, grid, spacing).tolist()
+def _solve(denoise: Denoiser, x_T, times, *, heun, on_step, edm=False):
+    schedule = denoise.schedule
+    times = visited_times(times)
     x = x_T
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]
@@ -65,11 +68,11 @@ def _solve(model_fn, x_T, schedule, grid, *, heun, y, prediction, spacing, clip_
         coordinates, velocity = (_edm_coordinates, _edm_velocity) if in_edm else (_flow_coordinates, _flow_velocity)
         scale_t, tau_t = coordinates(schedule, t)
         scale_s, tau_s = coordinates(schedule, s)
-        d = evaluate(model_fn, x, schedule, t, y=y, prediction=prediction, clip_x0=clip_x0)
+        d = denoise(x, t)
         z, u = x / scale_t, velocity(d)
         z_next = z + (tau_s - tau_t) * u
         if heun and s > 0:
-            d2 = evaluate(model_fn, z_next * scale_s, schedule, s, y=y, prediction=prediction, clip_x0=clip_x0)
+            d2 = denoise(z_next * scale_s, s)
             z_next = z + (tau_s - tau_t) * 0.5 * (u + velocity(d2))
         x_next = z_next * scale_s
         if on_step is not None:
@@ -78,57 +81,25 @@ def _solve(model_fn, x_T, schedule, grid, *, heun, y, prediction, spacing, clip_
     return x
 
 
-def sample_euler(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    steps=20,
-    *,
-    grid=None,
-    y=None,
-    prediction: str = "eps",
-    spacing: str = "trailing",
-    clip_x0: float | None = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    on_step: OnStep = None,
-) -> torch.Tensor:
-    """``steps`` of the ``spacing`` grid, or ``grid``: a list of times ending at 0."""
-    return _solve(model_fn, x_T, schedule, steps if grid is None else grid, heun=False, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)
+@legacy_signature(steps=20)
+def sample_euler(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Euler from x_T over ``times`` (strictly decreasing, ending at 0): DDIM with eta = 0.
+    Deterministic: ``generator`` is ignored."""
+    return _solve(denoise, x_T, times, heun=False, on_step=on_step)
 
 
-def sample_heun(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    steps=10,
-    *,
-    grid=None,
-    y=None,
-    prediction: str = "eps",
-    spacing: str = "trailing",
-    clip_x0: float | None = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    on_step: OnStep = None,
-) -> torch.Tensor:
-    """``steps`` of the ``spacing`` grid, or ``grid``: a list of times ending at 0.
-    N steps cost 2 N - 1 model evaluations."""
-    return _solve(model_fn, x_T, schedule, steps if grid is None else grid, heun=True, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)
+@legacy_signature(steps=10)
+def sample_heun(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Heun in the flow coordinates from x_T over ``times`` (strictly decreasing, ending at 0).
+    N steps cost 2 N - 1 model evaluations.  Deterministic: ``generator`` is ignored."""
+    return _solve(denoise, x_T, times, heun=True, on_step=on_step)
 
 
-def sample_edm_heun(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    steps=10,
-    *,
-    grid=None,
-    y=None,
-    prediction: str = "eps",
-    spacing: str = "trailing",
-    clip_x0: float | None = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    on_step: OnStep = None,
-) -> torch.Tensor:
-    """Karras et al.'s Heun in (sigma~, x~): ``steps`` of the ``spacing`` grid, or ``grid``.
-    N steps cost 2 N - 1 model evaluations."""
-    return _solve(model_fn, x_T, schedule, steps if grid is None else grid, heun=True, edm=True, y=y, prediction=prediction, spacing=spacing, clip_x0=clip_x0, on_step=on_step)
+@legacy_signature(steps=10)
+def sample_edm_heun(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Karras et al.'s Heun in (sigma~, x~) from x_T over ``times``.  N steps cost 2 N - 1
+    model evaluations.  Deterministic: ``generator`` is ignored."""
+    return _solve(denoise, x_T, times, heun=True, edm=True, on_step=on_step)

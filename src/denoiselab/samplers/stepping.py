@@ -1,7 +1,8 @@
-"""What every sampler shares: its time grid, one model evaluation, the per-step record.
+"""What every sampler shares: the times it visits, the per-step record, the first-order step.
 
-A sampler walks a strictly decreasing grid of times t_0 > ... > t_N = 0 (grids.py).  It is
-given either that grid or a step count and the name of a grid (``as_grid``).
+A sampler ``sampler(denoise, x_T, times, *, on_step=None, generator=None, **own)`` walks a
+strictly decreasing sequence of times t_0 > ... > t_N = 0 (grids.py), asking ``denoise``
+(denoiser.py) for the clean estimate at each point it visits.
 """
 
 from __future__ import annotations
@@ -11,21 +12,16 @@ from typing import Callable, Optional
 
 import torch
 
-from ..prediction import Denoised, resolve
 from ..schedules import Schedule
-from .grids import check_grid, time_grid
+from .denoiser import ModelFn
+from .grids import check_grid
+from .legacy import evaluate  # noqa: F401 - deprecated: Denoiser(...)(x, t), one release
 
-ModelFn = Callable[..., torch.Tensor]  # model_fn(x_t, t, y=None) -> prediction
 
-
-def as_grid(schedule: Schedule, grid, spacing: str = "trailing") -> torch.Tensor:
-    """The times a sampler visits: ``grid`` itself (a sequence or tensor of times), or, for an
-    integer, that many steps of the named grid ``spacing``."""
-    if isinstance(grid, int) and not isinstance(grid, bool):
-        return time_grid(schedule, grid, spacing)
-    if grid is None or isinstance(grid, (bool, float, str)):
-        raise ValueError(f"steps must be an integer >= 1 or a list of times ending at 0, got {grid!r}")
-    return check_grid(grid)
+def visited_times(times) -> list[float]:
+    """``times`` checked once (a strictly decreasing sequence in [0, 1] ending at 0) as the
+    Python floats a sampler steps between."""
+    return check_grid(times, "times").tolist()
 
 
 @dataclass(frozen=True)
@@ -57,37 +53,6 @@ def _grid_position(t: float, T: int) -> int | float:
 
 
 OnStep = Optional[Callable[[StepRecord], None]]
-
-
-def evaluate(
-    model_fn: ModelFn,
-    x: torch.Tensor,
-    schedule: Schedule,
-    t: float,
-    *,
-    y=None,
-    prediction: str = "eps",
-    clip_x0: float | None = None,
-) -> Denoised:
-    """Call the model at time t and read its output as (x0, eps).
-
-    ``clip_x0`` clamps the clean estimate to [-clip_x0, clip_x0] and recomputes eps from it so
-    the two stay consistent.
-    """
-    t = float(t)
-    alpha, sigma = float(schedule.alpha_at(t)), float(schedule.sigma_at(t))
-    if alpha == 0.0 and prediction == "eps":
-        # x0 = (x - sigma eps) / alpha has no value where the path holds no signal.
-        raise ValueError(
-            f"an eps-prediction model cannot be read at t = {t:g}, where alpha = 0 ({schedule.name} path); "
-            "start the grid below 1 or predict velocity, x0 or v"
-        )
-    tt = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
-    out = resolve(model_fn(x, tt, y), prediction, x, alpha, sigma)
-    if clip_x0 is not None:
-        x0 = out.x0.clamp(-clip_x0, clip_x0)
-        out = Denoised(x0, (x - alpha * x0) / sigma)
-    return out
 
 
 def gaussian_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -32,8 +32,9 @@ import math
 
 import torch
 
-from ..schedules import Schedule
-from .stepping import ModelFn, OnStep, StepRecord, as_grid, evaluate, first_order_step
+from .denoiser import Denoiser
+from .legacy import legacy_signature
+from .stepping import OnStep, StepRecord, first_order_step, visited_times
 
 VARIANTS = ("bh1", "bh2")
 
@@ -60,31 +61,19 @@ def _coefficients(rks: list[float], h: float, order: int, variant: str, correcto
     return rhos.tolist(), b_h
 
 
+@legacy_signature(steps=10)
 @torch.no_grad()
-def sample_unipc(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    steps=10,
-    *,
-    grid=None,
-    order: int = 2,
-    variant: str = "bh2",
-    corrector: bool = True,
-    y=None,
-    prediction: str = "eps",
-    spacing: str = "trailing",
-    clip_x0: float | None = None,
-    generator: torch.Generator | None = None,  # unused: the solver is deterministic
-    on_step: OnStep = None,
-) -> torch.Tensor:
-    """UniPC-``order`` with B(h) = ``variant``: ``steps`` of the ``spacing`` grid, or ``grid``;
-    one model evaluation per step.  The records' x_t are the points the model was called at."""
+def sample_unipc(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
+                 generator: torch.Generator | None = None, order: int = 2, variant: str = "bh2", corrector: bool = True) -> torch.Tensor:
+    """UniPC-``order`` with B(h) = ``variant`` from x_T over ``times`` (strictly decreasing,
+    ending at 0); one model evaluation per step.  The records' x_t are the points the model was
+    called at.  Deterministic: ``generator`` is ignored."""
     if order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    times = as_grid(schedule, steps if grid is None else grid, spacing).tolist()
+    schedule = denoise.schedule
+    times = visited_times(times)
     n = len(times) - 1
     lam = [float(schedule.log_snr_at(t)) if t > 0 else math.inf for t in times]
     x = x_T
@@ -92,7 +81,7 @@ def sample_unipc(
     last = None  # the previous predictor step: (its start x, its order, its D_i and r_i)
     for i in range(n):
         t, s = times[i], times[i + 1]
-        d = evaluate(model_fn, x, schedule, t, y=y, prediction=prediction, clip_x0=clip_x0)
+        d = denoise(x, t)
         x_eval = x
         if last is not None:  # UniC: correct the point just reached with the estimate made there
             x_start, p, ds, rks = last
