@@ -254,6 +254,12 @@ def _check_value(section: str, f: dataclasses.Field, value: Any, where: str, giv
 _ALIASES = {("sample", "spacing"): "grid"}
 
 
+def _names_of(section: str, key: str) -> set[str]:
+    """Every name of ``section.key``: itself and its older or newer name."""
+    name = _ALIASES.get((section, key), key)
+    return {name} | {alias for (s, alias), new in _ALIASES.items() if s == section and new == name}
+
+
 def from_dict(raw: dict[str, Any], *, name: str = "custom", where: str = "") -> Config:
     """Validate a nested dict (as read from TOML) into a Config; missing keys take defaults."""
     cfg = Config(name=name)
@@ -372,6 +378,8 @@ def load_config(name_or_path: str = "spiral", overrides: list[str] | tuple[str, 
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"--set {item}: [{section}] is not a table")
+        for same in _names_of(section, key):  # an override replaces the recipe's key by either name
+            raw[section].pop(same, None)
         raw[section][key] = value
     return from_dict(raw, name=name, where=where)
 
