@@ -157,12 +157,75 @@ def _tuned_times(run: Run, sampler: str, steps: int, required: bool) -> torch.Te
     return times
 
 
-def _given_times(grid) -> torch.Tensor:
-    """A grid given as times: a sequence or tensor, or text (times separated by commas, or a file)."""
+def _check_steps(run: Run, steps) -> None:
+    if steps is not None:
+        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
+            raise PlanError("steps", f"must be an integer >= 1, got {steps!r}")
+        if steps > run.schedule.T:
+            raise PlanError("steps", f"must be at most the run's T = {run.schedule.T}, got {steps}")
+
+
+def _check_rho(rho, grid: str | None) -> None:
+    """``rho`` of the named ``grid`` (None: times given)."""
+    if rho is not None:
+        if not (isinstance(rho, (int, float)) and not isinstance(rho, bool) and rho > 0):
+            raise PlanError("rho", f"must be > 0, got {rho!r}")
+        if grid != "karras":
+            raise PlanError("rho", f"applies to the karras grid only, not {'a given grid' if grid is None else f'the {grid} grid'}")
+
+
+def _given_times(grid, steps: int | None) -> torch.Tensor:
+    """A grid given as times (a sequence, a tensor, or text: times separated by commas, or a
+    file of them), which set the steps."""
     try:
-        return parse_grid(grid) if isinstance(grid, str) else check_grid(grid)
+        times = parse_grid(grid) if isinstance(grid, str) else check_grid(grid)
     except ValueError as exc:
         raise PlanError("grid", str(exc).removeprefix("grid: ")) from None
+    if steps is not None and steps != len(times) - 1:
+        raise PlanError("steps", f"the grid given has {len(times) - 1} steps, not {steps}; give one or the other")
+    return times
+
+
+def _named_or_tuned(run: Run, sampler: str, steps: int, name: str, rho: float, tuned: bool | None, *, departs: bool):
+    """(times, how they were chosen): the run's tuned grid where the rule of this module's
+    docstring uses it and it exists, else the named grid.  ``departs``: the request names a grid
+    or departs from the model function the tuned grid was tuned on."""
+    if tuned or (tuned is None and not departs):
+        times = _tuned_times(run, sampler, steps, required=bool(tuned))
+        if times is not None:
+            return times, "tuned"
+    try:
+        return time_grid(run.schedule, steps, name, rho=rho), name
+    except ValueError as exc:
+        raise PlanError("grid", str(exc)) from None
+
+
+def _own_options(sampler: str, sc, eta, variance, options: dict) -> dict:
+    """The sampler's own options: ``options`` as given, with eta (ddim) and variance (ddpm)."""
+    own = dict(options)
+    for key, value, owner in (("eta", eta, "ddim"), ("variance", variance, "ddpm")):
+        if value is not None and sampler != owner:
+            raise PlanError(key, f"applies to the {owner} sampler only (the sampler here is {sampler})")
+    if sampler == "ddim":
+        own["eta"] = sc.eta if eta is None else eta
+    if sampler == "ddpm":
+        own["variance"] = sc.variance if variance is None else variance
+    return own
+
+
+def _classes(run: Run, n, label, labels):
+    """(n, label, labels, one_per_sample): the sample count and the class of each sample."""
+    one_per_sample = labels is not None
+    if one_per_sample:
+        if label is not None:
+            raise PlanError("labels", "give either label (one class for all) or labels (one per sample), not both")
+        labels = _labels_given(run, labels, n)
+        n = len(labels)
+    n = run.config.sample.n if n is None else n
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        raise PlanError("n", f"must be an integer >= 1, got {n!r}")
+    label = None if label is None else resolve_label(run, label)
+    return n, label, class_labels(run, n, label) if labels is None else labels, one_per_sample
 
 
 # -- the plan -------------------------------------------------------------------------------------
@@ -253,65 +316,24 @@ def plan_sampling(
         grid = spacing
     if tuned and grid is not None:
         raise PlanError("tuned_grid", "give either a grid or tuned_grid, not both")
-    if steps is not None:
-        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
-            raise PlanError("steps", f"must be an integer >= 1, got {steps!r}")
-        if steps > run.schedule.T:
-            raise PlanError("steps", f"must be at most the run's T = {run.schedule.T}, got {steps}")
-    own = dict(options)
-    for key, value, owner in (("eta", eta, "ddim"), ("variance", variance, "ddpm")):
-        if value is not None and sampler != owner:
-            raise PlanError(key, f"applies to the {owner} sampler only (the sampler here is {sampler})")
-    if sampler == "ddim":
-        own["eta"] = sc.eta if eta is None else eta
-    if sampler == "ddpm":
-        own["variance"] = sc.variance if variance is None else variance
-
+    _check_steps(run, steps)
+    own = _own_options(sampler, sc, eta, variance, options)
     name = sc.grid if grid is None else grid if isinstance(grid, str) and grid in GRIDS else None
-    if rho is not None:
-        if not (isinstance(rho, (int, float)) and not isinstance(rho, bool) and rho > 0):
-            raise PlanError("rho", f"must be > 0, got {rho!r}")
-        if name != "karras":
-            raise PlanError("rho", f"applies to the karras grid only, not {'a given grid' if name is None else f'the {name} grid'}")
-    times = None
-    if name is None:  # times given: they set the steps
-        times = _given_times(grid)
-        if steps is not None and steps != len(times) - 1:
-            raise PlanError("steps", f"the grid given has {len(times) - 1} steps, not {steps}; give one or the other")
-
-    one_per_sample = labels is not None
-    if one_per_sample:
-        if label is not None:
-            raise PlanError("labels", "give either label (one class for all) or labels (one per sample), not both")
-        labels = _labels_given(run, labels, n)
-        n = len(labels)
-    n = sc.n if n is None else n
-    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-        raise PlanError("n", f"must be an integer >= 1, got {n!r}")
-    label = None if label is None else resolve_label(run, label)
-    if labels is None:
-        labels = class_labels(run, n, label)
+    _check_rho(rho, name)
+    times = None if name is not None else _given_times(grid, steps)
+    n, label, labels, one_per_sample = _classes(run, n, label, labels)
     scale = guidance_scale(run, guidance)
-
     source = "given"
     if times is None:
-        steps = sc.steps if steps is None else steps
-        # The tuned grid fits the model function it was tuned on: every class, the run's guidance.
-        departs = label is not None or one_per_sample or (guidance is not None and guidance != sc.guidance)
-        if tuned or (tuned is None and grid is None and not departs):
-            times = _tuned_times(run, sampler, steps, required=bool(tuned))
-            source = "tuned"
-        if times is None:
-            source = name
-            try:
-                times = time_grid(run.schedule, steps, name, rho=sc.rho if rho is None else rho)
-            except ValueError as exc:
-                raise PlanError("grid", str(exc)) from None
+        # A tuned grid fits the model function it was tuned on: every class, the run's guidance.
+        departs = grid is not None or label is not None or one_per_sample or guidance not in (None, sc.guidance)
+        steps, rho = sc.steps if steps is None else steps, sc.rho if rho is None else rho
+        times, source = _named_or_tuned(run, sampler, steps, name, rho, tuned, departs=departs)
     return SamplingPlan(
         sampler=sampler,
         times=times,
         grid=source,
-        rho=(sc.rho if rho is None else float(rho)) if source == "karras" else None,
+        rho=float(rho) if source == "karras" else None,
         options=MappingProxyType(own),
         n=n,
         seed=sc.seed if seed is None else seed,
