@@ -34,7 +34,8 @@ checkerboard) with the same data size, training steps, batch and network:
    ``--search-repeats`` sample sets (seeds 0, 1, ...), and the best W2 ratio wins.
 3. The winner is scored again with ``--repeats`` fresh sample sets (seeds 1000, 1001, ...), so
    choosing and scoring use different noise; those are the reported numbers.  The model
-   evaluations are counted (``counter=[]``, forwarded to ``sample_points``), not computed.
+   evaluations are the sampling plan's (``SamplingPlan.evaluations``, which
+   tests/test_samplers.py holds equal to the calls each sampler makes).
 
 Candidates that are the same computation are scored once (the first name keeps the score,
 the others are listed as aliases in the JSON): at 1 step every sampler and grid is the one
@@ -66,7 +67,7 @@ import numpy as np
 import torch
 
 from denoiselab.config import load_config
-from denoiselab.runs import evaluate_run, load_run, sample_points
+from denoiselab.runs import evaluate_run, load_run, plan_sampling, sample_points
 from denoiselab.samplers import time_grid
 from denoiselab.training import _busy_cores, train
 
@@ -213,22 +214,20 @@ def winner_label(w: dict) -> str:
 def same_samples(run, a: dict, b: dict) -> float:
     """Max |difference| (data units) between the first search sample set of a (kept from its
     evaluate_run) and b's with the same seed."""
-    xb = sample_points(run, sampler=b["sampler"], steps=b["steps"], spacing=b["grid"], seed=SEARCH_SEED)
+    xb = sample_points(run, sampler=b["sampler"], steps=b["steps"], grid=b["grid"], seed=SEARCH_SEED)
     return float(np.max(np.abs(a["first"] - xb)))
 
 
 def score(run, c: dict, repeats: int, seed: int) -> dict:
     """evaluate_run of one candidate: its metrics and the counted evaluations of the first
     sample set, or the error it raised; and that first sample set (None after an error)."""
-    counter: list[int] = []
     t0 = time.perf_counter()
     try:
-        metrics, first = evaluate_run(
-            run, sampler=c["sampler"], steps=c["steps"], spacing=c["grid"], repeats=repeats, seed=seed, counter=counter
-        )
+        plan = plan_sampling(run, sampler=c["sampler"], steps=c["steps"], grid=c["grid"], seed=seed, tuned=False)
+        metrics, first = evaluate_run(run, plan, repeats=repeats)
     except Exception as exc:  # noqa: BLE001 - a failing combination is a result, reported
         return {"error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - t0}, None
-    out = {**metrics.to_dict(), "nfe": counter[0] if counter else None, "nfe_all": counter, "seconds": time.perf_counter() - t0}
+    out = {**metrics.to_dict(), "nfe": plan.evaluations, "seconds": time.perf_counter() - t0}
     if not np.all(np.isfinite(first)):
         out["warning"] = "non-finite samples"
     return out, first

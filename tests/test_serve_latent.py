@@ -22,7 +22,7 @@ from denoiselab.runs.latent import store_latent_scale
 from denoiselab.serve.app import create_app
 from denoiselab.serve.limits import MAX_FRAME_IMAGE_VALUES
 from denoiselab.serve.payloads import decode_panel
-from denoiselab.serve.routes_sampling import latent_noise_image
+from denoiselab.serve.sample_reply import latent_noise_image
 
 
 def _quiet(*_args, **_kwargs):

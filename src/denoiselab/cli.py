@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,6 @@ from .serve import add_serve_arguments, run_serve
 if TYPE_CHECKING:  # annotations only: numpy is imported inside the commands
     import numpy as np
 
-SPACINGS = GRIDS
 # Every bad-input error derives from InputError (ConfigError, DataError, RunError, SamplingError,
 # CheckpointError, RunBusyError, RunFolderError), so none of their heavy modules is imported here.
 USAGE_ERRORS = (InputError,)
@@ -70,7 +70,7 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=_positive_int, help="number of points")
     p.add_argument("--eta", type=_nonneg_float, help="DDIM stochasticity (0 deterministic, 1 DDPM-like)")
     p.add_argument("--variance", choices=VARIANCES, help="DDPM reverse variance")
-    p.add_argument("--spacing", choices=SPACINGS, help=argparse.SUPPRESS)  # the older name of --grid NAME
+    p.add_argument("--spacing", choices=GRIDS, help=argparse.SUPPRESS)  # the older name of --grid NAME
     p.add_argument(
         "--grid", metavar="NAME|TIMES|FILE",
         help=f"the times the sampler visits: a named grid ({', '.join(GRIDS)}), a list such as 1,0.6,0.3,0.1,0 "
@@ -240,65 +240,39 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _sampling_kwargs(args, run) -> dict:
-    from .samplers import parse_grid
-
-    kw = {"sampler": args.sampler, "steps": args.steps, "n": args.n, "seed": args.seed}
-    T = run.schedule.T
-    if args.steps is not None and args.steps > T:
-        raise UsageError(f"--steps: must be at most the run's T = {T}, got {args.steps}")
-    sampler = args.sampler or run.config.sample.sampler
-    if args.eta is not None:
-        if sampler != "ddim":
-            raise UsageError(f"--eta applies to the ddim sampler only (this call uses {sampler})")
-        kw["eta"] = args.eta
-    if args.variance is not None:
-        if sampler != "ddpm":
-            raise UsageError(f"--variance applies to the ddpm sampler only (this call uses {sampler})")
-        kw["variance"] = args.variance
-    if args.spacing is not None and args.grid is not None:
-        raise UsageError("--spacing and --grid name the same thing; give one")
-    grid = args.grid if args.grid is not None else args.spacing
-    if grid is not None and grid in GRIDS:
-        kw["spacing"] = grid
-    elif grid is not None:
-        try:
-            kw["grid"] = parse_grid(grid)
-        except ValueError as exc:
-            raise UsageError(f"--grid {grid[:80]}: {exc}") from None
-        if args.steps is not None and args.steps != len(kw["grid"]) - 1:
-            raise UsageError(f"--steps {args.steps}: the grid given has {len(kw['grid']) - 1} steps; give one or the other")
-        kw["steps"] = len(kw["grid"]) - 1
-    if args.rho is not None:
-        if not args.rho > 0:
-            raise UsageError(f"--rho: must be > 0, got {args.rho:g}")
-        if kw.get("spacing", run.config.sample.spacing) != "karras":
-            raise UsageError("--rho applies to the karras grid only (add --grid karras)")
-        kw["rho"] = args.rho
-    if grid is None and args.label is None and args.guidance is None:
-        _use_tuned_grid(args, run, kw)
-    kw["counter"] = []
-    if args.label is not None:
-        kw["label"] = args.label
-    if args.guidance is not None:
-        kw["guidance"] = args.guidance  # runs.guided_model_fn refuses it on an unconditional run
-    return kw
+# The command-line name of each field that a sampling plan (runs/plan.py) or gradient guidance
+# (runs/guided.py) names in its errors; the others ("run", "tuned_grid", "inpaint") are about
+# the run folder itself, which the message then names.
+FLAGS = {
+    "sampler": "--sampler", "steps": "--steps", "n": "-n", "seed": "--seed", "grid": "--grid", "rho": "--rho",
+    "eta": "--eta", "variance": "--variance", "label": "--label", "labels": "--label", "guidance": "--guidance",
+    "classifier_scale": "--classifier-scale", "observe": "--observe", "region": "--region", "method": "--method",
+    "mask": "--mask", "image": "--image",
+}  # fmt: skip
 
 
-def _use_tuned_grid(args, run, kw: dict) -> None:
-    """Sample on the run's tuned grid (tuned_grids.json) when one exists for this sampler and
-    evaluation count (tune-steps tunes with the run's own label mix and guidance)."""
-    from .samplers import evaluations
-    from .tuning import TuningError, tuned_grid
+@contextmanager
+def _flag_errors(run):
+    """A PlanError raised inside, as a usage error naming the flag (and the run folder where the
+    message is about the run)."""
+    from .runs import PlanError
 
-    sampler = args.sampler or run.config.sample.sampler
-    steps = args.steps or run.config.sample.steps
     try:
-        grid = tuned_grid(run.path, sampler, evaluations(sampler, steps))
-    except TuningError as exc:
-        raise UsageError(str(exc)) from None
-    if grid is not None:
-        kw["grid"], kw["steps"], args.tuned = grid, len(grid) - 1, True
+        yield
+    except PlanError as exc:
+        flag = FLAGS.get(exc.field)
+        message = f"{run.path} {exc.message}" if exc.of_run else exc.message
+        raise UsageError(f"{flag}: {message}" if flag else message) from None
+
+
+def _plan(args, run):
+    """The plan of sample's and evaluate's options (runs/plan.py; the run's [sample] defaults)."""
+    from .runs import plan_sampling
+
+    return plan_sampling(
+        run, sampler=args.sampler, steps=args.steps, grid=args.grid, spacing=args.spacing, rho=args.rho, eta=args.eta,
+        variance=args.variance, n=args.n, seed=args.seed, label=args.label, guidance=args.guidance,
+    )  # fmt: skip
 
 
 def _load_for_use(path: str):
@@ -316,17 +290,16 @@ def _load_for_use(path: str):
 def cmd_sample(args) -> int:
     import numpy as np
 
-    from .runs import class_labels
-
     out = Path(args.out)
     if out.suffix.lower() not in SAMPLE_SUFFIXES:
         raise UsageError(f"--out {out}: unknown extension {out.suffix!r}; expected one of {', '.join(SAMPLE_SUFFIXES)}")
     run = _load_for_use(args.run)
     if run.is_image and out.suffix.lower() == ".csv":
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
-    kw = _sampling_kwargs(args, run)
-    x, guidance_cost = _sample_with_gradient_guidance(args, run, kw)
-    labels = class_labels(run, len(x), kw.get("label"))
+    with _flag_errors(run):
+        plan = _plan(args, run)
+        drawn, guidance_cost = _draw(args, run, plan)
+    x, labels = drawn.x, plan.labels
     if out.suffix.lower() == ".npy":
         files.write_array(out, x.astype(np.float32))
     elif out.suffix.lower() == ".csv":
@@ -334,35 +307,32 @@ def cmd_sample(args) -> int:
     else:
         from . import viz
 
-        sampler = args.sampler or run.config.sample.sampler
-        title = f"{sampler}, {kw['steps'] or run.config.sample.steps} steps, {_grid_words(run, kw, getattr(args, 'tuned', False))}"
-        if sampler == "ddim":
-            title += f", eta {kw.get('eta', run.config.sample.eta):g}"
+        title = plan.describe()
+        if plan.sampler == "ddim":
+            title += f", eta {plan.options['eta']:g}"
         title += f", n = {len(x)}"
         if labels is not None:
-            title += f", guidance {kw.get('guidance', run.config.sample.guidance):g}"
+            title += f", guidance {plan.guidance:g}"
         names = run.class_names or None
         if run.is_image:
             viz.plot_image_grid(x, out, labels=labels, class_names=names, title=title)
         else:
             viz.plot_samples(run.data, x, out, title=title, labels=labels, data_labels=run.labels, class_names=names)
-    what = "" if labels is None or kw.get("label") is None else f" of class {run.class_names[int(labels[0])]}"
-    print(f"wrote {len(x)} samples{what} to {out} ({_sampling_line(run, kw, getattr(args, 'tuned', False))}{guidance_cost})")
+    what = "" if plan.label is None else f" of class {run.class_names[plan.label]}"
+    print(f"wrote {len(x)} samples{what} to {out} ({plan.describe()}, {drawn.evaluations} model evaluations{guidance_cost})")
     return 0
 
 
-def _sample_with_gradient_guidance(args, run, kw: dict):
-    """sample_points, or with --classifier-scale / --observe / --region, runs.guided.sample_guided;
-    returns the samples and the cost of the guidance as text (empty without guidance)."""
-    from .classifiers import ClassifierError
+def _draw(args, run, plan):
+    """``plan`` drawn, with --classifier-scale / --observe / --region through runs.guided;
+    returns the draw and the cost of the guidance as text (empty without guidance)."""
     from .gradient_guidance import GuidanceCounts
-    from .regions import RegionError
-    from .runs import sample_points
-    from .runs.guided import GuidanceRequest, parse_observations, sample_guided
+    from .runs import sample
+    from .runs.guided import GuidanceRequest, draw_guided, parse_observations
 
     request = GuidanceRequest(
         classifier_scale=args.classifier_scale,
-        observe=parse_observations(args.observe, run.dim) if args.observe else {},
+        observe=parse_observations(args.observe) if args.observe else {},
         region=args.region,
         method=args.method or "dps",
         scale=args.guide_scale,
@@ -371,18 +341,13 @@ def _sample_with_gradient_guidance(args, run, kw: dict):
         for flag, value in (("--method", args.method), ("--guide-scale", args.guide_scale)):
             if value is not None:
                 raise UsageError(f"{flag}: applies with --observe or --region only")
-        return sample_points(run, **kw), ""
+        return sample(run, plan), ""
     if args.classifier_scale is not None and args.guidance is not None:
         raise UsageError("--guidance and --classifier-scale: give one (classifier guidance steers the run's unconditional model)")
     if args.method is not None and not args.observe:
         raise UsageError("--method: applies with --observe only")
     counts = GuidanceCounts()
-    try:
-        x = sample_guided(run, request, counts, **kw)
-    except (ClassifierError, RegionError) as exc:
-        flag = "--region" if isinstance(exc, RegionError) else "--classifier-scale"
-        raise UsageError(f"{flag}: {exc}") from None
-    return x, f"; guidance: {counts.summary()}"
+    return draw_guided(run, plan, request, counts), f"; guidance: {counts.summary()}"
 
 
 def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list[str]) -> None:
@@ -400,34 +365,23 @@ def cmd_evaluate(args) -> int:
     from .runs import evaluate_run
 
     run = _load_for_use(args.run)
-    kw = _sampling_kwargs(args, run)
-    metrics, _ = evaluate_run(run, repeats=args.repeats, **kw)
-    sampler = kw["sampler"] or run.config.sample.sampler
-    steps = kw["steps"] or run.config.sample.steps
-    evaluations = kw["counter"][0] if kw["counter"] else None
+    with _flag_errors(run):
+        if run.is_autoencoder:  # it samples nothing: its reconstructions are measured
+            metrics, _ = evaluate_run(run, repeats=args.repeats, seed=args.seed, n=args.n, label=args.label)
+            what, words = {}, "reconstructions of its held-out images"
+        else:
+            plan = _plan(args, run)
+            metrics, _ = evaluate_run(run, plan, repeats=args.repeats)
+            grid = plan.grid if plan.named else plan.times.tolist()
+            what = {"sampler": plan.sampler, "steps": plan.steps, "grid": grid, "tuned_grid": plan.tuned, "evaluations": plan.evaluations}
+            words = f"{plan.describe()}, {plan.evaluations} model evaluations"
     if args.json:
-        grid = kw["grid"].tolist() if "grid" in kw else kw.get("spacing", run.config.sample.spacing)
-        tuned = getattr(args, "tuned", False)
-        print(json.dumps({"run": str(run.path), "sampler": sampler, "steps": steps, "grid": grid, "tuned_grid": tuned, "evaluations": evaluations, **metrics.to_dict()}))
+        print(json.dumps({"run": str(run.path), **what, **metrics.to_dict()}))
     else:
         summary = metrics.summary()
         sep = "\n" if "\n" in summary else " "  # a conditional run's summary has a line per class
-        print(f"{run.path} ({_sampling_line(run, kw, getattr(args, 'tuned', False))}):{sep}{summary}")
+        print(f"{run.path} ({words}):{sep}{summary}")
     return 0
-
-
-def _sampling_line(run, kw: dict, tuned: bool = False) -> str:
-    """sampler, steps, grid and the model evaluations the first draw really made."""
-    sc = run.config.sample
-    grid = _grid_words(run, kw, tuned) + (" from tuned_grids.json" if tuned else "")
-    evaluations = f", {kw['counter'][0]} model evaluations" if kw.get("counter") else ""
-    return f"{kw['sampler'] or sc.sampler}, {kw['steps'] or sc.steps} steps, {grid}{evaluations}"
-
-
-def _grid_words(run, kw: dict, tuned: bool = False) -> str:
-    if tuned:
-        return "tuned grid"
-    return "given grid" if "grid" in kw else f"{kw.get('spacing', run.config.sample.spacing)} grid"
 
 
 def cmd_train_classifier(args) -> int:
@@ -456,6 +410,7 @@ def cmd_train_classifier(args) -> int:
 
 def cmd_inpaint(args) -> int:
     from .gradient_guidance import GuidanceCounts
+    from .runs import plan_sampling
     from .runs.guided import inpaint, parse_mask
     from .viz.guidance import plot_inpainting
 
@@ -465,14 +420,14 @@ def cmd_inpaint(args) -> int:
     run = _load_for_use(args.run)
     if not run.is_image:
         raise UsageError(f"{run.path}: inpainting is for image runs; for points use: denoiselab sample {run.path} --observe x1=VALUE")
-    if args.steps is not None and args.steps > run.schedule.T:
-        raise UsageError(f"--steps: must be at most the run's T = {run.schedule.T}, got {args.steps}")
-    channels, height, width = run.sample_shape
-    image = _read_image(Path(args.image), channels, height, width)
-    mask = parse_mask(args.mask, height, width)
     counts = GuidanceCounts()
-    options = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps), ("seed", args.seed)) if v is not None}
-    completions = inpaint(run, image, mask, method=args.method, scale=args.scale, n=args.n, counts=counts, **options)
+    with _flag_errors(run):
+        # The run's named grid: a tuned grid was tuned without the known pixels' guidance.
+        plan = plan_sampling(run, sampler=args.sampler, steps=args.steps, seed=args.seed, n=args.n, tuned=False)
+        channels, height, width = run.sample_shape
+        image = _read_image(Path(args.image), channels, height, width)
+        mask = parse_mask(args.mask, height, width)
+        completions = inpaint(run, image, mask, method=args.method, scale=args.scale, counts=counts, plan=plan)
     how = {"replace": "replacement (RePaint-style)", "dps": "DPS (gradient through the denoiser)", "universal": "universal guidance"}[args.method]
     plot_inpainting(image, mask.numpy(), completions, out, title=f"{Path(args.image).name} completed by {how}, mask {args.mask}")
     print(f"wrote {len(completions)} completions to {out} ({args.method}; {counts.summary()})")

@@ -154,11 +154,16 @@ class SampleConfig:
     n: int = _opt(2000, "samples drawn for figures and metrics", lo=1)
     eta: float = _opt(0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)", lo=0)
     variance: str = _opt("small", "DDPM reverse variance", choices=VARIANCES)
-    spacing: str = _opt("logsnr", "the time grid a sampler visits (samplers/grids.py)", choices=GRIDS)
+    grid: str = _opt("logsnr", "the time grid a sampler visits (samplers/grids.py); older recipes call it spacing", choices=GRIDS)
     rho: float = _opt(KARRAS_RHO, "karras grid: its exponent rho (Karras et al. 2022; 7 spends steps near the data)", lo=0, lo_open=True)
     seed: int = _opt(0, "seed of x_T and sampler noise", lo=0)
     clip_x0: bool = _opt(True, "clamp the model's clean estimate to the training data's box (+10%; images: [-1, 1])")
     guidance: float = _opt(1.0, "conditional runs: classifier-free guidance scale (1 = the conditional model, 0 = unconditional)", lo=0)
+
+    @property
+    def spacing(self) -> str:
+        """The older name of ``grid`` (metrics.json and the playground's run details keep it)."""
+        return self.grid
 
 
 @dataclass
@@ -207,8 +212,8 @@ _SECTION_TYPES = {
 }  # fmt: skip
 
 
-def _check_value(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
-    key = f"{section}.{f.name}"
+def _check_value(section: str, f: dataclasses.Field, value: Any, where: str, given: str | None = None) -> Any:
+    key = f"{section}.{given or f.name}"
     if f.type == "list[int]":
         if isinstance(value, str):  # --set model.mults=1,2,2
             try:
@@ -245,6 +250,16 @@ def _check_value(section: str, f: dataclasses.Field, value: Any, where: str) -> 
     return value
 
 
+# Older names of keys, still read (run folders keep the config.toml they were trained with).
+_ALIASES = {("sample", "spacing"): "grid"}
+
+
+def _names_of(section: str, key: str) -> set[str]:
+    """Every name of ``section.key``: itself and its older or newer name."""
+    name = _ALIASES.get((section, key), key)
+    return {name} | {alias for (s, alias), new in _ALIASES.items() if s == section and new == name}
+
+
 def from_dict(raw: dict[str, Any], *, name: str = "custom", where: str = "") -> Config:
     """Validate a nested dict (as read from TOML) into a Config; missing keys take defaults."""
     cfg = Config(name=name)
@@ -256,9 +271,12 @@ def from_dict(raw: dict[str, Any], *, name: str = "custom", where: str = "") -> 
         fields = {f.name: f for f in dataclasses.fields(_SECTION_TYPES[section])}
         target = getattr(cfg, section)
         for key, value in values.items():
-            if key not in fields:
+            name = _ALIASES.get((section, key), key)
+            if name not in fields:
                 raise ConfigError(f"{where}unknown key {section}.{key}; valid keys in [{section}]: {', '.join(fields)}")
-            setattr(target, key, _check_value(section, fields[key], value, where))
+            if name != key and name in values:
+                raise ConfigError(f"{where}{section}.{key} and {section}.{name} name the same thing; give one")
+            setattr(target, name, _check_value(section, fields[name], value, where, given=key))
     _check_cross(cfg, where)
     return cfg
 
@@ -360,6 +378,8 @@ def load_config(name_or_path: str = "spiral", overrides: list[str] | tuple[str, 
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"--set {item}: [{section}] is not a table")
+        for same in _names_of(section, key):  # an override replaces the recipe's key by either name
+            raw[section].pop(same, None)
         raw[section][key] = value
     return from_dict(raw, name=name, where=where)
 

@@ -1,5 +1,6 @@
-"""Run folders: load one (folder.py), sample from it (sampling.py), measure it (evaluation.py),
-draw its figures (figures.py).  Nothing here imports the training loop."""
+"""Run folders: load one (folder.py), plan what to sample (plan.py), sample it (sampling.py),
+measure it (evaluation.py), draw its figures (figures.py).  Nothing here imports the training
+loop."""
 
 from .evaluation import (
     ImageRunMetrics,
@@ -16,7 +17,8 @@ from .evaluation import (
 )
 from .figures import GRID_PER_CLASS, GUIDANCE_SWEEP, records_to_frames, render_figures, render_image_figures, render_path_comparison
 from .folder import CHECKPOINT, HELD_OUT, HELD_OUT_LABELS, LABELS, WEIGHTS, Run, RunError, load_run, read_losses, write_run_info
-from .sampling import SamplingError, class_labels, guided_model_fn, resolve_label, sample_points
+from .plan import PlanError, SamplingPlan, plan_sampling, tuned_grid_list
+from .sampling import Drawn, SamplingError, class_labels, guided_model_fn, plan_from_options, resolve_label, sample, sample_points
 
 __all__ = [
     "CHECKPOINT",
@@ -26,10 +28,13 @@ __all__ = [
     "HELD_OUT_LABELS",
     "LABELS",
     "WEIGHTS",
+    "Drawn",
     "ImageRunMetrics",
+    "PlanError",
     "Run",
     "RunError",
     "SamplingError",
+    "SamplingPlan",
     "class_labels",
     "complete_run",
     "evaluate_classes",
@@ -40,6 +45,8 @@ __all__ = [
     "held_out_images",
     "image_classifier",
     "load_run",
+    "plan_from_options",
+    "plan_sampling",
     "read_losses",
     "records_to_frames",
     "reference_draws",
@@ -48,7 +55,9 @@ __all__ = [
     "render_path_comparison",
     "resolve_label",
     "run_source",
+    "sample",
     "sample_points",
+    "tuned_grid_list",
     "write_metrics",
     "write_run_info",
 ]

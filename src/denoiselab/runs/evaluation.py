@@ -16,7 +16,8 @@ from ..data import make_source
 from ..metrics import REFERENCE_DRAWS, ClassMetrics, PointMetrics, cached_floor, label_accuracy, point_metrics
 from .figures import render_figures
 from .folder import HELD_OUT, HELD_OUT_LABELS, Run, RunError, load_run, write_run_info
-from .sampling import class_labels, guided_model_fn, resolve_label, sample_points
+from .plan import SamplingPlan
+from .sampling import plan_from_options, sample
 
 
 @dataclass(frozen=True)
@@ -59,27 +60,24 @@ def held_out_images(run: Run) -> tuple[np.ndarray, np.ndarray | None]:
     return held, labels
 
 
-def evaluate_images(
-    run: Run, *, seed: int, label=None, guidance: float | None = None, **sample_options
-) -> tuple[ImageRunMetrics, np.ndarray]:
-    """Class accuracy and Frechet distance of n samples (every class in proportion, or ``label``)."""
+def evaluate_images(run: Run, plan: SamplingPlan | None = None, **plan_options) -> tuple[ImageRunMetrics, np.ndarray]:
+    """Class accuracy and Frechet distance of ``plan``'s samples (every class in proportion, or
+    its one label); without a plan, one is made of ``plan_options`` (plan_from_options)."""
     from ..image_metrics import image_metrics
 
-    n = sample_options.pop("n", None)
-    n = run.config.sample.n if n is None else n
-    samples = sample_points(run, n=n, seed=seed, label=label, guidance=guidance, **sample_options)
+    plan = plan_from_options(run, **plan_options) if plan is None else plan
+    samples = sample(run, plan).x
     if not run.num_classes:
         note = "unlabelled images: no classifier to measure samples with"
-        return ImageRunMetrics({"n": n, "frechet": None, "note": note}), samples
-    labels = class_labels(run, n, label)
+        return ImageRunMetrics({"n": plan.n, "frechet": None, "note": note}), samples
     held, held_labels = held_out_images(run)
     train = run.data
-    if label is not None:
-        c = resolve_label(run, label)
-        held, train = held[held_labels == c], train[run.labels == c]
-    values = image_metrics(image_classifier(run), torch.as_tensor(samples), torch.as_tensor(labels), torch.as_tensor(held), torch.as_tensor(train), seed=seed)
-    scale = run.config.sample.guidance if guidance is None else guidance
-    values = {"guidance": float(scale), **values}
+    if plan.label is not None:
+        held, train = held[held_labels == plan.label], train[run.labels == plan.label]
+    values = image_metrics(
+        image_classifier(run), torch.as_tensor(samples), torch.as_tensor(plan.labels), torch.as_tensor(held), torch.as_tensor(train), seed=plan.seed
+    )
+    values = {"guidance": plan.guidance, **values}
     values["per_class_accuracy"] = {run.class_names[int(k)]: v for k, v in (values.get("per_class_accuracy") or {}).items()}
     return ImageRunMetrics(values), samples
 
@@ -111,29 +109,34 @@ def reference_draws(run: Run, n: int, count: int = REFERENCE_DRAWS, label: int |
 
 
 def evaluate_run(
-    run: Run, *, repeats: int = 8, seed: int | None = None, label=None, guidance: float | None = None, **sample_options
+    run: Run, plan: SamplingPlan | None = None, *, repeats: int = 8, **plan_options
 ) -> tuple[PointMetrics | ClassMetrics, np.ndarray]:
-    """W2 and energy distance of ``repeats`` sample sets (seeds seed, seed + 1, ...) against
-    REFERENCE_DRAWS fresh reference draws, beside the floor between those draws (see
-    metrics.point_metrics); returns the first sample set too.
+    """W2 and energy distance of ``repeats`` sample sets of ``plan`` (seeds plan.seed,
+    plan.seed + 1, ...) against REFERENCE_DRAWS fresh reference draws, beside the floor between
+    those draws (see metrics.point_metrics); returns the first sample set too.  Without a plan,
+    one is made of ``plan_options`` (plan_from_options: sampler, steps, grid, n, seed, label,
+    guidance, ...).
 
-    A conditional run gets ClassMetrics: each class (or only ``label``) against its own
+    A conditional run gets ClassMetrics: each class (or only the plan's label) against its own
     reference draws, the proportional mixture against the mixture, and label accuracy."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    seed = run.config.sample.seed if seed is None else seed
-    if run.is_latent or run.is_autoencoder:
+    if run.is_autoencoder:  # it samples nothing: its reconstructions are measured
         from .latent import evaluate_latent_run
 
-        return evaluate_latent_run(run, seed=seed, label=label, guidance=guidance, **sample_options)
+        seed = plan_options.pop("seed", None)
+        return evaluate_latent_run(run, seed=run.config.sample.seed if seed is None else seed, **plan_options)
+    plan = plan_from_options(run, **plan_options) if plan is None else plan
+    if run.is_latent:
+        from .latent import evaluate_latent_run
+
+        options = {"sampler": plan.sampler, "grid": plan.times, "n": plan.n, **plan.options}
+        return evaluate_latent_run(run, seed=plan.seed, label=plan.label, guidance=plan.guidance, **options)
     if run.is_image:
-        return evaluate_images(run, seed=seed, label=label, guidance=guidance, **sample_options)
+        return evaluate_images(run, plan)
     if run.num_classes:
-        return evaluate_classes(run, repeats=repeats, seed=seed, label=label, guidance=guidance, **sample_options)
-    guided_model_fn(run, guidance)  # raises: guidance on an unconditional run
-    if label is not None:
-        resolve_label(run, label)  # raises: no classes
-    samples = [sample_points(run, seed=seed + i, **sample_options) for i in range(repeats)]
+        return evaluate_classes(run, plan, repeats=repeats)
+    samples = [sample(run, plan.with_seed(plan.seed + i)).x for i in range(repeats)]
     references = reference_draws(run, len(samples[0]))
     return point_metrics(samples, references, cached_floor(references)), samples[0]
 
@@ -152,17 +155,17 @@ def _classifier_set(run: Run, source, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.repeat(np.arange(run.num_classes), [len(x) for x in xs])
 
 
-def evaluate_classes(
-    run: Run, *, repeats: int, seed: int, label=None, guidance: float | None = None, **sample_options
-) -> tuple[ClassMetrics, np.ndarray]:
+def evaluate_classes(run: Run, plan: SamplingPlan, *, repeats: int) -> tuple[ClassMetrics, np.ndarray]:
     source = run_source(run)
-    n = run.config.sample.n if sample_options.get("n") is None else sample_options["n"]
-    scale = run.config.sample.guidance if guidance is None else guidance
-    fit_x, fit_y = _classifier_set(run, source, n)
-    wanted = list(range(run.num_classes)) if label is None else [resolve_label(run, label)]
+    fit_x, fit_y = _classifier_set(run, source, plan.n)
+    wanted = list(range(run.num_classes)) if plan.label is None else [plan.label]
+
+    def sample_sets(p: SamplingPlan) -> list[np.ndarray]:
+        return [sample(run, p.with_seed(p.seed + i)).x for i in range(repeats)]
+
     per_class, accuracy, reference_accuracy = {}, {}, {}
     for c in wanted:
-        samples = [sample_points(run, seed=seed + i, label=c, guidance=scale, **sample_options) for i in range(repeats)]
+        samples = sample_sets(plan.for_class(c))
         refs = reference_draws(run, len(samples[0]), label=c, source=source)
         name = run.class_names[c]
         per_class[name] = point_metrics(samples, refs, cached_floor(refs))
@@ -171,14 +174,13 @@ def evaluate_classes(
         if c == wanted[0]:
             first = samples[0]
     mixture = mixture_accuracy = None
-    if label is None:
-        samples = [sample_points(run, seed=seed + i, guidance=scale, **sample_options) for i in range(repeats)]
+    if plan.label is None:
+        samples = sample_sets(plan)
         refs = reference_draws(run, len(samples[0]), source=source)
         mixture = point_metrics(samples, refs, cached_floor(refs))
-        y = class_labels(run, len(samples[0]))
-        mixture_accuracy = float(np.mean([label_accuracy(fit_x, fit_y, x, y) for x in samples]))
+        mixture_accuracy = float(np.mean([label_accuracy(fit_x, fit_y, x, plan.labels) for x in samples]))
         first = samples[0]
-    return ClassMetrics(float(scale), per_class, accuracy, reference_accuracy, mixture, mixture_accuracy), first
+    return ClassMetrics(plan.guidance, per_class, accuracy, reference_accuracy, mixture, mixture_accuracy), first
 
 
 class FloorsInBackground:

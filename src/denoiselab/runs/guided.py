@@ -4,6 +4,10 @@ The wrappers are gradient_guidance.py's; this module turns a run's request into 
 and regions given in data units are read in the model's units (the run's normalisation), the
 classifier comes from the run folder (classifiers.py), and the observed values are pasted into
 every returned sample.  Coordinates are named x1, x2, ... (1-based) as in p(x2 | x1 = a).
+
+Errors are plan.PlanError naming the request's field ("observe", "mask", "method",
+"classifier_scale", "region", "inpaint", "image"), never a command-line flag: the command line
+and the playground each put their own name on the field.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..classifiers import load_classifier
+from ..classifiers import ClassifierError, has_classifier, load_classifier
 from ..gradient_guidance import GuidanceCounts, classifier_guidance, counted, loss_guidance, observation_loss, paste_observed, replacement
-from ..regions import region_from
-from .folder import Run
-from .sampling import SamplingError, sample_points
+from ..regions import RegionError, region_from
+from .evaluation import held_out_images
+from .folder import HELD_OUT, Run, RunError
+from .plan import PlanError, SamplingPlan
+from .sampling import Drawn, plan_from_options, sample
 
 # How known values steer the rest: replacement (RePaint-style), DPS (gradient of the misfit of
 # x0_hat through the denoiser) or universal guidance (DPS plus one backward step on x0_hat).
@@ -44,23 +50,22 @@ class GuidanceRequest:
         return self.classifier_scale is not None or bool(self.observe) or self.region is not None
 
 
-def parse_observations(texts: list[str], dim: int) -> dict[int, float]:
-    """``x1=0.5`` (repeatable, or comma-separated ``x1=0.5,x2=-1``) -> {0: 0.5}."""
+def parse_observations(texts: list[str]) -> dict[int, float]:
+    """``x1=0.5`` (repeatable, or comma-separated ``x1=0.5,x2=-1``) -> {0: 0.5}; which
+    coordinates a run has is checked where they are used (``guided_wrapper``)."""
     out: dict[int, float] = {}
     for text in texts:
         for part in text.split(","):
             m = re.fullmatch(r"\s*x(\d+)\s*=\s*(\S+)\s*", part)
-            if not m or not 1 <= int(m.group(1)) <= dim:
-                raise SamplingError(f"--observe {part.strip()!r}: expected xI=VALUE with I in 1..{dim}, e.g. x1=0.5")
+            if not m or int(m.group(1)) < 1:
+                raise PlanError("observe", f"{part.strip()!r}: expected xI=VALUE with I >= 1, e.g. x1=0.5")
             try:
                 value = float(m.group(2))
             except ValueError:
-                raise SamplingError(f"--observe {part.strip()!r}: {m.group(2)!r} is not a number") from None
+                raise PlanError("observe", f"{part.strip()!r}: {m.group(2)!r} is not a number") from None
             if not np.isfinite(value):
-                raise SamplingError(f"--observe {part.strip()!r}: the value must be finite")
+                raise PlanError("observe", f"{part.strip()!r}: the value must be finite")
             out[int(m.group(1)) - 1] = value
-    if out and len(out) >= dim:
-        raise SamplingError(f"--observe: every coordinate is observed; leave at least one of x1..x{dim} to sample")
     return out
 
 
@@ -76,14 +81,30 @@ def parse_mask(text: str, height: int, width: int) -> torch.Tensor:
         try:
             x0, y0, x1, y1 = (int(v) for v in text[4:].split(","))
         except ValueError:
-            raise SamplingError(f"--mask {text!r}: expected box:X0,Y0,X1,Y1 (four integers)") from None
+            raise PlanError("mask", f"{text!r}: expected box:X0,Y0,X1,Y1 (four integers)") from None
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            raise SamplingError(f"--mask {text!r}: the box must lie inside the {width} x {height} image with X0 < X1 and Y0 < Y1")
+            raise PlanError("mask", f"{text!r}: the box must lie inside the {width} x {height} image with X0 < X1 and Y0 < Y1")
         mask[:] = True
         mask[y0:y1, x0:x1] = False
     else:
-        raise SamplingError(f"--mask {text!r}: expected left, top or box:X0,Y0,X1,Y1")
+        raise PlanError("mask", f"{text!r}: expected left, top or box:X0,Y0,X1,Y1")
     return mask
+
+
+def observed_point(run: Run, observe: dict[int, float]) -> np.ndarray:
+    """One point in data units: the observed coordinates, the data's mean elsewhere (the
+    unobserved entries are masked out wherever the point is used)."""
+    if run.is_image:
+        raise PlanError("observe", "is an image run; an image is completed by inpainting", of_run=True)
+    bad = [i for i in observe if not 0 <= i < run.dim]
+    if bad:
+        raise PlanError("observe", f"x{bad[0] + 1}: this run has coordinates x1..x{run.dim}")
+    if len(observe) >= run.dim:
+        raise PlanError("observe", f"every coordinate is observed; leave at least one of x1..x{run.dim} to sample")
+    point = np.asarray(run.normalization.mean, dtype=np.float32).copy()
+    for i, v in observe.items():
+        point[i] = v
+    return point
 
 
 def _to_model_units(run: Run, x: np.ndarray) -> torch.Tensor:
@@ -98,7 +119,7 @@ def _known(run: Run, mask: torch.Tensor, values_data: np.ndarray) -> tuple[torch
 
 def _observe_wrapper(run: Run, mask, values, method: str, scale: float | None, seed: int, counts: GuidanceCounts):
     if method not in OBSERVE_METHODS:
-        raise SamplingError(f"--method {method!r}: expected one of {', '.join(OBSERVE_METHODS)}")
+        raise PlanError("method", f"{method!r}: expected one of {', '.join(OBSERVE_METHODS)}")
     schedule, prediction = run.schedule, run.config.model.prediction
     s = DEFAULT_OBSERVE_SCALE if scale is None else scale
     if method == "replace":
@@ -109,29 +130,38 @@ def _observe_wrapper(run: Run, mask, values, method: str, scale: float | None, s
     return lambda fn: loss_guidance(fn, misfit, s, schedule, prediction, backward_steps=steps, backward_lr=1.0, counts=counts)
 
 
+def _classifier(run: Run):
+    if run.num_classes == 0:
+        raise PlanError("classifier_scale", "has no classes, so it has no classifier", of_run=True)
+    if not has_classifier(run.path):
+        raise PlanError("classifier_scale", "has no classifier; train one with: denoiselab train-classifier RUN", of_run=True)
+    try:
+        return load_classifier(run)
+    except ClassifierError as exc:  # a damaged file: the message names it
+        raise PlanError("classifier_scale", str(exc)) from None
+
+
 def guided_wrapper(run: Run, request: GuidanceRequest, seed: int, counts: GuidanceCounts):
     """(wrap, known): the model wrapper for ``request`` and the (mask, values) to paste, or None."""
     wrappers, known = [], None
     schedule, prediction = run.schedule, run.config.model.prediction
     if request.classifier_scale is not None:
-        if run.num_classes == 0:
-            raise SamplingError(f"--classifier-scale: {run.path} has no classes, so it has no classifier")
-        classifier = load_classifier(run)
+        classifier = _classifier(run)
         scale = request.classifier_scale
         wrappers.append(lambda fn: classifier_guidance(fn, classifier, scale, schedule, prediction, counts=counts))
     if request.observe:
-        if run.is_image:
-            raise SamplingError("--observe: for point runs; complete images with: denoiselab inpaint")
+        point = observed_point(run, request.observe)
         mask = torch.zeros(run.dim, dtype=torch.bool)
-        values = np.asarray(run.normalization.mean, dtype=np.float32).copy()
-        for i, v in request.observe.items():
-            mask[i], values[i] = True, v
-        known = _known(run, mask, values)
+        mask[list(request.observe)] = True
+        known = _known(run, mask, point)
         wrappers.append(_observe_wrapper(run, *known, request.method, request.scale, seed, counts))
     if request.region is not None:
         if run.is_image:
-            raise SamplingError("--region: for point runs only")
-        region = region_from(request.region, run.dim)
+            raise PlanError("region", "is an image run; a region is a set of points", of_run=True)
+        try:
+            region = region_from(request.region, run.dim)
+        except RegionError as exc:
+            raise PlanError("region", str(exc)) from None
         mean = torch.as_tensor(run.normalization.mean, dtype=torch.float32, device=run.device)
         unit = float(run.normalization.scale)
         weight = DEFAULT_REGION_SCALE if request.scale is None else request.scale
@@ -150,16 +180,20 @@ def guided_wrapper(run: Run, request: GuidanceRequest, seed: int, counts: Guidan
     return wrap, known
 
 
-def sample_guided(run: Run, request: GuidanceRequest, counts: GuidanceCounts | None = None, **kw) -> np.ndarray:
-    """``sample_points`` with gradient guidance; observed coordinates are exact in every sample."""
-    counts = counts if counts is not None else GuidanceCounts()
-    seed = run.config.sample.seed if kw.get("seed") is None else kw["seed"]
-    wrap, known = guided_wrapper(run, request, seed, counts)
-    x = sample_points(run, model_wrapper=wrap, **kw)
+def draw_guided(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts) -> Drawn:
+    """``plan`` drawn with gradient guidance; observed coordinates are exact in every sample."""
+    wrap, known = guided_wrapper(run, request, plan.seed, counts)
+    drawn = sample(run, plan, model_wrapper=wrap)
     if known is not None:
         for i, v in request.observe.items():
-            x[:, i] = v
-    return x
+            drawn.x[:, i] = v
+    return drawn
+
+
+def sample_guided(run: Run, request: GuidanceRequest, counts: GuidanceCounts | None = None, **plan_options) -> np.ndarray:
+    """``sample_points`` with gradient guidance (``plan_options`` as plan.plan_sampling takes them)."""
+    counts = counts if counts is not None else GuidanceCounts()
+    return draw_guided(run, plan_from_options(run, **plan_options), request, counts).x
 
 
 def inpaint(
@@ -171,24 +205,41 @@ def inpaint(
     scale: float | None = None,
     n: int = 8,
     counts: GuidanceCounts | None = None,
-    **kw,
+    plan: SamplingPlan | None = None,
+    **plan_options,
 ) -> np.ndarray:
     """``n`` completions (n, C, H, W) of ``image`` (C, H, W, pixels in [-1, 1]) where ``mask``
-    (H, W) is False; the known pixels are copied from the image into every completion."""
-    if not run.is_image:
-        raise SamplingError(f"{run.path}: inpainting is for image runs; for points use: denoiselab sample --observe")
+    (H, W) is False; the known pixels are copied from the image into every completion.  The
+    sampling is ``plan``'s, or one made of ``n`` and ``plan_options``."""
     counts = counts if counts is not None else GuidanceCounts()
-    seed = run.config.sample.seed if kw.get("seed") is None else kw["seed"]
-    wrap, (full, _) = inpaint_wrapper(run, image, mask, method, scale, seed, counts)
-    x = sample_points(run, model_wrapper=wrap, n=n, **kw)
-    out = paste_observed(torch.as_tensor(x), full, torch.as_tensor(image, dtype=torch.float32)).numpy()
-    return out
+    plan = plan_from_options(run, n=n, **plan_options) if plan is None else plan
+    wrap, (full, _) = inpaint_wrapper(run, image, mask, method, scale, plan.seed, counts)
+    x = sample(run, plan, model_wrapper=wrap).x
+    return paste_observed(torch.as_tensor(x), full, torch.as_tensor(image, dtype=torch.float32)).numpy()
+
+
+def _image_run(run: Run) -> None:
+    if not run.is_image:
+        raise PlanError("inpaint", "is a point run; inpainting completes images, and a point's coordinates are fixed with observe", of_run=True)
+
+
+def held_out_image(run: Run, index: int) -> np.ndarray:
+    """Held-out image ``index`` (C, H, W, pixels in [-1, 1]) of an image run, to inpaint."""
+    _image_run(run)
+    try:
+        held, _ = held_out_images(run)
+    except RunError:
+        raise PlanError("image", f"has no held-out images ({HELD_OUT})", of_run=True) from None
+    if not 0 <= index < len(held):
+        raise PlanError("image", f"expected a held-out image index in 0..{len(held) - 1}, got {index}")
+    return np.asarray(held[index], dtype=np.float32)
 
 
 def inpaint_wrapper(run: Run, image: np.ndarray, mask: torch.Tensor, method: str, scale: float | None, seed: int, counts: GuidanceCounts):
     """(wrap, known) for completing ``image`` (C, H, W, data units) where ``mask`` (H, W) is
     False: the counted model wrapper, and the known (mask, values) of one sample's shape in model
     units (what ``guided_wrapper`` returns for observed coordinates)."""
+    _image_run(run)
     known = _known(run, mask[None].expand(run.sample_shape), image)
     observe = _observe_wrapper(run, *known, method, scale, seed, counts)
     return (lambda fn: observe(counted(fn, counts))), known

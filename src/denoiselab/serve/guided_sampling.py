@@ -2,8 +2,10 @@
 image, observed coordinates of a point run, and the guidance term of each reverse step.
 
 The wrappers are gradient_guidance.py's, built by runs/guided.py exactly as the CLI builds them
-(``guided_wrapper``, ``inpaint_wrapper``); this module turns the request into their arguments
-(a 422 naming the field where the run cannot serve it) and records what the guidance changed.
+(``guided_wrapper``, ``inpaint_wrapper``), which also say where the run cannot serve a request
+(a PlanError, whose field ``request_field`` names as the request does); this module turns the
+request into their arguments (a 422 naming the field where the block itself is wrong: a box, a
+bitmask) and records what the guidance changed.
 
 The guidance term of a step is eps_guided(x_t, t) - eps_unguided(x_t, t), both read at the
 sampler's x_t: in eps space and already multiplied by sigma_t (gradient_guidance.py's
@@ -23,11 +25,10 @@ import numpy as np
 import torch
 from fastapi import HTTPException
 
-from ..classifiers import ClassifierError, has_classifier
 from ..gradient_guidance import GuidanceCounts, paste_observed
 from ..prediction import resolve
-from ..runs import HELD_OUT, RunError, SamplingError, held_out_images, resolve_label
-from ..runs.guided import GuidanceRequest, guided_wrapper, inpaint_wrapper
+from ..runs import SamplingPlan
+from ..runs.guided import GuidanceRequest, guided_wrapper, held_out_image, inpaint_wrapper, observed_point
 from .request_models import GradientGuide
 
 
@@ -48,8 +49,7 @@ class GuidedSampling:
 
     @property
     def uses_gradients(self) -> bool:
-        g = self.guide
-        return g.classifier is not None or (g.inpaint or g.observe).method != "replace"
+        return uses_gradients(self.guide)
 
     def model_wrapper(self, run, record: bool):
         """model_fn -> guided model_fn; with ``record`` each call's guidance term is kept."""
@@ -99,10 +99,6 @@ class GuidedSampling:
         pasted = paste_observed(x_model, mask, values)
         return pasted, float((pasted - x_model).abs().max())
 
-    def paste_data(self, x_data: np.ndarray) -> np.ndarray:
-        mask, _ = self.known
-        return paste_observed(torch.as_tensor(x_data), mask.cpu(), torch.as_tensor(self.known_data, dtype=torch.float32)).numpy()
-
     def summary(self) -> dict:
         g = self.guide
         out: dict = {"kind": g.kind, "uses_gradients": self.uses_gradients}
@@ -120,6 +116,22 @@ class GuidedSampling:
             cost=c.summary(),
         )
         return out
+
+
+def uses_gradients(guide: GradientGuide) -> bool:
+    """Whether the guidance differentiates through the model (all but replacement)."""
+    return guide.classifier is not None or (guide.inpaint or guide.observe).method != "replace"
+
+
+def request_field(guide: GradientGuide, field: str) -> str:
+    """The request's name for a field that runs.guided's errors name."""
+    names = {
+        "classifier_scale": "gradient_guidance.classifier",
+        "observe": "gradient_guidance.observe.values",
+        "method": f"gradient_guidance.{guide.kind}.method",
+        "image": "gradient_guidance.inpaint.image",
+    }
+    return names.get(field, f"gradient_guidance.{guide.kind}")
 
 
 def _fail(where: str, message: str) -> HTTPException:
@@ -149,46 +161,20 @@ def known_mask(guide, height: int, width: int) -> torch.Tensor:
     return mask
 
 
-def prepare(run, name: str, guide: GradientGuide, seed: int) -> GuidedSampling:
-    """The wrapper and known values for ``guide`` on ``run``, or a 422 naming the field."""
+def prepare(run, guide: GradientGuide, plan: SamplingPlan) -> GuidedSampling:
+    """The wrapper and known values for ``guide`` on ``run``, sampled as ``plan`` says (its label
+    is the classifier's class)."""
     counts = GuidanceCounts()
     if guide.classifier is not None:
-        if run.num_classes == 0:
-            raise _fail("classifier", f"run {name!r} has no classes (trained without labels), so it has no classifier")
-        if not has_classifier(run.path):
-            raise _fail("classifier", f"run {name!r} has no classifier; train one with: denoiselab train-classifier RUN")
-        try:
-            label = resolve_label(run, guide.classifier.label)
-            wrap, _ = guided_wrapper(run, GuidanceRequest(classifier_scale=guide.classifier.scale), seed, counts)
-        except (SamplingError, ClassifierError) as exc:
-            raise _fail("classifier", str(exc).replace(str(run.path), name)) from None
-        return GuidedSampling(guide, wrap, label=label, counts=counts)
+        wrap, _ = guided_wrapper(run, GuidanceRequest(classifier_scale=guide.classifier.scale), plan.seed, counts)
+        return GuidedSampling(guide, wrap, label=plan.label, counts=counts)
     if guide.inpaint is not None:
         spec = guide.inpaint
-        if not run.is_image:
-            raise _fail("inpaint", f"run {name!r} is a point run; fix coordinates with observe")
-        try:
-            held, _ = held_out_images(run)
-        except RunError:
-            raise _fail("inpaint", f"run {name!r} has no held-out images ({HELD_OUT})") from None
-        if spec.image >= len(held):
-            raise _fail("inpaint.image", f"expected a held-out image index in 0..{len(held) - 1}, got {spec.image}")
-        image = np.asarray(held[spec.image], dtype=np.float32)
+        image = held_out_image(run, spec.image)
         mask = known_mask(spec, image.shape[-2], image.shape[-1])
-        wrap, known = inpaint_wrapper(run, image, mask, spec.method, spec.scale, seed, counts)
+        wrap, known = inpaint_wrapper(run, image, mask, spec.method, spec.scale, plan.seed, counts)
         return GuidedSampling(guide, wrap, known=known, known_data=image, counts=counts)
     spec = guide.observe
-    if run.is_image:
-        raise _fail("observe", f"run {name!r} is an image run; complete images with inpaint")
     observe = {int(k[1:]) - 1: v for k, v in spec.values.items()}
-    bad = [f"x{i + 1}" for i in observe if i >= run.dim]
-    if bad:
-        raise _fail("observe.values", f"{bad[0]}: this run has coordinates x1..x{run.dim}")
-    if len(observe) >= run.dim:
-        raise _fail("observe.values", f"every coordinate is observed; leave at least one of x1..x{run.dim} to sample")
-    request = GuidanceRequest(observe=observe, method=spec.method, scale=spec.scale)
-    wrap, known = guided_wrapper(run, request, seed, counts)
-    point = np.asarray(run.normalization.mean, dtype=np.float32).copy()
-    for i, v in observe.items():
-        point[i] = v
-    return GuidedSampling(guide, wrap, known=known, known_data=point, counts=counts)
+    wrap, known = guided_wrapper(run, GuidanceRequest(observe=observe, method=spec.method, scale=spec.scale), plan.seed, counts)
+    return GuidedSampling(guide, wrap, known=known, known_data=observed_point(run, observe), counts=counts)

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..samplers import SAMPLERS, SPACINGS
+from ..samplers import GRIDS, SAMPLERS
 from ..schedules import SCHEDULE_KINDS
 from .limits import (
     DEFAULT_IMAGE_TRAIN_STEPS,
@@ -152,9 +152,10 @@ class SampleRequest(_Strict):
     steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     n: int | None = Field(None, ge=1, le=MAX_POINTS)
     seed: Seed | None = None
-    spacing: Literal[SPACINGS] | None = None  # type: ignore[valid-type]
+    grid: Literal[GRIDS] | None = Field(None, description="a named grid (the reply's own grid is the time points, as steps of the chain)")  # type: ignore[valid-type]
+    spacing: Literal[GRIDS] | None = Field(None, description="the older name of grid")  # type: ignore[valid-type]
     tuned_grid: bool | None = Field(
-        None, description="the run's tuned grid (tuned_grids.json): true = required, false = never, default = when one fits (grid_choice.py)"
+        None, description="the run's tuned grid (tuned_grids.json): true = required, false = never, default = when one fits (runs/plan.py)"
     )
     eta: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     label: int | str | None = Field(None, description="class index or class name (conditional runs)")
@@ -169,6 +170,17 @@ class SampleRequest(_Strict):
     @classmethod
     def _label(cls, value):
         return value if value is None else _class_label(value)
+
+    @model_validator(mode="after")
+    def _one_grid(self):
+        if self.grid is not None and self.spacing is not None:
+            raise ValueError("spacing: the older name of grid; give one")
+        return self
+
+    @property
+    def grid_name(self) -> str | None:
+        """The named grid asked for, by either name."""
+        return self.spacing if self.grid is None else self.grid
 
 
 class TrainRequest(_Strict):

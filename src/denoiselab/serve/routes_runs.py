@@ -12,8 +12,7 @@ import numpy as np
 from fastapi import APIRouter
 
 from ..data import Normalization
-from ..runs import HELD_OUT, read_losses
-from .grid_choice import tuned_grid_list
+from ..runs import HELD_OUT, read_losses, tuned_grid_list
 from .limits import DATA_PREVIEW, DEFAULT_RUN, HELD_OUT_PREVIEW, IMAGE_PREVIEW
 from .payloads import json_response, panel
 from .request_models import RunName, TrainRequest
