@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..guidance import classifier_free
-from ..samplers import SAMPLERS, CountingModel
+from ..samplers import SAMPLERS, CountingModel, Denoiser
 from .folder import Run
 from .plan import PlanError, SamplingError, SamplingPlan, class_labels, guidance_scale, plan_sampling, resolve_label
 
@@ -23,6 +23,7 @@ __all__ = [
     "PlanError",
     "SamplingError",
     "class_labels",
+    "denoiser",
     "guided_model_fn",
     "plan_from_options",
     "resolve_label",
@@ -59,21 +60,16 @@ def sample(run: Run, plan: SamplingPlan, *, model_wrapper=None, on_step=None, de
     return Drawn(x, x_T, model_fn.calls)
 
 
-def _solve(run: Run, plan: SamplingPlan, model_fn, x_T: torch.Tensor, generator, on_step) -> torch.Tensor:
-    """The one call of the sampler: the plan's times, labels, clamp and own options."""
+def denoiser(run: Run, plan: SamplingPlan, model_fn, *, clip: bool = True) -> Denoiser:
+    """The model function read as a denoiser at the plan's labels and clamp (``clip=False``:
+    the network's own estimate, which the playground shows beside the clamped one)."""
     y = None if plan.labels is None else torch.as_tensor(plan.labels, device=run.device)
-    return SAMPLERS[plan.sampler](
-        model_fn,
-        x_T,
-        run.schedule,
-        plan.times,
-        y=y,
-        prediction=run.config.model.prediction,
-        clip_x0=plan.clip_x0,
-        generator=generator,
-        on_step=on_step,
-        **plan.options,
-    )
+    return Denoiser(model_fn, run.schedule, run.config.model.prediction, y, plan.clip_x0 if clip else None)
+
+
+def _solve(run: Run, plan: SamplingPlan, model_fn, x_T: torch.Tensor, generator, on_step) -> torch.Tensor:
+    """The one call of the sampler: the plan's times and the sampler's own options."""
+    return SAMPLERS[plan.sampler](denoiser(run, plan, model_fn), x_T, plan.times, generator=generator, on_step=on_step, **plan.options)
 
 
 def plan_from_options(run: Run, **options) -> SamplingPlan:

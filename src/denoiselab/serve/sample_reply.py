@@ -17,7 +17,7 @@ import math
 import torch
 
 from ..runs import SamplingPlan, guided_model_fn
-from ..samplers.stepping import evaluate
+from ..runs.sampling import denoiser
 from .payloads import finite_or_none, frame_panel, panel
 
 
@@ -130,8 +130,8 @@ def _network_predictions(run, plan: SamplingPlan, records: list, recorded: list 
     and where it clamped anything, the network's own x0-hat and eps-hat before clamping
     ("x0_net", "eps_net").
 
-    The sampler's record holds x0-hat after the clamp and eps-hat recomputed from it (stepping.
-    evaluate), which is what it stepped with but not what the network said; so the steps that
+    The sampler's record holds x0-hat after the clamp and eps-hat recomputed from it (Denoiser
+    with clip_x0), which is what it stepped with but not what the network said; so the steps that
     were clamped are evaluated once more without the clamp, with the same model function
     (guidance included), input and time.  Steps without clamping cost nothing extra.  With
     gradient guidance ``recorded`` holds each step's guided (x0-hat, eps-hat) before the clamp,
@@ -159,9 +159,8 @@ def _network_predictions(run, plan: SamplingPlan, records: list, recorded: list 
         elif share > 0:
             if model_fn is None:
                 model_fn = guided_model_fn(run, plan.guidance)
-            y = None if plan.labels is None else torch.as_tensor(plan.labels, device=r.x_t.device)
             with torch.inference_mode():
-                raw = evaluate(model_fn, r.x_t, run.schedule, r.t, y=y, prediction=run.config.model.prediction)
+                raw = denoiser(run, plan, model_fn, clip=False)(r.x_t, r.t)
             frame.update(x0_net=frame_panel(shown(raw.x0)), eps_net=frame_panel(noise_shown(raw.eps)))
         out.append(frame)
     return out
