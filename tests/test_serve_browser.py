@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from denoiselab import load_config, train
-from denoiselab.classifier_training import train_classifier
+from denoiselab.training import train_classifier
 from denoiselab.classifiers import ClassifierSettings
 
 pytestmark = pytest.mark.browser

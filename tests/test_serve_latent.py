@@ -16,7 +16,7 @@ from test_serve_browser import INKED, _open, _Server, browser, page  # noqa: F40
 
 from denoiselab import training
 from denoiselab.config import load_config
-from denoiselab.latent_training import stage_one_config
+from denoiselab.training.stages import stage_one_config
 from denoiselab.runs import load_run, sample_points, write_run_info
 from denoiselab.runs.latent import store_latent_scale
 from denoiselab.serve.app import create_app

@@ -18,8 +18,7 @@ from safetensors import safe_open
 
 from denoiselab import cli
 from denoiselab.config import load_config
-from denoiselab.files import LOCK_NAME
-from denoiselab.runs import CHECKPOINT, WEIGHTS
+from denoiselab.runs.folder import CHECKPOINT, LOCK_NAME, WEIGHTS
 from denoiselab.training import train
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -140,16 +139,16 @@ def test_signals_at_random_moments_lose_nothing(case, uninterrupted, tmp_path, o
 
 
 def test_the_lock_file_goes_with_the_lock(tmp_path):
-    from denoiselab.files import RunBusyError, lock_run, run_is_busy
+    from denoiselab.runs.folder import RunBusyError, RunFolder
 
-    assert not run_is_busy(tmp_path) and not (tmp_path / LOCK_NAME).exists()  # asking creates nothing
+    assert not RunFolder(tmp_path).is_busy() and not (tmp_path / LOCK_NAME).exists()  # asking creates nothing
     (tmp_path / LOCK_NAME).touch()  # left behind by a killed trainer: no one holds it
-    held = lock_run(tmp_path)
-    assert run_is_busy(tmp_path)
+    held = RunFolder(tmp_path).lock()
+    assert RunFolder(tmp_path).is_busy()
     with pytest.raises(RunBusyError, match="another process is training"):
-        lock_run(tmp_path)
+        RunFolder(tmp_path).lock()
     held.close()
-    assert not (tmp_path / LOCK_NAME).exists() and not run_is_busy(tmp_path)
-    with lock_run(tmp_path):
+    assert not (tmp_path / LOCK_NAME).exists() and not RunFolder(tmp_path).is_busy()
+    with RunFolder(tmp_path).lock():
         assert (tmp_path / LOCK_NAME).exists()
     assert not (tmp_path / LOCK_NAME).exists()

@@ -320,7 +320,7 @@ def _check_latent(cfg: Config, where: str) -> None:
     is_autoencoder, source = cfg.model.arch == "autoencoder", cfg.latent.autoencoder
     if is_autoencoder and source:
         raise ConfigError(f"{where}latent.autoencoder: an autoencoder run (model.arch = autoencoder) has no autoencoder of its own; leave it empty")
-    if is_autoencoder or source:  # a trained autoencoder's keys are checked against it (latent_training.py)
+    if is_autoencoder or source:  # a trained autoencoder's keys are checked against it (training/stages.py)
         return
     changed = [f.name for f in dataclasses.fields(AutoencoderConfig) if getattr(cfg.autoencoder, f.name) != f.default]
     if changed:

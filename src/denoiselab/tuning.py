@@ -29,13 +29,13 @@ result is moved to the nearest grid steps k / T, where the network was trained. 
 reported is measured on held-out noise (a second draw), and the tuned grid is kept only if it
 is no worse there than the grid it started from.
 
-A run folder keeps its tuned grids in ``tuned_grids.json``, keyed "sampler/evaluations";
-``denoiselab sample`` and ``evaluate`` use one when it exists for their sampler and count.
+A run folder keeps its tuned grids in one file (runs.folder.TUNED_GRIDS, read and written by
+RunFolder), keyed "sampler/evaluations"; ``denoiselab sample`` and ``evaluate`` use one when it
+exists for their sampler and count.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,13 +44,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import write_json
+from .runs.folder import TUNED_GRIDS, RunError, RunFolder  # noqa: F401 - TUNED_GRIDS: the file's name, for callers
 from .samplers import SAMPLERS, TWO_EVALUATIONS_PER_STEP, check_grid, sample_dpmpp_3m, time_grid
 from .samplers.grids import _strictly_decreasing
 from .schedules import Schedule
 
-TUNED_GRIDS = "tuned_grids.json"
-FILE_VERSION = 1
 REFERENCE_STEPS = 200
 START_GRIDS = ("trailing", "logsnr", "karras", "time-uniform")  # the named grids that start at t = 1
 STOCHASTIC = ("ddpm",)
@@ -248,25 +246,10 @@ def grid_key(sampler: str, evaluations: int) -> str:
 
 def read_tuned_grids(run_dir) -> dict[str, dict]:
     """The run's tuned grids ({} when it has none); one line naming the file when it is corrupt."""
-    path = Path(run_dir) / TUNED_GRIDS
-    if not path.exists():
-        return {}
-    hint = "delete it or run denoiselab tune-steps again"
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TuningError(f"{path}: cannot be read as JSON ({exc}); {hint}") from None
-    grids = data.get("grids") if isinstance(data, dict) else None
-    if not isinstance(grids, dict) or data.get("version") != FILE_VERSION:
-        raise TuningError(f"{path}: expected {{\"version\": {FILE_VERSION}, \"grids\": {{...}}}}; {hint}")
-    for key, entry in grids.items():
-        try:
-            check_grid(entry["grid"], f"{path} [{key}] grid")
-        except (TypeError, KeyError):
-            raise TuningError(f"{path} [{key}]: expected an entry with a grid (a list of times); {hint}") from None
-        except ValueError as exc:
-            raise TuningError(f"{exc}; {hint}") from None
-    return grids
+        return RunFolder(run_dir).read_tuned_grids()
+    except RunError as exc:
+        raise TuningError(str(exc)) from None
 
 
 def tuned_grid(run_dir, sampler: str, evaluations: int) -> torch.Tensor | None:
@@ -276,7 +259,7 @@ def tuned_grid(run_dir, sampler: str, evaluations: int) -> torch.Tensor | None:
 
 
 def save_tuned_grid(run_dir, result: TunedGrid) -> Path:
-    """Add (or replace) one grid in the run's tuned_grids.json, atomically."""
+    """Add (or replace) one grid in the run's tuned grids, atomically."""
     grids = read_tuned_grids(run_dir)
     grids[grid_key(result.sampler, result.evaluations)] = asdict(result)
-    return write_json(Path(run_dir) / TUNED_GRIDS, {"version": FILE_VERSION, "grids": grids})
+    return RunFolder(run_dir).write_tuned_grids(grids)

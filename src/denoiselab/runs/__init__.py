@@ -1,54 +1,57 @@
-"""Run folders: load one (folder.py), sample from it (sampling.py), measure it (evaluation.py),
-draw its figures (figures.py).  Nothing here imports the training loop."""
+"""Run folders: their files (folder.py: ``RunFolder``), loading one (load.py), sampling from it
+(sampling.py), measuring it (evaluation.py), drawing its figures (figures.py), autoencoder and
+latent runs (latent.py), and completing a run of any kind (complete.py).  Nothing here imports
+the training loop.
 
-from .evaluation import (
-    ImageRunMetrics,
-    complete_run,
-    evaluate_classes,
-    evaluate_images,
-    evaluate_run,
-    floors_in_background,
-    held_out_images,
-    image_classifier,
-    reference_draws,
-    run_source,
-    write_metrics,
-)
-from .figures import GRID_PER_CLASS, GUIDANCE_SWEEP, records_to_frames, render_figures, render_image_figures, render_path_comparison
-from .folder import CHECKPOINT, HELD_OUT, HELD_OUT_LABELS, LABELS, WEIGHTS, Run, RunError, load_run, read_losses, write_run_info
-from .sampling import SamplingError, class_labels, guided_model_fn, resolve_label, sample_points
+The names below are loaded on first use (PEP 562), so that ``denoiselab.runs.folder`` (which the
+command line imports to check a run folder) comes without torch.
+"""
 
-__all__ = [
-    "CHECKPOINT",
-    "GRID_PER_CLASS",
-    "GUIDANCE_SWEEP",
-    "HELD_OUT",
-    "HELD_OUT_LABELS",
-    "LABELS",
-    "WEIGHTS",
-    "ImageRunMetrics",
-    "Run",
-    "RunError",
-    "SamplingError",
-    "class_labels",
-    "complete_run",
-    "evaluate_classes",
-    "evaluate_images",
-    "evaluate_run",
-    "floors_in_background",
-    "guided_model_fn",
-    "held_out_images",
-    "image_classifier",
-    "load_run",
-    "read_losses",
-    "records_to_frames",
-    "reference_draws",
-    "render_figures",
-    "render_image_figures",
-    "render_path_comparison",
-    "resolve_label",
-    "run_source",
-    "sample_points",
-    "write_metrics",
-    "write_run_info",
-]
+_EXPORTS = {
+    ".complete": ("complete_run", "evaluate_run", "render_figures", "write_metrics"),
+    ".evaluation": (
+        "RunMetrics",
+        "evaluate_classes",
+        "evaluate_images",
+        "evaluate_points",
+        "floors_in_background",
+        "held_out_images",
+        "image_classifier",
+        "reference_draws",
+        "run_source",
+    ),
+    ".figures": ("GRID_PER_CLASS", "GUIDANCE_SWEEP", "records_to_frames", "render_image_figures", "render_path_comparison"),
+    ".folder": (
+        "CHECKPOINT",
+        "HELD_OUT",
+        "HELD_OUT_LABELS",
+        "LABELS",
+        "WEIGHTS",
+        "RunBusyError",
+        "RunError",
+        "RunFolder",
+        "RunFolderError",
+        "read_losses",
+        "write_run_info",
+    ),
+    ".load": ("Run", "load_run"),
+    ".sampling": ("SamplingError", "class_labels", "guided_model_fn", "resolve_label", "sample_points"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'denoiselab.runs' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
+
+
+__all__ = sorted(_MODULE_OF)

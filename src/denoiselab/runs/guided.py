@@ -15,10 +15,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..classifiers import load_classifier
+from .classifier import load_classifier
 from ..gradient_guidance import GuidanceCounts, classifier_guidance, counted, loss_guidance, observation_loss, paste_observed, replacement
 from ..regions import region_from
-from .folder import Run
+from .load import Run
 from .sampling import SamplingError, sample_points
 
 # How known values steer the rest: replacement (RePaint-style), DPS (gradient of the misfit of

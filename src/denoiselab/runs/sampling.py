@@ -14,7 +14,7 @@ from ..data.sources import proportional_counts
 from ..errors import InputError
 from ..guidance import classifier_free
 from ..samplers import SAMPLERS, CountingModel, time_grid
-from .folder import Run
+from .load import Run
 
 
 class SamplingError(InputError):

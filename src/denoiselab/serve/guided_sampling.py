@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from fastapi import HTTPException
 
-from ..classifiers import ClassifierError, has_classifier
+from ..classifiers import ClassifierError
 from ..gradient_guidance import GuidanceCounts, paste_observed
 from ..prediction import resolve
 from ..runs import HELD_OUT, RunError, SamplingError, held_out_images, resolve_label
@@ -155,7 +155,7 @@ def prepare(run, name: str, guide: GradientGuide, seed: int) -> GuidedSampling:
     if guide.classifier is not None:
         if run.num_classes == 0:
             raise _fail("classifier", f"run {name!r} has no classes (trained without labels), so it has no classifier")
-        if not has_classifier(run.path):
+        if not run.folder.has_classifier():
             raise _fail("classifier", f"run {name!r} has no classifier; train one with: denoiselab train-classifier RUN")
         try:
             label = resolve_label(run, guide.classifier.label)

@@ -21,7 +21,6 @@ started the child ends (a request's worker thread), not the server.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import queue as queue_module
@@ -31,6 +30,8 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..runs.folder import RunFolder
 
 # Job states.  "finishing": the weights are written and usable; metrics and figures are drawn.
 ACTIVE = ("starting", "running", "finishing")
@@ -112,20 +113,9 @@ class Job:
 
 
 def _mark_failed(run_dir: Path, message: str, step: int = 0) -> None:
-    """Record a failure in run.json (as `denoiselab train` does), if the run got that far.
-
-    ``step`` is where training got to; run.json's own "step" is that of the last checkpoint,
-    which is kept as "checkpoint_step" (what ``--resume`` would start from)."""
-    from .. import files
-
-    path = run_dir / "run.json"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    checkpoint_step = int(info.get("step") or 0)
-    info.update(status="failed", error=message[:500], step=max(checkpoint_step, int(step)), checkpoint_step=checkpoint_step)
-    files.write_json(path, info)
+    """Record a failure in the run's description (as `denoiselab train` does), if the run got that
+    far: the message and ``step``, where training got to (RunFolder.mark_failed)."""
+    RunFolder(run_dir).mark_failed(message, step)
 
 
 def _watch_parent(parent: int, orphaned: threading.Event, training: threading.Event) -> None:
@@ -271,7 +261,7 @@ class JobManager:
                 )
             if any(j.run == run for j in active):
                 raise JobError(f"name: a job is already training {run!r}", 409)
-            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            if RunFolder(run_dir).holds_anything():
                 raise JobError(f"name: a run called {run!r} already exists; choose another name", 409)
             job = Job(uuid.uuid4().hex[:12], run, data or cfg.data.name, cfg.train.steps)
             self._jobs[job.id] = job
