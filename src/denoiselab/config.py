@@ -4,7 +4,7 @@ latent diffusion [autoencoder] and [latent].
 Every key has a type, a default and a check; an unknown section or key, a wrong type or an
 out-of-range value raises ``ConfigError`` with one line naming the key and what was expected.
 ``--set section.key=value`` overrides are parsed as TOML values (so 1e-3, true, "cosine" and
-bare words all work).  A run folder keeps the resolved recipe as config.toml.
+bare words all work).  A run folder keeps the resolved recipe (runs/folder.py).
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ def load_config(name_or_path: str = "spiral", overrides: list[str] | tuple[str, 
         if not path.is_file():
             raise ConfigError(f"{path}: no such recipe file")
         raw = _read_toml(path)
-        name = str(raw.get("name", path.stem))  # a run's config.toml keeps its recipe's name
+        name = str(raw.get("name", path.stem))  # a run folder's recipe keeps its recipe's name
         where = f"{path}: "
     else:
         if name_or_path not in recipe_names():

@@ -34,7 +34,8 @@ PER_CLASS = 8
 
 def store_latent_scale(run: Run) -> float:
     """Measure 1 / std of the training set's latents and store it in the autoencoder's weights
-    (and run.json, for reading); the latent runs trained on it record the weights' hash after."""
+    (and in the run's description, for reading); the latent runs trained on it record the
+    weights' hash after."""
     model = run.model
     model.latent_scale.fill_(1.0)
     scale = measure_latent_scale(model, run.data)

@@ -9,6 +9,7 @@ one array whatever the run.  The folder's training lock is held from the first w
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ..data.images import is_image_data, load_image_data, split_indices
 from ..models import IMAGE_ARCHITECTURES
 from ..runs.complete import complete_run
 from ..runs.folder import RunData, RunFolder
-from . import stages
+from .stages import check_denoiser, encode_training_set, is_latent, open_autoencoder, planned_latent_shape, recorded_autoencoder, stage_one_config, stage_one_names, trains_stage_one
 from .checkpoint import TrainState, init_state, load_checkpoint, save_checkpoint
 from .compute import set_up_compute
 from .loop import StopSignals, fit
@@ -51,7 +52,7 @@ def load_training_data(cfg: Config) -> TrainingData:
     or image sets split into training and held-out parts (data/images.py)."""
     d = cfg.data
     if not d.classes and is_image_data(d.name):
-        if cfg.model.arch not in IMAGE_ARCHITECTURES and not stages.is_latent(cfg):  # a latent run's network takes latents
+        if cfg.model.arch not in IMAGE_ARCHITECTURES and not is_latent(cfg):  # a latent run's network takes latents
             raise ConfigError(f"model.arch: {d.name!r} is image data; use one of {', '.join(IMAGE_ARCHITECTURES)}")
         images = load_image_data(d.name, upscale=d.upscale, size=d.size or None, n=d.n, seed=d.seed, channels=d.channels)
         train_idx, held_idx = split_indices(len(images.images), images.labels, d.held_out, d.seed)
@@ -93,8 +94,8 @@ def train(
     """
     folder = RunFolder(run_dir)
     if not resume:
-        folder.check_new(stages.stage_one_names(cfg))
-        if stages.trains_stage_one(cfg):
+        folder.check_new(stage_one_names(cfg))
+        if trains_stage_one(cfg):
             _stage_one(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
     with StopSignals(folder.path) as stop:
         state = _train(cfg, folder, resume, progress, stop_at, log, on_step, stop)
@@ -106,9 +107,9 @@ def _stage_one(cfg: Config, folder: RunFolder, **options) -> None:
     """Latent diffusion's first stage: the autoencoder trained (or resumed, or reused when it is
     complete) into the run's stage-one folder, and completed."""
     # Before stage one: the denoiser must take the kind of latent it will produce.
-    stages.check_denoiser(cfg, stages.planned_latent_shape(cfg))
+    check_denoiser(cfg, planned_latent_shape(cfg))
     log = options["log"]
-    ae_cfg, ae = stages.stage_one_config(cfg), folder.stage_one()
+    ae_cfg, ae = stage_one_config(cfg), folder.stage_one()
     stored = ae.config_text()
     if stored is not None:
         if stored != dump_config(ae_cfg):
@@ -131,13 +132,12 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
         log(note)
     # The run folder's training lock is held until this function returns, raises, or its
     # process dies; it is taken before the first write into the folder.
-    locks: list = []
-    try:
+    with ExitStack() as lock:
         if resume:
-            locks.append(folder.lock())
+            lock.enter_context(folder.lock())
             run = _resumed(folder, device)
         else:
-            run = _new(cfg, folder, device, locks)
+            run = _new(cfg, folder, device, lock)
         info = run.info
         x_all = torch.as_tensor(run.normalization.encode(run.data), dtype=torch.float32, device=device)
         y_all = None if run.labels is None else torch.as_tensor(run.labels, dtype=torch.long, device=device)
@@ -164,24 +164,21 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
         save("trained")
         log(f"trained {state.step} steps in {info['train_seconds']:.1f} s, final loss {smooth:.4f}")
         return state
-    finally:
-        for lock in locks:
-            lock.close()
 
 
-def _new(cfg: Config, folder: RunFolder, device: torch.device, locks: list) -> RunData:
+def _new(cfg: Config, folder: RunFolder, device: torch.device, lock: ExitStack) -> RunData:
     """A new run's folder written (under the lock, taken here) and what its loop trains on: the
     data, or a latent run's training images encoded by its autoencoder."""
     source = load_training_data(cfg)
     # A latent run checks its autoencoder before anything is written.
-    autoencoder = stages.open_autoencoder(cfg, folder.path, source, device)
+    autoencoder = open_autoencoder(cfg, folder.path, source, device)
     folder.path.mkdir(parents=True, exist_ok=True)
-    locks.append(folder.lock())
+    lock.enter_context(folder.lock())
     info = folder.write_new(
         cfg, data_name=source.name, data=source.train, labels=source.labels, class_names=source.class_names,
         normalization=source.normalization, held_out=source.held_out, held_out_labels=source.held_out_labels,
     )  # fmt: skip
-    x = source.train if autoencoder is None else stages.encode_training_set(autoencoder, folder, info, source.train)
+    x = source.train if autoencoder is None else encode_training_set(autoencoder, folder, info, source.train)
     return RunData(info, x, source.labels, source.normalization)
 
 
@@ -189,6 +186,6 @@ def _resumed(folder: RunFolder, device: torch.device) -> RunData:
     """An interrupted (or API-trained) run's data, as stored; a latent run's latents, once its
     recorded autoencoder is found unchanged."""
     run = folder.read_run_data()
-    if stages.recorded_autoencoder(folder, run.info, device) is None:
+    if recorded_autoencoder(folder, run.info, device) is None:
         return run
     return RunData(run.info, folder.read_latents(), run.labels, run.normalization)
