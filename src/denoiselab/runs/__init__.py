@@ -7,6 +7,8 @@ The names below are loaded on first use (PEP 562), so that ``denoiselab.runs.fol
 command line imports to check a run folder) comes without torch.
 """
 
+from .._lazy import lazy_exports
+
 _EXPORTS = {
     ".complete": ("complete_run", "evaluate_run", "render_figures", "write_metrics"),
     ".evaluation": (
@@ -37,21 +39,4 @@ _EXPORTS = {
     ".load": ("Run", "load_run"),
     ".sampling": ("SamplingError", "class_labels", "guided_model_fn", "resolve_label", "sample_points"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'denoiselab.runs' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULE_OF])
-
-
-__all__ = sorted(_MODULE_OF)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

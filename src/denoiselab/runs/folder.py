@@ -99,6 +99,11 @@ class RunLock:
         self.close()
 
 
+def _file(name: str) -> property:
+    """The path of the run folder's file ``name``, as a property of RunFolder."""
+    return property(lambda self: self.path / name, doc=f"The path of the run's {name}.")
+
+
 @dataclass
 class RunData:
     """What a run trains on, as stored in its folder: the description, the data (points in data
@@ -120,45 +125,16 @@ class RunFolder:
         return f"RunFolder({str(self.path)!r})"
 
     # -- paths ------------------------------------------------------------------------------
-    @property
-    def info_path(self) -> Path:
-        return self.path / INFO
-
-    @property
-    def config_path(self) -> Path:
-        return self.path / CONFIG
-
-    @property
-    def data_path(self) -> Path:
-        return self.path / DATA
-
-    @property
-    def weights(self) -> Path:
-        return self.path / WEIGHTS
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / CHECKPOINT
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / METRICS
-
-    @property
-    def tuned_grids_path(self) -> Path:
-        return self.path / TUNED_GRIDS
-
-    @property
-    def classifier_weights(self) -> Path:
-        return self.path / CLASSIFIER_WEIGHTS
-
-    @property
-    def classifier_checkpoint(self) -> Path:
-        return self.path / CLASSIFIER_CHECKPOINT
-
-    @property
-    def classifier_info_path(self) -> Path:
-        return self.path / CLASSIFIER_INFO
+    info_path = _file(INFO)
+    config_path = _file(CONFIG)
+    data_path = _file(DATA)
+    weights = _file(WEIGHTS)
+    checkpoint = _file(CHECKPOINT)
+    metrics_path = _file(METRICS)
+    tuned_grids_path = _file(TUNED_GRIDS)
+    classifier_weights = _file(CLASSIFIER_WEIGHTS)
+    classifier_checkpoint = _file(CLASSIFIER_CHECKPOINT)
+    classifier_info_path = _file(CLASSIFIER_INFO)
 
     def stage_one(self) -> RunFolder:
         """The folder of a latent run's autoencoder trained as stage one."""
