@@ -34,7 +34,6 @@ _EXPORTS = {
         "RunFolder",
         "RunFolderError",
         "read_losses",
-        "write_run_info",
     ),
     ".load": ("Run", "load_run"),
     ".sampling": ("SamplingError", "class_labels", "guided_model_fn", "resolve_label", "sample_points"),

@@ -38,10 +38,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import files
 from ..config import Config, ConfigError, config_from_run_file, dump_config
 from ..errors import InputError
+
+if TYPE_CHECKING:  # annotations only: numpy and the data package are imported by the methods that need them
+    import numpy as np
+
+    from ..data import Normalization
 
 INFO = "run.json"
 CONFIG = "config.toml"
@@ -110,9 +116,9 @@ class RunData:
     units or images), the labels (conditional runs) and the points' normalisation."""
 
     info: dict
-    data: object  # np.ndarray
-    labels: object | None
-    normalization: object  # data.Normalization
+    data: np.ndarray
+    labels: np.ndarray | None
+    normalization: Normalization
 
 
 class RunFolder:
@@ -271,12 +277,12 @@ class RunFolder:
         cfg: Config,
         *,
         data_name: str,
-        data,
-        labels,
+        data: np.ndarray,
+        labels: np.ndarray | None,
         class_names: tuple[str, ...],
-        normalization,
-        held_out=None,
-        held_out_labels=None,
+        normalization: Normalization,
+        held_out: np.ndarray | None = None,
+        held_out_labels: np.ndarray | None = None,
     ) -> dict:
         """A new run's data, recipe and description, written before its first training step;
         returns the description.  ``data`` (N, D) points in data units or (N, C, H, W) images;
@@ -326,21 +332,21 @@ class RunFolder:
         return self.config_path.read_text() if self.config_path.is_file() else None
 
     # -- arrays -----------------------------------------------------------------------------
-    def _array(self, name: str, mmap_mode: str | None = None):
+    def _array(self, name: str, mmap_mode: str | None = None) -> np.ndarray:
         import numpy as np
 
         return np.load(self.path / name, mmap_mode=mmap_mode, allow_pickle=False)
 
-    def read_data(self, mmap_mode: str | None = None):
+    def read_data(self, mmap_mode: str | None = None) -> np.ndarray:
         return self._array(DATA, mmap_mode)
 
-    def read_labels(self):
+    def read_labels(self) -> np.ndarray:
         return self._array(LABELS)
 
-    def read_held_out(self, mmap_mode: str | None = None):
+    def read_held_out(self, mmap_mode: str | None = None) -> np.ndarray:
         return self._array(HELD_OUT, mmap_mode)
 
-    def read_held_out_labels(self):
+    def read_held_out_labels(self) -> np.ndarray:
         return self._array(HELD_OUT_LABELS)
 
     def read_run_data(self) -> RunData:
@@ -352,7 +358,7 @@ class RunFolder:
         return RunData(info, data, labels, normalization_of(info))
 
     # -- a latent run -----------------------------------------------------------------------
-    def record_latents(self, info: dict, latents, *, autoencoder: str, sha256: str, image_shape, latent_scale: float) -> None:
+    def record_latents(self, info: dict, latents: np.ndarray, *, autoencoder: str, sha256: str, image_shape, latent_scale: float) -> None:
         """A new latent run's training set, encoded: latents.npy, and in run.json the shape of a
         latent, its x0 clipping box and the autoencoder (``autoencoder``: its folder as recorded,
         relative to this one for stage one; ``sha256`` of its weights)."""
@@ -368,7 +374,7 @@ class RunFolder:
         )
         self.write_info(info)
 
-    def read_latents(self):
+    def read_latents(self) -> np.ndarray:
         return self._array(LATENTS)
 
     def resolve_recorded(self, info: dict) -> tuple[Path, str]:
@@ -414,7 +420,7 @@ class RunFolder:
             return None
 
     # -- the checkpoint, for reading ---------------------------------------------------------
-    def read_losses(self, max_points: int | None = None):
+    def read_losses(self, max_points: int | None = None) -> np.ndarray:
         """The loss of every training step, from the checkpoint (empty when there is none or it
         cannot be read, e.g. while being replaced); thinned to ``max_points`` bin means."""
         import numpy as np
@@ -494,18 +500,13 @@ def data_shape(info: dict) -> tuple[int, ...]:
     return tuple(int(v) for v in info["latent"]["image_shape"]) if "latent" in info else sample_shape(info)
 
 
-def normalization_of(info: dict):
+def normalization_of(info: dict) -> Normalization:
     """The data.Normalization that maps the run's points to the model's units."""
     from ..data import Normalization
 
     return Normalization.from_dict(info["normalization"])
 
 
-def read_losses(run_dir: str | Path, max_points: int | None = None):
+def read_losses(run_dir: str | Path, max_points: int | None = None) -> np.ndarray:
     """RunFolder(run_dir).read_losses(max_points)."""
     return RunFolder(run_dir).read_losses(max_points)
-
-
-def write_run_info(run_dir: str | Path, info: dict) -> None:
-    """RunFolder(run_dir).write_info(info)."""
-    RunFolder(run_dir).write_info(info)
