@@ -112,12 +112,6 @@ class Job:
         return out
 
 
-def _mark_failed(run_dir: Path, message: str, step: int = 0) -> None:
-    """Record a failure in the run's description (as `denoiselab train` does), if the run got that
-    far: the message and ``step``, where training got to (RunFolder.mark_failed)."""
-    RunFolder(run_dir).mark_failed(message, step)
-
-
 def _watch_parent(parent: int, orphaned: threading.Event, training: threading.Event) -> None:
     """The child's watchdog: when the server dies, stop at a checkpoint (or exit when done)."""
     while os.getppid() == parent:
@@ -188,7 +182,7 @@ def _train_worker(run_dir: str, cfg, threads: int, finish: bool, reports, cancel
     except BaseException as exc:  # noqa: BLE001 - any failure ends this job only
         flush(last[1])
         message = f"{type(exc).__name__}: {exc}"
-        _mark_failed(run_path, message, last[1])
+        RunFolder(run_path).mark_failed(message, last[1])  # with the step training got to
         reports.put(("failed", last[1], message))
         return
     finally:
@@ -367,7 +361,7 @@ class JobManager:
                     job.error = f"the training process exited unexpectedly (exit code {proc.exitcode})"
                     job.message = "failed"
             if job.status == "failed" and proc.exitcode not in (0, None):
-                _mark_failed(self.runs_dir / job.run, job.error or "failed", job.step)
+                RunFolder(self.runs_dir / job.run).mark_failed(job.error or "failed", job.step)
         except Exception:  # noqa: BLE001 - the monitor must never take the server down
             with self._lock:
                 job.status, job.finished = "failed", time.time()
