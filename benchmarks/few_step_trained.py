@@ -24,7 +24,7 @@ import sys
 import time
 
 from denoiselab import cli
-from denoiselab.tuning import grid_key, read_tuned_grids
+from denoiselab.runs.folder import RunFolder, tuned_grid_key
 
 
 def denoiselab(*argv) -> str:
@@ -77,7 +77,7 @@ def main() -> None:
                 row(nfe, sampler, grid, evaluate(args.run, "--sampler", sampler, "--steps", nfe, "--grid", grid))
         for sampler in args.tune:
             denoiselab("tune-steps", args.run, "--sampler", sampler, "--nfe", nfe, "-n", args.tune_n, "--max-seconds", args.max_seconds)
-            tuned = read_tuned_grids(args.run)[grid_key(sampler, nfe)]  # what tune-steps wrote
+            tuned = RunFolder(args.run).read_tuned_grids()[tuned_grid_key(sampler, nfe)]  # what tune-steps wrote
             report = evaluate(args.run, "--sampler", sampler, "--steps", nfe)
             assert report["tuned_grid"], "evaluate did not pick up the tuned grid"
             row(nfe, sampler, "tuned", report, "; ".join([f"{tuned['error']:.4g} (start, {tuned['start']} grid: {tuned['start_error']:.4g})", *tuned["notes"]]))

@@ -69,7 +69,8 @@ import torch
 from denoiselab.config import load_config
 from denoiselab.runs import evaluate_run, load_run, plan_sampling, sample_points
 from denoiselab.samplers import time_grid
-from denoiselab.training import _busy_cores, train
+from denoiselab.training import train
+from denoiselab.training.compute import busy_cores as measured_busy_cores
 
 METHODS = {  # key: (recipe, label)
     "ddpm": ("spiral", "DDPM (eps)"),
@@ -97,7 +98,7 @@ def log(*args) -> None:
 
 def busy_cores(window_s: float = 0.2) -> float | None:
     """Cores kept busy by other programs, measured as denoiselab's training warning measures it."""
-    return _busy_cores(window_s)
+    return measured_busy_cores(window_s)
 
 
 def machine_info() -> dict:

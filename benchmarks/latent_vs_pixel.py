@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from denoiselab.config import load_config
-from denoiselab.latent_training import stage_one_config
+from denoiselab.training.stages import stage_one_config
 from denoiselab.runs import complete_run, evaluate_run, load_run, sample_points
 from denoiselab.training import train
 
@@ -115,7 +115,7 @@ def load_training_tensor(run):
     """What a run's denoiser trains on: its latents (a latent run) or its images."""
     import numpy as np
 
-    from denoiselab.latent_training import LATENTS
+    from denoiselab.runs.folder import LATENTS
 
     return np.load(run.path / LATENTS) if run.is_latent else run.data
 

@@ -48,7 +48,7 @@ import torch
 
 from denoiselab.config import load_config
 from denoiselab.runs import evaluate_run, load_run
-from denoiselab.training import TrainingInterrupted, _busy_cores, train
+from denoiselab.training import TrainingInterrupted, busy_cores, train
 
 # key: (label, train.* overrides)
 ROWS = {
@@ -78,7 +78,7 @@ def quiet(*args, **kwargs) -> None:
 
 
 def machine_info() -> dict:
-    busy = _busy_cores(0.5)
+    busy = busy_cores(0.5)
     return {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),

@@ -411,7 +411,7 @@ def test_read_losses_thins_to_bin_means(trained_run):
 
 
 def test_the_api_refuses_a_folder_that_holds_something(tmp_path):
-    from denoiselab.training import RunFolderError
+    from denoiselab.runs.folder import RunFolderError
 
     cfg = load_config("quick", TINY)
     (tmp_path / "old").mkdir()
@@ -445,22 +445,22 @@ def test_resume_finishes_a_run_trained_from_python(tmp_path, capsys):
 
 @pytest.mark.parametrize(("busy", "warned"), [(1.0, True), (0.3, False), (None, False)])
 def test_a_busy_core_gets_the_threads_hint(monkeypatch, busy, warned):
-    from denoiselab import training
+    from denoiselab.training import compute
 
-    monkeypatch.setattr(training, "_busy_cores", lambda: busy)
-    monkeypatch.setattr(training.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(training.torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(compute, "busy_cores", lambda: busy)
+    monkeypatch.setattr(compute.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(compute.torch, "get_num_threads", lambda: 2)
     said = []
-    training._warn_if_cores_busy(said.append)
+    compute.warn_if_cores_busy(said.append)
     assert bool(said) == warned
     if warned:
         assert "train.threads=1" in said[0] and "1.0 of 2 cores" in said[0]
 
 
 def test_busy_cores_reads_a_share_of_the_machine():
-    from denoiselab.training import _busy_cores
+    from denoiselab.training.compute import busy_cores
 
-    busy = _busy_cores(0.05)
+    busy = busy_cores(0.05)
     if not Path("/proc/stat").exists():
         assert busy is None
     else:

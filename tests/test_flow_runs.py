@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from denoiselab import cli
 from denoiselab.config import ConfigError, load_config
 from denoiselab.runs import load_run, sample_points
-from denoiselab.training import WEIGHTS, TrainingInterrupted, train
+from denoiselab.runs import WEIGHTS
+from denoiselab.training import TrainingInterrupted, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

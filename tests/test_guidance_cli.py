@@ -12,12 +12,12 @@ from PIL import Image
 from safetensors import safe_open
 
 from denoiselab import cli
-from denoiselab.classifier_training import train_classifier
-from denoiselab.classifiers import CLASSIFIER_WEIGHTS, ClassifierError, ClassifierSettings
+from denoiselab.classifiers import ClassifierError, ClassifierSettings
 from denoiselab.config import load_config
 from denoiselab.runs import SamplingError, load_run
+from denoiselab.runs.folder import CLASSIFIER_WEIGHTS
 from denoiselab.runs.guided import parse_mask
-from denoiselab.training import TrainingInterrupted, train
+from denoiselab.training import TrainingInterrupted, train, train_classifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,7 +14,8 @@ from denoiselab.config import load_config
 from denoiselab.importance import ImportanceSampler
 from denoiselab.objectives import diffusion_loss
 from denoiselab.schedules import make_schedule
-from denoiselab.training import WEIGHTS, CheckpointError, TrainingInterrupted, train
+from denoiselab.runs import WEIGHTS
+from denoiselab.training import CheckpointError, TrainingInterrupted, train
 from denoiselab.weighting import Weighting
 from test_training import _rewrite_checkpoint, any_differs, assert_same_tensors, quiet, read_checkpoint, small_config
 

@@ -17,7 +17,8 @@ from denoiselab import cli, files, training
 from denoiselab.builders import model_from
 from denoiselab.config import ConfigError, load_config
 from denoiselab.latent import encode_images, reconstruction_loss
-from denoiselab.latent_training import LATENTS, stage_one_config
+from denoiselab.runs.folder import LATENTS, RunFolder
+from denoiselab.training.stages import stage_one_config
 from denoiselab.models.autoencoder import Autoencoder, gaussian_kl
 from denoiselab.runs import RunError, complete_run, load_run, sample_points
 
@@ -139,9 +140,7 @@ def test_a_latent_run_trains_on_latents_and_samples_images(latent_run, autoencod
 
 
 def files_sha(path):
-    from denoiselab.latent import file_sha256
-
-    return file_sha256(path / "model.safetensors")
+    return RunFolder(path).weights_sha256()
 
 
 def test_a_changed_or_missing_autoencoder_is_refused(latent_run, autoencoder_run, tmp_path, capsys):

@@ -12,7 +12,8 @@ import torch
 from denoiselab.config import ConfigError, dump_config, load_config
 from denoiselab.runs import PlanError, load_run, plan_sampling, sample, sample_points
 from denoiselab.samplers import time_grid
-from denoiselab.tuning import TUNED_GRIDS, TunedGrid, save_tuned_grid
+from denoiselab.runs.folder import TUNED_GRIDS, RunFolder
+from denoiselab.tuning import TunedGrid
 
 TUNED = [1.0, 0.55, 0.21, 0.07, 0.02, 0.0]  # for dpm++2m at 5 evaluations (the run's sample.steps)
 
@@ -26,7 +27,7 @@ def run(trained_run):
 def tuned_run(trained_run, tmp_path_factory):
     path = tmp_path_factory.mktemp("plan") / "run"
     shutil.copytree(trained_run, path)
-    save_tuned_grid(path, TunedGrid("dpm++2m", 5, TUNED, "trailing", TUNED, 0.0, 0.0, 0.0, n=1))
+    RunFolder(path).save_tuned_grid(TunedGrid("dpm++2m", 5, TUNED, "trailing", TUNED, 0.0, 0.0, 0.0, n=1))
     return path
 
 
@@ -98,7 +99,7 @@ def test_the_tuned_grid_rule(tuned_run):
 
 def test_a_conditional_run_keeps_its_tuned_grid_only_with_its_own_classes_and_guidance(shapes_run, tmp_path):
     shutil.copytree(shapes_run, tmp_path / "run")
-    save_tuned_grid(tmp_path / "run", TunedGrid("dpm++2m", 5, TUNED, "trailing", TUNED, 0.0, 0.0, 0.0, n=1))
+    RunFolder(tmp_path / "run").save_tuned_grid(TunedGrid("dpm++2m", 5, TUNED, "trailing", TUNED, 0.0, 0.0, 0.0, n=1))
     run = load_run(tmp_path / "run")
     own = run.config.sample.guidance
     assert plan_sampling(run).tuned and plan_sampling(run, guidance=own).tuned  # the model function it was tuned on

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from denoiselab import load_config, train
-from denoiselab.classifier_training import train_classifier
+from denoiselab.training import train_classifier
 from denoiselab.classifiers import ClassifierSettings
 
 pytestmark = pytest.mark.browser
@@ -270,11 +270,12 @@ def test_reverse_view_draws_every_step(page, server, tmp_path):
 def test_reverse_view_draws_the_grid_time_points(page, server, tmp_path):
     """Under the step slider, the grid's N + 1 time points on a t axis; the run's tuned grid is
     offered, used and named."""
-    from denoiselab.tuning import TUNED_GRIDS, TunedGrid, save_tuned_grid
+    from denoiselab.runs.folder import TUNED_GRIDS, RunFolder
+    from denoiselab.tuning import TunedGrid
 
     grid = [1.0, 0.62, 0.3, 0.11, 0.03, 0.0]
     run_dir = server.app.state.runs.root / "spiral"
-    save_tuned_grid(run_dir, TunedGrid("dpm++2m", 5, grid, "given", grid, 0.0, 0.0, 0.0, n=1))
+    RunFolder(run_dir).save_tuned_grid(TunedGrid("dpm++2m", 5, grid, "given", grid, 0.0, 0.0, 0.0, n=1))
     try:
         _open(page, server, "reverse")
         page.wait_for_selector("#rev-panels[data-frames]")

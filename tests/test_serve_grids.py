@@ -14,7 +14,8 @@ from denoiselab.runs import load_run, sample_points
 from denoiselab.samplers import GRIDS, time_grid
 from denoiselab.serve.app import create_app
 from denoiselab.serve.payloads import decode_panel
-from denoiselab.tuning import TUNED_GRIDS, TunedGrid, save_tuned_grid
+from denoiselab.runs.folder import TUNED_GRIDS, RunFolder
+from denoiselab.tuning import TunedGrid
 
 TINY = ["train.steps=20", "model.hidden=16", "data.n=300", "schedule.T=100", "sample.steps=5", "sample.n=50"]
 # Hand-made grids (strictly decreasing, ending at 0): what tune-steps writes, without the search.
@@ -26,7 +27,7 @@ def run_dir(tmp_path_factory, one_thread) -> Path:
     root = tmp_path_factory.mktemp("grid-runs")
     train(load_config("quick", TINY), root / "tiny", progress=False, log=lambda *_: None)
     for (sampler, evaluations), grid in TUNED.items():
-        save_tuned_grid(root / "tiny", TunedGrid(sampler, evaluations, grid, "trailing", grid, 0.0, 0.0, 0.0, n=1))
+        RunFolder(root / "tiny").save_tuned_grid(TunedGrid(sampler, evaluations, grid, "trailing", grid, 0.0, 0.0, 0.0, n=1))
     return root / "tiny"
 
 

@@ -12,8 +12,9 @@ import torch
 from fastapi.testclient import TestClient
 
 from denoiselab import load_config, train
-from denoiselab.classifier_training import train_classifier
-from denoiselab.classifiers import ClassifierSettings, load_classifier
+from denoiselab.training import train_classifier
+from denoiselab.classifiers import ClassifierSettings
+from denoiselab.runs.classifier import load_classifier
 from denoiselab.runs import load_run
 from denoiselab.serve.app import create_app
 from denoiselab.serve.limits import MAX_BOXES, MAX_MASK_B64

@@ -16,8 +16,8 @@ from test_serve_browser import INKED, _open, _Server, browser, page  # noqa: F40
 
 from denoiselab import training
 from denoiselab.config import load_config
-from denoiselab.latent_training import stage_one_config
-from denoiselab.runs import load_run, sample_points, write_run_info
+from denoiselab.training.stages import stage_one_config
+from denoiselab.runs import load_run, sample_points
 from denoiselab.runs.latent import store_latent_scale
 from denoiselab.serve.app import create_app
 from denoiselab.serve.limits import MAX_FRAME_IMAGE_VALUES
@@ -40,8 +40,7 @@ def runs_dir(tmp_path_factory, one_thread) -> Path:
     training.train(stage_one_config(cfg), root / "ae", progress=False, log=_quiet)
     ae = load_run(root / "ae")
     store_latent_scale(ae)
-    ae.info["status"] = "complete"
-    write_run_info(ae.path, ae.info)
+    ae.folder.mark_complete(ae.info)
     latent = load_config("digits-latent", TINY_AE + TINY_DENOISER + [f"latent.autoencoder={json.dumps(str(root / 'ae'))}"])
     training.train(latent, root / "latent", progress=False, log=_quiet)
     return root

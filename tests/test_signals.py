@@ -1,12 +1,15 @@
 """Nothing lost: a real `denoiselab train` process stopped by a real SIGINT or SIGTERM at a
 random moment (while a step runs, while a checkpoint is written, before the first step), then
-resumed, ends with the bytes of an uninterrupted run; and a run that another process is
-training is refused by --resume, also before its first checkpoint."""
+resumed, ends with the bytes of an uninterrupted run; so does a real `denoiselab
+train-classifier` process (the same loop); and a run that another process is training is refused
+by --resume, also before its first checkpoint."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,10 +20,10 @@ import pytest
 from safetensors import safe_open
 
 from denoiselab import cli
+from denoiselab.classifiers import ClassifierSettings
 from denoiselab.config import load_config
-from denoiselab.files import LOCK_NAME
-from denoiselab.runs import CHECKPOINT, WEIGHTS
-from denoiselab.training import train
+from denoiselab.runs.folder import CHECKPOINT, CLASSIFIER_CHECKPOINT, CLASSIFIER_INFO, CLASSIFIER_WEIGHTS, LOCK_NAME, WEIGHTS
+from denoiselab.training import train, train_classifier
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 # The quick recipe, one thread (the thread count changes the last bits of the weights), 400
@@ -45,8 +48,12 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
     overrides = [arg for item in (*RECIPE, *extra) for arg in ("--set", item)]
+    return _start_command("train", "--config", "quick", *overrides, "--out", str(run_dir), "--no-progress")
+
+
+def _start_command(*argv: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "denoiselab.cli", "train", "--config", "quick", *overrides, "--out", str(run_dir), "--no-progress"]
+    command = [sys.executable, "-m", "denoiselab.cli", *argv]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -95,8 +102,8 @@ def _tensor_bytes(path: Path) -> tuple[dict, dict]:
         return {k: fh.get_tensor(k).numpy().tobytes() for k in fh.keys()}, fh.metadata()
 
 
-def _assert_same_bytes(run_dir: Path, reference: Path, moment: str) -> None:
-    for name in (CHECKPOINT, WEIGHTS):  # model, EMA, optimiser, RNG and the loss history
+def _assert_same_bytes(run_dir: Path, reference: Path, moment: str, names: tuple[str, ...] = (CHECKPOINT, WEIGHTS)) -> None:
+    for name in names:  # model, EMA, optimiser, RNG and the loss history
         tensors, meta = _tensor_bytes(run_dir / name)
         ref_tensors, ref_meta = _tensor_bytes(reference / name)
         assert meta == ref_meta, f"{name}: {meta} != {ref_meta} after a stop at {moment}"
@@ -139,17 +146,65 @@ def test_signals_at_random_moments_lose_nothing(case, uninterrupted, tmp_path, o
     _assert_same_bytes(tmp_path / "run", uninterrupted, f"{signal.Signals(signum).name} at {moment}")
 
 
-def test_the_lock_file_goes_with_the_lock(tmp_path):
-    from denoiselab.files import RunBusyError, lock_run, run_is_busy
+# train-classifier on a labelled point run: 2000 steps, a few seconds, long enough to land a
+# signal before the first checkpoint (step 500) and after it.
+CLASSIFIER = ClassifierSettings(steps=2000, batch_size=64, hidden=32)
+CLASSIFIER_ARGS = ("--steps", "2000", "--batch-size", "64", "--hidden", "32", "--no-progress")
 
-    assert not run_is_busy(tmp_path) and not (tmp_path / LOCK_NAME).exists()  # asking creates nothing
+
+@pytest.fixture(scope="module")
+def labelled_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("signals") / "labelled"
+    cfg = load_config("quick", ["train.threads=1", "train.steps=5", "model.hidden=16", "data.classes=moons,circle", "data.n=400"])
+    train(cfg, run_dir, progress=False, log=quiet)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_classifier(labelled_run, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("signals") / "classifier"
+    shutil.copytree(labelled_run, run_dir)
+    train_classifier(run_dir, CLASSIFIER, progress=False, log=quiet)
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    "signum, moment", [(signal.SIGINT, "early"), (signal.SIGTERM, "after a checkpoint")], ids=["SIGINT-early", "SIGTERM-later"]
+)
+def test_a_signal_stops_train_classifier_at_a_step_and_resuming_loses_nothing(
+    signum, moment, labelled_run, uninterrupted_classifier, tmp_path, one_thread
+):
+    run_dir = tmp_path / "run"
+    shutil.copytree(labelled_run, run_dir)
+    proc = _start_command("train-classifier", str(run_dir), *CLASSIFIER_ARGS)
+    _wait_for((run_dir / LOCK_NAME).exists, proc, "the run's lock file")
+    if moment != "early":
+        _wait_for((run_dir / CLASSIFIER_CHECKPOINT).exists, proc, "the classifier's first checkpoint")
+    time.sleep(random.Random(signum).uniform(0.0, 0.3))
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, f"{moment}: status {proc.returncode}: {err[-2000:]}"  # as train's
+    assert f"resume with: denoiselab train-classifier {run_dir} --resume" in err
+    assert not (run_dir / LOCK_NAME).exists(), "the lock file outlived the training"
+    assert not [p for p in os.listdir(run_dir) if p.endswith(".tmp")], "a write was left half done"
+    stopped = json.loads((run_dir / CLASSIFIER_INFO).read_text())
+    assert stopped["status"] == "interrupted" and stopped["step"] < CLASSIFIER.steps
+    train_classifier(run_dir, None, resume=True, progress=False, log=quiet)
+    _assert_same_bytes(run_dir, uninterrupted_classifier, f"{signal.Signals(signum).name} {moment}", (CLASSIFIER_CHECKPOINT, CLASSIFIER_WEIGHTS))
+    assert json.loads((run_dir / CLASSIFIER_INFO).read_text()) == json.loads((uninterrupted_classifier / CLASSIFIER_INFO).read_text())
+
+
+def test_the_lock_file_goes_with_the_lock(tmp_path):
+    from denoiselab.runs.folder import RunBusyError, RunFolder
+
+    assert not RunFolder(tmp_path).is_busy() and not (tmp_path / LOCK_NAME).exists()  # asking creates nothing
     (tmp_path / LOCK_NAME).touch()  # left behind by a killed trainer: no one holds it
-    held = lock_run(tmp_path)
-    assert run_is_busy(tmp_path)
+    held = RunFolder(tmp_path).lock()
+    assert RunFolder(tmp_path).is_busy()
     with pytest.raises(RunBusyError, match="another process is training"):
-        lock_run(tmp_path)
+        RunFolder(tmp_path).lock()
     held.close()
-    assert not (tmp_path / LOCK_NAME).exists() and not run_is_busy(tmp_path)
-    with lock_run(tmp_path):
+    assert not (tmp_path / LOCK_NAME).exists() and not RunFolder(tmp_path).is_busy()
+    with RunFolder(tmp_path).lock():
         assert (tmp_path / LOCK_NAME).exists()
     assert not (tmp_path / LOCK_NAME).exists()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from denoiselab.config import load_config
-from denoiselab.training import _set_up_compute, auto_threads
+from denoiselab.training import auto_threads, set_up_compute
 
 
 def test_point_networks_get_one_thread_and_images_keep_torchs_default():
@@ -19,9 +19,9 @@ def test_the_thread_count_is_set_for_a_cpu_run_and_an_explicit_one_wins():
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        _set_up_compute(load_config("quick", ["train.device=cpu"]), print)
+        set_up_compute(load_config("quick", ["train.device=cpu"]), print)
         assert torch.get_num_threads() == 1
-        _set_up_compute(load_config("quick", ["train.device=cpu", "train.threads=2"]), print)
+        set_up_compute(load_config("quick", ["train.device=cpu", "train.threads=2"]), print)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -16,13 +16,12 @@ from torch import nn
 from denoiselab import files
 from denoiselab.builders import pick_device
 from denoiselab.config import ConfigError, load_config
-from denoiselab.ema import EMA
 from denoiselab.objectives import diffusion_loss, sample_timesteps
 from denoiselab.oracles import two_d_mixture
+from denoiselab.runs.folder import CHECKPOINT, WEIGHTS
 from denoiselab.schedules import make_schedule
 from denoiselab.training import (
-    CHECKPOINT,
-    WEIGHTS,
+    EMA,
     CheckpointError,
     TrainingInterrupted,
     learning_rate,
@@ -324,12 +323,13 @@ def test_pick_device():
 
 
 def test_a_second_trainer_on_the_same_run_is_refused(tmp_path):
-    from denoiselab.files import RunBusyError, lock_run
+    from denoiselab.runs.folder import RunBusyError, RunFolder
 
-    held = lock_run(tmp_path)  # as if another process were training into tmp_path
+    folder = RunFolder(tmp_path)
+    held = folder.lock()  # as if another process were training into tmp_path
     try:
         with pytest.raises(RunBusyError, match="another process is training"):
-            lock_run(tmp_path)
+            folder.lock()
     finally:
         held.close()
-    lock_run(tmp_path).close()  # free again once the holder is gone
+    folder.lock().close()  # free again once the holder is gone

@@ -14,7 +14,8 @@ from denoiselab import cli
 from denoiselab.oracles import ring_mixture, two_d_mixture
 from denoiselab.samplers import SAMPLERS, Denoiser, time_grid
 from denoiselab.schedules import flow_schedule, make_schedule
-from denoiselab.tuning import TUNED_GRIDS, TuningError, read_tuned_grids, save_tuned_grid, steps_for, tune_grid, tuned_grid
+from denoiselab.runs.folder import TUNED_GRIDS, RunError, RunFolder
+from denoiselab.tuning import TuningError, steps_for, tune_grid
 
 MIX = two_d_mixture()
 SCHED = make_schedule("linear", 1000)
@@ -124,18 +125,19 @@ def test_steps_for_two_call_samplers():
 
 def test_file_round_trip_and_corrupt_files(tmp_path):
     result = tune_grid(EXACT, "ddim", 3, shape=(2,), n=100, max_calls=30, max_seconds=600)
-    save_tuned_grid(tmp_path, result)
-    assert tuned_grid(tmp_path, "ddim", 3).tolist() == result.grid
-    assert tuned_grid(tmp_path, "ddim", 4) is None and tuned_grid(tmp_path / "none", "ddim", 3) is None
+    folder = RunFolder(tmp_path)
+    folder.save_tuned_grid(result)
+    assert folder.tuned_grid("ddim", 3) == result.grid
+    assert folder.tuned_grid("ddim", 4) is None and RunFolder(tmp_path / "none").tuned_grid("ddim", 3) is None
     path = tmp_path / TUNED_GRIDS
     data = json.loads(path.read_text())
     data["grids"]["ddim/3"]["grid"] = [1.0, 0.2, 0.5, 0.0]
     path.write_text(json.dumps(data))
-    with pytest.raises(TuningError, match="strictly decreasing"):
-        read_tuned_grids(tmp_path)
+    with pytest.raises(RunError, match="strictly decreasing"):
+        folder.read_tuned_grids()
     path.write_text("{not json")
-    with pytest.raises(TuningError, match="cannot be read as JSON"):
-        read_tuned_grids(tmp_path)
+    with pytest.raises(RunError, match="cannot be read as JSON"):
+        folder.read_tuned_grids()
 
 
 def run_cli(capsys, *argv):
@@ -150,7 +152,7 @@ def test_cli_tune_steps_then_sample_and_evaluate_use_it(trained_run, tmp_path, c
     rc, out, err = run_cli(capsys, "tune-steps", run, "--sampler", "dpm++2m", "--nfe", "3", "-n", "200", "--max-calls", "60")
     assert rc == 0, err
     assert "held-out" in out and TUNED_GRIDS in out
-    grid = tuned_grid(run, "dpm++2m", 3)
+    grid = RunFolder(run).tuned_grid("dpm++2m", 3)
     assert grid is not None and grid[0] == 1.0 and grid[-1] == 0.0
     rc, out, err = run_cli(capsys, "sample", run, "--sampler", "dpm++2m", "--steps", "3", "-n", "50", "--out", tmp_path / "s.npy")
     assert rc == 0, err
@@ -158,7 +160,7 @@ def test_cli_tune_steps_then_sample_and_evaluate_use_it(trained_run, tmp_path, c
     assert np.load(tmp_path / "s.npy").shape == (50, 2)
     rc, out, err = run_cli(capsys, "evaluate", run, "--sampler", "dpm++2m", "--steps", "3", "-n", "50", "--repeats", "2", "--json")
     report = json.loads(out)
-    assert rc == 0 and report["tuned_grid"] is True and report["grid"] == grid.tolist() and report["evaluations"] == 3
+    assert rc == 0 and report["tuned_grid"] is True and report["grid"] == grid and report["evaluations"] == 3
     # A named grid asked for wins over the tuned one; another count has no tuned grid.
     rc, out, _ = run_cli(capsys, "sample", run, "--sampler", "dpm++2m", "--steps", "3", "--grid", "logsnr", "-n", "20", "--out", tmp_path / "t.npy")
     assert rc == 0 and "logsnr grid" in out and "tuned" not in out

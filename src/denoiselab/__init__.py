@@ -9,6 +9,8 @@ The pieces compose along the mathematics::
     x = sample_points(run, sampler="dpm++2m", steps=20, n=2000)
 """
 
+from ._lazy import lazy_exports
+
 __version__ = "0.1.0"
 
 # What ``import denoiselab`` offers, loaded on first use (PEP 562): the command line imports
@@ -22,50 +24,4 @@ _EXPORTS = {
     ".schedules": ("Schedule", "flow_schedule", "make_schedule"),
     ".training": ("train",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'denoiselab' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULE_OF])
-
-
-__all__ = [
-    "SAMPLERS",
-    "Config",
-    "ConfigError",
-    "Denoiser",
-    "Run",
-    "RunError",
-    "Schedule",
-    "energy_distance",
-    "evaluate_run",
-    "flow_schedule",
-    "load_config",
-    "load_run",
-    "make_schedule",
-    "point_metrics",
-    "q_chain",
-    "q_posterior",
-    "q_sample",
-    "q_step",
-    "render_figures",
-    "sample_points",
-    "sample_ddim",
-    "sample_ddpm",
-    "sample_dpmpp_2m",
-    "sample_euler",
-    "sample_heun",
-    "time_grid",
-    "train",
-    "w2_exact",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,6 +1,6 @@
 """Builders: a recipe (config.Config) turned into its schedule, network, device and objective.
 
-Training (training.py) and every user of a trained run (runs/, the playground) build these
+Training (training/) and every user of a trained run (runs/, the playground) build these
 the same way from the same recipe, so they live below both.
 """
 
@@ -15,7 +15,7 @@ from .importance import ImportanceSampler
 from .latent import ReconstructionObjective
 from .models import AUTOENCODER, Autoencoder, build_model
 from .objectives import diffusion_loss
-from .schedules import Schedule, make_schedule
+from .schedules import TERMINAL_SNR_WARN_DB, Schedule, make_schedule
 from .weighting import Weighting
 
 
@@ -97,6 +97,18 @@ class Objective:
             return f"{self.prediction} target at the chain's steps, {times}{weighting}"
         ot = ", OT-CFM pairing" if self.coupling == "ot" else ""
         return f"flow matching: {self.prediction} target, {times}{ot}{weighting}"
+
+    def training_notes(self) -> list[str]:
+        """What training says before its first step: the schedule and the loss, and a warning
+        when a chain ends short of pure noise."""
+        schedule, snr_T = self.schedule, self.schedule.terminal_snr_db()
+        notes = [f"schedule: {schedule.name}, T={schedule.T}, terminal SNR {snr_T:.1f} dB; {self.describe}"]
+        if schedule.is_chain and snr_T > TERMINAL_SNR_WARN_DB:
+            notes.append(
+                f"warning: the chain ends at {snr_T:.1f} dB SNR (above {TERMINAL_SNR_WARN_DB:.0f} dB): x_T still "
+                "holds data, so sampling from pure noise will be off; raise T, beta_end or set schedule.scale_with_T = true"
+            )
+        return notes
 
 
 def weighting_from(cfg: Config) -> Weighting:

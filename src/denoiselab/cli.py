@@ -21,6 +21,7 @@ from . import __version__, files
 from .choices import GRIDS, SAMPLER_NAMES, SCHEDULE_KINDS, VARIANCES
 from .config import load_config, recipe_names
 from .errors import InputError
+from .runs.folder import CHECKPOINT, CONFIG, DATA, INFO, RunError, RunFolder, RunFolderError
 from .serve import HELP as SERVE_HELP
 from .serve import add_serve_arguments, run_serve
 
@@ -183,53 +184,48 @@ def _free_run_dir(name: str) -> Path:
 
 def cmd_train(args) -> int:
     if args.resume:
-        run_dir = Path(args.resume)
-        if files.run_is_busy(run_dir):
+        folder = RunFolder(args.resume)
+        run_dir = folder.path
+        if folder.is_busy():
             raise UsageError(f"--resume {run_dir}: another process is training this run; wait for it or stop it first")
-        if not (run_dir / "checkpoint.safetensors").is_file() and (run_dir / "autoencoder" / "checkpoint.safetensors").is_file():
+        if not folder.has_checkpoint() and folder.stage_one().has_checkpoint():
             raise UsageError(f"--resume {run_dir}: stopped in stage one (its autoencoder); run the command that started it again (same --config, --set and --out) to continue")
-        if not (run_dir / "checkpoint.safetensors").is_file() or not (run_dir / "config.toml").is_file():
-            raise UsageError(f"--resume {run_dir}: not a resumable run (no checkpoint.safetensors or config.toml)")
+        if not folder.has_checkpoint() or not folder.config_path.is_file():
+            raise UsageError(f"--resume {run_dir}: not a resumable run (no {CHECKPOINT} or {CONFIG})")
         not_train = [item for item in args.set if not item.strip().startswith("train.")]
         if not_train:
             raise UsageError(f"--set {not_train[0]}: only train.* keys can change when resuming (the model and data are fixed)")
-        cfg = load_config(str(run_dir / "config.toml"), args.set)
-        import numpy as np
-
+        cfg = load_config(str(folder.config_path), args.set)
         try:
-            info = json.loads((run_dir / "run.json").read_text())
-            np.load(run_dir / "data.npy", allow_pickle=False)
+            info = folder.read_info()
+            folder.read_data()
         except (OSError, ValueError) as exc:
-            raise UsageError(f"--resume {run_dir}: cannot read run.json or data.npy ({exc})") from None
+            raise UsageError(f"--resume {run_dir}: cannot read {INFO} or {DATA} ({exc})") from None
         if info.get("status") == "complete" and cfg.train.steps <= info.get("step", 0):
             raise UsageError(f"--resume {run_dir}: already complete at step {info['step']}; raise train.steps with --set to continue")
     else:
         cfg = load_config(args.config, args.set)
-        from .training import RunFolderError, check_new_run_folder
+        from .training.stages import stage_one_names
 
         run_dir = Path(args.out) if args.out else _free_run_dir(cfg.name)
         try:  # before anything is printed; train() checks the same
-            from .latent_training import stage_one_names
-
-            check_new_run_folder(run_dir, stage_one_names(cfg))
+            RunFolder(run_dir).check_new(stage_one_names(cfg))
         except RunFolderError as exc:
             raise UsageError(f"--out {exc} (--resume)") from None
     print(f"denoiselab {__version__}: training recipe {cfg.name!r} into {run_dir}")
-    from .latent_training import train_stages  # a latent run may train its autoencoder first
     from .runs import complete_run, floors_in_background
-    from .training import TrainingInterrupted, write_run_info
+    from .training import TrainingInterrupted, train
 
     # The metrics' floors (the data's own, cached per machine) are measured on the idle core
     # while the model trains, so that a first run does not wait for them afterwards.
     floors = floors_in_background(cfg)
     try:
-        train_stages(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+        train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)  # a latent run may train its autoencoder first
     except TrainingInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 128 + exc.signum  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM
     except FloatingPointError as exc:
-        info = json.loads((run_dir / "run.json").read_text())
-        write_run_info(run_dir, {**info, "status": "failed"})
+        RunFolder(run_dir).mark_failed()
         print(f"denoiselab train: error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -276,7 +272,7 @@ def _plan(args, run):
 
 
 def _load_for_use(path: str):
-    problem = files.run_folder_problem(path)  # answered before torch is imported
+    problem = RunFolder(path).problem()  # answered before torch is imported
     if problem is not None:
         raise UsageError(problem)
     from .runs import load_run
@@ -385,13 +381,13 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train_classifier(args) -> int:
-    from .classifier_training import train_classifier
     from .classifiers import ClassifierError, ClassifierSettings
-    from .training import TrainingInterrupted
+    from .training import TrainingInterrupted, train_classifier
 
-    run_dir = Path(args.run)
-    if not (run_dir / "run.json").is_file() or not (run_dir / "config.toml").is_file():
-        raise UsageError(f"{run_dir}: not a denoiselab run folder (no run.json or config.toml)")
+    folder = RunFolder(args.run)
+    run_dir = folder.path
+    if not folder.has_description():
+        raise UsageError(f"{run_dir}: not a denoiselab run folder (no {INFO} or {CONFIG})")
     given = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr), ("hidden", args.hidden), ("seed", args.seed)) if v is not None}
     if "lr" in given and not given["lr"] > 0:
         raise UsageError(f"--lr: must be > 0, got {given['lr']:g}")
@@ -402,9 +398,9 @@ def cmd_train_classifier(args) -> int:
     except ClassifierError as exc:
         raise UsageError(str(exc)) from None
     except TrainingInterrupted as exc:
-        print(f"\ninterrupted at step {exc.step}; resume with: denoiselab train-classifier {run_dir} --resume", file=sys.stderr)
-        return 130
-    print(f"classifier: {run_dir / 'classifier.safetensors'}")
+        print(f"\n{exc}", file=sys.stderr)
+        return 128 + exc.signum  # as train: 130 after Ctrl-C, 143 after SIGTERM
+    print(f"classifier: {folder.classifier_weights}")
     return 0
 
 
@@ -461,7 +457,7 @@ def cmd_tune_steps(args) -> int:
     from .runs import class_labels, guided_model_fn
     from .samplers import GRIDS as NAMED
     from .samplers import Denoiser, parse_grid
-    from .tuning import START_GRIDS, TuningError, save_tuned_grid, steps_for, tune_grid
+    from .tuning import START_GRIDS, TuningError, steps_for, tune_grid
 
     run = _load_for_use(args.run)
     sampler = args.sampler or run.config.sample.sampler
@@ -487,8 +483,8 @@ def cmd_tune_steps(args) -> int:
             denoise, sampler, args.nfe, shape=run.sample_shape, n=args.n, seed=args.seed, start=start,
             max_seconds=args.max_seconds, max_calls=args.max_calls, device=run.device, dtype=torch.float32,
         )
-        path = save_tuned_grid(run.path, result)
-    except TuningError as exc:
+        path = run.folder.save_tuned_grid(result)
+    except (TuningError, RunError) as exc:
         raise UsageError(str(exc)) from None
     times = ",".join(f"{t:.4g}" for t in result.grid)
     print(
@@ -576,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     try:
         if args.command in RUN_COMMANDS:  # a wrong run folder is answered before torch is imported
-            problem = files.run_folder_problem(args.run)
+            problem = RunFolder(args.run).problem()
             if problem is not None:
                 raise UsageError(problem)
         return COMMANDS[args.command](args)

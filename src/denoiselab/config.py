@@ -4,7 +4,7 @@ latent diffusion [autoencoder] and [latent].
 Every key has a type, a default and a check; an unknown section or key, a wrong type or an
 out-of-range value raises ``ConfigError`` with one line naming the key and what was expected.
 ``--set section.key=value`` overrides are parsed as TOML values (so 1e-3, true, "cosine" and
-bare words all work).  A run folder keeps the resolved recipe as config.toml.
+bare words all work).  A run folder keeps the resolved recipe (runs/folder.py).
 """
 
 from __future__ import annotations
@@ -338,7 +338,7 @@ def _check_latent(cfg: Config, where: str) -> None:
     is_autoencoder, source = cfg.model.arch == "autoencoder", cfg.latent.autoencoder
     if is_autoencoder and source:
         raise ConfigError(f"{where}latent.autoencoder: an autoencoder run (model.arch = autoencoder) has no autoencoder of its own; leave it empty")
-    if is_autoencoder or source:  # a trained autoencoder's keys are checked against it (latent_training.py)
+    if is_autoencoder or source:  # a trained autoencoder's keys are checked against it (training/stages.py)
         return
     changed = [f.name for f in dataclasses.fields(AutoencoderConfig) if getattr(cfg.autoencoder, f.name) != f.default]
     if changed:
@@ -365,7 +365,7 @@ def load_config(name_or_path: str = "spiral", overrides: list[str] | tuple[str, 
         if not path.is_file():
             raise ConfigError(f"{path}: no such recipe file")
         raw = _read_toml(path)
-        name = str(raw.get("name", path.stem))  # a run's config.toml keeps its recipe's name
+        name = str(raw.get("name", path.stem))  # a run folder's recipe keeps its recipe's name
         where = f"{path}: "
     else:
         if name_or_path not in recipe_names():

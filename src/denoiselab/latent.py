@@ -1,6 +1,5 @@
-"""Latent diffusion's autoencoder stage: its training objective, the latent scale, and the few
-helpers the training loop and run folders share (batched encoding and decoding, the content
-hash that ties a latent run to its autoencoder, PSNR).
+"""Latent diffusion's autoencoder: its training objective, the latent scale, and the few helpers
+the training stages and run folders share (batched encoding and decoding, PSNR).
 
 The objective has the training loop's shape, ``objective(model, x, generator, y=None) -> loss``,
 so an autoencoder is trained by the same loop as every denoiser (EMA, checkpoints, resume).
@@ -8,19 +7,14 @@ so an autoencoder is trained by the same loop as every denoiser (EMA, checkpoint
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .models.autoencoder import Autoencoder, gaussian_kl
 
-# Value of latent.autoencoder that trains the autoencoder as stage one, into RUN/autoencoder.
-TRAIN_FIRST = "train"
-STAGE_ONE_FOLDER = "autoencoder"
 # Images per forward pass when a whole data set is encoded or decoded.
 BATCH = 512
 # Pixels live in [-1, 1]: the peak-to-peak range of PSNR.
@@ -51,7 +45,7 @@ def reconstruction_loss(model: Autoencoder, x: torch.Tensor, generator: torch.Ge
 @dataclass(frozen=True)
 class ReconstructionObjective:
     """The autoencoder's training loss as ``objective(model, x, generator, y=None, time_sampler=None)
-    -> loss``, the shape training._optimiser_step calls (labels and times are not used)."""
+    -> loss``, the shape training.optimiser_step calls (labels and times are not used)."""
 
     kl_weight: float
     variational: bool
@@ -68,6 +62,10 @@ class ReconstructionObjective:
         if not self.variational:
             return "plain autoencoder: squared reconstruction error"
         return f"VAE: squared reconstruction error + {self.kl_weight:g} x KL(q(z|x) || N(0, I))"
+
+    def training_notes(self) -> list[str]:
+        """What training says before its first step: the loss (an autoencoder adds no noise)."""
+        return [self.describe]
 
 
 @torch.no_grad()
@@ -113,22 +111,3 @@ def reconstruction_error(images: np.ndarray, reconstructions: np.ndarray) -> dic
     mse = float(np.mean((np.asarray(images, np.float64) - np.asarray(reconstructions, np.float64)) ** 2))
     psnr = 10.0 * math.log10(PIXEL_RANGE**2 / mse) if mse > 0 else float("inf")
     return {"reconstruction_mse": mse, "reconstruction_psnr": psnr}
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def is_latent(cfg) -> bool:
-    return bool(cfg.latent.autoencoder)
-
-
-def autoencoder_path(cfg, run_dir: Path) -> Path:
-    """Where a latent run's autoencoder is: RUN/autoencoder for one trained first, else the
-    folder named by latent.autoencoder (absolute, or relative to the working directory)."""
-    source = cfg.latent.autoencoder
-    return Path(run_dir) / STAGE_ONE_FOLDER if source == TRAIN_FIRST else Path(source).expanduser()

@@ -28,12 +28,13 @@ is no worse there than the grid it started from.  The model is a ``Denoiser``
 (samplers/denoiser.py): the model function with its schedule, prediction and labels, which the
 search and the reference solve share.
 
-A run folder keeps its tuned grids in ``tuned_grids.json``, keyed "sampler/evaluations";
-``denoiselab sample`` and ``evaluate`` use one when it exists for their sampler and count.
+The search knows nothing of run folders: a run keeps its tuned grids in one file, read and written
+by ``runs.folder.RunFolder`` (keyed "sampler/evaluations"), and ``denoiselab sample`` and
+``evaluate`` use one when it exists for their sampler and count (runs/plan.py).
 """
+
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,13 +43,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import write_json
 from .samplers import SAMPLERS, TWO_EVALUATIONS_PER_STEP, Denoiser, check_grid, sample_dpmpp_3m, time_grid
 from .samplers.grids import _strictly_decreasing
 from .schedules import Schedule
 
-TUNED_GRIDS = "tuned_grids.json"
-FILE_VERSION = 1
 REFERENCE_STEPS = 200
 START_GRIDS = ("trailing", "logsnr", "karras", "time-uniform")  # the named grids that start at t = 1
 STOCHASTIC = ("ddpm",)
@@ -234,43 +232,3 @@ def tune_grid(
 
 
 # -- the run folder's file ----------------------------------------------------------------------
-
-
-def grid_key(sampler: str, evaluations: int) -> str:
-    return f"{sampler}/{evaluations}"
-
-
-def read_tuned_grids(run_dir) -> dict[str, dict]:
-    """The run's tuned grids ({} when it has none); one line naming the file when it is corrupt."""
-    path = Path(run_dir) / TUNED_GRIDS
-    if not path.exists():
-        return {}
-    hint = "delete it or run denoiselab tune-steps again"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TuningError(f"{path}: cannot be read as JSON ({exc}); {hint}") from None
-    grids = data.get("grids") if isinstance(data, dict) else None
-    if not isinstance(grids, dict) or data.get("version") != FILE_VERSION:
-        raise TuningError(f"{path}: expected {{\"version\": {FILE_VERSION}, \"grids\": {{...}}}}; {hint}")
-    for key, entry in grids.items():
-        try:
-            check_grid(entry["grid"], f"{path} [{key}] grid")
-        except (TypeError, KeyError):
-            raise TuningError(f"{path} [{key}]: expected an entry with a grid (a list of times); {hint}") from None
-        except ValueError as exc:
-            raise TuningError(f"{exc}; {hint}") from None
-    return grids
-
-
-def tuned_grid(run_dir, sampler: str, evaluations: int) -> torch.Tensor | None:
-    """The run's tuned grid for this sampler and evaluation count, or None."""
-    entry = read_tuned_grids(run_dir).get(grid_key(sampler, evaluations))
-    return None if entry is None else check_grid(entry["grid"])
-
-
-def save_tuned_grid(run_dir, result: TunedGrid) -> Path:
-    """Add (or replace) one grid in the run's tuned_grids.json, atomically."""
-    grids = read_tuned_grids(run_dir)
-    grids[grid_key(result.sampler, result.evaluations)] = asdict(result)
-    return write_json(Path(run_dir) / TUNED_GRIDS, {"version": FILE_VERSION, "grids": grids})

@@ -1,63 +1,42 @@
-"""Run folders: load one (folder.py), plan what to sample (plan.py), sample it (sampling.py),
-measure it (evaluation.py), draw its figures (figures.py).  Nothing here imports the training
-loop."""
+"""Run folders: their files (folder.py: ``RunFolder``), loading one (load.py), planning what to
+sample (plan.py: ``SamplingPlan``), sampling it (sampling.py), measuring it (evaluation.py),
+drawing its figures (figures.py), autoencoder and latent runs (latent.py), and completing a run
+of any kind (complete.py).  Nothing here imports the training loop.
 
-from .evaluation import (
-    ImageRunMetrics,
-    complete_run,
-    evaluate_classes,
-    evaluate_images,
-    evaluate_run,
-    floors_in_background,
-    held_out_images,
-    image_classifier,
-    reference_draws,
-    run_source,
-    write_metrics,
-)
-from .figures import GRID_PER_CLASS, GUIDANCE_SWEEP, records_to_frames, render_figures, render_image_figures, render_path_comparison
-from .folder import CHECKPOINT, HELD_OUT, HELD_OUT_LABELS, LABELS, WEIGHTS, Run, RunError, load_run, read_losses, write_run_info
-from .plan import PlanError, SamplingPlan, plan_sampling, tuned_grid_list
-from .sampling import Drawn, SamplingError, class_labels, guided_model_fn, plan_from_options, resolve_label, sample, sample_points
+The names below are loaded on first use (PEP 562), so that ``denoiselab.runs.folder`` (which the
+command line imports to check a run folder) comes without torch.
+"""
 
-__all__ = [
-    "CHECKPOINT",
-    "GRID_PER_CLASS",
-    "GUIDANCE_SWEEP",
-    "HELD_OUT",
-    "HELD_OUT_LABELS",
-    "LABELS",
-    "WEIGHTS",
-    "Drawn",
-    "ImageRunMetrics",
-    "PlanError",
-    "Run",
-    "RunError",
-    "SamplingError",
-    "SamplingPlan",
-    "class_labels",
-    "complete_run",
-    "evaluate_classes",
-    "evaluate_images",
-    "evaluate_run",
-    "floors_in_background",
-    "guided_model_fn",
-    "held_out_images",
-    "image_classifier",
-    "load_run",
-    "plan_from_options",
-    "plan_sampling",
-    "read_losses",
-    "records_to_frames",
-    "reference_draws",
-    "render_figures",
-    "render_image_figures",
-    "render_path_comparison",
-    "resolve_label",
-    "run_source",
-    "sample",
-    "sample_points",
-    "tuned_grid_list",
-    "write_metrics",
-    "write_run_info",
-]
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    ".complete": ("complete_run", "evaluate_run", "render_figures", "write_metrics"),
+    ".evaluation": (
+        "RunMetrics",
+        "evaluate_classes",
+        "evaluate_images",
+        "evaluate_points",
+        "floors_in_background",
+        "held_out_images",
+        "image_classifier",
+        "reference_draws",
+        "run_source",
+    ),
+    ".figures": ("GRID_PER_CLASS", "GUIDANCE_SWEEP", "records_to_frames", "render_image_figures", "render_path_comparison"),
+    ".folder": (
+        "CHECKPOINT",
+        "HELD_OUT",
+        "HELD_OUT_LABELS",
+        "LABELS",
+        "WEIGHTS",
+        "RunBusyError",
+        "RunError",
+        "RunFolder",
+        "RunFolderError",
+        "read_losses",
+    ),
+    ".load": ("Run", "load_run"),
+    ".plan": ("PlanError", "SamplingError", "SamplingPlan", "class_labels", "plan_sampling", "resolve_label", "tuned_grid_list"),
+    ".sampling": ("Drawn", "denoiser", "guided_model_fn", "plan_from_options", "sample", "sample_points"),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

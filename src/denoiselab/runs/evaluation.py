@@ -1,29 +1,29 @@
 """Measuring a run: W2 and energy distance against fresh draws of the data (points), per class
-with label accuracy (conditional runs), or class accuracy and Frechet distance (images); and
-completing a run after training (metrics, figures, status).
+with label accuracy (conditional runs), or class accuracy and Frechet distance (images); and the
+floors of a point run's metrics, measured while it trains.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .. import files
 from ..data import make_source
 from ..metrics import REFERENCE_DRAWS, ClassMetrics, PointMetrics, cached_floor, label_accuracy, point_metrics
-from .figures import render_figures
-from .folder import HELD_OUT, HELD_OUT_LABELS, Run, RunError, load_run, write_run_info
+from .folder import RunError
+from .load import Run
 from .plan import SamplingPlan
 from .sampling import plan_from_options, sample
 
 
 @dataclass(frozen=True)
-class ImageRunMetrics:
-    """An image run's metrics (image_metrics.image_metrics): accuracy of the cached classifier on
-    class-conditional samples and the Frechet distance in its feature space, with its floor."""
+class RunMetrics:
+    """An image run's, an autoencoder's or a latent run's metrics: the cached classifier's class
+    accuracy on samples and the Frechet distance in its feature space, with its floor
+    (image_metrics.image_metrics); an autoencoder's reconstructions and a latent run's latent
+    distances beside them (runs/latent.py)."""
 
     values: dict
 
@@ -32,8 +32,27 @@ class ImageRunMetrics:
 
     def summary(self) -> str:
         v = self.values
-        if v.get("frechet") is None:
-            return f"n={v['n']}: {v.get('note', 'no metrics')}"
+        if "reconstruction_mse" not in v:  # a pixel-space image run
+            return self._frechet_line() if v.get("frechet") is not None else f"n={v['n']}: {v.get('note', 'no metrics')}"
+        lines = [self._frechet_line()] if v.get("frechet") is not None else []
+        lines.append(
+            f"autoencoder: reconstruction MSE {v['reconstruction_mse']:.4f}, PSNR {v['reconstruction_psnr']:.1f} dB "
+            f"on {v['n_held_out']} held-out images"
+        )
+        if v.get("frechet_reconstruction") is not None:
+            lines[-1] += (
+                f"; ceiling: Frechet of reconstructions {v['frechet_reconstruction']:.2f} "
+                f"({v['frechet_reconstruction'] / v['frechet_floor']:.2f}x floor), their class accuracy {v['reconstruction_accuracy']:.3f}"
+            )
+        if v.get("latent_w2") is not None:
+            lines.append(
+                f"latent ({v['latent_dim']}-D): W2 {v['latent_w2']:.4f} (floor {v['latent_w2_floor']:.4f})  "
+                f"energy {v['latent_energy']:.5f} (floor {v['latent_energy_floor']:.5f})  n={v['latent_n']}"
+            )
+        return "\n".join(lines)
+
+    def _frechet_line(self) -> str:
+        v = self.values
         acc = "" if v.get("accuracy") is None else f"class accuracy {v['accuracy']:.3f}  "
         guidance = "" if v.get("guidance") is None else f"guidance {v['guidance']:g}  "
         return (
@@ -53,14 +72,14 @@ def image_classifier(run: Run):
 
 def held_out_images(run: Run) -> tuple[np.ndarray, np.ndarray | None]:
     try:
-        held = np.load(run.path / HELD_OUT, allow_pickle=False)
-        labels = np.load(run.path / HELD_OUT_LABELS, allow_pickle=False) if run.num_classes else None
+        held = run.folder.read_held_out()
+        labels = run.folder.read_held_out_labels() if run.num_classes else None
     except Exception as exc:  # noqa: BLE001
         raise RunError(f"{run.path}: cannot read the held-out images ({exc})") from None
     return held, labels
 
 
-def evaluate_images(run: Run, plan: SamplingPlan | None = None, **plan_options) -> tuple[ImageRunMetrics, np.ndarray]:
+def evaluate_images(run: Run, plan: SamplingPlan | None = None, **plan_options) -> tuple[RunMetrics, np.ndarray]:
     """Class accuracy and Frechet distance of ``plan``'s samples (every class in proportion, or
     its one label); without a plan, one is made of ``plan_options`` (plan_from_options)."""
     from ..image_metrics import image_metrics
@@ -69,7 +88,7 @@ def evaluate_images(run: Run, plan: SamplingPlan | None = None, **plan_options) 
     samples = sample(run, plan).x
     if not run.num_classes:
         note = "unlabelled images: no classifier to measure samples with"
-        return ImageRunMetrics({"n": plan.n, "frechet": None, "note": note}), samples
+        return RunMetrics({"n": plan.n, "frechet": None, "note": note}), samples
     held, held_labels = held_out_images(run)
     train = run.data
     if plan.label is not None:
@@ -79,7 +98,7 @@ def evaluate_images(run: Run, plan: SamplingPlan | None = None, **plan_options) 
     )
     values = {"guidance": plan.guidance, **values}
     values["per_class_accuracy"] = {run.class_names[int(k)]: v for k, v in (values.get("per_class_accuracy") or {}).items()}
-    return ImageRunMetrics(values), samples
+    return RunMetrics(values), samples
 
 
 def run_source(run: Run):
@@ -108,34 +127,10 @@ def reference_draws(run: Run, n: int, count: int = REFERENCE_DRAWS, label: int |
     return [pool[:half], pool[half : 2 * half]]
 
 
-def evaluate_run(
-    run: Run, plan: SamplingPlan | None = None, *, repeats: int = 8, **plan_options
-) -> tuple[PointMetrics | ClassMetrics, np.ndarray]:
-    """W2 and energy distance of ``repeats`` sample sets of ``plan`` (seeds plan.seed,
-    plan.seed + 1, ...) against REFERENCE_DRAWS fresh reference draws, beside the floor between
-    those draws (see metrics.point_metrics); returns the first sample set too.  Without a plan,
-    one is made of ``plan_options`` (plan_from_options: sampler, steps, grid, n, seed, label,
-    guidance, ...).
-
-    A conditional run gets ClassMetrics: each class (or only the plan's label) against its own
-    reference draws, the proportional mixture against the mixture, and label accuracy."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if run.is_autoencoder:  # it samples nothing: its reconstructions are measured
-        from .latent import evaluate_latent_run
-
-        seed = plan_options.pop("seed", None)
-        return evaluate_latent_run(run, seed=run.config.sample.seed if seed is None else seed, **plan_options)
-    plan = plan_from_options(run, **plan_options) if plan is None else plan
-    if run.is_latent:
-        from .latent import evaluate_latent_run
-
-        options = {"sampler": plan.sampler, "grid": plan.times, "n": plan.n, **plan.options}
-        return evaluate_latent_run(run, seed=plan.seed, label=plan.label, guidance=plan.guidance, **options)
-    if run.is_image:
-        return evaluate_images(run, plan)
-    if run.num_classes:
-        return evaluate_classes(run, plan, repeats=repeats)
+def evaluate_points(run: Run, plan: SamplingPlan, *, repeats: int) -> tuple[PointMetrics, np.ndarray]:
+    """An unconditional point run: W2 and energy distance of ``repeats`` sample sets of ``plan``
+    (seeds plan.seed, plan.seed + 1, ...) against REFERENCE_DRAWS fresh reference draws, beside
+    the floor between those draws (see metrics.point_metrics); returns the first sample set too."""
     samples = [sample(run, plan.with_seed(plan.seed + i)).x for i in range(repeats)]
     references = reference_draws(run, len(samples[0]))
     return point_metrics(samples, references, cached_floor(references)), samples[0]
@@ -254,46 +249,3 @@ def floors_in_background(cfg) -> FloorsInBackground | None:
         yield _generator_draws(source, n)  # the data, or a conditional run's mixture
 
     return FloorsInBackground(draw_sets())
-
-
-def write_metrics(run: Run, metrics: PointMetrics | ClassMetrics, extra: dict | None = None) -> Path:
-    sc = run.config.sample
-    return files.write_json(
-        run.path / "metrics.json",
-        {"sampler": sc.sampler, "steps": sc.steps, "spacing": sc.spacing, "seed": sc.seed, **metrics.to_dict(), **(extra or {})},
-    )
-
-
-# Sample sets that complete_run measures (`denoiselab evaluate` takes 8 by default): the
-# ratios to the floor move by a few hundredths against 8 sets, and the metrics then cost a
-# quarter as much.  The reference draws and their floor are evaluate's own (cached).
-COMPLETE_RUN_REPEATS = 2
-
-
-def complete_run(run_dir: str | Path, log=print) -> tuple[Run, PointMetrics | ClassMetrics]:
-    """After training: measure the run, draw its figures and mark it complete (the CLI's
-    ``train`` and the playground's training jobs both end here).
-
-    The metrics (COMPLETE_RUN_REPEATS sample sets; scipy's assignment solver and torch's
-    distances release the GIL) are measured on a second thread while this one draws the
-    figures, which hold it (matplotlib): on two cores the two take about as long as the
-    longer of them."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    run = load_run(run_dir)
-    if run.is_autoencoder:  # measured and stored before anything uses its latents
-        from .latent import store_latent_scale
-
-        store_latent_scale(run)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as pool:
-        measuring = pool.submit(evaluate_run, run, repeats=COMPLETE_RUN_REPEATS)
-        written = render_figures(run)
-        metrics, _ = measuring.result()
-    write_metrics(run, metrics)
-    for path in written:
-        log(f"wrote {path}")
-    run.info["status"] = "complete"
-    write_run_info(run.path, run.info)
-    sc = run.config.sample
-    log(f"metrics ({sc.sampler}, {sc.steps} steps): {metrics.summary()}")
-    return run, metrics

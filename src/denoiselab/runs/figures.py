@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..samplers import StepRecord
-from .folder import CHECKPOINT, Run, read_losses
+from .load import Run
 from .sampling import class_labels, sample_points
 
 
@@ -28,18 +28,11 @@ _FORWARD_UNITS = "normalised units: the data centred, scaled to unit variance (s
 GUIDANCE_SWEEP = (0.0, 1.0, 2.0, 4.0, 8.0)
 
 
-def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray | None = None) -> list[Path]:
-    """Draw every figure of a run (samples, forward, trajectory GIF, progression, schedule, loss;
-    a guidance sweep for a conditional run, whose points are coloured by class throughout)."""
+def render_point_figures(run: Run, out_dir: Path, *, samples: np.ndarray | None = None) -> list[Path]:
+    """Draw every figure of a point run (samples, forward, trajectory GIF, progression, schedule,
+    loss; a guidance sweep for a conditional run, whose points are coloured by class throughout)."""
     from .. import viz  # matplotlib is imported only when figures are drawn
 
-    out_dir = Path(out_dir or run.path)
-    if run.is_latent or run.is_autoencoder:
-        from .latent import render_latent_figures
-
-        return render_latent_figures(run, out_dir)
-    if run.is_image:
-        return render_image_figures(run, out_dir)  # its grid has every class, not the metrics' mix
     records: list[StepRecord] = []
     sc = run.config.sample
     names = run.class_names or None
@@ -78,7 +71,7 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
         )  # fmt: skip
     if run.dim == 2:
         written += _flow_figures(run, frames, out_dir)
-    losses = read_losses(run.path)
+    losses = run.folder.read_losses()
     if len(losses):
         written.append(viz.plot_loss(losses, out_dir / "loss.png"))
         written.append(render_loss_by_noise(run, out_dir / "loss-by-noise.png"))
@@ -115,11 +108,9 @@ def render_loss_by_noise(run: Run, path: Path) -> Path:
     density = None
     objective = objective_from(cfg, schedule)
     sampler = objective.new_time_sampler()
-    if sampler is not None and (run.path / CHECKPOINT).is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(run.path / CHECKPOINT), framework="pt") as fh:
-            sampler.load_state_dict({k[len("importance.") :]: fh.get_tensor(k) for k in fh.keys() if k.startswith("importance.")})
+    stored = run.folder.checkpoint_section("importance.") if sampler is not None else None
+    if stored is not None:  # the importance sampler's loss history, as training left it
+        sampler.load_state_dict(stored)
         density = sampler.density()
     reference = float(((x0 - x0.mean(0)).double() ** 2).mean())
     return viz.plot_loss_by_noise(
@@ -224,7 +215,7 @@ def render_image_figures(run: Run, out_dir: Path) -> list[Path]:
     written = [
         viz.plot_image_grid(samples, out_dir / "samples.png", labels=labels, class_names=names, title=title),
         viz.save_grid_gif(frames, out_dir / "trajectory.gif", labels=labels, class_names=names, title="Reverse process: noise → images"),
-        viz.plot_image_progression(_one_per_class(frames, labels), out_dir / "progression.png", max_images=K if run.num_classes else 8),
+        viz.plot_image_progression(one_per_class(frames, labels), out_dir / "progression.png", max_images=K if run.num_classes else 8),
         viz.plot_forward_strip(run.schedule, image, out_dir / "forward.png"),
         viz.plot_schedule_compare_images(compare, image, out_dir / "schedules-compared.png"),
         viz.plot_schedule(run.schedule, out_dir / "schedule.png"),
@@ -232,14 +223,14 @@ def render_image_figures(run: Run, out_dir: Path) -> list[Path]:
     if run.num_classes:
         sweep = {g: sample_points(run, n=n_grid, guidance=g) for g in GUIDANCE_SWEEP}
         written.append(viz.plot_guidance_sweep(sweep, out_dir / "guidance.png", labels=labels, class_names=names))
-    losses = read_losses(run.path)
+    losses = run.folder.read_losses()
     if len(losses):
         written.append(viz.plot_loss(losses, out_dir / "loss.png"))
         written.append(render_loss_by_noise(run, out_dir / "loss-by-noise.png"))
     return written
 
 
-def _one_per_class(frames, labels: np.ndarray | None):
+def one_per_class(frames, labels: np.ndarray | None):
     """Reverse-process frames cut to the first image of each class (all images when unlabelled)."""
     if labels is None:
         return frames

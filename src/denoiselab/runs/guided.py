@@ -19,11 +19,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..classifiers import ClassifierError, has_classifier, load_classifier
+from ..classifiers import ClassifierError
 from ..gradient_guidance import GuidanceCounts, classifier_guidance, counted, loss_guidance, observation_loss, paste_observed, replacement
 from ..regions import RegionError, region_from
+from .classifier import load_classifier
 from .evaluation import held_out_images
-from .folder import HELD_OUT, Run, RunError
+from .folder import HELD_OUT, RunError
+from .load import Run
 from .plan import PlanError, SamplingPlan
 from .sampling import Drawn, plan_from_options, sample
 
@@ -133,7 +135,7 @@ def _observe_wrapper(run: Run, mask, values, method: str, scale: float | None, s
 def _classifier(run: Run):
     if run.num_classes == 0:
         raise PlanError("classifier_scale", "has no classes, so it has no classifier", of_run=True)
-    if not has_classifier(run.path):
+    if not run.folder.has_classifier():
         raise PlanError("classifier_scale", "has no classifier; train one with: denoiselab train-classifier RUN", of_run=True)
     try:
         return load_classifier(run)

@@ -1,6 +1,6 @@
-"""Autoencoder runs and latent diffusion runs as run folders: the autoencoder a latent run
-decodes with (checked by content hash), the latent scale stored when an autoencoder completes,
-their metrics and their figures.
+"""Autoencoder runs and latent diffusion runs as run folders: the latent scale stored when an
+autoencoder completes, their metrics and their figures.  (Loading a latent run attaches the
+autoencoder it decodes with, checked by content hash: runs/load.py.)
 
 Metrics (Rombach et al. 2022 report the autoencoder's reconstructions beside the samples for the
 same reason): reconstruction MSE and PSNR on the held-out images; the Frechet distance of
@@ -14,16 +14,14 @@ from encoded training images (the floor).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from .. import files
 from ..latent import encode_images, measure_latent_scale, reconstruct, reconstruction_error
-from .evaluation import evaluate_images, held_out_images, image_classifier
-from .folder import WEIGHTS, Run, RunError, load_run, read_losses, write_run_info
+from .evaluation import RunMetrics, evaluate_images, held_out_images, image_classifier
+from .figures import GRID_PER_CLASS, GUIDANCE_SWEEP, one_per_class, records_to_frames
+from .load import Run
 from .sampling import class_labels, resolve_label, sample_points
 
 # Exact W2 (an assignment problem) and energy distance mean something in a few dimensions only.
@@ -34,72 +32,17 @@ FLOOR_REPEATS = 5
 PER_CLASS = 8
 
 
-def attach_autoencoder(run: Run) -> None:
-    """Give a latent run its autoencoder: the folder run.json records, whose weights must still
-    have the recorded sha256.  Raises RunError (one line) when it is missing or has changed."""
-    from ..config import ConfigError
-    from ..latent_training import check_unchanged, resolve_recorded
-
-    try:
-        path, sha = resolve_recorded(run.path, run.info)
-        check_unchanged(path, sha, f"{run.path}")
-        ae = load_run(path, device=str(run.device))
-    except (KeyError, TypeError) as exc:
-        raise RunError(f"{run.path / 'run.json'}: corrupt latent record ({exc})") from None
-    except ConfigError as exc:
-        raise RunError(str(exc)) from None
-    if not ae.is_autoencoder:
-        raise RunError(f"{run.path}: {path} is not an autoencoder run")
-    run.autoencoder = ae.model
-
-
 def store_latent_scale(run: Run) -> float:
     """Measure 1 / std of the training set's latents and store it in the autoencoder's weights
-    (and run.json, for reading); the latent runs trained on it record the weights' hash after."""
+    (and in the run's description, for reading); the latent runs trained on it record the
+    weights' hash after."""
     model = run.model
     model.latent_scale.fill_(1.0)
     scale = measure_latent_scale(model, run.data)
     model.latent_scale.fill_(scale)
-    files.write_tensors(run.path / WEIGHTS, {k: v.contiguous() for k, v in model.state_dict().items()}, {"step": str(run.info.get("step", 0))})
-    run.info["latent_scale"] = scale
-    run.info["latent_shape"] = list(model.latent_shape)
-    write_run_info(run.path, run.info)
+    files.write_tensors(run.folder.weights, {k: v.contiguous() for k, v in model.state_dict().items()}, {"step": str(run.info.get("step", 0))})
+    run.folder.record_latent_scale(run.info, scale, model.latent_shape)
     return scale
-
-
-@dataclass(frozen=True)
-class LatentMetrics:
-    """An autoencoder's or a latent run's metrics (see the module text)."""
-
-    values: dict
-
-    def to_dict(self) -> dict:
-        return dict(self.values)
-
-    def summary(self) -> str:
-        v = self.values
-        lines = []
-        if v.get("frechet") is not None:
-            acc = "" if v.get("accuracy") is None else f"class accuracy {v['accuracy']:.3f}  "
-            lines.append(
-                f"guidance {v['guidance']:g}  {acc}Frechet {v['frechet']:.2f} (floor {v['frechet_floor']:.2f}, "
-                f"{v['frechet_ratio']:.2f}x)  n={v['n']} samples vs {v['n_held_out']} held-out images"
-            )
-        lines.append(
-            f"autoencoder: reconstruction MSE {v['reconstruction_mse']:.4f}, PSNR {v['reconstruction_psnr']:.1f} dB "
-            f"on {v['n_held_out']} held-out images"
-        )
-        if v.get("frechet_reconstruction") is not None:
-            lines[-1] += (
-                f"; ceiling: Frechet of reconstructions {v['frechet_reconstruction']:.2f} "
-                f"({v['frechet_reconstruction'] / v['frechet_floor']:.2f}x floor), their class accuracy {v['reconstruction_accuracy']:.3f}"
-            )
-        if v.get("latent_w2") is not None:
-            lines.append(
-                f"latent ({v['latent_dim']}-D): W2 {v['latent_w2']:.4f} (floor {v['latent_w2_floor']:.4f})  "
-                f"energy {v['latent_energy']:.5f} (floor {v['latent_energy_floor']:.5f})  n={v['latent_n']}"
-            )
-        return "\n".join(lines)
 
 
 def _autoencoder(run: Run):
@@ -113,7 +56,7 @@ def _train_subset(run: Run, n: int, seed: int, label: int | None):
     return run.data[idx], None if run.labels is None else run.labels[idx]
 
 
-def evaluate_latent_run(run: Run, *, seed: int, label=None, guidance: float | None = None, **sample_options) -> tuple[LatentMetrics, np.ndarray]:
+def evaluate_latent_run(run: Run, *, seed: int, label=None, guidance: float | None = None, **sample_options) -> tuple[RunMetrics, np.ndarray]:
     """An autoencoder run: its reconstructions (returned); a latent run: evaluate_images' class
     accuracy and Frechet distance of decoded samples (returned), with the ceiling beside them."""
     from ..image_metrics import image_metrics
@@ -145,7 +88,7 @@ def evaluate_latent_run(run: Run, *, seed: int, label=None, guidance: float | No
         values.update(_flat_latent_metrics(run, held, held_labels, seed, guidance, sample_options))
     if samples is None:
         samples = reconstruct(ae, held)
-    return LatentMetrics(values), samples
+    return RunMetrics(values), samples
 
 
 def _flat_latent_metrics(run: Run, held, held_labels, seed: int, guidance, sample_options) -> dict:
@@ -179,13 +122,6 @@ def _flat_latent_metrics(run: Run, held, held_labels, seed: int, guidance, sampl
     }
 
 
-def _saved_metrics(run: Run) -> dict:
-    try:
-        return json.loads((run.path / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _per_class(images: np.ndarray, labels: np.ndarray | None, k: int):
     """The first k images of each class (all classes in order), with their labels."""
     if labels is None:
@@ -201,7 +137,6 @@ def render_latent_figures(run: Run, out_dir) -> list:
     figure, a guidance sweep, loss."""
     from .. import viz
     from ..viz.latent import plot_ceiling, plot_latent_scatter, plot_reconstructions
-    from .figures import GRID_PER_CLASS, GUIDANCE_SWEEP, _one_per_class, records_to_frames
 
     ae = _autoencoder(run)
     names = run.class_names or None
@@ -234,7 +169,7 @@ def render_latent_figures(run: Run, out_dir) -> list:
         scatter[f"sampled by the latent model{guidance}"] = (z_samples, held_labels if run.num_classes else None)
         samples = sample_points(run, n=n_grid)
         title = f"{data}, latent diffusion ({latent_shape} latent): {sc.sampler}, {sc.steps} steps{guidance}"
-        m = _saved_metrics(run)
+        m = run.folder.read_metrics() or {}
         fd = lambda key: f", Frechet {m[key]:.2f}" if m.get(key) is not None else ""  # noqa: E731
         floor = f" (floor {m['frechet_floor']:.2f})" if m.get("frechet_floor") is not None else ""
         # One sample of each shown image's class, so the three panels share their rows (a small
@@ -244,7 +179,7 @@ def render_latent_figures(run: Run, out_dir) -> list:
             viz.plot_image_grid(samples, out_dir / "samples.png", labels=labels, class_names=names, title=title),
             viz.save_grid_gif(frames, out_dir / "trajectory.gif", labels=labels, class_names=names,
                               title="Reverse process in latent space, each step decoded"),
-            viz.plot_image_progression(_one_per_class(frames, labels), out_dir / "progression.png", max_images=K if run.num_classes else 8),
+            viz.plot_image_progression(one_per_class(frames, labels), out_dir / "progression.png", max_images=K if run.num_classes else 8),
             plot_ceiling(
                 {"held-out images": shown, f"autoencoder alone{fd('frechet_reconstruction')}": recon,
                  f"latent diffusion samples{fd('frechet')}": ceiling_samples},
@@ -256,7 +191,7 @@ def render_latent_figures(run: Run, out_dir) -> list:
             sweep = {g: sample_points(run, n=n_grid, guidance=g) for g in GUIDANCE_SWEEP}
             written.append(viz.plot_guidance_sweep(sweep, out_dir / "guidance.png", labels=labels, class_names=names))
     written.append(plot_latent_scatter(scatter, out_dir / "latent-space.png", class_names=names, title=f"{data}: latent space"))
-    losses = read_losses(run.path)
+    losses = run.folder.read_losses()
     if len(losses):
         written.append(viz.plot_loss(losses, out_dir / "loss.png"))
     return written

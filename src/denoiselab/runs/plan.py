@@ -37,8 +37,8 @@ import torch
 from ..data.sources import proportional_counts
 from ..errors import InputError
 from ..samplers import GRIDS, SAMPLERS, check_grid, evaluations, parse_grid, time_grid
-from ..tuning import TUNED_GRIDS, TuningError, read_tuned_grids, tuned_grid
-from .folder import Run
+from .folder import TUNED_GRIDS, RunError, RunFolder
+from .load import Run
 
 
 class SamplingError(InputError):
@@ -128,11 +128,11 @@ def tuned_grid_list(run_dir) -> list[dict]:
     """The run's tuned grids, for the page and for messages: sampler, evaluations and steps ([]
     when none, or when the file cannot be read: a plan then says why)."""
     try:
-        grids = read_tuned_grids(run_dir)
-    except TuningError:
+        grids = RunFolder(run_dir).read_tuned_grids()
+    except RunError:
         return []
     out = []
-    for key, entry in grids.items():  # keyed "sampler/evaluations" (tuning.grid_key)
+    for key, entry in grids.items():  # keyed "sampler/evaluations" (folder.tuned_grid_key)
         sampler, _, count = key.partition("/")
         out.append({"sampler": sampler, "evaluations": int(count) if count.isdigit() else count, "steps": len(entry["grid"]) - 1})
     return sorted(out, key=lambda e: (e["sampler"], str(e["evaluations"]).zfill(6)))
@@ -141,8 +141,8 @@ def tuned_grid_list(run_dir) -> list[dict]:
 def _tuned_times(run: Run, sampler: str, steps: int, required: bool) -> torch.Tensor | None:
     count = evaluations(sampler, steps)
     try:
-        times = tuned_grid(run.path, sampler, count)
-    except TuningError:
+        times = run.folder.tuned_grid(sampler, count)
+    except RunError:
         raise PlanError(
             "tuned_grid", f"has a {TUNED_GRIDS} that cannot be read; delete it or run denoiselab tune-steps again", of_run=True, conflict=True
         ) from None
@@ -154,7 +154,7 @@ def _tuned_times(run: Run, sampler: str, steps: int, required: bool) -> torch.Te
             f"make one with: denoiselab tune-steps RUN --sampler {sampler} --nfe {count}",
             of_run=True,
         )
-    return times
+    return None if times is None else check_grid(times)
 
 
 def _check_steps(run: Run, steps) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from ..guidance import classifier_free
 from ..samplers import SAMPLERS, CountingModel, Denoiser
-from .folder import Run
+from .load import Run
 from .plan import PlanError, SamplingError, SamplingPlan, class_labels, guidance_scale, plan_sampling, resolve_label
 
 __all__ = [

@@ -47,7 +47,7 @@ SAMPLERS = {
 }
 # Samplers that call the model twice a step, except on the last step (to t = 0): 2 N - 1 in all.
 TWO_EVALUATIONS_PER_STEP = ("heun", "edm-heun", "dpm++2s")
-# The names of the grids a step count can be spread over (sample.spacing, --grid).
+# The names of the grids a step count can be spread over (sample.grid, --grid).
 SPACINGS = GRIDS
 
 

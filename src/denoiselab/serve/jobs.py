@@ -21,7 +21,6 @@ started the child ends (a request's worker thread), not the server.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import queue as queue_module
@@ -31,6 +30,8 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..runs.folder import RunFolder
 
 # Job states.  "finishing": the weights are written and usable; metrics and figures are drawn.
 ACTIVE = ("starting", "running", "finishing")
@@ -111,23 +112,6 @@ class Job:
         return out
 
 
-def _mark_failed(run_dir: Path, message: str, step: int = 0) -> None:
-    """Record a failure in run.json (as `denoiselab train` does), if the run got that far.
-
-    ``step`` is where training got to; run.json's own "step" is that of the last checkpoint,
-    which is kept as "checkpoint_step" (what ``--resume`` would start from)."""
-    from .. import files
-
-    path = run_dir / "run.json"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    checkpoint_step = int(info.get("step") or 0)
-    info.update(status="failed", error=message[:500], step=max(checkpoint_step, int(step)), checkpoint_step=checkpoint_step)
-    files.write_json(path, info)
-
-
 def _watch_parent(parent: int, orphaned: threading.Event, training: threading.Event) -> None:
     """The child's watchdog: when the server dies, stop at a checkpoint (or exit when done)."""
     while os.getppid() == parent:
@@ -198,7 +182,7 @@ def _train_worker(run_dir: str, cfg, threads: int, finish: bool, reports, cancel
     except BaseException as exc:  # noqa: BLE001 - any failure ends this job only
         flush(last[1])
         message = f"{type(exc).__name__}: {exc}"
-        _mark_failed(run_path, message, last[1])
+        RunFolder(run_path).mark_failed(message, last[1])  # with the step training got to
         reports.put(("failed", last[1], message))
         return
     finally:
@@ -271,7 +255,7 @@ class JobManager:
                 )
             if any(j.run == run for j in active):
                 raise JobError(f"name: a job is already training {run!r}", 409)
-            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            if RunFolder(run_dir).holds_anything():
                 raise JobError(f"name: a run called {run!r} already exists; choose another name", 409)
             job = Job(uuid.uuid4().hex[:12], run, data or cfg.data.name, cfg.train.steps)
             self._jobs[job.id] = job
@@ -377,7 +361,7 @@ class JobManager:
                     job.error = f"the training process exited unexpectedly (exit code {proc.exitcode})"
                     job.message = "failed"
             if job.status == "failed" and proc.exitcode not in (0, None):
-                _mark_failed(self.runs_dir / job.run, job.error or "failed", job.step)
+                RunFolder(self.runs_dir / job.run).mark_failed(job.error or "failed", job.step)
         except Exception:  # noqa: BLE001 - the monitor must never take the server down
             with self._lock:
                 job.status, job.finished = "failed", time.time()

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..runs.folder import TUNED_GRIDS
 from ..samplers import GRIDS, SAMPLERS
 from ..schedules import SCHEDULE_KINDS
 from .limits import (
@@ -155,7 +156,7 @@ class SampleRequest(_Strict):
     grid: Literal[GRIDS] | None = Field(None, description="a named grid (the reply's own grid is the time points, as steps of the chain)")  # type: ignore[valid-type]
     spacing: Literal[GRIDS] | None = Field(None, description="the older name of grid")  # type: ignore[valid-type]
     tuned_grid: bool | None = Field(
-        None, description="the run's tuned grid (tuned_grids.json): true = required, false = never, default = when one fits (runs/plan.py)"
+        None, description=f"the run's tuned grid ({TUNED_GRIDS}): true = required, false = never, default = when one fits (runs/plan.py)"
     )
     eta: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     label: int | str | None = Field(None, description="class index or class name (conditional runs)")

@@ -5,14 +5,11 @@ Reverse view opens on first use, training it when the machine has none).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 from fastapi import APIRouter
 
-from ..data import Normalization
-from ..runs import HELD_OUT, read_losses, tuned_grid_list
+from ..runs import tuned_grid_list
+from ..runs.folder import RunFolder, normalization_of
 from .limits import DATA_PREVIEW, DEFAULT_RUN, HELD_OUT_PREVIEW, IMAGE_PREVIEW
 from .payloads import json_response, panel
 from .request_models import RunName, TrainRequest
@@ -40,31 +37,28 @@ def runs_router(state: ServeState) -> APIRouter:
     @router.get("/api/runs/{name}")
     def get_run(name: RunName):
         path = runs.existing(name)
+        folder = RunFolder(path)
         out = runs.summary(name, jobs.busy_runs())
-        out["losses"] = [round(float(v), 5) for v in read_losses(path, max_points=1000)]
+        out["losses"] = [round(float(v), 5) for v in folder.read_losses(max_points=1000)]
         out["tuned_grids"] = tuned_grid_list(path)  # what the Reverse view's grid choice offers
-        metrics = path / "metrics.json"
-        if metrics.is_file():
+        metrics = folder.read_metrics()
+        if metrics is not None:
+            out["metrics"] = metrics
+        if out.get("kind") == "points" and folder.data_path.is_file():
             try:
-                out["metrics"] = json.loads(metrics.read_text())
-            except (OSError, ValueError):
-                pass
-        if out.get("kind") == "points" and (path / "data.npy").is_file():
-            try:
-                data = np.load(path / "data.npy", allow_pickle=False)
-                info = json.loads((path / "run.json").read_text())
-                norm = Normalization.from_dict(info["normalization"])
+                data = folder.read_data()
+                norm = normalization_of(folder.read_info())
                 idx = np.random.default_rng(0).permutation(len(data))[:DATA_PREVIEW]
                 out["data_preview"] = panel(norm.encode(data[idx]))
             except Exception:  # noqa: BLE001 - the preview is optional
                 pass
-        elif out.get("kind") == "image" and (path / "data.npy").is_file():
+        elif out.get("kind") == "image" and folder.data_path.is_file():
             try:
-                out.update(_image_preview(path, out["num_classes"], out["class_names"]))
+                out.update(_image_preview(folder, out["num_classes"], out["class_names"]))
             except Exception:  # noqa: BLE001 - the preview is optional
                 pass
             try:  # the first held-out images: what the Reverse view's inpainting completes
-                held = np.load(path / HELD_OUT, mmap_mode="r", allow_pickle=False)
+                held = folder.read_held_out(mmap_mode="r")
                 out.update(held_out_count=len(held), held_out_preview=panel(np.asarray(held[:HELD_OUT_PREVIEW], dtype=np.float32)))
             except Exception:  # noqa: BLE001 - optional too
                 pass
@@ -86,16 +80,16 @@ def runs_router(state: ServeState) -> APIRouter:
     return router
 
 
-def _image_preview(path: Path, num_classes: int, class_names: list[str]) -> dict:
+def _image_preview(folder: RunFolder, num_classes: int, class_names: list[str]) -> dict:
     """Up to IMAGE_PREVIEW training images of an image run (classes in turn: 0, 1, ..., K-1, 0,
     ...), as the playground's clean x0, with their classes."""
-    data = np.load(path / "data.npy", mmap_mode="r", allow_pickle=False)
+    data = folder.read_data(mmap_mode="r")
     if data.ndim != 4 or not len(data):
         return {}
     rng = np.random.default_rng(0)
     count = min(IMAGE_PREVIEW, len(data))
     if num_classes:
-        labels = np.load(path / "labels.npy", allow_pickle=False).astype(np.int64)
+        labels = folder.read_labels().astype(np.int64)
         pools = [np.flatnonzero(labels == c) for c in range(num_classes)]
         pools = [rng.permutation(p) for p in pools if len(p)]
         idx = [int(pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])]) for i in range(count)]

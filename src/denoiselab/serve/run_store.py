@@ -14,7 +14,6 @@ the run by its name and its files by their names, never by the machine's absolut
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -24,16 +23,13 @@ from pathlib import Path
 
 from fastapi import HTTPException
 
-from ..classifiers import has_classifier
-from ..config import ConfigError, config_from_run_file
+from ..config import ConfigError
 from ..runs import RunError, load_run
-from ..training import WEIGHTS
+from ..runs.folder import INFO, RunFolder, data_shape, sample_shape
 from .limits import MAX_ECHO, RUN_CACHE_SIZE, RUN_NAME
 from .request_models import check_run_name
 
 log = logging.getLogger("denoiselab.serve")
-# The files whose change makes a loaded run (and its usable verdict) stale.
-STAMP_FILES = (WEIGHTS, "run.json", "config.toml", "data.npy", "labels.npy")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:/[^\s/'\":,()]+)+/([^\s/'\":,()]*)")
 
 
@@ -96,7 +92,7 @@ class RunStore:
 
     def existing(self, name: str) -> Path:
         path = self.path(name)
-        if not (path / "run.json").is_file():
+        if not RunFolder(path).is_run():
             raise HTTPException(404, f"run: no run called {name!r} in the runs directory")
         refused = self.refused(name, path)
         if refused:
@@ -113,27 +109,23 @@ class RunStore:
                     self._skipped.add(p.name)
                     log.warning("runs folder: skipping %r, a link (run folders must be real folders)", p.name[:MAX_ECHO])
                 continue
-            if p.is_dir() and RUN_NAME.fullmatch(p.name) and (p / "run.json").is_file():
+            if p.is_dir() and RUN_NAME.fullmatch(p.name) and RunFolder(p).is_run():
                 out.append(p.name)
         return out
 
-    def _stamp(self, path: Path) -> tuple:
-        return tuple((path / f).stat().st_mtime_ns if (path / f).exists() else 0 for f in STAMP_FILES)
-
     def summary(self, name: str, busy: set[str] = frozenset()) -> dict:
         path = self.path(name)
-        out: dict = {"name": name, "busy": name in busy, "has_weights": (path / WEIGHTS).is_file()}
+        folder = RunFolder(path)
+        out: dict = {"name": name, "busy": name in busy, "has_weights": folder.has_weights()}
         refused = self.refused(name, path)
         if refused:
             return {**out, "status": "refused", "usable": False, "error": refused}
         try:
-            info = json.loads((path / "run.json").read_text())
-            if not isinstance(info, dict):
-                raise ValueError("not a JSON object")
+            info = folder.read_info()
         except (OSError, ValueError) as exc:
-            return {**out, "status": "unreadable", "usable": False, "error": public_message(f"run.json: {exc}")}
-        latent = info.get("latent") if isinstance(info.get("latent"), dict) else None
-        shape = latent.get("image_shape") if latent else info.get("shape")
+            return {**out, "status": "unreadable", "usable": False, "error": public_message(f"{INFO}: {exc}")}
+        latent = isinstance(info.get("latent"), dict)
+        shape = _shown_shape(info, latent)
         if latent:
             out["latent_shape"] = info.get("shape")
         out.update(
@@ -142,21 +134,19 @@ class RunStore:
             steps=info.get("steps"),
             data=info.get("data"),
             dim=info.get("dim"),
-            # run.json's "shape" is (D,) for points and (C, H, W) for images (runs.Run.sample_shape);
-            # a latent run is shown as the images it decodes to (runs.Run.data_shape).
-            kind="image" if isinstance(shape, list) and len(shape) == 3 else "points",
+            kind="image" if shape is not None and len(shape) == 3 else "points",
             shape=shape,
             num_classes=int(info.get("num_classes", 0) or 0),
             class_names=[str(c) for c in info.get("class_names") or []],
             train_seconds=info.get("train_seconds"),
-            has_classifier=has_classifier(path),  # classifier guidance (denoiselab train-classifier)
-            modified=(path / "run.json").stat().st_mtime,
+            has_classifier=folder.has_classifier(),  # classifier guidance (denoiselab train-classifier)
+            modified=folder.info_path.stat().st_mtime,
         )
         try:
-            cfg = config_from_run_file(path / "config.toml")
+            cfg = folder.read_config()
             out["schedule"] = {"kind": cfg.schedule.kind, "T": cfg.schedule.T}
             sc = cfg.sample
-            out["sample"] = {"sampler": sc.sampler, "steps": sc.steps, "n": sc.n, "seed": sc.seed, "spacing": sc.spacing, "eta": sc.eta}
+            out["sample"] = {"sampler": sc.sampler, "steps": sc.steps, "n": sc.n, "seed": sc.seed, "spacing": sc.grid, "eta": sc.eta}
             if hasattr(sc, "guidance"):
                 out["sample"]["guidance"] = sc.guidance
             if cfg.model.arch == "autoencoder":  # runs.Run.is_autoencoder: listed, never sampled
@@ -173,7 +163,7 @@ class RunStore:
 
     def load_error(self, name: str, path: Path) -> str | None:
         """Why run ``name`` does not load (cached until its files change), or None when it does."""
-        stamp = self._stamp(path)
+        stamp = RunFolder(path).stamp()
         hit = self._verdicts.get(name)
         if hit is not None and hit[0] == stamp:
             return hit[1]
@@ -186,9 +176,9 @@ class RunStore:
         return error
 
     def load(self, name: str):
-        """The loaded run (cached until its weights, run.json or config.toml change)."""
+        """The loaded run (cached until its files change: RunFolder.stamp)."""
         path = self.existing(name)
-        stamp = self._stamp(path)
+        stamp = RunFolder(path).stamp()
         with self._lock:
             hit = self._cache.get(name)
             if hit is not None and hit[0] == stamp:
@@ -219,3 +209,12 @@ class RunStore:
         while taken(f"{base}-{i}"):
             i += 1
         return f"{base}-{i}"
+
+
+def _shown_shape(info: dict, latent: bool) -> list[int] | None:
+    """The shape the page shows a run as: one sample in data units (a latent run as the images it
+    decodes to: runs.folder.data_shape); None for a description without a readable shape."""
+    try:
+        return list(data_shape(info) if latent else sample_shape(info))
+    except (KeyError, TypeError, ValueError):
+        return None

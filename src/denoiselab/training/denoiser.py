@@ -1,0 +1,191 @@
+"""Training a recipe's network into a run folder: a point or image denoiser, an autoencoder (model.arch
+= autoencoder), or a latent run's denoiser (stages.py), each by the one loop (loop.fit).
+
+A new run's folder gets its data, recipe and description before the first step (RunFolder); a
+latent run's training set is encoded into latents before the loop starts, so the loop trains on
+one array whatever the run.  The folder's training lock is held from the first write to the last.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..builders import objective_from, schedule_from
+from ..config import Config, ConfigError, dump_config
+from ..data import Normalization, make_source
+from ..data.images import is_image_data, load_image_data, split_indices
+from ..models import IMAGE_ARCHITECTURES
+from ..runs.complete import complete_run
+from ..runs.folder import RunData, RunFolder
+from .stages import check_denoiser, encode_training_set, is_latent, open_autoencoder, planned_latent_shape, recorded_autoencoder, stage_one_config, stage_one_names, trains_stage_one
+from .checkpoint import TrainState, init_state, load_checkpoint, save_checkpoint
+from .compute import set_up_compute
+from .loop import StopSignals, fit
+from .step import optimiser_step
+
+
+@dataclass
+class TrainingData:
+    """What a run trains on: points (N, D) in data units or images (N, C, H, W) in [-1, 1]."""
+
+    name: str
+    train: np.ndarray
+    labels: np.ndarray | None
+    class_names: tuple[str, ...]
+    normalization: Normalization
+    held_out: np.ndarray | None = None  # images: the held-out split, for metrics
+    held_out_labels: np.ndarray | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.train.ndim == 4
+
+
+def load_training_data(cfg: Config) -> TrainingData:
+    """The recipe's data: built-in point sets (one per class with data.classes), point files,
+    or image sets split into training and held-out parts (data/images.py)."""
+    d = cfg.data
+    if not d.classes and is_image_data(d.name):
+        if cfg.model.arch not in IMAGE_ARCHITECTURES and not is_latent(cfg):  # a latent run's network takes latents
+            raise ConfigError(f"model.arch: {d.name!r} is image data; use one of {', '.join(IMAGE_ARCHITECTURES)}")
+        images = load_image_data(d.name, upscale=d.upscale, size=d.size or None, n=d.n, seed=d.seed, channels=d.channels)
+        train_idx, held_idx = split_indices(len(images.images), images.labels, d.held_out, d.seed)
+        x = images.images.numpy().astype(np.float32)
+        y = None if images.labels is None else images.labels.numpy().astype(np.int64)
+        names = tuple(images.class_names or ()) if y is not None else ()
+        return TrainingData(
+            d.name, x[train_idx], None if y is None else y[train_idx], names, Normalization(np.zeros(1), 1.0),
+            x[held_idx], None if y is None else y[held_idx],
+        )  # fmt: skip
+    if cfg.model.arch in IMAGE_ARCHITECTURES:
+        raise ConfigError(f"model.arch: {cfg.model.arch} is for images, but {d.name!r} is point data; use residual-mlp")
+    source = make_source(d.name, d.n, d.seed, classes=d.classes, labels=d.labels)
+    norm = Normalization.fit(source.train) if d.normalize else Normalization.identity(source.dim)
+    return TrainingData(source.name, source.train, source.labels, source.class_names, norm)
+
+
+def train(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+    log=print,
+    on_step=None,
+) -> TrainState:
+    """Train ``cfg`` into ``run_dir`` (created; or continued with ``resume=True``).
+
+    A latent recipe with latent.autoencoder = "train" trains its autoencoder first (stage one:
+    trained, or resumed, or reused when complete, into the run's stage-one folder, and completed:
+    latent scale, metrics, figures), so the same command started again continues where it stopped.
+
+    ``stop_at`` ends the loop after that step as if interrupted (used to test resume).
+    ``on_step(step, loss)`` is called after every optimiser step (the playground's live loss
+    curve); raising KeyboardInterrupt from it stops the run like Ctrl-C: a resumable checkpoint
+    is written and TrainingInterrupted is raised.  SIGINT and SIGTERM stop the run the same way
+    at the end of the step they arrive in (loop.StopSignals).
+    """
+    folder = RunFolder(run_dir)
+    if not resume:
+        folder.check_new(stage_one_names(cfg))
+        if trains_stage_one(cfg):
+            _stage_one(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
+    with StopSignals(folder.path) as stop:
+        state = _train(cfg, folder, resume, progress, stop_at, log, on_step, stop)
+    stop.raise_if_stopped(state.step)
+    return state
+
+
+def _stage_one(cfg: Config, folder: RunFolder, **options) -> None:
+    """Latent diffusion's first stage: the autoencoder trained (or resumed, or reused when it is
+    complete) into the run's stage-one folder, and completed."""
+    # Before stage one: the denoiser must take the kind of latent it will produce.
+    check_denoiser(cfg, planned_latent_shape(cfg))
+    log = options["log"]
+    ae_cfg, ae = stage_one_config(cfg), folder.stage_one()
+    stored = ae.config_text()
+    if stored is not None:
+        if stored != dump_config(ae_cfg):
+            raise ConfigError(f"latent.autoencoder: {ae.path} holds an autoencoder of another recipe; choose another --out")
+        if ae.status() != "complete":
+            log(f"stage one: resuming the autoencoder in {ae.path}")
+            train(ae_cfg, ae.path, resume=True, **options)
+            complete_run(ae.path, log=log)
+    else:
+        log(f"stage one: training the autoencoder into {ae.path}")
+        train(ae_cfg, ae.path, **options)
+        complete_run(ae.path, log=log)
+    log(f"stage two: the denoiser in the autoencoder's latent space, into {folder.path}")
+
+
+def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at, log, on_step, stop: StopSignals) -> TrainState:
+    device = set_up_compute(cfg, log)
+    objective = objective_from(cfg, schedule_from(cfg))
+    for note in objective.training_notes():
+        log(note)
+    # The run folder's training lock is held until this function returns, raises, or its
+    # process dies; it is taken before the first write into the folder.
+    with ExitStack() as lock:
+        if resume:
+            lock.enter_context(folder.lock())
+            run = _resumed(folder, device)
+        else:
+            run = _new(cfg, folder, device, lock)
+        info = run.info
+        x_all = torch.as_tensor(run.normalization.encode(run.data), dtype=torch.float32, device=device)
+        y_all = None if run.labels is None else torch.as_tensor(run.labels, dtype=torch.long, device=device)
+        state = init_state(cfg, x_all.shape[1], device, int(info.get("num_classes", 0)), tuple(x_all.shape[1:]))
+        state.time_sampler = objective.new_time_sampler()
+        if resume:
+            load_checkpoint(state, folder.checkpoint)
+            if state.step >= cfg.train.steps:
+                log(f"{folder.path} is already trained to step {state.step} (train.steps = {cfg.train.steps}); nothing to train")
+                return state
+            folder.write_config(cfg)  # e.g. a raised train.steps
+            log(f"resuming {folder.path} at step {state.step} of {cfg.train.steps}")
+        info["steps"] = cfg.train.steps
+        t_start, seconds_before = time.perf_counter(), float(info.get("train_seconds", 0.0))
+
+        def save(status: str) -> None:
+            save_checkpoint(state, folder.checkpoint, folder.weights)
+            folder.record_progress(info, status, state.step, seconds_before + time.perf_counter() - t_start)
+
+        smooth = fit(
+            state, lambda s: optimiser_step(cfg, s, objective, x_all, y_all), steps=cfg.train.steps,
+            checkpoint_every=cfg.train.checkpoint_every, save=save, stop=stop, progress=progress, stop_at=stop_at, on_step=on_step,
+        )  # fmt: skip
+        save("trained")
+        log(f"trained {state.step} steps in {info['train_seconds']:.1f} s, final loss {smooth:.4f}")
+        return state
+
+
+def _new(cfg: Config, folder: RunFolder, device: torch.device, lock: ExitStack) -> RunData:
+    """A new run's folder written (under the lock, taken here) and what its loop trains on: the
+    data, or a latent run's training images encoded by its autoencoder."""
+    source = load_training_data(cfg)
+    # A latent run checks its autoencoder before anything is written.
+    autoencoder = open_autoencoder(cfg, folder.path, source, device)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    lock.enter_context(folder.lock())
+    info = folder.write_new(
+        cfg, data_name=source.name, data=source.train, labels=source.labels, class_names=source.class_names,
+        normalization=source.normalization, held_out=source.held_out, held_out_labels=source.held_out_labels,
+    )  # fmt: skip
+    x = source.train if autoencoder is None else encode_training_set(autoencoder, folder, info, source.train)
+    return RunData(info, x, source.labels, source.normalization)
+
+
+def _resumed(folder: RunFolder, device: torch.device) -> RunData:
+    """An interrupted (or API-trained) run's data, as stored; a latent run's latents, once its
+    recorded autoencoder is found unchanged."""
+    run = folder.read_run_data()
+    if recorded_autoencoder(folder, run.info, device) is None:
+        return run
+    return RunData(run.info, folder.read_latents(), run.labels, run.normalization)
