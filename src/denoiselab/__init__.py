@@ -19,7 +19,7 @@ _EXPORTS = {
     ".config": ("Config", "ConfigError", "load_config"),
     ".forward_process": ("q_chain", "q_posterior", "q_sample", "q_step"),
     ".metrics": ("energy_distance", "point_metrics", "w2_exact"),
-    ".runs": ("Run", "RunError", "evaluate_run", "load_run", "render_figures", "sample_points"),
+    ".runs": ("Run", "RunError", "SamplingPlan", "evaluate_run", "load_run", "plan_sampling", "render_figures", "sample", "sample_points"),
     ".samplers": ("SAMPLERS", "Denoiser", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_euler", "sample_heun", "time_grid"),
     ".schedules": ("Schedule", "flow_schedule", "make_schedule"),
     ".training": ("train",),
