@@ -294,8 +294,12 @@ def cmd_sample(args) -> int:
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
     with _flag_errors(run):
         plan = _plan(args, run)
-        drawn, guidance_cost = _draw(args, run, plan)
+        drawn, guidance_cost, request = _draw(args, run, plan)
+    from .runs.guided import describe_draw, describe_inside, inside, request_region
+
     x, labels = drawn.x, plan.labels
+    what = describe_draw(run, plan, request)
+    region = request_region(run, request) if request is not None else None
     if out.suffix.lower() == ".npy":
         files.write_array(out, x.astype(np.float32))
     elif out.suffix.lower() == ".csv":
@@ -303,25 +307,27 @@ def cmd_sample(args) -> int:
     else:
         from . import viz
 
-        title = plan.describe()
-        if plan.sampler == "ddim":
-            title += f", eta {plan.options['eta']:g}"
-        title += f", n = {len(x)}"
-        if labels is not None:
-            title += f", guidance {plan.guidance:g}"
         names = run.class_names or None
+        title = f"{len(x)} samples: {what}".replace("; ", "\n")  # a line per part
         if run.is_image:
             viz.plot_image_grid(x, out, labels=labels, class_names=names, title=title)
         else:
-            viz.plot_samples(run.data, x, out, title=title, labels=labels, data_labels=run.labels, class_names=names)
-    what = "" if plan.label is None else f" of class {run.class_names[plan.label]}"
-    print(f"wrote {len(x)} samples{what} to {out} ({plan.describe()}, {drawn.evaluations} model evaluations{guidance_cost})")
+            viz.plot_samples(
+                run.data, x, out, title=title, labels=labels, data_labels=run.labels, class_names=names,
+                region=None if region is None else (lambda points: inside(region, points)),
+                region_label=None if region is None else f"region {region.text}",
+                observed=request.observe if request is not None else None,
+            )  # fmt: skip
+    print(f"wrote {len(x)} samples to {out} ({what}; {drawn.evaluations} model evaluations{guidance_cost})")
+    if region is not None:
+        print(describe_inside(run, region, x))
     return 0
 
 
 def _draw(args, run, plan):
     """``plan`` drawn, with --classifier-scale / --observe / --region through runs.guided;
-    returns the draw and the cost of the guidance as text (empty without guidance)."""
+    returns the draw, the cost of the guidance as text (empty without guidance) and the
+    guidance request (None without guidance)."""
     from .gradient_guidance import GuidanceCounts
     from .runs import sample
     from .runs.guided import GuidanceRequest, draw_guided, parse_observations
@@ -337,13 +343,13 @@ def _draw(args, run, plan):
         for flag, value in (("--method", args.method), ("--guide-scale", args.guide_scale)):
             if value is not None:
                 raise UsageError(f"{flag}: applies with --observe or --region only")
-        return sample(run, plan), ""
+        return sample(run, plan), "", None
     if args.classifier_scale is not None and args.guidance is not None:
         raise UsageError("--guidance and --classifier-scale: give one (classifier guidance steers the run's unconditional model)")
     if args.method is not None and not args.observe:
         raise UsageError("--method: applies with --observe only")
     counts = GuidanceCounts()
-    return draw_guided(run, plan, request, counts), f"; guidance: {counts.summary()}"
+    return draw_guided(run, plan, request, counts), f"; guidance: {counts.summary()}", request
 
 
 def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list[str]) -> None:

@@ -93,6 +93,18 @@ def class_labels(run: Run, n: int, label=None) -> np.ndarray | None:
     return np.full(n, resolve_label(run, label), dtype=np.int64)
 
 
+def describe_classes(run: Run, plan: SamplingPlan) -> str:
+    """The classes of a plan's samples in words: "class circle", "every class in proportion",
+    "one class given per sample"; "" for an unconditional run."""
+    if plan.labels is None:
+        return ""
+    if plan.label is not None:
+        return f"class {run.class_names[plan.label]}"
+    if np.array_equal(plan.labels, class_labels(run, plan.n)):
+        return "every class in proportion"
+    return "one class given per sample"
+
+
 def guidance_scale(run: Run, guidance: float | None) -> float | None:
     """The classifier-free guidance scale a sample of ``run`` uses: ``guidance``, or the run's
     sample.guidance; None for an unconditional run (which refuses a scale)."""
@@ -262,10 +274,13 @@ class SamplingPlan:
         return self.grid in GRIDS
 
     def describe(self) -> str:
-        """The plan in the words every face uses (the CLI's line, a PNG's title, the playground's
-        reply): "heun, 5 steps, karras grid"."""
+        """The sampler, its times and its own options in the words every face uses (the CLI's
+        line, a PNG's title, the playground's reply): "heun, 5 steps, karras grid", "ddim, 20
+        steps, trailing grid, eta 0".  runs/guided.py's ``describe_draw`` adds the classes and
+        the guidance."""
         grid = f"tuned grid from {TUNED_GRIDS}" if self.tuned else f"{self.grid} grid"
-        return f"{self.sampler}, {self.steps} steps, {grid}"
+        own = "".join(f", {key} {value:g}" if isinstance(value, float) else f", {key} {value}" for key, value in self.options.items())
+        return f"{self.sampler}, {self.steps} steps, {grid}{own}"
 
     def with_seed(self, seed: int) -> SamplingPlan:
         return dataclasses.replace(self, seed=seed)

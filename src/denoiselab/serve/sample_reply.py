@@ -17,6 +17,7 @@ import math
 import torch
 
 from ..runs import SamplingPlan, guided_model_fn
+from ..runs.guided import describe_draw
 from ..runs.sampling import denoiser
 from .payloads import finite_or_none, frame_panel, panel
 
@@ -44,7 +45,7 @@ def build_reply(run, name: str, req, plan: SamplingPlan, x_T: torch.Tensor, reco
         "seed": plan.seed,
         "spacing": plan.grid,
         "tuned_grid": plan.tuned,
-        "description": plan.describe(),
+        "description": describe_draw(run, plan, guided.request if guided is not None else None),
         "label": plan.label,
         "label_name": names[plan.label] if plan.label is not None and plan.label < len(names) else None,
         "guidance": req.guidance,
@@ -71,7 +72,8 @@ def build_reply(run, name: str, req, plan: SamplingPlan, x_T: torch.Tensor, reco
     if run.num_classes:
         out["class_names"] = names
         out["labels"] = [names[int(c)] for c in plan.labels]  # the class of each sample, by name
-        out["guidance_used"] = plan.guidance
+        # Classifier guidance steers the unconditional model: no classifier-free scale applies.
+        out["guidance_used"] = None if guided is not None and guided.request.steers_classes else plan.guidance
     if req.frames:
         out["frames"] = _frames(run, plan, records, final, snr_db, guided)
     return out

@@ -112,7 +112,36 @@ def _outside_note(ax, x, limits, *, fontsize=8):
 # --- data vs samples ---------------------------------------------------------------------------
 
 
-def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None, class_names=None, units=None):
+# The outline of a guidance region and the line of an observed coordinate: black, dashed, drawn
+# over both panels (the data's share inside against the samples').
+GUIDE_COLOR = "black"
+
+
+def _draw_region(ax, inside, limits, dim: int, label: str | None, *, resolution: int = 400) -> None:
+    """The boundary of a region: 2D, the 0.5 contour of its indicator on a grid over the axes;
+    1D, its inside intervals shaded."""
+    xs = np.linspace(limits[0, 0], limits[0, 1], resolution)
+    if dim == 1:
+        mask = np.asarray(inside(xs[:, None]), dtype=bool)
+        ax.fill_between(xs, 0, 1, where=mask, transform=ax.get_xaxis_transform(), color="0.5", alpha=0.15, lw=0, label=label)
+        return
+    ys = np.linspace(limits[1, 0], limits[1, 1], resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    mask = np.asarray(inside(np.stack([gx.ravel(), gy.ravel()], axis=1)), dtype=float).reshape(gx.shape)
+    if mask.min() == mask.max():  # the region holds all or none of the axes: no boundary to draw
+        return
+    ax.contour(gx, gy, mask, levels=[0.5], colors=GUIDE_COLOR, linewidths=1.2, linestyles="--")
+    ax.plot([], [], "--", color=GUIDE_COLOR, lw=1.2, label=label)  # the contour's legend entry
+
+
+def _draw_observed(ax, observed: dict[int, float]) -> None:
+    """Observed coordinates of 2D points: x1 = a as a vertical line, x2 = b as a horizontal one."""
+    for i, value in sorted(observed.items()):
+        line = ax.axvline if i == 0 else ax.axhline
+        line(value, color=GUIDE_COLOR, lw=1.0, ls=":", label=f"observed x{i + 1} = {value:g}")
+
+
+def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None, class_names=None, units=None, region=None, region_label=None, observed=None):
     data, samples = as_points(data, "data"), as_points(samples, "samples")
     dim = same_dim(data, samples, names=("data", "samples"))
     labels = as_labels(labels, len(samples), "labels")
@@ -120,7 +149,7 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None,
     limits = style.fit_aspect(compute_limits(data, samples))
     head = title or "Training data vs generated samples"
 
-    if dim == 1 and labels is None and data_labels is None:
+    if dim == 1 and labels is None and data_labels is None and region is None:
         fig = new_figure((7.0, 4.2), layout="constrained")
         ax = fig.subplots()
         edges = hist_edges(limits)
@@ -153,8 +182,13 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None,
             _scatter(ax, x, color, name, labels=lab, seed=i, class_names=class_names)
         else:
             top = max(top, _hist(ax, x, edges, color, name, labels=lab, class_names=class_names))
-        ax.set_title(f"{name} ({_n_note(x)})", fontsize=11)
+        share = "" if region is None else f"\n{100 * np.mean(region(x)):.1f} % inside the region"
+        ax.set_title(f"{name} ({_n_note(x)}){share}", fontsize=11)
         label_axes(ax, dim, left=i == 0, units=units)
+        if region is not None:
+            _draw_region(ax, region, limits, dim, region_label)
+        if observed and dim == 2:
+            _draw_observed(ax, observed)
         _legend(ax, loc="upper right")
         _outside_note(ax, x, limits)
     for ax in axes:
@@ -163,15 +197,25 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None,
     return fig
 
 
-def plot_samples(data, samples, path, *, title=None, labels=None, data_labels=None, class_names=None, units=None) -> Path:
+def plot_samples(
+    data, samples, path, *, title=None, labels=None, data_labels=None, class_names=None, units=None, region=None, region_label=None, observed=None
+) -> Path:
     """Training data beside generated samples, on the same axes limits.
 
     2D: two scatter panels (data blue, samples orange).  1D: overlaid density histograms in
     one panel.  ``labels`` / ``data_labels`` (integer class per point) colour points by class,
     with a legend of ``class_names`` (or "class k"; 1D then uses two panels as well).
     ``units`` (e.g. "data units") is appended to the coordinate axis labels.
+
+    Guided samples: ``region`` (points (M, D) -> M booleans, inside) is outlined on both panels
+    (2D: a dashed boundary; 1D: its intervals shaded), named ``region_label`` in the legend;
+    ``observed`` ({0-based coordinate: value}) draws each observed coordinate of 2D points as
+    a dotted line.  Both panels are then drawn side by side in 1D too.
     """
-    figure = _samples_figure(data, samples, title=title, labels=labels, data_labels=data_labels, class_names=class_names, units=units)
+    figure = _samples_figure(
+        data, samples, title=title, labels=labels, data_labels=data_labels, class_names=class_names, units=units,
+        region=region, region_label=region_label, observed=observed,
+    )  # fmt: skip
     return save_figure(figure, path)
 
 
@@ -236,7 +280,8 @@ def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0, units=None, no
             detail = f"ᾱ = {_fmt_fraction(ab)}"
         else:  # the flow path is not variance preserving: show both coefficients
             detail = f"α = {float(schedule.alphas[k]):.2f}, σ = {float(schedule.sigmas[k]):.2f}"
-        ax.set_title(f"k = {k}  (t = k/T = {k / T:.2f})\nSNR = {snr},  {detail}", fontsize=10)
+        # Three short lines: side by side, "SNR = ..., alpha = ..., sigma = ..." ran into the next title.
+        ax.set_title(f"k = {k}  (t = k/T = {k / T:.2f})\nSNR = {snr}\n{detail}", fontsize=10)
         if dim == 2:
             _scatter(ax, x, DATA_COLOR, None)
         else:
