@@ -295,7 +295,8 @@ def cmd_sample(args) -> int:
     with _flag_errors(run):
         plan = _plan(args, run)
         drawn, guidance_cost, request = _draw(args, run, plan)
-    from .runs.guided import describe_draw, describe_inside, inside, request_region
+    from .runs import describe_draw
+    from .runs.guided import describe_inside, inside, request_region
 
     x, labels = drawn.x, plan.labels
     what = describe_draw(run, plan, request)

@@ -26,7 +26,7 @@ from .classifier import load_classifier
 from .evaluation import held_out_images
 from .folder import HELD_OUT, RunError
 from .load import Run
-from .plan import PlanError, SamplingPlan, describe_classes
+from .plan import PlanError, SamplingPlan
 from .sampling import Drawn, plan_from_options, sample
 
 # How known values steer the rest: replacement (RePaint-style), DPS (gradient of the misfit of
@@ -61,8 +61,8 @@ class GuidanceRequest:
     def describe(self, classes: str = "") -> str:
         """The guidance in words, its parts joined by "; ": "classifier guidance towards class
         circle, scale 2", "observed x1 = 0.5 (DPS, scale 3)", "region abs(x1) < 0.3 (loss
-        guidance, scale 10)".  ``classes``: describe_classes of the plan (the class a classifier
-        steers to)."""
+        guidance, scale 10)".  ``classes``: plan.describe_classes of the plan (the class a
+        classifier steers to).  plan.describe_draw puts it after the plan's own words."""
         parts = []
         if self.classifier_scale is not None:
             towards = classes or "the class of each sample"
@@ -84,27 +84,13 @@ class InpaintRequest:
     image: str  # what is completed, in words: a file's name, "held-out image 3"
     method: str = "replace"
     scale: float | None = None  # dps and universal; None: DEFAULT_OBSERVE_SCALE
+    active = True
     steers_classes = False
 
     def describe(self, classes: str = "") -> str:
         """"digit.png completed by replacement (RePaint-style)", "... by DPS, scale 3"."""
         scale = "" if self.method == "replace" else f", scale {DEFAULT_OBSERVE_SCALE if self.scale is None else self.scale:g}"
         return f"{self.image} completed by {METHOD_WORDS[self.method]}{scale}"
-
-
-def describe_draw(run: Run, plan: SamplingPlan, guidance: GuidanceRequest | InpaintRequest | None = None) -> str:
-    """What a draw is, in the one wording of the command line's line, a PNG's title and the
-    playground's reply: the plan (SamplingPlan.describe), the classes with their classifier-free
-    scale, and the gradient guidance, joined by "; ".  Under classifier guidance the model runs
-    unconditional (gradient_guidance.classifier_guidance), so no classifier-free scale is named."""
-    parts = [plan.describe()]
-    classes = describe_classes(run, plan)
-    active = guidance is not None and (isinstance(guidance, InpaintRequest) or guidance.active)
-    if classes and not (active and guidance.steers_classes):
-        parts.append(f"{classes}, classifier-free guidance {plan.guidance:g}")
-    if active:
-        parts.append(guidance.describe(classes))
-    return "; ".join(parts)
 
 
 def parse_observations(texts: list[str]) -> dict[int, float]:

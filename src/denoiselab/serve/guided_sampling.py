@@ -39,7 +39,7 @@ class GuidedSampling:
 
     guide: GradientGuide
     wrap: object
-    request: GuidanceRequest | InpaintRequest  # what the reply's description says (runs.guided.describe_draw)
+    request: GuidanceRequest | InpaintRequest  # what the reply's description says (runs.plan.describe_draw)
     label: int | None = None
     known: tuple[torch.Tensor, torch.Tensor] | None = None  # (mask, values), one sample's shape, model units
     known_data: np.ndarray | None = None  # the known values in data units (the image, or the point)

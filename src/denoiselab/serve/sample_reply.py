@@ -16,8 +16,7 @@ import math
 
 import torch
 
-from ..runs import SamplingPlan, guided_model_fn
-from ..runs.guided import describe_draw
+from ..runs import SamplingPlan, describe_draw, guided_model_fn
 from ..runs.sampling import denoiser
 from .payloads import finite_or_none, frame_panel, panel
 

@@ -354,7 +354,7 @@ def _uneven_times_note(times: list[float], picks: list[int], steps: int) -> str:
     )
 
 
-def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_names=None):
+def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_names=None, note=None):
     ts, xs, labels, data, dim = _check_trajectory(frames, labels, data)
     picks = pick_frames(len(xs), n_panels)
     limits = style.fit_aspect(compute_limits(xs[-1], data))
@@ -383,8 +383,8 @@ def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_nam
                 ax.stairs(d, edges, fill=True, color=DATA_COLOR, alpha=0.2, lw=0, label="training data")
                 top = max(top, d.max(initial=0.0))
             top = max(top, _hist(ax, x, edges, SAMPLE_COLOR, "generated (reverse process)", labels=labels, class_names=class_names))
-        note = " (noise)" if j == 0 and n > 1 else " (result)" if j == n - 1 and n > 1 else ""
-        ax.set_title(_t_label(ts[i]) + note, fontsize=10)
+        end = " (noise)" if j == 0 and n > 1 else " (result)" if j == n - 1 and n > 1 else ""
+        ax.set_title(_t_label(ts[i]) + end, fontsize=10)
         ax.tick_params(labelsize=8)
         label_axes(ax, dim, left=j == 0)
         _outside_note(ax, x, limits, fontsize=7)
@@ -398,20 +398,23 @@ def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_nam
         head += _uneven_times_note([ts[i] for i in picks], picks, len(xs) - 1)
     else:
         head = f"Reverse process: generated samples (t = {ts[-1]:.2f})"
+    if note:
+        head += f"\n{note}".replace("; ", "\n")
     head = fig.suptitle(head, fontsize=12)
     style.widen_to_fit(fig, head, leg)
     return fig
 
 
-def plot_progression(frames: Frames, path, *, data=None, n_panels: int = 8, labels=None, class_names=None) -> Path:
+def plot_progression(frames: Frames, path, *, data=None, n_panels: int = 8, labels=None, class_names=None, note: str | None = None) -> Path:
     """A strip of ``n_panels`` reverse-process snapshots, noise (left) to samples (right).
 
     ``frames`` is [(t, points)] from noise (t = 1) to data (t = 0), e.g. frames_from_records;
     panels are picked evenly (first and last always), share limits fitted to the last frame
     and ``data`` (drawn faintly behind, if given).  ``labels`` (the class each trajectory
-    was sampled for) colour the points by class.
+    was sampled for) colour the points by class.  ``note`` (e.g. how the frames were sampled;
+    lines at "; ") goes under the title.
     """
-    figure = _progression_figure(frames, data=data, n_panels=n_panels, labels=labels, class_names=class_names)
+    figure = _progression_figure(frames, data=data, n_panels=n_panels, labels=labels, class_names=class_names, note=note)
     return save_figure(figure, path)
 
 
@@ -437,7 +440,7 @@ def _check_trajectory(frames, labels, data):
 
 
 def save_trajectory_gif(
-    frames: Frames, path, *, data=None, fps: int = 12, hold_last: int = 12, labels=None, class_names=None
+    frames: Frames, path, *, data=None, fps: int = 12, hold_last: int = 12, labels=None, class_names=None, note: str | None = None
 ) -> Path:
     """An animated GIF of the reverse process: one image per frame, the last held longer.
 
@@ -445,11 +448,13 @@ def save_trajectory_gif(
     drawn faintly behind.  The GIF has ``len(frames)`` images; the last one is shown for
     ``1 + hold_last`` frame durations (GIF merges identical frames, so holding is a duration).
     ``labels`` (the class each trajectory was sampled for) colour the points by class.
+    ``note`` (e.g. how the frames were sampled; lines at "; ") goes under the title.
     """
     ts, xs, labels, data, dim = _check_trajectory(frames, labels, data)
     durations = gif.frame_durations(len(xs), fps, hold_last)
     limits = style.fit_aspect(compute_limits(xs[-1], data))
-    images = _trajectory_images(ts, xs, limits, dim=dim, data=data, labels=labels, class_names=class_names)
+    head = "Reverse process: noise → data" + (f"\n{note}".replace("; ", "\n") if note else "")
+    images = _trajectory_images(ts, xs, limits, dim=dim, data=data, labels=labels, class_names=class_names, head=head)
     keys = ["#ffffff", "#000000", DATA_COLOR, SAMPLE_COLOR]
     if labels is not None:
         keys += [style.class_color(k) for k in np.unique(labels)]
@@ -519,7 +524,7 @@ def _moving_density(ax, xs, limits, *, data, labels, class_names):
     return [fill, line], update
 
 
-def _trajectory_images(ts, xs, limits, *, dim, data, labels, class_names) -> list[np.ndarray]:
+def _trajectory_images(ts, xs, limits, *, dim, data, labels, class_names, head) -> list[np.ndarray]:
     """One (H, W, 3) uint8 picture per frame, all of one size, titled with the step and t."""
     fig, ax, ax_size, title, note = _trajectory_axes(limits, dim)
     draw_moving = _moving_points if dim == 2 else _moving_density
@@ -529,14 +534,14 @@ def _trajectory_images(ts, xs, limits, *, dim, data, labels, class_names) -> lis
     # "0.00012" or "−1500" differ in width from data set to data set): nothing is clipped in
     # any frame, and every frame has this one size.
     n_steps = len(xs) - 1
-    title.set_text(f"Reverse process: noise → data\nstep {n_steps}/{n_steps},  t = {min(ts):.2f}")
+    title.set_text(f"{head}\nstep {n_steps}/{n_steps},  t = {min(ts):.2f}")
     _fit_around_axes(fig, ax, *ax_size)
-    images = _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits)
+    images = _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits, head)
     fig.clear()
     return images
 
 
-def _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits) -> list[np.ndarray]:
+def _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits, head) -> list[np.ndarray]:
     """Draw every frame by blitting: what stays (axes, ticks, training data) is drawn once; each
     frame restores that picture and draws only what changes (``moving``, the title, the note),
     then what must stay on top of it (spines, legend), in the order of a full draw, so each
@@ -558,7 +563,7 @@ def _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits) -> list[n
     for i, (t, x) in enumerate(zip(ts, xs)):
         update(x)
         what = "noise" if i == 0 else "result" if i == n_steps else f"step {i}/{n_steps}"
-        title.set_text(f"Reverse process: noise → data\n{what},  t = {t:.2f}")
+        title.set_text(f"{head}\n{what},  t = {t:.2f}")
         text = style.hidden_points_note(x, limits)
         note.set_text(text)
         note.set_visible(bool(text))
