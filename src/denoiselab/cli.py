@@ -413,8 +413,8 @@ def cmd_train_classifier(args) -> int:
 
 def cmd_inpaint(args) -> int:
     from .gradient_guidance import GuidanceCounts
-    from .runs import plan_sampling
-    from .runs.guided import inpaint, parse_mask
+    from .runs import describe_draw, plan_sampling
+    from .runs.guided import InpaintRequest, inpaint, parse_mask
     from .viz.guidance import plot_inpainting
 
     out = Path(args.out)
@@ -431,9 +431,9 @@ def cmd_inpaint(args) -> int:
         image = _read_image(Path(args.image), channels, height, width)
         mask = parse_mask(args.mask, height, width)
         completions = inpaint(run, image, mask, method=args.method, scale=args.scale, counts=counts, plan=plan)
-    how = {"replace": "replacement (RePaint-style)", "dps": "DPS (gradient through the denoiser)", "universal": "universal guidance"}[args.method]
-    plot_inpainting(image, mask.numpy(), completions, out, title=f"{Path(args.image).name} completed by {how}, mask {args.mask}")
-    print(f"wrote {len(completions)} completions to {out} ({args.method}; {counts.summary()})")
+    what = describe_draw(run, plan, InpaintRequest(Path(args.image).name, args.method, args.scale))
+    plot_inpainting(image, mask.numpy(), completions, out, title=f"{what}; mask {args.mask}".replace("; ", "\n"))
+    print(f"wrote {len(completions)} completions to {out} ({what}; mask {args.mask}; guidance: {counts.summary()})")
     return 0
 
 

@@ -41,6 +41,13 @@ DEFAULT_REGION_SCALE = 10.0
 METHOD_WORDS = {"replace": "replacement (RePaint-style)", "dps": "DPS", "universal": "universal guidance"}
 
 
+def _method_words(method: str, scale: float | None) -> str:
+    """"DPS, scale 3", "replacement (RePaint-style)" (which has no scale)."""
+    if method == "replace":
+        return METHOD_WORDS[method]
+    return f"{METHOD_WORDS[method]}, scale {DEFAULT_OBSERVE_SCALE if scale is None else scale:g}"
+
+
 @dataclass
 class GuidanceRequest:
     classifier_scale: float | None = None  # classifier guidance towards each sample's label
@@ -60,8 +67,8 @@ class GuidanceRequest:
 
     def describe(self, classes: str = "") -> str:
         """The guidance in words, its parts joined by "; ": "classifier guidance towards class
-        circle, scale 2", "observed x1 = 0.5 (DPS, scale 3)", "region abs(x1) < 0.3 (loss
-        guidance, scale 10)".  ``classes``: plan.describe_classes of the plan (the class a
+        circle, scale 2", "observed x1 = 0.5 by DPS, scale 3", "region abs(x1) < 0.3 by loss
+        guidance, scale 10".  ``classes``: plan.describe_classes of the plan (the class a
         classifier steers to).  plan.describe_draw puts it after the plan's own words."""
         parts = []
         if self.classifier_scale is not None:
@@ -69,11 +76,10 @@ class GuidanceRequest:
             parts.append(f"classifier guidance towards {towards}, scale {self.classifier_scale:g}")
         if self.observe:
             values = ", ".join(f"x{i + 1} = {v:g}" for i, v in sorted(self.observe.items()))
-            scale = "" if self.method == "replace" else f", scale {DEFAULT_OBSERVE_SCALE if self.scale is None else self.scale:g}"
-            parts.append(f"observed {values} ({METHOD_WORDS[self.method]}{scale})")
+            parts.append(f"observed {values} by {_method_words(self.method, self.scale)}")
         if self.region is not None:
             text = self.region.strip() if isinstance(self.region, str) else getattr(self.region, "__name__", "a callable")
-            parts.append(f"region {text} (loss guidance, scale {DEFAULT_REGION_SCALE if self.scale is None else self.scale:g})")
+            parts.append(f"region {text} by loss guidance, scale {DEFAULT_REGION_SCALE if self.scale is None else self.scale:g}")
         return "; ".join(parts)
 
 
@@ -89,8 +95,7 @@ class InpaintRequest:
 
     def describe(self, classes: str = "") -> str:
         """"digit.png completed by replacement (RePaint-style)", "... by DPS, scale 3"."""
-        scale = "" if self.method == "replace" else f", scale {DEFAULT_OBSERVE_SCALE if self.scale is None else self.scale:g}"
-        return f"{self.image} completed by {METHOD_WORDS[self.method]}{scale}"
+        return f"{self.image} completed by {_method_words(self.method, self.scale)}"
 
 
 def parse_observations(texts: list[str]) -> dict[int, float]:

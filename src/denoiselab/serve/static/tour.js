@@ -19,7 +19,7 @@ function forwardData() {
   if (!option) return "a data set";
   if (state.fwd.kind === "image") {
     const size = (option.parentElement.label.match(/\((.*)\)/) || ["", "small"])[1];
-    return `images, “${option.textContent.replace(" (image)", "")}” of ${size} pixels, each pixel one number`;
+    return `${size} images of “${option.textContent.replace(" (image)", "")}”, each pixel one number`;
   }
   return `the 2D point set “${option.textContent}”, in the units the model sees`;
 }
