@@ -87,7 +87,7 @@ def _add_gradient_guidance_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("gradient guidance (an unguided model steered at sampling time)")
     g.add_argument("--classifier-scale", type=_nonneg_float, metavar="S", help="classifier guidance towards --label by the run's classifier (denoiselab train-classifier)")
     g.add_argument("--observe", action="append", default=[], metavar="xI=V", help="points: fix coordinate I at V (data units) and sample the rest; x1 is the first coordinate (a sample CSV's column x1); repeatable")
-    g.add_argument("--region", metavar="EXPR", help="points: steer into a region, e.g. 'x1**2 + x2**2 < 1' (x1, x2, numbers, + - * / **, abs, < <= > >=, and)")
+    g.add_argument("--region", metavar="EXPR", help="points: steer into a region, e.g. 'x1 > 0.5' (x1, x2, numbers, + - * / **, abs, < <= > >=, and); prints the share inside")
     g.add_argument("--method", choices=("replace", "dps", "universal"), help="--observe: replace (RePaint-style), dps (default) or universal")
     g.add_argument("--guide-scale", type=_nonneg_float, metavar="S", help="--observe (dps, universal) / --region guidance scale (defaults 3 / 10)")
 
