@@ -109,9 +109,9 @@ def render_loss_by_noise(run: Run, path: Path) -> Path:
 
     schedule, cfg = run.schedule, run.config
     if schedule.is_chain:
-        lo, hi = float(schedule.log_snr[-1]), float(schedule.log_snr[1])
+        lo, hi = float(schedule.half_log_snr[-1]), float(schedule.half_log_snr[1])
     else:
-        lo, hi = (float(schedule.log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
+        lo, hi = (float(schedule.half_log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
     levels, batch = (IMAGE_NOISE_LEVELS, IMAGE_NOISE_LEVEL_BATCH) if run.is_image else (NOISE_LEVELS, NOISE_LEVEL_BATCH)
     lam = torch.linspace(hi, lo, levels, dtype=torch.float64)
     n = min(len(run.data), batch)

@@ -28,7 +28,7 @@ def build_reply(run, name: str, req, plan: SamplingPlan, x_T: torch.Tensor, reco
     is_image, T, schedule = run.is_image, run.schedule.T, run.schedule
     shown, noise_shown = _what_is_shown(run)
     times = plan.times.tolist()
-    snr_db = (20.0 * schedule.log_snr_at(times) / math.log(10.0)).tolist()  # 10 log10(alpha^2 / sigma^2)
+    snr_db = (20.0 * schedule.half_log_snr_at(times) / math.log(10.0)).tolist()  # 10 log10(alpha^2 / sigma^2)
     final = records[-1].x_next
     if guided is not None and guided.known is not None:
         # The known values are observed, not sampled: pasted into the final samples as every
