@@ -300,9 +300,9 @@ class SamplingPlan:
 
     def describe(self) -> str:
         """The sampler, its times and its own options in the words every face uses (the CLI's
-        line, a PNG's title, the playground's reply): "heun, 5 steps, karras grid", "ddim, 20
-        steps, trailing grid, eta 0".  ``describe_draw`` adds the classes and the guidance."""
-        grid = f"tuned grid from {TUNED_GRIDS}" if self.tuned else f"{self.grid} grid"
+        line, a PNG's title, the playground's reply): "heun, 5 steps, karras grid, rho 7",
+        "ddim, 20 steps, trailing grid, eta 0".  ``describe_draw`` adds the classes and the guidance."""
+        grid = f"tuned grid from {TUNED_GRIDS}" if self.tuned else f"{self.grid} grid" + ("" if self.rho is None else f", rho {self.rho:g}")
         own = "".join(f", {key} {value:g}" if isinstance(value, float) else f", {key} {value}" for key, value in self.options.items())
         return f"{self.sampler}, {self.steps} steps, {grid}{own}"
 
