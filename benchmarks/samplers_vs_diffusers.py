@@ -128,9 +128,9 @@ REFERENCE_T_MIN = 1e-5
 
 def reference_solve(denoise: Denoiser, x_T: torch.Tensor, steps: int = REFERENCE_STEPS, t_min: float = REFERENCE_T_MIN) -> torch.Tensor:
     schedule = denoise.schedule
-    ends = schedule.log_snr_at(torch.tensor([1.0, t_min], dtype=torch.float64))
+    ends = schedule.half_log_snr_at(torch.tensor([1.0, t_min], dtype=torch.float64))
     lam = torch.linspace(float(ends[0]), float(ends[1]), steps, dtype=torch.float64)
-    grid = torch.cat([schedule.time_at_log_snr(lam).to(torch.float64), torch.zeros(1, dtype=torch.float64)])
+    grid = torch.cat([schedule.time_at_half_log_snr(lam).to(torch.float64), torch.zeros(1, dtype=torch.float64)])
     grid[0] = 1.0  # exactly the start of every other sampler here
     return SAMPLERS["dpm++3m"](denoise, x_T, grid)
 

@@ -8,6 +8,7 @@ pipeline, the CLI and every bad input.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -177,6 +178,31 @@ def test_bad_labels_are_one_line_errors(tmp_path, setup, match):
     with pytest.raises(DataError, match=match) as info:
         make_source("pts.npy", 0, 0, base=tmp_path, labels=labels)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "files, labels, where",
+    [
+        # a labelled CSV: its header is line 1, blank lines count
+        ({"pts.csv": "x,y,label\n1,2,a\n\n3,4\n"}, "", "pts.csv: line 4 has 2 values, line 1 has 3"),
+        ({"pts.csv": "x,y,label\n1,2,a\n\n3,x,b\n"}, "", "pts.csv: line 4, column 2: 'x' is not a number"),
+        ({"pts.csv": "x,y,label\n1,2,a\n3,nan,b\n"}, "", "NaN or infinite values (first at line 3)"),
+        ({"pts.csv": "x,y,label\n1,2,0\n\n3,4,-1\n5,6,1\n"}, "", "labels must be >= 0, got -1 at line 4"),
+        # a labels file: one per line, its header line counted
+        ({"pts.csv": "1,2\n3,4\n5,6\n", "l.txt": "label\na\n\n1.5\nb\n"}, "l.txt", "got '1.5' at line 4"),
+        ({"pts.csv": "1,2\n3,4\n", "l.csv": "a\nb,c\n"}, "l.csv", "one label per line, line 2 has 2 values"),
+    ],
+)
+def test_bad_rows_of_a_csv_are_named_by_their_line_in_the_file(tmp_path, files, labels, where):
+    """Every message about a text file names "line N" as an editor shows it (from 1, the header
+    and blank lines included); an array's entries are named by their index."""
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(DataError, match=re.escape(where)) as info:
+        make_source("pts.csv", 0, 0, base=tmp_path, labels=labels)
+    assert "\n" not in str(info.value) and not re.search(r"\brow \d", str(info.value))
+    with pytest.raises(DataError, match=re.escape("got 0.5 at index 1")):
+        parse_labels(np.array([1.0, 0.5]), "f")
 
 
 def test_npz_label_errors(tmp_path):

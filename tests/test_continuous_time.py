@@ -39,16 +39,16 @@ def test_chain_read_at_its_grid_is_its_table_bit_for_bit(kind, T):
     t = torch.arange(T + 1, dtype=torch.float64) / T
     assert torch.equal(s.alpha_at(t), s.alphas)
     assert torch.equal(s.sigma_at(t), s.sigmas)
-    assert torch.equal(s.log_snr_at(t), s.log_snr)
+    assert torch.equal(s.half_log_snr_at(t), s.half_log_snr)
     # Python floats one at a time (what samplers pass) read the same.
     assert all(float(s.alpha_at(k / T)) == float(s.alphas[k]) for k in range(T + 1))
 
 
 @pytest.mark.parametrize("T", [2, 50, 1000])
 @pytest.mark.parametrize("kind", ALL_SCHEDULE_KINDS)
-def test_log_snr_is_strictly_decreasing_and_the_path_identity_holds_everywhere(kind, T):
+def test_half_log_snr_is_strictly_decreasing_and_the_path_identity_holds_everywhere(kind, T):
     s = make_schedule(kind, T)
-    lam = s.log_snr_at(DENSE)
+    lam = s.half_log_snr_at(DENSE)
     assert lam[0] == math.inf and (lam.diff() < 0).all()
     a, sig = s.alpha_at(DENSE), s.sigma_at(DENSE)
     inner = slice(1, -1)
@@ -62,13 +62,13 @@ def test_log_snr_is_strictly_decreasing_and_the_path_identity_holds_everywhere(k
 
 
 @pytest.mark.parametrize("kind", SCHEDULE_KINDS)
-def test_between_grid_points_the_chain_is_linear_in_log_snr(kind):
+def test_between_grid_points_the_chain_is_linear_in_half_log_snr(kind):
     s = make_schedule(kind, 100)
     for k in (1, 2, 37, 99):
         for frac in (0.25, 0.5, 0.9):
             t = (k + frac) / 100
-            expected = (1 - frac) * s.log_snr[k] + frac * s.log_snr[k + 1]
-            assert float(s.log_snr_at(t)) == pytest.approx(float(expected), rel=1e-12, abs=1e-12)
+            expected = (1 - frac) * s.half_log_snr[k] + frac * s.half_log_snr[k + 1]
+            assert float(s.half_log_snr_at(t)) == pytest.approx(float(expected), rel=1e-12, abs=1e-12)
     # First interval: sigma^2 is linear in t from 0 to sigma_1^2.
     for frac in (0.1, 0.5, 0.99):
         assert float(s.sigma_at(frac / 100)) ** 2 == pytest.approx(frac * float(s.sigmas[1]) ** 2, rel=1e-12)
@@ -79,8 +79,8 @@ def test_flow_path_is_its_closed_form_at_any_time():
     t = torch.rand(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(s.alpha_at(t), 1 - t, rtol=0, atol=0)
     torch.testing.assert_close(s.sigma_at(t), t, rtol=0, atol=0)
-    torch.testing.assert_close(s.log_snr_at(t), torch.log((1 - t) / t), rtol=1e-12, atol=1e-12)
-    assert float(s.alpha_at(1.0)) == 0.0 and float(s.log_snr_at(1.0)) == -math.inf
+    torch.testing.assert_close(s.half_log_snr_at(t), torch.log((1 - t) / t), rtol=1e-12, atol=1e-12)
+    assert float(s.alpha_at(1.0)) == 0.0 and float(s.half_log_snr_at(1.0)) == -math.inf
 
 
 def test_interpolated_cosine_chain_follows_the_continuous_cosine():
@@ -94,14 +94,14 @@ def test_interpolated_cosine_chain_follows_the_continuous_cosine():
 
 @pytest.mark.parametrize("T", [1, 2, 50, 1000])
 @pytest.mark.parametrize("kind", ALL_SCHEDULE_KINDS)
-def test_time_at_log_snr_inverts_log_snr_at(kind, T):
+def test_time_at_half_log_snr_inverts_log_snr_at(kind, T):
     s = make_schedule(kind, T)
     t = DENSE[1:-1]
-    torch.testing.assert_close(s.time_at_log_snr(s.log_snr_at(t)), t, rtol=0, atol=1e-12)
-    lam = torch.linspace(float(s.log_snr_at(1 - 1e-6)), 8.0, 501, dtype=torch.float64)
-    torch.testing.assert_close(s.log_snr_at(s.time_at_log_snr(lam)), lam, rtol=1e-9, atol=1e-9)
-    assert float(s.time_at_log_snr(math.inf)) == 0.0
-    assert float(s.time_at_log_snr(-math.inf)) == 1.0
+    torch.testing.assert_close(s.time_at_half_log_snr(s.half_log_snr_at(t)), t, rtol=0, atol=1e-12)
+    lam = torch.linspace(float(s.half_log_snr_at(1 - 1e-6)), 8.0, 501, dtype=torch.float64)
+    torch.testing.assert_close(s.half_log_snr_at(s.time_at_half_log_snr(lam)), lam, rtol=1e-9, atol=1e-9)
+    assert float(s.time_at_half_log_snr(math.inf)) == 0.0
+    assert float(s.time_at_half_log_snr(-math.inf)) == 1.0
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
@@ -135,7 +135,7 @@ def test_time_uniform_and_logsnr_on_the_flow_path():
     s = flow_schedule(1000)
     torch.testing.assert_close(time_grid(s, 10, "time-uniform"), torch.linspace(1, 0, 11, dtype=torch.float64))
     g = time_grid(s, 10, "logsnr")
-    lam = s.log_snr_at(g[1:-1])
+    lam = s.half_log_snr_at(g[1:-1])
     # Uniform in log-SNR from t = 1 - 1/T (the mirror of 1/T) to t = 1/T; the first point is t = 1.
     expected = torch.linspace(-math.log(999), math.log(999), 10, dtype=torch.float64)[1:]
     torch.testing.assert_close(lam, expected, rtol=0, atol=1e-9)
@@ -153,7 +153,7 @@ def test_karras_grid_matches_diffusers_sigmas_and_timesteps(steps):
     )
     sched.set_timesteps(steps)
     g = time_grid(make_schedule("linear", 1000), steps, "karras")
-    ours = torch.exp(-make_schedule("linear", 1000).log_snr_at(g[:-1]))
+    ours = torch.exp(-make_schedule("linear", 1000).half_log_snr_at(g[:-1]))
     # diffusers keeps alpha_bar in float32: its sigmas carry about 1e-4 of relative rounding.
     np.testing.assert_allclose(ours.numpy(), sched.sigmas[:-1].double().numpy(), rtol=2e-4)
     np.testing.assert_allclose((g[:-1] * 1000 - 1).numpy(), sched.timesteps.double().numpy(), atol=1e-2)  # float32 there too
@@ -163,7 +163,7 @@ def test_karras_rho_follows_the_formula():
     s = flow_schedule(1000)
     for rho in (1.0, 3.0, 7.0):
         g = time_grid(s, 8, "karras", rho=rho)
-        sig = torch.exp(-s.log_snr_at(g[1:-1]))  # sigma / alpha, first (infinite) point moved to t = 1
+        sig = torch.exp(-s.half_log_snr_at(g[1:-1]))  # sigma / alpha, first (infinite) point moved to t = 1
         s_max, s_min = 999.0, 1 / 999.0
         ramp = torch.linspace(0, 1, 8, dtype=torch.float64)[1:]
         expected = (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho

@@ -153,9 +153,9 @@ def test_nan_names_file_and_row(tmp_path):
     np.save(tmp_path / "bad.npy", x)
     with pytest.raises(DataError) as err:
         load_points_file(tmp_path / "bad.npy")
-    assert "bad.npy" in str(err.value) and "NaN" in str(err.value) and "row 13" in str(err.value)
-    (tmp_path / "bad.csv").write_text("1,2\nnan,4\n")
-    with pytest.raises(DataError, match=r"bad\.csv.*NaN.*row 1"):
+    assert "bad.npy" in str(err.value) and "NaN" in str(err.value) and "index 13" in str(err.value)
+    (tmp_path / "bad.csv").write_text("x1,x2\n1,2\n\n# a comment\nnan,4\n")
+    with pytest.raises(DataError, match=r"bad\.csv.*NaN.*first at line 5\)"):
         load_points_file(tmp_path / "bad.csv")
 
 
@@ -237,7 +237,14 @@ def test_normalization_identity_and_constant_data():
 
 @pytest.mark.parametrize(
     ("text", "where"),
-    [("x1,x2\n1,2\nx,3\n", "line 3, column 1: 'x'"), ("1,2\n3,4\n5,y\n", "line 3, column 2: 'y'"), ("1,2\n3,\n", "line 2, column 2")],
+    [
+        ("x1,x2\n1,2\nx,3\n", "line 3, column 1: 'x'"),
+        ("1,2\n3,4\n5,y\n", "line 3, column 2: 'y'"),
+        ("1,2\n3,\n", "line 2, column 2"),
+        # blank and comment lines count, as in an editor (numpy's own row numbers leave them out)
+        ("x1,x2\n1,2\n\n3,4\n# c\n5,x\n", "line 6, column 2: 'x'"),
+        ("x1,x2\n1,2\n\n3,4,5\n", "line 4 has 3 values, line 2 has 2"),
+    ],
 )
 def test_a_bad_csv_value_is_named_by_its_line(tmp_path, text, where):
     (tmp_path / "p.csv").write_text(text)

@@ -257,7 +257,7 @@ def test_training_times_follow_their_distributions():
     # logit(t) ~ N(0, 1) (Esser et al. 2024).
     assert stats.kstest(np.log(ln.numpy() / (1 - ln.numpy())), "norm").pvalue > 1e-3
     ls = sample_times(FLOW, n, gen(21), "logsnr")
-    lam = FLOW.log_snr_at(ls).numpy()
+    lam = FLOW.half_log_snr_at(ls).numpy()
     assert stats.kstest((lam + math.log(999)) / (2 * math.log(999)), "uniform").pvalue > 1e-3
     with pytest.raises(ValueError, match="uniform, logsnr or edm"):
         sample_times(chain, 4, gen(0), "logit-normal")

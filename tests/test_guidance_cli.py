@@ -83,8 +83,28 @@ def test_sample_with_observed_coordinate_and_region(point_run, tmp_path, capsys)
         assert cli.main(["sample", str(point_run), "--observe", "x1=0.5", "--method", method, "-n", "30", "--steps", "4", "--out", str(out)]) == 0
         x = np.load(out)
         assert (x[:, 0] == np.float32(0.5)).all() and np.isfinite(x).all()
-    assert "backward passes through the model" in capsys.readouterr().out
-    assert cli.main(["sample", str(point_run), "--region", "x1**2 + x2**2 < 1", "-n", "30", "--steps", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "backward passes through the model" in printed and "; observed x1 = 0.5 by universal guidance, scale 3;" in printed
+    assert cli.main(["sample", str(point_run), "--region", "x1 > 0.5", "-n", "30", "--steps", "4", "--out", str(out)]) == 0
+    line, share = capsys.readouterr().out.strip().splitlines()
+    assert "; every class in proportion, classifier-free guidance 1; region x1 > 0.5 by loss guidance, scale 10;" in line
+    inside = int((np.load(out)[:, 0] > 0.5).sum())
+    data_share = float((load_run(point_run).data[:, 0] > 0.5).mean())
+    assert share == f"{inside} of 30 samples inside x1 > 0.5 ({100 * inside / 30:.1f} %); the training data: {100 * data_share:.1f} %"
+
+
+def test_a_guided_png_says_what_steered_it_and_draws_the_region(point_run, tmp_path, monkeypatch, capsys):
+    from denoiselab import viz
+
+    drawn = {}
+    monkeypatch.setattr(viz, "plot_samples", lambda data, x, out, **kw: drawn.update(kw))
+    args = ["sample", str(point_run), "-n", "30", "--steps", "4", "--out", str(tmp_path / "r.png")]
+    assert cli.main([*args, "--region", "abs(x1) < 0.3", "--guide-scale", "20"]) == 0
+    assert drawn["title"] == "30 samples: dpm++2m, 4 steps, logsnr grid\nevery class in proportion, classifier-free guidance 1\nregion abs(x1) < 0.3 by loss guidance, scale 20"
+    assert drawn["region_label"] == "region abs(x1) < 0.3" and drawn["region"](np.array([[0.1, 5.0], [0.4, 0.0]])).tolist() == [True, False]
+    assert cli.main([*args, "--observe", "x2=0.25", "--method", "replace"]) == 0
+    assert drawn["title"].endswith("\nobserved x2 = 0.25 by replacement (RePaint-style)") and drawn["observed"] == {1: 0.25}
+    assert drawn["region"] is None
 
 
 def test_classifier_guidance_from_the_command_line(point_run, tmp_path, capsys):
@@ -95,7 +115,10 @@ def test_classifier_guidance_from_the_command_line(point_run, tmp_path, capsys):
     assert "train-classifier" in _error_line(capsys.readouterr().err)
     assert cli.main(["train-classifier", str(run_dir), "--steps", "5", "--hidden", "16", "--no-progress"]) == 0
     assert cli.main(args) == 0
-    assert "classifier/loss gradients" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "classifier/loss gradients" in printed
+    # The run's classifier-free scale does not apply: classifier guidance steers the unconditional model.
+    assert "; classifier guidance towards class circle, scale 2;" in printed and "classifier-free" not in printed
     assert cli.main([*args, "--guidance", "1"]) == 2
 
 

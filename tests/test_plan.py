@@ -46,7 +46,7 @@ def test_the_runs_sample_section_fills_in_what_is_not_given(run):
 def test_a_grid_is_named_or_given_as_times(run):
     karras = plan_sampling(run, sampler="heun", steps=4, grid="karras", rho=3.0)
     assert torch.equal(karras.times, time_grid(run.schedule, 4, "karras", rho=3.0)) and karras.rho == 3.0
-    assert karras.describe() == "heun, 4 steps, karras grid" and karras.evaluations == 7
+    assert karras.describe() == "heun, 4 steps, karras grid, rho 3" and karras.evaluations == 7
     given = plan_sampling(run, grid="1,0.6,0.3,0.1,0")
     assert given.grid == "given" and given.steps == 4 and given.times.tolist() == [1.0, 0.6, 0.3, 0.1, 0.0]
     assert torch.equal(plan_sampling(run, grid=[1.0, 0.6, 0.3, 0.1, 0.0]).times, given.times)

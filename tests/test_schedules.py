@@ -96,7 +96,7 @@ def test_snr_consistent_with_alphas_and_sigmas(kind, T):
     np.testing.assert_allclose(sch.snr[1:].numpy(), snr, rtol=1e-12)
     np.testing.assert_allclose(sch.snr_db[1:].numpy(), 10 * np.log10(snr), rtol=1e-10, atol=1e-10)
     # lambda = log(alpha / sigma) is half the natural log of the SNR.
-    np.testing.assert_allclose(sch.log_snr[1:].numpy(), 0.5 * np.log(snr), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(sch.half_log_snr[1:].numpy(), 0.5 * np.log(snr), rtol=1e-10, atol=1e-10)
     assert math.isinf(sch.snr_db[0].item()) and sch.snr_db[0].item() > 0
     assert (sch.snr_db[1:].diff() < 0).all()
     assert sch.terminal_snr_db() == pytest.approx(10 * math.log10(snr[-1]), rel=1e-12)
@@ -277,7 +277,7 @@ def test_step_grid_logsnr_hits_uniform_log_snr_targets(kind):
     sch = make_schedule(kind, 1000)
     steps = 20
     g = step_grid(sch, steps, "logsnr")
-    lam = sch.log_snr
+    lam = sch.half_log_snr
     targets = torch.linspace(lam[1000].item(), lam[1].item(), steps, dtype=torch.float64)
     for i in range(steps):
         k = int(g[i])

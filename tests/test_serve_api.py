@@ -635,7 +635,7 @@ def test_a_crashing_job_fails_alone(client, runs_dir):
 def test_default_run_on_an_empty_machine(tmp_path):
     app = create_app(tmp_path / "runs", job_threads=1, finish_runs=False)
     with TestClient(app) as c:
-        assert c.get("/api/runs").json() == {"runs": []}
+        assert c.get("/api/runs").json() == {"runs": [], "default": None}
         first = c.post("/api/default-run", json={}).json()
         assert first["job"] is not None and first["run"] == "playground-spiral"
         again = c.post("/api/default-run", json={}).json()  # idempotent: the same job, not a second one
@@ -644,6 +644,25 @@ def test_default_run_on_an_empty_machine(tmp_path):
         _wait_job(c, first["job"]["id"], lambda j: not j["active"])
     # The app's shutdown left no training process behind.
     assert all(not p.is_alive() for p, _ in app.state.jobs._procs.values())
+
+
+def test_the_default_run_is_complete_and_of_points_before_it_is_new():
+    """The run the Reverse and Playground views open with (routes_runs.default_run_name): not the
+    newest run when that is, say, an image model still being finished, but a complete run of 2D
+    points, the default model's data first."""
+    from denoiselab.serve.routes_runs import default_run_name
+
+    def run(name, modified, status="complete", kind="points", data="spiral", usable=True, busy=False):
+        return {"name": name, "modified": modified, "status": status, "kind": kind, "data": data, "usable": usable, "busy": busy}
+
+    blobs = run("blobs", 9, status="trained", kind="image", data="digits")
+    digits = run("digits", 8, kind="image", data="digits")
+    assert default_run_name([blobs, digits, run("moons", 5, data="moons"), run("spiral", 1)]) == "spiral"
+    assert default_run_name([blobs, digits, run("moons", 5, data="moons")]) == "moons"
+    assert default_run_name([blobs, digits, run("spiral", 7, status="trained")]) == "digits"  # complete first
+    assert default_run_name([blobs, digits, run("spiral", 7, status="trained")], points_only=True) == "spiral"
+    assert default_run_name([blobs, run("spiral", 7, busy=True), run("old", 1, usable=False)]) == "blobs"
+    assert default_run_name([run("spiral", 7, busy=True)]) is None
 
 
 def test_default_run_reuses_a_usable_run(client):

@@ -386,12 +386,31 @@ def test_reverse_view_applies_gradient_guidance(page, server, tmp_path):
     page.wait_for_function("window.playground.rev.result.gradient_guidance.kind === 'classifier'")
     assert "p(y = 3 | x_t), s = 5" in page.text_content("#rev-guide-counts")
     assert page.evaluate(INKED, "rev-guide-term") > 0.1
+    # Classifier guidance steers the unconditional model towards the class beside it: the Class
+    # and (classifier-free) Guidance boxes do not apply and are not shown, and the status names
+    # what steered the samples, as the command line would, with no classifier-free scale.
+    assert page.is_hidden("#rev-label") and page.is_hidden("#rev-guidance")
+    status = page.text_content("#rev-status")
+    assert "; classifier guidance towards class 3, scale 5;" in status and "classifier-free" not in status, status
+    assert page.evaluate("window.playground.rev.result.guidance_used") is None
     if not SCREENSHOTS:
         _shot(page, tmp_path, "reverse-classifier")
     page.select_option("#rev-guide", "none")
+    assert page.is_visible("#rev-label") and page.is_visible("#rev-guidance")
     page.click("#rev-go")
     page.wait_for_function("!window.playground.rev.result.gradient_guidance")
-    assert page.is_hidden("#rev-guide-fig")
+    assert page.is_hidden("#rev-guide-fig") and page.text_content("#rev-guide-counts") == ""
+    assert "classifier-free guidance" in page.text_content("#rev-status")
+    # Another run after a guided one: nothing of the guidance stays on the page.
+    page.select_option("#rev-guide", "classifier")
+    page.click("#rev-go")
+    page.wait_for_function("window.playground.rev.result.gradient_guidance && window.playground.rev.result.gradient_guidance.kind === 'classifier'")
+    page.select_option("#rev-run", "spiral")
+    page.wait_for_function("document.getElementById('rev-n-label').textContent === 'Points'")
+    page.click("#rev-go")
+    page.wait_for_function("window.playground.rev.result.kind === 'points'")
+    assert page.input_value("#rev-guide") == "none" and page.text_content("#rev-guide-counts") == ""
+    assert page.is_hidden("#rev-guide-fig") and "guidance" not in page.text_content("#rev-status")
 
 
 def test_playground_view_animates_both_ways(page, server, tmp_path):
@@ -452,6 +471,70 @@ def test_train_view_starts_and_cancels_a_job(browser, page, server, tmp_path):
     assert page.is_enabled("#tr-start")
     page.wait_for_selector("#tr-runs tr[data-run='moons-from-the-page']")
     assert "interrupted" in page.text_content("#tr-runs tr[data-run='moons-from-the-page']")
+
+
+# Whether the tour's card covers the view's quick check once the learner has scrolled to it
+# (the part of the check its scrolling column shows).
+TOUR_COVERS_QUIZ = """(view) => {
+  const quiz = document.querySelector(`#view-${view} [data-quiz]`);
+  quiz.scrollIntoView({ block: "end" });
+  const q = quiz.getBoundingClientRect(), column = quiz.closest(".learn").getBoundingClientRect();
+  const card = document.getElementById("tour").getBoundingClientRect();
+  const top = Math.max(q.top, column.top), bottom = Math.min(q.bottom, column.bottom, window.innerHeight);
+  if (bottom <= top) return "the quick check is not in view";
+  return Math.min(q.right, card.right) > Math.max(q.left, card.left) && Math.min(bottom, card.bottom) > Math.max(top, card.top);
+}"""
+
+
+def _copy_run(src: Path, dst: Path, *, complete: bool, modified: float) -> None:
+    """A copy of a trained run folder, marked complete or not, its run.json dated ``modified``."""
+    import shutil
+
+    from denoiselab.runs.folder import RunFolder
+
+    shutil.copytree(src, dst)
+    folder = RunFolder(dst)
+    info = folder.read_info()
+    info["status"] = "complete" if complete else "trained"
+    folder.write_info(info)
+    os.utime(folder.info_path, (modified, modified))
+
+
+def test_the_page_opens_on_a_complete_point_run_and_the_tour_matches_the_page(browser, server, tmp_path):
+    """Issue 29: the Reverse view opened on the newest run (an image model drawing grey blobs);
+    the tour's first step spoke of a 2D point set beside digits, recommended a run still listed
+    "trained", and its card covered the quick check."""
+    root, runs, now = server.app.state.runs.root, tmp_path / "runs", time.time()
+    _copy_run(root / "spiral", runs / "spiral", complete=True, modified=now - 300)
+    _copy_run(root / "digits", runs / "digits-done", complete=True, modified=now - 200)
+    _copy_run(root / "digits", runs / "blobs", complete=False, modified=now - 100)  # the newest
+    with _Server(runs) as srv:
+        context = browser.new_context(viewport=VIEWPORT)
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        _open(pg, srv, "reverse")
+        pg.wait_for_selector("#rev-panels[data-frames]")
+        assert pg.input_value("#rev-run") == "spiral" and pg.evaluate("window.playground.rev.result.kind") == "points"
+        assert pg.input_value("#pg-run") == "spiral"
+        pg.click("#tabs button[data-view=forward]")
+        pg.select_option("#fwd-data", "digits")
+        pg.wait_for_function("window.playground.fwd.kind === 'image'")
+        pg.click("#tour-start")
+        for i in range(7):
+            pg.wait_for_function(f"window.playground.tour === {i} && Tour.index === {i} && !document.getElementById('tour').hidden")
+            text, view = pg.text_content("#tour-text"), pg.evaluate("window.playground.view")
+            if i == 0:
+                assert "8 × 8 images of “handwritten digits”" in text and "2D point set" not in text, text
+                _shot(pg, tmp_path, "tour-digits")
+            if i == 5:
+                assert '"digits-done" (complete) is one' in text, text
+            assert pg.evaluate(TOUR_COVERS_QUIZ, view) is False, (i, view)
+            pg.click("#tour-next")
+        pg.wait_for_selector("#tour", state="hidden")
+        assert pg.evaluate("document.body.classList.contains('touring')") is False
+        context.close()
+        assert not errors, errors
 
 
 def test_first_use_trains_the_default_model(browser, tmp_path):

@@ -93,6 +93,21 @@ def test_classifier_guidance_reports_its_term_and_counts(client, runs_root):
     np.testing.assert_allclose(terms[0], expected, rtol=2e-2, atol=2e-3)
 
 
+def test_the_reply_says_what_steered_the_samples(client):
+    """The reply's description is the command line's wording (plan.describe_draw): classifier
+    guidance names its class and scale and no classifier-free scale (the model runs
+    unconditional, so guidance_used is null); without it the class and the classifier-free scale."""
+    guided = _sample(client, "classes", n=10, gradient_guidance={"classifier": {"label": "circle", "scale": 5.0}}).json()
+    assert guided["description"] == "ddim, 4 steps, logsnr grid, eta 0; classifier guidance towards class circle, scale 5"
+    assert guided["guidance_used"] is None
+    free = _sample(client, "classes", n=10, label="circle", guidance=3.0).json()
+    assert free["description"] == "ddim, 4 steps, logsnr grid, eta 0; class circle, classifier-free guidance 3" and free["guidance_used"] == 3.0
+    observed = _sample(client, "plain", n=10, gradient_guidance={"observe": {"values": {"x1": 0.5}, "method": "dps"}}).json()
+    assert observed["description"].endswith("; observed x1 = 0.5 by DPS, scale 3")
+    filled = _sample(client, "digits", n=2, gradient_guidance={"inpaint": {"image": 1, "boxes": [[0, 0, 4, 8]], "method": "replace"}}).json()
+    assert filled["description"].endswith("; held-out image 1 completed by replacement (RePaint-style)")
+
+
 def test_classifier_guidance_without_a_classifier_names_the_field(client):
     body = {"gradient_guidance": {"classifier": {"label": 0, "scale": 1.0}}}
     assert _error(_sample(client, "no-classifier", **body)).startswith("gradient_guidance.classifier: ")

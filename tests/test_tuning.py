@@ -82,8 +82,8 @@ def test_tuned_grid_brings_narrow_modes_to_the_converged_log_density():
     denoise = Denoiser(ring.eps_model(SCHED), SCHED)
     result = tune_grid(denoise, "dpm++3m", 10, shape=(2,), n=1000, seed=1, max_calls=1500, max_seconds=600)
     x_T = torch.randn(4000, 2, generator=torch.Generator().manual_seed(123), dtype=torch.float64)  # neither draw of the search
-    ends = SCHED.log_snr_at(torch.tensor([1.0, 1e-5], dtype=torch.float64))
-    fine = torch.cat([SCHED.time_at_log_snr(torch.linspace(float(ends[0]), float(ends[1]), 300, dtype=torch.float64)), torch.zeros(1, dtype=torch.float64)])
+    ends = SCHED.half_log_snr_at(torch.tensor([1.0, 1e-5], dtype=torch.float64))
+    fine = torch.cat([SCHED.time_at_half_log_snr(torch.linspace(float(ends[0]), float(ends[1]), 300, dtype=torch.float64)), torch.zeros(1, dtype=torch.float64)])
     fine[0] = 1.0
     log_p_converged = ring.log_prob(SAMPLERS["dpm++3m"](denoise, x_T, fine))
 

@@ -219,14 +219,19 @@ def _problems_as_saved(fig, path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("which", ["forward", "progression", "samples"])
+@pytest.mark.parametrize("which", ["forward", "forward-flow", "progression", "samples", "samples-region"])
 def test_titles_and_labels_do_not_collide(tmp_path, which, data):
     """Equal-aspect 2D panels once misled the layout: the second row's titles ran into the first
-    row, the suptitle into the panel titles, the x labels off the bottom of the figure."""
+    row, the suptitle into the panel titles, the x labels off the bottom of the figure; the flow
+    path's panel titles (SNR, alpha and sigma) once ran into each other."""
     if data.shape[1] == 2:
         data = data * [2.0, 2.4]  # a little taller than wide, about the size of normalised data: it showed all three
     if which == "forward":
         fig = vpoints._forward_figure(make_schedule("linear", 100), data, units="normalised units")
+    elif which == "forward-flow":
+        fig = vpoints._forward_figure(flow_schedule(1000), data, units="normalised units", note="a note")
+    elif which == "samples-region":
+        fig = vpoints._samples_figure(data, data + 0.05, title="two\nlines", region=lambda x: x[:, 0] > 0.5, region_label="region x1 > 0.5")
     elif which == "progression":
         fig = vpoints._progression_figure(_frames(data, n=20), data=data)
     else:

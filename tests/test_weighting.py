@@ -178,6 +178,6 @@ def test_x0_error_by_noise_level_is_the_posterior_variance_of_the_exact_denoiser
             return target_of(kind, (x_t - s * eps_hat) / a, eps_hat, a, s)
 
         mse = x0_error_by_noise_level(exact, x0, schedule, kind, lam, torch.Generator().manual_seed(1))
-        t = schedule.time_at_log_snr(lam)
+        t = schedule.time_at_half_log_snr(lam)
         a2, sig2 = schedule.alpha_at(t) ** 2, schedule.sigma_at(t) ** 2
         torch.testing.assert_close(mse, s2 * sig2 / (a2 * s2 + sig2), rtol=0.03, atol=0)  # 20000 x 2 draws: ~1% std

@@ -87,7 +87,7 @@ def _add_gradient_guidance_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("gradient guidance (an unguided model steered at sampling time)")
     g.add_argument("--classifier-scale", type=_nonneg_float, metavar="S", help="classifier guidance towards --label by the run's classifier (denoiselab train-classifier)")
     g.add_argument("--observe", action="append", default=[], metavar="xI=V", help="points: fix coordinate I at V (data units) and sample the rest; x1 is the first coordinate (a sample CSV's column x1); repeatable")
-    g.add_argument("--region", metavar="EXPR", help="points: steer into a region, e.g. 'x1**2 + x2**2 < 1' (x1, x2, numbers, + - * / **, abs, < <= > >=, and)")
+    g.add_argument("--region", metavar="EXPR", help="points: steer into a region, e.g. 'x1 > 0.5' (x1, x2, numbers, + - * / **, abs, < <= > >=, and); prints the share inside")
     g.add_argument("--method", choices=("replace", "dps", "universal"), help="--observe: replace (RePaint-style), dps (default) or universal")
     g.add_argument("--guide-scale", type=_nonneg_float, metavar="S", help="--observe (dps, universal) / --region guidance scale (defaults 3 / 10)")
 
@@ -294,8 +294,13 @@ def cmd_sample(args) -> int:
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
     with _flag_errors(run):
         plan = _plan(args, run)
-        drawn, guidance_cost = _draw(args, run, plan)
+        drawn, guidance_cost, request = _draw(args, run, plan)
+    from .runs import describe_draw
+    from .runs.guided import describe_inside, inside, request_region
+
     x, labels = drawn.x, plan.labels
+    what = describe_draw(run, plan, request)
+    region = request_region(run, request) if request is not None else None
     if out.suffix.lower() == ".npy":
         files.write_array(out, x.astype(np.float32))
     elif out.suffix.lower() == ".csv":
@@ -303,25 +308,27 @@ def cmd_sample(args) -> int:
     else:
         from . import viz
 
-        title = plan.describe()
-        if plan.sampler == "ddim":
-            title += f", eta {plan.options['eta']:g}"
-        title += f", n = {len(x)}"
-        if labels is not None:
-            title += f", guidance {plan.guidance:g}"
         names = run.class_names or None
+        title = f"{len(x)} samples: {what}".replace("; ", "\n")  # a line per part
         if run.is_image:
             viz.plot_image_grid(x, out, labels=labels, class_names=names, title=title)
         else:
-            viz.plot_samples(run.data, x, out, title=title, labels=labels, data_labels=run.labels, class_names=names)
-    what = "" if plan.label is None else f" of class {run.class_names[plan.label]}"
-    print(f"wrote {len(x)} samples{what} to {out} ({plan.describe()}, {drawn.evaluations} model evaluations{guidance_cost})")
+            viz.plot_samples(
+                run.data, x, out, title=title, labels=labels, data_labels=run.labels, class_names=names,
+                region=None if region is None else (lambda points: inside(region, points)),
+                region_label=None if region is None else f"region {region.text}",
+                observed=request.observe if request is not None else None,
+            )  # fmt: skip
+    print(f"wrote {len(x)} samples to {out} ({what}; {drawn.evaluations} model evaluations{guidance_cost})")
+    if region is not None:
+        print(describe_inside(run, region, x))
     return 0
 
 
 def _draw(args, run, plan):
     """``plan`` drawn, with --classifier-scale / --observe / --region through runs.guided;
-    returns the draw and the cost of the guidance as text (empty without guidance)."""
+    returns the draw, the cost of the guidance as text (empty without guidance) and the
+    guidance request (None without guidance)."""
     from .gradient_guidance import GuidanceCounts
     from .runs import sample
     from .runs.guided import GuidanceRequest, draw_guided, parse_observations
@@ -337,13 +344,13 @@ def _draw(args, run, plan):
         for flag, value in (("--method", args.method), ("--guide-scale", args.guide_scale)):
             if value is not None:
                 raise UsageError(f"{flag}: applies with --observe or --region only")
-        return sample(run, plan), ""
+        return sample(run, plan), "", None
     if args.classifier_scale is not None and args.guidance is not None:
         raise UsageError("--guidance and --classifier-scale: give one (classifier guidance steers the run's unconditional model)")
     if args.method is not None and not args.observe:
         raise UsageError("--method: applies with --observe only")
     counts = GuidanceCounts()
-    return draw_guided(run, plan, request, counts), f"; guidance: {counts.summary()}"
+    return draw_guided(run, plan, request, counts), f"; guidance: {counts.summary()}", request
 
 
 def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list[str]) -> None:
@@ -406,8 +413,8 @@ def cmd_train_classifier(args) -> int:
 
 def cmd_inpaint(args) -> int:
     from .gradient_guidance import GuidanceCounts
-    from .runs import plan_sampling
-    from .runs.guided import inpaint, parse_mask
+    from .runs import describe_draw, plan_sampling
+    from .runs.guided import InpaintRequest, inpaint, parse_mask
     from .viz.guidance import plot_inpainting
 
     out = Path(args.out)
@@ -424,9 +431,9 @@ def cmd_inpaint(args) -> int:
         image = _read_image(Path(args.image), channels, height, width)
         mask = parse_mask(args.mask, height, width)
         completions = inpaint(run, image, mask, method=args.method, scale=args.scale, counts=counts, plan=plan)
-    how = {"replace": "replacement (RePaint-style)", "dps": "DPS (gradient through the denoiser)", "universal": "universal guidance"}[args.method]
-    plot_inpainting(image, mask.numpy(), completions, out, title=f"{Path(args.image).name} completed by {how}, mask {args.mask}")
-    print(f"wrote {len(completions)} completions to {out} ({args.method}; {counts.summary()})")
+    what = describe_draw(run, plan, InpaintRequest(Path(args.image).name, args.method, args.scale))
+    plot_inpainting(image, mask.numpy(), completions, out, title=f"{what}; mask {args.mask}".replace("; ", "\n"))
+    print(f"wrote {len(completions)} completions to {out} ({what}; mask {args.mask}; guidance: {counts.summary()})")
     return 0
 
 

@@ -50,21 +50,21 @@ def sample_timesteps(schedule: Schedule, n: int, generator, how: str = "uniform"
     if how == "uniform":
         return torch.randint(1, schedule.T + 1, (n,), generator=generator)
     if how == "logsnr":
-        lam = schedule.log_snr[1:]  # decreasing in k
+        lam = schedule.half_log_snr[1:]  # decreasing in k
         u = torch.rand(n, generator=generator, dtype=torch.float64)
-        return _step_at_log_snr(schedule, lam[-1] + u * (lam[0] - lam[-1]))
+        return _step_at_half_log_snr(schedule, lam[-1] + u * (lam[0] - lam[-1]))
     if how == "edm":
-        return _step_at_log_snr(schedule, edm_log_snr(n, generator))
+        return _step_at_half_log_snr(schedule, edm_half_log_snr(n, generator))
     raise ValueError(f"unknown timestep sampling {how!r} on a T-step chain; expected uniform, logsnr or edm")
 
 
-def _step_at_log_snr(schedule: Schedule, lam: torch.Tensor) -> torch.Tensor:
-    """The first chain step k in 1..T whose log-SNR falls below ``lam`` (clamped to the chain)."""
-    idx = torch.searchsorted(schedule.log_snr[1:].flip(0).contiguous(), lam)  # on the increasing reversed array
+def _step_at_half_log_snr(schedule: Schedule, lam: torch.Tensor) -> torch.Tensor:
+    """The first chain step k in 1..T whose half log-SNR lambda falls below ``lam`` (clamped to the chain)."""
+    idx = torch.searchsorted(schedule.half_log_snr[1:].flip(0).contiguous(), lam)  # on the increasing reversed array
     return (schedule.T - idx).clamp(1, schedule.T)
 
 
-def edm_log_snr(n: int, generator) -> torch.Tensor:
+def edm_half_log_snr(n: int, generator) -> torch.Tensor:
     """EDM's training noise levels as schedules' lambda = log(alpha / sigma): ln s ~ N(P_mean, P_std^2)
     with s = sigma / alpha, so lambda = -ln s."""
     return -(EDM_P_MEAN + EDM_P_STD * torch.randn(n, generator=generator, dtype=torch.float64))
@@ -78,7 +78,7 @@ def sample_times(schedule: Schedule, n: int, generator, how: str = "uniform") ->
     logit-normal  t = sigmoid(n), n ~ N(0, 1): more weight on the middle of the path (Esser et
                   al. 2024, "Scaling rectified flow transformers", Sec. 3.1, m = 0, s = 1).
     logsnr        lambda uniform between lambda(1 - 1/T) and lambda(1/T).
-    edm           EDM's log-normal noise level (edm_log_snr); on a chain the nearest step.
+    edm           EDM's log-normal noise level (edm_half_log_snr); on a chain the nearest step.
 
     (``importance`` is stateful: importance.ImportanceSampler draws those times.)
     """
@@ -91,10 +91,10 @@ def sample_times(schedule: Schedule, n: int, generator, how: str = "uniform") ->
     if how == "logit-normal":
         return torch.sigmoid(torch.randn(n, generator=generator, dtype=torch.float64))
     if how == "edm":
-        return schedule.time_at_log_snr(edm_log_snr(n, generator))  # sigmoid(-lambda): in (0, 1) for finite lambda
-    lo, hi = (float(schedule.log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
+        return schedule.time_at_half_log_snr(edm_half_log_snr(n, generator))  # sigmoid(-lambda): in (0, 1) for finite lambda
+    lo, hi = (float(schedule.half_log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
     u = torch.rand(n, generator=generator, dtype=torch.float64)
-    return schedule.time_at_log_snr(lo + u * (hi - lo))
+    return schedule.time_at_half_log_snr(lo + u * (hi - lo))
 
 
 def ot_pairing(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -180,14 +180,14 @@ def diffusion_loss(
 
 @torch.no_grad()
 def x0_error_by_noise_level(
-    model_fn, x0: torch.Tensor, schedule: Schedule, prediction: str, log_snrs: torch.Tensor, generator, y: torch.Tensor | None = None
+    model_fn, x0: torch.Tensor, schedule: Schedule, prediction: str, half_log_snrs: torch.Tensor, generator, y: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The unweighted mean squared x0-error per coordinate, E ||x0_hat - x0||^2 / D, at each level
-    of ``log_snrs`` (schedules' lambda = log(alpha / sigma)), over the batch x0 with fresh noise at
+    of ``half_log_snrs`` (schedules' lambda = log(alpha / sigma)), over the batch x0 with fresh noise at
     every level.  Stated on x0 whatever the network predicts (prediction.resolve) and without
     the run's weighting, so runs of different targets and weightings can be compared on it."""
     errors = []
-    times = schedule.time_at_log_snr(log_snrs).clamp(min=1e-6)  # never t = 0, as in training
+    times = schedule.time_at_half_log_snr(half_log_snrs).clamp(min=1e-6)  # never t = 0, as in training
     for t in times:
         t_batch = t.expand(x0.shape[0]).to(torch.float64)
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)

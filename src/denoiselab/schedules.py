@@ -48,9 +48,9 @@ PATHS = ("vp", "flow")
 class Schedule:
     """A noise schedule: (alpha, sigma) at any t in [0, 1], and its grid ``t = k / T``.
 
-    ``alphas``/``sigmas`` (and betas, snr, log_snr, ...) are the schedule read at the grid
-    (float64, CPU; cast where used).  ``alpha_at``, ``sigma_at``, ``log_snr_at`` and
-    ``time_at_log_snr`` evaluate it at any time (vectorised, float64).
+    ``alphas``/``sigmas`` (and betas, snr, half_log_snr, ...) are the schedule read at the grid
+    (float64, CPU; cast where used).  ``alpha_at``, ``sigma_at``, ``half_log_snr_at`` and
+    ``time_at_half_log_snr`` evaluate it at any time (vectorised, float64).
     """
 
     name: str
@@ -88,7 +88,7 @@ class Schedule:
         return 10.0 * torch.log10(self.snr)
 
     @property
-    def log_snr(self) -> torch.Tensor:
+    def half_log_snr(self) -> torch.Tensor:
         """lambda_k = log(alpha_k / sigma_k), the half log-SNR of DPM-Solver (Lu et al. 2022)."""
         return torch.log(self.alphas) - torch.log(self.sigmas)
 
@@ -101,12 +101,12 @@ class Schedule:
 
     # -- continuous time ------------------------------------------------------------------------
 
-    def log_snr_at(self, t) -> torch.Tensor:
+    def half_log_snr_at(self, t) -> torch.Tensor:
         """lambda(t) = log(alpha(t) / sigma(t)) at any t in [0, 1] (+inf at t = 0)."""
         t = _times(t)
         if self.path == "flow":
             return torch.log1p(-t) - torch.log(t)
-        T, knots = self.T, self.log_snr
+        T, knots = self.T, self.half_log_snr
         pos = t * T
         k0 = pos.floor().long().clamp(0, T - 1)
         frac = pos - k0
@@ -125,7 +125,7 @@ class Schedule:
         k, on_grid = self._grid_index(t)
         if bool(on_grid.all()):  # the common case (training and sampling on the chain): a table read
             return self.alphas[k]
-        return torch.where(on_grid, self.alphas[k], torch.sigmoid(2.0 * self.log_snr_at(t)).sqrt())
+        return torch.where(on_grid, self.alphas[k], torch.sigmoid(2.0 * self.half_log_snr_at(t)).sqrt())
 
     def sigma_at(self, t) -> torch.Tensor:
         t = _times(t)
@@ -134,15 +134,15 @@ class Schedule:
         k, on_grid = self._grid_index(t)
         if bool(on_grid.all()):  # the common case (training and sampling on the chain): a table read
             return self.sigmas[k]
-        return torch.where(on_grid, self.sigmas[k], torch.sigmoid(-2.0 * self.log_snr_at(t)).sqrt())
+        return torch.where(on_grid, self.sigmas[k], torch.sigmoid(-2.0 * self.half_log_snr_at(t)).sqrt())
 
-    def time_at_log_snr(self, lam) -> torch.Tensor:
-        """The inverse of ``log_snr_at``: the t where lambda(t) = lam.  +inf gives 0; a lam below
-        the schedule's last log-SNR gives 1."""
+    def time_at_half_log_snr(self, lam) -> torch.Tensor:
+        """The inverse of ``half_log_snr_at``: the t where lambda(t) = lam.  +inf gives 0; a lam
+        below the schedule's last lambda gives 1."""
         lam = torch.as_tensor(lam, dtype=torch.float64)
         if self.path == "flow":
             return torch.sigmoid(-lam)  # lambda = log((1 - t) / t)
-        T, knots = self.T, self.log_snr  # knots[k] = lambda(k / T), decreasing, knots[0] = +inf
+        T, knots = self.T, self.half_log_snr  # knots[k] = lambda(k / T), decreasing, knots[0] = +inf
         # On the increasing array [lambda_T .. lambda_1], c elements are <= lam, so
         # lambda_k <= lam < lambda_{k-1} for k = T + 1 - c.
         c = torch.searchsorted(knots[1:].flip(0).contiguous(), lam, right=True)

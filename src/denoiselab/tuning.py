@@ -90,28 +90,28 @@ def steps_for(sampler: str, evaluations: int) -> int:
     return (evaluations + 1) // 2 if two else evaluations
 
 
-def _log_snr_range(schedule: Schedule) -> tuple[float, float]:
+def _half_log_snr_range(schedule: Schedule) -> tuple[float, float]:
     """lambda at the noisy end (t = 1, or 1 - 1/T where lambda(1) = -inf) and at t = 1 / T."""
     T = schedule.T
-    lam_noisy = float(schedule.log_snr_at(1.0))
+    lam_noisy = float(schedule.half_log_snr_at(1.0))
     if not math.isfinite(lam_noisy):
-        lam_noisy = float(schedule.log_snr_at(1.0 - 1.0 / T))
-    return lam_noisy, float(schedule.log_snr_at(1.0 / T))
+        lam_noisy = float(schedule.half_log_snr_at(1.0 - 1.0 / T))
+    return lam_noisy, float(schedule.half_log_snr_at(1.0 / T))
 
 
 def grid_from_weights(schedule: Schedule, w: np.ndarray) -> torch.Tensor:
     """t_0 = 1, t_1..t_{N-1} from the partial sums of softmax(w) over the log-SNR range, t_N = 0."""
-    lo, hi = _log_snr_range(schedule)
+    lo, hi = _half_log_snr_range(schedule)
     share = np.exp(w - w.max())
     share = share / share.sum()
     lam = lo + (hi - lo) * np.cumsum(share)[:-1]
-    inner = schedule.time_at_log_snr(torch.as_tensor(lam, dtype=torch.float64))
+    inner = schedule.time_at_half_log_snr(torch.as_tensor(lam, dtype=torch.float64))
     return torch.cat([torch.ones(1, dtype=torch.float64), inner, torch.zeros(1, dtype=torch.float64)])
 
 
 def weights_from_grid(schedule: Schedule, grid: torch.Tensor) -> np.ndarray:
-    lo, hi = _log_snr_range(schedule)
-    lam = np.clip(schedule.log_snr_at(grid[1:-1]).numpy(), lo, hi)
+    lo, hi = _half_log_snr_range(schedule)
+    lam = np.clip(schedule.half_log_snr_at(grid[1:-1]).numpy(), lo, hi)
     inc = np.diff(np.concatenate([[lo], lam, [hi]]))
     return np.log(np.maximum(inc, 1e-3 * (hi - lo)))
 

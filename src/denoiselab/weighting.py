@@ -1,7 +1,7 @@
 """Loss weightings over noise levels, each stated once on the x0-error and converted per target.
 
 Notation: x_t = alpha x0 + sigma eps (schedules.py), SNR = alpha^2 / sigma^2, and here
-lambda = ln SNR (Kingma et al.'s convention; schedules.py's log_snr_at is log(alpha / sigma), half of it).
+lambda = ln SNR (Kingma et al.'s convention; schedules.py's half_log_snr_at is log(alpha / sigma), half of it).
 At a fixed x_t every prediction type is an affine function of the network's clean estimate
 x0_hat, so each target's squared error is a fixed multiple of the x0 squared error
 ||x0_hat - x0||^2 (Kingma et al. 2021, "Variational diffusion models", App. on weightings;

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
@@ -25,19 +24,53 @@ def load_points_file(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: unknown extension {path.suffix!r}; expected one of {', '.join(FILE_EXTENSIONS)}")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    lines = None
     try:
         if path.suffix.lower() == ".npy":
             arr = np.load(path, allow_pickle=False)
         else:
-            arr = _load_csv(path)
+            arr, lines = _load_csv(path)
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
         raise DataError(f"{path}: cannot read as {path.suffix} ({type(exc).__name__}: {exc})") from None
-    return check_points(arr, path)
+    return check_points(arr, path, lines)
 
 
-def _load_csv(path: Path) -> np.ndarray:
+# Where a bad value is, in every message about a user's file: a text file's "line N" as an editor
+# shows it (counting from 1, the header and blank lines included); an array's "index i" (from 0,
+# as numpy indexes it).
+def where_in(i: int, lines=None) -> str:
+    """Where row ``i`` of what a file held is: "line N" when ``lines`` (the file's line number of
+    each row) is given, else "index i"."""
+    return f"index {i}" if lines is None else f"line {lines[i]}"
+
+
+def _data_lines(path: Path, skip: int) -> list[tuple[int, str]]:
+    """The rows np.loadtxt reads, with their line numbers (from 1): after ``skip`` lines, without
+    blank lines and '#' comments."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        texts = [(i, text.split("#", 1)[0].strip()) for i, text in enumerate(fh, 1) if i > skip]
+    return [(i, text) for i, text in texts if text]
+
+
+def _first_bad_line(rows: list[tuple[int, str]]) -> str | None:
+    """The first row that is not as many numbers as the first: "line 6, column 2: 'x' is not a number"."""
+    width = len(rows[0][1].split(",")) if rows else 0
+    for i, text in rows:
+        cells = text.split(",")
+        if len(cells) != width:
+            return f"line {i} has {len(cells)} values, line {rows[0][0]} has {width}"
+        for j, cell in enumerate(cells, 1):
+            try:
+                float(cell)
+            except ValueError:
+                return f"line {i}, column {j}: {cell.strip()!r} is not a number"
+    return None
+
+
+def _load_csv(path: Path) -> tuple[np.ndarray, list[int]]:
     """Numbers separated by commas, after an optional header line (`denoiselab sample --out
-    x.csv` writes x1,x2); a bad value is named by its line and column in the file."""
+    x.csv` writes x1,x2), and the line number of each row; a bad value is named by its line and
+    column in the file."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         first = fh.readline()
     try:
@@ -48,19 +81,20 @@ def _load_csv(path: Path) -> np.ndarray:
     try:
         with warnings.catch_warnings():  # numpy warns when the file holds only a header
             warnings.simplefilter("ignore", UserWarning)
-            return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=header)
-    except ValueError as exc:
-        # numpy: "could not convert string 'x' to float64 at row R, column C." (R counts from 0
-        # after the skipped header, C from 1)
-        found = re.search(r"string (.*) to float\w* at row (\d+), column (\d+)", str(exc))
-        if found:
-            value, row, col = found.group(1), int(found.group(2)), int(found.group(3))
-            raise ValueError(f"line {row + header + 1}, column {col}: {value} is not a number") from None
-        raise
+            arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=header)
+    except ValueError:
+        # numpy numbers its rows in more than one way (after the header or not, from 0 or 1,
+        # blank lines left out): the file is read again to name the line.
+        bad = _first_bad_line(_data_lines(path, header))
+        if bad is None:
+            raise
+        raise ValueError(bad) from None
+    return arr, [i for i, _ in _data_lines(path, header)]
 
 
-def check_points(arr: np.ndarray, path) -> np.ndarray:
-    """An N x D array of finite numbers with N >= 2, as float32 (1-D input is one column)."""
+def check_points(arr: np.ndarray, path, lines=None) -> np.ndarray:
+    """An N x D array of finite numbers with N >= 2, as float32 (1-D input is one column).
+    ``lines``: the file's line number of each row, for a text file (``where_in``)."""
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
@@ -69,7 +103,7 @@ def check_points(arr: np.ndarray, path) -> np.ndarray:
         raise DataError(f"{path}: expected numbers, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)):
         bad = int(np.argwhere(~np.isfinite(arr))[0][0])
-        raise DataError(f"{path}: contains NaN or infinite values (first at row {bad})")
+        raise DataError(f"{path}: contains NaN or infinite values (first at {where_in(bad, lines)})")
     return arr.astype(np.float32)
 
 

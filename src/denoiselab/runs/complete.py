@@ -62,11 +62,20 @@ def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray
 
 
 def write_metrics(run: Run, metrics: Metrics, extra: dict | None = None) -> Path:
-    """The metrics with the sampling settings they were measured with, into the run folder."""
+    """The metrics with the sampling settings they were measured with, into the run folder (an
+    autoencoder samples nothing: its reconstructions have only the seed of their draws)."""
     sc = run.config.sample
-    return run.folder.write_metrics(
-        {"sampler": sc.sampler, "steps": sc.steps, "spacing": sc.grid, "seed": sc.seed, **metrics.to_dict(), **(extra or {})}
-    )
+    sampling = {} if run.is_autoencoder else {"sampler": sc.sampler, "steps": sc.steps, "spacing": sc.grid}
+    return run.folder.write_metrics({**sampling, "seed": sc.seed, **metrics.to_dict(), **(extra or {})})
+
+
+def measured_words(run: Run) -> str:
+    """What complete_run's metrics were measured on: "dpm++2m, 20 steps", or an autoencoder's
+    "reconstructions of its held-out images" (it samples nothing)."""
+    if run.is_autoencoder:
+        return "reconstructions of its held-out images"
+    sc = run.config.sample
+    return f"{sc.sampler}, {sc.steps} steps"
 
 
 # Sample sets that complete_run measures (`denoiselab evaluate` takes 8 by default): the
@@ -95,6 +104,5 @@ def complete_run(run_dir: str | Path, log=print) -> tuple[Run, Metrics]:
     for path in written:
         log(f"wrote {path}")
     run.folder.mark_complete(run.info)
-    sc = run.config.sample
-    log(f"metrics ({sc.sampler}, {sc.steps} steps): {metrics.summary()}")
+    log(f"metrics ({measured_words(run)}): {metrics.summary()}")
     return run, metrics

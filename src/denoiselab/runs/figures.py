@@ -10,7 +10,8 @@ import torch
 
 from ..samplers import StepRecord
 from .load import Run
-from .sampling import class_labels, sample_points
+from .plan import describe_draw
+from .sampling import class_labels, plan_from_options, sample, sample_points
 
 
 def records_to_frames(records: list[StepRecord], x_T: torch.Tensor, run: Run) -> list[tuple[float, np.ndarray]]:
@@ -20,6 +21,24 @@ def records_to_frames(records: list[StepRecord], x_T: torch.Tensor, run: Run) ->
     frames += [(r.t_next, decode(r.x_next)) for r in records]
     return frames
 
+
+def reverse_animation(run: Run, n: int, least_steps: int) -> tuple[list[tuple[float, np.ndarray]], str]:
+    """The frames of the trajectory GIF and progression strip, and how they were sampled in words
+    (plan.describe_draw).  They take at least ``least_steps`` steps of the run's sampler (as many as
+    T allows), so that they show the process rather than a handful of jumps; where that is more
+    than the run's own sample.steps, the words say so."""
+    sc = run.config.sample
+    plan = plan_from_options(run, n=n, steps=max(sc.steps, min(run.schedule.T, least_steps)))
+    records: list[StepRecord] = []
+    drawn = sample(run, plan, on_step=records.append)
+    words = describe_draw(run, plan)
+    if plan.steps != sc.steps:
+        words += f" (samples.png: {sc.steps} steps)"
+    return records_to_frames(records, drawn.x_T, run), words
+
+
+# Steps at least in the reverse-process animations of point and of image runs.
+POINT_ANIMATION_STEPS, IMAGE_ANIMATION_STEPS = 60, 40
 
 # forward.png's last title line: why its axes differ from samples.png's.
 _FORWARD_UNITS = "normalised units: the data centred, scaled to unit variance (samples.png: data units)"
@@ -33,15 +52,10 @@ def render_point_figures(run: Run, out_dir: Path, *, samples: np.ndarray | None 
     loss; a guidance sweep for a conditional run, whose points are coloured by class throughout)."""
     from .. import viz  # matplotlib is imported only when figures are drawn
 
-    records: list[StepRecord] = []
     sc = run.config.sample
     names = run.class_names or None
-    # The trajectory takes at least 60 steps of the run's sampler (as many as T allows) so the
-    # GIF shows the process rather than a handful of jumps.
-    steps = max(sc.steps, min(run.schedule.T, 60))
     n_gif = min(sc.n, 1000)
-    _, x_T = sample_points(run, n=n_gif, steps=steps, on_step=records.append, return_noise=True)
-    frames = records_to_frames(records, x_T, run)
+    frames, how = reverse_animation(run, n_gif, POINT_ANIMATION_STEPS)
     if samples is None:
         samples = sample_points(run)
     by_class = dict(labels=class_labels(run, len(samples)), data_labels=run.labels, class_names=names)
@@ -54,8 +68,8 @@ def render_point_figures(run: Run, out_dir: Path, *, samples: np.ndarray | None 
             units="normalised units" if run.config.data.normalize else "data units",
             note=_FORWARD_UNITS if run.config.data.normalize else None,
         ),
-        viz.save_trajectory_gif(frames, out_dir / "trajectory.gif", data=run.data, **frame_classes),
-        viz.plot_progression(frames, out_dir / "progression.png", data=run.data, **frame_classes),
+        viz.save_trajectory_gif(frames, out_dir / "trajectory.gif", data=run.data, note=how, **frame_classes),
+        viz.plot_progression(frames, out_dir / "progression.png", data=run.data, note=how, **frame_classes),
         viz.plot_schedule(run.schedule, out_dir / "schedule.png"),
     ]
     if run.num_classes:
@@ -95,9 +109,9 @@ def render_loss_by_noise(run: Run, path: Path) -> Path:
 
     schedule, cfg = run.schedule, run.config
     if schedule.is_chain:
-        lo, hi = float(schedule.log_snr[-1]), float(schedule.log_snr[1])
+        lo, hi = float(schedule.half_log_snr[-1]), float(schedule.half_log_snr[1])
     else:
-        lo, hi = (float(schedule.log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
+        lo, hi = (float(schedule.half_log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
     levels, batch = (IMAGE_NOISE_LEVELS, IMAGE_NOISE_LEVEL_BATCH) if run.is_image else (NOISE_LEVELS, NOISE_LEVEL_BATCH)
     lam = torch.linspace(hi, lo, levels, dtype=torch.float64)
     n = min(len(run.data), batch)
@@ -200,22 +214,18 @@ def render_image_figures(run: Run, out_dir: Path) -> list[Path]:
     names = run.class_names or None
     K = max(run.num_classes, 1)
     n_grid = GRID_PER_CLASS * K if run.num_classes else 64
-    records: list[StepRecord] = []
-    steps = max(sc.steps, min(run.schedule.T, 40))
-    _, x_T = sample_points(run, n=n_grid, steps=steps, on_step=records.append, return_noise=True)
-    frames = records_to_frames(records, x_T, run)
+    frames, how = reverse_animation(run, n_grid, IMAGE_ANIMATION_STEPS)
     labels = class_labels(run, n_grid)
     # The grid has GRID_PER_CLASS of every class (metrics' samples are a proportional mix).
     samples = sample_points(run, n=n_grid)
-    guidance = f", guidance {sc.guidance:g}" if run.num_classes else ""
-    title = f"{run.info.get('data', run.config.data.name)}: {sc.sampler}, {sc.steps} steps{guidance}"
+    title = f"{run.info.get('data', run.config.data.name)}: {default_words(run, n_grid)}".replace("; ", "\n")
     image = run.data[:1]
     s = run.config.schedule
     compare = {k: make_schedule(k, s.T, s.beta_start, s.beta_end, s.scale_with_T) for k in ("linear", "cosine")}
     written = [
         viz.plot_image_grid(samples, out_dir / "samples.png", labels=labels, class_names=names, title=title),
-        viz.save_grid_gif(frames, out_dir / "trajectory.gif", labels=labels, class_names=names, title="Reverse process: noise → images"),
-        viz.plot_image_progression(one_per_class(frames, labels), out_dir / "progression.png", max_images=K if run.num_classes else 8),
+        viz.save_grid_gif(frames, out_dir / "trajectory.gif", labels=labels, class_names=names, title="Reverse process: noise → images", note=how),
+        viz.plot_image_progression(one_per_class(frames, labels), out_dir / "progression.png", max_images=K if run.num_classes else 8, note=how),
         viz.plot_forward_strip(run.schedule, image, out_dir / "forward.png"),
         viz.plot_schedule_compare_images(compare, image, out_dir / "schedules-compared.png"),
         viz.plot_schedule(run.schedule, out_dir / "schedule.png"),
@@ -238,8 +248,12 @@ def one_per_class(frames, labels: np.ndarray | None):
     return [(t, x[idx]) for t, x in frames]
 
 
+def default_words(run: Run, n: int) -> str:
+    """How ``n`` samples with the run's [sample] defaults are drawn, in plan.describe_draw's words."""
+    return describe_draw(run, plan_from_options(run, n=n))
+
+
 def _sample_title(run: Run) -> str:
     sc = run.config.sample
     data = run.info.get("data", run.config.data.name)
-    guidance = f", guidance {sc.guidance:g}" if run.num_classes else ""
-    return f"{data}: {sc.sampler}, {sc.steps} steps{guidance}, n = {sc.n}"
+    return f"{data}, {sc.n} samples: {default_words(run, sc.n)}".replace("; ", "\n")

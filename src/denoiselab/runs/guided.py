@@ -37,6 +37,15 @@ OBSERVE_METHODS = ("replace", "dps", "universal")
 # the squared region violation.
 DEFAULT_OBSERVE_SCALE = 3.0
 DEFAULT_REGION_SCALE = 10.0
+# Each method of steering by known values, in the words every face uses.
+METHOD_WORDS = {"replace": "replacement (RePaint-style)", "dps": "DPS", "universal": "universal guidance"}
+
+
+def _method_words(method: str, scale: float | None) -> str:
+    """"DPS, scale 3", "replacement (RePaint-style)" (which has no scale)."""
+    if method == "replace":
+        return METHOD_WORDS[method]
+    return f"{METHOD_WORDS[method]}, scale {DEFAULT_OBSERVE_SCALE if scale is None else scale:g}"
 
 
 @dataclass
@@ -50,6 +59,43 @@ class GuidanceRequest:
     @property
     def active(self) -> bool:
         return self.classifier_scale is not None or bool(self.observe) or self.region is not None
+
+    @property
+    def steers_classes(self) -> bool:
+        """Classifier guidance steers the unconditional model, so no classifier-free scale applies."""
+        return self.classifier_scale is not None
+
+    def describe(self, classes: str = "") -> str:
+        """The guidance in words, its parts joined by "; ": "classifier guidance towards class
+        circle, scale 2", "observed x1 = 0.5 by DPS, scale 3", "region abs(x1) < 0.3 by loss
+        guidance, scale 10".  ``classes``: plan.describe_classes of the plan (the class a
+        classifier steers to).  plan.describe_draw puts it after the plan's own words."""
+        parts = []
+        if self.classifier_scale is not None:
+            towards = classes or "the class of each sample"
+            parts.append(f"classifier guidance towards {towards}, scale {self.classifier_scale:g}")
+        if self.observe:
+            values = ", ".join(f"x{i + 1} = {v:g}" for i, v in sorted(self.observe.items()))
+            parts.append(f"observed {values} by {_method_words(self.method, self.scale)}")
+        if self.region is not None:
+            text = self.region.strip() if isinstance(self.region, str) else getattr(self.region, "__name__", "a callable")
+            parts.append(f"region {text} by loss guidance, scale {DEFAULT_REGION_SCALE if self.scale is None else self.scale:g}")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class InpaintRequest:
+    """Completing an image where it is unknown: what is completed, and how (OBSERVE_METHODS)."""
+
+    image: str  # what is completed, in words: a file's name, "held-out image 3"
+    method: str = "replace"
+    scale: float | None = None  # dps and universal; None: DEFAULT_OBSERVE_SCALE
+    active = True
+    steers_classes = False
+
+    def describe(self, classes: str = "") -> str:
+        """"digit.png completed by replacement (RePaint-style)", "... by DPS, scale 3"."""
+        return f"{self.image} completed by {_method_words(self.method, self.scale)}"
 
 
 def parse_observations(texts: list[str]) -> dict[int, float]:
@@ -160,10 +206,7 @@ def guided_wrapper(run: Run, request: GuidanceRequest, seed: int, counts: Guidan
     if request.region is not None:
         if run.is_image:
             raise PlanError("region", "is an image run; a region is a set of points", of_run=True)
-        try:
-            region = region_from(request.region, run.dim)
-        except RegionError as exc:
-            raise PlanError("region", str(exc)) from None
+        region = request_region(run, request)
         mean = torch.as_tensor(run.normalization.mean, dtype=torch.float32, device=run.device)
         unit = float(run.normalization.scale)
         weight = DEFAULT_REGION_SCALE if request.scale is None else request.scale
@@ -180,6 +223,28 @@ def guided_wrapper(run: Run, request: GuidanceRequest, seed: int, counts: Guidan
         return model_fn
 
     return wrap, known
+
+
+def request_region(run: Run, request: GuidanceRequest):
+    """The request's region (regions.Region, data units), or None without one."""
+    if request.region is None:
+        return None
+    try:
+        return region_from(request.region, run.dim)
+    except RegionError as exc:
+        raise PlanError("region", str(exc)) from None
+
+
+def inside(region, points: np.ndarray) -> np.ndarray:
+    """Whether each of ``points`` (N, D, data units) lies in ``region``."""
+    return region.contains(torch.as_tensor(np.asarray(points, dtype=np.float64))).numpy()
+
+
+def describe_inside(run: Run, region, samples: np.ndarray) -> str:
+    """How many samples a region holds against the training data's share, e.g. "1399 of 2000
+    samples inside abs(x1) < 0.3 (70.0 %); the training data: 42.1 %"."""
+    held, share = int(inside(region, samples).sum()), float(inside(region, run.data).mean())
+    return f"{held} of {len(samples)} samples inside {region.text} ({100 * held / len(samples):.1f} %); the training data: {100 * share:.1f} %"
 
 
 def draw_guided(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts) -> Drawn:

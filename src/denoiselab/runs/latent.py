@@ -20,7 +20,7 @@ import torch
 from .. import files
 from ..latent import encode_images, measure_latent_scale, reconstruct, reconstruction_error
 from .evaluation import RunMetrics, evaluate_images, held_out_images, image_classifier
-from .figures import GRID_PER_CLASS, GUIDANCE_SWEEP, one_per_class, records_to_frames
+from .figures import GRID_PER_CLASS, GUIDANCE_SWEEP, IMAGE_ANIMATION_STEPS, default_words, one_per_class, reverse_animation
 from .load import Run
 from .sampling import class_labels, resolve_label, sample_points
 
@@ -160,15 +160,12 @@ def render_latent_figures(run: Run, out_dir) -> list:
         K = max(run.num_classes, 1)
         n_grid = GRID_PER_CLASS * K if run.num_classes else 64
         labels = class_labels(run, n_grid)
-        records: list = []
-        steps = max(sc.steps, min(run.schedule.T, 40))
-        _, x_T = sample_points(run, n=n_grid, steps=steps, on_step=records.append, return_noise=True)
-        frames = records_to_frames(records, x_T, run)
+        frames, how = reverse_animation(run, n_grid, IMAGE_ANIMATION_STEPS)
         guidance = f", guidance {sc.guidance:g}" if run.num_classes else ""
         z_samples = sample_points(run, n=len(held), label=held_labels if run.num_classes else None, decode=False)
         scatter[f"sampled by the latent model{guidance}"] = (z_samples, held_labels if run.num_classes else None)
         samples = sample_points(run, n=n_grid)
-        title = f"{data}, latent diffusion ({latent_shape} latent): {sc.sampler}, {sc.steps} steps{guidance}"
+        title = f"{data}, latent diffusion ({latent_shape} latent): {default_words(run, n_grid)}".replace("; ", "\n")
         m = run.folder.read_metrics() or {}
         fd = lambda key: f", Frechet {m[key]:.2f}" if m.get(key) is not None else ""  # noqa: E731
         floor = f" (floor {m['frechet_floor']:.2f})" if m.get("frechet_floor") is not None else ""
@@ -178,8 +175,8 @@ def render_latent_figures(run: Run, out_dir) -> list:
         written += [
             viz.plot_image_grid(samples, out_dir / "samples.png", labels=labels, class_names=names, title=title),
             viz.save_grid_gif(frames, out_dir / "trajectory.gif", labels=labels, class_names=names,
-                              title="Reverse process in latent space, each step decoded"),
-            viz.plot_image_progression(one_per_class(frames, labels), out_dir / "progression.png", max_images=K if run.num_classes else 8),
+                              title="Reverse process in latent space, each step decoded", note=how),
+            viz.plot_image_progression(one_per_class(frames, labels), out_dir / "progression.png", max_images=K if run.num_classes else 8, note=how),
             plot_ceiling(
                 {"held-out images": shown, f"autoencoder alone{fd('frechet_reconstruction')}": recon,
                  f"latent diffusion samples{fd('frechet')}": ceiling_samples},

@@ -30,6 +30,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -91,6 +92,42 @@ def class_labels(run: Run, n: int, label=None) -> np.ndarray | None:
     if label is None:
         return np.repeat(np.arange(run.num_classes), proportional_counts(run.class_weights, n))
     return np.full(n, resolve_label(run, label), dtype=np.int64)
+
+
+def describe_classes(run: Run, plan: SamplingPlan) -> str:
+    """The classes of a plan's samples in words: "class circle", "every class in proportion",
+    "one class given per sample"; "" for an unconditional run."""
+    if plan.labels is None:
+        return ""
+    if plan.label is not None:
+        return f"class {run.class_names[plan.label]}"
+    if np.array_equal(plan.labels, class_labels(run, plan.n)):
+        return "every class in proportion"
+    return "one class given per sample"
+
+
+class Guidance(Protocol):
+    """Gradient guidance as describe_draw reads it (runs/guided.py's requests)."""
+
+    active: bool  # whether it steers anything
+    steers_classes: bool  # classifier guidance: the model runs unconditional, no classifier-free scale
+
+    def describe(self, classes: str = "") -> str: ...
+
+
+def describe_draw(run: Run, plan: SamplingPlan, guidance: Guidance | None = None) -> str:
+    """What a draw is, in the one wording of the command line's line, a PNG's title and the
+    playground's reply: the plan (SamplingPlan.describe), the classes with their classifier-free
+    scale, and the gradient guidance, joined by "; ".  Under classifier guidance the model runs
+    unconditional (gradient_guidance.classifier_guidance), so no classifier-free scale is named."""
+    parts = [plan.describe()]
+    classes = describe_classes(run, plan)
+    active = guidance is not None and guidance.active
+    if classes and not (active and guidance.steers_classes):
+        parts.append(f"{classes}, classifier-free guidance {plan.guidance:g}")
+    if active:
+        parts.append(guidance.describe(classes))
+    return "; ".join(parts)
 
 
 def guidance_scale(run: Run, guidance: float | None) -> float | None:
@@ -262,10 +299,12 @@ class SamplingPlan:
         return self.grid in GRIDS
 
     def describe(self) -> str:
-        """The plan in the words every face uses (the CLI's line, a PNG's title, the playground's
-        reply): "heun, 5 steps, karras grid"."""
-        grid = f"tuned grid from {TUNED_GRIDS}" if self.tuned else f"{self.grid} grid"
-        return f"{self.sampler}, {self.steps} steps, {grid}"
+        """The sampler, its times and its own options in the words every face uses (the CLI's
+        line, a PNG's title, the playground's reply): "heun, 5 steps, karras grid, rho 7",
+        "ddim, 20 steps, trailing grid, eta 0".  ``describe_draw`` adds the classes and the guidance."""
+        grid = f"tuned grid from {TUNED_GRIDS}" if self.tuned else f"{self.grid} grid" + ("" if self.rho is None else f", rho {self.rho:g}")
+        own = "".join(f", {key} {value:g}" if isinstance(value, float) else f", {key} {value}" for key, value in self.options.items())
+        return f"{self.sampler}, {self.steps} steps, {grid}{own}"
 
     def with_seed(self, seed: int) -> SamplingPlan:
         return dataclasses.replace(self, seed=seed)

@@ -57,7 +57,7 @@ def _multistep(denoise: Denoiser, x_T, times, *, order, on_step):
         alpha_s, sigma_s = float(schedule.alpha_at(s)), float(schedule.sigma_at(s))
         ratio = sigma_s / sigma_t
         exp_neg_h = (sigma_s * alpha_t) / (alpha_s * sigma_t)
-        h = float(schedule.log_snr_at(s) - schedule.log_snr_at(t)) if s > 0 else math.inf
+        h = float(schedule.half_log_snr_at(s) - schedule.half_log_snr_at(t)) if s > 0 else math.inf
         # History is usable while its step sizes are finite (not across the flow path's t = 1).
         usable = 0
         while usable < len(h_hist) and math.isfinite(h_hist[usable]):
@@ -122,9 +122,9 @@ def sample_dpmpp_2s(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnS
             u = _intermediate_time(schedule, t, s)
             x_u = first_order_step(schedule, x, d.x0, t, u)
             x0_u = denoise(x_u, u).x0
-            lam_t = float(schedule.log_snr_at(t))
+            lam_t = float(schedule.half_log_snr_at(t))
             if math.isfinite(lam_t):  # Algorithm 1: D = (1 - 1 / (2 r1)) x0_t + 1 / (2 r1) x0_u
-                r1 = (float(schedule.log_snr_at(u)) - lam_t) / float(schedule.log_snr_at(s) - schedule.log_snr_at(t))
+                r1 = (float(schedule.half_log_snr_at(u)) - lam_t) / float(schedule.half_log_snr_at(s) - schedule.half_log_snr_at(t))
                 D = (1 - 1 / (2 * r1)) * d.x0 + (1 / (2 * r1)) * x0_u
             else:  # infinite h: the estimate at u is the best one of the step
                 D = x0_u
@@ -139,10 +139,10 @@ def _intermediate_time(schedule: Schedule, t: float, s: float) -> float:
     """2S's intermediate point: the midpoint of the step in lambda (r1 = 1/2), moved on a DDPM
     chain to the nearest grid step k / T strictly inside the step, where a network was trained;
     the midpoint in t where lambda_t = -inf (the flow path's t = 1)."""
-    lam_t = float(schedule.log_snr_at(t))
+    lam_t = float(schedule.half_log_snr_at(t))
     if not math.isfinite(lam_t):
         return 0.5 * (t + s)
-    u = float(schedule.time_at_log_snr(torch.tensor(0.5 * (lam_t + float(schedule.log_snr_at(s))), dtype=torch.float64)))
+    u = float(schedule.time_at_half_log_snr(torch.tensor(0.5 * (lam_t + float(schedule.half_log_snr_at(s))), dtype=torch.float64)))
     if schedule.is_chain:
         T = schedule.T
         k = min(max(round(u * T), round(s * T) + 1), round(t * T) - 1)

@@ -54,7 +54,7 @@ def step_grid(schedule: Schedule, steps: int, spacing: str = "trailing") -> torc
         else:  # numpy's linspace, so .5 ties round exactly as diffusers does
             ks = torch.from_numpy(np.linspace(0, T - 1, steps + 1).round()[:0:-1].copy()).long() + 1
     elif spacing == "logsnr":
-        lam = schedule.log_snr
+        lam = schedule.half_log_snr
         targets = torch.linspace(float(lam[T]), float(lam[1]), steps, dtype=torch.float64)
         # lambda decreases with k, so search on the reversed (increasing) array.
         ks = T - torch.searchsorted(lam[1:].flip(0).contiguous(), targets).clamp(max=T - 1)
@@ -93,9 +93,9 @@ def time_grid(schedule: Schedule, steps: int, kind: str = "trailing", *, rho: fl
         return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
     # logsnr / karras: spaced in lambda between the noisy end and t = 1 / T.
     t_lo = 1.0 / T
-    lam_lo = float(schedule.log_snr_at(t_lo))  # the clean end (large lambda)
-    lam_hi_t = 1.0 if math.isfinite(float(schedule.log_snr_at(1.0))) else 1.0 - t_lo
-    lam_hi = float(schedule.log_snr_at(lam_hi_t))  # the noisy end (small lambda)
+    lam_lo = float(schedule.half_log_snr_at(t_lo))  # the clean end (large lambda)
+    lam_hi_t = 1.0 if math.isfinite(float(schedule.half_log_snr_at(1.0))) else 1.0 - t_lo
+    lam_hi = float(schedule.half_log_snr_at(lam_hi_t))  # the noisy end (small lambda)
     if kind == "logsnr":
         lam = torch.linspace(lam_hi, lam_lo, steps, dtype=torch.float64)
     else:
@@ -106,7 +106,7 @@ def time_grid(schedule: Schedule, steps: int, kind: str = "trailing", *, rho: fl
         ramp = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
         sig = (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
         lam = -torch.log(sig)
-    ts = schedule.time_at_log_snr(lam)
+    ts = schedule.time_at_half_log_snr(lam)
     ts[0] = 1.0  # the noisy end is t = 1 exactly (the flow path's is moved there from 1 - 1/T)
     return check_grid(torch.cat([ts, torch.zeros(1, dtype=torch.float64)]), f"the {kind} grid")
 

@@ -75,7 +75,7 @@ def sample_unipc(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep
     schedule = denoise.schedule
     times = visited_times(times)
     n = len(times) - 1
-    lam = [float(schedule.log_snr_at(t)) if t > 0 else math.inf for t in times]
+    lam = [float(schedule.half_log_snr_at(t)) if t > 0 else math.inf for t in times]
     x = x_T
     hist: list[tuple[float, torch.Tensor]] = []  # (lambda, clean estimate) of earlier points, newest first
     last = None  # the previous predictor step: (its start x, its order, its D_i and r_i)

@@ -28,7 +28,7 @@ from fastapi import HTTPException
 from ..gradient_guidance import GuidanceCounts, paste_observed
 from ..prediction import resolve
 from ..runs import SamplingPlan
-from ..runs.guided import GuidanceRequest, guided_wrapper, held_out_image, inpaint_wrapper, observed_point
+from ..runs.guided import GuidanceRequest, InpaintRequest, guided_wrapper, held_out_image, inpaint_wrapper, observed_point
 from .request_models import GradientGuide
 
 
@@ -39,6 +39,7 @@ class GuidedSampling:
 
     guide: GradientGuide
     wrap: object
+    request: GuidanceRequest | InpaintRequest  # what the reply's description says (runs.plan.describe_draw)
     label: int | None = None
     known: tuple[torch.Tensor, torch.Tensor] | None = None  # (mask, values), one sample's shape, model units
     known_data: np.ndarray | None = None  # the known values in data units (the image, or the point)
@@ -166,15 +167,18 @@ def prepare(run, guide: GradientGuide, plan: SamplingPlan) -> GuidedSampling:
     is the classifier's class)."""
     counts = GuidanceCounts()
     if guide.classifier is not None:
-        wrap, _ = guided_wrapper(run, GuidanceRequest(classifier_scale=guide.classifier.scale), plan.seed, counts)
-        return GuidedSampling(guide, wrap, label=plan.label, counts=counts)
+        request = GuidanceRequest(classifier_scale=guide.classifier.scale)
+        wrap, _ = guided_wrapper(run, request, plan.seed, counts)
+        return GuidedSampling(guide, wrap, request, label=plan.label, counts=counts)
     if guide.inpaint is not None:
         spec = guide.inpaint
         image = held_out_image(run, spec.image)
         mask = known_mask(spec, image.shape[-2], image.shape[-1])
         wrap, known = inpaint_wrapper(run, image, mask, spec.method, spec.scale, plan.seed, counts)
-        return GuidedSampling(guide, wrap, known=known, known_data=image, counts=counts)
+        request = InpaintRequest(f"held-out image {spec.image}", spec.method, spec.scale)
+        return GuidedSampling(guide, wrap, request, known=known, known_data=image, counts=counts)
     spec = guide.observe
     observe = {int(k[1:]) - 1: v for k, v in spec.values.items()}
-    wrap, known = guided_wrapper(run, GuidanceRequest(observe=observe, method=spec.method, scale=spec.scale), plan.seed, counts)
-    return GuidedSampling(guide, wrap, known=known, known_data=observed_point(run, observe), counts=counts)
+    request = GuidanceRequest(observe=observe, method=spec.method, scale=spec.scale)
+    wrap, known = guided_wrapper(run, request, plan.seed, counts)
+    return GuidedSampling(guide, wrap, request, known=known, known_data=observed_point(run, observe), counts=counts)

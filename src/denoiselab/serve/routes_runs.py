@@ -32,7 +32,7 @@ def runs_router(state: ServeState) -> APIRouter:
             if job is not None and item.get("status") not in ("refused", "unreadable"):
                 item.update(status="training" if job["status"] != "finishing" else "finishing", step=job["step"], steps=job["steps"])
         items.sort(key=lambda r: -(r.get("modified") or 0))
-        return {"runs": items}
+        return {"runs": items, "default": default_run_name(items)}
 
     @router.get("/api/runs/{name}")
     def get_run(name: RunName):
@@ -68,9 +68,9 @@ def runs_router(state: ServeState) -> APIRouter:
     def default_run():
         """The run the reverse view needs: an existing usable one, the job training it, or a new job."""
         busy = jobs.busy_runs()
-        for item in sorted((runs.summary(n, busy) for n in runs.names()), key=lambda r: -(r.get("modified") or 0)):
-            if item.get("usable") and item.get("kind") == "points" and not item.get("busy"):
-                return {"run": item["name"], "job": None}
+        name = default_run_name([runs.summary(n, busy) for n in runs.names()], points_only=True)
+        if name is not None:
+            return {"run": name, "job": None}
         for job in jobs.list():
             if job["active"]:
                 return {"run": job["run"], "job": job}
@@ -78,6 +78,23 @@ def runs_router(state: ServeState) -> APIRouter:
         return {"run": name, "job": start_training(state, TrainRequest(), name)}
 
     return router
+
+
+def default_run_name(items: list[dict], *, points_only: bool = False) -> str | None:
+    """The run the Reverse and Playground views open with, among run summaries (RunStore.summary):
+    a usable run that no job is training; a complete run before one whose figures and metrics are
+    not yet made; a point run before an image run, and the default model's data (the 2D set the
+    tour speaks of) before other data; then the newest.  None when no run is usable
+    (``points_only``: no point run)."""
+    usable = [r for r in items if r.get("usable") and not r.get("busy") and (r.get("kind") == "points" or not points_only)]
+    if not usable:
+        return None
+    data = TrainRequest.model_fields["data"].default  # what /api/default-run trains
+
+    def rank(r: dict) -> tuple:
+        return (r.get("status") != "complete", r.get("kind") != "points", r.get("data") != data, -(r.get("modified") or 0))
+
+    return min(usable, key=rank)["name"]
 
 
 def _image_preview(folder: RunFolder, num_classes: int, class_names: list[str]) -> dict:

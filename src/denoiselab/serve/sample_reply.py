@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from ..runs import SamplingPlan, guided_model_fn
+from ..runs import SamplingPlan, describe_draw, guided_model_fn
 from ..runs.sampling import denoiser
 from .payloads import finite_or_none, frame_panel, panel
 
@@ -28,7 +28,7 @@ def build_reply(run, name: str, req, plan: SamplingPlan, x_T: torch.Tensor, reco
     is_image, T, schedule = run.is_image, run.schedule.T, run.schedule
     shown, noise_shown = _what_is_shown(run)
     times = plan.times.tolist()
-    snr_db = (20.0 * schedule.log_snr_at(times) / math.log(10.0)).tolist()  # 10 log10(alpha^2 / sigma^2)
+    snr_db = (20.0 * schedule.half_log_snr_at(times) / math.log(10.0)).tolist()  # 10 log10(alpha^2 / sigma^2)
     final = records[-1].x_next
     if guided is not None and guided.known is not None:
         # The known values are observed, not sampled: pasted into the final samples as every
@@ -44,7 +44,7 @@ def build_reply(run, name: str, req, plan: SamplingPlan, x_T: torch.Tensor, reco
         "seed": plan.seed,
         "spacing": plan.grid,
         "tuned_grid": plan.tuned,
-        "description": plan.describe(),
+        "description": describe_draw(run, plan, guided.request if guided is not None else None),
         "label": plan.label,
         "label_name": names[plan.label] if plan.label is not None and plan.label < len(names) else None,
         "guidance": req.guidance,
@@ -71,7 +71,8 @@ def build_reply(run, name: str, req, plan: SamplingPlan, x_T: torch.Tensor, reco
     if run.num_classes:
         out["class_names"] = names
         out["labels"] = [names[int(c)] for c in plan.labels]  # the class of each sample, by name
-        out["guidance_used"] = plan.guidance
+        # Classifier guidance steers the unconditional model: no classifier-free scale applies.
+        out["guidance_used"] = None if guided is not None and guided.request.steers_classes else plan.guidance
     if req.frames:
         out["frames"] = _frames(run, plan, records, final, snr_db, guided)
     return out

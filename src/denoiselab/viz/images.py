@@ -621,7 +621,7 @@ def plot_guidance_sweep(grids, path, *, labels=None, class_names=None, title=Non
 # --- reverse process: frames -------------------------------------------------------------------
 
 
-def _progression_figure(frames, *, times=None, count=8, max_images=MAX_PROGRESSION_ROWS):
+def _progression_figure(frames, *, times=None, count=8, max_images=MAX_PROGRESSION_ROWS, note=None):
     times, xs = unpack_frames(frames, as_images, what="images", times=times)
     count = _positive_int(count, "count")
     max_images = _positive_int(max_images, "max_images")
@@ -643,15 +643,17 @@ def _progression_figure(frames, *, times=None, count=8, max_images=MAX_PROGRESSI
     ax.xaxis.tick_top()
     ax.tick_params(axis="x", length=0, labelsize=9)
     more = f"\n(the first {n_img} of {len(xs[0])} images)" if n_img < len(xs[0]) else ""
+    more += f"\n{note}".replace("; ", "\n") if note else ""
     _arrange(fig, [[ax]], grid.shape[1] * k, grid.shape[0] * k, title=f"Reverse process: noise (left) → data (right){more}")
     return fig
 
 
-def plot_image_progression(frames, path, *, times=None, count: int = 8, max_images: int = MAX_PROGRESSION_ROWS) -> Path:
+def plot_image_progression(frames, path, *, times=None, count: int = 8, max_images: int = MAX_PROGRESSION_ROWS, note: str | None = None) -> Path:
     """A strip of the reverse process: one row per image (the first ``max_images``), ``count``
-    frames picked evenly from noise (left) to data (right), headed by t (or the step).
+    frames picked evenly from noise (left) to data (right), headed by t (or the step), titled
+    with ``note`` (e.g. how the frames were sampled; lines at "; ") under the title.
     ``frames`` is a list of (N, C, H, W) arrays from noise to data, or (t, images) pairs."""
-    return save_figure(_progression_figure(frames, times=times, count=count, max_images=max_images), path)
+    return save_figure(_progression_figure(frames, times=times, count=count, max_images=max_images, note=note), path)
 
 
 # --- reverse process: GIF ----------------------------------------------------------------------
@@ -674,21 +676,23 @@ def _grid_frames(tiles, levels, scale, *, rgb, header, captions, names, h) -> li
     label_w = max((probe.textlength(s, font=small) for s in names), default=0) + 10 if names else 0
     label_w = math.ceil(label_w)
     gh, gw = tiles[0].shape[0] * scale, tiles[0].shape[1] * scale
-    text_w = max([probe.textlength(header, font=font)] + [probe.textlength(c, font=small) for c in captions])
+    heads = header.split("\n")
+    text_w = max([probe.textlength(t, font=font) for t in heads] + [probe.textlength(c, font=small) for c in captions])
     width = int(max(m + label_w + gw + m, m + text_w + m))
-    top = m + 2 * line + 4
+    top = m + (len(heads) + 1) * line + 4
     height = top + gh + m
     x0 = m + label_w + max(0, (width - 2 * m - label_w - gw) // 2)
 
     base = Image.new("L", (width, height), 255)
     draw = ImageDraw.Draw(base)
-    draw.text((width / 2, m), header, fill=0, font=font, anchor="ma")
+    for j, text in enumerate(heads):
+        draw.text((width / 2, m + j * line), text, fill=0, font=font, anchor="ma")
     for name, yc in zip(names or [], _row_centres(len(names or []), h)):
         draw.text((x0 - 8, top + (yc + 0.5) * scale), name, fill=0, font=small, anchor="rm")
     images = []
     for tile, lv, cap in zip(tiles, levels, captions):
         im = base.copy()
-        ImageDraw.Draw(im).text((width / 2, m + line + 2), cap, fill=0, font=small, anchor="ma")
+        ImageDraw.Draw(im).text((width / 2, m + len(heads) * line + 2), cap, fill=0, font=small, anchor="ma")
         idx = lut[np.asarray(im)]
         q = gif.quantise_levels(tile, lv, rgb)
         idx[top : top + gh, x0 : x0 + gw] = np.repeat(np.repeat(q, scale, axis=0), scale, axis=1)
@@ -709,13 +713,15 @@ def save_grid_gif(
     fps: float = 8,
     hold_last: int = 16,
     title: str | None = None,
+    note: str | None = None,
 ) -> Path:
     """The reverse process of a grid of images as an animated GIF, one image per frame.
 
     ``frames``: a list of (N, C, H, W) arrays from noise to data (or (t, images) pairs);
     ``times``: t per frame.  Each frame shows the grid (laid out as plot_image_grid: one row per
-    class with ``labels``) under "step i/n   t = 0.61".  The GIF has ``len(frames)`` images;
-    the last is shown for ``1 + hold_last`` frame durations.
+    class with ``labels``) under ``title``, ``note`` (e.g. how the frames were sampled; lines at
+    "; ") and "step i/n   t = 0.61".  The GIF has ``len(frames)`` images; the last is shown for
+    ``1 + hold_last`` frame durations.
 
     Size: the grid is scaled up by an integer factor (nearest neighbour, so pixels stay
     squares) to about GIF_TARGET_PX pixels, lowered until the file fits GIF_BUDGET bytes; grey
@@ -740,7 +746,7 @@ def save_grid_gif(
         if times is not None:
             cap += f"   t = {times[i]:.2f}"
         captions.append(cap)
-    header = title or "Reverse process: noise → data"
+    header = (title or "Reverse process: noise → data") + (f"\n{note}".replace("; ", "\n") if note else "")
 
     long_side = max(tiles[0].shape[:2])
     scale = int(np.clip(GIF_TARGET_PX // long_side, 1, GIF_MAX_SCALE))

@@ -112,7 +112,36 @@ def _outside_note(ax, x, limits, *, fontsize=8):
 # --- data vs samples ---------------------------------------------------------------------------
 
 
-def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None, class_names=None, units=None):
+# The outline of a guidance region and the line of an observed coordinate: black, dashed, drawn
+# over both panels (the data's share inside against the samples').
+GUIDE_COLOR = "black"
+
+
+def _draw_region(ax, inside, limits, dim: int, label: str | None, *, resolution: int = 400) -> None:
+    """The boundary of a region: 2D, the 0.5 contour of its indicator on a grid over the axes;
+    1D, its inside intervals shaded."""
+    xs = np.linspace(limits[0, 0], limits[0, 1], resolution)
+    if dim == 1:
+        mask = np.asarray(inside(xs[:, None]), dtype=bool)
+        ax.fill_between(xs, 0, 1, where=mask, transform=ax.get_xaxis_transform(), color="0.5", alpha=0.15, lw=0, label=label)
+        return
+    ys = np.linspace(limits[1, 0], limits[1, 1], resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    mask = np.asarray(inside(np.stack([gx.ravel(), gy.ravel()], axis=1)), dtype=float).reshape(gx.shape)
+    if mask.min() == mask.max():  # the region holds all or none of the axes: no boundary to draw
+        return
+    ax.contour(gx, gy, mask, levels=[0.5], colors=GUIDE_COLOR, linewidths=1.2, linestyles="--")
+    ax.plot([], [], "--", color=GUIDE_COLOR, lw=1.2, label=label)  # the contour's legend entry
+
+
+def _draw_observed(ax, observed: dict[int, float]) -> None:
+    """Observed coordinates of 2D points: x1 = a as a vertical line, x2 = b as a horizontal one."""
+    for i, value in sorted(observed.items()):
+        line = ax.axvline if i == 0 else ax.axhline
+        line(value, color=GUIDE_COLOR, lw=1.0, ls=":", label=f"observed x{i + 1} = {value:g}")
+
+
+def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None, class_names=None, units=None, region=None, region_label=None, observed=None):
     data, samples = as_points(data, "data"), as_points(samples, "samples")
     dim = same_dim(data, samples, names=("data", "samples"))
     labels = as_labels(labels, len(samples), "labels")
@@ -120,7 +149,7 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None,
     limits = style.fit_aspect(compute_limits(data, samples))
     head = title or "Training data vs generated samples"
 
-    if dim == 1 and labels is None and data_labels is None:
+    if dim == 1 and labels is None and data_labels is None and region is None:
         fig = new_figure((7.0, 4.2), layout="constrained")
         ax = fig.subplots()
         edges = hist_edges(limits)
@@ -153,8 +182,13 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None,
             _scatter(ax, x, color, name, labels=lab, seed=i, class_names=class_names)
         else:
             top = max(top, _hist(ax, x, edges, color, name, labels=lab, class_names=class_names))
-        ax.set_title(f"{name} ({_n_note(x)})", fontsize=11)
+        share = "" if region is None else f"\n{100 * np.mean(region(x)):.1f} % inside the region"
+        ax.set_title(f"{name} ({_n_note(x)}){share}", fontsize=11)
         label_axes(ax, dim, left=i == 0, units=units)
+        if region is not None:
+            _draw_region(ax, region, limits, dim, region_label)
+        if observed and dim == 2:
+            _draw_observed(ax, observed)
         _legend(ax, loc="upper right")
         _outside_note(ax, x, limits)
     for ax in axes:
@@ -163,15 +197,25 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None,
     return fig
 
 
-def plot_samples(data, samples, path, *, title=None, labels=None, data_labels=None, class_names=None, units=None) -> Path:
+def plot_samples(
+    data, samples, path, *, title=None, labels=None, data_labels=None, class_names=None, units=None, region=None, region_label=None, observed=None
+) -> Path:
     """Training data beside generated samples, on the same axes limits.
 
     2D: two scatter panels (data blue, samples orange).  1D: overlaid density histograms in
     one panel.  ``labels`` / ``data_labels`` (integer class per point) colour points by class,
     with a legend of ``class_names`` (or "class k"; 1D then uses two panels as well).
     ``units`` (e.g. "data units") is appended to the coordinate axis labels.
+
+    Guided samples: ``region`` (points (M, D) -> M booleans, inside) is outlined on both panels
+    (2D: a dashed boundary; 1D: its intervals shaded), named ``region_label`` in the legend;
+    ``observed`` ({0-based coordinate: value}) draws each observed coordinate of 2D points as
+    a dotted line.  Both panels are then drawn side by side in 1D too.
     """
-    figure = _samples_figure(data, samples, title=title, labels=labels, data_labels=data_labels, class_names=class_names, units=units)
+    figure = _samples_figure(
+        data, samples, title=title, labels=labels, data_labels=data_labels, class_names=class_names, units=units,
+        region=region, region_label=region_label, observed=observed,
+    )  # fmt: skip
     return save_figure(figure, path)
 
 
@@ -236,7 +280,8 @@ def _forward_figure(schedule: Schedule, data, *, ks=None, seed=0, units=None, no
             detail = f"ᾱ = {_fmt_fraction(ab)}"
         else:  # the flow path is not variance preserving: show both coefficients
             detail = f"α = {float(schedule.alphas[k]):.2f}, σ = {float(schedule.sigmas[k]):.2f}"
-        ax.set_title(f"k = {k}  (t = k/T = {k / T:.2f})\nSNR = {snr},  {detail}", fontsize=10)
+        # Three short lines: side by side, "SNR = ..., alpha = ..., sigma = ..." ran into the next title.
+        ax.set_title(f"k = {k}  (t = k/T = {k / T:.2f})\nSNR = {snr}\n{detail}", fontsize=10)
         if dim == 2:
             _scatter(ax, x, DATA_COLOR, None)
         else:
@@ -309,7 +354,7 @@ def _uneven_times_note(times: list[float], picks: list[int], steps: int) -> str:
     )
 
 
-def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_names=None):
+def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_names=None, note=None):
     ts, xs, labels, data, dim = _check_trajectory(frames, labels, data)
     picks = pick_frames(len(xs), n_panels)
     limits = style.fit_aspect(compute_limits(xs[-1], data))
@@ -338,8 +383,8 @@ def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_nam
                 ax.stairs(d, edges, fill=True, color=DATA_COLOR, alpha=0.2, lw=0, label="training data")
                 top = max(top, d.max(initial=0.0))
             top = max(top, _hist(ax, x, edges, SAMPLE_COLOR, "generated (reverse process)", labels=labels, class_names=class_names))
-        note = " (noise)" if j == 0 and n > 1 else " (result)" if j == n - 1 and n > 1 else ""
-        ax.set_title(_t_label(ts[i]) + note, fontsize=10)
+        end = " (noise)" if j == 0 and n > 1 else " (result)" if j == n - 1 and n > 1 else ""
+        ax.set_title(_t_label(ts[i]) + end, fontsize=10)
         ax.tick_params(labelsize=8)
         label_axes(ax, dim, left=j == 0)
         _outside_note(ax, x, limits, fontsize=7)
@@ -353,20 +398,23 @@ def _progression_figure(frames, *, data=None, n_panels=8, labels=None, class_nam
         head += _uneven_times_note([ts[i] for i in picks], picks, len(xs) - 1)
     else:
         head = f"Reverse process: generated samples (t = {ts[-1]:.2f})"
+    if note:
+        head += f"\n{note}".replace("; ", "\n")
     head = fig.suptitle(head, fontsize=12)
     style.widen_to_fit(fig, head, leg)
     return fig
 
 
-def plot_progression(frames: Frames, path, *, data=None, n_panels: int = 8, labels=None, class_names=None) -> Path:
+def plot_progression(frames: Frames, path, *, data=None, n_panels: int = 8, labels=None, class_names=None, note: str | None = None) -> Path:
     """A strip of ``n_panels`` reverse-process snapshots, noise (left) to samples (right).
 
     ``frames`` is [(t, points)] from noise (t = 1) to data (t = 0), e.g. frames_from_records;
     panels are picked evenly (first and last always), share limits fitted to the last frame
     and ``data`` (drawn faintly behind, if given).  ``labels`` (the class each trajectory
-    was sampled for) colour the points by class.
+    was sampled for) colour the points by class.  ``note`` (e.g. how the frames were sampled;
+    lines at "; ") goes under the title.
     """
-    figure = _progression_figure(frames, data=data, n_panels=n_panels, labels=labels, class_names=class_names)
+    figure = _progression_figure(frames, data=data, n_panels=n_panels, labels=labels, class_names=class_names, note=note)
     return save_figure(figure, path)
 
 
@@ -392,7 +440,7 @@ def _check_trajectory(frames, labels, data):
 
 
 def save_trajectory_gif(
-    frames: Frames, path, *, data=None, fps: int = 12, hold_last: int = 12, labels=None, class_names=None
+    frames: Frames, path, *, data=None, fps: int = 12, hold_last: int = 12, labels=None, class_names=None, note: str | None = None
 ) -> Path:
     """An animated GIF of the reverse process: one image per frame, the last held longer.
 
@@ -400,11 +448,13 @@ def save_trajectory_gif(
     drawn faintly behind.  The GIF has ``len(frames)`` images; the last one is shown for
     ``1 + hold_last`` frame durations (GIF merges identical frames, so holding is a duration).
     ``labels`` (the class each trajectory was sampled for) colour the points by class.
+    ``note`` (e.g. how the frames were sampled; lines at "; ") goes under the title.
     """
     ts, xs, labels, data, dim = _check_trajectory(frames, labels, data)
     durations = gif.frame_durations(len(xs), fps, hold_last)
     limits = style.fit_aspect(compute_limits(xs[-1], data))
-    images = _trajectory_images(ts, xs, limits, dim=dim, data=data, labels=labels, class_names=class_names)
+    head = "Reverse process: noise → data" + (f"\n{note}".replace("; ", "\n") if note else "")
+    images = _trajectory_images(ts, xs, limits, dim=dim, data=data, labels=labels, class_names=class_names, head=head)
     keys = ["#ffffff", "#000000", DATA_COLOR, SAMPLE_COLOR]
     if labels is not None:
         keys += [style.class_color(k) for k in np.unique(labels)]
@@ -474,7 +524,7 @@ def _moving_density(ax, xs, limits, *, data, labels, class_names):
     return [fill, line], update
 
 
-def _trajectory_images(ts, xs, limits, *, dim, data, labels, class_names) -> list[np.ndarray]:
+def _trajectory_images(ts, xs, limits, *, dim, data, labels, class_names, head) -> list[np.ndarray]:
     """One (H, W, 3) uint8 picture per frame, all of one size, titled with the step and t."""
     fig, ax, ax_size, title, note = _trajectory_axes(limits, dim)
     draw_moving = _moving_points if dim == 2 else _moving_density
@@ -484,14 +534,14 @@ def _trajectory_images(ts, xs, limits, *, dim, data, labels, class_names) -> lis
     # "0.00012" or "−1500" differ in width from data set to data set): nothing is clipped in
     # any frame, and every frame has this one size.
     n_steps = len(xs) - 1
-    title.set_text(f"Reverse process: noise → data\nstep {n_steps}/{n_steps},  t = {min(ts):.2f}")
+    title.set_text(f"{head}\nstep {n_steps}/{n_steps},  t = {min(ts):.2f}")
     _fit_around_axes(fig, ax, *ax_size)
-    images = _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits)
+    images = _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits, head)
     fig.clear()
     return images
 
 
-def _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits) -> list[np.ndarray]:
+def _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits, head) -> list[np.ndarray]:
     """Draw every frame by blitting: what stays (axes, ticks, training data) is drawn once; each
     frame restores that picture and draws only what changes (``moving``, the title, the note),
     then what must stay on top of it (spines, legend), in the order of a full draw, so each
@@ -513,7 +563,7 @@ def _blit_frames(fig, ax, moving, update, title, note, ts, xs, limits) -> list[n
     for i, (t, x) in enumerate(zip(ts, xs)):
         update(x)
         what = "noise" if i == 0 else "result" if i == n_steps else f"step {i}/{n_steps}"
-        title.set_text(f"Reverse process: noise → data\n{what},  t = {t:.2f}")
+        title.set_text(f"{head}\n{what},  t = {t:.2f}")
         text = style.hidden_points_note(x, limits)
         note.set_text(text)
         note.set_visible(bool(text))

@@ -1,7 +1,7 @@
 /* The page's state and its calls to the server's JSON API (app.py and its routers). */
 
 export const $ = (id) => document.getElementById(id);
-export const state = { info: null, runs: [], view: "forward", fwd: {}, sch: {}, rev: {}, pg: {}, tr: {} };
+export const state = { info: null, runs: [], defaultRun: null, view: "forward", fwd: {}, sch: {}, rev: {}, pg: {}, tr: {} };
 window.playground = state; // for the browser tests and the curious
 
 /* Float16 -> float32 for every 16-bit pattern, built on first use (256 kB). */

@@ -3,7 +3,7 @@
  * held-out images where a box drawn on it says unknown; and the panel of the guidance term,
  * eps_guided - eps_unguided, beside the predicted noise. */
 
-import { $ } from "./api.js";
+import { $, state } from "./api.js";
 import { fieldValue, fillSelect } from "./controls.js";
 import { BOX, COLORS, drawPanel } from "./plot.js";
 
@@ -57,9 +57,10 @@ export const Guidance = {
     for (const el of document.querySelectorAll("#view-reverse .guide-classifier")) el.hidden = kind !== "classifier";
     for (const el of document.querySelectorAll("#view-reverse .guide-inpaint")) el.hidden = kind !== "inpaint";
     if (kind === "inpaint") this.drawMask();
-    // Classifier guidance steers the unconditional model to its own class: the Class box is not used then.
-    $("rev-label").disabled = kind === "classifier";
-    $("rev-label").title = kind === "classifier" ? "not used: classifier guidance samples every image towards its own class" : "";
+    // Classifier guidance steers the unconditional model towards the class chosen beside it: the
+    // Class and (classifier-free) Guidance boxes do not apply then, so they are not shown.
+    const detail = state.rev.detail, cond = !!detail && detail.num_classes > 0;
+    for (const el of document.querySelectorAll("#view-reverse .cond")) el.hidden = !cond || kind === "classifier";
   },
   half(which) {
     const [H, W] = this.size();
@@ -104,7 +105,7 @@ export const Guidance = {
     $("rev-guide-fig").hidden = !g;
     $("rev-panels").classList.toggle("five", !!g);
     $("rev-eps-caption").textContent = g ? "the guided predicted noise ε̂ (network + guidance)" : "the network's predicted noise ε̂";
-    if (!g) return;
+    if (!g) { $("rev-guide-counts").textContent = ""; return; } // nothing of an earlier guided run stays
     // One gain for the whole timeline (so steps compare), from the 99th percentile of |term|:
     // a few extreme values saturate instead of turning the rest grey.
     const mags = [];

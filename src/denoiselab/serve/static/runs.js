@@ -22,11 +22,12 @@ export const Runs = {
     try {
       const res = await api("/api/runs");
       state.runs = res.runs;
+      state.defaultRun = res.default; // the server's choice (routes_runs.default_run_name): complete, 2D points, the newest
     } catch (err) { showError("tr-error", err); }
     const usable = state.runs.filter((r) => r.usable);
     const items = usable.map((r) => ({ value: r.name, label: `${r.name} (${r.data}${r.kind === "image" ? " · " + imageSize(r.shape) + " images" : ""}${r.latent_shape ? " from a " + r.latent_shape.join("×") + " latent" : ""}, ${runState(r)})` }));
     for (const id of ["rev-run", "pg-run"]) {
-      const sel = $(id), before = sel.value;
+      const sel = $(id), before = sel.value || state.defaultRun; // a run chosen stays chosen
       fillSelect(sel, items.length ? items : [{ value: "", label: "no trained model yet", disabled: true }], before);
     }
     for (const fn of this.listeners) fn(state.runs);

@@ -4,7 +4,7 @@
  * outlines the part of the page it talks about.  No external library: a card and a CSS outline. */
 
 import { $, state } from "./api.js";
-import { Runs } from "./runs.js";
+import { Runs, runState } from "./runs.js";
 import { showView } from "./tabs.js";
 
 function setSlider(id, fraction) {
@@ -13,10 +13,32 @@ function setSlider(id, fraction) {
   el.dispatchEvent(new Event("input"));
 }
 
+/** The Forward view's data in words: what its x₀ panel shows. */
+function forwardData() {
+  const option = $("fwd-data").selectedOptions[0];
+  if (!option) return "a data set";
+  if (state.fwd.kind === "image") {
+    const size = (option.parentElement.label.match(/\((.*)\)/) || ["", "small"])[1];
+    return `${size} images of “${option.textContent.replace(" (image)", "")}”, each pixel one number`;
+  }
+  return `the 2D point set “${option.textContent}”, in the units the model sees`;
+}
+
+/** The class-conditional run to recommend: a complete one before one still being finished, 2D points before images. */
+function conditionalRun(runs) {
+  const rank = (r) => [r.status === "complete" ? 0 : 1, r.kind === "points" ? 0 : 1];
+  const cond = runs.filter((r) => r.num_classes > 0);
+  cond.sort((a, b) => { const [p, q] = [rank(a), rank(b)]; return p[0] - q[0] || p[1] - q[1]; });
+  return cond[0];
+}
+
 export const STEPS = [
   { view: "forward", target: "#fwd-x0, #fwd-eps", title: "1. Data and noise",
-    text: "Every diffusion model starts from two things: clean data x₀ (here a 2D point set, in the units the model sees) and Gaussian noise ε ~ N(0, I), one draw of the same shape. The two small panels show them.",
-    enter: () => setSlider("fwd-t", 0) },
+    text: "", // set by enter(): the data the view shows
+    enter: (step) => {
+      setSlider("fwd-t", 0);
+      step.body = `Every diffusion model starts from two things: clean data x₀ (here ${forwardData()}) and Gaussian noise ε ~ N(0, I), one draw of the same shape. The two small panels show them.`;
+    } },
   { view: "forward", target: ".readouts, #fwd-canvas", title: "2. The forward process",
     text: "Noising mixes the two in one line: x_t = α_t x₀ + σ_t ε. The tour has moved the slider to the middle: read the SNR and the signal share, then drag the slider to t = 1 and watch the data dissolve into noise. Press ▶ Play to animate it.",
     enter: () => setSlider("fwd-t", 0.5) },
@@ -30,10 +52,9 @@ export const STEPS = [
   { view: "reverse", target: "#rev-run", title: "6. Guided generation",
     text: "", // set by enter(): it depends on whether a class-conditional model exists
     enter: async (step) => {
-      const runs = await Runs.refresh();
-      const cond = runs.find((r) => r.num_classes > 0 && r.kind === "points") || runs.find((r) => r.num_classes > 0);
+      const cond = conditionalRun(await Runs.refresh());
       if (cond) {
-        step.body = `A class-conditional model takes a class as well. "${cond.name}" is one: choose it in Model, pick a Class and a Guidance w (1: the plain conditional model, larger: more typical, less varied samples), and run the reverse process.`;
+        step.body = `A class-conditional model takes a class as well. "${cond.name}" (${runState(cond)}) is one: choose it in Model, pick a Class and a Guidance w (1: the plain conditional model, larger: more typical, less varied samples), and run the reverse process.`;
         step.target = "#rev-run, #view-reverse .cond";
       } else {
         step.body = "A class-conditional model takes a class as well, and guidance w trades variety for typical samples. There is none on this machine yet: train one in the Train view (choose a “spiral + circle” data set), then come back here and pick a Class and a Guidance.";
@@ -71,12 +92,15 @@ export const Tour = {
     $("tour-back").disabled = i === 0;
     $("tour-next").textContent = i === STEPS.length - 1 ? "Finish" : "Next →";
     $("tour").hidden = false;
+    document.body.classList.add("touring"); // style.css: the page keeps clear of the card
+    document.body.style.setProperty("--tour-h", `${$("tour").offsetHeight}px`);
     state.tour = i;
   },
   close() {
     this.index = -1;
     state.tour = null;
     $("tour").hidden = true;
+    document.body.classList.remove("touring");
     for (const el of document.querySelectorAll(".tour-target")) el.classList.remove("tour-target");
   },
 };

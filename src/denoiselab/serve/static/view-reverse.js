@@ -8,7 +8,7 @@ import { BOX, COLORS, drawPanel, lineChart } from "./plot.js";
 import { DefaultRun } from "./runs.js";
 import { stepNote, zoomExtent } from "./reverse-notes.js";
 import { Guidance } from "./reverse-guidance.js";
-import { drawGridTimeline, gridChoices, gridRequest, gridText } from "./timeline.js";
+import { drawGridTimeline, gridChoices, gridRequest } from "./timeline.js";
 
 export const Reverse = {
   frame: 0,
@@ -40,9 +40,7 @@ export const Reverse = {
         $("rev-steps").value = Math.min(250, detail.sample.steps);
       }
       fillSelect($("rev-grid"), gridChoices(state.info.spacings, detail), "");
-      const cond = detail.num_classes > 0;
-      for (const el of document.querySelectorAll("#view-reverse .cond")) el.hidden = !cond;
-      if (cond) {
+      if (detail.num_classes > 0) {
         fillSelect($("rev-label"), [{ value: "", label: "all classes (mixed)" }].concat(detail.class_names.map((c, i) => ({ value: String(i), label: c }))));
         if (detail.sample && detail.sample.guidance !== undefined) $("rev-guidance").value = detail.sample.guidance;
       }
@@ -66,12 +64,14 @@ export const Reverse = {
     if (!state.rev.detail || state.rev.detail.name !== name) await this.selectRun(name);
     const detail = state.rev.detail;
     const steps = fieldValue("rev-steps"), n = fieldValue("rev-n"), seed = fieldValue("rev-seed");
-    const guidance = detail && detail.num_classes > 0 ? fieldValue("rev-guidance") : 0;
     const guide = detail ? Guidance.block(detail) : null;
+    // Classes and classifier-free guidance, unless classifier guidance chooses the class (the Class and Guidance boxes are hidden then).
+    const classes = detail && detail.num_classes > 0 && !(guide && guide.classifier);
+    const guidance = classes ? fieldValue("rev-guidance") : 0;
     if (steps === null || n === null || seed === null || guidance === null || guide === undefined) return; // said beside the field
     const body = { sampler: $("rev-sampler").value, steps, n, seed, frames: true, ...gridRequest($("rev-grid").value) };
-    if (detail && detail.num_classes > 0) {
-      if ($("rev-label").value !== "" && !(guide && guide.classifier)) body.label = detail.class_names[+$("rev-label").value]; // by name
+    if (classes) {
+      if ($("rev-label").value !== "") body.label = detail.class_names[+$("rev-label").value]; // by name
       body.guidance = guidance;
     }
     if (guide) body.gradient_guidance = guide;
@@ -99,13 +99,12 @@ export const Reverse = {
       if (res.latent) $("rev-eps-caption").textContent = `the predicted latent noise ε̂ (${res.latent.shape.join(" × ")}; channels side by side)`;
       $("rev-model-note").textContent = res.explanation;
       const what = res.kind === "image" ? `${res.n} images` : `${res.n} points`;
-      const cls = res.label_name !== null && res.label_name !== undefined ? `, class ${res.label_name}` : res.labels ? ", every class" : "";
-      const guided = res.guidance_used !== undefined ? `, guidance ${res.guidance_used}` : "";
       showError("rev-error", null);
       this.show(0);
       // The wait the learner had (request, sampling, reply, decoding, drawing), and the sampling part of it.
+      // What was sampled in the server's own words (the command line's and the figures' too).
       const waited = (performance.now() - asked) / 1000;
-      $("rev-status").textContent = `${res.sampler}, ${res.steps} steps on the ${gridText(res)}, ${what}${cls}${guided}, seed ${res.seed}: ready in ${waited.toFixed(2)} s ` +
+      $("rev-status").textContent = `${res.description}; ${what}, seed ${res.seed}: ready in ${waited.toFixed(2)} s ` +
         `(sampling ${res.seconds.toFixed(2)} s on the server; the rest is sending ${res.frames.length} steps × 4 panels and drawing). Scrub the timeline or press Play.`;
     } catch (err) {
       if (!fieldError("rev", err)) showError("rev-error", err);
