@@ -363,6 +363,7 @@ def cmd_evaluate(args) -> int:
     run = _load_for_use(args.run)
     with _flag_errors(run):
         if run.is_autoencoder:  # it samples nothing: its reconstructions are measured
+            _refuse_sampling_options(args, f"{run.path} is an autoencoder: evaluate measures its reconstructions and samples nothing")
             metrics, _ = evaluate_run(run, repeats=args.repeats, seed=args.seed, n=args.n, label=args.label)
             what, words = {}, "reconstructions of its held-out images"
         else:
@@ -380,9 +381,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _refuse_sampling_options(args, why: str) -> None:
+    """A sampling option given where nothing is sampled is refused, not ignored."""
+    for name, flag in (("sampler", "--sampler"), ("steps", "--steps"), ("grid", "--grid"), ("spacing", "--spacing"), ("rho", "--rho"),
+                       ("eta", "--eta"), ("variance", "--variance"), ("guidance", "--guidance")):  # fmt: skip
+        if getattr(args, name, None) is not None:
+            raise UsageError(f"{flag}: {why}")
+
+
 def cmd_train_classifier(args) -> int:
     from .classifiers import ClassifierError, ClassifierSettings
-    from .training import TrainingInterrupted, train_classifier
+    from .training import TrainingInterrupted, check_classifiable, train_classifier
 
     folder = RunFolder(args.run)
     run_dir = folder.path
@@ -392,8 +401,9 @@ def cmd_train_classifier(args) -> int:
     if "lr" in given and not given["lr"] > 0:
         raise UsageError(f"--lr: must be > 0, got {given['lr']:g}")
     settings = ClassifierSettings(**given) if given or not args.resume else None
-    print(f"training the classifier of {run_dir}")
     try:
+        check_classifiable(folder)  # before anything is printed, trained or written
+        print(f"training the classifier of {run_dir}")
         train_classifier(run_dir, settings, resume=args.resume, threads=args.threads or 0, progress=not args.no_progress)
     except ClassifierError as exc:
         raise UsageError(str(exc)) from None
@@ -407,7 +417,7 @@ def cmd_train_classifier(args) -> int:
 def cmd_inpaint(args) -> int:
     from .gradient_guidance import GuidanceCounts
     from .runs import plan_sampling
-    from .runs.guided import inpaint, parse_mask
+    from .runs.guided import check_inpaintable, inpaint, parse_mask
     from .viz.guidance import plot_inpainting
 
     out = Path(args.out)
@@ -420,6 +430,7 @@ def cmd_inpaint(args) -> int:
     with _flag_errors(run):
         # The run's named grid: a tuned grid was tuned without the known pixels' guidance.
         plan = plan_sampling(run, sampler=args.sampler, steps=args.steps, seed=args.seed, n=args.n, tuned=False)
+        check_inpaintable(run)  # before the image is read: a latent run's channels are its latents'
         channels, height, width = run.sample_shape
         image = _read_image(Path(args.image), channels, height, width)
         mask = parse_mask(args.mask, height, width)
@@ -454,12 +465,14 @@ def _read_image(path: Path, channels: int, height: int, width: int) -> np.ndarra
 def cmd_tune_steps(args) -> int:
     import torch
 
-    from .runs import class_labels, guided_model_fn
+    from .runs import check_samples, class_labels, guided_model_fn
     from .samplers import GRIDS as NAMED
     from .samplers import Denoiser, parse_grid
     from .tuning import START_GRIDS, TuningError, steps_for, tune_grid
 
     run = _load_for_use(args.run)
+    with _flag_errors(run):
+        check_samples(run)
     sampler = args.sampler or run.config.sample.sampler
     try:
         steps_for(sampler, args.nfe)
