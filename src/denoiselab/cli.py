@@ -195,7 +195,7 @@ def cmd_train(args) -> int:
         not_train = [item for item in args.set if not item.strip().startswith("train.")]
         if not_train:
             raise UsageError(f"--set {not_train[0]}: only train.* keys can change when resuming (the model and data are fixed)")
-        cfg = load_config(str(folder.config_path), args.set)
+        cfg = load_config(str(folder.config_path), args.set, resolved=True)
         try:
             info = folder.read_info()
             folder.read_data()
