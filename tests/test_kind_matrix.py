@@ -10,6 +10,7 @@ conditional run with a trained classifier, and a flow run.  Which pairs work is 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -125,6 +126,8 @@ def test_every_command_on_every_kind_works_or_is_refused_in_one_line(runs_dir, k
     assert "Traceback" not in err, err
     if kind in works:
         assert rc == 0, err
+        if command == "evaluate":  # its progress bar on stderr ends full: every unit of work was counted
+            assert re.search(r"evaluate: 100%.* (\d+)/\1 ", err), err
         return
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith(f"denoiselab {argv[0]}: error: "), err

@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(p)
     p.add_argument("--repeats", type=_positive_int, default=8, help="sample sets (seeds seed, seed + 1, ...) averaged per metric (default 8)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
 
     p = sub.add_parser("plot", help="redraw every figure of a run")
     p.add_argument("run", metavar="RUN_DIR")
@@ -357,6 +358,35 @@ def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list
             fh.write(",".join(cells) + "\n")
 
 
+@contextmanager
+def _progress_bar(enabled: bool, desc: str):
+    """A progress(done, total, now) callback drawn as a bar on stderr (None when not ``enabled``);
+    as train's, redrawn at most every 10 s where stderr is not a terminal (a log file)."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bars = []  # made at the first report, which knows the total
+
+    def progress(done: int, total: int, now: str) -> None:
+        if not bars:
+            bars.append(tqdm(
+                total=total, desc=desc, postfix=now, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
+            ))  # fmt: skip
+        bar = bars[0]
+        bar.total = total
+        bar.set_postfix_str(now, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        for bar in bars:
+            bar.close()
+
+
 def cmd_evaluate(args) -> int:
     from .runs import evaluate_run
 
@@ -364,11 +394,13 @@ def cmd_evaluate(args) -> int:
     with _flag_errors(run):
         if run.is_autoencoder:  # it samples nothing: its reconstructions are measured
             _refuse_sampling_options(args, f"{run.path} is an autoencoder: evaluate measures its reconstructions and samples nothing")
-            metrics, _ = evaluate_run(run, repeats=args.repeats, seed=args.seed, n=args.n, label=args.label)
+            with _progress_bar(not args.no_progress, "evaluate") as progress:
+                metrics, _ = evaluate_run(run, repeats=args.repeats, seed=args.seed, n=args.n, label=args.label, progress=progress)
             what, words = {}, "reconstructions of its held-out images"
         else:
             plan = _plan(args, run)
-            metrics, _ = evaluate_run(run, plan, repeats=args.repeats)
+            with _progress_bar(not args.no_progress, "evaluate") as progress:
+                metrics, _ = evaluate_run(run, plan, repeats=args.repeats, progress=progress)
             grid = plan.grid if plan.named else plan.times.tolist()
             what = {"sampler": plan.sampler, "steps": plan.steps, "grid": grid, "tuned_grid": plan.tuned, "evaluations": plan.evaluations}
             words = f"{plan.describe()}, {plan.evaluations} model evaluations"
@@ -514,7 +546,9 @@ def cmd_plot(args) -> int:
     from .runs import render_figures
 
     run = _load_for_use(args.run)
-    for path in render_figures(run, Path(args.out) if args.out else None):
+    out = Path(args.out) if args.out else run.path
+    print(f"drawing the figures of {run.path} into {out} ...", file=sys.stderr)  # listed below once all are drawn
+    for path in render_figures(run, out):
         print(f"wrote {path}")
     return 0
 
