@@ -294,7 +294,7 @@ def from_dict(raw: dict[str, Any], *, name: str = "custom", where: str = "", res
     return cfg
 
 
-def _check_cross(cfg: Config, where: str, chosen: frozenset[str] = frozenset()) -> None:
+def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
     kind, prediction, tr = cfg.schedule.kind, cfg.model.prediction, cfg.train
     if kind == "flow" and prediction == "eps":
         raise ConfigError(
@@ -345,8 +345,9 @@ def unread_keys(cfg: Config) -> dict[str, str]:
     the [autoencoder] section of a pixel-space run (neither an autoencoder nor a latent run)."""
     out = {}
     for key, (owner, value) in _OWNED_KEYS.items():
-        if getattr(cfg.train, owner) != value:
-            out[f"train.{key}"] = f"is read only with train.{owner} = {value} (here {getattr(cfg.train, owner)}); remove it or set train.{owner} = \"{value}\""
+        chosen = getattr(cfg.train, owner)
+        if chosen != value:
+            out[f"train.{key}"] = f"is read only with train.{owner} = {value} (here {chosen}); remove it or set train.{owner} = \"{value}\""
     if cfg.model.arch != "autoencoder" and not cfg.latent.autoencoder:  # a trained autoencoder's keys are checked against it (training/stages.py)
         for f in dataclasses.fields(AutoencoderConfig):
             out[f"autoencoder.{f.name}"] = "this is a pixel-space run; set latent.autoencoder or model.arch = autoencoder"
@@ -357,8 +358,9 @@ def _check_unread(cfg: Config, where: str, chosen: frozenset[str]) -> None:
     """A key the recipe or an override sets is refused where the recipe's choices do not read it,
     whatever its value (at its default too: a knob that does nothing is never silently taken)."""
     unread = unread_keys(cfg)
-    for key in sorted(chosen & unread.keys(), key=list(unread).index):
-        raise ConfigError(f"{where}{key}: {unread[key]}")
+    refused = [key for key in unread if key in chosen]
+    if refused:
+        raise ConfigError(f"{where}{refused[0]}: {unread[refused[0]]}")
 
 
 def recipe_names() -> list[str]:
@@ -417,7 +419,8 @@ def parse_override(item: str) -> tuple[str, str, Any]:
 
 
 def dump_config(cfg: Config) -> str:
-    """The resolved recipe as TOML, each key with its documentation as a comment."""
+    """The resolved recipe as TOML: every key the recipe reads, with its documentation as a comment
+    (the keys its choices do not read, ``unread_keys``, are named in a comment only)."""
     lines = [f"# denoiselab recipe (resolved from {cfg.name!r})", f'name = "{cfg.name}"', ""]
     unread = unread_keys(cfg)  # left out: the file reads back as a recipe, and every key in it acts
     for section, cls in _SECTION_TYPES.items():
