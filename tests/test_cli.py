@@ -135,7 +135,7 @@ def test_ddim_eta_changes_the_samples(trained_run, tmp_path, capsys):
 
 
 def test_evaluate_json_and_text(trained_run, capsys):
-    rc, out, err = run_cli(capsys, "evaluate", trained_run, "-n", "100", "--steps", "4", "--json")
+    rc, out, err = run_cli(capsys, "evaluate", trained_run, "-n", "100", "--steps", "4", "--json", "--no-progress")
     assert rc == 0 and err == ""
     assert len(out.strip().splitlines()) == 1
     result = json.loads(out)
@@ -145,6 +145,14 @@ def test_evaluate_json_and_text(trained_run, capsys):
     assert result["w2_floor"] > 0 and result["w2"] > 0
     rc, out, _ = run_cli(capsys, "evaluate", trained_run, "-n", "100", "--sampler", "ddim", "--steps", "4")
     assert rc == 0 and "W2" in out and "floor" in out and "ddim" in out
+
+
+def test_evaluate_shows_its_progress_on_stderr(trained_run, capsys):
+    """A bar of the sample sets and the metrics, ending full; short where stderr is not a terminal."""
+    rc, out, err = run_cli(capsys, "evaluate", trained_run, "-n", "50", "--steps", "2", "--repeats", "3", "--json")
+    assert rc == 0 and json.loads(out)["n"] == 50
+    assert "evaluate:" in err and "4/4" in err  # 3 sample sets and one measurement
+    assert err.count("\n") == 1  # not a terminal: the bar is redrawn in place at most every 10 s, then ends its one line
 
 
 def test_plot_into_another_folder(trained_run, tmp_path, capsys):

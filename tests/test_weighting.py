@@ -10,7 +10,8 @@ import torch
 
 from denoiselab import cli
 from denoiselab.builders import objective_from
-from denoiselab.config import ConfigError, load_config
+from denoiselab.choices import TIMESTEP_SAMPLING
+from denoiselab.config import _OWNED_KEYS, ConfigError, TrainConfig, config_from_run_file, dump_config, load_config
 from denoiselab.objectives import EDM_P_MEAN, EDM_P_STD, diffusion_loss, sample_times
 from denoiselab.prediction import PREDICTIONS, target
 from denoiselab.schedules import make_schedule
@@ -152,6 +153,50 @@ def test_bad_values_get_one_line_and_exit_2(override, names, tmp_path, capsys):
     for name in names:
         assert name in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("key", sorted(_OWNED_KEYS))
+def test_a_key_the_chosen_weighting_does_not_read_is_refused_at_any_value(key):
+    """Set explicitly, even at its default, a key is refused unless its owner is chosen."""
+    owner, value = _OWNED_KEYS[key]
+    default = getattr(TrainConfig(), key)
+    others = [v for v in (WEIGHTINGS if owner == "weighting" else TIMESTEP_SAMPLING) if v not in (value, "logit-normal")]  # logit-normal: flow only
+    for chosen in others:
+        with pytest.raises(ConfigError, match=rf"train\.{key}: is read only with train\.{owner} = {value} "):
+            load_config("spiral", [f"train.{owner}={chosen}", f"train.{key}={default}"])
+    assert getattr(load_config("spiral", [f"train.{owner}={value}", f"train.{key}={default}"]).train, key) == default
+
+
+def test_the_issue_example_p2_with_min_snr_gamma_5_is_refused_on_the_command_line(tmp_path, capsys):
+    rc = cli.main(["train", "--set", "train.weighting=p2", "--set", "train.min_snr_gamma=5", "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "train.min_snr_gamma" in err and "min-snr" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_resolved_recipe_leaves_out_unread_keys_and_reads_back_as_a_recipe(tmp_path):
+    cfg = load_config("spiral", ["train.weighting=p2", "train.p2_k=2"])
+    text = dump_config(cfg)
+    assert "p2_k = 2.0" in text and "min_snr_gamma" not in text.split("# left out")[0] and "importance_bins" not in text.split("# left out")[0]
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    assert load_config(str(path)) == cfg  # as --config: every key in it is read
+    assert config_from_run_file(path) == cfg
+
+
+def test_an_older_run_file_with_every_key_still_loads_but_an_override_of_an_unread_key_is_refused(tmp_path):
+    """Run folders written before unread keys were left out list every key at its default."""
+    import tomli_w
+
+    cfg = load_config("spiral")
+    path = tmp_path / "config.toml"
+    path.write_text(tomli_w.dumps({"name": "spiral", **cfg.to_dict()}))
+    assert config_from_run_file(path) == cfg
+    assert load_config(str(path), ["train.steps=5"], resolved=True).train.steps == 5  # train --resume
+    with pytest.raises(ConfigError, match="train.p2_gamma: is read only with train.weighting = p2"):
+        load_config(str(path), ["train.p2_gamma=1"], resolved=True)
+    with pytest.raises(ConfigError, match="train.p2_gamma"):
+        load_config(str(path))  # as a recipe, a key it sets that nothing reads is refused
 
 
 def test_importance_bins_beyond_a_chain_are_refused():

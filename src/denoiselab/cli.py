@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(p)
     p.add_argument("--repeats", type=_positive_int, default=8, help="sample sets (seeds seed, seed + 1, ...) averaged per metric (default 8)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
 
     p = sub.add_parser("plot", help="redraw every figure of a run")
     p.add_argument("run", metavar="RUN_DIR")
@@ -195,7 +196,7 @@ def cmd_train(args) -> int:
         not_train = [item for item in args.set if not item.strip().startswith("train.")]
         if not_train:
             raise UsageError(f"--set {not_train[0]}: only train.* keys can change when resuming (the model and data are fixed)")
-        cfg = load_config(str(folder.config_path), args.set)
+        cfg = load_config(str(folder.config_path), args.set, resolved=True)
         try:
             info = folder.read_info()
             folder.read_data()
@@ -364,17 +365,49 @@ def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list
             fh.write(",".join(cells) + "\n")
 
 
+@contextmanager
+def _progress_bar(enabled: bool, desc: str):
+    """A progress(done, total, now) callback drawn as a bar on stderr (None when not ``enabled``);
+    as train's, redrawn at most every 10 s where stderr is not a terminal (a log file)."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bars = []  # made at the first report, which knows the total
+
+    def progress(done: int, total: int, now: str) -> None:
+        if not bars:
+            bars.append(tqdm(
+                total=total, desc=desc, postfix=now, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
+            ))  # fmt: skip
+        bar = bars[0]
+        bar.total = total
+        bar.set_postfix_str(now, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        for bar in bars:
+            bar.close()
+
+
 def cmd_evaluate(args) -> int:
     from .runs import evaluate_run
 
     run = _load_for_use(args.run)
     with _flag_errors(run):
         if run.is_autoencoder:  # it samples nothing: its reconstructions are measured
-            metrics, _ = evaluate_run(run, repeats=args.repeats, seed=args.seed, n=args.n, label=args.label)
+            _refuse_sampling_options(args, f"{run.path} is an autoencoder: evaluate measures its reconstructions and samples nothing")
+            with _progress_bar(not args.no_progress, "evaluate") as progress:
+                metrics, _ = evaluate_run(run, repeats=args.repeats, seed=args.seed, n=args.n, label=args.label, progress=progress)
             what, words = {}, "reconstructions of its held-out images"
         else:
             plan = _plan(args, run)
-            metrics, _ = evaluate_run(run, plan, repeats=args.repeats)
+            with _progress_bar(not args.no_progress, "evaluate") as progress:
+                metrics, _ = evaluate_run(run, plan, repeats=args.repeats, progress=progress)
             grid = plan.grid if plan.named else plan.times.tolist()
             what = {"sampler": plan.sampler, "steps": plan.steps, "grid": grid, "tuned_grid": plan.tuned, "evaluations": plan.evaluations}
             words = f"{plan.describe()}, {plan.evaluations} model evaluations"
@@ -387,9 +420,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _refuse_sampling_options(args, why: str) -> None:
+    """A sampling option given where nothing is sampled is refused, not ignored."""
+    for name, flag in (("sampler", "--sampler"), ("steps", "--steps"), ("grid", "--grid"), ("spacing", "--spacing"), ("rho", "--rho"),
+                       ("eta", "--eta"), ("variance", "--variance"), ("guidance", "--guidance")):  # fmt: skip
+        if getattr(args, name, None) is not None:
+            raise UsageError(f"{flag}: {why}")
+
+
 def cmd_train_classifier(args) -> int:
     from .classifiers import ClassifierError, ClassifierSettings
-    from .training import TrainingInterrupted, train_classifier
+    from .training import TrainingInterrupted, check_classifiable, train_classifier
 
     folder = RunFolder(args.run)
     run_dir = folder.path
@@ -399,8 +440,9 @@ def cmd_train_classifier(args) -> int:
     if "lr" in given and not given["lr"] > 0:
         raise UsageError(f"--lr: must be > 0, got {given['lr']:g}")
     settings = ClassifierSettings(**given) if given or not args.resume else None
-    print(f"training the classifier of {run_dir}")
     try:
+        check_classifiable(folder)  # before anything is printed, trained or written
+        print(f"training the classifier of {run_dir}")
         train_classifier(run_dir, settings, resume=args.resume, threads=args.threads or 0, progress=not args.no_progress)
     except ClassifierError as exc:
         raise UsageError(str(exc)) from None
@@ -414,7 +456,7 @@ def cmd_train_classifier(args) -> int:
 def cmd_inpaint(args) -> int:
     from .gradient_guidance import GuidanceCounts
     from .runs import describe_draw, plan_sampling
-    from .runs.guided import InpaintRequest, inpaint, parse_mask
+    from .runs.guided import InpaintRequest, check_inpaintable, inpaint, parse_mask
     from .viz.guidance import plot_inpainting
 
     out = Path(args.out)
@@ -427,6 +469,7 @@ def cmd_inpaint(args) -> int:
     with _flag_errors(run):
         # The run's named grid: a tuned grid was tuned without the known pixels' guidance.
         plan = plan_sampling(run, sampler=args.sampler, steps=args.steps, seed=args.seed, n=args.n, tuned=False)
+        check_inpaintable(run)  # before the image is read: a latent run's channels are its latents'
         channels, height, width = run.sample_shape
         image = _read_image(Path(args.image), channels, height, width)
         mask = parse_mask(args.mask, height, width)
@@ -461,12 +504,14 @@ def _read_image(path: Path, channels: int, height: int, width: int) -> np.ndarra
 def cmd_tune_steps(args) -> int:
     import torch
 
-    from .runs import class_labels, guided_model_fn
+    from .runs import check_samples, class_labels, guided_model_fn
     from .samplers import GRIDS as NAMED
     from .samplers import Denoiser, parse_grid
     from .tuning import START_GRIDS, TuningError, steps_for, tune_grid
 
     run = _load_for_use(args.run)
+    with _flag_errors(run):
+        check_samples(run)
     sampler = args.sampler or run.config.sample.sampler
     try:
         steps_for(sampler, args.nfe)
@@ -508,7 +553,9 @@ def cmd_plot(args) -> int:
     from .runs import render_figures
 
     run = _load_for_use(args.run)
-    for path in render_figures(run, Path(args.out) if args.out else None):
+    out = Path(args.out) if args.out else run.path
+    print(f"drawing the figures of {run.path} into {out} ...", file=sys.stderr)  # listed below once all are drawn
+    for path in render_figures(run, out):
         print(f"wrote {path}")
     return 0
 

@@ -260,9 +260,19 @@ def _names_of(section: str, key: str) -> set[str]:
     return {name} | {alias for (s, alias), new in _ALIASES.items() if s == section and new == name}
 
 
-def from_dict(raw: dict[str, Any], *, name: str = "custom", where: str = "") -> Config:
-    """Validate a nested dict (as read from TOML) into a Config; missing keys take defaults."""
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def from_dict(raw: dict[str, Any], *, name: str = "custom", where: str = "", resolved: bool = False, overrides: frozenset[str] = frozenset()) -> Config:
+    """Validate a nested dict (as read from TOML) into a Config; missing keys take defaults.
+
+    Every key in ``raw`` counts as chosen, and a chosen key that the recipe's other choices do not
+    read is refused, whatever its value (``unread_keys``).  ``resolved``: ``raw`` is a run folder's
+    resolved recipe, which may list every key (older runs wrote them all), so only its keys away
+    from their defaults count as chosen, with the ``overrides`` ("section.key") given beside it."""
     cfg = Config(name=name)
+    chosen = set(overrides)
     for section, values in raw.items():
         if section not in _SECTION_TYPES:
             raise ConfigError(f"{where}unknown section [{section}]; expected one of {', '.join(_SECTION_TYPES)}")
@@ -276,12 +286,15 @@ def from_dict(raw: dict[str, Any], *, name: str = "custom", where: str = "") -> 
                 raise ConfigError(f"{where}unknown key {section}.{key}; valid keys in [{section}]: {', '.join(fields)}")
             if name != key and name in values:
                 raise ConfigError(f"{where}{section}.{key} and {section}.{name} name the same thing; give one")
-            setattr(target, name, _check_value(section, fields[name], value, where, given=key))
-    _check_cross(cfg, where)
+            value = _check_value(section, fields[name], value, where, given=key)
+            setattr(target, name, value)
+            if not resolved or value != _default(fields[name]):
+                chosen.add(f"{section}.{name}")
+    _check_cross(cfg, where, frozenset(chosen))
     return cfg
 
 
-def _check_cross(cfg: Config, where: str) -> None:
+def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
     kind, prediction, tr = cfg.schedule.kind, cfg.model.prediction, cfg.train
     if kind == "flow" and prediction == "eps":
         raise ConfigError(
@@ -295,8 +308,12 @@ def _check_cross(cfg: Config, where: str) -> None:
             f"{where}train.timesteps: logit-normal draws continuous times of schedule.kind = flow; "
             f"a {kind} chain is trained at its T steps (uniform or logsnr)"
         )
-    _check_objective_keys(cfg, where)
-    _check_latent(cfg, where)
+    _check_unread(cfg, where, chosen)
+    if cfg.model.arch == "autoencoder" and cfg.latent.autoencoder:
+        raise ConfigError(f"{where}latent.autoencoder: an autoencoder run (model.arch = autoencoder) has no autoencoder of its own; leave it empty")
+    tr = cfg.train
+    if tr.timesteps == "importance" and cfg.schedule.kind != "flow" and tr.importance_bins > cfg.schedule.T:
+        raise ConfigError(f"{where}train.importance_bins: must be <= schedule.T ({cfg.schedule.T}) on a chain, got {tr.importance_bins}")
     if cfg.sample.steps > cfg.schedule.T:
         raise ConfigError(f"{where}sample.steps: must be <= schedule.T ({cfg.schedule.T}), got {cfg.sample.steps}")
     if cfg.model.time_dim % 2:
@@ -311,8 +328,9 @@ def _check_cross(cfg: Config, where: str) -> None:
         )
 
 
-# Keys that only one weighting or time distribution reads: each is refused at another value than
-# its default unless its owner is chosen, so a recipe never sets a knob that does nothing.
+# Keys that only one weighting or time distribution reads: each is refused when a recipe or an
+# override sets it (whatever its value) and its owner is not chosen, so a recipe never sets a knob
+# that does nothing, and a run's resolved recipe leaves it out.
 _OWNED_KEYS = {
     "p2_gamma": ("weighting", "p2"), "p2_k": ("weighting", "p2"), "min_snr_gamma": ("weighting", "min-snr"),
     "sigma_data": ("weighting", "edm"), "sigmoid_bias": ("weighting", "sigmoid"),
@@ -321,28 +339,28 @@ _OWNED_KEYS = {
 }  # fmt: skip
 
 
-def _check_objective_keys(cfg: Config, where: str) -> None:
-    tr, defaults = cfg.train, TrainConfig()
+def unread_keys(cfg: Config) -> dict[str, str]:
+    """The keys ("section.key") that ``cfg``'s choices do not read, each with the reason as the
+    end of a sentence: the [train] keys of the weightings and time distributions not chosen, and
+    the [autoencoder] section of a pixel-space run (neither an autoencoder nor a latent run)."""
+    out = {}
     for key, (owner, value) in _OWNED_KEYS.items():
-        if getattr(tr, key) != getattr(defaults, key) and getattr(tr, owner) != value:
-            raise ConfigError(
-                f"{where}train.{key}: is read only with train.{owner} = {value} (here {getattr(tr, owner)}); "
-                f"remove it or set train.{owner} = \"{value}\""
-            )
-    if tr.timesteps == "importance" and cfg.schedule.kind != "flow" and tr.importance_bins > cfg.schedule.T:
-        raise ConfigError(f"{where}train.importance_bins: must be <= schedule.T ({cfg.schedule.T}) on a chain, got {tr.importance_bins}")
+        chosen = getattr(cfg.train, owner)
+        if chosen != value:
+            out[f"train.{key}"] = f"is read only with train.{owner} = {value} (here {chosen}); remove it or set train.{owner} = \"{value}\""
+    if cfg.model.arch != "autoencoder" and not cfg.latent.autoencoder:  # a trained autoencoder's keys are checked against it (training/stages.py)
+        for f in dataclasses.fields(AutoencoderConfig):
+            out[f"autoencoder.{f.name}"] = "this is a pixel-space run; set latent.autoencoder or model.arch = autoencoder"
+    return out
 
 
-def _check_latent(cfg: Config, where: str) -> None:
-    """[autoencoder] keys only where they act: an autoencoder run or a latent run."""
-    is_autoencoder, source = cfg.model.arch == "autoencoder", cfg.latent.autoencoder
-    if is_autoencoder and source:
-        raise ConfigError(f"{where}latent.autoencoder: an autoencoder run (model.arch = autoencoder) has no autoencoder of its own; leave it empty")
-    if is_autoencoder or source:  # a trained autoencoder's keys are checked against it (training/stages.py)
-        return
-    changed = [f.name for f in dataclasses.fields(AutoencoderConfig) if getattr(cfg.autoencoder, f.name) != f.default]
-    if changed:
-        raise ConfigError(f"{where}autoencoder.{changed[0]}: this is a pixel-space run; set latent.autoencoder or model.arch = autoencoder")
+def _check_unread(cfg: Config, where: str, chosen: frozenset[str]) -> None:
+    """A key the recipe or an override sets is refused where the recipe's choices do not read it,
+    whatever its value (at its default too: a knob that does nothing is never silently taken)."""
+    unread = unread_keys(cfg)
+    refused = [key for key in unread if key in chosen]
+    if refused:
+        raise ConfigError(f"{where}{refused[0]}: {unread[refused[0]]}")
 
 
 def recipe_names() -> list[str]:
@@ -358,8 +376,9 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
 
 
-def load_config(name_or_path: str = "spiral", overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a shipped recipe by name (``spiral``) or a TOML file by path, then apply overrides."""
+def load_config(name_or_path: str = "spiral", overrides: list[str] | tuple[str, ...] = (), *, resolved: bool = False) -> Config:
+    """Load a shipped recipe by name (``spiral``) or a TOML file by path, then apply overrides.
+    ``resolved``: the file is a run folder's resolved recipe (from_dict), as ``train --resume`` reads it."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.is_file():  # a folder named like a recipe (e.g. --out quick) is not one
         if not path.is_file():
@@ -373,6 +392,7 @@ def load_config(name_or_path: str = "spiral", overrides: list[str] | tuple[str, 
         raw = tomllib.loads(resources.files("denoiselab.recipes").joinpath(f"{name_or_path}.toml").read_text())
         name, where = name_or_path, f"recipe {name_or_path}: "
     raw.pop("name", None)
+    given = set()
     for item in overrides:
         section, key, value = parse_override(item)
         raw.setdefault(section, {})
@@ -381,7 +401,8 @@ def load_config(name_or_path: str = "spiral", overrides: list[str] | tuple[str, 
         for same in _names_of(section, key):  # an override replaces the recipe's key by either name
             raw[section].pop(same, None)
         raw[section][key] = value
-    return from_dict(raw, name=name, where=where)
+        given.add(f"{section}.{_ALIASES.get((section, key), key)}")
+    return from_dict(raw, name=name, where=where, resolved=resolved, overrides=frozenset(given))
 
 
 def parse_override(item: str) -> tuple[str, str, Any]:
@@ -398,14 +419,22 @@ def parse_override(item: str) -> tuple[str, str, Any]:
 
 
 def dump_config(cfg: Config) -> str:
-    """The resolved recipe as TOML, each key with its documentation as a comment."""
+    """The resolved recipe as TOML: every key the recipe reads, with its documentation as a comment
+    (the keys its choices do not read, ``unread_keys``, are named in a comment only)."""
     lines = [f"# denoiselab recipe (resolved from {cfg.name!r})", f'name = "{cfg.name}"', ""]
+    unread = unread_keys(cfg)  # left out: the file reads back as a recipe, and every key in it acts
     for section, cls in _SECTION_TYPES.items():
+        keys = [f for f in dataclasses.fields(cls) if f"{section}.{f.name}" not in unread]
+        if not keys:
+            continue
         lines.append(f"[{section}]")
         values = getattr(cfg, section)
-        for f in dataclasses.fields(cls):
+        for f in keys:
             lines.append(f"# {f.metadata['doc']}" + (f" ({', '.join(f.metadata['choices'])})" if f.metadata["choices"] else ""))
             lines.append(tomli_w.dumps({f.name: getattr(values, f.name)}).strip())
+        left_out = [f.name for f in dataclasses.fields(cls) if f"{section}.{f.name}" in unread]
+        if left_out:
+            lines.append(f"# left out, as this run does not read them: {', '.join(left_out)}")
         lines.append("")
     return "\n".join(lines)
 
@@ -413,4 +442,4 @@ def dump_config(cfg: Config) -> str:
 def config_from_run_file(path: Path) -> Config:
     raw = _read_toml(path)
     name = raw.pop("name", "custom")
-    return from_dict(raw, name=str(name), where=f"{path}: ")
+    return from_dict(raw, name=str(name), where=f"{path}: ", resolved=True)

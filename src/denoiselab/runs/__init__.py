@@ -36,7 +36,7 @@ _EXPORTS = {
         "read_losses",
     ),
     ".load": ("Run", "load_run"),
-    ".plan": ("PlanError", "SamplingError", "SamplingPlan", "class_labels", "describe_draw", "plan_sampling", "resolve_label", "tuned_grid_list"),
+    ".plan": ("PlanError", "SamplingError", "SamplingPlan", "check_samples", "class_labels", "describe_draw", "plan_sampling", "resolve_label", "tuned_grid_list"),
     ".sampling": ("Drawn", "denoiser", "guided_model_fn", "plan_from_options", "sample", "sample_points"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import ClassMetrics, PointMetrics
-from .evaluation import RunMetrics, evaluate_classes, evaluate_images, evaluate_points
+from .evaluation import Progress, RunMetrics, evaluate_classes, evaluate_images, evaluate_points
 from .figures import render_image_figures, render_point_figures
 from .latent import evaluate_latent_run, render_latent_figures, store_latent_scale
 from .load import Run, load_run
@@ -23,7 +23,9 @@ from .sampling import plan_from_options
 Metrics = PointMetrics | ClassMetrics | RunMetrics
 
 
-def evaluate_run(run: Run, plan: SamplingPlan | None = None, *, repeats: int = 8, **plan_options) -> tuple[Metrics, np.ndarray]:
+def evaluate_run(
+    run: Run, plan: SamplingPlan | None = None, *, repeats: int = 8, progress: Progress | None = None, **plan_options
+) -> tuple[Metrics, np.ndarray]:
     """The run's metrics on the samples of ``plan``, and the first sample set.  Without a plan,
     one is made of ``plan_options`` (sampling.plan_from_options: sampler, steps, grid, n, seed,
     label, guidance, ...).
@@ -34,21 +36,23 @@ def evaluate_run(run: Run, plan: SamplingPlan | None = None, *, repeats: int = 8
     plan's label) against its own reference draws, the proportional mixture against the mixture,
     and label accuracy.  An image run: class accuracy and Frechet distance
     (evaluation.evaluate_images); an autoencoder (which samples nothing) or a latent run: its
-    reconstructions beside them (latent.evaluate_latent_run)."""
+    reconstructions beside them (latent.evaluate_latent_run).
+
+    ``progress(done, total, now)`` hears of each unit of work (evaluation.Progress)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if run.is_autoencoder:
         seed = plan_options.pop("seed", None)
-        return evaluate_latent_run(run, seed=run.config.sample.seed if seed is None else seed, **plan_options)
+        return evaluate_latent_run(run, seed=run.config.sample.seed if seed is None else seed, progress=progress, **plan_options)
     plan = plan_from_options(run, **plan_options) if plan is None else plan
     if run.is_latent:
         options = {"sampler": plan.sampler, "grid": plan.times, "n": plan.n, **plan.options}
-        return evaluate_latent_run(run, seed=plan.seed, label=plan.label, guidance=plan.guidance, **options)
+        return evaluate_latent_run(run, seed=plan.seed, label=plan.label, guidance=plan.guidance, progress=progress, **options)
     if run.is_image:
-        return evaluate_images(run, plan)
+        return evaluate_images(run, plan, progress=progress)
     if run.num_classes:
-        return evaluate_classes(run, plan, repeats=repeats)
-    return evaluate_points(run, plan, repeats=repeats)
+        return evaluate_classes(run, plan, repeats=repeats, progress=progress)
+    return evaluate_points(run, plan, repeats=repeats, progress=progress)
 
 
 def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray | None = None) -> list[Path]:

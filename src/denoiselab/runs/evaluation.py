@@ -6,6 +6,7 @@ floors of a point run's metrics, measured while it trains.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -16,6 +17,46 @@ from .folder import RunError
 from .load import Run
 from .plan import SamplingPlan
 from .sampling import plan_from_options, sample
+
+
+# Where an evaluation is: progress(done, total, now) before each unit of work (a sample set, a
+# sampler step of an image set, a set of metrics) with the units done so far, the units of the
+# whole evaluation and what is being done now, and once more at the end with done == total.
+# The command line draws it as a bar; an evaluation of a conditional point run at the default 8
+# sets can take minutes.
+Progress = Callable[[int, int, str], None]
+
+
+class Units:
+    """Counts an evaluation's units of work for a ``Progress`` (None: nothing is reported)."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def now(self, what: str) -> None:
+        """``what`` starts; the units before it are done."""
+        if self.progress is not None:
+            self.progress(self.done, self.total, what)
+
+    def next(self, what: str = "") -> None:
+        """One unit done; ``what`` starts (nothing: the evaluation is done)."""
+        self.done += 1
+        self.now(what)
+
+    def one(self, what: str, work):
+        """``work()`` as one unit of work, named ``what``."""
+        self.now(what)
+        out = work()
+        self.done += 1
+        return out
+
+    def sampler_steps(self, what: str):
+        """An on_step for sample(): every sampler step a unit (for image sets, whose draw is long)."""
+
+        def on_step(_record) -> None:
+            self.next(what)
+
+        return on_step
 
 
 @dataclass(frozen=True)
@@ -79,13 +120,16 @@ def held_out_images(run: Run) -> tuple[np.ndarray, np.ndarray | None]:
     return held, labels
 
 
-def evaluate_images(run: Run, plan: SamplingPlan | None = None, **plan_options) -> tuple[RunMetrics, np.ndarray]:
+def evaluate_images(run: Run, plan: SamplingPlan | None = None, *, progress: Progress | None = None, **plan_options) -> tuple[RunMetrics, np.ndarray]:
     """Class accuracy and Frechet distance of ``plan``'s samples (every class in proportion, or
     its one label); without a plan, one is made of ``plan_options`` (plan_from_options)."""
     from ..image_metrics import image_metrics
 
     plan = plan_from_options(run, **plan_options) if plan is None else plan
-    samples = sample(run, plan).x
+    units = Units(progress, plan.steps + (2 if run.num_classes else 0))
+    drawing = f"sampling {plan.n} images"
+    units.now(drawing)
+    samples = sample(run, plan, on_step=units.sampler_steps(drawing)).x
     if not run.num_classes:
         note = "unlabelled images: no classifier to measure samples with"
         return RunMetrics({"n": plan.n, "frechet": None, "note": note}), samples
@@ -93,9 +137,12 @@ def evaluate_images(run: Run, plan: SamplingPlan | None = None, **plan_options) 
     train = run.data
     if plan.label is not None:
         held, train = held[held_labels == plan.label], train[run.labels == plan.label]
-    values = image_metrics(
-        image_classifier(run), torch.as_tensor(samples), torch.as_tensor(plan.labels), torch.as_tensor(held), torch.as_tensor(train), seed=plan.seed
+    classifier = units.one("the image classifier (trained once, then cached)", lambda: image_classifier(run))
+    values = units.one(
+        "class accuracy and Frechet distance",
+        lambda: image_metrics(classifier, torch.as_tensor(samples), torch.as_tensor(plan.labels), torch.as_tensor(held), torch.as_tensor(train), seed=plan.seed),
     )
+    units.now("")
     values = {"guidance": plan.guidance, **values}
     values["per_class_accuracy"] = {run.class_names[int(k)]: v for k, v in (values.get("per_class_accuracy") or {}).items()}
     return RunMetrics(values), samples
@@ -127,13 +174,21 @@ def reference_draws(run: Run, n: int, count: int = REFERENCE_DRAWS, label: int |
     return [pool[:half], pool[half : 2 * half]]
 
 
-def evaluate_points(run: Run, plan: SamplingPlan, *, repeats: int) -> tuple[PointMetrics, np.ndarray]:
+def _sample_sets(run: Run, plan: SamplingPlan, repeats: int, units: Units, what: str = "") -> list[np.ndarray]:
+    """``repeats`` sample sets of ``plan`` (seeds plan.seed, plan.seed + 1, ...), a unit each."""
+    return [units.one(f"{what}sample set {i + 1} of {repeats}", lambda i=i: sample(run, plan.with_seed(plan.seed + i)).x) for i in range(repeats)]
+
+
+def evaluate_points(run: Run, plan: SamplingPlan, *, repeats: int, progress: Progress | None = None) -> tuple[PointMetrics, np.ndarray]:
     """An unconditional point run: W2 and energy distance of ``repeats`` sample sets of ``plan``
     (seeds plan.seed, plan.seed + 1, ...) against REFERENCE_DRAWS fresh reference draws, beside
     the floor between those draws (see metrics.point_metrics); returns the first sample set too."""
-    samples = [sample(run, plan.with_seed(plan.seed + i)).x for i in range(repeats)]
+    units = Units(progress, repeats + 1)
+    samples = _sample_sets(run, plan, repeats, units)
     references = reference_draws(run, len(samples[0]))
-    return point_metrics(samples, references, cached_floor(references)), samples[0]
+    metrics = units.one(f"W2 and energy distance of {repeats} sets", lambda: point_metrics(samples, references, cached_floor(references)))
+    units.now("")
+    return metrics, samples[0]
 
 
 # Fresh draws that fit the nearest-neighbour classifier of label accuracy come from their own
@@ -150,31 +205,39 @@ def _classifier_set(run: Run, source, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.repeat(np.arange(run.num_classes), [len(x) for x in xs])
 
 
-def evaluate_classes(run: Run, plan: SamplingPlan, *, repeats: int) -> tuple[ClassMetrics, np.ndarray]:
+def evaluate_classes(run: Run, plan: SamplingPlan, *, repeats: int, progress: Progress | None = None) -> tuple[ClassMetrics, np.ndarray]:
     source = run_source(run)
     fit_x, fit_y = _classifier_set(run, source, plan.n)
     wanted = list(range(run.num_classes)) if plan.label is None else [plan.label]
-
-    def sample_sets(p: SamplingPlan) -> list[np.ndarray]:
-        return [sample(run, p.with_seed(p.seed + i)).x for i in range(repeats)]
+    units = Units(progress, (len(wanted) + (plan.label is None)) * (repeats + 1))
+    measure = f"W2, energy distance and label accuracy of {repeats} sets"
 
     per_class, accuracy, reference_accuracy = {}, {}, {}
     for c in wanted:
-        samples = sample_sets(plan.for_class(c))
-        refs = reference_draws(run, len(samples[0]), label=c, source=source)
         name = run.class_names[c]
-        per_class[name] = point_metrics(samples, refs, cached_floor(refs))
-        accuracy[name] = float(np.mean([label_accuracy(fit_x, fit_y, x, np.full(len(x), c)) for x in samples]))
-        reference_accuracy[name] = float(np.mean([label_accuracy(fit_x, fit_y, r, np.full(len(r), c)) for r in refs]))
+        samples = _sample_sets(run, plan.for_class(c), repeats, units, f"class {name}: ")
+        refs = reference_draws(run, len(samples[0]), label=c, source=source)
+
+        def measured(samples=samples, refs=refs, c=c):
+            return (
+                point_metrics(samples, refs, cached_floor(refs)),
+                float(np.mean([label_accuracy(fit_x, fit_y, x, np.full(len(x), c)) for x in samples])),
+                float(np.mean([label_accuracy(fit_x, fit_y, r, np.full(len(r), c)) for r in refs])),
+            )
+
+        per_class[name], accuracy[name], reference_accuracy[name] = units.one(f"class {name}: {measure}", measured)
         if c == wanted[0]:
             first = samples[0]
     mixture = mixture_accuracy = None
     if plan.label is None:
-        samples = sample_sets(plan)
+        samples = _sample_sets(run, plan, repeats, units, "every class: ")
         refs = reference_draws(run, len(samples[0]), source=source)
-        mixture = point_metrics(samples, refs, cached_floor(refs))
-        mixture_accuracy = float(np.mean([label_accuracy(fit_x, fit_y, x, plan.labels) for x in samples]))
+        mixture, mixture_accuracy = units.one(
+            f"every class: {measure}",
+            lambda: (point_metrics(samples, refs, cached_floor(refs)), float(np.mean([label_accuracy(fit_x, fit_y, x, plan.labels) for x in samples]))),
+        )  # fmt: skip
         first = samples[0]
+    units.now("")
     return ClassMetrics(plan.guidance, per_class, accuracy, reference_accuracy, mixture, mixture_accuracy), first
 
 

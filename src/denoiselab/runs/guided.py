@@ -139,11 +139,25 @@ def parse_mask(text: str, height: int, width: int) -> torch.Tensor:
     return mask
 
 
+def check_guidable(run: Run, field: str) -> None:
+    """PlanError naming ``field`` where a run cannot be guided at all: a latent run, whose sampler
+    steps in its autoencoder's latent space while every guide (a classifier of the data, known
+    pixels or coordinates, a region) reads samples in data units."""
+    if run.is_latent:
+        raise PlanError(
+            field, "is a latent run: gradient guidance reads samples in data units (pixels, points) while this run's "
+            "sampler steps in its autoencoder's latent space; guide a pixel image run (e.g. digits) or a point run", of_run=True,
+        )  # fmt: skip
+
+
 def observed_point(run: Run, observe: dict[int, float]) -> np.ndarray:
     """One point in data units: the observed coordinates, the data's mean elsewhere (the
     unobserved entries are masked out wherever the point is used)."""
+    check_guidable(run, "observe")
     if run.is_image:
-        raise PlanError("observe", "is an image run; an image is completed by inpainting", of_run=True)
+        raise PlanError(
+            "observe", "is an image run; observe fixes coordinates of point runs (an image is completed by inpainting)", of_run=True
+        )
     bad = [i for i in observe if not 0 <= i < run.dim]
     if bad:
         raise PlanError("observe", f"x{bad[0] + 1}: this run has coordinates x1..x{run.dim}")
@@ -179,6 +193,7 @@ def _observe_wrapper(run: Run, mask, values, method: str, scale: float | None, s
 
 
 def _classifier(run: Run):
+    check_guidable(run, "classifier_scale")
     if run.num_classes == 0:
         raise PlanError("classifier_scale", "has no classes, so it has no classifier", of_run=True)
     if not run.folder.has_classifier():
@@ -204,6 +219,7 @@ def guided_wrapper(run: Run, request: GuidanceRequest, seed: int, counts: Guidan
         known = _known(run, mask, point)
         wrappers.append(_observe_wrapper(run, *known, request.method, request.scale, seed, counts))
     if request.region is not None:
+        check_guidable(run, "region")
         if run.is_image:
             raise PlanError("region", "is an image run; a region is a set of points", of_run=True)
         region = request_region(run, request)
@@ -285,14 +301,21 @@ def inpaint(
     return paste_observed(torch.as_tensor(x), full, torch.as_tensor(image, dtype=torch.float32)).numpy()
 
 
-def _image_run(run: Run) -> None:
+def check_inpaintable(run: Run) -> None:
+    """PlanError unless the run samples images in pixel space, the only place known pixels can be
+    kept (an autoencoder, which samples nothing, is refused by plan_sampling)."""
     if not run.is_image:
         raise PlanError("inpaint", "is a point run; inpainting completes images, and a point's coordinates are fixed with observe", of_run=True)
+    if run.is_latent:
+        raise PlanError(
+            "inpaint", "is a latent run: inpainting keeps known pixels at every step, so it needs a run that samples pixels "
+            "(a pixel image run, e.g. digits), while this one samples its autoencoder's latents", of_run=True,
+        )  # fmt: skip
 
 
 def held_out_image(run: Run, index: int) -> np.ndarray:
     """Held-out image ``index`` (C, H, W, pixels in [-1, 1]) of an image run, to inpaint."""
-    _image_run(run)
+    check_inpaintable(run)
     try:
         held, _ = held_out_images(run)
     except RunError:
@@ -306,7 +329,7 @@ def inpaint_wrapper(run: Run, image: np.ndarray, mask: torch.Tensor, method: str
     """(wrap, known) for completing ``image`` (C, H, W, data units) where ``mask`` (H, W) is
     False: the counted model wrapper, and the known (mask, values) of one sample's shape in model
     units (what ``guided_wrapper`` returns for observed coordinates)."""
-    _image_run(run)
+    check_inpaintable(run)
     known = _known(run, mask[None].expand(run.sample_shape), image)
     observe = _observe_wrapper(run, *known, method, scale, seed, counts)
     return (lambda fn: observe(counted(fn, counts))), known

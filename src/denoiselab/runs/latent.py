@@ -19,7 +19,7 @@ import torch
 
 from .. import files
 from ..latent import encode_images, measure_latent_scale, reconstruct, reconstruction_error
-from .evaluation import RunMetrics, evaluate_images, held_out_images, image_classifier
+from .evaluation import Progress, RunMetrics, Units, evaluate_images, held_out_images, image_classifier
 from .figures import GRID_PER_CLASS, GUIDANCE_SWEEP, IMAGE_ANIMATION_STEPS, default_words, one_per_class, reverse_animation
 from .load import Run
 from .sampling import class_labels, resolve_label, sample_points
@@ -56,9 +56,12 @@ def _train_subset(run: Run, n: int, seed: int, label: int | None):
     return run.data[idx], None if run.labels is None else run.labels[idx]
 
 
-def evaluate_latent_run(run: Run, *, seed: int, label=None, guidance: float | None = None, **sample_options) -> tuple[RunMetrics, np.ndarray]:
+def evaluate_latent_run(
+    run: Run, *, seed: int, label=None, guidance: float | None = None, progress: Progress | None = None, **sample_options
+) -> tuple[RunMetrics, np.ndarray]:
     """An autoencoder run: its reconstructions (returned); a latent run: evaluate_images' class
-    accuracy and Frechet distance of decoded samples (returned), with the ceiling beside them."""
+    accuracy and Frechet distance of decoded samples (returned), with the ceiling beside them.
+    ``progress``: as evaluation.Progress, evaluate_images' units and then this function's."""
     from ..image_metrics import image_metrics
 
     ae = _autoencoder(run)
@@ -70,22 +73,35 @@ def evaluate_latent_run(run: Run, *, seed: int, label=None, guidance: float | No
     values: dict = {}
     samples = None
     n = sample_options.get("n") or run.config.sample.n
+    flat = run.is_latent and len(run.sample_shape) == 1 and run.sample_shape[0] <= FLAT_METRICS_MAX_DIM
+    own = 1 + bool(run.num_classes) + flat  # the reconstructions, their Frechet ceiling, the flat latent's distances
+    units = Units(progress, own)
     if run.is_latent:
-        base, samples = evaluate_images(run, seed=seed, label=label, guidance=guidance, **sample_options)
+
+        def images_then_ours(done: int, total: int, now: str) -> None:
+            units.done, units.total = done, total + own
+            if now:
+                units.now(now)
+
+        base, samples = evaluate_images(run, seed=seed, label=label, guidance=guidance, progress=images_then_ours, **sample_options)
         values.update(base.to_dict())
         n = len(samples)
-    values.update(reconstruction_error(held, reconstruct(ae, held)), n_held_out=len(held))
+    values.update(units.one("the autoencoder's reconstructions", lambda: reconstruction_error(held, reconstruct(ae, held))), n_held_out=len(held))
     if run.num_classes:
         train_images, train_labels = _train_subset(run, n, seed, c)
         recon = reconstruct(ae, train_images)
         train_pool = run.data if c is None else run.data[run.labels == c]
-        ceiling = image_metrics(image_classifier(run), torch.as_tensor(recon), torch.as_tensor(train_labels), torch.as_tensor(held), torch.as_tensor(train_pool), seed=seed)
+        ceiling = units.one(
+            "Frechet distance of the reconstructions (the ceiling)",
+            lambda: image_metrics(image_classifier(run), torch.as_tensor(recon), torch.as_tensor(train_labels), torch.as_tensor(held), torch.as_tensor(train_pool), seed=seed),
+        )  # fmt: skip
         values.update(
             frechet_reconstruction=ceiling["frechet"], reconstruction_accuracy=ceiling["accuracy"], n_reconstructed=len(recon),
         )  # fmt: skip
         values.setdefault("frechet_floor", ceiling["frechet_floor"])
-    if run.is_latent and len(run.sample_shape) == 1 and run.sample_shape[0] <= FLAT_METRICS_MAX_DIM:
-        values.update(_flat_latent_metrics(run, held, held_labels, seed, guidance, sample_options))
+    if flat:
+        values.update(units.one("W2 and energy distance of the latents", lambda: _flat_latent_metrics(run, held, held_labels, seed, guidance, sample_options)))
+    units.now("")
     if samples is None:
         samples = reconstruct(ae, held)
     return RunMetrics(values), samples

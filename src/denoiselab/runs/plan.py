@@ -61,6 +61,15 @@ class PlanError(SamplingError):
         self.field, self.message, self.of_run, self.conflict = field, message, of_run, conflict
 
 
+def check_samples(run: Run) -> None:
+    """PlanError where the run has no model to sample: an autoencoder (what plan_sampling and
+    tune-steps, which tunes a sampler on the run's model, both refuse)."""
+    if run.is_autoencoder:
+        raise PlanError(
+            "run", "is an autoencoder: it encodes and decodes images and samples nothing; sample a latent run trained on it", of_run=True
+        )
+
+
 # -- classes and guidance -------------------------------------------------------------------------
 
 
@@ -342,10 +351,7 @@ def plan_sampling(
     for every sample; ``labels``: one class index per sample (n defaults to their number).
     ``tuned``: the run's tuned grid, by the rule of this module's docstring."""
     sc = run.config.sample
-    if run.is_autoencoder:
-        raise PlanError(
-            "run", "is an autoencoder: it encodes and decodes images and samples nothing; sample a latent run trained on it", of_run=True
-        )
+    check_samples(run)
     sampler = sc.sampler if sampler is None else sampler
     if sampler not in SAMPLERS:
         raise PlanError("sampler", f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")

@@ -25,6 +25,7 @@ from fastapi import APIRouter, HTTPException
 from starlette.concurrency import run_in_threadpool
 
 from ..runs import PlanError, SamplingPlan, plan_sampling, sample
+from ..runs.guided import check_guidable
 from .gate import give_memory_back
 from .guided_sampling import prepare as prepare_guidance
 from .guided_sampling import request_field, uses_gradients
@@ -66,8 +67,11 @@ def sampling_router(state: ServeState) -> APIRouter:
     def sample_reply(name: str, req: SampleRequest):
         runs.existing(name)  # 400 / 404 before anything is loaded
         run = runs.load(name)
-        if run.is_latent and req.gradient_guidance is not None:
-            raise HTTPException(422, f"gradient_guidance: not available for {name!r}, a latent run (its guides work on pixels, the sampler steps in the latent space)")
+        if req.gradient_guidance is not None:
+            try:
+                check_guidable(run, "gradient_guidance")
+            except PlanError as exc:
+                raise refusal(exc, name, "gradient_guidance") from None
         plan = plan_request(run, name, req)
         check_bounds(run, plan, req)
         guided = None

@@ -8,7 +8,7 @@ runs package never imports it.
 """
 
 from .checkpoint import CheckpointError, TrainState, init_state, load_checkpoint, save_checkpoint
-from .classifier import train_classifier
+from .classifier import check_classifiable, train_classifier
 from .compute import auto_threads, busy_cores, set_up_compute
 from .denoiser import TrainingData, load_training_data, train
 from .ema import EMA
@@ -24,6 +24,7 @@ __all__ = [
     "TrainingInterrupted",
     "auto_threads",
     "busy_cores",
+    "check_classifiable",
     "fit",
     "init_state",
     "learning_rate",

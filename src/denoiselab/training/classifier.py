@@ -50,6 +50,32 @@ def accuracy_by_noise(model, schedule, x: torch.Tensor, y: torch.Tensor, seed: i
     return out
 
 
+def check_classifiable(folder: RunFolder) -> None:
+    """ClassifierError (one line) unless the run is one a classifier can guide: a run that samples
+    in data units and has class labels.  An autoencoder samples nothing, and a latent run samples
+    its autoencoder's latents, which a classifier of the data cannot read (runs/guided.py refuses
+    guiding it)."""
+    try:
+        info = folder.read_info()
+    except (OSError, ValueError) as exc:
+        raise ClassifierError(f"{folder.info_path}: cannot read the run's description ({exc})") from None
+    if folder.read_config().model.arch == "autoencoder":
+        raise ClassifierError(
+            f"{folder.path}: is an autoencoder run, which samples nothing for a classifier to guide; train the classifier "
+            "of a run that samples (a pixel image run such as digits, or a conditional point run)"
+        )
+    if "latent" in info:
+        raise ClassifierError(
+            f"{folder.path}: is a latent run, and gradient guidance is not available for latent runs (its sampler steps in "
+            "the autoencoder's latent space, a classifier reads pixels); train the classifier of a pixel image run such as digits"
+        )
+    if not int(info.get("num_classes", 0)):
+        raise ClassifierError(
+            f"{folder.path}: has no class labels ({LABELS}) to train a classifier on; train the run on labelled data "
+            "(data.classes, data.labels or an image set), with train.label_dropout = 1 for an unconditional model"
+        )
+
+
 def train_classifier(
     run_dir: str | Path,
     settings: ClassifierSettings | None = None,
@@ -64,6 +90,7 @@ def train_classifier(
     takes the settings stored with the classifier, with ``settings.steps`` if given larger.
     SIGINT and SIGTERM stop it at a step boundary, as they stop ``train`` (TrainingInterrupted)."""
     folder = RunFolder(run_dir)
+    check_classifiable(folder)
     with StopSignals(folder.path, resume=f"denoiselab train-classifier {folder.path} --resume") as stop:
         state = _train(folder, settings, resume, threads, progress, stop_at, log, stop)
     stop.raise_if_stopped(state.step)
@@ -72,11 +99,6 @@ def train_classifier(
 
 def _train(folder: RunFolder, settings, resume: bool, threads: int, progress: bool, stop_at, log, stop: StopSignals) -> TrainState:
     run = folder.read_run_data()
-    if run.labels is None:
-        raise ClassifierError(
-            f"{folder.path}: has no class labels ({LABELS}) to train a classifier on; train the run on labelled data "
-            "(data.classes, data.labels or an image set), with train.label_dropout = 1 for an unconditional model"
-        )
     if resume:
         stored = ClassifierSettings.from_dict(read_classifier_info(folder.path).get("settings", {}))
         settings = dataclasses.replace(stored, steps=max(stored.steps, settings.steps)) if settings is not None else stored

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..builders import objective_from, schedule_from
-from ..config import Config, ConfigError, dump_config
+from ..config import Config, ConfigError
 from ..data import Normalization, make_source
 from ..data.images import is_image_data, load_image_data, split_indices
 from ..models import IMAGE_ARCHITECTURES
@@ -110,9 +110,8 @@ def _stage_one(cfg: Config, folder: RunFolder, **options) -> None:
     check_denoiser(cfg, planned_latent_shape(cfg))
     log = options["log"]
     ae_cfg, ae = stage_one_config(cfg), folder.stage_one()
-    stored = ae.config_text()
-    if stored is not None:
-        if stored != dump_config(ae_cfg):
+    if ae.config_text() is not None:
+        if ae.read_config() != ae_cfg:  # the values, not the text: a resolved recipe's comments and layout may change
             raise ConfigError(f"latent.autoencoder: {ae.path} holds an autoencoder of another recipe; choose another --out")
         if ae.status() != "complete":
             log(f"stage one: resuming the autoencoder in {ae.path}")
