@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_nonneg_float, help="peak learning rate (default 2e-3)")
     p.add_argument("--hidden", type=_positive_int, help="width (default 128 for points, 32 for images)")
     p.add_argument("--seed", type=int, help="seed of initialisation, batches, times and noise (default 0)")
-    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default 1, as train: more are slower when another program holds a core)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted classifier training")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -457,9 +457,12 @@ def cmd_tune_steps(args) -> int:
     from .runs import class_labels, guided_model_fn
     from .samplers import GRIDS as NAMED
     from .samplers import Denoiser, parse_grid
+    from .training import auto_threads
     from .tuning import START_GRIDS, STOP_CALLS, STOP_CONVERGED, STOP_SECONDS, TuningError, steps_for, tune_grid
 
     run = _load_for_use(args.run)
+    if run.device.type == "cpu":  # the thread count training uses: a busy machine does not stall the search
+        torch.set_num_threads(auto_threads(run.config))
     sampler = args.sampler or run.config.sample.sampler
     try:
         steps_for(sampler, args.nfe)

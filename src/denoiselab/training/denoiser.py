@@ -126,7 +126,8 @@ def _stage_one(cfg: Config, folder: RunFolder, **options) -> None:
 
 
 def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at, log, on_step, stop: StopSignals) -> TrainState:
-    device = set_up_compute(cfg, log)
+    compute = set_up_compute(cfg, log)
+    device = compute.device
     objective = objective_from(cfg, schedule_from(cfg))
     for note in objective.training_notes():
         log(note)
@@ -160,6 +161,7 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
         smooth = fit(
             state, lambda s: optimiser_step(cfg, s, objective, x_all, y_all), steps=cfg.train.steps,
             checkpoint_every=cfg.train.checkpoint_every, save=save, stop=stop, progress=progress, stop_at=stop_at, on_step=on_step,
+            after_step=compute.after_step,
         )  # fmt: skip
         save("trained")
         log(f"trained {state.step} steps in {info['train_seconds']:.1f} s, final loss {smooth:.4f}")
