@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -131,6 +133,23 @@ def _load() -> str:
         return "?"
 
 
+def print_table(rows: list[dict], stages: list[str], rounds: int) -> None:
+    def cell(stage, busy, threads):
+        got = [row for row in rows if (row["stage"], row["busy"], row["threads"]) == (stage, busy, threads)]
+        return statistics.median(row["steps"] / row["seconds"] for row in got), statistics.median(row["others_busy"] for row in got)
+
+    print(f"\nsteps per second, median of {rounds} round(s); in brackets: the cores other programs kept busy while it was timed\n")
+    print("| stage | as it is: 1 thread | 2 threads | 1 / 2 threads | one core busy: 1 thread | 2 threads | 1 / 2 threads | worst case (the slower state of each): 1 / 2 threads |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for stage in stages:
+        cells, worst = [], {1: math.inf, 2: math.inf}
+        for busy in (False, True):
+            (one, one_busy), (two, two_busy) = cell(stage, busy, 1), cell(stage, busy, 2)
+            cells += [f"{one:.2f} ({one_busy:.1f})", f"{two:.2f} ({two_busy:.1f})", f"{one / two:.2f}x"]
+            worst = {1: min(worst[1], one), 2: min(worst[2], two)}
+        print(f"| {stage} | " + " | ".join(cells) + f" | {worst[1] / worst[2]:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stages", nargs="+", default=list(STAGES), help=f"stage names or recipe names (default: all of {', '.join(STAGES)})")
@@ -139,8 +158,13 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=60.0, help="stop timing a measurement after this long (default 60; at least 3 steps)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--json", help="write every measurement here")
+    ap.add_argument("--table", metavar="JSON", help="print the table of an earlier run's --json file, measuring nothing")
     args = ap.parse_args()
     stages = [s for s in STAGES if s in args.stages or STAGES[s][0] in args.stages]
+    if args.table:
+        rows = json.loads(Path(args.table).read_text())
+        print_table(rows, [s for s in stages if any(row["stage"] == s for row in rows)], max(Counter((r["stage"], r["busy"], r["threads"]) for r in rows).values()))
+        return
     print(f"machine: {len(os.sched_getaffinity(0))} cores available, {os.cpu_count()} in all; load average at start {_load()}", flush=True)
     rows = []
     for r in range(args.rounds):
@@ -163,23 +187,7 @@ def main() -> None:
                     spinner.terminate()
                     spinner.wait()
 
-    def rate(stage, busy, threads):
-        got = [row["steps"] / row["seconds"] for row in rows if (row["stage"], row["busy"], row["threads"]) == (stage, busy, threads)]
-        return statistics.median(got)
-
-    def others(stage, busy):
-        return statistics.median(row["others_busy"] for row in rows if (row["stage"], row["busy"]) == (stage, busy))
-
-    print(f"\nsteps per second, median of {args.rounds} round(s); in brackets: cores other programs kept busy while timed\n")
-    print("| stage | as it is: 1 thread | 2 threads | 1 / 2 threads | one core busy: 1 thread | 2 threads | 1 / 2 threads | worst case (the slower state of each): 1 / 2 threads |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for stage in stages:
-        cells = []
-        for busy in (False, True):
-            one, two = rate(stage, busy, 1), rate(stage, busy, 2)
-            cells += [f"{one:.2f} ({others(stage, busy):.1f})", f"{two:.2f}", f"{one / two:.2f}x"]
-        worst_one, worst_two = (min(rate(stage, busy, threads) for busy in (False, True)) for threads in (1, 2))
-        print(f"| {stage} | " + " | ".join(cells) + f" | {worst_one / worst_two:.2f}x |")
+    print_table(rows, stages, args.rounds)
     print(f"\nload average at the end {_load()}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -13,7 +13,7 @@ import torch
 from conftest import set_args
 
 from denoiselab import cli
-from denoiselab.config import load_config
+from denoiselab.config import ConfigError, load_config
 from denoiselab.training import auto_threads, compute, set_up_compute
 
 IMAGE_RECIPES = ("digits", "digits-flow", "digits-latent", "patterns", "patterns-latent")
@@ -125,3 +125,21 @@ def test_every_training_command_hints_with_its_own_flag(monkeypatch, capsys, tmp
     # One thread (the default) has nothing to wait for: no hint.
     assert cli.main(["train-classifier", str(run), "--resume", "--steps", "6", "--no-progress"]) == 0
     assert "note: other programs keep" not in capsys.readouterr().out
+
+
+def test_a_latent_run_stopped_in_stage_one_continues_with_another_thread_count(tmp_path, threads_restored):
+    # What the hint asks in stage one: stop, and start the same command again with one thread.
+    from denoiselab.training import TrainingInterrupted, train
+
+    tiny = [*IMAGES_TINY, "autoencoder.steps=6", "autoencoder.hidden=8", "train.checkpoint_every=2"]
+    quiet = dict(progress=False, log=lambda *_: None)
+    with pytest.raises(TrainingInterrupted):
+        train(load_config("digits-latent", [*tiny, "train.threads=2"]), tmp_path / "run", stop_at=3, **quiet)
+    train(load_config("digits-latent", [*tiny, "train.threads=1"]), tmp_path / "run", **quiet)
+    stage_one = load_config(str(tmp_path / "run" / "autoencoder" / "config.toml"))
+    assert stage_one.train.threads == 1 and (tmp_path / "run" / "model.safetensors").is_file()
+    # Any other change of the recipe is still refused.
+    with pytest.raises(TrainingInterrupted):
+        train(load_config("digits-latent", [*tiny, "train.threads=2"]), tmp_path / "other", stop_at=3, **quiet)
+    with pytest.raises(ConfigError, match="another recipe"):
+        train(load_config("digits-latent", [*tiny, "train.threads=1", "autoencoder.lr=1e-3"]), tmp_path / "other", **quiet)

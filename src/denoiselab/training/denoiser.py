@@ -8,6 +8,7 @@ one array whatever the run.  The folder's training lock is held from the first w
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ def _stage_one(cfg: Config, folder: RunFolder, **options) -> None:
     ae_cfg, ae = stage_one_config(cfg), folder.stage_one()
     stored = ae.config_text()
     if stored is not None:
-        if stored != dump_config(ae_cfg):
+        if stored != dump_config(ae_cfg) and stored != dump_config(_with_threads(ae_cfg, ae.read_config().train.threads)):
             raise ConfigError(f"latent.autoencoder: {ae.path} holds an autoencoder of another recipe; choose another --out")
         if ae.status() != "complete":
             log(f"stage one: resuming the autoencoder in {ae.path}")
@@ -123,6 +124,12 @@ def _stage_one(cfg: Config, folder: RunFolder, **options) -> None:
         train(ae_cfg, ae.path, **options)
         complete_run(ae.path, log=log)
     log(f"stage two: the denoiser in the autoencoder's latent space, into {folder.path}")
+
+
+def _with_threads(cfg: Config, threads: int) -> Config:
+    """``cfg`` with another train.threads: the thread count says how a network trains, not which
+    (stage one resumes with the count asked for now, e.g. after the busy-cores hint)."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
 
 
 def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at, log, on_step, stop: StopSignals) -> TrainState:
