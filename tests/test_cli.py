@@ -451,20 +451,6 @@ def test_resume_finishes_a_run_trained_from_python(tmp_path, capsys):
     assert "already complete" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("busy", "warned"), [(1.0, True), (0.3, False), (None, False)])
-def test_a_busy_core_gets_the_threads_hint(monkeypatch, busy, warned):
-    from denoiselab.training import compute
-
-    monkeypatch.setattr(compute, "busy_cores", lambda: busy)
-    monkeypatch.setattr(compute.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(compute.torch, "get_num_threads", lambda: 2)
-    said = []
-    compute.warn_if_cores_busy(said.append)
-    assert bool(said) == warned
-    if warned:
-        assert "train.threads=1" in said[0] and "1.0 of 2 cores" in said[0]
-
-
 def test_busy_cores_reads_a_share_of_the_machine():
     from denoiselab.training.compute import busy_cores
 

@@ -15,7 +15,7 @@ from denoiselab.oracles import ring_mixture, two_d_mixture
 from denoiselab.samplers import SAMPLERS, Denoiser, time_grid
 from denoiselab.schedules import flow_schedule, make_schedule
 from denoiselab.runs.folder import TUNED_GRIDS, RunError, RunFolder
-from denoiselab.tuning import TuningError, steps_for, tune_grid
+from denoiselab.tuning import STOP_CALLS, STOP_CONVERGED, STOP_SECONDS, TuningError, steps_for, tune_grid
 
 MIX = two_d_mixture()
 SCHED = make_schedule("linear", 1000)
@@ -32,7 +32,7 @@ def check_tuned(result, schedule, steps):
     g = torch.tensor(result.grid, dtype=torch.float64)
     assert len(g) == steps + 1 and g[0] == 1.0 and g[-1] == 0.0
     assert bool((g.diff() < 0).all())  # strictly decreasing
-    assert result.error <= result.start_error  # held-out noise: no worse than the start
+    assert result.improved and result.error < result.start_error  # held-out noise: strictly better than the start
     if schedule.is_chain:  # on the chain's grid steps, where a network was trained
         assert torch.allclose(g * schedule.T, (g * schedule.T).round(), atol=1e-9)
 
@@ -42,7 +42,7 @@ def test_tuned_grid_beats_the_best_named_grid_on_held_out_noise():
     check_tuned(result, SCHED, 4)
     assert result.start in ("trailing", "logsnr", "karras", "time-uniform") and result.notes == []
     assert result.error < 0.8 * result.start_error  # the search found a clearly better grid
-    assert result.objective_calls == 300  # the call budget, not the 600 s, ended the search
+    assert result.objective_calls == 300 and result.stopped == STOP_CALLS  # the call budget, not the 600 s, ended the search
     # The reported number is reproducible from the grid and fresh noise (not the search's own):
     # the tuned grid also beats its start on a third draw, judged against a fine ODE solve.
     xT = torch.randn(1000, 2, generator=torch.Generator().manual_seed(99), dtype=torch.float64)
@@ -92,6 +92,38 @@ def test_tuned_grid_brings_narrow_modes_to_the_converged_log_density():
 
     assert abs(gap(result.start_grid)) > 0.25
     assert abs(gap(result.grid)) < 0.05
+
+
+def test_a_search_ends_by_its_call_budget_or_by_converging_and_says_which():
+    for budget in (1, 7, 40):
+        result = tune_grid(EXACT, "ddim", 3, shape=(2,), n=100, seed=2, max_calls=budget)
+        assert (result.objective_calls, result.stopped) == (budget, STOP_CALLS)
+    # With a budget it never reaches, the search stops when its narrowest restart finds nothing.
+    result = tune_grid(EXACT, "ddim", 3, shape=(2,), n=100, seed=2, max_calls=100_000)
+    assert result.stopped == STOP_CONVERGED and 40 < result.objective_calls < 100_000
+    # The same request gives the same grid: the budget is sampler runs, not seconds.
+    again = tune_grid(EXACT, "ddim", 3, shape=(2,), n=100, seed=2, max_calls=100_000)
+    assert (again.grid, again.objective_calls) == (result.grid, result.objective_calls)
+
+
+def test_the_reference_solves_are_not_part_of_the_time_cap():
+    # A cap shorter than the two 200-step reference solves still lets the search start: the
+    # cap counts the search's own time.  1 microsecond: the first call is already past it.
+    result = tune_grid(EXACT, "ddim", 3, shape=(2,), n=100, max_calls=50, max_seconds=1e-6)
+    assert result.stopped == STOP_SECONDS and result.objective_calls == 0
+    assert result.reference_seconds > 0
+
+
+def test_a_search_that_cannot_improve_returns_its_start_grid_not_a_tuned_one():
+    # Every grid takes a model that predicts x0 = 0 exactly to 0 (DDIM's last step returns the
+    # x0 prediction), as does the reference: every error is 0 and no grid is better than the start.
+    flat = Denoiser(lambda x, t, y=None: torch.zeros_like(x), SCHED, "x0")
+    result = tune_grid(flat, "ddim", 4, shape=(2,), n=50, max_calls=30)
+    assert not result.improved and result.grid == result.start_grid and result.error == result.start_error == 0.0
+    assert result.objective_calls == 30 and "no grid better" in result.notes[0]
+    # No search at all (the time cap passed before the first call): the start grid, not tuned.
+    result = tune_grid(EXACT, "dpm++2m", 4, shape=(2,), n=100, max_calls=50, max_seconds=1e-6)
+    assert not result.improved and result.grid == result.start_grid
 
 
 def test_tuning_works_on_the_flow_path_with_a_velocity_model():
@@ -172,6 +204,25 @@ def test_cli_tune_steps_then_sample_and_evaluate_use_it(trained_run, tmp_path, c
     assert rc == 2 and err.count("\n") == 1 and TUNED_GRIDS in err and "Traceback" not in err
 
 
+def test_cli_tune_steps_prints_its_calls_and_saves_nothing_when_the_search_did_not_improve(trained_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    rc, out, err = run_cli(capsys, "tune-steps", run, "--sampler", "dpm++2m", "--nfe", "3", "-n", "200", "--max-calls", "60")
+    assert rc == 0, err
+    assert out.startswith("60 search calls (the budget of --max-calls)") and "written to" in out
+    saved = (run / TUNED_GRIDS).read_bytes()
+    # A cap of a microsecond: no search call; exit 0 (the search ran and found the start best),
+    # one line saying nothing was saved, and the file as it was.
+    rc, out, err = run_cli(capsys, "tune-steps", run, "--sampler", "dpm++2m", "--nfe", "3", "-n", "100", "--max-seconds", "0.000001")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("0 search calls (the --max-seconds cap)")
+    assert len(lines) == 2 and lines[1].startswith("no tuned grid saved:") and "unchanged" in lines[1] and "written to" not in out
+    assert (run / TUNED_GRIDS).read_bytes() == saved
+    rc, out, err = run_cli(capsys, "tune-steps", run, "--sampler", "unipc", "--nfe", "3", "-n", "100", "--max-seconds", "0.000001")
+    assert rc == 0 and (run / TUNED_GRIDS).read_bytes() == saved and RunFolder(run).tuned_grid("unipc", 3) is None
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--sampler", "ddim", "--nfe", "1"], "--nfe 1"),
     (["--sampler", "heun", "--nfe", "4"], "odd"),
@@ -179,6 +230,7 @@ def test_cli_tune_steps_then_sample_and_evaluate_use_it(trained_run, tmp_path, c
     (["--sampler", "ddim", "--nfe", "3", "--start", "leading"], "does not start at t = 1"),
     (["--sampler", "ddpm", "--nfe", "3"], "stochastic"),
     (["--sampler", "ddim", "--nfe", "3", "--max-calls", "0"], "--max-calls"),
+    (["--sampler", "ddim", "--nfe", "3", "--max-seconds", "0"], "--max-seconds"),
 ])
 def test_cli_tune_steps_bad_input(trained_run, capsys, argv, needle):
     rc, _, err = run_cli(capsys, "tune-steps", trained_run, *argv)

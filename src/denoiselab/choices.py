@@ -8,6 +8,7 @@ from __future__ import annotations
 
 SAMPLER_NAMES = ("ddpm", "ddim", "dpm++2m", "dpm++3m", "dpm++2s", "unipc", "ipndm", "euler", "heun", "edm-heun")  # samplers.SAMPLERS
 GRIDS = ("trailing", "leading", "linspace", "logsnr", "karras", "time-uniform")  # samplers/grids.py
+TUNING_CALLS = 1200  # tuning.tune_grid's search budget in sampler runs, tune-steps' --max-calls (BENCHMARKS.md, "The tuning budget")
 KARRAS_RHO = 7.0  # Karras et al. 2022, Sec. 3: rho = 7 spends steps near the data
 VARIANCES = ("small", "large")  # samplers/ddpm.py: the reverse variance
 SCHEDULE_KINDS = ("linear", "cosine", "quadratic", "sigmoid")  # the DDPM chains (schedules.py)

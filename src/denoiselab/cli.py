@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__, files
-from .choices import GRIDS, SAMPLER_NAMES, SCHEDULE_KINDS, VARIANCES
+from .choices import GRIDS, SAMPLER_NAMES, SCHEDULE_KINDS, TUNING_CALLS, VARIANCES
 from .config import load_config, recipe_names
 from .errors import InputError
 from .runs.folder import CHECKPOINT, CONFIG, DATA, INFO, RunError, RunFolder, RunFolderError
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_nonneg_float, help="peak learning rate (default 2e-3)")
     p.add_argument("--hidden", type=_positive_int, help="width (default 128 for points, 32 for images)")
     p.add_argument("--seed", type=int, help="seed of initialisation, batches, times and noise (default 0)")
-    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default 1, as train: more are slower when another program holds a core)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted classifier training")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -166,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", metavar="NAME|TIMES", help="grid to start from: trailing, logsnr, karras, time-uniform or times such as 1,0.6,0.3,0.1,0 (default: the best of the named ones)")
     p.add_argument("-n", type=_positive_int, default=2000, help="starting points for the search, and as many held out (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the starting noise")
-    p.add_argument("--max-seconds", type=float, default=60.0, help="time for the search, the reference solves included (default 60)")
-    p.add_argument("--max-calls", type=_positive_int, help="stop the search after this many sampler runs as well (the same grid on any machine)")
+    p.add_argument("--max-calls", type=_positive_int, default=TUNING_CALLS, help=f"the search's budget in sampler runs (default {TUNING_CALLS}; the same grid on any machine); it stops sooner when it converges")
+    p.add_argument("--max-seconds", type=float, help="stop the search after this many seconds as well (not counting the two reference solves before it); default: no time limit")
 
     add_serve_arguments(sub.add_parser("serve", help=SERVE_HELP))
     return parser
@@ -507,11 +507,14 @@ def cmd_tune_steps(args) -> int:
     from .runs import check_samples, class_labels, guided_model_fn
     from .samplers import GRIDS as NAMED
     from .samplers import Denoiser, parse_grid
-    from .tuning import START_GRIDS, TuningError, steps_for, tune_grid
+    from .training import auto_threads
+    from .tuning import START_GRIDS, STOP_CALLS, STOP_CONVERGED, STOP_SECONDS, TuningError, steps_for, tune_grid
 
     run = _load_for_use(args.run)
     with _flag_errors(run):
         check_samples(run)
+    if run.device.type == "cpu":  # the thread count training uses: a busy machine does not stall the search
+        torch.set_num_threads(auto_threads(run.config))
     sampler = args.sampler or run.config.sample.sampler
     try:
         steps_for(sampler, args.nfe)
@@ -525,27 +528,38 @@ def cmd_tune_steps(args) -> int:
             start = parse_grid(start)
         except ValueError as exc:
             raise UsageError(f"--start {start[:80]}: {exc}") from None
-    if not args.max_seconds > 0:
+    if args.max_seconds is not None and not args.max_seconds > 0:
         raise UsageError(f"--max-seconds: must be > 0, got {args.max_seconds:g}")
     labels = class_labels(run, args.n)
     y = None if labels is None else torch.as_tensor(labels, device=run.device)
     denoise = Denoiser(guided_model_fn(run), run.schedule, run.config.model.prediction, y)
     try:
+        run.folder.read_tuned_grids()  # a corrupt file is answered before the search, not after it
         result = tune_grid(
             denoise, sampler, args.nfe, shape=run.sample_shape, n=args.n, seed=args.seed, start=start,
-            max_seconds=args.max_seconds, max_calls=args.max_calls, device=run.device, dtype=torch.float32,
+            max_calls=args.max_calls, max_seconds=args.max_seconds, device=run.device, dtype=torch.float32,
         )
-        path = run.folder.save_tuned_grid(result)
     except (TuningError, RunError) as exc:
+        raise UsageError(str(exc)) from None
+    why = {STOP_CALLS: "the budget of --max-calls", STOP_CONVERGED: "converged", STOP_SECONDS: "the --max-seconds cap"}[result.stopped]
+    print(f"{result.objective_calls} search calls ({why}) in {result.seconds - result.reference_seconds:.1f} s, after {result.reference_seconds:g} s of reference solves")
+    if not result.improved:
+        # Exit status 0: the search ran; its answer is that the start grid stays the best.
+        print(
+            f"no tuned grid saved: {result.notes[0]}; {sampler} at {result.evaluations} evaluations keeps the "
+            f"{result.start} grid (mean distance {result.start_error:.4g} on held-out noise), {run.folder.tuned_grids_path} unchanged"
+        )
+        return 0
+    try:
+        path = run.folder.save_tuned_grid(result)
+    except RunError as exc:
         raise UsageError(str(exc)) from None
     times = ",".join(f"{t:.4g}" for t in result.grid)
     print(
         f"{sampler} at {result.evaluations} model evaluations: mean distance to {result.reference} on held-out noise "
-        f"{result.error:.4g} (start, {result.start} grid: {result.start_error:.4g}; {result.start_error / max(result.error, 1e-30):.2f}x) "
-        f"in {result.seconds:g} s\ngrid {times}\nwritten to {path}; sample and evaluate use it for {sampler} at {result.evaluations} evaluations"
+        f"{result.error:.4g} (start, {result.start} grid: {result.start_error:.4g}; {result.start_error / max(result.error, 1e-30):.2f}x)\n"
+        f"grid {times}\nwritten to {path}; sample and evaluate use it for {sampler} at {result.evaluations} evaluations"
     )
-    for note in result.notes:
-        print(f"note: {note}")
     return 0
 
 

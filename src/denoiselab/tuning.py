@@ -21,10 +21,13 @@ softmax of w splits the log-SNR range [lambda(t_0), lambda(1 / T)] into N increm
 first N - 1 partial sums place t_1 .. t_{N-1}; every w gives a strictly decreasing grid, so the
 search (Nelder-Mead, derivative-free, since samplers step in Python floats) needs no
 constraints.  It starts from the best named grid for that count, restarts around the best point
-until ``max_seconds`` are spent or a narrow restart finds nothing better, and, on a DDPM chain, the
-result is moved to the nearest grid steps k / T, where the network was trained.  Every number
-reported is measured on held-out noise (a second draw), and the tuned grid is kept only if it
-is no worse there than the grid it started from.  The model is a ``Denoiser``
+until ``max_calls`` sampler runs are spent (``max_seconds`` caps the search's time as well, if
+given) or a narrow restart finds nothing better, and, on a DDPM chain, the result is moved to the
+nearest grid steps k / T, where the network was trained.  The budget is a count of sampler runs,
+not seconds, so the same request gives the same grid on a fast machine and on a busy one; the two
+reference solves are not part of it.  Every number reported is measured on held-out noise (a
+second draw), and the search's grid is a tuned grid only if it is strictly better there than the
+grid it started from (``TunedGrid.improved``); otherwise the result is the start grid itself.  The model is a ``Denoiser``
 (samplers/denoiser.py): the model function with its schedule, prediction and labels, which the
 search and the reference solve share.
 
@@ -37,12 +40,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from .choices import TUNING_CALLS
 from .samplers import SAMPLERS, TWO_EVALUATIONS_PER_STEP, Denoiser, check_grid, sample_dpmpp_3m, time_grid
 from .samplers.grids import _strictly_decreasing
 from .schedules import Schedule
@@ -52,6 +55,10 @@ START_GRIDS = ("trailing", "logsnr", "karras", "time-uniform")  # the named grid
 STOCHASTIC = ("ddpm",)
 MIN_STEPS = 2  # one step has no time point to move
 MIN_SIMPLEX = 0.05  # the narrowest restart of the search, in log-weights
+DEFAULT_CALLS = TUNING_CALLS  # the search's default budget in sampler runs (choices.py: measured there)
+
+
+STOP_CALLS, STOP_CONVERGED, STOP_SECONDS = "calls", "converged", "seconds"
 
 
 class TuningError(ValueError):
@@ -70,8 +77,11 @@ class TunedGrid:
     train_error: float
     n: int
     reference: str = f"DPM-Solver++(3M), {REFERENCE_STEPS} steps, logsnr grid"
-    seconds: float = 0.0
-    objective_calls: int = 0
+    seconds: float = 0.0  # the whole call: the reference solves, the search, the held-out checks
+    reference_seconds: float = 0.0  # the two reference solves
+    objective_calls: int = 0  # sampler runs of the search (the start's choice not counted)
+    stopped: str = ""  # why the search ended: STOP_CALLS, STOP_CONVERGED or STOP_SECONDS
+    improved: bool = False  # strictly better than the start on held-out noise: a tuned grid
     notes: list[str] = field(default_factory=list)
 
 
@@ -135,8 +145,8 @@ def tune_grid(
     seed: int = 0,
     start=None,
     options: dict | None = None,
-    max_seconds: float = 60.0,
-    max_calls: int | None = None,
+    max_calls: int = DEFAULT_CALLS,
+    max_seconds: float | None = None,
     device="cpu",
     dtype=torch.float64,
 ) -> TunedGrid:
@@ -145,10 +155,15 @@ def tune_grid(
     ``shape``: one sample's shape; ``n`` starting points for the search and as many held out;
     ``start``: a named grid or a list of times (default: the best named grid on the search noise);
     ``options``: sampler keywords (order, variant, ...).  The Denoiser's labels (a conditional
-    model) are those of the n points, used for both draws.  The search stops after
-    ``max_seconds`` (counted from the call, the reference solves included) or ``max_calls``
-    sampler runs, whichever comes first; a call budget gives the same grid on any machine.
-    """
+    model) are those of the n points, used for both draws.  The search makes at most
+    ``max_calls`` sampler runs (fewer when it converges), and stops after ``max_seconds`` of its
+    own time when that is given; the reference solves and the choice of the start grid come
+    before and count in neither.  ``result.improved`` says whether the result is a tuned grid;
+    when it is False, ``result.grid`` is the start grid."""
+    if not (isinstance(max_calls, int) and max_calls >= 1):
+        raise TuningError(f"max_calls: expected a positive number of sampler runs, got {max_calls!r}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise TuningError(f"max_seconds: expected a positive number of seconds, got {max_seconds!r}")
     t0 = time.perf_counter()
     schedule = denoise.schedule
     steps = steps_for(sampler, evaluations)
@@ -158,6 +173,7 @@ def tune_grid(
     x_held = torch.randn(n, *shape, generator=gen, dtype=dtype).to(device)  # disjoint from x_fit
     reference_times = time_grid(schedule, REFERENCE_STEPS, "logsnr")
     ref = {key: sample_dpmpp_3m(denoise, x, reference_times) for key, x in (("fit", x_fit), ("held", x_held))}
+    reference_seconds = time.perf_counter() - t0
 
     def error(grid: torch.Tensor, key: str) -> float:
         x = x_fit if key == "fit" else x_held
@@ -176,14 +192,18 @@ def tune_grid(
         start_name, start_grid = "given", check_grid(start, "start grid")
         if len(start_grid) != steps + 1:
             raise TuningError(f"start grid: {sampler} at {evaluations} evaluations takes {steps} steps, the grid given has {len(start_grid) - 1}")
-    best = {"f": error(start_grid, "fit"), "w": weights_from_grid(schedule, start_grid), "calls": 0}
+    start_fit = error(start_grid, "fit")
+    best = {"f": start_fit, "w": weights_from_grid(schedule, start_grid), "calls": 0}
+    t_search = time.perf_counter()
 
     class _OutOfBudget(Exception):
         pass
 
     def objective(w: np.ndarray) -> float:
-        if time.perf_counter() - t0 > max_seconds or (max_calls is not None and best["calls"] >= max_calls):
-            raise _OutOfBudget
+        if best["calls"] >= max_calls:
+            raise _OutOfBudget(STOP_CALLS)
+        if max_seconds is not None and time.perf_counter() - t_search > max_seconds:
+            raise _OutOfBudget(STOP_SECONDS)
         best["calls"] += 1
         f = error(grid_from_weights(schedule, w), "fit")
         if f < best["f"]:
@@ -192,11 +212,11 @@ def tune_grid(
 
     from scipy.optimize import minimize
 
-    # Nelder-Mead restarted around the best point until the time is spent: a wide simplex first;
-    # a round that improves restarts at the same width (a fresh simplex escapes the collapsed
-    # one), a round that does not narrows it, and a round at the narrowest width that does not
-    # improve ends the search.  One round stops after 150 calls per dimension.
-    scale = 0.5
+    # Nelder-Mead restarted around the best point until the budget is spent: a wide simplex
+    # first; a round that improves restarts at the same width (a fresh simplex escapes the
+    # collapsed one), a round that does not narrows it, and a round at the narrowest width that
+    # does not improve ends the search.  One round stops after 150 calls per dimension.
+    scale, stopped = 0.5, STOP_CONVERGED
     try:
         while True:
             w0, before = best["w"], best["f"]
@@ -207,14 +227,22 @@ def tune_grid(
             if scale <= MIN_SIMPLEX:
                 break
             scale /= 3
-    except _OutOfBudget:
-        pass
-    tuned = on_chain(schedule, grid_from_weights(schedule, best["w"]))
-    held, held_start = error(tuned, "held"), error(start_grid, "held")
+    except _OutOfBudget as budget:
+        stopped = budget.args[0]
+    held_start = error(start_grid, "held")
     notes = []
-    if not held <= held_start:
-        notes.append(f"the tuned grid was worse on held-out noise ({held:.4g}); the start grid is kept")
-        tuned, held = start_grid, held_start
+    # A tuned grid is one the search found (better than the start on its own noise) that is also
+    # strictly better on the held-out noise; anything else is the start grid, not a tuned one.
+    tuned, held, improved = start_grid, held_start, False
+    if best["f"] < start_fit:
+        candidate = on_chain(schedule, grid_from_weights(schedule, best["w"]))
+        held_candidate = error(candidate, "held")
+        if held_candidate < held_start:
+            tuned, held, improved = candidate, held_candidate, True
+        else:
+            notes.append(f"the search's best grid was no better on held-out noise ({held_candidate:.4g} against the start's {held_start:.4g})")
+    else:
+        notes.append(f"the search found no grid better than the start in {best['calls']} sampler runs")
     return TunedGrid(
         sampler=sampler,
         evaluations=evaluations,
@@ -226,7 +254,10 @@ def tune_grid(
         train_error=error(tuned, "fit"),
         n=n,
         seconds=round(time.perf_counter() - t0, 1),
+        reference_seconds=round(reference_seconds, 1),
         objective_calls=best["calls"],
+        stopped=stopped,
+        improved=improved,
         notes=notes,
     )
 

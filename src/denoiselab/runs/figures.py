@@ -210,7 +210,6 @@ def render_image_figures(run: Run, out_dir: Path) -> list[Path]:
     from .. import viz
     from ..schedules import make_schedule
 
-    sc = run.config.sample
     names = run.class_names or None
     K = max(run.num_classes, 1)
     n_grid = GRID_PER_CLASS * K if run.num_classes else 64

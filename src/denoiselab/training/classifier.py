@@ -22,7 +22,7 @@ from ..config import Config
 from ..runs.classifier import read_classifier_info
 from ..runs.folder import LABELS, RunFolder, sample_shape
 from .checkpoint import TrainState, init_state, load_checkpoint, save_checkpoint
-from .compute import set_up_compute
+from .compute import CLASSIFIER_THREADS_FLAG, set_up_compute
 from .loop import StopSignals, fit
 from .step import optimiser_step
 
@@ -104,7 +104,8 @@ def _train(folder: RunFolder, settings, resume: bool, threads: int, progress: bo
         settings = dataclasses.replace(stored, steps=max(stored.steps, settings.steps)) if settings is not None else stored
     settings = settings or ClassifierSettings()
     cfg = loop_config(folder.read_config(), settings, threads)
-    device = set_up_compute(cfg, log)
+    compute = set_up_compute(cfg, log, CLASSIFIER_THREADS_FLAG)
+    device = compute.device
     schedule = schedule_from(cfg)
     shape = sample_shape(run.info)
     num_classes = int(run.info["num_classes"])
@@ -129,6 +130,7 @@ def _train(folder: RunFolder, settings, resume: bool, threads: int, progress: bo
         fit(
             state, lambda s: optimiser_step(cfg, s, objective, x_all, y_all), steps=settings.steps,
             checkpoint_every=settings.checkpoint_every, save=save, stop=stop, progress=progress, desc="classifier", stop_at=stop_at,
+            after_step=compute.after_step,
         )  # fmt: skip
         state.model.eval()
         info["accuracy_by_t"] = accuracy_by_noise(state.model, schedule, x_all[:4096], y_all[:4096])

@@ -8,6 +8,7 @@ one array whatever the run.  The folder's training lock is held from the first w
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -111,7 +112,9 @@ def _stage_one(cfg: Config, folder: RunFolder, **options) -> None:
     log = options["log"]
     ae_cfg, ae = stage_one_config(cfg), folder.stage_one()
     if ae.config_text() is not None:
-        if ae.read_config() != ae_cfg:  # the values, not the text: a resolved recipe's comments and layout may change
+        # The values, not the text (a resolved recipe's comments and layout may change), and
+        # whatever train.threads the user asks for now.
+        if _with_threads(ae.read_config(), ae_cfg.train.threads) != ae_cfg:
             raise ConfigError(f"latent.autoencoder: {ae.path} holds an autoencoder of another recipe; choose another --out")
         if ae.status() != "complete":
             log(f"stage one: resuming the autoencoder in {ae.path}")
@@ -124,8 +127,15 @@ def _stage_one(cfg: Config, folder: RunFolder, **options) -> None:
     log(f"stage two: the denoiser in the autoencoder's latent space, into {folder.path}")
 
 
+def _with_threads(cfg: Config, threads: int) -> Config:
+    """``cfg`` with another train.threads: the thread count says how a network trains, not which
+    (stage one resumes with the count asked for now, e.g. after the busy-cores hint)."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
+
+
 def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at, log, on_step, stop: StopSignals) -> TrainState:
-    device = set_up_compute(cfg, log)
+    compute = set_up_compute(cfg, log)
+    device = compute.device
     objective = objective_from(cfg, schedule_from(cfg))
     for note in objective.training_notes():
         log(note)
@@ -159,6 +169,7 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
         smooth = fit(
             state, lambda s: optimiser_step(cfg, s, objective, x_all, y_all), steps=cfg.train.steps,
             checkpoint_every=cfg.train.checkpoint_every, save=save, stop=stop, progress=progress, stop_at=stop_at, on_step=on_step,
+            after_step=compute.after_step,
         )  # fmt: skip
         save("trained")
         log(f"trained {state.step} steps in {info['train_seconds']:.1f} s, final loss {smooth:.4f}")

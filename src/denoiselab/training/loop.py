@@ -82,6 +82,7 @@ def fit(
     desc: str = "train",
     stop_at: int | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> float | None:
     """Run ``step(state) -> (loss, learning rate)`` until ``state.step`` reaches ``steps``;
     returns the smoothed loss (None when there was no step to take).
@@ -90,7 +91,8 @@ def fit(
     last, "interrupted" on a stop.  The caller writes the last one ("trained") after any final
     measurement.  ``stop_at`` ends the loop after that step as if interrupted (to test resume);
     ``on_step(step, loss)`` is called after every step (the playground's live loss curve), and
-    raising KeyboardInterrupt from it stops the run as Ctrl-C does."""
+    raising KeyboardInterrupt from it stops the run as Ctrl-C does.  ``after_step()`` is the
+    compute's watch (compute.Compute.after_step: the busy-cores hint)."""
     state.model.train()
     bar = tqdm(
         total=steps,
@@ -112,6 +114,8 @@ def fit(
             bar.update(1)
             if on_step is not None:
                 on_step(state.step, value)
+            if after_step is not None:
+                after_step()
             if state.step % 50 == 0 or state.step == steps:
                 bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{lr:.1e}", refresh=False)  # the bar redraws on its own interval
             if state.step % checkpoint_every == 0 and state.step < steps:
