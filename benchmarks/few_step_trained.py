@@ -8,7 +8,7 @@ class accuracy and Frechet distance (its ratio to the floor).  Everything goes t
 in this process, so the table is what a user gets from the same commands.
 
     python benchmarks/few_step_trained.py runs/spiral
-    python benchmarks/few_step_trained.py runs/digits --tune unipc --tune-n 256 --max-seconds 120
+    python benchmarks/few_step_trained.py runs/digits --tune unipc --tune-n 256 --max-calls 331
 
 The tuned grids are written into RUN/tuned_grids.json (replacing any there for the same sampler
 and count): use a copy of a run you care about.
@@ -24,6 +24,7 @@ import sys
 import time
 
 from denoiselab import cli
+from denoiselab.choices import TUNING_CALLS
 from denoiselab.runs.folder import RunFolder, tuned_grid_key
 
 
@@ -54,7 +55,7 @@ def main() -> None:
     ap.add_argument("--samplers", nargs="+", default=["dpm++2m", "dpm++3m", "unipc", "ipndm"])
     ap.add_argument("--grids", nargs="+", default=["trailing", "logsnr"])
     ap.add_argument("--tune", nargs="*", default=["dpm++3m", "unipc", "ipndm"], help="samplers whose grid is tuned at each budget")
-    ap.add_argument("--max-seconds", type=float, default=60.0, help="tune-steps' search time (default 60, its own default)")
+    ap.add_argument("--max-calls", type=int, default=TUNING_CALLS, help=f"tune-steps' budget in sampler runs (default {TUNING_CALLS}, its own default)")
     ap.add_argument("--tune-n", type=int, default=2000, help="tune-steps' starting points (default 2000, its own default)")
     ap.add_argument("--json", help="write every row here")
     args = ap.parse_args()
@@ -76,11 +77,21 @@ def main() -> None:
             for grid in args.grids:
                 row(nfe, sampler, grid, evaluate(args.run, "--sampler", sampler, "--steps", nfe, "--grid", grid))
         for sampler in args.tune:
-            denoiselab("tune-steps", args.run, "--sampler", sampler, "--nfe", nfe, "-n", args.tune_n, "--max-seconds", args.max_seconds)
-            tuned = RunFolder(args.run).read_tuned_grids()[tuned_grid_key(sampler, nfe)]  # what tune-steps wrote
+            folder, key = RunFolder(args.run), tuned_grid_key(sampler, nfe)
+            grids = folder.read_tuned_grids()
+            grids.pop(key, None)  # a grid left from an earlier search is not this one's
+            folder.write_tuned_grids(grids)
+            text = denoiselab("tune-steps", args.run, "--sampler", sampler, "--nfe", nfe, "-n", args.tune_n, "--max-calls", args.max_calls)
+            calls = text.split(" search calls")[0]
+            tuned = folder.read_tuned_grids().get(key)  # what tune-steps wrote, if it found a better grid
+            if tuned is None:  # "no tuned grid saved: ...; SAMPLER at N evaluations keeps the NAME grid ..."
+                start = text.split("keeps the ")[1].split()[0]
+                report = evaluate(args.run, "--sampler", sampler, "--steps", nfe, "--grid", start)
+                row(nfe, sampler, "tuned", report, f"{calls} calls; no better grid than the start ({start}), which is scored")
+                continue
             report = evaluate(args.run, "--sampler", sampler, "--steps", nfe)
             assert report["tuned_grid"], "evaluate did not pick up the tuned grid"
-            row(nfe, sampler, "tuned", report, "; ".join([f"{tuned['error']:.4g} (start, {tuned['start']} grid: {tuned['start_error']:.4g})", *tuned["notes"]]))
+            row(nfe, sampler, "tuned", report, f"{tuned['error']:.4g} (start, {tuned['start']} grid: {tuned['start_error']:.4g}); {calls} calls")
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
