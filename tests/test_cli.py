@@ -235,7 +235,7 @@ TRAIN_ERRORS = [
     (["--config", "no-such-recipe"], ["no-such-recipe", "spiral"]),
     (["--config", "{d}/missing.toml"], ["missing.toml"]),
     (["--config", "{d}/broken.toml"], ["broken.toml", "TOML"]),
-    (["--set", "data.name={d}/nan_points.npy"], ["nan_points.npy", "NaN", "row 11"]),
+    (["--set", "data.name={d}/nan_points.npy"], ["nan_points.npy", "NaN", "index 11"]),
     (["--set", "data.name={d}/cube_points.npy"], ["cube_points.npy", "N x D"]),
     (["--set", "data.name={d}/points.txt"], ["points.txt", ".npy", ".csv"]),
     (["--set", "data.name={d}/words.csv"], ["words.csv"]),

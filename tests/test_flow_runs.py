@@ -73,7 +73,7 @@ def test_a_flow_run_trains_samples_and_evaluates_through_the_cli(flow_run, tmp_p
     info = json.loads((flow_run / "run.json").read_text())
     assert info["status"] == "complete" and (flow_run / "trajectory.gif").is_file()
     rc, out, _ = run_cli(capsys, "sample", flow_run, "--sampler", "heun", "--steps", "5", "--grid", "karras", "-n", "100", "--out", tmp_path / "h.npy")
-    assert rc == 0 and "heun, 5 steps, karras grid, 9 model evaluations" in out
+    assert rc == 0 and "heun, 5 steps, karras grid, rho 7; 9 model evaluations" in out
     x = np.load(tmp_path / "h.npy")
     assert x.shape == (100, 2) and np.isfinite(x).all()
     rc, out, _ = run_cli(capsys, "evaluate", flow_run, "--grid", "1,0.6,0.3,0.1,0", "-n", "100", "--repeats", "2", "--json")
