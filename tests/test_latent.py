@@ -107,6 +107,11 @@ def test_the_stored_scale_gives_unit_variance_on_the_training_set(autoencoder_ru
     metrics = json.loads((autoencoder_run / "metrics.json").read_text())
     assert metrics["reconstruction_mse"] > 0 and metrics["reconstruction_psnr"] == pytest.approx(10 * np.log10(4 / metrics["reconstruction_mse"]))
     assert metrics["frechet_reconstruction"] > 0 and metrics["frechet_floor"] > 0
+    # It samples nothing: no sampler, steps or grid beside its metrics, nor in complete_run's line.
+    assert not {"sampler", "steps", "spacing"} & set(metrics)
+    from denoiselab.runs.complete import measured_words
+
+    assert measured_words(run) == "reconstructions of its held-out images"
     for name in ("reconstructions.png", "latent-space.png", "loss.png"):
         assert (autoencoder_run / name).stat().st_size > 1000
 
