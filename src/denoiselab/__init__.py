@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 # What ``import denoiselab`` offers, loaded on first use (PEP 562): the command line imports
 # this package too, and `denoiselab --help` should not wait for torch.
 _EXPORTS = {
+    ".cnf": ("LogDensity", "likelihood"),
     ".config": ("Config", "ConfigError", "load_config"),
     ".forward_process": ("q_chain", "q_posterior", "q_sample", "q_step"),
     ".metrics": ("energy_distance", "point_metrics", "w2_exact"),
