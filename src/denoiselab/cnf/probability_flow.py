@@ -101,7 +101,7 @@ def time_at_tau(schedule: Schedule, tau: float) -> float:
         return 0.0
     if tau >= 1.0:
         return 1.0
-    return float(schedule.time_at_log_snr(math.log1p(-tau) - math.log(tau)))
+    return float(schedule.time_at_half_log_snr(math.log1p(-tau) - math.log(tau)))
 
 
 def gaussian_prior(schedule: Schedule, t: float, mean: torch.Tensor | None = None, cov: torch.Tensor | None = None) -> LogDensityFn:
@@ -125,7 +125,7 @@ def gaussian_prior(schedule: Schedule, t: float, mean: torch.Tensor | None = Non
 def default_times(schedule: Schedule, prediction: str) -> tuple[float, float]:
     """(t_start, t_end) where ``prediction`` can be read (see the module docstring)."""
     noise = SINGULAR_OFFSET if prediction == "x0" else START_NOISE
-    t_start = float(schedule.time_at_log_snr(-math.log(noise)))
+    t_start = float(schedule.time_at_half_log_snr(-math.log(noise)))
     t_end = 1.0 - SINGULAR_OFFSET if prediction == "eps" and float(schedule.alpha_at(1.0)) == 0.0 else 1.0
     return t_start, t_end
 
