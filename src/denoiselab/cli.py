@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-scale", action="store_true", help="keep the beta range as given (no x 1000/T)")
     p.add_argument("--out", default="schedules.png", help="output PNG (default schedules.png)")
 
-    p = sub.add_parser("tune-steps", help="tune a sampler's time points to a run's model (written to the run folder)")
+    p = sub.add_parser("tune-steps", help="tune a sampler's time points to a run's model (written to the run folder only when they beat the start grid on held-out noise; exit status 0 either way)")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the run's [sample] sampler")
     p.add_argument("--nfe", type=_positive_int, required=True, help="model evaluations per sample (heun, edm-heun, dpm++2s: odd)")
