@@ -495,7 +495,7 @@ def cmd_tune_steps(args) -> int:
         # Exit status 0: the search ran; its answer is that the start grid stays the best.
         print(
             f"no tuned grid saved: {result.notes[0]}; {sampler} at {result.evaluations} evaluations keeps the "
-            f"{result.start} grid (mean distance {result.start_error:.4g} on held-out noise), {run.folder.tuned_grids_path} unchanged"
+            f"{result.start} grid (mean distance {result.start_error:.4g} on held-out noise); nothing written to {run.folder.tuned_grids_path}"
         )
         return 0
     try:
