@@ -217,7 +217,7 @@ def test_cli_tune_steps_prints_its_calls_and_saves_nothing_when_the_search_did_n
     assert rc == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("0 search calls (the --max-seconds cap)")
-    assert len(lines) == 2 and lines[1].startswith("no tuned grid saved:") and "unchanged" in lines[1] and "written to" not in out
+    assert len(lines) == 2 and lines[1].startswith("no tuned grid saved:") and "nothing written to" in lines[1] and "sample and evaluate use it" not in out
     assert (run / TUNED_GRIDS).read_bytes() == saved
     rc, out, err = run_cli(capsys, "tune-steps", run, "--sampler", "unipc", "--nfe", "3", "-n", "100", "--max-seconds", "0.000001")
     assert rc == 0 and (run / TUNED_GRIDS).read_bytes() == saved and RunFolder(run).tuned_grid("unipc", 3) is None

@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-scale", action="store_true", help="keep the beta range as given (no x 1000/T)")
     p.add_argument("--out", default="schedules.png", help="output PNG (default schedules.png)")
 
-    p = sub.add_parser("tune-steps", help="tune a sampler's time points to a run's model (written to the run folder)")
+    p = sub.add_parser("tune-steps", help="tune a sampler's time points to a run's model (written to the run folder only when they beat the start grid on held-out noise; exit status 0 either way)")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the run's [sample] sampler")
     p.add_argument("--nfe", type=_positive_int, required=True, help="model evaluations per sample (heun, edm-heun, dpm++2s: odd)")
@@ -547,7 +547,7 @@ def cmd_tune_steps(args) -> int:
         # Exit status 0: the search ran; its answer is that the start grid stays the best.
         print(
             f"no tuned grid saved: {result.notes[0]}; {sampler} at {result.evaluations} evaluations keeps the "
-            f"{result.start} grid (mean distance {result.start_error:.4g} on held-out noise), {run.folder.tuned_grids_path} unchanged"
+            f"{result.start} grid (mean distance {result.start_error:.4g} on held-out noise); nothing written to {run.folder.tuned_grids_path}"
         )
         return 0
     try:
