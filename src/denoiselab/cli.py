@@ -1,4 +1,4 @@
-"""The denoiselab command line: train, sample, evaluate, plot, schedules, serve, tune-steps.
+"""The denoiselab command line: train, sample, evaluate, likelihood, plot, schedules, serve, tune-steps.
 
 Usage errors (bad recipe keys or values, bad files, bad options) print one line naming the
 problem and exit with status 2; nothing is left behind that looks like a finished run.
@@ -62,6 +62,16 @@ def _nonneg_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {value}")
     return value
 
 
@@ -137,6 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN_DIR")
     _add_sampling_options(p)
     p.add_argument("--repeats", type=_positive_int, default=8, help="sample sets (seeds seed, seed + 1, ...) averaged per metric (default 8)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("likelihood", help="the model's negative log-likelihood of points (nats a point) or images (bits a dimension)")
+    p.add_argument("run", metavar="RUN_DIR")
+    points = p.add_mutually_exclusive_group()
+    points.add_argument("--data", metavar="FILE", help="points in data units (.npy or .csv), or images (.npy, N x C x H x W in [-1, 1]); default: fresh draws of a built-in set, else the held-out points")
+    points.add_argument("--held-out", action="store_true", help="the run's held-out points or images (a data file's or an image set's held-out split)")
+    p.add_argument("-n", type=_positive_int, help="points to measure (default 2000 points, 100 images)")
+    divergence = p.add_mutually_exclusive_group()
+    divergence.add_argument("--exact", action="store_true", help="exact divergence (D backward passes a model call; the default up to 64 dimensions)")
+    divergence.add_argument("--probes", type=_positive_int, metavar="K", help="Hutchinson's divergence estimate with K Rademacher probes (the default above 64 dimensions, K = 1)")
+    solver = p.add_mutually_exclusive_group()
+    solver.add_argument("--rtol", type=_positive_float, metavar="R", help="adaptive Dormand-Prince 5(4) with relative and absolute tolerance R (default 1e-3)")
+    solver.add_argument("--steps", type=_positive_int, metavar="S", help="a fixed-step solver with S steps instead (--solver)")
+    p.add_argument("--solver", choices=("rk4", "heun"), help="with --steps: rk4 (4 evaluations a step, the default) or heun (2)")
+    p.add_argument("--label", metavar="K|NAME", help="conditional runs: log p(x | label); default: the mixture over the classes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fresh draws, the probes and the dequantisation noise (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("plot", help="redraw every figure of a run")
@@ -380,6 +407,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_likelihood(args) -> int:
+    from .runs import resolve_label
+    from .runs.likelihood import DEFAULT_TOLERANCE, check_has_density, likelihood_points, measure_likelihood
+
+    if args.solver and args.steps is None:
+        raise UsageError("--solver: applies with --steps (the adaptive solver takes --rtol)")
+    run = _load_for_use(args.run)
+    check_has_density(run)
+    with _flag_errors(run):
+        label = None if args.label is None else resolve_label(run, args.label)
+    points = likelihood_points(run, data=args.data, held_out=args.held_out, n=args.n, seed=args.seed, label=label)
+    divergence = "exact" if args.exact else ("hutchinson" if args.probes else "auto")
+    solver = (args.solver or "rk4") if args.steps else "rk45"
+    tolerance = args.rtol or DEFAULT_TOLERANCE
+    result = measure_likelihood(
+        run, points, label=label, divergence=divergence, probes=args.probes or 1, solver=solver, rtol=tolerance,
+        atol=tolerance, steps=args.steps, seed=args.seed,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps({"run": str(run.path), **result.to_dict()}))
+    else:
+        label_words = "" if label is None else f", given class {run.class_names[label]}"
+        print(f"{run.path} ({result.what}{label_words}):\n{result.summary()}")
+    return 0
+
+
 def cmd_train_classifier(args) -> int:
     from .classifiers import ClassifierError, ClassifierSettings
     from .training import TrainingInterrupted, train_classifier
@@ -548,12 +601,13 @@ def cmd_schedules(args) -> int:
 
 
 # The commands whose first argument is a trained run folder.
-RUN_COMMANDS = ("sample", "evaluate", "plot", "tune-steps", "inpaint")
+RUN_COMMANDS = ("sample", "evaluate", "likelihood", "plot", "tune-steps", "inpaint")
 
 COMMANDS = {
     "train": cmd_train,
     "sample": cmd_sample,
     "evaluate": cmd_evaluate,
+    "likelihood": cmd_likelihood,
     "plot": cmd_plot,
     "paths": cmd_paths,
     "schedules": cmd_schedules,
