@@ -186,3 +186,54 @@ def test_bad_data_files_get_one_line(trained_run, tmp_path, capsys, name, conten
     rc, out, err = run_cli(capsys, "likelihood", trained_run, "--data", path)
     assert_one_line_error(rc, err, *words)
     assert out == ""
+
+
+# -- images ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory, one_thread):
+    """A digits run trained for a few steps (no metrics: only its model and held-out images)."""
+    from denoiselab.config import load_config
+    from denoiselab.runs import RunFolder
+    from denoiselab.training import train
+
+    out = tmp_path_factory.mktemp("digits") / "run"
+    tiny = ["train.steps=10", "model.hidden=8", "model.time_dim=16", "train.checkpoint_every=10"]
+    train(load_config("digits", tiny), out, progress=False, log=lambda *_: None)
+    folder = RunFolder(out)
+    folder.mark_complete(folder.read_info())
+    return out
+
+
+def test_images_in_bits_per_dimension_of_the_dequantised_pixels(digits_run, capsys):
+    """The digits' pixels take 17 levels: bits/dim = NLL / (64 ln 2) + log2(16 / 2) = ... + 3."""
+    rc, out, err = run_cli(capsys, "likelihood", digits_run, "-n", "4", "--steps", "2", "--label", "3", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["pixel_levels"] == 17 and d["bits_offset"] == 3.0 and d["dim"] == 64
+    assert d["bits_per_dim"] == pytest.approx(d["nll"] / (64 * math.log(2)) + 3.0)
+    assert d["divergence"] == "exact" and d["points"] == "4 held-out images of class 3" and "true_nll" not in d
+    rc, out, err = run_cli(capsys, "likelihood", digits_run, "-n", "2", "--steps", "1", "--probes", "2")
+    assert rc == 0, err
+    assert "bits/dim (dequantised, 17 levels: +3 bits/dim" in out and "the mixture over 10 classes" in out
+
+
+def test_the_dequantisation_noise_comes_from_the_seed(digits_run):
+    """Two seeds dequantise the same images differently (different NLLs), one seed the same way."""
+    run = load_run(digits_run)
+    points = likelihood_points(run, n=3, label=1)
+    a, b = (measure_likelihood(run, points, label=1, solver="rk4", steps=1, seed=s, divergence="hutchinson") for s in (0, 1))
+    assert not np.allclose(a.nll, b.nll) and a.levels == b.levels == 17
+    again = measure_likelihood(run, points, label=1, solver="rk4", steps=1, seed=0, divergence="hutchinson")
+    assert np.array_equal(again.nll, a.nll)
+
+
+def test_image_files_of_the_wrong_shape_get_one_line(digits_run, tmp_path, capsys):
+    path = tmp_path / "images.npy"
+    np.save(path, np.zeros((3, 1, 16, 16), dtype=np.float32))
+    rc, _, err = run_cli(capsys, "likelihood", digits_run, "--data", path)
+    assert_one_line_error(rc, err, "images.npy", "1 x 8 x 8")
+    np.save(path, np.full((3, 1, 8, 8), 2.0, dtype=np.float32))
+    rc, _, err = run_cli(capsys, "likelihood", digits_run, "--data", path)
+    assert_one_line_error(rc, err, "images.npy", "expected [-1, 1]")
