@@ -237,3 +237,29 @@ def test_image_files_of_the_wrong_shape_get_one_line(digits_run, tmp_path, capsy
     np.save(path, np.full((3, 1, 8, 8), 2.0, dtype=np.float32))
     rc, _, err = run_cli(capsys, "likelihood", digits_run, "--data", path)
     assert_one_line_error(rc, err, "images.npy", "expected [-1, 1]")
+
+
+# -- the figure ------------------------------------------------------------------------------------
+
+
+def test_likelihood_figure_of_a_2d_run(trained_run, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from denoiselab.runs import likelihood_figure
+
+    monkeypatch.setattr(likelihood_figure, "GRID_2D", 10)  # 100 solves: the test run's field is rough
+    out = tmp_path / "likelihood.png"
+    rc, stdout, err = run_cli(capsys, "likelihood", trained_run, "-n", "8", "--steps", "2", "--rtol", "1e-2", "--plot", out)
+    assert rc == 2 and "--steps" in err  # --rtol and --steps exclude each other
+    rc, stdout, err = run_cli(capsys, "likelihood", trained_run, "-n", "8", "--rtol", "1e-2", "--plot", out)
+    assert rc == 0, err
+    assert f"wrote {out}" in stdout
+    with Image.open(out) as im:
+        assert im.size[0] > 2.5 * im.size[1]  # three panels side by side
+
+
+def test_likelihood_figure_refuses_what_it_cannot_draw(digits_run, trained_run, tmp_path, capsys):
+    rc, _, err = run_cli(capsys, "likelihood", digits_run, "--plot", tmp_path / "x.png")
+    assert_one_line_error(rc, err, "--plot", "1-D and 2-D point runs")
+    rc, _, err = run_cli(capsys, "likelihood", trained_run, "--plot", tmp_path / "x.jpg")
+    assert_one_line_error(rc, err, "--plot", ".png")

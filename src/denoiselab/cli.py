@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", choices=("rk4", "heun"), help="with --steps: rk4 (4 evaluations a step, the default) or heun (2)")
     p.add_argument("--label", metavar="K|NAME", help="conditional runs: log p(x | label); default: the mixture over the classes")
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh draws, the probes and the dequantisation noise (default 0)")
+    p.add_argument("--plot", metavar="FILE.png", help="1-D and 2-D point runs: also draw the learned log-density beside the true one (a grid of 64 x 64 solves)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("plot", help="redraw every figure of a run")
@@ -413,8 +414,12 @@ def cmd_likelihood(args) -> int:
 
     if args.solver and args.steps is None:
         raise UsageError("--solver: applies with --steps (the adaptive solver takes --rtol)")
+    if args.plot and Path(args.plot).suffix.lower() != ".png":
+        raise UsageError(f"--plot {args.plot}: expected a .png file")
     run = _load_for_use(args.run)
     check_has_density(run)
+    if args.plot and (run.is_image or run.dim not in (1, 2)):
+        raise UsageError(f"--plot: the likelihood figure is for 1-D and 2-D point runs; {run.path} has shape {run.sample_shape}")
     with _flag_errors(run):
         label = None if args.label is None else resolve_label(run, args.label)
     points = likelihood_points(run, data=args.data, held_out=args.held_out, n=args.n, seed=args.seed, label=label)
@@ -425,11 +430,18 @@ def cmd_likelihood(args) -> int:
         run, points, label=label, divergence=divergence, probes=args.probes or 1, solver=solver, rtol=tolerance,
         atol=tolerance, steps=args.steps, seed=args.seed,
     )  # fmt: skip
+    figure = None
+    if args.plot:
+        from .runs.likelihood_figure import render_likelihood_figure
+
+        figure, _ = render_likelihood_figure(run, args.plot, label=label, rtol=tolerance)
     if args.json:
-        print(json.dumps({"run": str(run.path), **result.to_dict()}))
+        print(json.dumps({"run": str(run.path), **result.to_dict(), **({"figure": str(figure)} if figure else {})}))
     else:
         label_words = "" if label is None else f", given class {run.class_names[label]}"
         print(f"{run.path} ({result.what}{label_words}):\n{result.summary()}")
+        if figure:
+            print(f"wrote {figure}")
     return 0
 
 
