@@ -263,3 +263,23 @@ def test_likelihood_figure_refuses_what_it_cannot_draw(digits_run, trained_run, 
     assert_one_line_error(rc, err, "--plot", "1-D and 2-D point runs")
     rc, _, err = run_cli(capsys, "likelihood", trained_run, "--plot", tmp_path / "x.jpg")
     assert_one_line_error(rc, err, "--plot", ".png")
+
+
+# -- the DDPM bound beside the NLL ---------------------------------------------------------------
+
+
+def test_the_variational_bound_column(trained_run, capsys):
+    rc, out, err = run_cli(capsys, "likelihood", trained_run, "-n", "16", "--steps", "2", "--bound", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["bound_evaluations"] == 1000 and d["bound_variance"] == "small" and math.isfinite(d["bound"])
+    rc, out, err = run_cli(capsys, "likelihood", trained_run, "-n", "16", "--steps", "2", "--bound")
+    assert "DDPM variational bound (Ho et al. 2020, Eq. 5; small variance)" in out
+
+
+def test_the_bound_is_refused_off_a_chain_and_for_images(digits_run, capsys):
+    stub = SimpleNamespace(path="runs/flow", is_autoencoder=False, is_latent=False, schedule=SimpleNamespace(is_chain=False, name="flow"))
+    with pytest.raises(LikelihoodError, match="--bound: the variational bound is a DDPM chain's; runs/flow is on the flow path"):
+        measure_likelihood(stub, None, bound=True)
+    rc, _, err = run_cli(capsys, "likelihood", digits_run, "--bound")
+    assert_one_line_error(rc, err, "--bound", "discretised decoder")

@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", choices=("rk4", "heun"), help="with --steps: rk4 (4 evaluations a step, the default) or heun (2)")
     p.add_argument("--label", metavar="K|NAME", help="conditional runs: log p(x | label); default: the mixture over the classes")
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh draws, the probes and the dequantisation noise (default 0)")
+    p.add_argument("--bound", action="store_true", help="DDPM chain runs of points: also the variational bound (Ho et al. 2020, Eq. 5; T model evaluations a point)")
     p.add_argument("--plot", metavar="FILE.png", help="1-D and 2-D point runs: also draw the learned log-density beside the true one (a grid of 64 x 64 solves)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -428,7 +429,7 @@ def cmd_likelihood(args) -> int:
     tolerance = args.rtol or DEFAULT_TOLERANCE
     result = measure_likelihood(
         run, points, label=label, divergence=divergence, probes=args.probes or 1, solver=solver, rtol=tolerance,
-        atol=tolerance, steps=args.steps, seed=args.seed,
+        atol=tolerance, steps=args.steps, seed=args.seed, bound=args.bound,
     )  # fmt: skip
     figure = None
     if args.plot:

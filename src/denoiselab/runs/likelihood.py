@@ -83,6 +83,8 @@ class RunLikelihood:
     true_nll: np.ndarray | None = None
     label: str | None = None
     notes: list[str] = field(default_factory=list)
+    bound: np.ndarray | None = None  # the DDPM chain's variational bound of each point (nats, data units)
+    bound_evaluations: int = 0
 
     @property
     def n(self) -> int:
@@ -110,6 +112,9 @@ class RunLikelihood:
         if self.true_nll is not None:
             out["true_nll"], out["true_nll_se"] = self._mean_se(self.true_nll)
             out["gap"], out["gap_se"] = self._mean_se(self.nll - self.true_nll)
+        if self.bound is not None:
+            out["bound"], out["bound_se"] = self._mean_se(self.bound)
+            out["bound_evaluations"] = self.bound_evaluations
         return out | {"evaluations": self.evaluations, "vector_jacobian_products": self.vector_jacobian_products,
                       "seconds": self.seconds, **self.settings, "notes": self.notes}  # fmt: skip
 
@@ -133,6 +138,11 @@ class RunLikelihood:
             f"{solver}, {divergence}: {self.evaluations:.0f} model evaluations a point "
             f"({self.vector_jacobian_products:.0f} vector-Jacobian products), {self.seconds:.1f} s"
         )
+        if self.bound is not None:
+            lines.append(
+                f"DDPM variational bound (Ho et al. 2020, Eq. 5; {s['bound_variance']} variance): {d['bound']:.4f} +- {d['bound_se']:.4f} "
+                f"nats/point, {self.bound_evaluations} model evaluations a point (a bound of the chain's Gaussian-step model, not of the ODE's)"
+            )
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -271,13 +281,20 @@ def measure_likelihood(
     run: Run, points: LikelihoodPoints, *, label: int | None = None, divergence: str = "auto", probes: int = 1,
     probe_kind: str = "rademacher", solver: str = "rk45", rtol: float = DEFAULT_TOLERANCE, atol: float = DEFAULT_TOLERANCE,
     steps: int | None = None, seed: int = 0, batch_size: int | None = None, max_evaluations: int | None = None,
+    bound: bool = False,
 ) -> RunLikelihood:  # fmt: skip
     """The run's NLL of ``points`` (see the module docstring): log p(x | label), or the mixture over
     the classes of a conditional run when ``label`` is None.  A solve that fails (more than
-    ``max_evaluations`` model calls, or a state that is not finite) raises LikelihoodError."""
+    ``max_evaluations`` model calls, or a state that is not finite) raises LikelihoodError.  With
+    ``bound``, a DDPM chain's variational bound of the same points too (variational_bound.py; the
+    mixture over classes bounded by -log sum_c w_c exp(-bound_c))."""
     from ..cnf import SolverError, gaussian_prior, likelihood
 
     check_has_density(run)
+    if bound and not run.schedule.is_chain:
+        raise LikelihoodError(f"--bound: the variational bound is a DDPM chain's; {run.path} is on the {run.schedule.name} path")
+    if bound and run.is_image:
+        raise LikelihoodError("--bound: images need Nichol & Dhariwal's discretised decoder, which is not implemented; the bound is for point runs")
     if label is not None and not run.num_classes:
         raise LikelihoodError(f"--label: {run.path} is unconditional (trained with no classes), so it takes no label")
     x = points.x
@@ -294,7 +311,7 @@ def measure_likelihood(
     prediction = run.config.model.prediction
     options = dict(prediction=prediction, divergence=divergence, probes=probes, probe_kind=probe_kind, seed=seed, method=solver,
                    rtol=rtol, atol=atol, steps=steps, batch_size=batch_size, max_evaluations=max_evaluations)  # fmt: skip
-    per_class, evaluations, products = [], 0.0, 0.0
+    per_class, bounds, evaluations, products = [], [], 0.0, 0.0
     start = time.perf_counter()
     model_fn = run.model_fn()
     for c in classes:
@@ -309,19 +326,24 @@ def measure_likelihood(
         except ValueError as exc:
             raise LikelihoodError(str(exc)) from None
         per_class.append(result.log_prob.double().cpu().numpy())
+        if bound:
+            bounds.append(_chain_bound(run, model_fn, xt, y, seed))
         evaluations += result.evaluations
         products += result.vector_jacobian_products
         settings = {"divergence": result.divergence, "probes": result.probes, "probe_kind": probe_kind, "solver": solver,
                     "rtol": rtol, "atol": atol, "steps": steps, "t_start": result.t_start, "t_end": result.t_end}  # fmt: skip
     seconds = time.perf_counter() - start
+    settings["bound_variance"] = run.config.sample.variance if bound else None
     if len(classes) > 1:
         from scipy.special import logsumexp
 
         log_w = np.log(run.class_weights)[:, None]
         log_prob = logsumexp(np.stack(per_class) + log_w, axis=0)
+        bound_nll = -logsumexp(log_w - np.stack(bounds), axis=0) if bound else None
         notes.append(f"the mixture over {len(classes)} classes in the training shares: one solve per class")
     else:
         log_prob = per_class[0]
+        bound_nll = bounds[0] if bound else None
     truth = true_log_density(run, points.x, label)
     if truth is not None and not np.isfinite(truth).all():
         notes.append(f"{int((~np.isfinite(truth)).sum())} of the points lie where the data's density is 0: no true NLL")
@@ -329,7 +351,19 @@ def measure_likelihood(
     return RunLikelihood(
         points.what, -log_prob, int(np.prod(run.sample_shape)), run.is_image, levels, settings, evaluations, products, seconds,
         None if truth is None else -truth, None if label is None else run.class_names[label], notes,
+        bound_nll, run.schedule.T * len(classes) if bound else 0,
     )  # fmt: skip
+
+
+def _chain_bound(run: Run, model_fn, x: torch.Tensor, y, seed: int) -> np.ndarray:
+    """The variational bound of points x (data units) in nats, data units: the model units' bound
+    plus D log scale (the normalisation's Jacobian, as for the NLL)."""
+    from ..variational_bound import variational_bound
+
+    x_model = torch.as_tensor(run.normalization.encode(x.cpu().numpy()), device=x.device)
+    result = variational_bound(model_fn, run.schedule, x_model, prediction=run.config.model.prediction, y=y,
+                               variance=run.config.sample.variance, seed=seed)  # fmt: skip
+    return result.bound.double().cpu().numpy() + run.dim * math.log(run.normalization.scale)
 
 
 def _default_end(run: Run, prediction: str) -> tuple[float, float]:
