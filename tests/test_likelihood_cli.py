@@ -8,29 +8,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from test_cli import assert_usage_error, run_cli
 
-from denoiselab import cli
 from denoiselab.runs import load_run
 from denoiselab.runs.likelihood import LikelihoodError, check_has_density, likelihood_points, measure_likelihood, pixel_levels
 
 # The shared test runs are trained for seconds: their fields are rough, and rk45 spends hundreds
 # of evaluations on them, so most tests here take a few fixed RK4 steps.
 FAST = ["-n", "64", "--steps", "4"]
-
-
-def run_cli(capsys, *argv):
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_line_error(rc, err, *words):
-    assert rc == 2, err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1 and "error:" in lines[0], err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
 
 
 def test_likelihood_of_a_point_run_in_nats_with_the_truth_beside_it(trained_run, capsys):
@@ -161,12 +146,12 @@ def test_runs_without_a_density_are_refused():
 )
 def test_bad_options_get_one_line(trained_run, capsys, args, words):
     rc, _, err = run_cli(capsys, "likelihood", trained_run, *args)
-    assert_one_line_error(rc, err, *words)
+    assert_usage_error(rc, err, *words)
 
 
 def test_bad_label_of_a_conditional_run(shapes_run, capsys):
     rc, _, err = run_cli(capsys, "likelihood", shapes_run, "--label", "dragon")
-    assert_one_line_error(rc, err, "--label", "unknown class 'dragon'")
+    assert_usage_error(rc, err, "--label", "unknown class 'dragon'")
 
 
 @pytest.mark.parametrize(
@@ -184,7 +169,7 @@ def test_bad_data_files_get_one_line(trained_run, tmp_path, capsys, name, conten
     if content is not None:
         path.write_text(content)
     rc, out, err = run_cli(capsys, "likelihood", trained_run, "--data", path)
-    assert_one_line_error(rc, err, *words)
+    assert_usage_error(rc, err, *words)
     assert out == ""
 
 
@@ -233,10 +218,10 @@ def test_image_files_of_the_wrong_shape_get_one_line(digits_run, tmp_path, capsy
     path = tmp_path / "images.npy"
     np.save(path, np.zeros((3, 1, 16, 16), dtype=np.float32))
     rc, _, err = run_cli(capsys, "likelihood", digits_run, "--data", path)
-    assert_one_line_error(rc, err, "images.npy", "1 x 8 x 8")
+    assert_usage_error(rc, err, "images.npy", "1 x 8 x 8")
     np.save(path, np.full((3, 1, 8, 8), 2.0, dtype=np.float32))
     rc, _, err = run_cli(capsys, "likelihood", digits_run, "--data", path)
-    assert_one_line_error(rc, err, "images.npy", "expected [-1, 1]")
+    assert_usage_error(rc, err, "images.npy", "expected [-1, 1]")
 
 
 # -- the figure ------------------------------------------------------------------------------------
@@ -260,9 +245,9 @@ def test_likelihood_figure_of_a_2d_run(trained_run, tmp_path, capsys, monkeypatc
 
 def test_likelihood_figure_refuses_what_it_cannot_draw(digits_run, trained_run, tmp_path, capsys):
     rc, _, err = run_cli(capsys, "likelihood", digits_run, "--plot", tmp_path / "x.png")
-    assert_one_line_error(rc, err, "--plot", "1-D and 2-D point runs")
+    assert_usage_error(rc, err, "--plot", "1-D and 2-D point runs")
     rc, _, err = run_cli(capsys, "likelihood", trained_run, "--plot", tmp_path / "x.jpg")
-    assert_one_line_error(rc, err, "--plot", ".png")
+    assert_usage_error(rc, err, "--plot", ".png")
 
 
 # -- the DDPM bound beside the NLL ---------------------------------------------------------------
@@ -282,4 +267,4 @@ def test_the_bound_is_refused_off_a_chain_and_for_images(digits_run, capsys):
     with pytest.raises(LikelihoodError, match="--bound: the variational bound is a DDPM chain's; runs/flow is on the flow path"):
         measure_likelihood(stub, None, bound=True)
     rc, _, err = run_cli(capsys, "likelihood", digits_run, "--bound")
-    assert_one_line_error(rc, err, "--bound", "discretised decoder")
+    assert_usage_error(rc, err, "--bound", "discretised decoder")

@@ -419,6 +419,7 @@ def cmd_likelihood(args) -> int:
         raise UsageError(f"--plot {args.plot}: expected a .png file")
     run = _load_for_use(args.run)
     check_has_density(run)
+    _likelihood_threads(run)
     if args.plot and (run.is_image or run.dim not in (1, 2)):
         raise UsageError(f"--plot: the likelihood figure is for 1-D and 2-D point runs; {run.path} has shape {run.sample_shape}")
     with _flag_errors(run):
@@ -444,6 +445,19 @@ def cmd_likelihood(args) -> int:
         if figure:
             print(f"wrote {figure}")
     return 0
+
+
+def _likelihood_threads(run) -> None:
+    """Torch threads for the likelihood's solves as training sets them (training.auto_threads):
+    one for a point network, whose small kernels two threads share badly (2000 points of the
+    spiral-flow run: 15 s with one thread, 47 s with two while other programs kept the cores busy)."""
+    import torch
+
+    from .training import auto_threads
+
+    threads = run.config.train.threads or auto_threads(run.config)
+    if threads and run.device.type == "cpu":
+        torch.set_num_threads(threads)
 
 
 def cmd_train_classifier(args) -> int:
