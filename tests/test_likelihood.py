@@ -295,3 +295,42 @@ def test_bad_options_are_refused(options, words):
     mix = two_d_mixture()
     with pytest.raises(ValueError, match=words):
         likelihood(mix.denoiser(FLOW, "velocity"), FLOW, points(mix, 4), prediction="velocity", **options)
+
+
+# -- the DDPM variational bound --------------------------------------------------------------------
+
+
+def test_the_variational_bound_is_an_upper_bound_of_the_exact_model_nll():
+    """On the mixture oracle the exact model's NLL is the mixture's (above); the DDPM bound of the
+    same model lies above it, by more for fewer steps and for the small variance (whose Gaussian
+    steps are narrower than the true reverse transitions), and a wrong model's bound lies higher."""
+    from denoiselab.variational_bound import variational_bound
+
+    mix = two_d_mixture()
+    x = points(mix, 400)
+    nll = -mix.log_prob(x)
+    gaps = {}
+    for T, variance in ((20, "large"), (100, "large"), (100, "small")):
+        schedule = make_schedule("linear", T)
+        r = variational_bound(mix.denoiser(schedule, "eps"), schedule, x, variance=variance)
+        assert r.evaluations == T and torch.allclose(r.bound, r.prior + r.steps + r.decoder)
+        gap = r.bound - nll
+        gaps[T, variance] = (float(gap.mean()), float(gap.std() / math.sqrt(len(gap))))
+    # Above the NLL beyond the Monte Carlo noise of the bound's estimate (one draw of x_k a term);
+    # at 100 large steps the gap (about 0.1 nats) is within that noise for 400 points: not below.
+    for key in ((20, "large"), (100, "small")):
+        assert gaps[key][0] > 3 * gaps[key][1], key
+    assert gaps[100, "large"][0] > -3 * gaps[100, "large"][1]
+    assert gaps[20, "large"][0] > gaps[100, "large"][0] + 0.2
+    assert gaps[100, "small"][0] > gaps[100, "large"][0]
+    schedule = make_schedule("linear", 100)
+    wrong = GaussianMixture(mix.means + 0.3, mix.stds, mix.weights)
+    assert float(variational_bound(wrong.denoiser(schedule, "eps"), schedule, x).bound.mean()) > float(nll.mean()) + gaps[100, "small"][0] + 1.0
+
+
+def test_the_variational_bound_is_a_chain_s_only():
+    from denoiselab.variational_bound import variational_bound
+
+    mix = two_d_mixture()
+    with pytest.raises(ValueError, match="DDPM chain"):
+        variational_bound(mix.denoiser(FLOW, "velocity"), FLOW, points(mix, 4), prediction="velocity")

@@ -33,7 +33,7 @@ SOLVERS = ("rk45", "heun", "rk4")
 FIXED_STEP_SOLVERS = ("heun", "rk4")
 DEFAULT_RTOL = 1e-5
 DEFAULT_ATOL = 1e-5
-MAX_STEPS = 10_000  # accepted or rejected steps of rk45 before it gives up
+MAX_STEPS = 10_000  # accepted or rejected steps of rk45 before it gives up (unless given a budget)
 
 # Dormand-Prince 5(4) tableau (Hairer et al., Table 5.2).
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
@@ -66,14 +66,17 @@ class Solution:
 def solve(
     f: ODEFunction, y0: torch.Tensor, s0: float, s1: float, *, method: str = "rk45", rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL, steps: int | None = None, groups: Sequence[slice] | None = None,
+    max_evaluations: int | None = None,
 ) -> Solution:  # fmt: skip
     """Integrate dy/ds = f(s, y) from s0 to s1 (either direction).  ``method`` is rk45 (with
-    ``rtol``, ``atol`` and the column ``groups`` of the error norm; default one group) or a
-    fixed-step solver (heun, rk4) with ``steps`` equal steps."""
+    ``rtol``, ``atol``, the column ``groups`` of the error norm, default one group, and at most
+    ``max_evaluations`` calls of f, else SolverError) or a fixed-step solver (heun, rk4) with
+    ``steps`` equal steps."""
     if method == "rk45":
         if not (rtol > 0 and atol > 0):
             raise ValueError(f"rtol and atol must be > 0, got rtol={rtol!r}, atol={atol!r}")
-        return _dopri5(f, y0, s0, s1, rtol, atol, groups or (slice(None),))
+        budget = 2 + 6 * MAX_STEPS if max_evaluations is None else int(max_evaluations)
+        return _dopri5(f, y0, s0, s1, rtol, atol, groups or (slice(None),), budget)
     if method in FIXED_STEP_SOLVERS:
         if not (isinstance(steps, int) and steps >= 1):
             raise ValueError(f"{method}: steps must be an integer >= 1, got {steps!r}")
@@ -124,7 +127,7 @@ def _initial_step(f, s0, y0, f0, direction, span, rtol, atol, groups) -> tuple[f
     return min(100 * h0, h1, span), 1
 
 
-def _dopri5(f, y, s0, s1, rtol, atol, groups) -> Solution:
+def _dopri5(f, y, s0, s1, rtol, atol, groups, budget) -> Solution:
     span = s1 - s0
     if span == 0:
         return Solution(y, 0, 0)
@@ -135,8 +138,8 @@ def _dopri5(f, y, s0, s1, rtol, atol, groups) -> Solution:
     evaluations += n
     s, accepted, rejected = s0, 0, 0
     while direction * (s1 - s) > 0:
-        if accepted + rejected >= MAX_STEPS:
-            raise SolverError(f"rk45 took {MAX_STEPS} steps without reaching s = {s1:g} (at s = {s:g}); loosen rtol/atol")
+        if evaluations + 6 > budget:
+            raise SolverError(f"rk45 made {evaluations} evaluations without reaching s = {s1:g} (at s = {s:g}); loosen rtol/atol")
         last = h >= abs(s1 - s) * (1 - 1e-12)
         if last:
             h = abs(s1 - s)

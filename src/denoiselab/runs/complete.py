@@ -16,15 +16,23 @@ from ..metrics import ClassMetrics, PointMetrics
 from .evaluation import Progress, RunMetrics, evaluate_classes, evaluate_images, evaluate_points
 from .figures import render_image_figures, render_point_figures
 from .latent import evaluate_latent_run, render_latent_figures, store_latent_scale
+from .likelihood import WithDensity, with_density
 from .load import Run, load_run
 from .plan import SamplingPlan
 from .sampling import plan_from_options
 
-Metrics = PointMetrics | ClassMetrics | RunMetrics
+Metrics = PointMetrics | ClassMetrics | RunMetrics | WithDensity
 
 
 def evaluate_run(
-    run: Run, plan: SamplingPlan | None = None, *, repeats: int = 8, progress: Progress | None = None, **plan_options
+    run: Run,
+    plan: SamplingPlan | None = None,
+    *,
+    repeats: int = 8,
+    progress: Progress | None = None,
+    density: bool = True,
+    likelihood: bool = False,
+    **plan_options,
 ) -> tuple[Metrics, np.ndarray]:
     """The run's metrics on the samples of ``plan``, and the first sample set.  Without a plan,
     one is made of ``plan_options`` (sampling.plan_from_options: sampler, steps, grid, n, seed,
@@ -36,7 +44,10 @@ def evaluate_run(
     plan's label) against its own reference draws, the proportional mixture against the mixture,
     and label accuracy.  An image run: class accuracy and Frechet distance
     (evaluation.evaluate_images); an autoencoder (which samples nothing) or a latent run: its
-    reconstructions beside them (latent.evaluate_latent_run).
+    reconstructions beside them (latent.evaluate_latent_run).  A 2-D point run also gets the
+    data's entropy where its density is known (``density``), and with ``likelihood`` the model's
+    NLL of fresh points beside it (likelihood.with_density; not by default: an ODE solve a point,
+    hundreds of model evaluations).
 
     ``progress(done, total, now)`` hears of each unit of work (evaluation.Progress)."""
     if repeats < 1:
@@ -50,9 +61,11 @@ def evaluate_run(
         return evaluate_latent_run(run, seed=plan.seed, label=plan.label, guidance=plan.guidance, progress=progress, **options)
     if run.is_image:
         return evaluate_images(run, plan, progress=progress)
-    if run.num_classes:
-        return evaluate_classes(run, plan, repeats=repeats, progress=progress)
-    return evaluate_points(run, plan, repeats=repeats, progress=progress)
+    evaluate = evaluate_classes if run.num_classes else evaluate_points
+    metrics, first = evaluate(run, plan, repeats=repeats, progress=progress)
+    if (density or likelihood) and run.sample_shape == (2,):
+        metrics = with_density(run, metrics, label=plan.label, seed=plan.seed, likelihood=likelihood)
+    return metrics, first
 
 
 def render_figures(run: Run, out_dir: Path | None = None, *, samples: np.ndarray | None = None) -> list[Path]:
@@ -101,7 +114,7 @@ def complete_run(run_dir: str | Path, log=print) -> tuple[Run, Metrics]:
     if run.is_autoencoder:  # measured and stored before anything uses its latents
         store_latent_scale(run)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as pool:
-        measuring = pool.submit(evaluate_run, run, repeats=COMPLETE_RUN_REPEATS)
+        measuring = pool.submit(evaluate_run, run, repeats=COMPLETE_RUN_REPEATS, density=False)
         written = render_figures(run)
         metrics, _ = measuring.result()
     write_metrics(run, metrics)
