@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(p)
     p.add_argument("--out", required=True, help="output file: .npy (N x D array), .csv or .png")
     _add_gradient_guidance_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
 
     p = sub.add_parser("train-classifier", help="train a noise-conditional classifier of a run's classes, for classifier guidance")
     p.add_argument("run", metavar="RUN_DIR")
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the run's [sample] sampler")
     p.add_argument("--steps", type=_positive_int, help="sampler steps")
     p.add_argument("--seed", type=int, help="seed of x_T and the sampler's noise")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
 
     p = sub.add_parser("evaluate", help="sample a run and measure W2 and energy distance against the data")
     p.add_argument("run", metavar="RUN_DIR")
@@ -324,7 +326,8 @@ def cmd_sample(args) -> int:
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
     with _flag_errors(run):
         plan = _plan(args, run)
-        drawn, guidance_cost, request = _draw(args, run, plan)
+        with _step_progress(not args.no_progress, "sample", run, plan) as on_step:
+            drawn, guidance_cost, request = _draw(args, run, plan, on_step)
     from .runs import describe_draw
     from .runs.guided import describe_inside, inside, request_region
 
@@ -355,10 +358,10 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def _draw(args, run, plan):
+def _draw(args, run, plan, on_step=None):
     """``plan`` drawn, with --classifier-scale / --observe / --region through runs.guided;
     returns the draw, the cost of the guidance as text (empty without guidance) and the
-    guidance request (None without guidance)."""
+    guidance request (None without guidance).  ``on_step`` gets each sampler step's record."""
     from .gradient_guidance import GuidanceCounts
     from .runs import sample
     from .runs.guided import GuidanceRequest, draw_guided, parse_observations
@@ -374,13 +377,13 @@ def _draw(args, run, plan):
         for flag, value in (("--method", args.method), ("--guide-scale", args.guide_scale)):
             if value is not None:
                 raise UsageError(f"{flag}: applies with --observe or --region only")
-        return sample(run, plan), "", None
+        return sample(run, plan, on_step=on_step), "", None
     if args.classifier_scale is not None and args.guidance is not None:
         raise UsageError("--guidance and --classifier-scale: give one (classifier guidance steers the run's unconditional model)")
     if args.method is not None and not args.observe:
         raise UsageError("--method: applies with --observe only")
     counts = GuidanceCounts()
-    return draw_guided(run, plan, request, counts), f"; guidance: {counts.summary()}", request
+    return draw_guided(run, plan, request, counts, on_step=on_step), f"; guidance: {counts.summary()}", request
 
 
 def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list[str]) -> None:
@@ -395,9 +398,10 @@ def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list
 
 
 @contextmanager
-def _progress_bar(enabled: bool, desc: str):
+def _progress_bar(enabled: bool, desc: str, delay: float = 0.0):
     """A progress(done, total, now) callback drawn as a bar on stderr (None when not ``enabled``);
-    as train's, redrawn at most every 10 s where stderr is not a terminal (a log file)."""
+    as train's, redrawn at most every 10 s where stderr is not a terminal (a log file); with a
+    ``delay``, drawn only once that many seconds have passed."""
     if not enabled:
         yield None
         return
@@ -408,7 +412,7 @@ def _progress_bar(enabled: bool, desc: str):
     def progress(done: int, total: int, now: str) -> None:
         if not bars:
             bars.append(tqdm(
-                total=total, desc=desc, postfix=now, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0,
+                total=total, desc=desc, postfix=now, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0, delay=delay,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
             ))  # fmt: skip
         bar = bars[0]
@@ -421,6 +425,28 @@ def _progress_bar(enabled: bool, desc: str):
     finally:
         for bar in bars:
             bar.close()
+
+
+# A point run's draw takes well under a second unless it is guided or long: its bar shows only
+# once the draw has taken this long, so a quick draw writes nothing to stderr.
+POINT_DRAW_QUIET_SECONDS = 3.0
+
+
+@contextmanager
+def _step_progress(enabled: bool, desc: str, run, plan):
+    """An on_step for one draw of ``plan`` that counts its sampler steps on ``_progress_bar``
+    (None when not ``enabled``): an image draw shows from its start, a point draw once it is slow."""
+    from .runs.evaluation import Units
+
+    delay = 0.0 if run.is_image else POINT_DRAW_QUIET_SECONDS
+    with _progress_bar(enabled, desc, delay) as progress:
+        if progress is None:
+            yield None
+            return
+        what = f"sampling {plan.n} {'images' if run.is_image else 'points'}"
+        units = Units(progress, plan.steps)
+        units.now(what)
+        yield units.sampler_steps(what)
 
 
 def cmd_evaluate(args) -> int:
@@ -553,7 +579,8 @@ def cmd_inpaint(args) -> int:
         channels, height, width = run.sample_shape
         image = _read_image(Path(args.image), channels, height, width)
         mask = parse_mask(args.mask, height, width)
-        completions = inpaint(run, image, mask, method=args.method, scale=args.scale, counts=counts, plan=plan)
+        with _step_progress(not args.no_progress, "inpaint", run, plan) as on_step:
+            completions = inpaint(run, image, mask, method=args.method, scale=args.scale, counts=counts, plan=plan, on_step=on_step)
     what = describe_draw(run, plan, InpaintRequest(Path(args.image).name, args.method, args.scale))
     plot_inpainting(image, mask.numpy(), completions, out, title=f"{what}; mask {args.mask}".replace("; ", "\n"))
     print(f"wrote {len(completions)} completions to {out} ({what}; mask {args.mask}; guidance: {counts.summary()})")

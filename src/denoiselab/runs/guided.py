@@ -263,10 +263,11 @@ def describe_inside(run: Run, region, samples: np.ndarray) -> str:
     return f"{held} of {len(samples)} samples inside {region.text} ({100 * held / len(samples):.1f} %); the training data: {100 * share:.1f} %"
 
 
-def draw_guided(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts) -> Drawn:
-    """``plan`` drawn with gradient guidance; observed coordinates are exact in every sample."""
+def draw_guided(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, *, on_step=None) -> Drawn:
+    """``plan`` drawn with gradient guidance; observed coordinates are exact in every sample.
+    ``on_step`` gets each sampler step's record."""
     wrap, known = guided_wrapper(run, request, plan.seed, counts)
-    drawn = sample(run, plan, model_wrapper=wrap)
+    drawn = sample(run, plan, model_wrapper=wrap, on_step=on_step)
     if known is not None:
         for i, v in request.observe.items():
             drawn.x[:, i] = v
@@ -289,15 +290,17 @@ def inpaint(
     n: int = 8,
     counts: GuidanceCounts | None = None,
     plan: SamplingPlan | None = None,
+    on_step=None,
     **plan_options,
 ) -> np.ndarray:
     """``n`` completions (n, C, H, W) of ``image`` (C, H, W, pixels in [-1, 1]) where ``mask``
     (H, W) is False; the known pixels are copied from the image into every completion.  The
-    sampling is ``plan``'s, or one made of ``n`` and ``plan_options``."""
+    sampling is ``plan``'s, or one made of ``n`` and ``plan_options``; ``on_step`` gets each
+    sampler step's record."""
     counts = counts if counts is not None else GuidanceCounts()
     plan = plan_from_options(run, n=n, **plan_options) if plan is None else plan
     wrap, (full, _) = inpaint_wrapper(run, image, mask, method, scale, plan.seed, counts)
-    x = sample(run, plan, model_wrapper=wrap).x
+    x = sample(run, plan, model_wrapper=wrap, on_step=on_step).x
     return paste_observed(torch.as_tensor(x), full, torch.as_tensor(image, dtype=torch.float32)).numpy()
 
 
