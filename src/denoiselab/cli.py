@@ -435,7 +435,8 @@ POINT_DRAW_QUIET_SECONDS = 3.0
 @contextmanager
 def _step_progress(enabled: bool, desc: str, run, plan):
     """An on_step for one draw of ``plan`` that counts its sampler steps on ``_progress_bar``
-    (None when not ``enabled``): an image draw shows from its start, a point draw once it is slow."""
+    (None when not ``enabled``): an image draw shows from its first step, a point draw once it is
+    slow.  Nothing shows before the first step, so a request refused before it is one line."""
     from .runs.evaluation import Units
 
     delay = 0.0 if run.is_image else POINT_DRAW_QUIET_SECONDS
@@ -444,9 +445,7 @@ def _step_progress(enabled: bool, desc: str, run, plan):
             yield None
             return
         what = f"sampling {plan.n} {'images' if run.is_image else 'points'}"
-        units = Units(progress, plan.steps)
-        units.now(what)
-        yield units.sampler_steps(what)
+        yield Units(progress, plan.steps).sampler_steps(what)
 
 
 def cmd_evaluate(args) -> int:
