@@ -63,3 +63,8 @@ def test_inpaint_shows_each_sampler_step_on_stderr_and_no_progress_silences_it(i
     assert rc == 0 and quiet_err == ""
     assert quiet_out == out and out.startswith(f"wrote 2 completions to {tmp_path / 'f.png'} (")
 
+
+
+def test_a_draw_refused_before_its_first_step_is_one_line_without_a_bar(image_run, tmp_path, capsys):
+    rc, out, err = _cli(capsys, "sample", image_run, "--observe", "x1=0.5", "--out", tmp_path / "o.png")
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and err.startswith("denoiselab sample: error: "), err
