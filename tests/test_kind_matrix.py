@@ -5,23 +5,37 @@ was; the playground's routes answer 2xx, or a 4xx whose detail is one line.
 The kinds: a point run, a conditional point run, an image run, a latent run, an autoencoder run, a
 conditional run with a trained classifier, and a flow run.  Which pairs work is stated here
 (``WORKS``), so a pair that starts to work or to fail unexpectedly fails the test too.
+
+Time: each kind is trained once, with the smallest budgets, and shared read-only; only the
+commands that may write into a run folder (``WRITES``) get a copy, and every other command must
+leave the shared folder as it was.  Most of the file's time is drawing figures (`plot`), the
+Frechet distance's square roots and the tuner's reference solves (``HEAVY``): those pairs run in
+two worker processes started with the runs, beside the in-process pairs, so a 2-core machine uses
+both cores.  Every pair is checked the same way wherever it ran.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import multiprocessing
 import re
 import shutil
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from denoiselab import cli, training
 from denoiselab.classifiers import ClassifierSettings
 from denoiselab.config import load_config
+from denoiselab.image_metrics import feature_net_key, load_or_train_feature_net
 from denoiselab.runs import load_run
 from denoiselab.runs.folder import RunFolder
 from denoiselab.runs.latent import store_latent_scale
@@ -58,6 +72,16 @@ COMMANDS = {
     ),
     "inpaint": (["inpaint", "{run}", "--image", "{tmp}/digit.png", "--mask", "left", "-n", "2", "--steps", "3", "--out", "{tmp}/filled.png"], {"image"}),
 }  # fmt: skip
+
+# Commands that may write into the run folder (a tuned grid, a classifier): they run on a copy.
+WRITES = frozenset({"tune-steps", "train-classifier"})
+IMAGE_RUNS = ("image", "latent", "autoencoder")
+# The pairs that take seconds each (figures, Frechet distances, reference solves), run in the
+# worker processes, in the order the test reaches them.
+HEAVY = frozenset({
+    *((kind, "plot") for kind in KINDS),
+    *((kind, command) for kind in IMAGE_RUNS for command in ("evaluate", "tune-steps")),
+})
 
 # The playground's routes: one run's details, sampling without and with each gradient guidance.
 SAMPLE = {"n": 4, "steps": 3, "sampler": "ddim"}
@@ -106,7 +130,73 @@ def runs_dir(tmp_path_factory, one_thread) -> Path:
     _finish(root / "latent")
     shutil.copytree(root / "conditional", root / "classifier")
     training.train_classifier(root / "classifier", ClassifierSettings(steps=5, batch_size=16, hidden=8), progress=False, log=_quiet)
+    _cache_image_classifiers(root)
     return root
+
+
+def _cache_image_classifiers(root: Path) -> None:
+    """The image runs' metric classifiers, trained for a few steps into the cache under the key
+    `evaluate` looks up, so it loads one instead of training 600 steps (what it measures does
+    not matter here; test_image_metrics tests the training and the cache)."""
+    for kind in IMAGE_RUNS:
+        run = load_run(root / kind)
+        images, labels = torch.as_tensor(run.data), torch.as_tensor(run.labels)
+        key = feature_net_key(images, labels, run.num_classes)
+        load_or_train_feature_net(images, labels, run.num_classes, key=key, steps=5, batch_size=32)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one command line did: its exit status (None: it raised), its stderr (with the
+    traceback where it raised), the run folder's files before and after, and the files it left
+    in its scratch folder."""
+
+    rc: int | None
+    err: str
+    before: dict[str, int]
+    after: dict[str, int]
+    left: tuple[str, ...]
+
+
+def _run_pair(kind: str, command: str, runs_dir: Path, tmp: Path) -> Outcome:
+    """``command`` on ``kind``'s run, in this process or a worker: on a copy where it may write."""
+    argv, _ = COMMANDS[command]
+    run = runs_dir / kind
+    if command in WRITES:
+        run = tmp / kind
+        shutil.copytree(runs_dir / kind, run)
+    if command == "inpaint":
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp / "digit.png")
+    before = _files(run)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = cli.main([a.format(run=run, tmp=tmp) for a in argv])
+        except Exception:  # noqa: BLE001 - what a user would see, for the assertion to show
+            rc = None
+            err.write(traceback.format_exc())
+    return Outcome(rc, err.getvalue(), before, _files(run), tuple(sorted(p.name for p in tmp.iterdir())))
+
+
+def _one_thread_worker() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def heavy(runs_dir, tmp_path_factory):
+    """The HEAVY pairs' outcomes as they come, from two worker processes (spawned: a fresh
+    interpreter, not a fork of one that has run torch)."""
+    pool = multiprocessing.get_context("spawn").Pool(2, initializer=_one_thread_worker)
+    pending = {
+        (kind, command): pool.apply_async(_run_pair, (kind, command, runs_dir, tmp_path_factory.mktemp(f"{kind}-{command}")))
+        for kind in KINDS
+        for command in COMMANDS
+        if (kind, command) in HEAVY
+    }
+    pool.close()
+    yield pending
+    pool.terminate()
+    pool.join()
 
 
 def _files(folder: Path) -> dict[str, int]:
@@ -115,15 +205,16 @@ def _files(folder: Path) -> dict[str, int]:
 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_command_on_every_kind_works_or_is_refused_in_one_line(runs_dir, kind, command, tmp_path, capsys):
+def test_every_command_on_every_kind_works_or_is_refused_in_one_line(runs_dir, heavy, kind, command, tmp_path):
     argv, works = COMMANDS[command]
-    run = tmp_path / kind  # a copy: tune-steps and train-classifier write into the run folder
-    shutil.copytree(runs_dir / kind, run)
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "digit.png")
-    before = _files(run)
-    rc = cli.main([a.format(run=run, tmp=tmp_path) for a in argv])
-    err = capsys.readouterr().err
+    if (kind, command) in heavy:
+        outcome = heavy[(kind, command)].get(timeout=600)
+    else:
+        outcome = _run_pair(kind, command, runs_dir, tmp_path)
+    rc, err = outcome.rc, outcome.err
     assert "Traceback" not in err, err
+    if command not in WRITES:
+        assert outcome.after == outcome.before  # the shared run folder is read, never written
     if kind in works:
         assert rc == 0, err
         if command == "evaluate":  # its progress bar on stderr ends full: every unit of work was counted
@@ -131,8 +222,8 @@ def test_every_command_on_every_kind_works_or_is_refused_in_one_line(runs_dir, k
         return
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith(f"denoiselab {argv[0]}: error: "), err
-    assert _files(run) == before  # refused before anything was trained or written
-    assert not any(p.name in ("s.png", "s.npy", "s.csv", "paths.png", "filled.png") for p in tmp_path.iterdir())
+    assert outcome.after == outcome.before  # refused before anything was trained or written
+    assert not any(name in ("s.png", "s.npy", "s.csv", "paths.png", "filled.png") for name in outcome.left)
 
 
 @pytest.fixture(scope="module")
