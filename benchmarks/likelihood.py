@@ -220,15 +220,20 @@ def main() -> None:
     log(f"machine: {info}")
     root = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="likelihood-bench-"))
     rows, entropies = [], {}
+
+    def save() -> None:  # after every row, so a long run that is stopped keeps what it measured
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": info, "rows": rows, "entropies": entropies}, indent=1))
+
     for data in sets:
         for key in methods:
             rows.append(measure(data, key, specs[key], args, root))
+            save()
         entropies[data] = data_entropy(load_run(root / f"{data}-{methods[0]}"))
+        save()
     print(f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} with {info['threads']} threads, "
           f"load average {info['load_average_1m']:.1f} at the start.\n")  # fmt: skip
     print(tables(rows, entropies))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "rows": rows, "entropies": entropies}, indent=1))
 
 
 if __name__ == "__main__":

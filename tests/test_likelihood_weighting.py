@@ -180,3 +180,20 @@ def test_the_recipe_accepts_it_and_refuses_the_infinite_variance_pairs():
             load_config("spiral-flow", ["train.weighting=likelihood", f"train.timesteps={how}"])
     with pytest.raises(ConfigError, match=r"train\.p2_k: is read only with train\.weighting = p2"):
         load_config("spiral", ["train.weighting=likelihood", "train.p2_k=1"])
+
+
+def test_a_run_trains_with_it(tmp_path, capsys):
+    """Through the command line, on the flow path with importance-sampled times (uniform q: the
+    weight r at the drawn t, times q / p)."""
+    from conftest import TINY, set_args
+
+    from denoiselab import cli
+    from denoiselab.runs import load_run
+
+    out = tmp_path / "run"
+    overrides = [*TINY, "train.weighting=likelihood", "train.timesteps=importance", "train.importance_bins=5", "train.importance_history=2"]
+    rc = cli.main(["train", "--config", "spiral-flow", *set_args(overrides), "--out", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    run = load_run(out)
+    assert run.config.train.weighting == "likelihood"
+    assert "likelihood weighting" in capsys.readouterr().out
