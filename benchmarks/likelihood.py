@@ -13,16 +13,19 @@ What it does, for each data set (spiral, eight-gaussians, moons, checkerboard) a
 1. Trains the recipe with ``data.name`` set to the data set, through ``denoiselab.training.train``
    at the recipe's own budget: ``spiral`` (DDPM, eps prediction, linear T = 1000 chain),
    ``spiral-flow`` (rectified flow) and ``spiral-otcfm`` (OT-CFM); with --weightings, the DDPM
-   recipe again with each ``train.weighting`` (p2, min-snr, edm: weighting.py).  "train s" is the
-   wall time of ``train``.
+   recipe again with each ``train.weighting`` (p2, min-snr, edm, and likelihood with log-SNR-uniform
+   times: weighting.py); with --target, the rectified-flow recipe longer (8000 steps), without
+   Fourier features and with the likelihood weighting.  "train s" is the wall time of ``train``.
 2. Measures the model's NLL of --n fresh draws of the data (denoiselab.runs.likelihood:
    ``likelihood_points``, ``measure_likelihood``: rk45 at rtol = atol = 1e-3, the exact
    divergence) in nats a point, data units; beside it the data's own NLL of the same points (its
    true density, data/densities.py) and the paired gap, an estimate of KL(data || model) with
-   its standard error; the model evaluations a point and the seconds per 1000 points.
+   its standard error; the model evaluations a point and the seconds per 1000 points.  With
+   --bound, the DDPM chain runs' variational bound of the same points too (Ho et al. 2020, Eq. 5;
+   ``measure_likelihood(bound=True)``), an upper bound of the chain's own NLL.
 3. Scores the recipe's samples as ``denoiselab evaluate`` does (W2 ratio to the floor, 2 sample
    sets), so a row says what the objective buys in samples beside what it buys in likelihood.
-4. The contender, on the flow runs: facebookresearch/flow_matching's
+4. The contender, on the flow and OT-CFM recipes' runs (not with --no-peer): facebookresearch/flow_matching's
    ``ODESolver.compute_likelihood`` (torchdiffeq's dopri5 at the same rtol and atol, and at a
    tenth of them, exact divergence) on the same model and points, timed in the same process: its
    NLL and seconds, the ratios of the times, and each one's error against a tight solve (rk45 at
@@ -58,7 +61,17 @@ METHODS = {  # key: (recipe, overrides, label)
     "flow": ("spiral-flow", [], "rectified flow"),
     "otcfm": ("spiral-otcfm", [], "OT-CFM"),
 }
-WEIGHTINGS = {f"ddpm-{w}": ("spiral", [f"train.weighting={w}"], f"DDPM, {w} weighting") for w in ("p2", "min-snr", "edm")}
+WEIGHTINGS = {f"ddpm-{w}": ("spiral", [f"train.weighting={w}"], f"DDPM, {w} weighting") for w in ("p2", "min-snr", "edm")} | {
+    # Song et al. 2021's likelihood weighting with their importance sampling of t (uniform in log SNR)
+    "ddpm-likelihood": ("spiral", ["train.weighting=likelihood", "train.timesteps=logsnr"], "DDPM, likelihood weighting, log-SNR times"),
+}
+TARGET = {  # attempts at the issue's target, on the best recipe (rectified flow)
+    "flow-likelihood": ("spiral-flow", ["train.weighting=likelihood", "train.timesteps=logsnr"], "rectified flow, likelihood weighting, log-SNR times"),
+    "flow-long": ("spiral-flow", ["train.steps=8000"], "rectified flow, 8000 steps"),
+    "flow-nofourier": ("spiral-flow", ["model.fourier=0"], "rectified flow, no Fourier features"),
+    "flow-long-nofourier": ("spiral-flow", ["train.steps=8000", "model.fourier=0"], "rectified flow, 8000 steps, no Fourier features"),
+}
+PEERS = ("flow", "otcfm")  # the rows measured against flow_matching too
 DATASETS = ("spiral", "eight-gaussians", "moons", "checkerboard")
 TOLERANCE = 1e-3
 REFERENCE_POINTS = 500  # points solved again at rtol 1e-5, to measure both solvers' error
@@ -118,14 +131,17 @@ def measure(data: str, key: str, spec, args, root: Path) -> dict:
         train_s = float("nan")
     run = load_run(out)
     points = likelihood_points(run, n=args.n, seed=0)
-    result = measure_likelihood(run, points, rtol=TOLERANCE, atol=TOLERANCE)
+    bound = args.bound and run.schedule.is_chain
+    result = measure_likelihood(run, points, rtol=TOLERANCE, atol=TOLERANCE, bound=bound)
     d = result.to_dict()
     row = {"data": data, "method": key, "label": label, "train_s": train_s, "nll": d["nll"], "nll_se": d["nll_se"],
            "true_nll": d["true_nll"], "gap": d["gap"], "gap_se": d["gap_se"], "evaluations": d["evaluations"],
            "seconds": d["seconds"], "seconds_per_1000": 1000 * d["seconds"] / result.n, "n": result.n}  # fmt: skip
     metrics, _ = evaluate_run(run, repeats=2, density=False)
     row["w2_ratio"] = metrics.w2_ratio
-    if recipe != "spiral":  # a flow path: the contender runs on the same model and points
+    if bound:
+        row |= {"bound": d["bound"], "bound_se": d["bound_se"], "bound_gap": float(np.mean(result.bound - result.true_nll))}
+    if key in PEERS and not args.no_peer:  # a flow path: the contender runs on the same model and points
         peer_nll, peer_s = peer_likelihood(run, points, TOLERANCE)
         tighter_nll, tighter_s = peer_likelihood(run, points, TOLERANCE / 10)
         # All against a tight solve (rk45 at 1e-5) of the first REFERENCE_POINTS points.
@@ -140,14 +156,17 @@ def measure(data: str, key: str, spec, args, root: Path) -> dict:
 
 def tables(rows: list[dict], entropies: dict) -> str:
     lines = [
-        "| data | method | train s | NLL (nats/point) | true NLL, same points | gap (KL estimate) | model evals a point | s per 1000 points | W2 ratio |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| data | method | train s | NLL (nats/point) | true NLL, same points | gap (KL estimate) | model evals a point | s per 1000 points | W2 ratio | DDPM bound (nats/point) | bound - true NLL |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        bound = f"{r['bound']:.4f} ± {r['bound_se']:.4f} | {r['bound_gap']:.4f}" if "bound" in r else "– | –"
         lines.append(
             f"| {r['data']} | {r['label']} | {r['train_s']:.1f} | {r['nll']:.4f} ± {r['nll_se']:.4f} | {r['true_nll']:.4f} | "
-            f"{r['gap']:.4f} ± {r['gap_se']:.4f} | {r['evaluations']:.0f} | {r['seconds_per_1000']:.1f} | {r['w2_ratio']:.2f}x |"
+            f"{r['gap']:.4f} ± {r['gap_se']:.4f} | {r['evaluations']:.0f} | {r['seconds_per_1000']:.1f} | {r['w2_ratio']:.2f}x | {bound} |"
         )
+    if not any("peer_nll" in r for r in rows):
+        return "\n".join(lines + _best(rows, entropies))
     lines += [
         "",
         "The contender on the flow runs, same model and points: denoiselab's rk45 at rtol = atol = 1e-3 against flow_matching's "
@@ -162,18 +181,25 @@ def tables(rows: list[dict], entropies: dict) -> str:
             f"{r['seconds'] / r['peer_seconds']:.2f}x | {r['peer_tight_seconds']:.1f} | {r['peer_tight_error']:.4f} | "
             f"{r['seconds'] / r['peer_tight_seconds']:.2f}x | {r['nll']:.4f} | {r['peer_nll']:.4f} |"
         )
-    lines += ["", "| data | entropy by Monte Carlo (nats) | best gap | method |", "|---|---:|---:|---|"]
+    return "\n".join(lines + _best(rows, entropies))
+
+
+def _best(rows: list[dict], entropies: dict) -> list[str]:
+    lines = ["", "| data | entropy by Monte Carlo (nats) | best gap | method |", "|---|---:|---:|---|"]
     for data, (h, se) in entropies.items():
         best = min((r for r in rows if r["data"] == data), key=lambda r: r["gap"])
         lines.append(f"| {data} | {h:.4f} ± {se:.4f} | {best['gap']:.4f} ± {best['gap_se']:.4f} | {best['label']} |")
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", default=",".join(DATASETS), help="comma-separated data sets")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join([*METHODS, *WEIGHTINGS])}")
-    p.add_argument("--weightings", action="store_true", help="add the DDPM recipe with the p2, min-snr and edm weightings")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join([*METHODS, *WEIGHTINGS, *TARGET])}")
+    p.add_argument("--weightings", action="store_true", help="add the DDPM recipe with the p2, min-snr, edm and likelihood weightings")
+    p.add_argument("--target", action="store_true", help="add the rectified-flow variants that try for the 0.05-nat target")
+    p.add_argument("--bound", action="store_true", help="the DDPM chain runs' variational bound beside the NLL")
+    p.add_argument("--no-peer", action="store_true", help="leave out the flow_matching comparison")
     p.add_argument("-n", "--n", type=int, default=2000, help="points a likelihood (default 2000)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (training and likelihood)")
     p.add_argument("--set", action="append", default=[], help="extra recipe overrides, e.g. train.steps=300")
@@ -185,22 +211,29 @@ def main() -> None:
     sets, methods = args.sets.split(","), args.methods.split(",")
     if args.weightings:
         methods += list(WEIGHTINGS)
+    if args.target:
+        methods += list(TARGET)
     if args.quick:
         sets, args.n, args.set = ["spiral"], 200, [*args.set, "train.steps=300"]
-    specs = {**METHODS, **WEIGHTINGS}
+    specs = {**METHODS, **WEIGHTINGS, **TARGET}
     info = machine()
     log(f"machine: {info}")
     root = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="likelihood-bench-"))
     rows, entropies = [], {}
+
+    def save() -> None:  # after every row, so a long run that is stopped keeps what it measured
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": info, "rows": rows, "entropies": entropies}, indent=1))
+
     for data in sets:
         for key in methods:
             rows.append(measure(data, key, specs[key], args, root))
+            save()
         entropies[data] = data_entropy(load_run(root / f"{data}-{methods[0]}"))
+        save()
     print(f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} with {info['threads']} threads, "
           f"load average {info['load_average_1m']:.1f} at the start.\n")  # fmt: skip
     print(tables(rows, entropies))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "rows": rows, "entropies": entropies}, indent=1))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 CHAIN = make_schedule("linear", 1000)
 COSINE = make_schedule("cosine", 200)
 FLOW = make_schedule("flow", 1000)
-WEIGHTED = [Weighting(name) for name in WEIGHTINGS if name != "none"] + [
+# likelihood reads the schedule's speed too, not only (alpha, sigma): tests/test_likelihood_weighting.py
+WEIGHTED = [Weighting(name) for name in WEIGHTINGS if name not in ("none", "likelihood")] + [
     Weighting("p2", p2_gamma=0.5, p2_k=2.0), Weighting("min-snr", min_snr_gamma=1.0), Weighting("edm", sigma_data=0.5),
     Weighting("sigmoid", sigmoid_bias=-2.0),
 ]  # fmt: skip

@@ -111,7 +111,8 @@ class TrainConfig:
     weighting: str = _opt(
         "none", "loss weight per noise level, stated on the x0-error and converted to the target (weighting.py): none (each "
         "target's simple loss), p2 (Choi et al. 2022), min-snr (Hang et al. 2023), edm (Karras et al. 2022), sigmoid "
-        "(Kingma & Gao 2023), snr+1", choices=WEIGHTINGS,
+        "(Kingma & Gao 2023), snr+1, likelihood (Song et al. 2021: -d log SNR / dt over the density of t, the ELBO; "
+        "timesteps = logsnr makes it a constant)", choices=WEIGHTINGS,
     )
     p2_gamma: float = _opt(1.0, "p2 weighting: gamma in SNR / (k + SNR)^gamma on the x0-error", lo=0, lo_open=True)
     p2_k: float = _opt(1.0, "p2 weighting: k in SNR / (k + SNR)^gamma on the x0-error", lo=0, lo_open=True)
@@ -307,6 +308,11 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
         raise ConfigError(
             f"{where}train.timesteps: logit-normal draws continuous times of schedule.kind = flow; "
             f"a {kind} chain is trained at its T steps (uniform or logsnr)"
+        )
+    if tr.weighting == "likelihood" and tr.timesteps in ("edm", "logit-normal"):
+        raise ConfigError(
+            f"{where}train.weighting: likelihood divides by the density of t, and under timesteps = {tr.timesteps} that "
+            "density's Gaussian tails make the loss's variance infinite; use timesteps = logsnr, uniform or importance"
         )
     _check_unread(cfg, where, chosen)
     if cfg.model.arch == "autoencoder" and cfg.latent.autoencoder:

@@ -22,6 +22,8 @@ target of its prediction type (eps, x0, v or velocity; prediction.py) by mean sq
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -95,6 +97,62 @@ def sample_times(schedule: Schedule, n: int, generator, how: str = "uniform") ->
     lo, hi = (float(schedule.half_log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
     u = torch.rand(n, generator=generator, dtype=torch.float64)
     return schedule.time_at_half_log_snr(lo + u * (hi - lo))
+
+
+def time_density(schedule: Schedule, how: str, t: torch.Tensor) -> torch.Tensor:
+    """The density per unit of t of ``sample_times(schedule, n, generator, how)`` at the times t
+    (float64).  On a chain, T times the probability of the step k = t T: the weight 1 / T of the
+    chain's sum over steps, as uniform k gives 1.
+
+    A chain's logsnr and edm times draw lambda (schedules' half log-SNR) and take the step k with
+    lambda_{k+1} < lambda <= lambda_k (k = 1 takes every lambda above lambda_2, k = T every one
+    at or below lambda_T), so P(k) is the distribution function's rise between those knots.  On
+    the flow path a density of lambda becomes one of t through |d lambda / d t| = r / 2
+    (Schedule.log_snr_rate_at)."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    if how == "uniform":
+        return torch.ones_like(t)
+    if how not in ("logsnr", "edm", "logit-normal"):
+        raise ValueError(f"no density for timestep sampling {how!r}; expected uniform, logsnr, logit-normal or edm")
+    if schedule.is_chain:
+        if how == "logit-normal":
+            raise ValueError("logit-normal times are continuous: the flow path's, not a chain's")
+        knots = schedule.half_log_snr  # knots[k] = lambda_k, decreasing, knots[0] = +inf
+        lam_lo, lam_hi = knots[-1], knots[1]
+
+        def cdf(lam):
+            if how == "logsnr":  # lambda uniform on [lambda_T, lambda_1] (sample_timesteps)
+                return ((lam - lam_lo) / (lam_hi - lam_lo)).clamp(0.0, 1.0)
+            return _normal_cdf((-lam - EDM_P_MEAN) / EDM_P_STD, upper=True)  # lambda = -(P_mean + P_std n)
+
+        k = torch.round(t * schedule.T).long().clamp(1, schedule.T)
+        upper = torch.where(k == 1, torch.ones_like(t), cdf(knots[k]))
+        lower = torch.where(k == schedule.T, torch.zeros_like(t), cdf(knots[(k + 1).clamp(max=schedule.T)]))
+        return schedule.T * (upper - lower)
+    if how == "logit-normal":  # t = sigmoid(n), n ~ N(0, 1)
+        n = torch.log(t) - torch.log1p(-t)
+        return torch.exp(-0.5 * n**2) / math.sqrt(2 * math.pi) / (t * (1.0 - t))
+    lam_per_t = 0.5 * schedule.log_snr_rate_at(t)
+    lam = schedule.half_log_snr_at(t)
+    if how == "edm":
+        z = (-lam - EDM_P_MEAN) / EDM_P_STD
+        return torch.exp(-0.5 * z**2) / (math.sqrt(2 * math.pi) * EDM_P_STD) * lam_per_t
+    lo, hi = (float(schedule.half_log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
+    inside = (lam >= lo) & (lam <= hi)
+    return torch.where(inside, lam_per_t / (hi - lo), torch.zeros_like(t))
+
+
+def _normal_cdf(z: torch.Tensor, upper: bool = False) -> torch.Tensor:
+    """P(N(0, 1) <= z), or with ``upper`` P(N(0, 1) >= z), each accurate in its own tail."""
+    return 0.5 * torch.erfc((z if upper else -z) / math.sqrt(2.0))
+
+
+def elbo_rate(schedule: Schedule, t: torch.Tensor, timesteps: str) -> torch.Tensor:
+    """-d log SNR / d t over the density of the training times at t: the likelihood weighting's
+    weight on the eps loss (weighting.py).  Importance-sampled times are weighted back to uniform
+    time by their own q / p factor, so the uniform density is theirs here."""
+    density = time_density(schedule, "uniform" if timesteps == "importance" else timesteps, t)
+    return schedule.log_snr_rate_at(t) / density
 
 
 def ot_pairing(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -171,7 +229,8 @@ def diffusion_loss(
         return torch.mean(squared)
     per_sample = squared.flatten(1).mean(1)
     if not plain:
-        per_sample = per_sample * weighting.on_target(prediction, alpha64, sigma64).to(x0.dtype).to(x0.device)
+        rate = elbo_rate(schedule, t, timesteps) if weighting.needs_elbo_rate else None
+        per_sample = per_sample * weighting.on_target(prediction, alpha64, sigma64, rate).to(x0.dtype).to(x0.device)
     if timesteps != "importance":
         return per_sample.mean()
     time_sampler.update(draw.bins, per_sample.detach())

@@ -136,6 +136,27 @@ class Schedule:
             return self.sigmas[k]
         return torch.where(on_grid, self.sigmas[k], torch.sigmoid(-2.0 * self.half_log_snr_at(t)).sqrt())
 
+    def log_snr_rate_at(self, t) -> torch.Tensor:
+        """-d log SNR / d t at any t in (0, 1] (float64, >= 0; +inf at t = 0 and at the flow path's t = 1).
+
+        Flow: log SNR = 2 log((1 - t) / t), so the rate is 2 / (t (1 - t)).  A chain's log-SNR is
+        linear in t between grid points: at t in ((k - 1) / T, k / T] (a grid point k / T
+        included) the slope of that interval, 2 T (lambda_{k-1} - lambda_k), the one over which
+        the chain's step k falls, so (1 / T) sum_k rate(k / T) telescopes to the chain's whole
+        log-SNR range.  On the first interval sigma^2 = sigma_1^2 t T (s2 below), and the rate
+        sigma_1^2 T / (s2 (1 - s2)) is its derivative there, T / alpha_1^2 at k = 1.
+        """
+        t = _times(t)
+        if self.path == "flow":
+            return 2.0 / (t * (1.0 - t))
+        T, knots = self.T, self.half_log_snr
+        pos = t * T
+        k = torch.ceil(pos - 1e-9).long().clamp(1, T)
+        inner = 2.0 * T * (knots[(k - 1).clamp(min=1)] - knots[k])  # k = 1 is replaced below
+        s2 = float(self.sigmas[1] ** 2) * pos.clamp(max=1.0)
+        first = float(self.sigmas[1] ** 2) * T / (s2 * (1.0 - s2))
+        return torch.where(k == 1, first, inner)
+
     def time_at_half_log_snr(self, lam) -> torch.Tensor:
         """The inverse of ``half_log_snr_at``: the t where lambda(t) = lam.  +inf gives 0; a lam
         below the schedule's last lambda gives 1."""

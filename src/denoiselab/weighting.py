@@ -46,8 +46,25 @@ Weightings (w on the x0-error):
               of lambda; here that density is the one train.timesteps draws from.
     snr+1     SNR + 1 (Salimans & Ho 2022, Sec. 4, "SNR+1" weighting): the v loss of a
               variance-preserving path, on any target and path.
+    likelihood  SNR r(t) / p(t), i.e. r(t) / p(t) on the eps loss, with r = -d log SNR / d t
+              (Schedule.log_snr_rate_at) and p the density of the times train.timesteps draws
+              (objectives.time_density; importance-sampled times count as uniform, their own
+              q / p factor does the rest).  Then E_t [w ||e_x0||^2] = int r ||e_eps||^2 dt, twice
+              the diffusion term of the continuous-time ELBO (Kingma et al. 2021, "Variational
+              diffusion models", Eq. 17: L = -1/2 E_t [SNR'(t) ||x0 - x0_hat||^2]).  It is the
+              likelihood weighting lambda(t) = g(t)^2 of Song et al. 2021, "Maximum likelihood
+              training of score-based diffusion models", Thm. 1: with s = -eps / sigma,
+              g^2 ||s_err||^2 = g^2 / sigma^2 ||e_eps||^2 and g^2 = -sigma^2 d log SNR / d t for
+              x_t = alpha x0 + sigma eps.  Their importance sampling of t, p proportional to
+              g^2 / sigma^2 = r, is train.timesteps = "logsnr": uniform in log SNR, where the
+              weight is the constant log-SNR range.  (Kingma & Gao 2023 call it w(lambda) = 1.)
+              Unlike the others it depends on the schedule's speed, not only on SNR: the caller
+              passes r / p as ``elbo_rate``.  Under logit-normal or EDM times r / p grows faster
+              than the loss falls in their Gaussian tails (the loss's variance is infinite), so
+              config.py refuses those pairs.
 
-Guards: the flow path reaches SNR = 0 at t = 1 (alpha = 0).  Every w above is finite there and
+Guards: the flow path reaches SNR = 0 at t = 1 (alpha = 0).  Every w above is finite there (the
+likelihood weight SNR r = 2 alpha / sigma^3 on the flow path goes to 0 there, where r is infinite) and
 c_target > 0 for x0, v and velocity; eps has c_eps = 0 there, which is why config.py refuses eps on
 the flow path.  SNR = inf (t = 0, sigma = 0) is never drawn (objectives.sample_times).  Weights are
 computed in float64 from alpha and sigma, never from a stored SNR that could overflow.
@@ -96,12 +113,21 @@ class Weighting:
         if not self.p2_gamma >= 0:
             raise ValueError(f"weighting p2_gamma must be >= 0, got {self.p2_gamma!r}")
 
-    def on_x0(self, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """w at (alpha, sigma), the weight of ||x0_hat - x0||^2 (float64)."""
+    @property
+    def needs_elbo_rate(self) -> bool:
+        """Whether the weight depends on the schedule and the time distribution (``elbo_rate``)."""
+        return self.name == "likelihood"
+
+    def on_x0(self, alpha: torch.Tensor, sigma: torch.Tensor, elbo_rate: torch.Tensor | None = None) -> torch.Tensor:
+        """w at (alpha, sigma), the weight of ||x0_hat - x0||^2 (float64).  ``elbo_rate``: the
+        likelihood weighting's -d log SNR / d t over the density of t (objectives.elbo_rate)."""
         alpha, sigma = alpha.double(), sigma.double()
         snr = (alpha / sigma) ** 2
         if self.name == "none":
             raise ValueError("the 'none' weighting has no x0 form of its own: it is each target's simple loss")
+        if self.name == "likelihood":
+            rate = self._rate(elbo_rate)
+            return torch.where(alpha == 0, torch.zeros_like(snr), snr * rate)  # SNR r -> 0 where r -> inf as 1 / alpha
         if self.name == "p2":
             return snr / (self.p2_k + snr) ** self.p2_gamma
         if self.name == "min-snr":
@@ -113,11 +139,13 @@ class Weighting:
             return snr / (1.0 + snr * torch.exp(torch.tensor(-self.sigmoid_bias, dtype=snr.dtype)))
         return snr + 1.0  # snr+1
 
-    def on_target(self, prediction: str, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def on_target(self, prediction: str, alpha: torch.Tensor, sigma: torch.Tensor, elbo_rate: torch.Tensor | None = None) -> torch.Tensor:
         """The weight of ||prediction_hat - prediction||^2: w / c_prediction (float64, shape of alpha)."""
         if self.name == "none":
             return torch.ones_like(alpha, dtype=torch.float64)
         alpha, sigma = alpha.double(), sigma.double()
+        if prediction == "eps" and self.name == "likelihood":
+            return self._rate(elbo_rate).clone()  # exact: SNR r / SNR
         if prediction == "eps" and self.name in ("p2", "min-snr", "sigmoid"):
             # Closed forms of w / SNR, exact at SNR = 0 where the division would be 0 / 0.
             snr = (alpha / sigma) ** 2
@@ -126,7 +154,12 @@ class Weighting:
             if self.name == "min-snr":
                 return (self.min_snr_gamma / snr).clamp(max=1.0)
             return torch.sigmoid(self.sigmoid_bias - torch.log(snr))
-        return self.on_x0(alpha, sigma) / x0_error_factor(prediction, alpha, sigma)
+        return self.on_x0(alpha, sigma, elbo_rate) / x0_error_factor(prediction, alpha, sigma)
+
+    def _rate(self, elbo_rate: torch.Tensor | None) -> torch.Tensor:
+        if elbo_rate is None:
+            raise ValueError("the likelihood weighting needs elbo_rate, -d log SNR / d t over the density of t (objectives.elbo_rate)")
+        return torch.as_tensor(elbo_rate, dtype=torch.float64)
 
     @property
     def describe(self) -> str:
@@ -137,5 +170,6 @@ class Weighting:
             "edm": f" (sigma_data {self.sigma_data:g})",
             "sigmoid": f" (b {self.sigmoid_bias:g})",
             "snr+1": "",
+            "likelihood": " (-d log SNR / dt over the density of t: the ELBO)",
         }[self.name]
         return f"{self.name} weighting{detail}"

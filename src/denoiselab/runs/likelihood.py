@@ -60,6 +60,24 @@ class LikelihoodError(InputError):
     """A run, points or options that give no likelihood; the message says which and why."""
 
 
+def bits_offset(levels: int | None) -> float:
+    """log2((L - 1) / 2): the dequantisation's cell width in bits per dimension (0 when continuous)."""
+    return math.log2((levels - 1) / 2) if levels else 0.0
+
+
+def bits_per_dim(nll: np.ndarray, dim: int, levels: int | None) -> np.ndarray:
+    """Bits per dimension of images whose dequantised pixels have NLL ``nll`` (nats an image): the
+    upper bound of the module docstring, NLL / (D ln 2) + log2((L - 1) / 2)."""
+    return np.asarray(nll) / (dim * math.log(2)) + bits_offset(levels)
+
+
+def dequantise(images: np.ndarray, levels: int, seed: int) -> np.ndarray:
+    """Pixels on the grid of ``levels`` levels moved uniformly inside their cells of width
+    2 / (L - 1), centred on the grid values (the module docstring), from the seed."""
+    u = np.random.default_rng([seed, 3]).random(images.shape)
+    return (images + (2.0 / (levels - 1)) * (u - 0.5)).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class LikelihoodPoints:
     x: np.ndarray  # data units: (n, D) points or (n, C, H, W) pixels in [-1, 1]
@@ -97,11 +115,10 @@ class RunLikelihood:
 
     @property
     def bits_offset(self) -> float:
-        """log2((L - 1) / 2): the dequantisation's cell width in bits per dimension (0 when continuous)."""
-        return math.log2((self.levels - 1) / 2) if self.levels else 0.0
+        return bits_offset(self.levels)
 
     def bits_per_dim(self) -> np.ndarray:
-        return self.nll / (self.dim * math.log(2)) + self.bits_offset
+        return bits_per_dim(self.nll, self.dim, self.levels)
 
     def to_dict(self) -> dict:
         mean, se = self._mean_se(self.nll)
@@ -303,8 +320,7 @@ def measure_likelihood(
     if run.is_image:
         levels = pixel_levels(x)
         if levels is not None:  # uniform dequantisation inside each pixel's cell, seeded
-            u = np.random.default_rng([seed, 3]).random(x.shape)
-            x = (x + (2.0 / (levels - 1)) * (u - 0.5)).astype(np.float32)
+            x = dequantise(x, levels, seed)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32), device=run.device)
     train = run.normalization.encode(run.data) if not run.is_image else run.data
     classes = [None] if not run.num_classes else ([label] if label is not None else list(range(run.num_classes)))
