@@ -12,7 +12,9 @@ what it holds:
                        normalization; x0_bound (the box of sample.clip_x0); data; num_classes,
                        class_names, class_counts.  A latent run adds "latent" {autoencoder,
                        sha256, image_shape, latent_scale}; a completed autoencoder latent_scale
-                       and latent_shape; a failed run error and checkpoint_step.
+                       and latent_shape; a failed run error and checkpoint_step.  A trained
+                       network: train_flops_per_step (one step's forward and backward,
+                       counted once) and train_flops (that times the steps trained).
     data.npy           the training points (data units) or images (pixels in [-1, 1])
     labels.npy         their classes (conditional runs only)
     held_out.npy       images only: the held-out split, with held_out_labels.npy
@@ -254,8 +256,16 @@ class RunFolder:
             return None
 
     def record_progress(self, info: dict, status: str, step: int, train_seconds: float) -> None:
-        """The training loop's state in ``info`` (updated in place) and on disk."""
+        """The training loop's state in ``info`` (updated in place) and on disk; with the
+        training FLOPs so far when one step's count is recorded (record_step_flops)."""
         info.update(status=status, step=step, train_seconds=train_seconds)
+        if "train_flops_per_step" in info:
+            info["train_flops"] = float(info["train_flops_per_step"]) * step
+        self.write_info(info)
+
+    def record_step_flops(self, info: dict, flops: int) -> None:
+        """One training step's floating-point operations (training/flops.py) in ``info`` and on disk."""
+        info["train_flops_per_step"] = int(flops)
         self.write_info(info)
 
     def mark_complete(self, info: dict) -> None:

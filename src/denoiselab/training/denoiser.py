@@ -27,6 +27,7 @@ from ..runs.folder import RunData, RunFolder
 from .stages import check_denoiser, encode_training_set, is_latent, open_autoencoder, planned_latent_shape, recorded_autoencoder, stage_one_config, stage_one_names, trains_stage_one
 from .checkpoint import TrainState, init_state, load_checkpoint, save_checkpoint
 from .compute import set_up_compute
+from .flops import describe_flops, training_step_flops
 from .loop import StopSignals, fit
 from .step import optimiser_step
 
@@ -160,6 +161,12 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
             folder.write_config(cfg)  # e.g. a raised train.steps
             log(f"resuming {folder.path} at step {state.step} of {cfg.train.steps}")
         info["steps"] = cfg.train.steps
+        if "train_flops_per_step" not in info:
+            flops = training_step_flops(state.model, objective, x_all, y_all, cfg.train.batch_size, time_sampler=state.time_sampler)
+            folder.record_step_flops(info, flops)
+        per_step = int(info["train_flops_per_step"])
+        log(f"one training step: {describe_flops(per_step)} (forward and backward, torch's FlopCounterMode); "
+            f"{cfg.train.steps} steps: {describe_flops(per_step * cfg.train.steps)}")
         t_start, seconds_before = time.perf_counter(), float(info.get("train_seconds", 0.0))
 
         def save(status: str) -> None:
@@ -172,7 +179,7 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
             after_step=compute.after_step,
         )  # fmt: skip
         save("trained")
-        log(f"trained {state.step} steps in {info['train_seconds']:.1f} s, final loss {smooth:.4f}")
+        log(f"trained {state.step} steps in {info['train_seconds']:.1f} s ({describe_flops(info['train_flops'])}), final loss {smooth:.4f}")
         return state
 
 
