@@ -26,6 +26,7 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     COUPLINGS,
     GRIDS,
     KARRAS_RHO,
+    PRECONDITIONINGS,
     PREDICTIONS,
     SAMPLER_NAMES,
     TIMESTEP_SAMPLING,
@@ -96,6 +97,11 @@ class ModelConfig:
         "eps", "what the network predicts: the noise eps, clean data x0, v = alpha eps - sigma x0, or velocity = eps - x0 "
         "(flow matching)", choices=PREDICTIONS,
     )
+    precondition: str = _opt(
+        "none", "edm: the network wrapped in EDM's c_skip, c_out and c_in (Karras et al. 2022, Table 1; train.sigma_data), "
+        "its output read as model.prediction (x0 needs no conversion); none: the network's output as it is",
+        choices=PRECONDITIONINGS,
+    )
 
 
 @dataclass
@@ -117,7 +123,8 @@ class TrainConfig:
     p2_k: float = _opt(1.0, "p2 weighting: k in SNR / (k + SNR)^gamma on the x0-error", lo=0, lo_open=True)
     min_snr_gamma: float = _opt(5.0, "min-snr weighting: gamma in min(SNR, gamma) on the x0-error", lo=0, lo_open=True)
     sigma_data: float = _opt(
-        1.0, "edm weighting: the data's standard deviation (points are normalised to 1; Karras et al. use 0.5 for images)",
+        1.0, "edm weighting and model.precondition = edm: the data's standard deviation (points are normalised to 1; "
+        "Karras et al. use 0.5 for images)",
         lo=0, lo_open=True,
     )
     sigmoid_bias: float = _opt(0.0, "sigmoid weighting: b in sigmoid(b - log SNR) on the eps loss")
@@ -346,6 +353,8 @@ def unread_keys(cfg: Config) -> dict[str, str]:
     out = {}
     for key, (owner, value) in _OWNED_KEYS.items():
         chosen = getattr(cfg.train, owner)
+        if key == "sigma_data" and cfg.model.precondition == "edm":  # EDM's c_skip, c_out, c_in read it too
+            continue
         if chosen != value:
             out[f"train.{key}"] = f"is read only with train.{owner} = {value} (here {chosen}); remove it or set train.{owner} = \"{value}\""
     if cfg.model.arch != "autoencoder" and not cfg.latent.autoencoder:  # a trained autoencoder's keys are checked against it (training/stages.py)
