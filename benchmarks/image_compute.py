@@ -35,7 +35,7 @@ from denoiselab.config import load_config
 from denoiselab.runs import evaluate_run, load_run
 from denoiselab.training import TrainingInterrupted, train
 
-EDM = ["model.precondition=edm", "model.prediction=x0", "train.weighting=edm", "train.timesteps=edm", "train.sigma_data=0.5"]
+EDM = ["model.precondition=edm", "model.prediction=x0", "train.weighting=edm", "train.timesteps=edm", "train.sigma_data=0.75"]  # the digits' pixel standard deviation
 SNAPSHOTS = ["train.ema_snapshot_every=50"]
 
 # name: (label, overrides, steps, steps at which to score)
@@ -132,7 +132,7 @@ def report(out: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=["recipe", "edm"])
-    parser.add_argument("--ema-lengths", nargs="*", type=float, default=[0.05, 0.1, 0.15, 0.2])
+    parser.add_argument("--ema-lengths", nargs="*", type=float, default=[0.04, 0.07, 0.1, 0.15])
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--from-json", nargs="+", type=Path, help="print the tables of earlier results")
     parser.add_argument("--keep", type=Path, help="train into this folder (kept) instead of a temporary one")

@@ -169,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", help="1-D and 2-D point runs: also draw the learned log-density beside the true one (a grid of 64 x 64 solves)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
+    p = sub.add_parser("ema", help="post-hoc EMA: the run's weights averaged with another EMA length, from its stored snapshots (EDM2)")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--length", type=_positive_float, required=True, metavar="L", help="relative EMA length sigma_rel (EDM2: 0.05 to 0.2 are typical)")
+    p.add_argument("--out", metavar="FILE.safetensors", help="write the weights here (default: the run's sampling weights, used by sample and evaluate)")
+
     p = sub.add_parser("plot", help="redraw every figure of a run")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--out", help="folder for the figures (default: the run folder)")
@@ -643,6 +648,20 @@ def cmd_tune_steps(args) -> int:
     return 0
 
 
+def cmd_ema(args) -> int:
+    from .runs.posthoc_ema import reconstruct_into_run
+
+    if args.out is not None and not args.out.endswith(".safetensors"):
+        raise UsageError(f"--out {args.out}: expected a .safetensors file")
+    result = reconstruct_into_run(args.run, args.length, args.out)
+    where = args.out or f"{RunFolder(args.run).weights} (the run's sampling weights: sample and evaluate use them)"
+    print(
+        f"wrote {where}: the EMA of length {result.sigma_rel:g} at step {result.step}, from {len(result.coefficients)} stored EMAs "
+        f"(profile error {result.relative_error:.1%})"
+    )
+    return 0
+
+
 def cmd_plot(args) -> int:
     from .runs import render_figures
 
@@ -696,7 +715,7 @@ def cmd_schedules(args) -> int:
 
 
 # The commands whose first argument is a trained run folder.
-RUN_COMMANDS = ("sample", "evaluate", "likelihood", "plot", "tune-steps", "inpaint")
+RUN_COMMANDS = ("sample", "evaluate", "likelihood", "plot", "tune-steps", "inpaint", "ema")
 
 COMMANDS = {
     "train": cmd_train,
@@ -704,6 +723,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "likelihood": cmd_likelihood,
     "plot": cmd_plot,
+    "ema": cmd_ema,
     "paths": cmd_paths,
     "schedules": cmd_schedules,
     "train-classifier": cmd_train_classifier,

@@ -148,6 +148,11 @@ class TrainConfig:
         0.1, "conditional runs: probability of training a point without its label (for classifier-free guidance)", lo=0, hi=1
     )
     ema_decay: float = _opt(0.995, "EMA decay of the weights used for sampling (0 = no EMA)", lo=0, hi=1, hi_open=True)
+    ema_snapshot_every: int = _opt(
+        0, "post-hoc EMA (Karras et al. 2024, EDM2): every N steps, store snapshots of two power-function EMAs "
+        "(sigma_rel 0.05 and 0.10), from which `denoiselab ema RUN --length L` reconstructs the EMA of any length; 0 = off",
+        lo=0,
+    )
     checkpoint_every: int = _opt(1000, "write a resumable checkpoint every N steps", lo=1)
     seed: int = _opt(0, "seed of initialisation, batches, timesteps and noise", lo=0)
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when present)")

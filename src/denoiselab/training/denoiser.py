@@ -173,8 +173,14 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
             save_checkpoint(state, folder.checkpoint, folder.weights)
             folder.record_progress(info, status, state.step, seconds_before + time.perf_counter() - t_start)
 
+        def step(s: TrainState) -> tuple[float, float]:
+            result = optimiser_step(cfg, s, objective, x_all, y_all)
+            if s.power_emas and (s.step % cfg.train.ema_snapshot_every == 0 or s.step == cfg.train.steps):
+                folder.write_ema_snapshot(s.step, [p.model.state_dict() for p in s.power_emas], [p.sigma_rel for p in s.power_emas])
+            return result
+
         smooth = fit(
-            state, lambda s: optimiser_step(cfg, s, objective, x_all, y_all), steps=cfg.train.steps,
+            state, step, steps=cfg.train.steps,
             checkpoint_every=cfg.train.checkpoint_every, save=save, stop=stop, progress=progress, stop_at=stop_at, on_step=on_step,
             after_step=compute.after_step,
         )  # fmt: skip
