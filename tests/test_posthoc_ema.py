@@ -196,9 +196,23 @@ def test_ema_command_writes_the_weights_and_records_the_length(snapshot_run, tmp
     assert rc == 0, err
 
 
+def test_evaluate_sweeps_ema_lengths_without_writing(snapshot_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(snapshot_run, run)
+    before = (run / "model.safetensors").read_bytes()
+    rc, out, err = run_cli(capsys, "evaluate", run, "--ema-length", "0.05", "0.1", "-n", "50", "--steps", "3", "--repeats", "1", "--json", "--no-progress")
+    assert rc == 0, err
+    rows = json.loads(out)["ema"]
+    assert [r["ema_length"] for r in rows] == [0.05, 0.1] and rows[0]["w2"] != rows[1]["w2"]
+    assert (run / "model.safetensors").read_bytes() == before
+    assert_one_line(*run_cli(capsys, "evaluate", run, "--ema-length", "0.1", "0.5")[::2], "EMA length 0.5")
+
+
 def assert_one_line(rc, err, *words):
+    """Exit status 2 and one error line (after any note the command printed first)."""
     assert rc == 2, err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("note: ")]
+    assert "Traceback" not in err and len(lines) == 1, err
     for word in words:
         assert word in err, err
 
@@ -206,8 +220,8 @@ def assert_one_line(rc, err, *words):
 def test_ema_command_bad_input(snapshot_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(snapshot_run, run)
-    assert_one_line(*run_cli(capsys, "ema", run, "--length", "0.5")[::2], "--length 0.5", "reconstruct lengths from")
-    assert_one_line(*run_cli(capsys, "ema", run, "--length", "0.001")[::2], "--length 0.001", "profile error", "reconstruct lengths from")
+    assert_one_line(*run_cli(capsys, "ema", run, "--length", "0.5")[::2], "EMA length 0.5", "reconstruct lengths from")
+    assert_one_line(*run_cli(capsys, "ema", run, "--length", "0.001")[::2], "EMA length 0.001", "profile error", "reconstruct lengths from")
     assert_one_line(*run_cli(capsys, "ema", run, "--length", "-1")[::2], "--length")
     assert_one_line(*run_cli(capsys, "ema", run, "--length", "0.1", "--out", tmp_path / "w.pt")[::2], "--out")
     assert_one_line(*run_cli(capsys, "ema", tmp_path / "nothing", "--length", "0.1")[::2], "no such run folder")

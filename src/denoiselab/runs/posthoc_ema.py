@@ -65,12 +65,12 @@ def reconstruct(folder: RunFolder, sigma_rel: float) -> Reconstruction:
     step = steps[-1]
     profile_steps, sigma_rels = _snapshot_profiles(folder, steps)
     if not 0.0 < sigma_rel < MAX_SIGMA_REL:
-        raise EMALengthError(f"--length {sigma_rel:g}: an EMA length sigma_rel lies in (0, {MAX_SIGMA_REL:.3f}); {_range_text(profile_steps, sigma_rels, step)}")
+        raise EMALengthError(f"EMA length {sigma_rel:g}: sigma_rel lies in (0, {MAX_SIGMA_REL:.3f}); {_range_text(profile_steps, sigma_rels, step)}")
     gammas = [sigma_rel_to_gamma(s) for s in sigma_rels]
     fit = fit_profile(profile_steps, gammas, step, sigma_rel_to_gamma(sigma_rel))
     if fit.relative_error > MAX_PROFILE_ERROR:
         raise EMALengthError(
-            f"--length {sigma_rel:g}: outside what the stored snapshots reconstruct (profile error {fit.relative_error:.0%}, "
+            f"EMA length {sigma_rel:g}: outside what the stored snapshots reconstruct (profile error {fit.relative_error:.0%}, "
             f"more than {MAX_PROFILE_ERROR:.0%}); {_range_text(profile_steps, sigma_rels, step)}"
         )
     state: dict[str, torch.Tensor] = {}
