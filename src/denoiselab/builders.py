@@ -14,6 +14,7 @@ from .config import Config, ConfigError
 from .importance import ImportanceSampler
 from .latent import ReconstructionObjective
 from .models import AUTOENCODER, Autoencoder, build_model
+from .models.preconditioning import precondition
 from .objectives import diffusion_loss
 from .schedules import TERMINAL_SNR_WARN_DB, Schedule, make_schedule
 from .weighting import Weighting
@@ -51,10 +52,11 @@ def model_from(cfg: Config, dim: int, num_classes: int = 0, shape: tuple[int, ..
             )  # fmt: skip
         except ValueError as exc:
             raise ConfigError(f"autoencoder.downsample: {exc}") from None
-    return build_model(
+    net = build_model(
         m.arch, dim, hidden=m.hidden, blocks=m.blocks, time_dim=m.time_dim, num_classes=num_classes, fourier=m.fourier,
         mults=tuple(m.mults), attention=m.attention, dropout=m.dropout,
     )  # fmt: skip
+    return precondition(net, m.precondition, schedule_from(cfg), m.prediction, cfg.train.sigma_data)
 
 
 @dataclass(frozen=True)

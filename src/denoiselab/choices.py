@@ -17,6 +17,7 @@ PREDICTIONS = ("eps", "x0", "v", "velocity")  # prediction.py
 TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal", "edm", "importance")  # objectives.py, importance.py
 WEIGHTINGS = ("none", "p2", "min-snr", "edm", "sigmoid", "snr+1", "likelihood")  # weighting.py
 COUPLINGS = ("independent", "ot")  # objectives.py
+PRECONDITIONINGS = ("none", "edm")  # models/preconditioning.py
 POINT_ARCHITECTURES = ("residual-mlp", "simple-mlp")  # models/
 AUTOENCODER = "autoencoder"  # latent diffusion's first stage (models/autoencoder.py)
 IMAGE_ARCHITECTURES = ("unet", AUTOENCODER)

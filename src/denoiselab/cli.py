@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN_DIR")
     _add_sampling_options(p)
     p.add_argument("--repeats", type=_positive_int, default=8, help="sample sets (seeds seed, seed + 1, ...) averaged per metric (default 8)")
+    p.add_argument("--ema-length", type=_positive_float, nargs="+", metavar="L", help="runs with post-hoc EMA snapshots: measure the EMA of each length L instead of the run's weights (see denoiselab ema)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
 
@@ -170,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bound", action="store_true", help="DDPM chain runs of points: also the variational bound (Ho et al. 2020, Eq. 5; T model evaluations a point)")
     p.add_argument("--plot", metavar="FILE.png", help="1-D and 2-D point runs: also draw the learned log-density beside the true one (a grid of 64 x 64 solves)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("ema", help="post-hoc EMA: the run's weights averaged with another EMA length, from its stored snapshots (EDM2)")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--length", type=_positive_float, required=True, metavar="L", help="relative EMA length sigma_rel (EDM2: 0.05 to 0.2 are typical)")
+    p.add_argument("--out", metavar="FILE.safetensors", help="write the weights here (default: the run's sampling weights, used by sample and evaluate)")
 
     p = sub.add_parser("plot", help="redraw every figure of a run")
     p.add_argument("run", metavar="RUN_DIR")
@@ -452,6 +458,8 @@ def cmd_evaluate(args) -> int:
     from .runs import evaluate_run
 
     run = _load_for_use(args.run)
+    if args.ema_length:
+        return _evaluate_ema_lengths(args, run)
     with _flag_errors(run):
         if run.is_autoencoder:  # it samples nothing: its reconstructions are measured
             _refuse_sampling_options(args, f"{run.path} is an autoencoder: evaluate measures its reconstructions and samples nothing")
@@ -471,6 +479,33 @@ def cmd_evaluate(args) -> int:
         summary = metrics.summary()
         sep = "\n" if "\n" in summary else " "  # a conditional run's summary has a line per class
         print(f"{run.path} ({words}):{sep}{summary}")
+    return 0
+
+
+def _evaluate_ema_lengths(args, run) -> int:
+    """``evaluate --ema-length L ...``: the run's metrics with the EMA of each length, reconstructed
+    in memory from its snapshots (the run's weights file is left as it is)."""
+    from .runs import evaluate_run
+    from .runs.posthoc_ema import reconstruct
+
+    if run.is_autoencoder:
+        raise UsageError(f"--ema-length: {run.path} is an autoencoder; post-hoc EMA is a denoiser's")
+    states = [reconstruct(run.folder, length) for length in args.ema_length]  # every length checked before the first is measured
+    results = []
+    with _flag_errors(run):
+        plan = _plan(args, run)
+        for result in states:
+            run.model.load_state_dict({k: v.to(run.device) for k, v in result.state.items()})
+            with _progress_bar(not args.no_progress, f"evaluate, EMA length {result.sigma_rel:g}") as progress:
+                metrics, _ = evaluate_run(run, plan, repeats=args.repeats, progress=progress)
+            results.append((result, metrics))
+    if args.json:
+        rows = [{"ema_length": r.sigma_rel, "step": r.step, "profile_error": r.relative_error, **m.to_dict()} for r, m in results]
+        print(json.dumps({"run": str(run.path), "sampler": plan.sampler, "evaluations": plan.evaluations, "ema": rows}))
+    else:
+        print(f"{run.path} ({plan.describe()}, {plan.evaluations} model evaluations), post-hoc EMA at step {states[0].step}:")
+        for r, m in results:
+            print(f"  length {r.sigma_rel:g}: {' '.join(m.summary().split())}")
     return 0
 
 
@@ -669,6 +704,20 @@ def cmd_tune_steps(args) -> int:
     return 0
 
 
+def cmd_ema(args) -> int:
+    from .runs.posthoc_ema import reconstruct_into_run
+
+    if args.out is not None and not args.out.endswith(".safetensors"):
+        raise UsageError(f"--out {args.out}: expected a .safetensors file")
+    result = reconstruct_into_run(args.run, args.length, args.out)
+    where = args.out or f"{RunFolder(args.run).weights} (the run's sampling weights: sample and evaluate use them)"
+    print(
+        f"wrote {where}: the EMA of length {result.sigma_rel:g} at step {result.step}, from {len(result.coefficients)} stored EMAs "
+        f"(profile error {result.relative_error:.1%})"
+    )
+    return 0
+
+
 def cmd_plot(args) -> int:
     from .runs import render_figures
 
@@ -722,7 +771,7 @@ def cmd_schedules(args) -> int:
 
 
 # The commands whose first argument is a trained run folder.
-RUN_COMMANDS = ("sample", "evaluate", "likelihood", "plot", "tune-steps", "inpaint")
+RUN_COMMANDS = ("sample", "evaluate", "likelihood", "plot", "tune-steps", "inpaint", "ema")
 
 COMMANDS = {
     "train": cmd_train,
@@ -730,6 +779,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "likelihood": cmd_likelihood,
     "plot": cmd_plot,
+    "ema": cmd_ema,
     "paths": cmd_paths,
     "schedules": cmd_schedules,
     "train-classifier": cmd_train_classifier,

@@ -26,6 +26,7 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     COUPLINGS,
     GRIDS,
     KARRAS_RHO,
+    PRECONDITIONINGS,
     PREDICTIONS,
     SAMPLER_NAMES,
     TIMESTEP_SAMPLING,
@@ -96,6 +97,11 @@ class ModelConfig:
         "eps", "what the network predicts: the noise eps, clean data x0, v = alpha eps - sigma x0, or velocity = eps - x0 "
         "(flow matching)", choices=PREDICTIONS,
     )
+    precondition: str = _opt(
+        "none", "edm: the network wrapped in EDM's c_skip, c_out and c_in (Karras et al. 2022, Table 1; train.sigma_data), "
+        "its output read as model.prediction (x0 needs no conversion); none: the network's output as it is",
+        choices=PRECONDITIONINGS,
+    )
 
 
 @dataclass
@@ -118,7 +124,8 @@ class TrainConfig:
     p2_k: float = _opt(1.0, "p2 weighting: k in SNR / (k + SNR)^gamma on the x0-error", lo=0, lo_open=True)
     min_snr_gamma: float = _opt(5.0, "min-snr weighting: gamma in min(SNR, gamma) on the x0-error", lo=0, lo_open=True)
     sigma_data: float = _opt(
-        1.0, "edm weighting: the data's standard deviation (points are normalised to 1; Karras et al. use 0.5 for images)",
+        1.0, "edm weighting and model.precondition = edm: the data's standard deviation (points are normalised to 1; "
+        "Karras et al. use 0.5 for images)",
         lo=0, lo_open=True,
     )
     sigmoid_bias: float = _opt(0.0, "sigmoid weighting: b in sigmoid(b - log SNR) on the eps loss")
@@ -142,6 +149,11 @@ class TrainConfig:
         0.1, "conditional runs: probability of training a point without its label (for classifier-free guidance)", lo=0, hi=1
     )
     ema_decay: float = _opt(0.995, "EMA decay of the weights used for sampling (0 = no EMA)", lo=0, hi=1, hi_open=True)
+    ema_snapshot_every: int = _opt(
+        0, "post-hoc EMA (Karras et al. 2024, EDM2): every N steps, store snapshots of two power-function EMAs "
+        "(sigma_rel 0.05 and 0.10), from which `denoiselab ema RUN --length L` reconstructs the EMA of any length; 0 = off",
+        lo=0,
+    )
     checkpoint_every: int = _opt(1000, "write a resumable checkpoint every N steps", lo=1)
     seed: int = _opt(0, "seed of initialisation, batches, timesteps and noise", lo=0)
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when present)")
@@ -352,6 +364,8 @@ def unread_keys(cfg: Config) -> dict[str, str]:
     out = {}
     for key, (owner, value) in _OWNED_KEYS.items():
         chosen = getattr(cfg.train, owner)
+        if key == "sigma_data" and cfg.model.precondition == "edm":  # EDM's c_skip, c_out, c_in read it too
+            continue
         if chosen != value:
             out[f"train.{key}"] = f"is read only with train.{owner} = {value} (here {chosen}); remove it or set train.{owner} = \"{value}\""
     if cfg.model.arch != "autoencoder" and not cfg.latent.autoencoder:  # a trained autoencoder's keys are checked against it (training/stages.py)

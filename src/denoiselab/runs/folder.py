@@ -12,7 +12,9 @@ what it holds:
                        normalization; x0_bound (the box of sample.clip_x0); data; num_classes,
                        class_names, class_counts.  A latent run adds "latent" {autoencoder,
                        sha256, image_shape, latent_scale}; a completed autoencoder latent_scale
-                       and latent_shape; a failed run error and checkpoint_step.
+                       and latent_shape; a failed run error and checkpoint_step.  A trained
+                       network: train_flops_per_step (one step's forward and backward,
+                       counted once) and train_flops (that times the steps trained).
     data.npy           the training points (data units) or images (pixels in [-1, 1])
     labels.npy         their classes (conditional runs only)
     held_out.npy       images only: the held-out split, with held_out_labels.npy
@@ -25,6 +27,11 @@ what it holds:
     classifier.json, classifier.safetensors, classifier-checkpoint.safetensors
                        the run's noise-conditional classifier (denoiselab train-classifier)
     .train.lock        held while a process trains into the folder
+    ema/snapshot-NNNNNNNN.safetensors
+                       post-hoc EMA (train.ema_snapshot_every): the tracked power-function EMAs
+                       at step N, one file a step, prefixed 0., 1., ... in the order of the
+                       sigma_rels its metadata lists (posthoc_ema.py); `denoiselab ema` records
+                       the length it reconstructed in run.json's posthoc_ema
 
 This module imports neither torch nor numpy at load time (numpy, safetensors and the sampler
 grids are imported by the methods that need them), so the command line answers "no such run"
@@ -64,6 +71,8 @@ CLASSIFIER_INFO = "classifier.json"
 CLASSIFIER_WEIGHTS = "classifier.safetensors"
 CLASSIFIER_CHECKPOINT = "classifier-checkpoint.safetensors"
 LOCK_NAME = ".train.lock"
+EMA_SNAPSHOTS = "ema"  # post-hoc EMA's snapshots: EMA_SNAPSHOTS/snapshot-{step:08d}.safetensors
+EMA_SNAPSHOT_PREFIX, EMA_SNAPSHOT_SUFFIX = "snapshot-", ".safetensors"
 STAGE_ONE = "autoencoder"  # the folder, inside a latent run's, of the autoencoder trained as stage one
 
 # The files every usable run folder holds, checked without torch (RunFolder.problem).
@@ -254,8 +263,16 @@ class RunFolder:
             return None
 
     def record_progress(self, info: dict, status: str, step: int, train_seconds: float) -> None:
-        """The training loop's state in ``info`` (updated in place) and on disk."""
+        """The training loop's state in ``info`` (updated in place) and on disk; with the
+        training FLOPs so far when one step's count is recorded (record_step_flops)."""
         info.update(status=status, step=step, train_seconds=train_seconds)
+        if "train_flops_per_step" in info:
+            info["train_flops"] = float(info["train_flops_per_step"]) * step
+        self.write_info(info)
+
+    def record_step_flops(self, info: dict, flops: int) -> None:
+        """One training step's floating-point operations (training/flops.py) in ``info`` and on disk."""
+        info["train_flops_per_step"] = int(flops)
         self.write_info(info)
 
     def mark_complete(self, info: dict) -> None:
@@ -491,6 +508,54 @@ class RunFolder:
         grids = self.read_tuned_grids()
         grids[tuned_grid_key(result.sampler, result.evaluations)] = dataclasses.asdict(result)
         return self.write_tuned_grids(grids)
+
+    # -- post-hoc EMA snapshots ------------------------------------------------------------------
+    def ema_snapshot_path(self, step: int) -> Path:
+        return self.path / EMA_SNAPSHOTS / f"{EMA_SNAPSHOT_PREFIX}{step:08d}{EMA_SNAPSHOT_SUFFIX}"
+
+    def write_ema_snapshot(self, step: int, states: list[dict], sigma_rels: list[float]) -> Path:
+        """The tracked EMAs' weights (one state dict per sigma_rel) at ``step``, atomically."""
+        tensors = {f"{i}.{k}": v for i, state in enumerate(states) for k, v in state.items()}
+        return files.write_tensors(self.ema_snapshot_path(step), tensors, {"step": str(step), "sigma_rels": json.dumps(list(sigma_rels))})
+
+    def ema_snapshot_steps(self) -> list[int]:
+        """The steps of the stored snapshots, in order ([] when there are none)."""
+        folder = self.path / EMA_SNAPSHOTS
+        if not folder.is_dir():
+            return []
+        steps = []
+        for p in folder.iterdir():
+            digits = p.name[len(EMA_SNAPSHOT_PREFIX) : -len(EMA_SNAPSHOT_SUFFIX)]
+            if p.name.startswith(EMA_SNAPSHOT_PREFIX) and p.name.endswith(EMA_SNAPSHOT_SUFFIX) and digits.isdigit():
+                steps.append(int(digits))
+        return sorted(steps)
+
+    def read_ema_snapshot(self, step: int) -> tuple[list[dict], list[float]]:
+        """(one state dict per tracked EMA, their sigma_rels) at ``step``; RunError, one line
+        naming the file, when it is missing or cannot be read."""
+        from safetensors import safe_open
+
+        path = self.ema_snapshot_path(step)
+        if not path.is_file():
+            raise RunError(f"{path}: missing post-hoc EMA snapshot; the run cannot reconstruct EMA lengths without it")
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+                sigma_rels = [float(v) for v in json.loads(meta["sigma_rels"])]
+                if int(meta["step"]) != step:
+                    raise ValueError(f"it holds step {meta['step']}")
+                states: list[dict] = [{} for _ in sigma_rels]
+                for key in fh.keys():
+                    index, name = key.split(".", 1)
+                    states[int(index)][name] = fh.get_tensor(key)
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file raises several types
+            raise RunError(f"{path}: corrupt post-hoc EMA snapshot ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        return states, sigma_rels
+
+    def record_posthoc_ema(self, info: dict, sigma_rel: float, step: int, relative_error: float) -> None:
+        """The EMA length that ``denoiselab ema`` wrote into the run's weights."""
+        info["posthoc_ema"] = {"sigma_rel": sigma_rel, "step": step, "profile_error": relative_error}
+        self.write_info(info)
 
     # -- the noise-conditional classifier -------------------------------------------------------
     def has_classifier(self) -> bool:

@@ -21,7 +21,8 @@ from ..builders import model_from
 from ..config import Config
 from ..errors import InputError
 from ..importance import ImportanceSampler
-from .ema import EMA
+from ..posthoc_ema import TRACKED_SIGMA_RELS
+from .ema import EMA, PowerEMA
 
 
 class CheckpointError(InputError):
@@ -37,6 +38,7 @@ class TrainState:
     step: int
     losses: list[float]
     time_sampler: ImportanceSampler | None = None  # train.timesteps = "importance": its loss history
+    power_emas: list[PowerEMA] | None = None  # train.ema_snapshot_every > 0: the EMAs whose snapshots post-hoc EMA reads
 
     def sampling_model(self) -> torch.nn.Module:
         return self.ema.model if self.ema is not None else self.model
@@ -56,7 +58,8 @@ def init_state(
     # which is a sixth of a small point model's step.
     optimizer = opt_cls(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=True)
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
-    return TrainState(model, ema, optimizer, generator, 0, [])
+    power_emas = [PowerEMA(model, s) for s in TRACKED_SIGMA_RELS] if cfg.train.ema_snapshot_every > 0 and build_model is None else None
+    return TrainState(model, ema, optimizer, generator, 0, [], power_emas=power_emas)
 
 
 def save_checkpoint(state: TrainState, checkpoint: Path, weights: Path) -> None:
@@ -72,6 +75,8 @@ def save_checkpoint(state: TrainState, checkpoint: Path, weights: Path) -> None:
     tensors["losses"] = torch.tensor(state.losses, dtype=torch.float64)
     if state.time_sampler is not None:
         tensors.update({f"importance.{k}": v for k, v in state.time_sampler.state_dict().items()})
+    for i, power in enumerate(state.power_emas or ()):
+        tensors.update({f"power_ema{i}.{k}": v for k, v in power.model.state_dict().items()})
     meta = {
         "step": str(state.step),
         "ema_updates": str(state.ema.updates if state.ema is not None else 0),
@@ -114,5 +119,8 @@ def _restore(state: TrainState, tensors: dict, meta: dict) -> None:
     state.generator.set_state(tensors["rng"])
     state.step = int(meta["step"])
     state.losses = tensors["losses"].tolist()
+    for i, power in enumerate(state.power_emas or ()):
+        power.model.load_state_dict(section(f"power_ema{i}."))
+        power.updates = state.step  # updated once a step from the first
     if state.time_sampler is not None:
         state.time_sampler.load_state_dict({k[len("importance.") :]: v for k, v in tensors.items() if k.startswith("importance.")})

@@ -27,6 +27,7 @@ from ..runs.folder import RunData, RunFolder
 from .stages import check_denoiser, encode_training_set, is_latent, open_autoencoder, planned_latent_shape, recorded_autoencoder, stage_one_config, stage_one_names, trains_stage_one
 from .checkpoint import TrainState, init_state, load_checkpoint, save_checkpoint
 from .compute import set_up_compute
+from .flops import describe_flops, training_step_flops
 from .loop import StopSignals, fit
 from .step import optimiser_step
 
@@ -160,19 +161,31 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
             folder.write_config(cfg)  # e.g. a raised train.steps
             log(f"resuming {folder.path} at step {state.step} of {cfg.train.steps}")
         info["steps"] = cfg.train.steps
+        if "train_flops_per_step" not in info:
+            flops = training_step_flops(state.model, objective, x_all, y_all, cfg.train.batch_size, time_sampler=state.time_sampler)
+            folder.record_step_flops(info, flops)
+        per_step = int(info["train_flops_per_step"])
+        log(f"one training step: {describe_flops(per_step)} (forward and backward, torch's FlopCounterMode); "
+            f"{cfg.train.steps} steps: {describe_flops(per_step * cfg.train.steps)}")
         t_start, seconds_before = time.perf_counter(), float(info.get("train_seconds", 0.0))
 
         def save(status: str) -> None:
             save_checkpoint(state, folder.checkpoint, folder.weights)
             folder.record_progress(info, status, state.step, seconds_before + time.perf_counter() - t_start)
 
+        def step(s: TrainState) -> tuple[float, float]:
+            result = optimiser_step(cfg, s, objective, x_all, y_all)
+            if s.power_emas and (s.step % cfg.train.ema_snapshot_every == 0 or s.step == cfg.train.steps):
+                folder.write_ema_snapshot(s.step, [p.model.state_dict() for p in s.power_emas], [p.sigma_rel for p in s.power_emas])
+            return result
+
         smooth = fit(
-            state, lambda s: optimiser_step(cfg, s, objective, x_all, y_all), steps=cfg.train.steps,
+            state, step, steps=cfg.train.steps,
             checkpoint_every=cfg.train.checkpoint_every, save=save, stop=stop, progress=progress, stop_at=stop_at, on_step=on_step,
             after_step=compute.after_step,
         )  # fmt: skip
         save("trained")
-        log(f"trained {state.step} steps in {info['train_seconds']:.1f} s, final loss {smooth:.4f}")
+        log(f"trained {state.step} steps in {info['train_seconds']:.1f} s ({describe_flops(info['train_flops'])}), final loss {smooth:.4f}")
         return state
 
 

@@ -1,8 +1,10 @@
-"""Exponential moving average of a model's parameters (Polyak averaging).
+"""Exponential moving averages of a model's parameters (Polyak averaging).
 
 Only parameters are averaged: buffers (e.g. fixed frequency tables) are copied, never mixed.
-The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates (the schedule of
+``EMA``: the decay warms up as min(decay, (1 + n) / (10 + n)) after n updates (the schedule of
 TensorFlow's ExponentialMovingAverage with num_updates), so early weights are not frozen in.
+``PowerEMA``: EDM2's power-function EMA of relative length sigma_rel (posthoc_ema.py), whose
+decay after update t is (1 - 1 / t)^(gamma + 1); training stores its snapshots for post-hoc EMA.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import copy
 
 import torch
 from torch import nn
+
+from ..posthoc_ema import power_beta, sigma_rel_to_gamma
 
 
 class EMA:
@@ -30,3 +34,15 @@ class EMA:
         for ema_b, b in zip(self.model.buffers(), model.buffers()):
             ema_b.copy_(b)
         self.updates += 1
+
+
+class PowerEMA(EMA):
+    """The power-function EMA of relative length ``sigma_rel`` (Karras et al. 2024, EDM2 Eq. 3)."""
+
+    def __init__(self, model: nn.Module, sigma_rel: float):
+        super().__init__(model, decay=0.0)
+        self.sigma_rel = sigma_rel
+        self.gamma = sigma_rel_to_gamma(sigma_rel)
+
+    def current_decay(self) -> float:
+        return power_beta(self.gamma, self.updates + 1)

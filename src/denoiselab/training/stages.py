@@ -56,7 +56,10 @@ def stage_one_config(cfg: Config) -> Config:
     [autoencoder] section, its steps and learning rate; the other [train] keys as the run's."""
     ae = dataclasses.replace(cfg, name=f"{cfg.name}-autoencoder")
     ae.model = dataclasses.replace(cfg.model, arch=AUTOENCODER)
-    ae.train = dataclasses.replace(cfg.train, steps=cfg.autoencoder.steps, lr=cfg.autoencoder.lr, warmup_steps=min(cfg.train.warmup_steps, cfg.autoencoder.steps))
+    ae.train = dataclasses.replace(
+        cfg.train, steps=cfg.autoencoder.steps, lr=cfg.autoencoder.lr, warmup_steps=min(cfg.train.warmup_steps, cfg.autoencoder.steps),
+        ema_snapshot_every=0,  # post-hoc EMA is the denoiser's
+    )
     ae.latent = dataclasses.replace(cfg.latent, autoencoder="")
     ae.autoencoder = dataclasses.replace(cfg.autoencoder)
     return ae

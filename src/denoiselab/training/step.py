@@ -44,6 +44,8 @@ def optimiser_step(cfg: Config, state: TrainState, objective, x_all: torch.Tenso
     state.optimizer.step()
     if state.ema is not None:
         state.ema.update(state.model)
+    for power in state.power_emas or ():
+        power.update(state.model)
     state.step += 1
     value = loss.item()
     if not math.isfinite(value):
