@@ -167,7 +167,6 @@ class ParticleRecord:
     final_ess: torch.Tensor | None = None
     final_weights: torch.Tensor | None = None
     dead_groups: int = 0  # groups whose every particle has weight 0 at the end (e.g. none inside a region)
-    observed_gap: torch.Tensor | None = None  # (groups,) |twist loss| before the ending, for observations
 
     def ess_summary(self) -> dict:
         """The mean over groups of the ESS at each step, as its minimum and mean over the steps,
@@ -266,7 +265,6 @@ def sample_smc(
             # The ending starts from the model's own last estimate (DDPM's last step, no noise).
             x_next, ratio_end = twist.finish(x0_prior, loss)
             log_w = log_w + ratio_end.double().reshape(groups, k)
-            record.observed_gap = loss.reshape(groups, k)
         if on_step is not None:
             on_step(StepRecord(i, t, s, x, x0_prior, d.eps, x_next, schedule.T))
         x = x_next

@@ -1,0 +1,224 @@
+"""Conditional samples p(x2 | x1 = V) against the truth: twisted SMC against gradient guidance.
+
+Two models, one table each:
+
+1. the mixture oracle (denoiselab.oracles.labelled_mixture with its exact denoiser), whose
+   conditional p(x2 | x1 = V) is a reweighted mixture in closed form: what is left is each
+   method's own error (no model error);
+2. a trained run (default: the `spiral` recipe as `denoiselab train` makes it), against the true
+   conditional of its data generator, drawn by rejection: seed 001's spiral drawn as the run's
+   training set was (data.sources.draw), the points with |x1 - V| < BAND kept.
+
+For each observed value V and method: x2 of n samples against n true draws by the 1-D W2
+(sorted differences), as a ratio to its floor (the W2 between two independent true draws of n,
+averaged over pairs), and the mass in each mode of the truth (modes: the runs of 0.02-wide bins
+holding at least 2 % of the densest bin's truth mass; "off" is the mass outside every mode).
+Methods: dps (scales 1, 3, 10), replace, universal (scale 10; the defaults of runs/guided.py
+otherwise), on the run's default sampler (dpm++2m, 20 steps, logsnr grid), and twisted SMC
+(smc.py) at K = 4, 16, 64 particles on 20 ancestral DDPM steps.  "evals" is model evaluations
+per sample, "+bwd" adds backward passes through the model; seconds are wall-clock for the n
+samples on this machine (CPU, one thread).
+
+    python benchmarks/smc_conditional.py --run runs/spiral            # both tables
+    python benchmarks/smc_conditional.py --run runs/spiral --quick    # n = 200, two values, K <= 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from denoiselab.gradient_guidance import GuidanceCounts, counted, loss_guidance, observation_loss, paste_observed, replacement
+from denoiselab.oracles import labelled_mixture
+from denoiselab.samplers import SAMPLERS, Denoiser, time_grid
+from denoiselab.schedules import make_schedule
+from denoiselab.smc import observation_twist, sample_smc
+
+BAND = 0.005  # half-width of the rejection band |x1 - V| < BAND, data units
+BIN = 0.02
+MIXTURE_VALUES = (-1.5, -0.75, 0.0, 0.4, 0.8)
+SPIRAL_VALUES = (-0.5, -0.2, 0.1, 0.4, 0.7)
+STEPS = 20
+
+
+@dataclass
+class Method:
+    name: str  # "dps", "replace", "universal", "smc"
+    scale: float | None = None
+    particles: int = 1
+
+    @property
+    def label(self) -> str:
+        if self.name == "smc":
+            return f"smc K = {self.particles}"
+        return self.name if self.scale is None else f"{self.name} s = {self.scale:g}"
+
+
+def methods(quick: bool) -> list[Method]:
+    gradient = [Method("dps", 1.0), Method("dps", 3.0), Method("dps", 10.0), Method("replace"), Method("universal", 10.0)]
+    return gradient + [Method("smc", particles=k) for k in ((4, 16) if quick else (4, 16, 64))]
+
+
+# -- scores ---------------------------------------------------------------------------------------
+
+
+def w2_1d(a: np.ndarray, b: np.ndarray) -> float:
+    """1-D W2 between equal-size samples: the RMS of the sorted differences."""
+    return float(np.sqrt(np.mean((np.sort(a) - np.sort(b)) ** 2)))
+
+
+class Truth:
+    """A large pool of true x2 given x1 = V: the W2 floor at n, the modes and their masses."""
+
+    def __init__(self, pool: np.ndarray, n: int, rng: np.random.Generator):
+        self.pool, self.n = np.asarray(pool, dtype=np.float64), n
+        pairs = [rng.choice(self.pool, size=2 * n, replace=False) for _ in range(8)]
+        self.floor = float(np.mean([w2_1d(p[:n], p[n:]) for p in pairs]))
+        self.refs = [rng.choice(self.pool, size=n, replace=False) for _ in range(4)]
+        lo, hi = self.pool.min() - BIN, self.pool.max() + BIN
+        self.edges = np.arange(lo, hi + BIN, BIN)
+        hist, _ = np.histogram(self.pool, self.edges)
+        keep = hist >= 0.02 * hist.max()
+        self.modes, start = [], None
+        for i, k in enumerate(np.r_[keep, False]):
+            if k and start is None:
+                start = i
+            elif not k and start is not None:
+                self.modes.append((self.edges[start], self.edges[i]))
+                start = None
+
+    def ratio(self, x2: np.ndarray) -> float:
+        return float(np.mean([w2_1d(x2, r) for r in self.refs])) / self.floor
+
+    def masses(self, x2: np.ndarray) -> list[float]:
+        """Share of x2 in each mode, then outside every mode."""
+        inside = [float(np.mean((x2 >= a) & (x2 < b))) for a, b in self.modes]
+        return inside + [1.0 - sum(inside)]
+
+
+def fmt_masses(m: list[float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in m[:-1]) + f" (off {m[-1]:.2f})"
+
+
+# -- the mixture oracle -----------------------------------------------------------------------------
+
+
+def mixture_draw(method: Method, value: float, n: int, seed: int) -> tuple[np.ndarray, int, int, float]:
+    """x2 of n samples given x1 = value, with (evaluations, backward passes) per sample and seconds."""
+    mix, schedule = labelled_mixture(), make_schedule("linear", 1000)
+    model = mix.denoiser(schedule, "eps")
+    mask, values = torch.tensor([True, False]), torch.tensor([value, 0.0], dtype=torch.float64)
+    counts = GuidanceCounts()
+    g = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    if method.name == "smc":
+        k = method.particles
+        times = time_grid(schedule, STEPS, "logsnr")
+        x_T = torch.randn(n * k, 2, generator=g, dtype=torch.float64)
+        fn = counted(model, counts)
+        x = sample_smc(Denoiser(fn, schedule, "eps"), x_T, times, twist=observation_twist(mask, values, schedule), particles=k, generator=g)
+        evals, backward = counts.evaluations * k, counts.evaluations * k
+    else:
+        fn = counted(model, counts)
+        if method.name == "replace":
+            fn = replacement(fn, mask, values, schedule, "eps", generator=torch.Generator().manual_seed(seed + 1))
+        else:
+            steps = 1 if method.name == "universal" else 0
+            fn = loss_guidance(fn, observation_loss(mask, values, 1.0), method.scale, schedule, "eps", backward_steps=steps, backward_lr=1.0, counts=counts)
+        x_T = torch.randn(n, 2, generator=g, dtype=torch.float64)
+        x = SAMPLERS["dpm++2m"](Denoiser(fn, schedule, "eps"), x_T, time_grid(schedule, STEPS, "logsnr"))
+        x = paste_observed(x, mask, values)
+        evals, backward = counts.evaluations, counts.model_backward
+    return x[:, 1].numpy(), evals, backward, time.perf_counter() - start
+
+
+def mixture_truth(value: float, n: int) -> Truth:
+    cond = labelled_mixture().condition({0: value})
+    pool = cond.sample(200_000, torch.Generator().manual_seed(99))[:, 0].numpy()
+    return Truth(pool, n, np.random.default_rng(7))
+
+
+# -- a trained run ---------------------------------------------------------------------------------
+
+
+def run_truth(run, value: float, n: int) -> Truth:
+    from denoiselab.data.sources import draw
+
+    name = run.config.data.name
+    pool, rng = [], np.random.default_rng(12345)
+    while sum(len(p) for p in pool) < 40 * n:
+        pts = draw(name, 2_000_000, rng)
+        pool.append(pts[np.abs(pts[:, 0] - value) < BAND, 1])
+    return Truth(np.concatenate(pool), n, np.random.default_rng(7))
+
+
+def run_draw(run, method: Method, value: float, n: int, seed: int) -> tuple[np.ndarray, int, int, float]:
+    from denoiselab.runs import plan_from_options
+    from denoiselab.runs.guided import GuidanceRequest, draw_guided
+
+    counts = GuidanceCounts()
+    sampler = "ddpm" if method.name == "smc" else "dpm++2m"
+    plan = plan_from_options(run, n=n, seed=seed, sampler=sampler, steps=STEPS, grid="logsnr")
+    request = GuidanceRequest(observe={0: value}, method=method.name, scale=method.scale, particles=method.particles if method.name == "smc" else None)
+    start = time.perf_counter()
+    drawn = draw_guided(run, plan, request, counts)
+    seconds = time.perf_counter() - start
+    return drawn.x[:, 1], counts.evaluations, counts.model_backward, seconds
+
+
+# -- the tables -----------------------------------------------------------------------------------
+
+
+def table(title: str, values, truth_of, draw_of, ms: list[Method], n: int) -> list[str]:
+    lines = [f"### {title}", ""]
+    for value in values:
+        truth = truth_of(value)
+        lines += [
+            f"**x1 = {value:g}**: W2 floor {truth.floor:.4f} (n = {n}); true mode masses {fmt_masses(truth.masses(truth.pool))}",
+            "",
+            "| method | W2 / floor | mode masses | evals (+bwd) | s |",
+            "|---|---|---|---|---|",
+        ]
+        for m in ms:
+            x2, evals, backward, seconds = draw_of(m, value, n, 0)
+            lines.append(f"| {m.label} | {truth.ratio(x2):.2f} | {fmt_masses(truth.masses(x2))} | {evals} (+{backward}) | {seconds:.1f} |")
+            print(lines[-1], flush=True)
+        lines.append("")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", help="a trained point run (default recipe: spiral); without it only the mixture table")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("-n", type=int, default=500)
+    parser.add_argument("--skip-mixture", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    n = 200 if args.quick else args.n
+    ms = methods(args.quick)
+    start = time.perf_counter()
+    out = [f"torch {torch.__version__}, {platform.machine()}, one thread; n = {n} samples per cell", ""]
+    if not args.skip_mixture:
+        values = MIXTURE_VALUES[:2] if args.quick else MIXTURE_VALUES
+        out += table("Mixture oracle (exact denoiser): p(x2 | x1 = V) in closed form", values, lambda v: mixture_truth(v, n), mixture_draw, ms, n)
+    if args.run:
+        from denoiselab.runs import load_run
+
+        run = load_run(args.run)
+        values = SPIRAL_VALUES[:2] if args.quick else SPIRAL_VALUES
+        out += table(
+            f"Trained run {args.run} ({run.config.data.name}): p(x2 | x1 = V) by rejection from the generator",
+            values, lambda v: run_truth(run, v, n), lambda m, v, n_, s: run_draw(run, m, v, n_, s), ms, n,
+        )  # fmt: skip
+    out.append(f"total {time.perf_counter() - start:.0f} s")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
