@@ -100,9 +100,10 @@ def _add_gradient_guidance_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--region", metavar="EXPR", help="points: steer into a region, e.g. 'x1 > 0.5' (x1, x2, numbers, + - * / **, abs, < <= > >=, and); prints the share inside")
     g.add_argument(
         "--method", choices=("replace", "dps", "universal", "smc"),
-        help="--observe: replace (RePaint-style), dps (default), universal or smc (twisted sequential Monte Carlo, also for --region)",
+        help="--observe: replace (RePaint-style), dps (the default with --guide-scale or --sampler), universal or smc "
+        "(twisted sequential Monte Carlo, the default for --observe; also for --region)",
     )  # fmt: skip
-    g.add_argument("--particles", type=_positive_int, metavar="K", help="--method smc: particles per sample (default 16; K x the steps = model evaluations per sample)")
+    g.add_argument("--particles", type=_positive_int, metavar="K", help="--method smc: particles per sample (default 16, on 4 x the run's steps unless --steps; K x steps = model evaluations per sample)")
     g.add_argument("--guide-scale", type=_nonneg_float, metavar="S", help="--observe (dps, universal) / --region guidance scale (defaults 3 / 10)")
 
 
@@ -332,9 +333,15 @@ def cmd_sample(args) -> int:
     if run.is_image and out.suffix.lower() == ".csv":
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
     with _flag_errors(run):
+        if args.method is None and _smc_by_default(args):
+            args.method = "smc"
         _check_smc_options(args.method, args.particles, args.sampler)
         if args.method == "smc":
+            from .runs.guided_smc import default_steps
+
             args.sampler = "ddpm"  # the transition whose densities weight the particles
+            if args.steps is None and args.grid is None:
+                args.steps = default_steps(run)
         plan = _plan(args, run)
         drawn, guidance_cost, request = _draw(args, run, plan)
     from .runs import describe_draw
@@ -374,6 +381,13 @@ def cmd_sample(args) -> int:
             print(inside_line)
     _print_particles(drawn, ess=not args.json)
     return 0
+
+
+def _smc_by_default(args) -> bool:
+    """--observe alone is drawn by twisted SMC, the most accurate per evaluation on the trained
+    spiral (BENCHMARKS.md, "Twisted SMC against the true conditional"); a --guide-scale, a
+    --region, classifier guidance or a sampler other than ddpm keep DPS, which they belong to."""
+    return bool(args.observe) and args.region is None and args.classifier_scale is None and args.guide_scale is None and args.sampler in (None, "ddpm")
 
 
 def _check_smc_options(method: str | None, particles: int | None, sampler: str | None) -> None:
@@ -596,9 +610,13 @@ def cmd_inpaint(args) -> int:
         _check_smc_options(args.method, args.particles, args.sampler)
         if args.method == "smc" and args.scale is not None:
             raise UsageError("--scale: --method smc has no scale (its twist tightens to the exact condition by itself)")
-        sampler = "ddpm" if args.method == "smc" else args.sampler
+        sampler, steps = args.sampler, args.steps
+        if args.method == "smc":
+            from .runs.guided_smc import default_steps
+
+            sampler, steps = "ddpm", default_steps(run) if steps is None else steps
         # The run's named grid: a tuned grid was tuned without the known pixels' guidance.
-        plan = plan_sampling(run, sampler=sampler, steps=args.steps, seed=args.seed, n=args.n, tuned=False)
+        plan = plan_sampling(run, sampler=sampler, steps=steps, seed=args.seed, n=args.n, tuned=False)
         check_inpaintable(run)  # before the image is read: a latent run's channels are its latents'
         channels, height, width = run.sample_shape
         image = _read_image(Path(args.image), channels, height, width)
