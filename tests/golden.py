@@ -123,7 +123,7 @@ def compute(root: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     _cli("train-classifier", runs["shapes"], "--steps", "30", "--batch-size", "32", "--hidden", "16", "--threads", "1", "--no-progress")
     arrays["losses/classifier"] = _losses(runs["shapes"] / "classifier-checkpoint.safetensors")
     record("guided/classifier", runs["shapes"], "--label", "1", "--classifier-scale", "2", "-n", "16", "--steps", "5")
-    record("guided/observe-dps", runs["points"], "--observe", "x1=0.5", "-n", "16", "--steps", "5")
+    record("guided/observe-dps", runs["points"], "--observe", "x1=0.5", "--method", "dps", "-n", "16", "--steps", "5")
     record("guided/observe-replace", runs["points"], "--observe", "x1=0.5", "--method", "replace", "-n", "16", "--steps", "5")
     record("guided/region", runs["points"], "--region", "abs(x1) < 0.3", "-n", "16", "--steps", "5")
     record("latent/decoded", runs["latent"], "--label", "7", "-n", "4", "--steps", "4")

@@ -98,7 +98,12 @@ def _add_gradient_guidance_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classifier-scale", type=_nonneg_float, metavar="S", help="classifier guidance towards --label by the run's classifier (denoiselab train-classifier)")
     g.add_argument("--observe", action="append", default=[], metavar="xI=V", help="points: fix coordinate I at V (data units) and sample the rest; x1 is the first coordinate (a sample CSV's column x1); repeatable")
     g.add_argument("--region", metavar="EXPR", help="points: steer into a region, e.g. 'x1 > 0.5' (x1, x2, numbers, + - * / **, abs, < <= > >=, and); prints the share inside")
-    g.add_argument("--method", choices=("replace", "dps", "universal"), help="--observe: replace (RePaint-style), dps (default) or universal")
+    g.add_argument(
+        "--method", choices=("replace", "dps", "universal", "smc"),
+        help="--observe: replace (RePaint-style), dps (the default with --guide-scale or --sampler), universal or smc "
+        "(twisted sequential Monte Carlo, the default for --observe; also for --region)",
+    )  # fmt: skip
+    g.add_argument("--particles", type=_positive_int, metavar="K", help="--method smc: particles per sample (default 16, on 4 x the run's steps unless --steps; K x steps = model evaluations per sample)")
     g.add_argument("--guide-scale", type=_nonneg_float, metavar="S", help="--observe (dps, universal) / --region guidance scale (defaults 3 / 10)")
 
 
@@ -118,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN_DIR")
     _add_sampling_options(p)
     p.add_argument("--out", required=True, help="output file: .npy (N x D array), .csv or .png")
+    p.add_argument("--json", action="store_true", help="print one JSON object (with --method smc: the effective sample size over the steps)")
     _add_gradient_guidance_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
 
@@ -137,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True, metavar="FILE", help="the image (PNG or any format Pillow reads; resized to the run's size)")
     p.add_argument("--mask", required=True, metavar="left|top|box:X0,Y0,X1,Y1", help="the known pixels: the left or top half, or all but a box (pixel columns X0..X1-1, rows Y0..Y1-1)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="a grid: masked input, completions, original")
-    p.add_argument("--method", default="replace", choices=("replace", "dps", "universal"), help="replace (RePaint-style), dps (gradient through the denoiser) or universal (dps + a backward step); default replace")
+    p.add_argument(
+        "--method", default="replace", choices=("replace", "dps", "universal", "smc"),
+        help="replace (RePaint-style), dps (gradient through the denoiser), universal (dps + a backward step) or smc (twisted sequential Monte Carlo); default replace",
+    )  # fmt: skip
+    p.add_argument("--particles", type=_positive_int, metavar="K", help="--method smc: particles per completion (default 16)")
     p.add_argument("--scale", type=_nonneg_float, help="dps/universal guidance scale (default 3)")
     p.add_argument("-n", type=_positive_int, default=8, help="completions (default 8)")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the run's [sample] sampler")
@@ -281,7 +291,7 @@ FLAGS = {
     "sampler": "--sampler", "steps": "--steps", "n": "-n", "seed": "--seed", "grid": "--grid", "rho": "--rho",
     "eta": "--eta", "variance": "--variance", "label": "--label", "labels": "--label", "guidance": "--guidance",
     "classifier_scale": "--classifier-scale", "observe": "--observe", "region": "--region", "method": "--method",
-    "mask": "--mask", "image": "--image",
+    "mask": "--mask", "image": "--image", "particles": "--particles",
 }  # fmt: skip
 
 
@@ -331,6 +341,15 @@ def cmd_sample(args) -> int:
     if run.is_image and out.suffix.lower() == ".csv":
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
     with _flag_errors(run):
+        if args.method is None and _smc_by_default(args):
+            args.method = "smc"
+        _check_smc_options(args.method, args.particles, args.sampler)
+        if args.method == "smc":
+            from .runs.guided_smc import default_steps
+
+            args.sampler = "ddpm"  # the transition whose densities weight the particles
+            if args.steps is None and args.grid is None:
+                args.steps = default_steps(run)
         plan = _plan(args, run)
         with _step_progress(not args.no_progress, "sample", run, plan) as on_step:
             drawn, guidance_cost, request = _draw(args, run, plan, on_step)
@@ -358,10 +377,48 @@ def cmd_sample(args) -> int:
                 region_label=None if region is None else f"region {region.text}",
                 observed=request.observe if request is not None else None,
             )  # fmt: skip
-    print(f"wrote {len(x)} samples to {out} ({what}; {drawn.evaluations} model evaluations{guidance_cost})")
-    if region is not None:
-        print(describe_inside(run, region, x))
+    line = f"wrote {len(x)} samples to {out} ({what}; {drawn.evaluations} model evaluations{guidance_cost})"
+    inside_line = describe_inside(run, region, x) if region is not None else None
+    if args.json:
+        from .runs.guided_smc import report
+
+        smc = {} if drawn.particles is None else {"smc": report(drawn.particles, drawn.evaluations)}
+        print(json.dumps({"run": str(run.path), "out": str(out), "what": what, "n": len(x), "evaluations": drawn.evaluations, **smc}))
+    else:
+        print(line)
+        if inside_line is not None:
+            print(inside_line)
+    _print_particles(drawn, ess=not args.json)
     return 0
+
+
+def _smc_by_default(args) -> bool:
+    """--observe alone is drawn by twisted SMC, the most accurate per evaluation on the trained
+    spiral (BENCHMARKS.md, "Twisted SMC against the true conditional"); a --guide-scale, a
+    --region, classifier guidance or a sampler other than ddpm keep DPS, which they belong to."""
+    return bool(args.observe) and args.region is None and args.classifier_scale is None and args.guide_scale is None and args.sampler in (None, "ddpm")
+
+
+def _check_smc_options(method: str | None, particles: int | None, sampler: str | None) -> None:
+    """--particles only with --method smc, and smc only on DDPM's transition."""
+    if particles is not None and method != "smc":
+        raise UsageError("--particles: applies with --method smc only")
+    if method == "smc" and sampler not in (None, "ddpm"):
+        raise UsageError(f"--sampler {sampler}: --method smc weights particles by the densities of ancestral DDPM steps; leave --sampler out or name ddpm")
+
+
+def _print_particles(drawn, ess: bool = True) -> None:
+    """An SMC draw's ESS line (with ``ess``; --json has it in its object) and its collapse
+    warning, one line on stderr."""
+    if drawn.particles is None:
+        return
+    from .runs.guided_smc import collapse_warning, ess_line
+
+    if ess:
+        print(ess_line(drawn.particles, drawn.evaluations))
+    warning = collapse_warning(drawn.particles)
+    if warning is not None:
+        print(warning, file=sys.stderr)
 
 
 def _draw(args, run, plan, on_step=None):
@@ -378,6 +435,7 @@ def _draw(args, run, plan, on_step=None):
         region=args.region,
         method=args.method or "dps",
         scale=args.guide_scale,
+        particles=args.particles,
     )
     if not request.active:
         for flag, value in (("--method", args.method), ("--guide-scale", args.guide_scale)):
@@ -386,8 +444,10 @@ def _draw(args, run, plan, on_step=None):
         return sample(run, plan, on_step=on_step), "", None
     if args.classifier_scale is not None and args.guidance is not None:
         raise UsageError("--guidance and --classifier-scale: give one (classifier guidance steers the run's unconditional model)")
-    if args.method is not None and not args.observe:
-        raise UsageError("--method: applies with --observe only")
+    if args.method is not None and not args.observe and not (args.method == "smc" and args.region is not None):
+        raise UsageError("--method: applies with --observe (and smc with --region) only")
+    if args.method == "smc" and args.guide_scale is not None:
+        raise UsageError("--guide-scale: --method smc has no scale (its twist tightens to the exact condition by itself)")
     counts = GuidanceCounts()
     return draw_guided(run, plan, request, counts, on_step=on_step), f"; guidance: {counts.summary()}", request
 
@@ -596,7 +656,7 @@ def cmd_train_classifier(args) -> int:
 def cmd_inpaint(args) -> int:
     from .gradient_guidance import GuidanceCounts
     from .runs import describe_draw, plan_sampling
-    from .runs.guided import InpaintRequest, check_inpaintable, inpaint, parse_mask
+    from .runs.guided import InpaintRequest, check_inpaintable, inpaint_draw, parse_mask
     from .viz.guidance import plot_inpainting
 
     out = Path(args.out)
@@ -607,17 +667,27 @@ def cmd_inpaint(args) -> int:
         raise UsageError(f"{run.path}: inpainting is for image runs; for points use: denoiselab sample {run.path} --observe x1=VALUE")
     counts = GuidanceCounts()
     with _flag_errors(run):
+        _check_smc_options(args.method, args.particles, args.sampler)
+        if args.method == "smc" and args.scale is not None:
+            raise UsageError("--scale: --method smc has no scale (its twist tightens to the exact condition by itself)")
+        sampler, steps = args.sampler, args.steps
+        if args.method == "smc":
+            from .runs.guided_smc import default_steps
+
+            sampler, steps = "ddpm", default_steps(run) if steps is None else steps
         # The run's named grid: a tuned grid was tuned without the known pixels' guidance.
-        plan = plan_sampling(run, sampler=args.sampler, steps=args.steps, seed=args.seed, n=args.n, tuned=False)
+        plan = plan_sampling(run, sampler=sampler, steps=steps, seed=args.seed, n=args.n, tuned=False)
         check_inpaintable(run)  # before the image is read: a latent run's channels are its latents'
         channels, height, width = run.sample_shape
         image = _read_image(Path(args.image), channels, height, width)
         mask = parse_mask(args.mask, height, width)
         with _step_progress(not args.no_progress, "inpaint", run, plan) as on_step:
-            completions = inpaint(run, image, mask, method=args.method, scale=args.scale, counts=counts, plan=plan, on_step=on_step)
-    what = describe_draw(run, plan, InpaintRequest(Path(args.image).name, args.method, args.scale))
+            drawn = inpaint_draw(run, image, mask, args.method, args.scale, counts, plan, args.particles, on_step)
+    completions = drawn.x
+    what = describe_draw(run, plan, InpaintRequest(Path(args.image).name, args.method, args.scale, args.particles))
     plot_inpainting(image, mask.numpy(), completions, out, title=f"{what}; mask {args.mask}".replace("; ", "\n"))
     print(f"wrote {len(completions)} completions to {out} ({what}; mask {args.mask}; guidance: {counts.summary()})")
+    _print_particles(drawn)
     return 0
 
 

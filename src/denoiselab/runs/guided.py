@@ -13,7 +13,7 @@ and the playground each put their own name on the field.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -25,6 +25,7 @@ from ..regions import RegionError, region_from
 from .classifier import load_classifier
 from .evaluation import held_out_images
 from .folder import HELD_OUT, RunError
+from .guided_smc import SMC, check_particles, draw_smc, observe_twist, region_twist_of
 from .load import Run
 from .plan import PlanError, SamplingPlan
 from .sampling import Drawn, plan_from_options, sample
@@ -32,19 +33,25 @@ from .sampling import Drawn, plan_from_options, sample
 # How known values steer the rest: replacement (RePaint-style), DPS (gradient of the misfit of
 # x0_hat through the denoiser) or universal guidance (DPS plus one backward step on x0_hat).
 OBSERVE_METHODS = ("replace", "dps", "universal")
+# ... and the sampler that weights particles instead of steering one chain (runs/guided_smc.py):
+# twisted SMC, for observed coordinates, regions and inpainting.
+CONDITIONAL_METHODS = (*OBSERVE_METHODS, SMC)
 # Default scales, chosen on the exact-denoiser benchmark (BENCHMARKS.md, "Gradient guidance"):
 # the DPS step on |x0_hat - a|^2 / 2 in the model's (unit-scale) coordinates, and the weight of
 # the squared region violation.
 DEFAULT_OBSERVE_SCALE = 3.0
 DEFAULT_REGION_SCALE = 10.0
 # Each method of steering by known values, in the words every face uses.
-METHOD_WORDS = {"replace": "replacement (RePaint-style)", "dps": "DPS", "universal": "universal guidance"}
+METHOD_WORDS = {"replace": "replacement (RePaint-style)", "dps": "DPS", "universal": "universal guidance", SMC: "twisted SMC"}
 
 
-def _method_words(method: str, scale: float | None) -> str:
-    """"DPS, scale 3", "replacement (RePaint-style)" (which has no scale)."""
+def _method_words(method: str, scale: float | None, particles: int | None = None) -> str:
+    """"DPS, scale 3", "replacement (RePaint-style)" (which has no scale), "twisted SMC, 16
+    particles" (whose twist has no scale)."""
     if method == "replace":
         return METHOD_WORDS[method]
+    if method == SMC:
+        return f"{METHOD_WORDS[method]}, {check_particles(particles)} particles"
     return f"{METHOD_WORDS[method]}, scale {DEFAULT_OBSERVE_SCALE if scale is None else scale:g}"
 
 
@@ -53,8 +60,9 @@ class GuidanceRequest:
     classifier_scale: float | None = None  # classifier guidance towards each sample's label
     observe: dict[int, float] = field(default_factory=dict)  # 0-based coordinate -> value (data units)
     region: str | Callable | None = None  # an expression over x1, x2, ... or a callable (data units)
-    method: str = "dps"  # for observe: one of OBSERVE_METHODS
+    method: str = "dps"  # for observe: one of CONDITIONAL_METHODS; for a region: smc, or loss guidance otherwise
     scale: float | None = None  # observe (dps, universal) or region scale; None: the defaults above
+    particles: int | None = None  # smc: particles per sample; None: guided_smc.DEFAULT_PARTICLES
 
     @property
     def active(self) -> bool:
@@ -76,10 +84,13 @@ class GuidanceRequest:
             parts.append(f"classifier guidance towards {towards}, scale {self.classifier_scale:g}")
         if self.observe:
             values = ", ".join(f"x{i + 1} = {v:g}" for i, v in sorted(self.observe.items()))
-            parts.append(f"observed {values} by {_method_words(self.method, self.scale)}")
+            parts.append(f"observed {values} by {_method_words(self.method, self.scale, self.particles)}")
         if self.region is not None:
             text = self.region.strip() if isinstance(self.region, str) else getattr(self.region, "__name__", "a callable")
-            parts.append(f"region {text} by loss guidance, scale {DEFAULT_REGION_SCALE if self.scale is None else self.scale:g}")
+            if self.method == SMC:
+                parts.append(f"region {text} by {_method_words(SMC, None, self.particles)}")
+            else:
+                parts.append(f"region {text} by loss guidance, scale {DEFAULT_REGION_SCALE if self.scale is None else self.scale:g}")
         return "; ".join(parts)
 
 
@@ -90,12 +101,13 @@ class InpaintRequest:
     image: str  # what is completed, in words: a file's name, "held-out image 3"
     method: str = "replace"
     scale: float | None = None  # dps and universal; None: DEFAULT_OBSERVE_SCALE
+    particles: int | None = None  # smc; None: guided_smc.DEFAULT_PARTICLES
     active = True
     steers_classes = False
 
     def describe(self, classes: str = "") -> str:
         """"digit.png completed by replacement (RePaint-style)", "... by DPS, scale 3"."""
-        return f"{self.image} completed by {_method_words(self.method, self.scale)}"
+        return f"{self.image} completed by {_method_words(self.method, self.scale, self.particles)}"
 
 
 def parse_observations(texts: list[str]) -> dict[int, float]:
@@ -163,6 +175,14 @@ def observed_point(run: Run, observe: dict[int, float]) -> np.ndarray:
         raise PlanError("observe", f"x{bad[0] + 1}: this run has coordinates x1..x{run.dim}")
     if len(observe) >= run.dim:
         raise PlanError("observe", f"every coordinate is observed; leave at least one of x1..x{run.dim} to sample")
+    for i, v in observe.items():
+        lo, hi = float(run.data[:, i].min()), float(run.data[:, i].max())
+        span = hi - lo
+        if not lo - span <= v <= hi + span:
+            raise PlanError(
+                "observe", f"x{i + 1} = {v:g} is far outside the training data's x{i + 1} (from {lo:.3g} to {hi:.3g}); "
+                f"expected a value between {lo - span:.3g} and {hi + span:.3g}, where the model has seen data",
+            )  # fmt: skip
     point = np.asarray(run.normalization.mean, dtype=np.float32).copy()
     for i, v in observe.items():
         point[i] = v
@@ -219,9 +239,7 @@ def guided_wrapper(run: Run, request: GuidanceRequest, seed: int, counts: Guidan
         known = _known(run, mask, point)
         wrappers.append(_observe_wrapper(run, *known, request.method, request.scale, seed, counts))
     if request.region is not None:
-        check_guidable(run, "region")
-        if run.is_image:
-            raise PlanError("region", "is an image run; a region is a set of points", of_run=True)
+        _check_region_run(run)
         region = request_region(run, request)
         mean = torch.as_tensor(run.normalization.mean, dtype=torch.float32, device=run.device)
         unit = float(run.normalization.scale)
@@ -239,6 +257,12 @@ def guided_wrapper(run: Run, request: GuidanceRequest, seed: int, counts: Guidan
         return model_fn
 
     return wrap, known
+
+
+def _check_region_run(run: Run) -> None:
+    check_guidable(run, "region")
+    if run.is_image:
+        raise PlanError("region", "is an image run; a region is a set of points", of_run=True)
 
 
 def request_region(run: Run, request: GuidanceRequest):
@@ -264,14 +288,35 @@ def describe_inside(run: Run, region, samples: np.ndarray) -> str:
 
 
 def draw_guided(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, *, on_step=None) -> Drawn:
-    """``plan`` drawn with gradient guidance; observed coordinates are exact in every sample.
-    ``on_step`` gets each sampler step's record."""
+    """``plan`` drawn with gradient guidance; observed coordinates are exact in every sample
+    (written in at the end, except by smc, whose last step conditions on them).  ``on_step``
+    gets each sampler step's record."""
+    if request.method == SMC:
+        return _draw_smc(run, plan, request, counts, on_step)
     wrap, known = guided_wrapper(run, request, plan.seed, counts)
     drawn = sample(run, plan, model_wrapper=wrap, on_step=on_step)
     if known is not None:
         for i, v in request.observe.items():
             drawn.x[:, i] = v
     return drawn
+
+
+def _draw_smc(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, on_step=None) -> Drawn:
+    """``draw_guided`` by twisted SMC: one twist, of the observed coordinates or of the region."""
+    if request.classifier_scale is not None:
+        raise PlanError("method", "smc twists by observed coordinates or a region; classifier guidance has no SMC twist here (use it without method smc)")
+    if request.observe and request.region is not None:
+        raise PlanError("method", "smc twists by one condition: give observed coordinates or a region, not both")
+    if request.observe:
+        point = observed_point(run, request.observe)
+        mask = torch.zeros(run.dim, dtype=torch.bool)
+        mask[list(request.observe)] = True
+        twist = observe_twist(run, *_known(run, mask, point))
+    else:
+        _check_region_run(run)
+        twist = region_twist_of(run, request_region(run, request))
+    drawn, record = draw_smc(run, plan, twist, request.particles, counts, on_step)
+    return replace(drawn, x=run.to_data_units(torch.as_tensor(drawn.x)), particles=record)
 
 
 def sample_guided(run: Run, request: GuidanceRequest, counts: GuidanceCounts | None = None, **plan_options) -> np.ndarray:
@@ -290,18 +335,31 @@ def inpaint(
     n: int = 8,
     counts: GuidanceCounts | None = None,
     plan: SamplingPlan | None = None,
+    particles: int | None = None,
     on_step=None,
     **plan_options,
 ) -> np.ndarray:
     """``n`` completions (n, C, H, W) of ``image`` (C, H, W, pixels in [-1, 1]) where ``mask``
-    (H, W) is False; the known pixels are copied from the image into every completion.  The
-    sampling is ``plan``'s, or one made of ``n`` and ``plan_options``; ``on_step`` gets each
-    sampler step's record."""
+    (H, W) is False; the known pixels are copied from the image into every completion (smc:
+    its last step conditions on them).  The sampling is ``plan``'s, or one made of ``n`` and
+    ``plan_options``; ``particles``: smc's per completion; ``on_step`` gets each sampler step's
+    record."""
     counts = counts if counts is not None else GuidanceCounts()
     plan = plan_from_options(run, n=n, **plan_options) if plan is None else plan
+    return inpaint_draw(run, image, mask, method, scale, counts, plan, particles, on_step).x
+
+
+def inpaint_draw(run: Run, image: np.ndarray, mask: torch.Tensor, method: str, scale: float | None, counts: GuidanceCounts,
+                 plan: SamplingPlan, particles: int | None = None, on_step=None) -> Drawn:  # fmt: skip
+    """``inpaint``'s draw: the completions (data units) with the SMC population's record."""
+    if method == SMC:
+        check_inpaintable(run)
+        twist = observe_twist(run, *_known(run, mask[None].expand(run.sample_shape), image))
+        drawn, record = draw_smc(run, plan, twist, particles, counts, on_step)
+        return replace(drawn, x=run.to_data_units(torch.as_tensor(drawn.x)), particles=record)
     wrap, (full, _) = inpaint_wrapper(run, image, mask, method, scale, plan.seed, counts)
-    x = sample(run, plan, model_wrapper=wrap, on_step=on_step).x
-    return paste_observed(torch.as_tensor(x), full, torch.as_tensor(image, dtype=torch.float32)).numpy()
+    drawn = sample(run, plan, model_wrapper=wrap, on_step=on_step)
+    return replace(drawn, x=paste_observed(torch.as_tensor(drawn.x), full, torch.as_tensor(image, dtype=torch.float32)).numpy())
 
 
 def check_inpaintable(run: Run) -> None:

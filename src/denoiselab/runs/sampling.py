@@ -45,6 +45,7 @@ class Drawn:
     x: np.ndarray  # the samples: data units (a latent run's decoded images), or model units undecoded
     x_T: torch.Tensor  # the starting noise, model units
     evaluations: int  # the model evaluations the sampler really made (CountingModel)
+    particles: object = None  # twisted SMC's smc.ParticleRecord (runs/guided_smc.py), else None
 
 
 def sample(run: Run, plan: SamplingPlan, *, model_wrapper=None, on_step=None, decode: bool = True) -> Drawn:

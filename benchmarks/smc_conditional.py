@@ -1,0 +1,254 @@
+"""Conditional samples p(x2 | x1 = V) against the truth: twisted SMC against gradient guidance.
+
+Two models, one table each:
+
+1. the mixture oracle (denoiselab.oracles.labelled_mixture with its exact denoiser), whose
+   conditional p(x2 | x1 = V) is a reweighted mixture in closed form: what is left is each
+   method's own error (no model error);
+2. a trained run (default: the `spiral` recipe as `denoiselab train` makes it), against the true
+   conditional of its data generator, drawn by rejection: seed 001's spiral drawn as the run's
+   training set was (data.sources.draw), the points with |x1 - V| < BAND kept.
+
+For each observed value V and method: x2 of n samples against n true draws by the 1-D W2
+(sorted differences), as a ratio to its floor (the W2 between two independent true draws of n,
+averaged over pairs), and the mass in each mode of the truth (modes: the runs of 0.02-wide bins
+holding at least 2 % of the densest bin's truth mass, gaps of up to 3 bins bridged; "off" is the
+mass outside every mode).  On the trained run, a first row scores the model's own conditional:
+its unguided samples (dpm++2m, 20 steps) with |x1 - V| < 0.01, which separates the model's error
+from the method's (an exact conditional sampler of this model approaches that row).
+Methods: dps (scales 1, 3, 10), replace, universal (scale 10; the defaults of runs/guided.py
+otherwise), on the run's default sampler (dpm++2m, 20 steps, logsnr grid), and twisted SMC
+(smc.py) at K = 4, 16, 64 particles on 20 ancestral DDPM steps, and K = 16 on 80 steps (the
+budget of K = 64 spent on steps instead).  "evals" is model evaluations
+per sample, "+bwd" adds backward passes through the model; seconds are wall-clock for the n
+samples on this machine (CPU, one thread).
+
+    python benchmarks/smc_conditional.py --run runs/spiral            # both tables
+    python benchmarks/smc_conditional.py --run runs/spiral --quick    # n = 200, two values, K <= 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from denoiselab.gradient_guidance import GuidanceCounts, counted, loss_guidance, observation_loss, paste_observed, replacement
+from denoiselab.oracles import labelled_mixture
+from denoiselab.samplers import SAMPLERS, Denoiser, time_grid
+from denoiselab.schedules import make_schedule
+from denoiselab.smc import observation_twist, sample_smc
+
+BAND = 0.005  # half-width of the rejection band |x1 - V| < BAND, data units
+BIN = 0.02
+GAP_BINS = 3
+MODEL_POOL = 400_000  # unguided samples of the trained run, for its own conditional by rejection
+MODEL_BAND = 0.01
+MIXTURE_VALUES = (-1.5, -0.75, 0.0, 0.4, 0.8)
+SPIRAL_VALUES = (-0.5, -0.2, 0.1, 0.4, 0.7)
+STEPS = 20
+
+
+@dataclass
+class Method:
+    name: str  # "dps", "replace", "universal", "smc"
+    scale: float | None = None
+    particles: int = 1
+    steps: int = 20
+
+    @property
+    def label(self) -> str:
+        if self.name == "smc":
+            return f"smc K = {self.particles}" + (f", {self.steps} steps" if self.steps != STEPS else "")
+        return self.name if self.scale is None else f"{self.name} s = {self.scale:g}"
+
+
+def methods(quick: bool) -> list[Method]:
+    gradient = [Method("dps", 1.0), Method("dps", 3.0), Method("dps", 10.0), Method("replace"), Method("universal", 10.0)]
+    smc = [Method("smc", particles=k) for k in ((4, 16) if quick else (4, 16, 64))]
+    # The same budget as K = 64 at 20 steps, spent on steps: DDPM's own error at 20 steps.
+    return gradient + smc + ([] if quick else [Method("smc", particles=16, steps=80)])
+
+
+# -- scores ---------------------------------------------------------------------------------------
+
+
+def w2_1d(a: np.ndarray, b: np.ndarray) -> float:
+    """1-D W2 between equal-size samples: the RMS of the sorted differences."""
+    return float(np.sqrt(np.mean((np.sort(a) - np.sort(b)) ** 2)))
+
+
+class Truth:
+    """A large pool of true x2 given x1 = V: the W2 floor at n, the modes and their masses."""
+
+    def __init__(self, pool: np.ndarray, n: int, rng: np.random.Generator):
+        self.pool, self.n = np.asarray(pool, dtype=np.float64), n
+        pairs = [rng.choice(self.pool, size=2 * n, replace=False) for _ in range(8)]
+        self.floor = float(np.mean([w2_1d(p[:n], p[n:]) for p in pairs]))
+        self.refs = [rng.choice(self.pool, size=n, replace=False) for _ in range(4)]
+        lo, hi = self.pool.min() - BIN, self.pool.max() + BIN
+        self.edges = np.arange(lo, hi + BIN, BIN)
+        hist, _ = np.histogram(self.pool, self.edges)
+        keep = np.flatnonzero(hist >= 0.02 * hist.max())
+        # A mode: bins above 2 % of the densest, gaps of fewer than GAP_BINS such bins bridged.
+        runs = np.split(keep, np.flatnonzero(np.diff(keep) > GAP_BINS) + 1)
+        self.modes = [(self.edges[r[0]], self.edges[r[-1] + 1]) for r in runs]
+
+    def ratio(self, x2: np.ndarray) -> float:
+        return float(np.mean([w2_1d(x2, r) for r in self.refs])) / self.floor
+
+    def masses(self, x2: np.ndarray) -> list[float]:
+        """Share of x2 in each mode, then outside every mode."""
+        inside = [float(np.mean((x2 >= a) & (x2 < b))) for a, b in self.modes]
+        return inside + [1.0 - sum(inside)]
+
+
+def fmt_masses(m: list[float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in m[:-1]) + f" (off {m[-1]:.2f})"
+
+
+# -- the mixture oracle -----------------------------------------------------------------------------
+
+
+def mixture_draw(method: Method, value: float, n: int, seed: int) -> tuple[np.ndarray, int, int, float]:
+    """x2 of n samples given x1 = value, with (evaluations, backward passes) per sample and seconds."""
+    mix, schedule = labelled_mixture(), make_schedule("linear", 1000)
+    model = mix.denoiser(schedule, "eps")
+    mask, values = torch.tensor([True, False]), torch.tensor([value, 0.0], dtype=torch.float64)
+    counts = GuidanceCounts()
+    g = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    if method.name == "smc":
+        k = method.particles
+        times = time_grid(schedule, method.steps, "logsnr")
+        x_T = torch.randn(n * k, 2, generator=g, dtype=torch.float64)
+        fn = counted(model, counts)
+        x = sample_smc(Denoiser(fn, schedule, "eps"), x_T, times, twist=observation_twist(mask, values, schedule), particles=k, generator=g)
+        evals, backward = counts.evaluations * k, counts.evaluations * k
+    else:
+        fn = counted(model, counts)
+        if method.name == "replace":
+            fn = replacement(fn, mask, values, schedule, "eps", generator=torch.Generator().manual_seed(seed + 1))
+        else:
+            steps = 1 if method.name == "universal" else 0
+            fn = loss_guidance(fn, observation_loss(mask, values, 1.0), method.scale, schedule, "eps", backward_steps=steps, backward_lr=1.0, counts=counts)
+        x_T = torch.randn(n, 2, generator=g, dtype=torch.float64)
+        x = SAMPLERS["dpm++2m"](Denoiser(fn, schedule, "eps"), x_T, time_grid(schedule, STEPS, "logsnr"))
+        x = paste_observed(x, mask, values)
+        evals, backward = counts.evaluations, counts.model_backward
+    return x[:, 1].numpy(), evals, backward, time.perf_counter() - start
+
+
+def mixture_truth(value: float, n: int) -> Truth:
+    cond = labelled_mixture().condition({0: value})
+    pool = cond.sample(200_000, torch.Generator().manual_seed(99))[:, 0].numpy()
+    return Truth(pool, n, np.random.default_rng(7))
+
+
+# -- a trained run ---------------------------------------------------------------------------------
+
+
+def run_truth(run, value: float, n: int) -> Truth:
+    from denoiselab.data.sources import draw
+
+    name = run.config.data.name
+    pool, rng = [], np.random.default_rng(12345)
+    while sum(len(p) for p in pool) < 40 * n:
+        pts = draw(name, 2_000_000, rng)
+        pool.append(pts[np.abs(pts[:, 0] - value) < BAND, 1])
+    return Truth(np.concatenate(pool), n, np.random.default_rng(7))
+
+
+class ModelOwn:
+    """The trained model's own conditional: unguided samples (dpm++2m, 20 steps) with |x1 - V| <
+    MODEL_BAND, drawn once: what an exact conditional sampler of this model would approach."""
+
+    def __init__(self, run):
+        from denoiselab.runs import sample_points
+
+        start = time.perf_counter()
+        self.pool = np.concatenate([
+            sample_points(run, n=50_000, seed=100 + i, sampler="dpm++2m", steps=STEPS, grid="logsnr") for i in range(MODEL_POOL // 50_000)
+        ])  # fmt: skip
+        self.seconds = time.perf_counter() - start
+
+    def draw(self, value: float, n: int) -> np.ndarray:
+        near = self.pool[np.abs(self.pool[:, 0] - value) < MODEL_BAND, 1]
+        return np.random.default_rng(3).choice(near, size=n, replace=len(near) < n)
+
+
+def run_draw(run, method: Method, value: float, n: int, seed: int) -> tuple[np.ndarray, int, int, float]:
+    from denoiselab.runs import plan_from_options
+    from denoiselab.runs.guided import GuidanceRequest, draw_guided
+
+    counts = GuidanceCounts()
+    sampler = "ddpm" if method.name == "smc" else "dpm++2m"
+    plan = plan_from_options(run, n=n, seed=seed, sampler=sampler, steps=method.steps, grid="logsnr")
+    request = GuidanceRequest(observe={0: value}, method=method.name, scale=method.scale, particles=method.particles if method.name == "smc" else None)
+    start = time.perf_counter()
+    drawn = draw_guided(run, plan, request, counts)
+    seconds = time.perf_counter() - start
+    return drawn.x[:, 1], counts.evaluations, counts.model_backward, seconds
+
+
+# -- the tables -----------------------------------------------------------------------------------
+
+
+def table(title: str, values, truth_of, draw_of, ms: list[Method], n: int, own: ModelOwn | None = None) -> list[str]:
+    lines = [f"### {title}", ""]
+    for value in values:
+        truth = truth_of(value)
+        lines += [
+            f"**x1 = {value:g}**: W2 floor {truth.floor:.4f} (n = {n}); true mode masses {fmt_masses(truth.masses(truth.pool))}",
+            "",
+            "| method | W2 / floor | mode masses | evals (+bwd) | s |",
+            "|---|---|---|---|---|",
+        ]
+        if own is not None:
+            x2 = own.draw(value, n)
+            near = int(np.sum(np.abs(own.pool[:, 0] - value) < MODEL_BAND))
+            lines.append(f"| the model's own (rejection: {near} of {len(own.pool)} unguided) | {truth.ratio(x2):.2f} | {fmt_masses(truth.masses(x2))} | - | - |")
+        for m in ms:
+            x2, evals, backward, seconds = draw_of(m, value, n, 0)
+            lines.append(f"| {m.label} | {truth.ratio(x2):.2f} | {fmt_masses(truth.masses(x2))} | {evals} (+{backward}) | {seconds:.1f} |")
+            print(lines[-1], flush=True)
+        lines.append("")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", help="a trained point run (default recipe: spiral); without it only the mixture table")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("-n", type=int, default=500)
+    parser.add_argument("--skip-mixture", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    n = 200 if args.quick else args.n
+    ms = methods(args.quick)
+    start = time.perf_counter()
+    out = [f"torch {torch.__version__}, {platform.machine()}, one thread; n = {n} samples per cell", ""]
+    if not args.skip_mixture:
+        values = MIXTURE_VALUES[:2] if args.quick else MIXTURE_VALUES
+        out += table("Mixture oracle (exact denoiser): p(x2 | x1 = V) in closed form", values, lambda v: mixture_truth(v, n), mixture_draw, ms, n)
+    if args.run:
+        from denoiselab.runs import load_run
+
+        run = load_run(args.run)
+        values = SPIRAL_VALUES[:2] if args.quick else SPIRAL_VALUES
+        own = ModelOwn(run)
+        out += table(
+            f"Trained run {args.run} ({run.config.data.name}): p(x2 | x1 = V) by rejection from the generator",
+            values, lambda v: run_truth(run, v, n), lambda m, v, n_, s: run_draw(run, m, v, n_, s), ms, n, own,
+        )  # fmt: skip
+        out.append(f"(the model's own conditional: {len(own.pool)} unguided samples in {own.seconds:.0f} s)")
+    out.append(f"total {time.perf_counter() - start:.0f} s")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
