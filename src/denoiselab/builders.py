@@ -14,6 +14,7 @@ from .config import Config, ConfigError
 from .importance import ImportanceSampler
 from .latent import ReconstructionObjective
 from .models import AUTOENCODER, Autoencoder, build_model
+from .meanflow import meanflow_loss
 from .objectives import diffusion_loss
 from .schedules import TERMINAL_SNR_WARN_DB, Schedule, make_schedule
 from .weighting import Weighting
@@ -53,7 +54,7 @@ def model_from(cfg: Config, dim: int, num_classes: int = 0, shape: tuple[int, ..
             raise ConfigError(f"autoencoder.downsample: {exc}") from None
     return build_model(
         m.arch, dim, hidden=m.hidden, blocks=m.blocks, time_dim=m.time_dim, num_classes=num_classes, fourier=m.fourier,
-        mults=tuple(m.mults), attention=m.attention, dropout=m.dropout,
+        mults=tuple(m.mults), attention=m.attention, dropout=m.dropout, interval=cfg.train.objective == "meanflow",
     )  # fmt: skip
 
 
@@ -71,10 +72,15 @@ class Objective:
     importance_bins: int = 50
     importance_history: int = 10
     importance_uniform: float = 0.01
+    kind: str = "denoising"  # train.objective: denoising, or meanflow (meanflow.py)
+    meanflow_share: float = 0.25
+    meanflow_power: float = 1.0
 
     def __call__(
         self, model_fn, x0: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None, time_sampler=None
     ) -> torch.Tensor:
+        if self.kind == "meanflow":
+            return meanflow_loss(model_fn, x0, generator, y=y, timesteps=self.timesteps, share=self.meanflow_share, power=self.meanflow_power)
         return diffusion_loss(
             model_fn, x0, self.schedule, generator, y=y, prediction=self.prediction, timesteps=self.timesteps,
             coupling=self.coupling, weighting=self.weighting, time_sampler=time_sampler,
@@ -88,6 +94,11 @@ class Objective:
 
     @property
     def describe(self) -> str:
+        if self.kind == "meanflow":
+            power = f"adaptive weight p = {self.meanflow_power:g}" if self.meanflow_power else "plain squared error"
+            return f"MeanFlow: average velocity u(z, r, t), {self.timesteps} times, r < t in {self.meanflow_share:.0%} of each batch, {power}"
+        if self.coupling == "reflow":
+            return f"reflow: rectified flow on the teacher's fixed (noise, sample) pairs, {self.timesteps} times"
         weighting = "" if self.weighting.name == "none" else f", {self.weighting.describe}"
         if self.timesteps == "importance":
             times = f"importance-sampled times ({self.importance_bins} bins, {self.importance_uniform:g} uniform)"
@@ -122,5 +133,5 @@ def objective_from(cfg: Config, schedule: Schedule | None = None) -> Objective |
     t = cfg.train
     return Objective(
         schedule or schedule_from(cfg), cfg.model.prediction, t.timesteps, t.coupling, weighting_from(cfg),
-        t.importance_bins, t.importance_history, t.importance_uniform,
+        t.importance_bins, t.importance_history, t.importance_uniform, t.objective, t.meanflow_share, t.meanflow_power,
     )  # fmt: skip

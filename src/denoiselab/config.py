@@ -26,6 +26,7 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     COUPLINGS,
     GRIDS,
     KARRAS_RHO,
+    OBJECTIVES,
     PREDICTIONS,
     SAMPLER_NAMES,
     TIMESTEP_SAMPLING,
@@ -131,6 +132,13 @@ class TrainConfig:
         "independent", "flow: how data and noise are paired in a batch; ot = exact minibatch optimal transport (OT-CFM)",
         choices=COUPLINGS,
     )
+    objective: str = _opt(
+        "denoising", "what the network learns: denoising (the target of model.prediction at one time) or meanflow (the "
+        "average velocity u(z, r, t) between two times, Geng et al. 2025; flow path, velocity prediction; one-step sampling "
+        "with sample.sampler = meanflow)", choices=OBJECTIVES,
+    )
+    meanflow_share: float = _opt(0.25, "meanflow: share of each batch trained with r < t (the rest r = t, plain flow matching)", lo=0, hi=1)
+    meanflow_power: float = _opt(1.0, "meanflow: p of the adaptive loss weight 1 / (||error||^2 + 1e-3)^p (0 = plain squared error)", lo=0)
     optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "adam"))
     lr: float = _opt(2e-3, "peak learning rate", lo=0, lo_open=True)
     weight_decay: float = _opt(0.0, "AdamW weight decay", lo=0)
@@ -308,6 +316,7 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
             f"{where}train.timesteps: logit-normal draws continuous times of schedule.kind = flow; "
             f"a {kind} chain is trained at its T steps (uniform or logsnr)"
         )
+    _check_one_step(cfg, where)
     _check_unread(cfg, where, chosen)
     if cfg.model.arch == "autoencoder" and cfg.latent.autoencoder:
         raise ConfigError(f"{where}latent.autoencoder: an autoencoder run (model.arch = autoencoder) has no autoencoder of its own; leave it empty")
@@ -328,6 +337,22 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
         )
 
 
+def _check_one_step(cfg: Config, where: str) -> None:
+    """Reflow's fixed pairs and MeanFlow's average velocity are written on the flow path."""
+    kind, tr = cfg.schedule.kind, cfg.train
+    if tr.coupling == "reflow" and kind != "flow":
+        raise ConfigError(f"{where}train.coupling: reflow trains a rectified flow; it needs schedule.kind = flow, not {kind}")
+    if tr.objective == "meanflow":
+        if kind != "flow" or cfg.model.prediction != "velocity":
+            raise ConfigError(f"{where}train.objective: meanflow learns an average velocity on the flow path; it needs schedule.kind = flow and model.prediction = velocity")
+        if tr.coupling != "independent" or tr.timesteps not in ("uniform", "logit-normal"):
+            raise ConfigError(f"{where}train.objective: meanflow draws its own pairs of times (train.timesteps uniform or logit-normal) with independent coupling")
+        if cfg.model.arch != "residual-mlp":
+            raise ConfigError(f"{where}train.objective: meanflow's second time input is built into residual-mlp only, not {cfg.model.arch}")
+    if cfg.sample.sampler == "meanflow" and tr.objective != "meanflow":
+        raise ConfigError(f"{where}sample.sampler: meanflow jumps with an average velocity u(z, r, t); it needs train.objective = meanflow")
+
+
 # Keys that only one weighting or time distribution reads: each is refused when a recipe or an
 # override sets it (whatever its value) and its owner is not chosen, so a recipe never sets a knob
 # that does nothing, and a run's resolved recipe leaves it out.
@@ -336,6 +361,7 @@ _OWNED_KEYS = {
     "sigma_data": ("weighting", "edm"), "sigmoid_bias": ("weighting", "sigmoid"),
     "importance_bins": ("timesteps", "importance"), "importance_history": ("timesteps", "importance"),
     "importance_uniform": ("timesteps", "importance"),
+    "meanflow_share": ("objective", "meanflow"), "meanflow_power": ("objective", "meanflow"),
 }  # fmt: skip
 
 

@@ -355,6 +355,8 @@ def plan_sampling(
     sampler = sc.sampler if sampler is None else sampler
     if sampler not in SAMPLERS:
         raise PlanError("sampler", f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    if sampler == "meanflow" and run.config.train.objective != "meanflow":
+        raise PlanError("sampler", "predicts one velocity, not MeanFlow's average velocity u(z, r, t); use euler or heun", of_run=True)
     if spacing is not None:
         if grid is not None:
             raise PlanError("grid", "spacing is the older name of grid; give one")

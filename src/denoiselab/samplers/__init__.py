@@ -28,6 +28,7 @@ from .grids import (
     time_grid,
 )
 from .ipndm import sample_ipndm
+from .meanflow import sample_meanflow
 from .ode import sample_edm_heun, sample_euler, sample_heun
 from .legacy import evaluate
 from .stepping import CountingModel, StepRecord, first_order_step
@@ -44,6 +45,7 @@ SAMPLERS = {
     "euler": sample_euler,  # = EDM's Euler (and DDIM): see ode.py
     "heun": sample_heun,
     "edm-heun": sample_edm_heun,
+    "meanflow": sample_meanflow,  # an average-velocity network's jumps (train.objective = meanflow)
 }
 # Samplers that call the model twice a step, except on the last step (to t = 0): 2 N - 1 in all.
 TWO_EVALUATIONS_PER_STEP = ("heun", "edm-heun", "dpm++2s")
@@ -83,6 +85,7 @@ __all__ = [
     "sample_euler",
     "sample_heun",
     "sample_ipndm",
+    "sample_meanflow",
     "sample_unipc",
     "step_grid",
     "time_grid",
