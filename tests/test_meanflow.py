@@ -1,0 +1,153 @@
+"""MeanFlow (meanflow.py, samplers/meanflow.py): the target against the exact average velocity of a
+Gaussian-to-Gaussian flow, the Jacobian-vector product against finite differences, the sampler's
+exact jumps, resume, and the refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from denoiselab import cli
+from denoiselab.config import ConfigError, load_config
+from denoiselab.meanflow import average_velocity_target, interval_model, meanflow_loss, sample_interval
+from denoiselab.models import ResidualMLP
+from denoiselab.runs.folder import WEIGHTS
+from denoiselab.samplers import SAMPLERS, Denoiser
+from denoiselab.schedules import flow_schedule
+from denoiselab.training import TrainingInterrupted, train
+
+MU, S = torch.tensor([1.5, -0.5], dtype=torch.float64), 0.4  # data N(MU, S^2 I); noise N(0, I)
+
+
+def _mean_std(t):
+    """Mean and std of z_t = (1 - t) x + t e, and their time derivatives."""
+    t = t[:, None]
+    sd = torch.sqrt((1 - t) ** 2 * S**2 + t**2)
+    return (1 - t) * MU, sd, -MU.expand(t.shape[0], 2), (-(1 - t) * S**2 + t) / sd
+
+
+def exact_velocity(z, t):
+    """The marginal velocity E[e - x | z_t = z] of the Gaussian flow: v = m' + (s'/s)(z - m)."""
+    m, sd, dm, dsd = _mean_std(t)
+    return dm + dsd / sd * (z - m)
+
+
+def exact_average_velocity(z, r, t):
+    """u(z, r, t) = (z - z_r) / (t - r), z_r the flow's image of z at time r (quantiles move affinely)."""
+    m_t, s_t, _, _ = _mean_std(t)
+    m_r, s_r, _, _ = _mean_std(r)
+    return (z - (m_r + s_r / s_t * (z - m_t))) / (t - r)[:, None]
+
+
+def _points(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = 0.05 + 0.9 * torch.rand(n, generator=g, dtype=torch.float64)
+    r = t * torch.rand(n, generator=g, dtype=torch.float64)
+    z = torch.randn(n, 2, generator=g, dtype=torch.float64) * 1.3
+    return z, r, t
+
+
+def test_the_target_at_the_exact_average_velocity_is_that_velocity_and_the_loss_is_zero():
+    z, r, t = _points()
+    u, target = average_velocity_target(exact_average_velocity, z, r, t, exact_velocity(z, t))
+    exact = exact_average_velocity(z, r, t)
+    assert torch.allclose(u, exact) and torch.allclose(target, exact, atol=1e-10, rtol=1e-10)
+    assert float(((u - target) ** 2).sum()) < 1e-18
+    # A wrong tangent (r moving with t) gives a wrong target without any error: the test above sees it.
+    _, dudt_wrong = torch.func.jvp(exact_average_velocity, (z, r, t), (exact_velocity(z, t), torch.ones_like(r), torch.ones_like(t)))
+    wrong = exact_velocity(z, t) - (t - r)[:, None] * dudt_wrong
+    assert not torch.allclose(wrong, exact, atol=1e-3)
+
+
+def test_at_r_equal_t_the_target_is_the_velocity_itself():
+    z, _, t = _points()
+    v = exact_velocity(z, t)
+    _, target = average_velocity_target(lambda z, r, t: exact_velocity(z, t), z, t.clone(), t, v)
+    assert torch.equal(target, v)
+
+
+def test_the_jvp_is_the_total_derivative_along_the_flow_by_finite_differences():
+    torch.manual_seed(0)
+    net = ResidualMLP(2, hidden=32, blocks=2, time_dim=16, fourier=4, interval=True).double()
+    fn = interval_model(lambda x, times, y: net(x, times, y))
+    z, r, t = _points(16, seed=1)
+    v = torch.randn(z.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    u, target = average_velocity_target(fn, z, r, t, v)
+    dudt = (v - target) / (t - r)[:, None]
+    h = 1e-6
+    with torch.no_grad():
+        fd = (fn(z + h * v, r, t + h) - fn(z - h * v, r, t - h)) / (2 * h)
+    assert torch.allclose(dudt, fd, rtol=1e-5, atol=1e-6)
+    # Tangents that forget the velocity, or move r too, are caught by the same comparison.
+    for tangent in ((torch.zeros_like(v), torch.zeros_like(r), torch.ones_like(t)), (v, torch.ones_like(r), torch.ones_like(t))):
+        _, wrong = torch.func.jvp(fn, (z, r, t), tangent)
+        assert not torch.allclose(wrong, fd, rtol=1e-3, atol=1e-3)
+
+
+def test_the_times_are_ordered_with_the_asked_share_apart():
+    r, t = sample_interval(20000, torch.Generator().manual_seed(0), "logit-normal", 0.25)
+    assert bool((r <= t).all()) and bool((t <= 1).all()) and bool((r >= 0).all())
+    assert abs(float((r < t).double().mean()) - 0.25) < 0.02
+    logit = torch.logit(t[r == t])  # the larger of two N(-0.4, 1) draws has mean -0.4 + 1/sqrt(pi)
+    assert abs(float(logit.mean()) - (-0.4 + 1 / torch.pi**0.5)) < 0.03
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_the_sampler_jumps_exactly_with_the_exact_average_velocity(steps):
+    """z_s = z_t - (t - s) u(z_t, s, t): with the exact u every grid gives the flow's own map."""
+
+    def model_fn(x, times, y=None):
+        assert times.shape == (x.shape[0], 2)
+        return exact_average_velocity(x, times[:, 1], times[:, 0]) if float(times[0, 1]) < float(times[0, 0]) else exact_velocity(x, times[:, 0])
+
+    x1 = torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    times = torch.linspace(1, 0, steps + 1, dtype=torch.float64)
+    x0 = SAMPLERS["meanflow"](Denoiser(model_fn, flow_schedule(), "velocity"), x1, times)
+    m1, s1, _, _ = _mean_std(torch.ones(1, dtype=torch.float64))
+    assert torch.allclose(x0, MU + S / s1 * (x1 - m1), atol=1e-12)
+
+
+def test_the_loss_trains_and_is_finite():
+    torch.manual_seed(0)
+    net = ResidualMLP(2, hidden=16, blocks=1, time_dim=8, interval=True)
+    x0 = torch.randn(64, 2)
+    loss = meanflow_loss(net, x0, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in net.interval_embed.parameters())
+
+
+MEANFLOW = ["schedule.kind=flow", "model.prediction=velocity", "train.objective=meanflow", "train.timesteps=logit-normal",
+            "sample.sampler=meanflow", "sample.grid=time-uniform", "sample.steps=1"]  # fmt: skip
+
+
+def test_resume_of_a_meanflow_run_is_bit_exact(tmp_path, one_thread):
+    cfg = load_config("quick", [*MEANFLOW, "train.steps=30", "train.checkpoint_every=10", "model.hidden=16"])
+    quiet = lambda *a, **k: None  # noqa: E731
+    train(cfg, tmp_path / "A", progress=False, log=quiet)
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, tmp_path / "B", progress=False, log=quiet, stop_at=12)
+    train(cfg, tmp_path / "B", resume=True, progress=False, log=quiet)
+    a, b = load_file(str(tmp_path / "A" / WEIGHTS)), load_file(str(tmp_path / "B" / WEIGHTS))
+    assert any(k.startswith("interval_embed") for k in a)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.objective=meanflow"], "needs schedule.kind = flow"),
+        (["schedule.kind=flow", "model.prediction=velocity", "train.objective=meanflow", "train.coupling=ot"], "independent coupling"),
+        (["schedule.kind=flow", "model.prediction=velocity", "sample.sampler=meanflow"], "needs train.objective = meanflow"),
+        (["train.meanflow_share=0.5"], "train.objective = meanflow"),
+    ],
+)
+def test_recipes_that_cannot_be_meanflow_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("quick", overrides)
+
+
+def test_the_meanflow_sampler_on_a_one_time_run_is_one_line(trained_run, tmp_path, capsys):
+    rc = cli.main(["sample", str(trained_run), "--sampler", "meanflow", "-n", "10", "--out", str(tmp_path / "x.npy")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "average velocity" in err and err.count("\n") == 1
