@@ -121,6 +121,7 @@ MEANFLOW = ["schedule.kind=flow", "model.prediction=velocity", "train.objective=
             "sample.sampler=meanflow", "sample.grid=time-uniform", "sample.steps=1"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_resume_of_a_meanflow_run_is_bit_exact(tmp_path, one_thread):
     cfg = load_config("quick", [*MEANFLOW, "train.steps=30", "train.checkpoint_every=10", "model.hidden=16"])
     quiet = lambda *a, **k: None  # noqa: E731
