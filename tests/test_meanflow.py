@@ -15,7 +15,6 @@ from denoiselab.models import ResidualMLP
 from denoiselab.runs.folder import WEIGHTS
 from denoiselab.samplers import SAMPLERS, Denoiser
 from denoiselab.schedules import flow_schedule
-from denoiselab.training import TrainingInterrupted, train
 
 MU, S = torch.tensor([1.5, -0.5], dtype=torch.float64), 0.4  # data N(MU, S^2 I); noise N(0, I)
 
@@ -123,15 +122,11 @@ MEANFLOW = ["schedule.kind=flow", "model.prediction=velocity", "train.objective=
 
 @pytest.mark.slow
 def test_resume_of_a_meanflow_run_is_bit_exact(tmp_path, one_thread):
+    from conftest import assert_resumes_bit_exactly
+
     cfg = load_config("quick", [*MEANFLOW, "train.steps=30", "train.checkpoint_every=10", "model.hidden=16"])
-    quiet = lambda *a, **k: None  # noqa: E731
-    train(cfg, tmp_path / "A", progress=False, log=quiet)
-    with pytest.raises(TrainingInterrupted):
-        train(cfg, tmp_path / "B", progress=False, log=quiet, stop_at=12)
-    train(cfg, tmp_path / "B", resume=True, progress=False, log=quiet)
-    a, b = load_file(str(tmp_path / "A" / WEIGHTS)), load_file(str(tmp_path / "B" / WEIGHTS))
-    assert any(k.startswith("interval_embed") for k in a)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resumes_bit_exactly(cfg, tmp_path, stop_at=12)
+    assert any(k.startswith("interval_embed") for k in load_file(str(tmp_path / "A" / WEIGHTS)))
 
 
 @pytest.mark.parametrize(
@@ -169,3 +164,4 @@ def test_a_meanflow_run_is_a_run_like_any_other(tmp_path, one_thread, capsys):
     assert cli.main(["evaluate", str(out), "--steps", "2", "-n", "100", "--json"]) == 0
     assert cli.main(["plot", str(out)]) == 0
     assert cli.main(["paths", str(out), "--out", str(tmp_path / "paths.png")]) == 0
+    assert cli.main(["likelihood", str(out), "-n", "20", "--steps", "4"]) == 0

@@ -9,14 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import TINY, set_args
+from conftest import TINY, assert_resumes_bit_exactly, set_args
 from denoiselab import cli
 from denoiselab.config import ConfigError, load_config
 from denoiselab.objectives import diffusion_loss, pack_pairs
 from denoiselab.runs import load_run
-from denoiselab.runs.folder import WEIGHTS, RunFolder
+from denoiselab.runs.folder import RunFolder
 from denoiselab.runs.plan import plan_sampling
 from denoiselab.runs.sampling import denoiser
 from denoiselab.runs.straightness import straightness
@@ -89,15 +88,7 @@ def test_the_student_resumes_bit_exactly(reflowed, tmp_path, one_thread):
     cfg = load_run(student_dir).config
     cfg.train.steps, cfg.train.checkpoint_every = 30, 10
     noise, samples = RunFolder(student_dir).read_pairs()
-    quiet = lambda *a, **k: None  # noqa: E731
-    for name in ("A", "B"):
-        RunFolder(tmp_path / name).write_pairs(noise, samples)
-    train(cfg, tmp_path / "A", progress=False, log=quiet)
-    with pytest.raises(TrainingInterrupted):
-        train(cfg, tmp_path / "B", progress=False, log=quiet, stop_at=12)
-    train(cfg, tmp_path / "B", resume=True, progress=False, log=quiet)
-    a, b = load_file(str(tmp_path / "A" / WEIGHTS)), load_file(str(tmp_path / "B" / WEIGHTS))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resumes_bit_exactly(cfg, tmp_path, stop_at=12, prepare=lambda folder: RunFolder(folder).write_pairs(noise, samples))
 
 
 @pytest.mark.slow
