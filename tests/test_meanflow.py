@@ -165,3 +165,48 @@ def test_a_meanflow_run_is_a_run_like_any_other(tmp_path, one_thread, capsys):
     assert cli.main(["plot", str(out)]) == 0
     assert cli.main(["paths", str(out), "--out", str(tmp_path / "paths.png")]) == 0
     assert cli.main(["likelihood", str(out), "-n", "20", "--steps", "4"]) == 0
+
+
+# -- shortcut models (shortcut.py), on the same interval network and the same Gaussian flow ----------
+
+
+def _exact_model(x, times, y=None):
+    t, r = times[:, 0], times[:, 1]
+    apart = r < t
+    out = exact_velocity(x, t)
+    if bool(apart.any()):
+        out = torch.where(apart[:, None], exact_average_velocity(x, torch.where(apart, r, t - 1), t), out)
+    return out
+
+
+def test_two_half_steps_of_the_exact_average_velocity_are_the_whole_step():
+    from denoiselab.shortcut import sample_half_steps, two_half_steps_target
+
+    t, d = sample_half_steps(64, torch.Generator().manual_seed(0), levels=128)
+    z = torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    u_fn = interval_model(_exact_model)
+    target = two_half_steps_target(u_fn, z, t, d)
+    assert torch.allclose(target, exact_average_velocity(z, t - 2 * d, t), atol=1e-10)
+    # The second half step must start where the first ends: from z itself it is wrong.
+    wrong = (u_fn(z, t - d, t) + u_fn(z, t - 2 * d, t - d)) / 2
+    assert not torch.allclose(wrong, target, atol=1e-3)
+    assert bool((t - 2 * d >= 0).all()) and set(d.tolist()) == {2.0**-k for k in range(1, 8)}
+
+
+def test_the_self_consistency_loss_is_zero_at_the_exact_average_velocity():
+    from denoiselab.shortcut import shortcut_loss
+
+    x0 = MU + S * torch.randn(256, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    assert float(shortcut_loss(_exact_model, x0, torch.Generator().manual_seed(3), share=1.0)) < 1e-20
+    # The instantaneous velocity at every step size is not self-consistent on a curved flow.
+    velocity_only = lambda x, times, y=None: exact_velocity(x, times[:, 0])  # noqa: E731
+    assert float(shortcut_loss(velocity_only, x0, torch.Generator().manual_seed(3), share=1.0)) > 1e-3
+
+
+@pytest.mark.slow
+def test_resume_of_a_shortcut_run_is_bit_exact(tmp_path, one_thread):
+    from conftest import assert_resumes_bit_exactly
+
+    overrides = [o.replace("meanflow", "shortcut") if o.startswith("train.objective") else o for o in MEANFLOW]
+    cfg = load_config("quick", [*overrides, "train.steps=30", "train.checkpoint_every=10", "model.hidden=16"])
+    assert_resumes_bit_exactly(cfg, tmp_path, stop_at=12)

@@ -25,6 +25,7 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     ARCHITECTURES,
     COUPLINGS,
     GRIDS,
+    INTERVAL_OBJECTIVES,
     KARRAS_RHO,
     OBJECTIVES,
     PREDICTIONS,
@@ -135,10 +136,13 @@ class TrainConfig:
     objective: str = _opt(
         "denoising", "what the network learns: denoising (the target of model.prediction at one time) or meanflow (the "
         "average velocity u(z, r, t) between two times, Geng et al. 2025; flow path, velocity prediction; one-step sampling "
-        "with sample.sampler = meanflow)", choices=OBJECTIVES,
+        "with sample.sampler = meanflow), or shortcut (a step of 2d trained to equal two of d, Frans et al. 2025; the same "
+        "sampler)", choices=OBJECTIVES,
     )
     meanflow_share: float = _opt(0.25, "meanflow: share of each batch trained with r < t (the rest r = t, plain flow matching)", lo=0, hi=1)
     meanflow_power: float = _opt(1.0, "meanflow: p of the adaptive loss weight 1 / (||error||^2 + 1e-3)^p (0 = plain squared error)", lo=0)
+    shortcut_share: float = _opt(0.25, "shortcut: share of each batch trained for self-consistency (the rest is flow matching at d = 0)", lo=0, hi=1)
+    shortcut_levels: int = _opt(128, "shortcut: the smallest step is 1 / levels (a power of 2; Frans et al.'s M = 128)", lo=2)
     optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "adam"))
     lr: float = _opt(2e-3, "peak learning rate", lo=0, lo_open=True)
     weight_decay: float = _opt(0.0, "AdamW weight decay", lo=0)
@@ -342,15 +346,18 @@ def _check_one_step(cfg: Config, where: str) -> None:
     kind, tr = cfg.schedule.kind, cfg.train
     if tr.coupling == "reflow" and kind != "flow":
         raise ConfigError(f"{where}train.coupling: reflow trains a rectified flow; it needs schedule.kind = flow, not {kind}")
-    if tr.objective == "meanflow":
+    if tr.objective in INTERVAL_OBJECTIVES:
+        name = tr.objective
         if kind != "flow" or cfg.model.prediction != "velocity":
-            raise ConfigError(f"{where}train.objective: meanflow learns an average velocity on the flow path; it needs schedule.kind = flow and model.prediction = velocity")
+            raise ConfigError(f"{where}train.objective: {name} learns an average velocity on the flow path; it needs schedule.kind = flow and model.prediction = velocity")
         if tr.coupling != "independent" or tr.timesteps not in ("uniform", "logit-normal"):
-            raise ConfigError(f"{where}train.objective: meanflow draws its own pairs of times (train.timesteps uniform or logit-normal) with independent coupling")
+            raise ConfigError(f"{where}train.objective: {name} draws its own pairs of times (train.timesteps uniform or logit-normal) with independent coupling")
         if cfg.model.arch != "residual-mlp":
-            raise ConfigError(f"{where}train.objective: meanflow's second time input is built into residual-mlp only, not {cfg.model.arch}")
-    if cfg.sample.sampler == "meanflow" and tr.objective != "meanflow":
-        raise ConfigError(f"{where}sample.sampler: meanflow jumps with an average velocity u(z, r, t); it needs train.objective = meanflow")
+            raise ConfigError(f"{where}train.objective: {name}'s second time input is built into residual-mlp only, not {cfg.model.arch}")
+        if tr.objective == "shortcut" and tr.shortcut_levels & (tr.shortcut_levels - 1):
+            raise ConfigError(f"{where}train.shortcut_levels: must be a power of 2, got {tr.shortcut_levels}")
+    if cfg.sample.sampler == "meanflow" and tr.objective not in INTERVAL_OBJECTIVES:
+        raise ConfigError(f"{where}sample.sampler: meanflow jumps with an average velocity u(z, r, t); it needs train.objective = meanflow or shortcut")
 
 
 # Keys that only one weighting or time distribution reads: each is refused when a recipe or an
@@ -362,6 +369,7 @@ _OWNED_KEYS = {
     "importance_bins": ("timesteps", "importance"), "importance_history": ("timesteps", "importance"),
     "importance_uniform": ("timesteps", "importance"),
     "meanflow_share": ("objective", "meanflow"), "meanflow_power": ("objective", "meanflow"),
+    "shortcut_share": ("objective", "shortcut"), "shortcut_levels": ("objective", "shortcut"),
 }  # fmt: skip
 
 

@@ -45,7 +45,7 @@ class ResidualMLP(nn.Module):
         r = t
         if t.ndim == 2:
             if self.interval_embed is None:
-                raise ValueError("this network takes one time per sample; (t, r) pairs need model interval=True (train.objective = meanflow)")
+                raise ValueError("this network takes one time per sample; (t, r) pairs need model interval=True (train.objective = meanflow or shortcut)")
             t, r = t[:, 0], t[:, 1]
         h = self.input_proj(self.features(x)) + self.time_embed(t)
         if self.interval_embed is not None:

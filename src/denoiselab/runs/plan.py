@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..data.sources import proportional_counts
+from ..choices import INTERVAL_OBJECTIVES
 from ..errors import InputError
 from ..samplers import GRIDS, SAMPLERS, check_grid, evaluations, parse_grid, time_grid
 from .folder import TUNED_GRIDS, RunError, RunFolder
@@ -355,7 +356,7 @@ def plan_sampling(
     sampler = sc.sampler if sampler is None else sampler
     if sampler not in SAMPLERS:
         raise PlanError("sampler", f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
-    if sampler == "meanflow" and run.config.train.objective != "meanflow":
+    if sampler == "meanflow" and run.config.train.objective not in INTERVAL_OBJECTIVES:
         raise PlanError("sampler", "predicts one velocity, not MeanFlow's average velocity u(z, r, t); use euler or heun", of_run=True)
     if spacing is not None:
         if grid is not None:

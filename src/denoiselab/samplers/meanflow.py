@@ -3,7 +3,7 @@
     z_s = z_t - (t - s) u(z_t, s, t),
 
 exact for every step size when u is exact (meanflow.py), so one step goes from noise to data and
-more steps refine it.  One model evaluation a step; deterministic.  The model function takes the
+more steps refine it.  A shortcut model (shortcut.py) is the same network and jumps the same way.  One model evaluation a step; deterministic.  The model function takes the
 (t, r) pair of each sample as a (B, 2) time (models/mlp.py's interval network).
 """
 

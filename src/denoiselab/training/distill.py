@@ -92,7 +92,8 @@ def reflow_config(teacher: Config, steps: int | None) -> Config:
         teacher.train, coupling="reflow", objective="denoising", timesteps="uniform", weighting="none",
         steps=steps or teacher.train.steps, warmup_steps=min(teacher.train.warmup_steps, steps or teacher.train.steps),
         **{key: getattr(defaults, key) for key in ("p2_gamma", "p2_k", "min_snr_gamma", "sigma_data", "sigmoid_bias", "importance_bins",
-                                                   "importance_history", "importance_uniform", "meanflow_share", "meanflow_power")},
+                                                   "importance_history", "importance_uniform", "meanflow_share", "meanflow_power",
+                                                   "shortcut_share", "shortcut_levels")},
     )  # fmt: skip
     cfg.sample = dataclasses.replace(teacher.sample, sampler="euler", steps=1, grid="time-uniform")
     return cfg
