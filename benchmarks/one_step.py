@@ -9,7 +9,8 @@ What it does, for each data set (spiral, eight-gaussians, moons, checkerboard; -
 
 1. Trains, through ``denoiselab.training.train`` with ``data.name`` set to the data set:
    ``spiral-flow`` (rectified flow, the teacher), ``spiral-otcfm`` (OT-CFM) and
-   ``spiral-meanflow`` (MeanFlow, from scratch), each for the recipe's steps times --budget.
+   ``spiral-meanflow`` (MeanFlow, from scratch) and ``spiral-shortcut`` (a shortcut model, from
+   scratch), each for the recipe's steps times --budget (--methods picks some).
 2. Reflow from the rectified-flow teacher as ``denoiselab distill --method reflow`` makes it
    (training/distill.py: ``draw_pairs``, Heun 100 steps with its error against 200, then
    ``train`` on the pairs, spiral-flow's steps times --budget), without the figures.
@@ -17,7 +18,7 @@ What it does, for each data set (spiral, eight-gaussians, moons, checkerboard; -
    reports): W2 and energy distance of --repeats sample sets of 2000 points (seeds 1000, ...)
    against 16 fresh reference draws of the data, as ratios to the floor between the reference
    draws.  Rectified flow, OT-CFM and reflow with Euler (time-uniform grid: 1, 2, 4 steps =
-   evaluations), MeanFlow with its own sampler (1, 2, 4 jumps), the teacher with its recipe's
+   evaluations), MeanFlow and the shortcut model with their sampler (1, 2, 4 jumps), the teacher with its recipe's
    default (heun, 10 steps = 19 evaluations).
 
 "train s" is the wall time of the training (reflow: the teacher's, the pairs' solve and the
@@ -47,6 +48,8 @@ from denoiselab.training.distill import draw_pairs, reflow_config
 DATASETS = ("spiral", "eight-gaussians", "moons", "checkerboard")
 EVALUATIONS = (1, 2, 4)
 FINAL_SEED = 1000
+METHODS = ("flow", "otcfm", "reflow", "meanflow", "shortcut")  # reflow needs flow, its teacher
+RECIPES = {"flow": "spiral-flow", "otcfm": "spiral-otcfm", "meanflow": "spiral-meanflow", "shortcut": "spiral-shortcut"}
 
 
 def log(*args) -> None:
@@ -81,29 +84,33 @@ def _score(run_dir: Path, sampler: str, steps: int, repeats: int) -> dict:
 
 def run_dataset(data: str, base: Path, args) -> dict:
     out: dict = {"data": data, "load_average_1m_start": os.getloadavg()[0], "methods": {}}
-    dirs = {m: base / data / m for m in ("flow", "otcfm", "meanflow", "reflow")}
-    for method, recipe in (("flow", "spiral-flow"), ("otcfm", "spiral-otcfm"), ("meanflow", "spiral-meanflow")):
-        log(f"[{data}] training {method} ({recipe}), load {os.getloadavg()[0]:.1f}")
-        seconds, steps = _train(recipe, data, dirs[method], args.budget, args.threads)
-        out["methods"][method] = {"recipe": recipe, "train_seconds": seconds, "steps": steps, "scores": []}
-    log(f"[{data}] reflow from the rectified flow, load {os.getloadavg()[0]:.1f}")
-    seconds, steps, pairs = _reflow(dirs["flow"], dirs["reflow"], args.budget, args.pairs)
-    out["methods"]["reflow"] = {
-        "recipe": "distill --method reflow", "train_seconds": out["methods"]["flow"]["train_seconds"] + seconds, "steps": steps, **pairs,
-        "straightness_teacher": straightness(load_run(dirs["flow"])), "straightness": straightness(load_run(dirs["reflow"])), "scores": [],
-    }  # fmt: skip
+    methods = [m for m in METHODS if m in args.methods.split(",")]
+    dirs = {m: base / data / m for m in METHODS}
+    for method in methods:
+        if method == "reflow":
+            continue
+        log(f"[{data}] training {method} ({RECIPES[method]}), load {os.getloadavg()[0]:.1f}")
+        seconds, steps = _train(RECIPES[method], data, dirs[method], args.budget, args.threads)
+        out["methods"][method] = {"recipe": RECIPES[method], "train_seconds": seconds, "steps": steps, "scores": []}
+    if "reflow" in methods:
+        log(f"[{data}] reflow from the rectified flow, load {os.getloadavg()[0]:.1f}")
+        seconds, steps, pairs = _reflow(dirs["flow"], dirs["reflow"], args.budget, args.pairs)
+        out["methods"]["reflow"] = {
+            "recipe": "distill --method reflow", "train_seconds": out["methods"]["flow"]["train_seconds"] + seconds, "steps": steps, **pairs,
+            "straightness_teacher": straightness(load_run(dirs["flow"])), "straightness": straightness(load_run(dirs["reflow"])), "scores": [],
+        }  # fmt: skip
     log(f"[{data}] scoring, load {os.getloadavg()[0]:.1f}")
-    teacher = out["methods"]["flow"]
-    teacher["teacher_score"] = _score(dirs["flow"], "heun", 10, args.repeats)
-    for method in ("flow", "otcfm", "reflow", "meanflow"):
-        sampler = "meanflow" if method == "meanflow" else "euler"
+    if "flow" in methods:
+        out["methods"]["flow"]["teacher_score"] = _score(dirs["flow"], "heun", 10, args.repeats)
+    for method in methods:
+        sampler = "meanflow" if method in ("meanflow", "shortcut") else "euler"
         for evaluations in EVALUATIONS:
             out["methods"][method]["scores"].append(_score(dirs[method], sampler, evaluations, args.repeats))
     out["load_average_1m_end"] = os.getloadavg()[0]
     return out
 
 
-LABELS = {"flow": "rectified flow", "otcfm": "OT-CFM", "reflow": "reflow (from rectified flow)", "meanflow": "MeanFlow"}
+LABELS = {"flow": "rectified flow", "otcfm": "OT-CFM", "reflow": "reflow (from rectified flow)", "meanflow": "MeanFlow", "shortcut": "shortcut model"}
 
 
 def table(results: list[dict]) -> str:
@@ -112,11 +119,11 @@ def table(results: list[dict]) -> str:
         "|---|---|---:|---|---|---|---|",
     ]
     for r in results:
-        teacher = r["methods"]["flow"]["teacher_score"]
-        for method in ("flow", "otcfm", "reflow", "meanflow"):
+        for method in (m for m in METHODS if m in r["methods"]):
             m = r["methods"][method]
             cells = [f"{s['w2_ratio']:.2f} / {s['energy_ratio']:.2f}" for s in m["scores"]]
-            t = f"{teacher['w2_ratio']:.2f} / {teacher['energy_ratio']:.2f}" if method == "flow" else ""
+            teacher = m.get("teacher_score")
+            t = f"{teacher['w2_ratio']:.2f} / {teacher['energy_ratio']:.2f}" if teacher else ""
             lines.append(f"| {r['data']} | {LABELS[method]} | {m['train_seconds']:.0f} | {' | '.join(cells)} | {t} |")
     return "\n".join(lines)
 
@@ -124,6 +131,7 @@ def table(results: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--methods", default=",".join(METHODS), help=f"some of {', '.join(METHODS)} (reflow needs flow)")
     p.add_argument("--budget", type=float, default=1.0, help="training steps as a share of each recipe's train.steps (default 1)")
     p.add_argument("--pairs", type=int, default=4000, help="reflow: noise draws solved by the teacher")
     p.add_argument("--repeats", type=int, default=4, help="sample sets of 2000 points per score")
@@ -141,7 +149,7 @@ def main(argv=None) -> int:
             if args.json:
                 Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
     print(table(results))
-    for r in results:
+    for r in (r for r in results if "reflow" in r["methods"]):
         m = r["methods"]["reflow"]
         print(f"\n{r['data']}: straightness S teacher {m['straightness_teacher']:.4f} -> reflowed {m['straightness']:.4f}; "
               f"pairs solver error RMS {m['solver_error_rms']:.1e}, max {m['solver_error_max']:.1e}")  # fmt: skip
