@@ -13,7 +13,8 @@ from denoiselab.config import ConfigError, load_config
 from denoiselab.meanflow import average_velocity_target, interval_model, meanflow_loss, sample_interval
 from denoiselab.models import ResidualMLP
 from denoiselab.runs.folder import WEIGHTS
-from denoiselab.samplers import SAMPLERS, Denoiser
+from denoiselab.choices import JUMP_SAMPLER_NAMES
+from denoiselab.samplers import JUMP_SAMPLERS, SAMPLERS, Denoiser
 from denoiselab.schedules import flow_schedule
 
 MU, S = torch.tensor([1.5, -0.5], dtype=torch.float64), 0.4  # data N(MU, S^2 I); noise N(0, I)
@@ -102,7 +103,8 @@ def test_the_sampler_jumps_exactly_with_the_exact_average_velocity(steps):
 
     x1 = torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     times = torch.linspace(1, 0, steps + 1, dtype=torch.float64)
-    x0 = SAMPLERS["meanflow"](Denoiser(model_fn, flow_schedule(), "velocity"), x1, times)
+    assert JUMP_SAMPLER_NAMES == tuple(JUMP_SAMPLERS) and not set(JUMP_SAMPLERS) & set(SAMPLERS)
+    x0 = JUMP_SAMPLERS["meanflow"](Denoiser(model_fn, flow_schedule(), "velocity"), x1, times)
     m1, s1, _, _ = _mean_std(torch.ones(1, dtype=torch.float64))
     assert torch.allclose(x0, MU + S / s1 * (x1 - m1), atol=1e-12)
 

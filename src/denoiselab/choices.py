@@ -6,7 +6,7 @@ here (and a test checks that SAMPLER_NAMES are the keys of samplers.SAMPLERS).""
 
 from __future__ import annotations
 
-SAMPLER_NAMES = ("ddpm", "ddim", "dpm++2m", "dpm++3m", "dpm++2s", "unipc", "ipndm", "euler", "heun", "edm-heun", "meanflow")  # samplers.SAMPLERS
+SAMPLER_NAMES = ("ddpm", "ddim", "dpm++2m", "dpm++3m", "dpm++2s", "unipc", "ipndm", "euler", "heun", "edm-heun")  # samplers.SAMPLERS
 GRIDS = ("trailing", "leading", "linspace", "logsnr", "karras", "time-uniform")  # samplers/grids.py
 TUNING_CALLS = 1200  # tuning.tune_grid's search budget in sampler runs, tune-steps' --max-calls (BENCHMARKS.md, "The tuning budget")
 KARRAS_RHO = 7.0  # Karras et al. 2022, Sec. 3: rho = 7 spends steps near the data
@@ -19,6 +19,8 @@ WEIGHTINGS = ("none", "p2", "min-snr", "edm", "sigmoid", "snr+1")  # weighting.p
 COUPLINGS = ("independent", "ot", "reflow")  # objectives.py; reflow: the fixed pairs of `denoiselab distill` (distill.py)
 OBJECTIVES = ("denoising", "meanflow", "shortcut")  # objectives.py, meanflow.py, shortcut.py
 INTERVAL_OBJECTIVES = ("meanflow", "shortcut")  # a network of two times u(z, r, t), sampled by the meanflow sampler
+# samplers.JUMP_SAMPLERS: they call a network of two times (INTERVAL_OBJECTIVES), which no other model answers
+JUMP_SAMPLER_NAMES = ("meanflow",)
 POINT_ARCHITECTURES = ("residual-mlp", "simple-mlp")  # models/
 AUTOENCODER = "autoencoder"  # latent diffusion's first stage (models/autoencoder.py)
 IMAGE_ARCHITECTURES = ("unet", AUTOENCODER)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__, files
-from .choices import GRIDS, SAMPLER_NAMES, SCHEDULE_KINDS, TUNING_CALLS, VARIANCES
+from .choices import GRIDS, JUMP_SAMPLER_NAMES, SAMPLER_NAMES, SCHEDULE_KINDS, TUNING_CALLS, VARIANCES
 from .config import load_config, recipe_names
 from .errors import InputError
 from .runs.folder import CHECKPOINT, CONFIG, DATA, INFO, RunError, RunFolder, RunFolderError
@@ -76,7 +76,7 @@ def _positive_float(text: str) -> float:
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the run's [sample] sampler")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES + JUMP_SAMPLER_NAMES, help="default: the run's [sample] sampler")
     p.add_argument("--steps", type=_positive_int, help="sampler steps (<= T; = model evaluations, heun, edm-heun and dpm++2s: 2 x steps - 1)")
     p.add_argument("-n", type=_positive_int, help="number of points")
     p.add_argument("--eta", type=_nonneg_float, help="DDIM stochasticity (0 deterministic, 1 DDPM-like)")
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("paths", help="draw the sampling paths of 2-D point runs side by side, from the same noise")
     p.add_argument("runs", metavar="RUN_DIR", nargs="+", help="e.g. a diffusion, a flow and an OT-CFM run")
-    p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: each run's [sample] sampler")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES + JUMP_SAMPLER_NAMES, help="default: each run's [sample] sampler")
     p.add_argument("--steps", type=_positive_int, help="default: each run's [sample] steps")
     p.add_argument("-n", type=_positive_int, default=300, help="paths drawn (default 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shared starting noise")

@@ -26,6 +26,7 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     COUPLINGS,
     GRIDS,
     INTERVAL_OBJECTIVES,
+    JUMP_SAMPLER_NAMES,
     KARRAS_RHO,
     OBJECTIVES,
     PREDICTIONS,
@@ -161,7 +162,7 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    sampler: str = _opt("dpm++2m", "sampler for figures and metrics", choices=SAMPLER_NAMES)
+    sampler: str = _opt("dpm++2m", "sampler for figures and metrics", choices=SAMPLER_NAMES + JUMP_SAMPLER_NAMES)
     steps: int = _opt(20, "sampler steps (= model evaluations; heun, edm-heun, dpm++2s: 2 x steps - 1)", lo=1)
     n: int = _opt(2000, "samples drawn for figures and metrics", lo=1)
     eta: float = _opt(0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)", lo=0)

@@ -45,8 +45,10 @@ SAMPLERS = {
     "euler": sample_euler,  # = EDM's Euler (and DDIM): see ode.py
     "heun": sample_heun,
     "edm-heun": sample_edm_heun,
-    "meanflow": sample_meanflow,  # an average-velocity network's jumps (train.objective = meanflow)
 }
+# Samplers of a network of two times u(z, r, t) (train.objective = meanflow or shortcut), which
+# only such a network answers: kept apart from SAMPLERS, which any Denoiser answers.
+JUMP_SAMPLERS = {"meanflow": sample_meanflow}
 # Samplers that call the model twice a step, except on the last step (to t = 0): 2 N - 1 in all.
 TWO_EVALUATIONS_PER_STEP = ("heun", "edm-heun", "dpm++2s")
 # The names of the grids a step count can be spread over (sample.grid, --grid).
@@ -61,6 +63,7 @@ def evaluations(sampler: str, steps: int) -> int:
 __all__ = [
     "CHAIN_GRIDS",
     "GRIDS",
+    "JUMP_SAMPLERS",
     "KARRAS_RHO",
     "SAMPLERS",
     "SPACINGS",
