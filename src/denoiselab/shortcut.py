@@ -12,7 +12,10 @@ Alg. 1, in our time, t = 1 noise):
   the mean of two steps of d, z' = z_t - d u(z_t, t - d, t),
   target = sg((u(z_t, t - d, t) + u(z', t - 2d, t - d)) / 2),
   with d = 2^-k for k = 1 .. log2(levels) (Frans et al.'s M = 128 smallest steps) and t drawn
-  uniformly where the two steps fit, t in [2d, 1].
+  uniformly where the two steps fit, t in [2d, 1].  At the finest level the two half steps read
+  the network at step 0, the flow-matching velocity (Frans et al.'s base case: the bootstrap
+  starts from what flow matching trains; the finest shortcut is then two Euler steps of the flow,
+  exact to O(d), so its squared error is O(d^2)).
 
 The exact average velocity satisfies the two-half-steps identity exactly (the mean of the
 average velocities over [t - 2d, t - d] and [t - d, t] is the one over [t - 2d, t]), which
@@ -33,11 +36,13 @@ def _per_sample(s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return s.reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def two_half_steps_target(u_fn, z: torch.Tensor, t: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """The self-consistency target of a 2d step from (z, t): the mean of two d steps, detached."""
+def two_half_steps_target(u_fn, z: torch.Tensor, t: torch.Tensor, d: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+    """The self-consistency target of a 2d step from (z, t): the mean of two d steps, detached.
+    Where ``base`` is true the half steps read the network at step 0 (its velocity) and move by d."""
+    read = d if base is None else torch.where(base, torch.zeros_like(d), d)
     with torch.no_grad():
-        first = u_fn(z, t - d, t)
-        second = u_fn(z - _per_sample(d, z) * first, t - 2 * d, t - d)
+        first = u_fn(z, t - read, t)
+        second = u_fn(z - _per_sample(d, z) * first, t - d - read, t - d)
     return (first + second) / 2
 
 
@@ -62,6 +67,7 @@ def shortcut_loss(model_fn, x0: torch.Tensor, generator, *, y=None, share: float
     z = (1 - _per_sample(t, x0)) * x0 + _per_sample(t, x0) * e
     u_fn = interval_model(model_fn, y)
     d, zc, tc = as_x(d), z[:m], t[:m]
-    target = torch.cat([two_half_steps_target(interval_model(model_fn, None if y is None else y[:m]), zc, tc, d), (e - x0)[m:]])
+    finest = d <= 1.0 / levels
+    target = torch.cat([two_half_steps_target(interval_model(model_fn, None if y is None else y[:m]), zc, tc, d, finest), (e - x0)[m:]])
     r = torch.cat([tc - 2 * d, t[m:]])
     return ((u_fn(z, r, t) - target) ** 2).mean()
