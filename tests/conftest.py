@@ -58,3 +58,23 @@ def private_cache(tmp_path_factory):
         os.environ.pop("DENOISELAB_CACHE", None)
     else:
         os.environ["DENOISELAB_CACHE"] = before
+
+
+def assert_resumes_bit_exactly(cfg, tmp_path: Path, stop_at: int, prepare=None) -> None:
+    """Training ``cfg`` straight through and stopped at ``stop_at`` then resumed end with the same
+    weights, to the bit; ``prepare(folder)`` readies each new folder first (a reflow run's pairs)."""
+    from safetensors.torch import load_file
+
+    from denoiselab.runs.folder import WEIGHTS
+    from denoiselab.training import TrainingInterrupted, train
+
+    quiet = lambda *a, **k: None  # noqa: E731
+    for name in ("A", "B"):
+        if prepare is not None:
+            prepare(tmp_path / name)
+    train(cfg, tmp_path / "A", progress=False, log=quiet)
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, tmp_path / "B", progress=False, log=quiet, stop_at=stop_at)
+    train(cfg, tmp_path / "B", resume=True, progress=False, log=quiet)
+    a, b = load_file(str(tmp_path / "A" / WEIGHTS)), load_file(str(tmp_path / "B" / WEIGHTS))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

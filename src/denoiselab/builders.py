@@ -15,7 +15,10 @@ from .importance import ImportanceSampler
 from .latent import ReconstructionObjective
 from .models import AUTOENCODER, Autoencoder, build_model
 from .models.preconditioning import precondition
+from .choices import INTERVAL_OBJECTIVES
+from .meanflow import meanflow_loss
 from .objectives import diffusion_loss
+from .shortcut import shortcut_loss
 from .schedules import TERMINAL_SNR_WARN_DB, Schedule, make_schedule
 from .weighting import Weighting
 
@@ -54,7 +57,7 @@ def model_from(cfg: Config, dim: int, num_classes: int = 0, shape: tuple[int, ..
             raise ConfigError(f"autoencoder.downsample: {exc}") from None
     net = build_model(
         m.arch, dim, hidden=m.hidden, blocks=m.blocks, time_dim=m.time_dim, num_classes=num_classes, fourier=m.fourier,
-        mults=tuple(m.mults), attention=m.attention, dropout=m.dropout,
+        mults=tuple(m.mults), attention=m.attention, dropout=m.dropout, interval=cfg.train.objective in INTERVAL_OBJECTIVES,
     )  # fmt: skip
     return precondition(net, m.precondition, schedule_from(cfg), m.prediction, cfg.train.sigma_data)
 
@@ -73,10 +76,19 @@ class Objective:
     importance_bins: int = 50
     importance_history: int = 10
     importance_uniform: float = 0.01
+    kind: str = "denoising"  # train.objective: denoising, or meanflow (meanflow.py)
+    meanflow_share: float = 0.25
+    meanflow_power: float = 1.0
+    shortcut_share: float = 0.25
+    shortcut_levels: int = 128
 
     def __call__(
         self, model_fn, x0: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None, time_sampler=None
     ) -> torch.Tensor:
+        if self.kind == "meanflow":
+            return meanflow_loss(model_fn, x0, generator, y=y, timesteps=self.timesteps, share=self.meanflow_share, power=self.meanflow_power)
+        if self.kind == "shortcut":
+            return shortcut_loss(model_fn, x0, generator, y=y, share=self.shortcut_share, levels=self.shortcut_levels)
         return diffusion_loss(
             model_fn, x0, self.schedule, generator, y=y, prediction=self.prediction, timesteps=self.timesteps,
             coupling=self.coupling, weighting=self.weighting, time_sampler=time_sampler,
@@ -90,6 +102,13 @@ class Objective:
 
     @property
     def describe(self) -> str:
+        if self.kind == "meanflow":
+            power = f"adaptive weight p = {self.meanflow_power:g}" if self.meanflow_power else "plain squared error"
+            return f"MeanFlow: average velocity u(z, r, t), {self.timesteps} times, r < t in {self.meanflow_share:.0%} of each batch, {power}"
+        if self.kind == "shortcut":
+            return f"shortcut model: steps of 2d trained as two of d in {self.shortcut_share:.0%} of each batch (smallest 1/{self.shortcut_levels}), flow matching in the rest"
+        if self.coupling == "reflow":
+            return f"reflow: rectified flow on the teacher's fixed (noise, sample) pairs, {self.timesteps} times"
         weighting = "" if self.weighting.name == "none" else f", {self.weighting.describe}"
         if self.timesteps == "importance":
             times = f"importance-sampled times ({self.importance_bins} bins, {self.importance_uniform:g} uniform)"
@@ -124,5 +143,6 @@ def objective_from(cfg: Config, schedule: Schedule | None = None) -> Objective |
     t = cfg.train
     return Objective(
         schedule or schedule_from(cfg), cfg.model.prediction, t.timesteps, t.coupling, weighting_from(cfg),
-        t.importance_bins, t.importance_history, t.importance_uniform,
+        t.importance_bins, t.importance_history, t.importance_uniform, t.objective, t.meanflow_share, t.meanflow_power,
+        t.shortcut_share, t.shortcut_levels,
     )  # fmt: skip

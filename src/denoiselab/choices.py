@@ -16,8 +16,12 @@ ALL_SCHEDULE_KINDS = SCHEDULE_KINDS + ("flow",)
 PREDICTIONS = ("eps", "x0", "v", "velocity")  # prediction.py
 TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal", "edm", "importance")  # objectives.py, importance.py
 WEIGHTINGS = ("none", "p2", "min-snr", "edm", "sigmoid", "snr+1", "likelihood")  # weighting.py
-COUPLINGS = ("independent", "ot")  # objectives.py
 PRECONDITIONINGS = ("none", "edm")  # models/preconditioning.py
+COUPLINGS = ("independent", "ot", "reflow")  # objectives.py; reflow: the fixed pairs of `denoiselab distill` (distill.py)
+OBJECTIVES = ("denoising", "meanflow", "shortcut")  # objectives.py, meanflow.py, shortcut.py
+INTERVAL_OBJECTIVES = ("meanflow", "shortcut")  # a network of two times u(z, r, t), sampled by the meanflow sampler
+# samplers.JUMP_SAMPLERS: they call a network of two times (INTERVAL_OBJECTIVES), which no other model answers
+JUMP_SAMPLER_NAMES = ("meanflow",)
 POINT_ARCHITECTURES = ("residual-mlp", "simple-mlp")  # models/
 AUTOENCODER = "autoencoder"  # latent diffusion's first stage (models/autoencoder.py)
 IMAGE_ARCHITECTURES = ("unet", AUTOENCODER)

@@ -1,4 +1,4 @@
-"""The denoiselab command line: train, sample, evaluate, likelihood, plot, schedules, serve, tune-steps.
+"""The denoiselab command line: train, distill, sample, evaluate, likelihood, plot, schedules, serve, tune-steps.
 
 Usage errors (bad recipe keys or values, bad files, bad options) print one line naming the
 problem and exit with status 2; nothing is left behind that looks like a finished run.
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__, files
-from .choices import GRIDS, SAMPLER_NAMES, SCHEDULE_KINDS, TUNING_CALLS, VARIANCES
+from .choices import GRIDS, JUMP_SAMPLER_NAMES, SAMPLER_NAMES, SCHEDULE_KINDS, TUNING_CALLS, VARIANCES
 from .config import load_config, recipe_names
 from .errors import InputError
 from .runs.folder import CHECKPOINT, CONFIG, DATA, INFO, RunError, RunFolder, RunFolderError
@@ -76,7 +76,7 @@ def _positive_float(text: str) -> float:
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the run's [sample] sampler")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES + JUMP_SAMPLER_NAMES, help="default: the run's [sample] sampler")
     p.add_argument("--steps", type=_positive_int, help="sampler steps (<= T; = model evaluations, heun, edm-heun and dpm++2s: 2 x steps - 1)")
     p.add_argument("-n", type=_positive_int, help="number of points")
     p.add_argument("--eta", type=_nonneg_float, help="DDIM stochasticity (0 deterministic, 1 DDPM-like)")
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("paths", help="draw the sampling paths of 2-D point runs side by side, from the same noise")
     p.add_argument("runs", metavar="RUN_DIR", nargs="+", help="e.g. a diffusion, a flow and an OT-CFM run")
-    p.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: each run's [sample] sampler")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES + JUMP_SAMPLER_NAMES, help="default: each run's [sample] sampler")
     p.add_argument("--steps", type=_positive_int, help="default: each run's [sample] steps")
     p.add_argument("-n", type=_positive_int, default=300, help="paths drawn (default 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shared starting noise")
@@ -215,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the starting noise")
     p.add_argument("--max-calls", type=_positive_int, default=TUNING_CALLS, help=f"the search's budget in sampler runs (default {TUNING_CALLS}; the same grid on any machine); it stops sooner when it converges")
     p.add_argument("--max-seconds", type=float, help="stop the search after this many seconds as well (not counting the two reference solves before it); default: no time limit")
+
+    p = sub.add_parser("distill", help="make a new run from a trained one: reflow (a straighter rectified flow, for 1 to 4 steps)")
+    p.add_argument("teacher", nargs="?", metavar="TEACHER_RUN", help="the trained run whose samples the new run learns from")
+    p.add_argument("--method", choices=DISTILL_METHODS, default="reflow", help="reflow (Liu et al. 2023): a rectified flow on the teacher's (noise, sample) pairs")
+    p.add_argument("--out", required=True, help="the new run folder")
+    p.add_argument("--steps", type=_positive_int, help="the new run's optimiser steps (default: the teacher's train.steps)")
+    p.add_argument("--pairs", type=_positive_int, help="noise draws the teacher solves (default: its training points, at least 4000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     add_serve_arguments(sub.add_parser("serve", help=SERVE_HELP))
     return parser
@@ -843,6 +851,29 @@ def cmd_schedules(args) -> int:
 # The commands whose first argument is a trained run folder.
 RUN_COMMANDS = ("sample", "evaluate", "likelihood", "plot", "tune-steps", "inpaint", "ema")
 
+DISTILL_METHODS = ("reflow",)  # training/distill.py's METHODS; MeanFlow trains from scratch (recipe spiral-meanflow)
+
+
+def cmd_distill(args) -> int:
+    if not args.teacher:
+        raise UsageError(f"TEACHER_RUN: --method {args.method} learns from a trained run; give its folder")
+    problem = RunFolder(args.teacher).problem()  # answered before torch is imported
+    if problem is not None:
+        raise UsageError(f"TEACHER_RUN {problem}")
+    if RunFolder(args.out).holds_anything():
+        raise UsageError(f"--out {args.out}: folder exists and is not empty; choose another")
+    from .training import TrainingInterrupted
+    from .training.distill import distill
+
+    try:
+        out = distill(args.teacher, args.out, method=args.method, steps=args.steps, pairs=args.pairs, progress=not args.no_progress)
+    except TrainingInterrupted as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return 128 + exc.signum
+    print(f"run folder: {out}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "sample": cmd_sample,
@@ -856,6 +887,7 @@ COMMANDS = {
     "inpaint": cmd_inpaint,
     "serve": run_serve,
     "tune-steps": cmd_tune_steps,
+    "distill": cmd_distill,
 }
 
 

@@ -25,8 +25,11 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     ARCHITECTURES,
     COUPLINGS,
     GRIDS,
+    INTERVAL_OBJECTIVES,
+    JUMP_SAMPLER_NAMES,
     KARRAS_RHO,
     PRECONDITIONINGS,
+    OBJECTIVES,
     PREDICTIONS,
     SAMPLER_NAMES,
     TIMESTEP_SAMPLING,
@@ -139,6 +142,16 @@ class TrainConfig:
         "independent", "flow: how data and noise are paired in a batch; ot = exact minibatch optimal transport (OT-CFM)",
         choices=COUPLINGS,
     )
+    objective: str = _opt(
+        "denoising", "what the network learns: denoising (the target of model.prediction at one time) or meanflow (the "
+        "average velocity u(z, r, t) between two times, Geng et al. 2025; flow path, velocity prediction; one-step sampling "
+        "with sample.sampler = meanflow), or shortcut (a step of 2d trained to equal two of d, Frans et al. 2025; the same "
+        "sampler)", choices=OBJECTIVES,
+    )
+    meanflow_share: float = _opt(0.25, "meanflow: share of each batch trained with r < t (the rest r = t, plain flow matching)", lo=0, hi=1)
+    meanflow_power: float = _opt(1.0, "meanflow: p of the adaptive loss weight 1 / (||error||^2 + 1e-3)^p (0 = plain squared error)", lo=0)
+    shortcut_share: float = _opt(0.25, "shortcut: share of each batch trained for self-consistency (the rest is flow matching at d = 0)", lo=0, hi=1)
+    shortcut_levels: int = _opt(128, "shortcut: the smallest step is 1 / levels (a power of 2; Frans et al.'s M = 128)", lo=2)
     optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "adam"))
     lr: float = _opt(2e-3, "peak learning rate", lo=0, lo_open=True)
     weight_decay: float = _opt(0.0, "AdamW weight decay", lo=0)
@@ -162,7 +175,7 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    sampler: str = _opt("dpm++2m", "sampler for figures and metrics", choices=SAMPLER_NAMES)
+    sampler: str = _opt("dpm++2m", "sampler for figures and metrics", choices=SAMPLER_NAMES + JUMP_SAMPLER_NAMES)
     steps: int = _opt(20, "sampler steps (= model evaluations; heun, edm-heun, dpm++2s: 2 x steps - 1)", lo=1)
     n: int = _opt(2000, "samples drawn for figures and metrics", lo=1)
     eta: float = _opt(0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)", lo=0)
@@ -326,6 +339,7 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
             f"{where}train.weighting: likelihood divides by the density of t, and under timesteps = {tr.timesteps} that "
             "density's Gaussian tails make the loss's variance infinite; use timesteps = logsnr, uniform or importance"
         )
+    _check_one_step(cfg, where)
     _check_unread(cfg, where, chosen)
     if cfg.model.arch == "autoencoder" and cfg.latent.autoencoder:
         raise ConfigError(f"{where}latent.autoencoder: an autoencoder run (model.arch = autoencoder) has no autoencoder of its own; leave it empty")
@@ -346,6 +360,27 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
         )
 
 
+def _check_one_step(cfg: Config, where: str) -> None:
+    """Reflow's fixed pairs and MeanFlow's average velocity are written on the flow path."""
+    kind, tr = cfg.schedule.kind, cfg.train
+    if tr.coupling == "reflow" and kind != "flow":
+        raise ConfigError(f"{where}train.coupling: reflow trains a rectified flow; it needs schedule.kind = flow, not {kind}")
+    if tr.objective in INTERVAL_OBJECTIVES:
+        name = tr.objective
+        if kind != "flow" or cfg.model.prediction != "velocity":
+            raise ConfigError(f"{where}train.objective: {name} learns an average velocity on the flow path; it needs schedule.kind = flow and model.prediction = velocity")
+        if tr.coupling != "independent" or tr.timesteps not in ("uniform", "logit-normal"):
+            raise ConfigError(f"{where}train.objective: {name} draws its own pairs of times (train.timesteps uniform or logit-normal) with independent coupling")
+        if cfg.model.arch != "residual-mlp":
+            raise ConfigError(f"{where}train.objective: {name}'s second time input is built into residual-mlp only, not {cfg.model.arch}")
+        if cfg.model.precondition != "none":
+            raise ConfigError(f"{where}model.precondition: {cfg.model.precondition} scales a network of one time; {name}'s network of two times takes none")
+        if tr.objective == "shortcut" and tr.shortcut_levels & (tr.shortcut_levels - 1):
+            raise ConfigError(f"{where}train.shortcut_levels: must be a power of 2, got {tr.shortcut_levels}")
+    if cfg.sample.sampler == "meanflow" and tr.objective not in INTERVAL_OBJECTIVES:
+        raise ConfigError(f"{where}sample.sampler: meanflow jumps with an average velocity u(z, r, t); it needs train.objective = meanflow or shortcut")
+
+
 # Keys that only one weighting or time distribution reads: each is refused when a recipe or an
 # override sets it (whatever its value) and its owner is not chosen, so a recipe never sets a knob
 # that does nothing, and a run's resolved recipe leaves it out.
@@ -354,6 +389,8 @@ _OWNED_KEYS = {
     "sigma_data": ("weighting", "edm"), "sigmoid_bias": ("weighting", "sigmoid"),
     "importance_bins": ("timesteps", "importance"), "importance_history": ("timesteps", "importance"),
     "importance_uniform": ("timesteps", "importance"),
+    "meanflow_share": ("objective", "meanflow"), "meanflow_power": ("objective", "meanflow"),
+    "shortcut_share": ("objective", "shortcut"), "shortcut_levels": ("objective", "shortcut"),
 }  # fmt: skip
 
 

@@ -15,6 +15,9 @@ target of its prediction type (eps, x0, v or velocity; prediction.py) by mean sq
 * Time distributions: uniform, log-SNR-uniform, logit-normal (flow), EDM's log-normal noise
   levels, and importance sampling by the loss (importance.py; Nichol & Dhariwal 2021, Sec. 3.3),
   whose per-term reweighting keeps the uniform-time objective in expectation.
+* Reflow (Liu et al. 2023, Sec. 2.2-2.3): the coupling is fixed in advance, the noise each
+  training row was solved from by a teacher (``pack_pairs``; `denoiselab distill`), so a new
+  rectified flow learns the teacher's straightened map.
 * OT-CFM (Tong et al. 2023, "Improving and generalizing flow-based generative models with
   minibatch optimal transport", Alg. 3): before noising, the batch's noise is re-paired with
   its data by the exact optimal assignment of squared distances, so the paths cross less.
@@ -184,6 +187,19 @@ def couple(x0: torch.Tensor, noise: torch.Tensor, coupling: str = "independent",
     return paired
 
 
+def pack_pairs(noise: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """Reflow's coupling (Liu et al. 2023, "Flow straight and fast", Sec. 2.2-2.3): each row holds
+    a sample and the noise it was solved from, side by side along dim 1, so that a batch drawn by
+    row index (training/step.py) keeps every pair together: never re-paired, never shuffled."""
+    return torch.cat([samples, noise], dim=1)
+
+
+def unpack_pairs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(samples, their noise) of rows built by ``pack_pairs``."""
+    samples, noise = rows.chunk(2, dim=1)
+    return samples, noise
+
+
 def diffusion_loss(
     model_fn,
     x0: torch.Tensor,
@@ -214,8 +230,11 @@ def diffusion_loss(
         t = draw.t
     else:
         t = sample_times(schedule, x0.shape[0], generator, timesteps)
-    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-    eps = couple(x0, eps, coupling, y)
+    if coupling == "reflow":
+        x0, eps = unpack_pairs(x0)
+    else:
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        eps = couple(x0, eps, coupling, y)
     x_t = q_sample_at(schedule, x0, t, eps)
     alpha64, sigma64 = schedule.alpha_at(t), schedule.sigma_at(t)
     alphas = alpha64.to(x0.dtype).to(x0.device)

@@ -26,11 +26,13 @@ def build_model(
     mults: tuple[int, ...] = (1, 2, 2),
     attention: bool = True,
     dropout: float = 0.0,
+    interval: bool = False,
 ) -> nn.Module:
     """``dim`` is the point dimension for the MLPs and the number of image channels for "unet"
-    (whose ``hidden`` is the base width); ``mults``, ``attention`` and ``dropout`` are U-Net only."""
+    (whose ``hidden`` is the base width); ``mults``, ``attention`` and ``dropout`` are U-Net only;
+    ``interval``: residual-mlp takes a second time r (MeanFlow's u(z, r, t), meanflow.py)."""
     if arch == "residual-mlp":
-        return ResidualMLP(dim, hidden=hidden, blocks=blocks, time_dim=time_dim, num_classes=num_classes, fourier=fourier)
+        return ResidualMLP(dim, hidden=hidden, blocks=blocks, time_dim=time_dim, num_classes=num_classes, fourier=fourier, interval=interval)
     if arch == "simple-mlp":
         return SimpleMLP(dim, hidden=hidden, num_classes=num_classes)
     if arch == "unet":

@@ -23,7 +23,7 @@ class SinusoidalEmbedding(nn.Module):
         self.register_buffer("freqs", freqs, persistent=False)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        angles = (t.float() * TIME_SCALE)[:, None] * self.freqs[None]
+        angles = (t.to(self.freqs.dtype) * TIME_SCALE)[:, None] * self.freqs[None]  # a float64 network keeps float64 times
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
 

@@ -17,12 +17,17 @@ from .embeddings import FourierFeatures, LabelEmbedding, SinusoidalEmbedding
 class ResidualMLP(nn.Module):
     def __init__(
         self, dim: int, hidden: int = 256, blocks: int = 3, time_dim: int = 32, num_classes: int = 0, fourier: int = 0,
-        out_dim: int | None = None,
+        out_dim: int | None = None, interval: bool = False,
     ):  # fmt: skip
         super().__init__()
         self.features = FourierFeatures(dim, fourier)
         self.time_embed = nn.Sequential(
             SinusoidalEmbedding(time_dim), nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden)
+        )
+        # MeanFlow's second time (Geng et al. 2025, Sec. 4.3: the network sees (t, t - r)): an
+        # embedding of the interval t - r added like the time's; None for a one-time network.
+        self.interval_embed = (
+            nn.Sequential(SinusoidalEmbedding(time_dim), nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden)) if interval else None
         )
         self.label_embed = LabelEmbedding(num_classes, hidden) if num_classes > 0 else None
         self.input_proj = nn.Linear(self.features.out_dim, hidden)
@@ -35,7 +40,16 @@ class ResidualMLP(nn.Module):
         )  # out_dim: the classes of a noise-conditional classifier (models/classifiers.py)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``t`` of shape (B,), or (B, 2) holding (t, r) for an interval network (meanflow.py);
+        an interval network given one time reads r = t, its instantaneous velocity."""
+        r = t
+        if t.ndim == 2:
+            if self.interval_embed is None:
+                raise ValueError("this network takes one time per sample; (t, r) pairs need model interval=True (train.objective = meanflow or shortcut)")
+            t, r = t[:, 0], t[:, 1]
         h = self.input_proj(self.features(x)) + self.time_embed(t)
+        if self.interval_embed is not None:
+            h = h + self.interval_embed(t - r)
         if self.label_embed is not None:
             h = h + self.label_embed(y, x.shape[0], x.device)
         for block in self.blocks:

@@ -168,11 +168,14 @@ def _field_limits(run: Run):
 
 
 def _method_name(run: Run) -> str:
-    """"DDPM (eps)", "rectified flow", "OT-CFM": what the run was trained as."""
+    """"DDPM (eps)", "rectified flow", "OT-CFM", "reflow ...", "MeanFlow": what the run was trained as."""
     cfg = run.config
     if cfg.schedule.kind != "flow":
         return f"DDPM ({cfg.model.prediction}, {cfg.schedule.kind})"
-    return "OT-CFM" if cfg.train.coupling == "ot" else "rectified flow"
+    one_step = {"meanflow": "MeanFlow", "shortcut": "shortcut model"}.get(cfg.train.objective)
+    if one_step is not None:
+        return one_step
+    return {"ot": "OT-CFM", "reflow": "reflow (rectified flow on a teacher's pairs)"}.get(cfg.train.coupling, "rectified flow")
 
 
 def render_path_comparison(runs: list[Run], out_path: Path, *, n: int = PATHS_SHOWN, seed: int = 0, **sample_options) -> Path:

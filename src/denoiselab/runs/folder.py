@@ -19,6 +19,8 @@ what it holds:
     labels.npy         their classes (conditional runs only)
     held_out.npy       images only: the held-out split, with held_out_labels.npy
     latents.npy        latent runs only: the training images encoded once, what the denoiser trains on
+    pairs.npy          reflow runs only: (N, 2, ...) the teacher's noise [:, 0] and its solve [:, 1], model
+                       units, what the student trains on (run.json's "teacher" says how they were drawn)
     autoencoder/       a latent run's autoencoder when trained as stage one (a run folder itself)
     model.safetensors  the weights used for sampling
     checkpoint.safetensors  what resuming training needs (model, EMA, optimiser, RNG, losses)
@@ -74,6 +76,7 @@ LOCK_NAME = ".train.lock"
 EMA_SNAPSHOTS = "ema"  # post-hoc EMA's snapshots: EMA_SNAPSHOTS/snapshot-{step:08d}.safetensors
 EMA_SNAPSHOT_PREFIX, EMA_SNAPSHOT_SUFFIX = "snapshot-", ".safetensors"
 STAGE_ONE = "autoencoder"  # the folder, inside a latent run's, of the autoencoder trained as stage one
+PAIRS = "pairs.npy"  # reflow runs only (denoiselab distill): the teacher's (noise, sample) pairs, model units
 
 # The files every usable run folder holds, checked without torch (RunFolder.problem).
 REQUIRED = (INFO, CONFIG, WEIGHTS, DATA)
@@ -399,6 +402,23 @@ class RunFolder:
 
     def read_latents(self) -> np.ndarray:
         return self._array(LATENTS)
+
+    # -- a reflow run ------------------------------------------------------------------------
+    def write_pairs(self, noise: np.ndarray, samples: np.ndarray) -> None:
+        """A reflow run's training pairs, written before its folder's description: row i is the
+        noise noise[i] and the teacher's solve of it, samples[i] (model units)."""
+        import numpy as np
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        files.write_array(self.path / PAIRS, np.stack([noise, samples], axis=1).astype(np.float32))
+
+    def has_pairs(self) -> bool:
+        return (self.path / PAIRS).is_file()
+
+    def read_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(noise, samples) of a reflow run, as written by ``write_pairs``."""
+        pairs = self._array(PAIRS)
+        return pairs[:, 0], pairs[:, 1]
 
     def resolve_recorded(self, info: dict) -> tuple[Path, str]:
         """(folder, sha256) of the autoencoder a latent run's description records."""

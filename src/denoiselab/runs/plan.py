@@ -36,8 +36,9 @@ import numpy as np
 import torch
 
 from ..data.sources import proportional_counts
+from ..choices import INTERVAL_OBJECTIVES
 from ..errors import InputError
-from ..samplers import GRIDS, SAMPLERS, check_grid, evaluations, parse_grid, time_grid
+from ..samplers import GRIDS, JUMP_SAMPLERS, SAMPLERS, check_grid, evaluations, parse_grid, time_grid
 from .folder import TUNED_GRIDS, RunError, RunFolder
 from .load import Run
 
@@ -353,8 +354,10 @@ def plan_sampling(
     sc = run.config.sample
     check_samples(run)
     sampler = sc.sampler if sampler is None else sampler
-    if sampler not in SAMPLERS:
-        raise PlanError("sampler", f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    if sampler not in SAMPLERS and sampler not in JUMP_SAMPLERS:
+        raise PlanError("sampler", f"unknown sampler {sampler!r}; expected one of {', '.join([*SAMPLERS, *JUMP_SAMPLERS])}")
+    if sampler == "meanflow" and run.config.train.objective not in INTERVAL_OBJECTIVES:
+        raise PlanError("sampler", "predicts one velocity, not MeanFlow's average velocity u(z, r, t); use euler or heun", of_run=True)
     if spacing is not None:
         if grid is not None:
             raise PlanError("grid", "spacing is the older name of grid; give one")

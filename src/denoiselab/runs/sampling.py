@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..guidance import classifier_free
-from ..samplers import SAMPLERS, CountingModel, Denoiser
+from ..samplers import JUMP_SAMPLERS, SAMPLERS, CountingModel, Denoiser
 from .load import Run
 from .plan import PlanError, SamplingError, SamplingPlan, class_labels, guidance_scale, plan_sampling, resolve_label
 
@@ -70,7 +70,8 @@ def denoiser(run: Run, plan: SamplingPlan, model_fn, *, clip: bool = True) -> De
 
 def _solve(run: Run, plan: SamplingPlan, model_fn, x_T: torch.Tensor, generator, on_step) -> torch.Tensor:
     """The one call of the sampler: the plan's times and the sampler's own options."""
-    return SAMPLERS[plan.sampler](denoiser(run, plan, model_fn), x_T, plan.times, generator=generator, on_step=on_step, **plan.options)
+    sampler = SAMPLERS.get(plan.sampler) or JUMP_SAMPLERS[plan.sampler]
+    return sampler(denoiser(run, plan, model_fn), x_T, plan.times, generator=generator, on_step=on_step, **plan.options)
 
 
 def plan_from_options(run: Run, **options) -> SamplingPlan:

@@ -28,6 +28,7 @@ from .grids import (
     time_grid,
 )
 from .ipndm import sample_ipndm
+from .meanflow import sample_meanflow
 from .ode import sample_edm_heun, sample_euler, sample_heun
 from .legacy import evaluate
 from .stepping import CountingModel, StepRecord, first_order_step
@@ -45,6 +46,9 @@ SAMPLERS = {
     "heun": sample_heun,
     "edm-heun": sample_edm_heun,
 }
+# Samplers of a network of two times u(z, r, t) (train.objective = meanflow or shortcut), which
+# only such a network answers: kept apart from SAMPLERS, which any Denoiser answers.
+JUMP_SAMPLERS = {"meanflow": sample_meanflow}
 # Samplers that call the model twice a step, except on the last step (to t = 0): 2 N - 1 in all.
 TWO_EVALUATIONS_PER_STEP = ("heun", "edm-heun", "dpm++2s")
 # The names of the grids a step count can be spread over (sample.grid, --grid).
@@ -59,6 +63,7 @@ def evaluations(sampler: str, steps: int) -> int:
 __all__ = [
     "CHAIN_GRIDS",
     "GRIDS",
+    "JUMP_SAMPLERS",
     "KARRAS_RHO",
     "SAMPLERS",
     "SPACINGS",
@@ -83,6 +88,7 @@ __all__ = [
     "sample_euler",
     "sample_heun",
     "sample_ipndm",
+    "sample_meanflow",
     "sample_unipc",
     "step_grid",
     "time_grid",

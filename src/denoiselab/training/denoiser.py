@@ -23,7 +23,8 @@ from ..data import Normalization, make_source
 from ..data.images import is_image_data, load_image_data, split_indices
 from ..models import IMAGE_ARCHITECTURES
 from ..runs.complete import complete_run
-from ..runs.folder import RunData, RunFolder
+from ..objectives import pack_pairs
+from ..runs.folder import PAIRS, RunData, RunFolder
 from .stages import check_denoiser, encode_training_set, is_latent, open_autoencoder, planned_latent_shape, recorded_autoencoder, stage_one_config, stage_one_names, trains_stage_one
 from .checkpoint import TrainState, init_state, load_checkpoint, save_checkpoint
 from .compute import set_up_compute
@@ -95,8 +96,13 @@ def train(
     at the end of the step they arrive in (loop.StopSignals).
     """
     folder = RunFolder(run_dir)
+    if cfg.train.coupling == "reflow" and not folder.has_pairs():
+        raise ConfigError(
+            "train.coupling: reflow trains on a teacher's (noise, sample) pairs; make the run with: "
+            "denoiselab distill TEACHER_RUN --method reflow --out RUN"
+        )
     if not resume:
-        folder.check_new(stage_one_names(cfg))
+        folder.check_new(stage_one_names(cfg) + reflow_pairs_name(cfg))
         if trains_stage_one(cfg):
             _stage_one(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
     with StopSignals(folder.path) as stop:
@@ -152,6 +158,8 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
         x_all = torch.as_tensor(run.normalization.encode(run.data), dtype=torch.float32, device=device)
         y_all = None if run.labels is None else torch.as_tensor(run.labels, dtype=torch.long, device=device)
         state = init_state(cfg, x_all.shape[1], device, int(info.get("num_classes", 0)), tuple(x_all.shape[1:]))
+        if cfg.train.coupling == "reflow":
+            x_all = reflow_rows(folder, device)
         state.time_sampler = objective.new_time_sampler()
         if resume:
             load_checkpoint(state, folder.checkpoint)
@@ -187,6 +195,17 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
         save("trained")
         log(f"trained {state.step} steps in {info['train_seconds']:.1f} s ({describe_flops(info['train_flops'])}), final loss {smooth:.4f}")
         return state
+
+
+def reflow_pairs_name(cfg: Config) -> tuple[str, ...]:
+    """What a new reflow run's folder already holds: the pairs `denoiselab distill` drew."""
+    return (PAIRS,) if cfg.train.coupling == "reflow" else ()
+
+
+def reflow_rows(folder: RunFolder, device: torch.device) -> torch.Tensor:
+    """A reflow run's training rows: each teacher sample beside its own noise (objectives.pack_pairs)."""
+    noise, samples = folder.read_pairs()
+    return pack_pairs(torch.as_tensor(noise, device=device), torch.as_tensor(samples, device=device))
 
 
 def _new(cfg: Config, folder: RunFolder, device: torch.device, lock: ExitStack) -> RunData:

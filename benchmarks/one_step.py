@@ -1,0 +1,161 @@
+"""One- and few-step generation: reflow and MeanFlow against rectified flow and OT-CFM at 1, 2 and
+4 model evaluations, with the teacher at its 19-evaluation default, on four 2-D data sets.
+
+Run (one invocation per table; see BENCHMARKS.md, "One and two-step generation"):
+
+    nice -n 10 python benchmarks/one_step.py --threads 1 --json /tmp/one_step.json
+
+What it does, for each data set (spiral, eight-gaussians, moons, checkerboard; --datasets):
+
+1. Trains, through ``denoiselab.training.train`` with ``data.name`` set to the data set:
+   ``spiral-flow`` (rectified flow, the teacher), ``spiral-otcfm`` (OT-CFM) and
+   ``spiral-meanflow`` (MeanFlow, from scratch) and ``spiral-shortcut`` (a shortcut model, from
+   scratch), each for the recipe's steps times --budget (--methods picks some).
+2. Reflow from the rectified-flow teacher as ``denoiselab distill --method reflow`` makes it
+   (training/distill.py: ``draw_pairs``, Heun 100 steps with its error against 200, then
+   ``train`` on the pairs, spiral-flow's steps times --budget), without the figures.
+3. Scores every model with ``denoiselab.runs.evaluate_run`` (what ``denoiselab evaluate``
+   reports): W2 and energy distance of --repeats sample sets of 2000 points (seeds 1000, ...)
+   against 16 fresh reference draws of the data, as ratios to the floor between the reference
+   draws.  Rectified flow, OT-CFM and reflow with Euler (time-uniform grid: 1, 2, 4 steps =
+   evaluations), MeanFlow and the shortcut model with their sampler (1, 2, 4 jumps), the teacher with its recipe's
+   default (heun, 10 steps = 19 evaluations).
+
+"train s" is the wall time of the training (reflow: the teacher's, the pairs' solve and the
+student's, all counted).  Straightness S (Liu et al. 2023) of the teacher and the reflowed model
+is measured on 2000 paths of 100 Euler steps (runs/straightness.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from denoiselab.config import load_config
+from denoiselab.runs import evaluate_run, load_run
+from denoiselab.runs.folder import RunFolder
+from denoiselab.runs.straightness import straightness
+from denoiselab.training import train
+from denoiselab.training.distill import draw_pairs, reflow_config
+
+DATASETS = ("spiral", "eight-gaussians", "moons", "checkerboard")
+EVALUATIONS = (1, 2, 4)
+FINAL_SEED = 1000
+METHODS = ("flow", "otcfm", "reflow", "meanflow", "shortcut")  # reflow needs flow, its teacher
+RECIPES = {"flow": "spiral-flow", "otcfm": "spiral-otcfm", "meanflow": "spiral-meanflow", "shortcut": "spiral-shortcut"}
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def _train(recipe: str, data: str, out: Path, budget: float, threads: int) -> tuple[float, int]:
+    cfg = load_config(recipe, [f"data.name={data}", f"train.threads={threads}"])
+    steps = max(1, round(cfg.train.steps * budget))
+    cfg = load_config(recipe, [f"data.name={data}", f"train.threads={threads}", f"train.steps={steps}", f"train.warmup_steps={min(100, steps)}"])
+    start = time.perf_counter()
+    train(cfg, out, progress=False, log=lambda *a: None)
+    return time.perf_counter() - start, steps
+
+
+def _reflow(teacher_dir: Path, out: Path, budget: float, pairs: int) -> tuple[float, int, dict]:
+    teacher = load_run(teacher_dir)
+    steps = max(1, round(load_config("spiral-flow").train.steps * budget))
+    start = time.perf_counter()
+    drawn = draw_pairs(teacher, pairs, seed=12345)
+    RunFolder(out).write_pairs(drawn.noise, drawn.samples)
+    train(reflow_config(teacher.config, steps), out, progress=False, log=lambda *a: None)
+    seconds = time.perf_counter() - start
+    return seconds, steps, {"pairs": pairs, "pair_seconds": drawn.seconds, "solver_error_rms": drawn.error_rms, "solver_error_max": drawn.error_max}
+
+
+def _score(run_dir: Path, sampler: str, steps: int, repeats: int) -> dict:
+    run = load_run(run_dir)
+    metrics, _ = evaluate_run(run, sampler=sampler, steps=steps, grid="time-uniform", n=2000, seed=FINAL_SEED, repeats=repeats, density=False)
+    return {"sampler": sampler, "steps": steps, "w2_ratio": metrics.w2_ratio, "energy_ratio": metrics.energy_ratio, "w2": metrics.w2, "energy": metrics.energy}
+
+
+def run_dataset(data: str, base: Path, args) -> dict:
+    out: dict = {"data": data, "load_average_1m_start": os.getloadavg()[0], "methods": {}}
+    methods = [m for m in METHODS if m in args.methods.split(",")]
+    dirs = {m: base / data / m for m in METHODS}
+    for method in methods:
+        if method == "reflow":
+            continue
+        log(f"[{data}] training {method} ({RECIPES[method]}), load {os.getloadavg()[0]:.1f}")
+        seconds, steps = _train(RECIPES[method], data, dirs[method], args.budget, args.threads)
+        out["methods"][method] = {"recipe": RECIPES[method], "train_seconds": seconds, "steps": steps, "scores": []}
+    if "reflow" in methods:
+        log(f"[{data}] reflow from the rectified flow, load {os.getloadavg()[0]:.1f}")
+        seconds, steps, pairs = _reflow(dirs["flow"], dirs["reflow"], args.budget, args.pairs)
+        out["methods"]["reflow"] = {
+            "recipe": "distill --method reflow", "train_seconds": out["methods"]["flow"]["train_seconds"] + seconds, "steps": steps, **pairs,
+            "straightness_teacher": straightness(load_run(dirs["flow"])), "straightness": straightness(load_run(dirs["reflow"])), "scores": [],
+        }  # fmt: skip
+    log(f"[{data}] scoring, load {os.getloadavg()[0]:.1f}")
+    if "flow" in methods:
+        out["methods"]["flow"]["teacher_score"] = _score(dirs["flow"], "heun", 10, args.repeats)
+    for method in methods:
+        sampler = "meanflow" if method in ("meanflow", "shortcut") else "euler"
+        for evaluations in EVALUATIONS:
+            out["methods"][method]["scores"].append(_score(dirs[method], sampler, evaluations, args.repeats))
+    out["load_average_1m_end"] = os.getloadavg()[0]
+    return out
+
+
+LABELS = {"flow": "rectified flow", "otcfm": "OT-CFM", "reflow": "reflow (from rectified flow)", "meanflow": "MeanFlow", "shortcut": "shortcut model"}
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| data | method | train s | 1 eval | 2 evals | 4 evals | teacher, 19 evals |",
+        "|---|---|---:|---|---|---|---|",
+    ]
+    for r in results:
+        for method in (m for m in METHODS if m in r["methods"]):
+            m = r["methods"][method]
+            cells = [f"{s['w2_ratio']:.2f} / {s['energy_ratio']:.2f}" for s in m["scores"]]
+            teacher = m.get("teacher_score")
+            t = f"{teacher['w2_ratio']:.2f} / {teacher['energy_ratio']:.2f}" if teacher else ""
+            lines.append(f"| {r['data']} | {LABELS[method]} | {m['train_seconds']:.0f} | {' | '.join(cells)} | {t} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--methods", default=",".join(METHODS), help=f"some of {', '.join(METHODS)} (reflow needs flow)")
+    p.add_argument("--budget", type=float, default=1.0, help="training steps as a share of each recipe's train.steps (default 1)")
+    p.add_argument("--pairs", type=int, default=4000, help="reflow: noise draws solved by the teacher")
+    p.add_argument("--repeats", type=int, default=4, help="sample sets of 2000 points per score")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", help="keep the run folders here (default: a temporary folder)")
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start, load0 = time.perf_counter(), os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(args.runs or tmp)
+        results = []
+        for data in args.datasets.split(","):
+            results.append(run_dataset(data, base, args))
+            if args.json:
+                Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    print(table(results))
+    for r in (r for r in results if "reflow" in r["methods"]):
+        m = r["methods"]["reflow"]
+        print(f"\n{r['data']}: straightness S teacher {m['straightness_teacher']:.4f} -> reflowed {m['straightness']:.4f}; "
+              f"pairs solver error RMS {m['solver_error_rms']:.1e}, max {m['solver_error_max']:.1e}")  # fmt: skip
+    print(f"\nwall {time.perf_counter() - start:.0f} s; load average (1 min) {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end; torch threads {args.threads}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""A new run made from a trained one (`denoiselab distill TEACHER --method reflow --out RUN`).
+
+Reflow (Liu et al. 2023, "Flow straight and fast", Sec. 2.2-2.3, Algorithm 1 with k = 1): draw
+noise x_1 ~ N(0, I), solve the teacher's probability-flow ODE from it accurately to x_0 = its
+sample, and train a new rectified flow on the fixed pairs (x_0, x_1): its paths are the straight
+chords between the pairs, and as the teacher's map is a transport map whose pairs do not cross,
+the new flow's paths are straighter than the teacher's and need fewer steps (Theorem 3.3).  The
+pairs are kept in the new run's folder (RunFolder.write_pairs) and trained on by the one training
+loop with train.coupling = "reflow" (objectives.pack_pairs keeps each pair in one row), so the
+new run resumes, samples, evaluates and plots like any other.
+
+The accurate solve: Heun on a uniform time grid (PAIR_STEPS steps); its error is stated against
+the same solve with twice the steps, from the same noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Config, ConfigError
+from ..errors import InputError
+from ..runs.complete import complete_run
+from ..runs.folder import RunError, RunFolder, RunFolderError
+from ..runs.load import Run, load_run
+from ..runs.sampling import plan_from_options, sample
+from ..runs.straightness import straightness
+from .denoiser import train
+
+METHODS = ("reflow",)
+PAIR_SOLVER, PAIR_STEPS = "heun", 100  # 199 evaluations a pair; the error check uses 2 x PAIR_STEPS
+
+
+class DistillError(InputError):
+    """A teacher or a request that cannot be distilled; one line."""
+
+
+@dataclass(frozen=True)
+class Pairs:
+    noise: np.ndarray  # (N, ...) model units
+    samples: np.ndarray  # the teacher's solve of each noise row, model units
+    solver: str
+    steps: int
+    error_rms: float  # RMS difference per coordinate against the solve with 2 x steps
+    error_max: float
+    seconds: float
+
+
+def load_teacher(path: str | Path) -> Run:
+    """A trained run that can teach: trained or complete, unconditional, not latent or an autoencoder."""
+    folder = RunFolder(path)
+    problem = folder.problem()
+    if problem is not None:
+        raise DistillError(f"TEACHER_RUN {problem}")
+    status = folder.read_info().get("status")
+    if status not in ("trained", "complete"):
+        raise DistillError(f"TEACHER_RUN {folder.path}: is {status}, not a trained run; finish it with: denoiselab train --resume {folder.path}")
+    try:
+        run = load_run(folder.path)
+    except RunError as exc:
+        raise DistillError(f"TEACHER_RUN {exc}") from None
+    if run.is_autoencoder or run.is_latent or run.num_classes:
+        raise DistillError(f"TEACHER_RUN {folder.path}: reflow is built for unconditional pixel or point runs, not an autoencoder, latent or conditional run")
+    return run
+
+
+def draw_pairs(teacher: Run, n: int, seed: int, steps: int = PAIR_STEPS) -> Pairs:
+    """``n`` noise draws and the teacher's accurate solve of each (model units), with the solve's error."""
+    start = time.perf_counter()
+    plan = plan_from_options(teacher, sampler=PAIR_SOLVER, steps=steps, grid="time-uniform", n=n, seed=seed)
+    drawn = sample(teacher, plan, decode=False)
+    fine = sample(teacher, plan_from_options(teacher, sampler=PAIR_SOLVER, steps=2 * steps, grid="time-uniform", n=n, seed=seed), decode=False)
+    diff = drawn.x - fine.x
+    return Pairs(
+        drawn.x_T.float().cpu().numpy(), drawn.x, PAIR_SOLVER, steps, float(np.sqrt(np.mean(diff**2))), float(np.abs(diff).max()),
+        time.perf_counter() - start,
+    )  # fmt: skip
+
+
+def reflow_config(teacher: Config, steps: int | None) -> Config:
+    """The student's recipe: the teacher's data and network, a rectified flow (flow path, velocity
+    target, uniform times) on the fixed pairs, sampled by Euler in one step by default."""
+    cfg = dataclasses.replace(teacher, name=f"{teacher.name}-reflow")
+    cfg.schedule = dataclasses.replace(teacher.schedule, kind="flow")
+    cfg.model = dataclasses.replace(teacher.model, prediction="velocity")
+    defaults = type(teacher.train)()
+    cfg.train = dataclasses.replace(
+        teacher.train, coupling="reflow", objective="denoising", timesteps="uniform", weighting="none",
+        steps=steps or teacher.train.steps, warmup_steps=min(teacher.train.warmup_steps, steps or teacher.train.steps),
+        **{key: getattr(defaults, key) for key in ("p2_gamma", "p2_k", "min_snr_gamma", "sigma_data", "sigmoid_bias", "importance_bins",
+                                                   "importance_history", "importance_uniform", "meanflow_share", "meanflow_power",
+                                                   "shortcut_share", "shortcut_levels")},
+    )  # fmt: skip
+    cfg.sample = dataclasses.replace(teacher.sample, sampler="euler", steps=1, grid="time-uniform")
+    return cfg
+
+
+def distill(teacher_dir, out, *, method: str = "reflow", steps: int | None = None, pairs: int | None = None, progress: bool = True, log=print) -> Path:
+    """Make ``out`` from the trained run ``teacher_dir`` by ``method`` (reflow), train and complete it;
+    returns the new run folder.  ``pairs``: noise draws solved by the teacher (default: as many
+    as its training points, at least 4000); ``steps``: the student's optimiser steps (default: the teacher's)."""
+    if method not in METHODS:
+        raise DistillError(f"--method: unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    folder = RunFolder(out)
+    try:
+        folder.check_new()
+    except RunFolderError as exc:
+        raise DistillError(f"--out {exc}") from None
+    teacher = load_teacher(teacher_dir)
+    cfg = reflow_config(teacher.config, steps)
+    try:
+        from ..config import from_dict
+
+        from_dict(cfg.to_dict(), name=cfg.name, resolved=True)  # the student's recipe passes every check a recipe does
+    except ConfigError as exc:
+        raise DistillError(f"TEACHER_RUN {teacher.path}: its recipe cannot make a reflow student ({exc})") from None
+    n = pairs or max(4000, len(teacher.data))
+    log(f"reflow: solving {n} noise draws with the teacher {teacher.path} ({PAIR_SOLVER}, {PAIR_STEPS} steps)")
+    drawn = draw_pairs(teacher, n, seed=teacher.config.train.seed + 12345)
+    log(f"pairs drawn in {drawn.seconds:.1f} s; solver error against {2 * PAIR_STEPS} steps: RMS {drawn.error_rms:.2e}, max {drawn.error_max:.2e} (model units)")
+    folder.write_pairs(drawn.noise, drawn.samples)
+    train(cfg, folder.path, progress=progress, log=log)
+    before, after = straightness(teacher), straightness(load_run(folder.path))
+    info = folder.read_info()
+    info["teacher"] = {
+        "method": method, "run": str(Path(teacher.path).resolve()), "sha256": teacher.folder.weights_sha256(), "pairs": n,
+        "solver": drawn.solver, "solver_steps": drawn.steps, "solver_error_rms": drawn.error_rms, "solver_error_max": drawn.error_max,
+        "pair_seconds": drawn.seconds, "teacher_train_seconds": float(teacher.info.get("train_seconds", 0.0)),
+        "straightness_teacher": before, "straightness": after,
+    }  # fmt: skip
+    folder.write_info(info)
+    log(f"straightness S (Liu et al. 2023; 0 = straight paths): teacher {before:.4f}, reflowed {after:.4f}")
+    complete_run(folder.path, log=log)
+    return folder.path
