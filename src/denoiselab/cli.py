@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN_DIR")
     _add_sampling_options(p)
     p.add_argument("--out", required=True, help="output file: .npy (N x D array), .csv or .png")
+    p.add_argument("--prompt", action="append", metavar="TEXT", help="text-to-image runs: a caption to sample (-n images each, one row per prompt; repeatable; \"\" = unconditional)")
     _add_gradient_guidance_options(p)
 
     p = sub.add_parser("train-classifier", help="train a noise-conditional classifier of a run's classes, for classifier guidance")
@@ -273,7 +274,7 @@ FLAGS = {
     "sampler": "--sampler", "steps": "--steps", "n": "-n", "seed": "--seed", "grid": "--grid", "rho": "--rho",
     "eta": "--eta", "variance": "--variance", "label": "--label", "labels": "--label", "guidance": "--guidance",
     "classifier_scale": "--classifier-scale", "observe": "--observe", "region": "--region", "method": "--method",
-    "mask": "--mask", "image": "--image",
+    "mask": "--mask", "image": "--image", "prompt": "--prompt",
 }  # fmt: skip
 
 
@@ -322,6 +323,8 @@ def cmd_sample(args) -> int:
     run = _load_for_use(args.run)
     if run.is_image and out.suffix.lower() == ".csv":
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
+    if args.prompt is not None:
+        return _sample_prompts(args, run, out)
     with _flag_errors(run):
         plan = _plan(args, run)
         drawn, guidance_cost, request = _draw(args, run, plan)
@@ -352,6 +355,31 @@ def cmd_sample(args) -> int:
     print(f"wrote {len(x)} samples to {out} ({what}; {drawn.evaluations} model evaluations{guidance_cost})")
     if region is not None:
         print(describe_inside(run, region, x))
+    return 0
+
+
+def _sample_prompts(args, run, out: Path) -> int:
+    """sample --prompt: one row of -n images per prompt (runs/prompts.py)."""
+    from .runs.prompts import check_text_run, describe_prompts, sample_prompts
+
+    for flag, given in (("--label", args.label), ("--classifier-scale", args.classifier_scale), ("--observe", args.observe), ("--region", args.region)):
+        if given:
+            raise UsageError(f"{flag}: cannot be combined with --prompt (the prompt is the condition)")
+    with _flag_errors(run):
+        check_text_run(run)
+        plan = _plan(args, run)
+        drawn = sample_prompts(run, plan, args.prompt)
+    for prompt, words in drawn.unknown.items():
+        print(f"warning: --prompt {prompt!r}: the tokenizer never saw {', '.join(map(repr, words))}; read as the unknown token", file=sys.stderr)
+    what = describe_prompts(plan, drawn.prompts)
+    if out.suffix.lower() == ".npy":
+        files.write_array(out, drawn.x.astype("float32"))
+    else:
+        from . import viz
+
+        names = [p if p.strip() else "(empty prompt)" for p in drawn.prompts]
+        viz.plot_image_grid(drawn.x, out, labels=drawn.rows, class_names=names, title=f"{plan.n} samples per prompt\n{plan.describe()}, guidance {plan.guidance:g}")
+    print(f"wrote {len(drawn.x)} samples to {out} ({what}; {drawn.evaluations} model evaluations)")
     return 0
 
 
