@@ -136,20 +136,31 @@ def frechet(model, a: torch.Tensor, b: torch.Tensor) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run", nargs="?", default="runs/scenes-text")
+    ap.add_argument("run", nargs="?", default="runs/scenes-text", help="the run, or - to train the classifier only")
     ap.add_argument("--n", type=int, default=200, help="prompts per set (one image each)")
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0, 5.0])
     ap.add_argument("--classifier-steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--figure", help="write the guidance sweep as this PNG")
+    ap.add_argument("--classifier", help="keep the trained attribute classifier in this file (trained only when it is missing)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
+    if args.classifier and Path(args.classifier).is_file():
+        saved = torch.load(args.classifier)
+        classifier, ceiling = AttributeClassifier(), saved["ceiling"]
+        classifier.load_state_dict(saved["state"])
+        classifier.eval()
+    else:
+        classifier, ceiling = train_classifier(args.classifier_steps)
+        if args.classifier:
+            torch.save({"state": classifier.state_dict(), "ceiling": ceiling}, args.classifier)
+    print(json.dumps({"ceiling": ceiling, "classifier_seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+    if args.run == "-":  # the classifier only
+        return 0
     run = load_run(args.run, device="cpu")
     held_out = run.config.text.held_out
     parse_combinations(held_out)
-    classifier, ceiling = train_classifier(args.classifier_steps)
-    print(json.dumps({"ceiling": ceiling, "classifier_seconds": round(time.perf_counter() - t0, 1)}), flush=True)
     sets = {
         "seen": prompts(args.n, args.seed, held_out),
         "unseen": prompts(args.n, args.seed + 1, held_out, unseen=True),
