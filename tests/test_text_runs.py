@@ -56,12 +56,14 @@ def test_the_run_records_its_captions_and_text_encoder(text_run):
     assert _same(pretrained, trained)
 
 
-def test_both_stages_resume_bit_exactly(text_run, tmp_path, one_thread):
+def test_both_stages_resume_bit_exactly(text_run, tmp_path, capsys, one_thread):
     cfg = load_config("scenes-text", TINY_TEXT)
     # Stopped inside the text stage: the same command again continues it.
     with pytest.raises(training.TrainingInterrupted, match="same denoiselab train command"):
         training.train(cfg, tmp_path / "a", stop_at=3, **QUIET)
     assert not (tmp_path / "a" / "run.json").exists()
+    assert cli.main(["train", "--resume", str(tmp_path / "a")]) == 2  # --resume names the command that continues it
+    assert "stopped in the text stage" in capsys.readouterr().err
     training.train(cfg, tmp_path / "a", **QUIET)
     # Stopped inside the denoiser's loop: --resume continues it.
     with pytest.raises(training.TrainingInterrupted):

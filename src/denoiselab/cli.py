@@ -221,6 +221,8 @@ def cmd_train(args) -> int:
             raise UsageError(f"--resume {run_dir}: another process is training this run; wait for it or stop it first")
         if not folder.has_checkpoint() and folder.stage_one().has_checkpoint():
             raise UsageError(f"--resume {run_dir}: stopped in stage one (its autoencoder); run the command that started it again (same --config, --set and --out) to continue")
+        if not folder.has_checkpoint() and folder.text_stage().has_checkpoint():
+            raise UsageError(f"--resume {run_dir}: stopped in the text stage (its text encoder); run the command that started it again (same --config, --set and --out) to continue")
         if not folder.has_checkpoint() or not folder.config_path.is_file():
             raise UsageError(f"--resume {run_dir}: not a resumable run (no {CHECKPOINT} or {CONFIG})")
         not_train = [item for item in args.set if not item.strip().startswith("train.")]
