@@ -62,6 +62,21 @@ def model_from(cfg: Config, dim: int, num_classes: int = 0, shape: tuple[int, ..
     return precondition(net, m.precondition, schedule_from(cfg), m.prediction, cfg.train.sigma_data)
 
 
+def text_model_from(cfg: Config, channels: int, vocab_size: int) -> torch.nn.Module:
+    """A text-to-image recipe's network: its U-Net with cross-attention at the lowest
+    text.cross_levels levels and its text encoder ([text]) for a tokenizer of ``vocab_size`` ids."""
+    from .models.text_unet import TextConditionedUNet
+    from .models.unet import UNet
+    from .text.encoder import TextEncoder
+
+    m, t = cfg.model, cfg.text
+    unet = UNet(
+        channels, base=m.hidden, mults=tuple(m.mults), blocks=m.blocks, time_dim=m.time_dim, attention=m.attention,
+        dropout=m.dropout, text_dim=t.width, cross_levels=tuple(range(len(m.mults) - t.cross_levels, len(m.mults))),
+    )  # fmt: skip
+    return TextConditionedUNet(unet, TextEncoder(vocab_size, t.length, t.width, t.layers, t.heads), t.train_encoder)
+
+
 @dataclass(frozen=True)
 class Objective:
     """The recipe's training loss as ``objective(model_fn, x0, generator, y=None, time_sampler=None)

@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(p)
     p.add_argument("--out", required=True, help="output file: .npy (N x D array), .csv or .png")
     p.add_argument("--json", action="store_true", help="print one JSON object (with --method smc: the effective sample size over the steps)")
+    p.add_argument("--prompt", action="append", metavar="TEXT", help="text-to-image runs: a caption to sample (-n images each, one row per prompt; repeatable; \"\" = unconditional)")
     _add_gradient_guidance_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
 
@@ -246,6 +247,8 @@ def cmd_train(args) -> int:
             raise UsageError(f"--resume {run_dir}: another process is training this run; wait for it or stop it first")
         if not folder.has_checkpoint() and folder.stage_one().has_checkpoint():
             raise UsageError(f"--resume {run_dir}: stopped in stage one (its autoencoder); run the command that started it again (same --config, --set and --out) to continue")
+        if not folder.has_checkpoint() and folder.text_stage().has_checkpoint():
+            raise UsageError(f"--resume {run_dir}: stopped in the text stage (its text encoder); run the command that started it again (same --config, --set and --out) to continue")
         if not folder.has_checkpoint() or not folder.config_path.is_file():
             raise UsageError(f"--resume {run_dir}: not a resumable run (no {CHECKPOINT} or {CONFIG})")
         not_train = [item for item in args.set if not item.strip().startswith("train.")]
@@ -299,7 +302,7 @@ FLAGS = {
     "sampler": "--sampler", "steps": "--steps", "n": "-n", "seed": "--seed", "grid": "--grid", "rho": "--rho",
     "eta": "--eta", "variance": "--variance", "label": "--label", "labels": "--label", "guidance": "--guidance",
     "classifier_scale": "--classifier-scale", "observe": "--observe", "region": "--region", "method": "--method",
-    "mask": "--mask", "image": "--image", "particles": "--particles",
+    "mask": "--mask", "image": "--image", "particles": "--particles", "prompt": "--prompt",
 }  # fmt: skip
 
 
@@ -348,6 +351,8 @@ def cmd_sample(args) -> int:
     run = _load_for_use(args.run)
     if run.is_image and out.suffix.lower() == ".csv":
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
+    if args.prompt is not None:
+        return _sample_prompts(args, run, out)
     with _flag_errors(run):
         if args.method is None and _smc_by_default(args):
             args.method = "smc"
@@ -427,6 +432,31 @@ def _print_particles(drawn, ess: bool = True) -> None:
     warning = collapse_warning(drawn.particles)
     if warning is not None:
         print(warning, file=sys.stderr)
+
+
+def _sample_prompts(args, run, out: Path) -> int:
+    """sample --prompt: one row of -n images per prompt (runs/prompts.py)."""
+    from .runs.prompts import check_text_run, describe_prompts, sample_prompts
+
+    for flag, given in (("--label", args.label), ("--classifier-scale", args.classifier_scale), ("--observe", args.observe), ("--region", args.region)):
+        if given:
+            raise UsageError(f"{flag}: cannot be combined with --prompt (the prompt is the condition)")
+    with _flag_errors(run):
+        check_text_run(run)
+        plan = _plan(args, run)
+        drawn = sample_prompts(run, plan, args.prompt)
+    for prompt, words in drawn.unknown.items():
+        print(f"warning: --prompt {prompt!r}: the tokenizer never saw {', '.join(map(repr, words))}; read as the unknown token", file=sys.stderr)
+    what = describe_prompts(plan, drawn.prompts)
+    if out.suffix.lower() == ".npy":
+        files.write_array(out, drawn.x.astype("float32"))
+    else:
+        from . import viz
+
+        names = [p if p.strip() else "(empty prompt)" for p in drawn.prompts]
+        viz.plot_image_grid(drawn.x, out, labels=drawn.rows, class_names=names, title=f"{plan.n} samples per prompt\n{plan.describe()}, guidance {plan.guidance:g}")
+    print(f"wrote {len(drawn.x)} samples to {out} ({what}; {drawn.evaluations} model evaluations)")
+    return 0
 
 
 def _draw(args, run, plan, on_step=None):

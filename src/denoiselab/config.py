@@ -215,6 +215,37 @@ class LatentConfig:
 
 
 @dataclass
+class TextConfig:
+    captions: str = _opt(
+        "", "text to image on your own images (data.name a .npz or a folder): a text file with one caption per image, "
+        "in the images' order; data.name = \"scenes\" draws captioned scenes instead",
+    )
+    pairs: float = _opt(0.3, "scenes: share of scenes with two objects and a relation between them", lo=0, hi=1)
+    held_out: list[str] = _opt(
+        ["red triangle", "blue circle", "cross top"],
+        "scenes: attribute combinations never drawn for training (each two or more of a shape, colour, size and "
+        "position word), the compositional test set",
+    )
+    length: int = _opt(16, "tokens per caption (longer ones are cut)", lo=2, hi=256)
+    width: int = _opt(64, "text encoder: width of its token vectors", lo=4)
+    layers: int = _opt(2, "text encoder: transformer blocks", lo=1)
+    heads: int = _opt(4, "text encoder: attention heads (divides width)", lo=1)
+    clip_steps: int = _opt(600, "the text encoder's contrastive (CLIP-style) pretraining: optimiser steps", lo=1)
+    clip_lr: float = _opt(1e-3, "the text encoder's contrastive pretraining: peak learning rate", lo=0, lo_open=True)
+    clip_batch: int = _opt(128, "the text encoder's contrastive pretraining: pairs per batch (the N of log N)", lo=2)
+    train_encoder: bool = _opt(False, "train the text encoder further with the denoiser (false: frozen after pretraining, as in Stable Diffusion)")
+    cross_levels: int = _opt(1, "cross-attention to the tokens after every block of the lowest N unet levels (1: the lowest only), and in the middle", lo=1)
+
+
+TEXT_DATA = "scenes"  # data.name of the built-in captioned scenes
+
+
+def is_text_run(cfg: Config) -> bool:
+    """A text-to-image run: built-in captioned scenes, or the user's images with a captions file."""
+    return cfg.data.name == TEXT_DATA or bool(cfg.text.captions)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -223,6 +254,7 @@ class Config:
     sample: SampleConfig = field(default_factory=SampleConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     name: str = "custom"
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,7 +266,7 @@ class Config:
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "name"}
 _SECTION_TYPES = {
     "data": DataConfig, "schedule": ScheduleConfig, "model": ModelConfig, "train": TrainConfig, "sample": SampleConfig,
-    "autoencoder": AutoencoderConfig, "latent": LatentConfig,
+    "autoencoder": AutoencoderConfig, "latent": LatentConfig, "text": TextConfig,
 }  # fmt: skip
 
 
@@ -343,6 +375,8 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
     _check_unread(cfg, where, chosen)
     if cfg.model.arch == "autoencoder" and cfg.latent.autoencoder:
         raise ConfigError(f"{where}latent.autoencoder: an autoencoder run (model.arch = autoencoder) has no autoencoder of its own; leave it empty")
+    if is_text_run(cfg):
+        _check_text(cfg, where)
     tr = cfg.train
     if tr.timesteps == "importance" and cfg.schedule.kind != "flow" and tr.importance_bins > cfg.schedule.T:
         raise ConfigError(f"{where}train.importance_bins: must be <= schedule.T ({cfg.schedule.T}) on a chain, got {tr.importance_bins}")
@@ -381,6 +415,25 @@ def _check_one_step(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}sample.sampler: meanflow jumps with an average velocity u(z, r, t); it needs train.objective = meanflow or shortcut")
 
 
+def _check_text(cfg: Config, where: str) -> None:
+    t = cfg.text
+    if cfg.model.arch != "unet":
+        raise ConfigError(f"{where}model.arch: a text-to-image run needs unet (its cross-attention reads the caption), not {cfg.model.arch}")
+    if cfg.latent.autoencoder:
+        raise ConfigError(f"{where}latent.autoencoder: text-to-image runs are pixel-space runs here; leave it empty")
+    if cfg.data.classes:
+        raise ConfigError(f"{where}data.classes: a text-to-image run is conditioned on captions, not classes; leave it empty")
+    if cfg.model.precondition != "none":
+        raise ConfigError(f"{where}model.precondition: the text-conditioned U-Net is built without preconditioning; use none")
+    if cfg.train.ema_snapshot_every:
+        raise ConfigError(f"{where}train.ema_snapshot_every: post-hoc EMA snapshots are not taken on text-to-image runs; use 0")
+    if t.width % t.heads:
+        raise ConfigError(f"{where}text.heads: must divide text.width ({t.width}), got {t.heads}")
+    levels = len(cfg.model.mults)
+    if t.cross_levels > levels:
+        raise ConfigError(f"{where}text.cross_levels: the unet has {levels} levels (model.mults), got {t.cross_levels}")
+
+
 # Keys that only one weighting or time distribution reads: each is refused when a recipe or an
 # override sets it (whatever its value) and its owner is not chosen, so a recipe never sets a knob
 # that does nothing, and a run's resolved recipe leaves it out.
@@ -408,6 +461,12 @@ def unread_keys(cfg: Config) -> dict[str, str]:
     if cfg.model.arch != "autoencoder" and not cfg.latent.autoencoder:  # a trained autoencoder's keys are checked against it (training/stages.py)
         for f in dataclasses.fields(AutoencoderConfig):
             out[f"autoencoder.{f.name}"] = "this is a pixel-space run; set latent.autoencoder or model.arch = autoencoder"
+    if not is_text_run(cfg):
+        for f in dataclasses.fields(TextConfig):
+            out[f"text.{f.name}"] = f"this is not a text-to-image run; set data.name = \"{TEXT_DATA}\" or text.captions"
+    elif cfg.data.name != TEXT_DATA:
+        for key in ("pairs", "held_out"):
+            out[f"text.{key}"] = f"is read only by the built-in scenes (data.name = \"{TEXT_DATA}\")"
     return out
 
 

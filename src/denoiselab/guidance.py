@@ -18,7 +18,10 @@ NO_LABEL = -1
 
 
 def _labels(y, batch: int, device) -> torch.Tensor:
-    return torch.as_tensor(y, device=device).long().expand(batch)
+    """Labels (B,) or a scalar, or a caption's token ids (B, L) (models/text_unet.py), for ``batch``
+    samples; "no label" written as -1 is the empty caption there."""
+    y = torch.as_tensor(y, device=device).long()
+    return y.expand(batch, *y.shape[1:])
 
 
 def classifier_free(model_fn, scale: float):
@@ -49,8 +52,10 @@ def classifier_free(model_fn, scale: float):
 
 def drop_labels(y: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Replace each label by NO_LABEL with probability p: one network learns both the
-    conditional and the unconditional model (Ho & Salimans 2022, Algorithm 1)."""
+    conditional and the unconditional model (Ho & Salimans 2022, Algorithm 1).  Token ids (B, L)
+    lose their whole caption (every id NO_LABEL: the empty caption)."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"label dropout must be in [0, 1], got {p}")
-    drop = torch.rand(y.shape, generator=generator) < p
+    drop = torch.rand(y.shape[:1], generator=generator) < p
+    drop = drop.reshape(-1, *[1] * (y.ndim - 1))
     return torch.where(drop.to(y.device), torch.full_like(y, NO_LABEL), y)

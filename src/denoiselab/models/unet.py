@@ -14,6 +14,15 @@ Nichol 2021 ("Diffusion Models Beat GANs", Sec. 3):
   output convolution start at zero.  Every block is then the identity at initialisation and
   the untrained network predicts 0, the mean of eps, so training starts from a sensible loss.
 
+Text conditioning (``text_dim`` > 0; Rombach et al. 2022, "High-Resolution Image Synthesis with
+Latent Diffusion Models", Sec. 3.3): the text encoder's per-token vectors are the keys and values
+of a cross-attention layer after each residual block at the ``cross_levels`` resolutions and after
+the middle self-attention, Attention(Q, K, V) = softmax(Q K^T / sqrt(d)) V with Q from the image
+and K, V from the tokens; the pooled text vector is projected and added to the time embedding.
+An image without text (a caption with no tokens: the null condition of classifier-free guidance)
+skips both exactly, so it takes the unconditional path of the same network.  Without text
+(``text_dim`` = 0) no layer is added and the network is the one above, parameter for parameter.
+
 Sizes that do not halve evenly (7 x 7, 28 x 28 with three downsamplings) are padded on the
 bottom and right to a multiple of 2^(levels - 1) and the output is cropped back.
 """
@@ -24,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..text.encoder import TextCondition
 from .embeddings import LabelEmbedding, SinusoidalEmbedding
 
 
@@ -88,6 +98,51 @@ class SelfAttention(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
+class CrossAttention(nn.Module):
+    """Multi-head attention from the H * W positions (queries) to the caption's tokens (keys and
+    values), pre-GroupNorm, residual, output projection zero at initialisation.  Padding tokens
+    are masked; an image whose caption has no token is left exactly as it is."""
+
+    def __init__(self, channels: int, context_dim: int, groups: int):
+        super().__init__()
+        self.heads = head_count(channels)
+        self.norm = nn.GroupNorm(group_count(channels, groups), channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.kv = nn.Linear(context_dim, 2 * channels)
+        self.proj = _zero(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor, text: TextCondition) -> torch.Tensor:
+        b, c, h, w = x.shape
+        present = text.present
+        q = self.q(self.norm(x)).reshape(b, self.heads, c // self.heads, h * w).transpose(-1, -2)
+        k, v = self.kv(text.tokens).reshape(b, -1, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        # A caption without tokens would leave a softmax over nothing (NaN): let it see every
+        # position, then drop its result below.
+        keys = (text.mask | ~present[:, None])[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)
+        out = x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+        return torch.where(present[:, None, None, None], out, x)
+
+
+class CrossAttendedBlock(nn.Module):
+    """A residual block followed by cross-attention to the caption's tokens."""
+
+    def __init__(self, block: ResBlock, context_dim: int, groups: int):
+        super().__init__()
+        self.block = block
+        self.cross = CrossAttention(block.norm2.num_channels, context_dim, groups)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, text: TextCondition | None) -> torch.Tensor:
+        h = self.block(x, emb)
+        return h if text is None else self.cross(h, text)
+
+
+def _apply(layer: nn.Module, h: torch.Tensor, emb: torch.Tensor, text: TextCondition | None) -> torch.Tensor:
+    if isinstance(layer, CrossAttendedBlock):
+        return layer(h, emb, text)
+    return layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+
+
 class Downsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -114,7 +169,9 @@ class UNet(nn.Module):
     ``x``: (B, C, H, W); ``t``: float (B,) in [0, 1] (a scalar is broadcast); ``y``: None, or
     int64 (B,) or a scalar, -1 meaning "no label".  ``mults[i] * base`` channels at level i,
     ``blocks`` residual blocks per level on the way down (one more on the way up, as in DDPM),
-    self-attention in the middle, at the lowest resolution, when ``attention``.
+    self-attention in the middle, at the lowest resolution, when ``attention``.  ``text_dim`` > 0
+    adds cross-attention to a text.encoder.TextCondition of that width at the levels
+    ``cross_levels`` (default: the lowest) and in the middle; ``forward(..., text=)`` takes it.
     """
 
     def __init__(
@@ -128,6 +185,8 @@ class UNet(nn.Module):
         attention: bool = True,
         groups: int = 8,
         dropout: float = 0.0,
+        text_dim: int = 0,
+        cross_levels: tuple[int, ...] | None = None,
     ):
         super().__init__()
         mults = tuple(int(m) for m in mults)
@@ -140,13 +199,21 @@ class UNet(nn.Module):
             SinusoidalEmbedding(time_dim), nn.Linear(time_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
         )
         self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes > 0 else None
+        self.text_dim = int(text_dim)
+        levels = (self.levels - 1,) if cross_levels is None else tuple(int(v) for v in cross_levels)
+        if self.text_dim and not all(0 <= v < self.levels for v in levels):
+            raise ValueError(f"UNet cross_levels must lie in 0..{self.levels - 1}, got {levels}")
+
+        def block(cin: int, cout: int, level: int) -> nn.Module:
+            res = ResBlock(cin, cout, emb_dim, groups, dropout)
+            return CrossAttendedBlock(res, self.text_dim, groups) if self.text_dim and level in levels else res
 
         self.inp = nn.Conv2d(channels, base, 3, padding=1)
         self.down = nn.ModuleList()
         skips, ch = [base], base  # channel count of every activation pushed onto the skip stack
         for i, m in enumerate(mults):
             for _ in range(blocks):
-                self.down.append(ResBlock(ch, base * m, emb_dim, groups, dropout))
+                self.down.append(block(ch, base * m, i))
                 ch = base * m
                 skips.append(ch)
             if i < self.levels - 1:
@@ -156,11 +223,14 @@ class UNet(nn.Module):
         self.mid1 = ResBlock(ch, ch, emb_dim, groups, dropout)
         self.mid_attn = SelfAttention(ch, groups) if attention else nn.Identity()
         self.mid2 = ResBlock(ch, ch, emb_dim, groups, dropout)
+        if self.text_dim:
+            self.mid_cross = CrossAttention(ch, self.text_dim, groups)
+            self.text_embed = nn.Linear(self.text_dim, emb_dim)  # the pooled vector joins the time embedding
 
         self.up = nn.ModuleList()
         for i, m in reversed(list(enumerate(mults))):
             for _ in range(blocks + 1):
-                self.up.append(ResBlock(ch + skips.pop(), base * m, emb_dim, groups, dropout))
+                self.up.append(block(ch + skips.pop(), base * m, i))
                 ch = base * m
             if i > 0:
                 self.up.append(Upsample(ch))
@@ -170,18 +240,22 @@ class UNet(nn.Module):
             nn.GroupNorm(group_count(ch, groups), ch), nn.SiLU(), _zero(nn.Conv2d(ch, channels, 3, padding=1))
         )
 
-    def _embedding(self, t: torch.Tensor, y: torch.Tensor | None, batch: int, device) -> torch.Tensor:
+    def _embedding(self, t: torch.Tensor, y: torch.Tensor | None, batch: int, device, text: TextCondition | None = None) -> torch.Tensor:
         t = torch.as_tensor(t, device=device).float().expand(batch)
         emb = self.time_embed(t)
         if self.label_embed is not None:
             emb = emb + self.label_embed(y, batch, device)
+        if text is not None:
+            emb = torch.where(text.present[:, None], emb + self.text_embed(text.pooled), emb)
         return emb
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, text: TextCondition | None = None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"UNet expects (B, {self.channels}, H, W) images, got shape {tuple(x.shape)}")
+        if text is not None and not self.text_dim:
+            raise ValueError("UNet: text was given to a network built without text_dim")
         b, _, height, width = x.shape
-        emb = self._embedding(t, y, b, x.device)
+        emb = self._embedding(t, y, b, x.device, text)
 
         # Every level halves the size; pad so each halving is exact and the skips line up.
         mult = 2 ** (self.levels - 1)
@@ -191,9 +265,12 @@ class UNet(nn.Module):
         h = self.inp(h)
         stack = [h]
         for layer in self.down:
-            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+            h = _apply(layer, h, emb, text)
             stack.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        h = self.mid_attn(self.mid1(h, emb))
+        if text is not None:
+            h = self.mid_cross(h, text)
+        h = self.mid2(h, emb)
         for layer in self.up:
-            h = layer(torch.cat([h, stack.pop()], dim=1), emb) if isinstance(layer, ResBlock) else layer(h)
+            h = _apply(layer, torch.cat([h, stack.pop()], dim=1), emb, text) if not isinstance(layer, Upsample) else layer(h)
         return self.out(h)[:, :, :height, :width]

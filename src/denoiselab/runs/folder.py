@@ -34,6 +34,12 @@ what it holds:
                        at step N, one file a step, prefixed 0., 1., ... in the order of the
                        sigma_rels its metadata lists (posthoc_ema.py); `denoiselab ema` records
                        the length it reconstructed in run.json's posthoc_ema
+    tokens.npy, captions.json  text-to-image runs: the training captions' token ids (N, L), and
+                       the captions as written (training and held-out); run.json adds "text"
+                       {vocab_size, length, tokenizer}
+    text-encoder/      a text-to-image run's text encoder, pretrained CLIP-style before the
+                       denoiser: tokenizer.json, run.json (status, step, retrieval accuracy),
+                       its checkpoint and weights
 
 This module imports neither torch nor numpy at load time (numpy, safetensors and the sampler
 grids are imported by the methods that need them), so the command line answers "no such run"
@@ -77,6 +83,9 @@ EMA_SNAPSHOTS = "ema"  # post-hoc EMA's snapshots: EMA_SNAPSHOTS/snapshot-{step:
 EMA_SNAPSHOT_PREFIX, EMA_SNAPSHOT_SUFFIX = "snapshot-", ".safetensors"
 STAGE_ONE = "autoencoder"  # the folder, inside a latent run's, of the autoencoder trained as stage one
 PAIRS = "pairs.npy"  # reflow runs only (denoiselab distill): the teacher's (noise, sample) pairs, model units
+TEXT_STAGE = "text-encoder"  # the folder, inside a text-to-image run's, of its pretrained text encoder
+TOKENIZER = "tokenizer.json"
+TOKENS, CAPTIONS = "tokens.npy", "captions.json"  # text-to-image runs only
 
 # The files every usable run folder holds, checked without torch (RunFolder.problem).
 REQUIRED = (INFO, CONFIG, WEIGHTS, DATA)
@@ -163,6 +172,38 @@ class RunFolder:
     def stage_one(self) -> RunFolder:
         """The folder of a latent run's autoencoder trained as stage one."""
         return RunFolder(self.path / STAGE_ONE)
+
+    def text_stage(self) -> RunFolder:
+        """The folder of a text-to-image run's text encoder, pretrained before the denoiser."""
+        return RunFolder(self.path / TEXT_STAGE)
+
+    # -- a text-to-image run ----------------------------------------------------------------
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER
+
+    def write_tokenizer(self, tokenizer: dict) -> None:
+        files.write_json(self.tokenizer_path, tokenizer)
+
+    def read_tokenizer(self) -> dict:
+        """The tokenizer (text.Tokenizer.to_dict); OSError or ValueError when unreadable."""
+        return json.loads(self.tokenizer_path.read_text())
+
+    def record_text(self, info: dict, *, tokens: np.ndarray, captions: list[str], held_out_captions: list[str], tokenizer: dict, encoder: str) -> None:
+        """A new text-to-image run's captions: their token ids, the captions as written, and in
+        run.json the tokenizer's size and length and its text encoder's folder (``encoder``,
+        relative to this one)."""
+        files.write_array(self.path / TOKENS, tokens)
+        files.write_json(self.path / CAPTIONS, {"train": list(captions), "held_out": list(held_out_captions)})
+        info["text"] = {"vocab_size": len(tokenizer["vocab"]), "length": int(tokenizer["length"]), "encoder": encoder}
+        self.write_info(info)
+
+    def read_tokens(self) -> np.ndarray:
+        return self._array(TOKENS)
+
+    def read_captions(self) -> dict:
+        """{"train": [...], "held_out": [...]}: a text-to-image run's captions as written."""
+        return json.loads((self.path / CAPTIONS).read_text())
 
     # -- what the folder is -----------------------------------------------------------------
     def problem(self) -> str | None:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ..builders import model_from, pick_device, schedule_from
+from ..builders import model_from, pick_device, schedule_from, text_model_from
 from ..config import Config, ConfigError
 from ..data import Normalization
 from ..schedules import Schedule
@@ -88,6 +88,21 @@ class Run:
         """Share of each class in the training set: the mix drawn when no label is asked for."""
         return np.bincount(self.labels, minlength=self.num_classes) / len(self.labels)
 
+    @property
+    def is_text(self) -> bool:
+        """A text-to-image run: its condition is a caption's token ids (models/text_unet.py)."""
+        return "text" in self.info
+
+    def tokenizer(self):
+        """A text-to-image run's tokenizer (text.Tokenizer), from its text encoder's folder."""
+        from ..text import Tokenizer
+
+        stage = self.folder.text_stage()
+        try:
+            return Tokenizer.from_dict(stage.read_tokenizer())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RunError(f"{stage.tokenizer_path}: cannot read the run's tokenizer ({exc})") from None
+
     def model_fn(self):
         """The network as a model function (x_t, t, y=None) -> prediction."""
         model = self.model
@@ -111,7 +126,13 @@ def load_run(path: str | Path, device: str | None = None) -> Run:
     except ConfigError as exc:
         raise RunError(str(exc)) from None
     dev = pick_device(device or cfg.train.device)
-    model = model_from(cfg, dim, int(info.get("num_classes", 0)), sample_shape(info))
+    if "text" in info:  # a text-to-image run: its U-Net with cross-attention and text encoder
+        try:
+            model = text_model_from(cfg, sample_shape(info)[0], int(info["text"]["vocab_size"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunError(f"{path / INFO}: corrupt text record ({exc})") from None
+    else:
+        model = model_from(cfg, dim, int(info.get("num_classes", 0)), sample_shape(info))
     try:
         model.load_state_dict(load_file(str(folder.weights)))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types

@@ -142,8 +142,9 @@ def describe_draw(run: Run, plan: SamplingPlan, guidance: Guidance | None = None
 
 def guidance_scale(run: Run, guidance: float | None) -> float | None:
     """The classifier-free guidance scale a sample of ``run`` uses: ``guidance``, or the run's
-    sample.guidance; None for an unconditional run (which refuses a scale)."""
-    if run.num_classes == 0:
+    sample.guidance; None for an unconditional run (which refuses a scale).  A text-to-image run
+    is guided on its prompt (runs/prompts.py)."""
+    if run.num_classes == 0 and not run.is_text:
         if guidance is not None:
             raise PlanError("guidance", "is unconditional (trained with no classes), so it has nothing to guide", of_run=True)
         return None

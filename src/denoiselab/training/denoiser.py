@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..builders import objective_from, schedule_from
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, is_text_run
 from ..data import Normalization, make_source
 from ..data.images import is_image_data, load_image_data, split_indices
 from ..models import IMAGE_ARCHITECTURES
@@ -27,6 +27,7 @@ from ..objectives import pack_pairs
 from ..runs.folder import PAIRS, RunData, RunFolder
 from .stages import check_denoiser, encode_training_set, is_latent, open_autoencoder, planned_latent_shape, recorded_autoencoder, stage_one_config, stage_one_names, trains_stage_one
 from .checkpoint import TrainState, init_state, load_checkpoint, save_checkpoint
+from .text_stage import CaptionedData, load_captioned_data, record_text, text_model_builder, train_text_encoder
 from .compute import set_up_compute
 from .flops import describe_flops, training_step_flops
 from .loop import StopSignals, fit
@@ -44,6 +45,7 @@ class TrainingData:
     normalization: Normalization
     held_out: np.ndarray | None = None  # images: the held-out split, for metrics
     held_out_labels: np.ndarray | None = None
+    captioned: CaptionedData | None = None  # text-to-image runs: the captions (text_stage.py)
 
     @property
     def is_image(self) -> bool:
@@ -54,6 +56,9 @@ def load_training_data(cfg: Config) -> TrainingData:
     """The recipe's data: built-in point sets (one per class with data.classes), point files,
     or image sets split into training and held-out parts (data/images.py)."""
     d = cfg.data
+    if is_text_run(cfg):
+        c = load_captioned_data(cfg)
+        return TrainingData(c.name, c.train, None, (), Normalization(np.zeros(1), 1.0), c.held_out, None, c)
     if not d.classes and is_image_data(d.name):
         if cfg.model.arch not in IMAGE_ARCHITECTURES and not is_latent(cfg):  # a latent run's network takes latents
             raise ConfigError(f"model.arch: {d.name!r} is image data; use one of {', '.join(IMAGE_ARCHITECTURES)}")
@@ -105,6 +110,8 @@ def train(
         folder.check_new(stage_one_names(cfg) + reflow_pairs_name(cfg))
         if trains_stage_one(cfg):
             _stage_one(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
+        if is_text_run(cfg):
+            train_text_encoder(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
     with StopSignals(folder.path) as stop:
         state = _train(cfg, folder, resume, progress, stop_at, log, on_step, stop)
     stop.raise_if_stopped(state.step)
@@ -157,7 +164,8 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
         info = run.info
         x_all = torch.as_tensor(run.normalization.encode(run.data), dtype=torch.float32, device=device)
         y_all = None if run.labels is None else torch.as_tensor(run.labels, dtype=torch.long, device=device)
-        state = init_state(cfg, x_all.shape[1], device, int(info.get("num_classes", 0)), tuple(x_all.shape[1:]))
+        build = text_model_builder(cfg, folder, info, x_all.shape[1])
+        state = init_state(cfg, x_all.shape[1], device, int(info.get("num_classes", 0)), tuple(x_all.shape[1:]), build_model=build)
         if cfg.train.coupling == "reflow":
             x_all = reflow_rows(folder, device)
         state.time_sampler = objective.new_time_sampler()
@@ -221,6 +229,8 @@ def _new(cfg: Config, folder: RunFolder, device: torch.device, lock: ExitStack) 
         normalization=source.normalization, held_out=source.held_out, held_out_labels=source.held_out_labels,
     )  # fmt: skip
     x = source.train if autoencoder is None else encode_training_set(autoencoder, folder, info, source.train)
+    if source.captioned is not None:  # the captions' token ids are what the loop trains on as y
+        return RunData(info, x, record_text(cfg, folder, info, source.captioned), source.normalization)
     return RunData(info, x, source.labels, source.normalization)
 
 
@@ -228,6 +238,8 @@ def _resumed(folder: RunFolder, device: torch.device) -> RunData:
     """An interrupted (or API-trained) run's data, as stored; a latent run's latents, once its
     recorded autoencoder is found unchanged."""
     run = folder.read_run_data()
+    if "text" in run.info:
+        return RunData(run.info, run.data, folder.read_tokens(), run.normalization)
     if recorded_autoencoder(folder, run.info, device) is None:
         return run
     return RunData(run.info, folder.read_latents(), run.labels, run.normalization)

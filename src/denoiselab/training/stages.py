@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, is_text_run
 from ..latent import encode_images
 from ..models import AUTOENCODER, POINT_ARCHITECTURES
 from ..models.autoencoder import Autoencoder
-from ..runs.folder import STAGE_ONE, RunError, RunFolder
+from ..runs.folder import STAGE_ONE, TEXT_STAGE, RunError, RunFolder
 from ..runs.load import Run, load_run
 
 # Value of latent.autoencoder that trains the autoencoder as stage one, into the run's STAGE_ONE folder.
@@ -41,8 +41,9 @@ def trains_stage_one(cfg: Config) -> bool:
 
 
 def stage_one_names(cfg: Config) -> tuple[str, ...]:
-    """What may already be in a new run's folder: the autoencoder trained as stage one."""
-    return (STAGE_ONE,) if trains_stage_one(cfg) else ()
+    """What may already be in a new run's folder: the autoencoder trained as stage one, a
+    text-to-image run's text encoder (text_stage.py)."""
+    return ((STAGE_ONE,) if trains_stage_one(cfg) else ()) + ((TEXT_STAGE,) if is_text_run(cfg) else ())
 
 
 def autoencoder_path(cfg: Config, run_dir: Path) -> Path:
