@@ -10,7 +10,7 @@ import torch
 
 from denoiselab import cli
 from denoiselab.builders import objective_from
-from denoiselab.choices import TIMESTEP_SAMPLING
+from denoiselab.choices import OBJECTIVES, TIMESTEP_SAMPLING
 from denoiselab.config import _OWNED_KEYS, ConfigError, TrainConfig, config_from_run_file, dump_config, load_config
 from denoiselab.objectives import EDM_P_MEAN, EDM_P_STD, diffusion_loss, sample_times
 from denoiselab.prediction import PREDICTIONS, target
@@ -161,11 +161,13 @@ def test_a_key_the_chosen_weighting_does_not_read_is_refused_at_any_value(key):
     """Set explicitly, even at its default, a key is refused unless its owner is chosen."""
     owner, value = _OWNED_KEYS[key]
     default = getattr(TrainConfig(), key)
-    others = [v for v in (WEIGHTINGS if owner == "weighting" else TIMESTEP_SAMPLING) if v not in (value, "logit-normal")]  # logit-normal: flow only
+    choices = {"weighting": WEIGHTINGS, "timesteps": TIMESTEP_SAMPLING, "objective": OBJECTIVES}[owner]
+    others = [v for v in choices if v not in (value, "logit-normal")]  # logit-normal: flow only
+    recipe = "spiral-flow" if owner == "objective" else "spiral"  # the two-time objectives train on the flow path
     for chosen in others:
         with pytest.raises(ConfigError, match=rf"train\.{key}: is read only with train\.{owner} = {value} "):
-            load_config("spiral", [f"train.{owner}={chosen}", f"train.{key}={default}"])
-    assert getattr(load_config("spiral", [f"train.{owner}={value}", f"train.{key}={default}"]).train, key) == default
+            load_config(recipe, [f"train.{owner}={chosen}", f"train.{key}={default}"])
+    assert getattr(load_config(recipe, [f"train.{owner}={value}", f"train.{key}={default}"]).train, key) == default
 
 
 def test_the_issue_example_p2_with_min_snr_gamma_5_is_refused_on_the_command_line(tmp_path, capsys):
