@@ -124,6 +124,11 @@ def uses_gradients(guide: GradientGuide) -> bool:
     return guide.classifier is not None or (guide.inpaint or guide.observe).method != "replace"
 
 
+def observed(spec) -> dict[int, float]:
+    """An observe block's values ({"x1": 0.5}, 1-based) as runs.guided reads them ({0: 0.5})."""
+    return {int(k[1:]) - 1: v for k, v in spec.values.items()}
+
+
 def request_field(guide: GradientGuide, field: str) -> str:
     """The request's name for a field that runs.guided's errors name."""
     names = {
@@ -131,6 +136,8 @@ def request_field(guide: GradientGuide, field: str) -> str:
         "observe": "gradient_guidance.observe.values",
         "method": f"gradient_guidance.{guide.kind}.method",
         "image": "gradient_guidance.inpaint.image",
+        "particles": f"gradient_guidance.{guide.kind}.particles",
+        "sampler": "sampler",
     }
     return names.get(field, f"gradient_guidance.{guide.kind}")
 
@@ -178,7 +185,7 @@ def prepare(run, guide: GradientGuide, plan: SamplingPlan) -> GuidedSampling:
         request = InpaintRequest(f"held-out image {spec.image}", spec.method, spec.scale)
         return GuidedSampling(guide, wrap, request, known=known, known_data=image, counts=counts)
     spec = guide.observe
-    observe = {int(k[1:]) - 1: v for k, v in spec.values.items()}
+    observe = observed(spec)
     request = GuidanceRequest(observe=observe, method=spec.method, scale=spec.scale)
     wrap, known = guided_wrapper(run, request, plan.seed, counts)
     return GuidedSampling(guide, wrap, request, known=known, known_data=observed_point(run, observe), counts=counts)

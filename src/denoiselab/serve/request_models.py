@@ -27,6 +27,7 @@ from .limits import (
     MAX_GUIDANCE,
     MAX_GUIDE_SCALE,
     MAX_MASK_B64,
+    MAX_PARTICLES,
     MAX_IMAGE_SIZE,
     MAX_IMAGE_TRAIN_STEPS,
     MAX_IMAGES,
@@ -125,8 +126,18 @@ class ObserveGuide(_Strict):
     values: dict[Annotated[str, Field(pattern=r"^x[1-9][0-9]?$")], Annotated[float, Field(ge=-1e4, le=1e4, allow_inf_nan=False)]] = Field(
         min_length=1, max_length=16
     )
-    method: Literal["replace", "dps", "universal"] = "dps"
+    method: Literal["replace", "dps", "universal", "smc"] = "dps"
     scale: float | None = Field(None, gt=0.0, le=MAX_GUIDE_SCALE, allow_inf_nan=False, description="dps and universal")
+    particles: int | None = Field(None, ge=1, le=MAX_PARTICLES, description="smc only: particles per sample (default 16)")
+
+    @model_validator(mode="after")
+    def _smc_options(self):
+        # The command line's rules (cli._check_smc_options): K belongs to smc, and smc has no scale.
+        if self.particles is not None and self.method != "smc":
+            raise ValueError("particles: applies to method smc only")
+        if self.scale is not None and self.method == "smc":
+            raise ValueError("scale: method smc has no scale (its twist tightens to the exact condition by itself)")
+        return self
 
 
 class GradientGuide(_Strict):
