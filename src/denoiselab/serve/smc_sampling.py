@@ -101,6 +101,7 @@ class SmcSampling:
             "other_gradients": c.other_gradients,
             "display_evaluations": 0,
             "cost": c.summary(),
+            "known_values": {f"x{i + 1}": v for i, v in sorted(self.request.observe.items())},  # data units
         }
 
     def add_to_reply(self, out: dict, final_particles: torch.Tensor, frames: bool) -> dict:
