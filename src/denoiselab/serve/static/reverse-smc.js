@@ -26,8 +26,11 @@ export const Smc = {
     if (!s) return;
     $("rev-x0-caption").innerHTML = "each particle's x̂<sub>0</sub>, size by its weight (blue: data)";
     $("rev-final-caption").innerHTML = "the particles at the end, size by final weight; <b>ringed</b>: the one drawn for each sample (dashed: the observed value)";
-    $("rev-ess-caption").textContent = `effective sample size of each sample's ${s.particles} particles before each step's resampling; ` +
-      "red: the sample with the lowest ESS, dotted where a step resampled (a sample's particles are resampled when its ESS falls below K/2)";
+    // The legend sits in the caption, where it can cover no line of the plot.
+    const swatch = (color, mark, text) => `<span style="color:${color}">${mark}</span> ${text}`;
+    $("rev-ess-caption").innerHTML = `effective sample size of each sample's ${s.particles} particles, before each step's resampling: ` +
+      [swatch(COLORS.sample, "━", "mean over the samples"), swatch(COLORS.noise, "┅ ●", "the lowest sample, a dot where the step resampled"),
+        swatch(COLORS.muted, "┈", "K/2: a sample is resampled below it")].join("; ");
     const observed = Object.entries(res.gradient_guidance.known_values || {}).map(([k, v]) => `${k} = ${v}`).join(", ");
     const steps = res.frames.length;
     $("rev-guide-counts").textContent =
@@ -62,11 +65,11 @@ export const Smc = {
     if (!s) return;
     const K = s.particles, n = s.ess.length, xs = s.ess.map((_, j) => j);
     lineChart($("rev-ess"), [
-      { xs: xs.concat([n]), ys: s.ess.concat([s.ess_final]), color: COLORS.sample, label: "mean over the samples" },
-      { xs, ys: s.ess_worst, color: COLORS.noise, dash: [4, 3], width: 1.2, label: "the worst sample (dot: resampled)" },
-      { xs: [0, n], ys: [K / 2, K / 2], color: COLORS.muted, dash: [2, 3], width: 1, label: "K/2: resample below" },
+      { xs: xs.concat([n]), ys: s.ess.concat([s.ess_final]), color: COLORS.sample },
+      { xs, ys: s.ess_worst, color: COLORS.noise, dash: [4, 3], width: 1.2 },
+      { xs: [0, n], ys: [K / 2, K / 2], color: COLORS.muted, dash: [2, 3], width: 1 },
     ], {
-      xMin: 0, xMax: n, yMin: 0, yMax: K, marker: i, xLabel: "step", yLabel: `ESS (of ${K})`, legendLeft: true, // the top left: the first steps, where the ESS is low
+      xMin: 0, xMax: n, yMin: 0, yMax: K, marker: i, xLabel: "step", yLabel: `ESS (of ${K})`,
       dots: s.resampled.map((j) => ({ x: j, y: s.ess_worst[j], color: COLORS.noise })),
     });
   },
