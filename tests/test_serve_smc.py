@@ -136,3 +136,27 @@ def test_image_runs_are_refused(client):
     assert _error(_smc(client, "digits")).startswith("gradient_guidance.observe")
     box = {"inpaint": {"boxes": [[0, 0, 4, 4]], "method": "smc"}}
     assert _error(client.post("/api/runs/digits/sample", json={"n": 2, "steps": 4, "gradient_guidance": box})).startswith("gradient_guidance.inpaint.method")
+
+
+def test_a_region_by_smc_and_by_loss_guidance(client):
+    body = {"n": N, "steps": STEPS, "seed": 3}
+    r = client.post("/api/runs/plain/sample", json={**body, "gradient_guidance": {"region": {"expression": "x1 > 0.5", "method": "smc", "particles": K}}})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["description"].endswith("; region x1 > 0.5 by twisted SMC, 8 particles") and d["gradient_guidance"]["region"] == "x1 > 0.5"
+    for f in d["frames"]:
+        np.testing.assert_allclose(np.asarray(f["weights"]).reshape(N, K).sum(1), 1.0, atol=2e-3)
+    # The ending weighs by the hard indicator: a sample is outside only where its whole group is.
+    final = np.asarray(d["smc"]["final_weights"]).reshape(N, K)
+    inside = int(d["smc"]["inside"].split(" of ")[0])
+    assert inside == N - d["smc"]["dead_groups"] and (final.max(1) > 0).all()
+    loss = client.post("/api/runs/plain/sample", json={**body, "gradient_guidance": {"region": {"expression": "x1 > 0.5", "scale": 5.0}}})
+    assert loss.status_code == 200, loss.text
+    g = loss.json()["gradient_guidance"]
+    assert (g["kind"], g["method"], g["scale"]) == ("region", "loss", 5.0) and "smc" not in loss.json()
+    assert loss.json()["description"].endswith("; region x1 > 0.5 by loss guidance, scale 5")
+    bad = {"region": {"expression": "x1 >", "method": "smc"}}
+    assert _error(client.post("/api/runs/plain/sample", json={**body, "gradient_guidance": bad})).startswith("gradient_guidance.region.expression: ")
+    assert _error(client.post("/api/runs/digits/sample", json={"n": 2, "steps": 4, "gradient_guidance": {"region": {"expression": "x1 > 0", "method": "smc"}}})).startswith(
+        "gradient_guidance.region"
+    )

@@ -89,7 +89,7 @@ def sampling_router(state: ServeState) -> APIRouter:
         x_T, records, seconds = draw(run, plan, guided, frames=req.frames)
         reply = build_reply(run, name, req, plan, x_T, records, seconds, guided)
         if isinstance(guided, SmcSampling):
-            reply = guided.add_to_reply(reply, records[-1].x_next, req.frames)
+            reply = guided.add_to_reply(run, reply, records[-1].x_next, req.frames)
         return json_response(reply)
 
     return router

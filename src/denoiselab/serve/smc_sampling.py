@@ -1,4 +1,4 @@
-"""Twisted SMC in the Reverse view: the observe block with method "smc" on a point run.
+"""Twisted SMC in the Reverse view: the observe or region block with method "smc" on a point run.
 
 The draw is runs/guided_smc.py's (``draw_smc`` with the twist runs/guided.py builds for the
 command line, ``smc_twist``): K particles per requested sample moved by ancestral DDPM steps,
@@ -28,7 +28,7 @@ from fastapi import HTTPException
 
 from ..gradient_guidance import GuidanceCounts
 from ..runs import SamplingPlan
-from ..runs.guided import GuidanceRequest, observed_point, smc_twist
+from ..runs.guided import GuidanceRequest, describe_inside, observed_point, request_region, smc_twist
 from ..runs.guided_smc import SMC, check_particles, check_smc_plan, collapse_warning, default_steps, draw_smc, ess_line, report
 from ..smc import DEFAULT_ESS_THRESHOLD, ParticleRecord, Twist
 from .guided_sampling import observed
@@ -39,14 +39,14 @@ from .request_models import GradientGuide
 
 def is_smc(guide: GradientGuide | None) -> bool:
     """Whether the request's guidance is drawn by twisted SMC."""
-    return guide is not None and guide.observe is not None and guide.observe.method == SMC
+    return guide is not None and (guide.observe or guide.region) is not None and guide.spec.method == SMC
 
 
 def plan_defaults(run, guide: GradientGuide, sampler: str | None, steps: int | None, n: int | None) -> tuple[str, int, int | None]:
     """The sampler, steps and n of an SMC request that leaves them out: as the command line picks
     them, DDPM (the transition whose densities weight the particles) on guided_smc.default_steps,
     held to the page's MAX_STEPS; and as many samples as fill a frame with particles."""
-    k = check_particles(guide.observe.particles)
+    k = check_particles(guide.spec.particles)
     if n is None:
         n = max(1, min(run.config.sample.n, MAX_FRAME_POINTS // k))
     return sampler or "ddpm", min(default_steps(run), MAX_STEPS) if steps is None else steps, n
@@ -90,8 +90,11 @@ class SmcSampling:
 
     def summary(self) -> dict:
         c = self.counts
+        where = {"region": self.request.region} if self.guide.region is not None else {
+            "known_values": {f"x{i + 1}": v for i, v in sorted(self.request.observe.items())},  # data units
+        }  # fmt: skip
         return {
-            "kind": "observe",
+            "kind": self.guide.kind,
             "uses_gradients": True,
             "method": SMC,
             "scale": None,
@@ -101,10 +104,10 @@ class SmcSampling:
             "other_gradients": c.other_gradients,
             "display_evaluations": 0,
             "cost": c.summary(),
-            "known_values": {f"x{i + 1}": v for i, v in sorted(self.request.observe.items())},  # data units
+            **where,
         }
 
-    def add_to_reply(self, out: dict, final_particles: torch.Tensor, frames: bool) -> dict:
+    def add_to_reply(self, run, out: dict, final_particles: torch.Tensor, frames: bool) -> dict:
         """``out`` (build_reply's) with the drawn samples (rows of ``final_particles``, the last
         step's n K particles), each frame's weights and the ``smc`` block."""
         rec, k, n, steps = self.record, self.particles, out["n"], len(self.steps)
@@ -113,7 +116,8 @@ class SmcSampling:
         else:
             weights, final, chosen = rec.weights, rec.final_weights, rec.pick + k * torch.arange(n)
             ess, worst = [float(e.mean()) for e in rec.ess], [float(e.min()) for e in rec.ess]
-        out["samples"] = panel(final_particles[chosen])
+        samples = final_particles[chosen]
+        out["samples"] = panel(samples)
         if frames:
             for f, w in zip(out["frames"], weights):
                 f["weights"] = _rounded(w)
@@ -130,6 +134,8 @@ class SmcSampling:
             "warning": collapse_warning(rec, "more particles K or more steps help"),
             "observed": self.observed,
         }
+        if self.request.region is not None:  # "12 of 30 samples inside abs(x1) < 0.3 (40.0 %); the training data: 9.5 %"
+            out["smc"]["inside"] = describe_inside(run, request_region(run, self.request), run.to_data_units(samples))
         return out
 
 
@@ -138,12 +144,15 @@ def prepare(run, guide: GradientGuide, plan: SamplingPlan) -> SmcSampling:
     PlanError where the run or the plan cannot have it (an image run, a sampler other than DDPM,
     a value far outside the data)."""
     check_smc_plan(plan)
-    spec = guide.observe
+    spec, k = guide.spec, check_particles(guide.spec.particles)
+    if guide.region is not None:
+        request = GuidanceRequest(region=spec.expression, method=SMC, particles=spec.particles)
+        return SmcSampling(guide, request, smc_twist(run, request), k)
     request = GuidanceRequest(observe=observed(spec), method=SMC, particles=spec.particles)
     twist = smc_twist(run, request)  # checks the values against the run (observed_point)
     model = run.normalization.encode(observed_point(run, request.observe))
     in_model_units = {f"x{i + 1}": round(float(model[i]), 6) for i in sorted(request.observe)}
-    return SmcSampling(guide, request, twist, check_particles(spec.particles), observed=in_model_units)
+    return SmcSampling(guide, request, twist, k, observed=in_model_units)
 
 
 def check_bounds(plan: SamplingPlan, particles: int, frames: bool) -> None:

@@ -24,21 +24,22 @@ export const Smc = {
       ? `noisy x<sub>t</sub>: all ${s.samples} × ${s.particles} particles, size by weight`
       : "noisy x<sub>t</sub> (the current sample)";
     if (!s) return;
+    const g = res.gradient_guidance, steps = res.frames.length;
     $("rev-x0-caption").innerHTML = "each particle's x̂<sub>0</sub>, size by its weight (blue: data)";
-    $("rev-final-caption").innerHTML = "the particles at the end, size by final weight; <b>ringed</b>: the one drawn for each sample (dashed: the observed value)";
+    $("rev-final-caption").innerHTML = "the particles at the end, size by final weight; <b>ringed</b>: the one drawn for each sample" +
+      (g.region ? "" : " (dashed: the observed value)");
     // The legend sits in the caption, where it can cover no line of the plot.
     const swatch = (color, mark, text) => `<span style="color:${color}">${mark}</span> ${text}`;
     $("rev-ess-caption").innerHTML = `effective sample size of each sample's ${s.particles} particles, before each step's resampling: ` +
       [swatch(COLORS.sample, "━", "mean over the samples"), swatch(COLORS.noise, "┅ ●", "the lowest sample, a dot where the step resampled"),
         swatch(COLORS.muted, "┈", "K/2: a sample is resampled below it")].join("; ");
-    const observed = Object.entries(res.gradient_guidance.known_values || {}).map(([k, v]) => `${k} = ${v}`).join(", ");
-    const steps = res.frames.length;
+    const condition = g.region ? `the region ${g.region}` : Object.entries(g.known_values || {}).map(([k, v]) => `${k} = ${v}`).join(", ");
     $("rev-guide-counts").textContent =
-      `Twisted SMC: K = ${s.particles} particles per sample move by guided DDPM steps and are weighted by how well they agree with ${observed || "the observation"}; ` +
+      `Twisted SMC: K = ${s.particles} particles per sample move by guided DDPM steps and are weighted by how well they agree with ${condition}; ` +
       `the weighted population targets the model's own conditional, exactly as K grows. ` +
       `ESS min ${s.ess_min.toFixed(1)} of ${s.particles} (mean ${s.ess_mean.toFixed(1)}, final ${s.ess_final.toFixed(1)}); ` +
       `resampled at ${s.resampling_steps} of ${steps} steps; ${s.evaluations_per_sample} model evaluations per sample (K × steps), each with a backward pass.` +
-      (s.warning ? ` ${s.warning.replace(/^warning: /, "Warning: ")}.` : "");
+      (s.inside ? ` ${s.inside}.` : "") + (s.warning ? ` ${s.warning.replace(/^warning: /, "Warning: ")}.` : "");
   },
   /** Point diameters of frame i's x_t (and x̂0), or undefined without SMC. */
   sizes(res, i) { return res.smc ? weightSizes(res.frames[i].weights, res.smc.particles) : undefined; },
