@@ -349,7 +349,7 @@ def test_reverse_view_applies_gradient_guidance(page, server, tmp_path):
     _open(page, server, "reverse")
     page.wait_for_selector("#rev-panels[data-frames]")
     assert page.is_hidden("#rev-guide-fig")
-    assert page.eval_on_selector_all("#rev-guide option", "os => os.map((o) => o.value)") == ["none", "observe"]  # spiral: a coordinate to fix
+    assert page.eval_on_selector_all("#rev-guide option", "os => os.map((o) => o.value)") == ["none", "observe", "region"]  # spiral: a coordinate to fix, a region
     page.select_option("#rev-run", "digits")
     page.wait_for_function("document.getElementById('rev-n-label').textContent === 'Images'")
     assert page.eval_on_selector_all("#rev-guide option", "os => os.map((o) => o.value)") == ["none", "classifier", "inpaint"]
@@ -479,6 +479,16 @@ def test_reverse_view_draws_the_smc_population(page, server, tmp_path):
     page.wait_for_function("(() => { const r = window.playground.rev.result; return r && !r.smc && r.gradient_guidance; })()")
     assert page.is_hidden("#rev-ess-fig") and page.is_visible("#rev-guide-fig")
     assert "Twisted SMC" not in page.text_content("#rev-guide-counts")
+    # A region by SMC: the same population view, and the caption counts the samples inside.
+    page.select_option("#rev-guide", "region")
+    page.fill("#rev-guide-region", "x1 > 0.5")
+    page.select_option("#rev-guide-region-method", "smc")
+    assert page.input_value("#rev-sampler") == "ddpm" and page.is_visible("#rev-guide-particles")
+    page.fill("#rev-n", "20")
+    page.click("#rev-go")
+    page.wait_for_function("(() => { const r = window.playground.rev.result; return r && r.smc && r.gradient_guidance.kind === 'region'; })()")
+    assert page.is_visible("#rev-ess-fig") and "samples inside x1 > 0.5" in page.text_content("#rev-guide-counts")
+    assert "region x1 > 0.5 by twisted SMC, 16 particles" in page.text_content("#rev-status")
 
 
 def test_playground_view_animates_both_ways(page, server, tmp_path):

@@ -108,6 +108,8 @@ class GuidedSampling:
             out.update(label=self.label, scale=g.classifier.scale)
         else:
             out.update(method=g.spec.method, scale=g.spec.scale)
+        if g.region is not None:
+            out["region"] = g.region.expression
         c = self.counts
         out.update(
             evaluations=c.evaluations,

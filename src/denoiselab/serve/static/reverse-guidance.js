@@ -16,6 +16,7 @@ export const Guidance = {
   init() {
     $("rev-guide").addEventListener("change", () => this.showControls());
     $("rev-guide-observe-method").addEventListener("change", () => this.showControls());
+    $("rev-guide-region-method").addEventListener("change", () => this.showControls());
     $("rev-guide-particles").addEventListener("change", () => this.fitParticles());
     $("rev-guide-image").addEventListener("change", () => this.drawMask());
     $("rev-guide-left").addEventListener("click", () => this.half("left"));
@@ -36,7 +37,10 @@ export const Guidance = {
     if (detail.has_classifier) opts.push({ value: "classifier", label: "classifier (towards a class)" });
     else if (detail.num_classes > 0) opts.push({ value: "classifier", label: "classifier (none trained: denoiselab train-classifier)", disabled: true });
     if (detail.kind === "image" && detail.held_out_preview) opts.push({ value: "inpaint", label: "inpaint a held-out image" });
-    if (detail.kind === "points") opts.push({ value: "observe", label: "observe a coordinate (sample the other)" });
+    if (detail.kind === "points") {
+      opts.push({ value: "observe", label: "observe a coordinate (sample the other)" });
+      opts.push({ value: "region", label: "keep inside a region" });
+    }
     // A latent run: the guides work on pixels while its sampler steps in the latent space (the server refuses them).
     if (detail.latent_shape) opts.splice(1, opts.length, { value: "latent", label: "none available for a latent run", disabled: true });
     const before = $("rev-guide").value;
@@ -62,6 +66,7 @@ export const Guidance = {
     for (const el of document.querySelectorAll("#view-reverse .guide-classifier")) el.hidden = kind !== "classifier";
     for (const el of document.querySelectorAll("#view-reverse .guide-inpaint")) el.hidden = kind !== "inpaint";
     for (const el of document.querySelectorAll("#view-reverse .guide-observe")) el.hidden = kind !== "observe";
+    for (const el of document.querySelectorAll("#view-reverse .guide-region")) el.hidden = kind !== "region";
     const smc = this.smc();
     for (const el of document.querySelectorAll("#view-reverse .guide-smc")) el.hidden = !smc;
     if (smc && !this.wasSmc) {
@@ -79,7 +84,10 @@ export const Guidance = {
     const detail = state.rev.detail, cond = !!detail && detail.num_classes > 0;
     for (const el of document.querySelectorAll("#view-reverse .cond")) el.hidden = !cond || kind === "classifier";
   },
-  smc() { return this.kind() === "observe" && $("rev-guide-observe-method").value === "smc"; },
+  smc() {
+    const kind = this.kind();
+    return (kind === "observe" && $("rev-guide-observe-method").value === "smc") || (kind === "region" && $("rev-guide-region-method").value === "smc");
+  },
   /** Every frame holds n x K particles, at most caps.frame_points: the Points box's bound follows K. */
   fitParticles() {
     const n = $("rev-n"), caps = state.info.caps, detail = state.rev.detail;
@@ -130,6 +138,12 @@ export const Guidance = {
       if (value === null || particles === null) return undefined;
       return { observe: { values: { [$("rev-guide-coord").value]: value }, method, ...(method === "smc" ? { particles } : {}) } };
     }
+    if (kind === "region") {
+      const method = $("rev-guide-region-method").value;
+      const particles = method === "smc" ? fieldValue("rev-guide-particles") : undefined;
+      if (particles === null) return undefined;
+      return { region: { expression: $("rev-guide-region").value, method, ...(method === "smc" ? { particles } : {}) } };
+    }
     return null;
   },
   /** One scale for the whole timeline, so the term of different steps can be compared. */
@@ -156,6 +170,7 @@ export const Guidance = {
     const known = res.kind === "image" ? "pixels" : "coordinates";
     const what = g.kind === "classifier"
       ? `−s σ_t ∇ log p(y = ${res.class_names ? res.class_names[g.label] : g.label} | x_t), s = ${g.scale}`
+      : g.kind === "region" ? `loss guidance: the gradient of s × (how far x̂₀ lies outside ${g.region})², through the network, × σ_t`
       : g.method === "dps" ? `DPS: the gradient of ‖known − x̂₀‖²/2 on the known ${known}, through the network, × s σ_t`
         : g.method === "universal" ? `universal guidance: DPS on the known ${known} plus one backward step on x̂₀`
           : `replacement: the known ${known} re-noised before the network sees them, and pasted into x̂₀`;
