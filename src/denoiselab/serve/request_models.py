@@ -120,7 +120,22 @@ class InpaintGuide(_Strict):
         return self
 
 
-class ObserveGuide(_Strict):
+class _Particles(_Strict):
+    """What a block twisted SMC can draw adds: its particles K, with the command line's rules
+    (cli._check_smc_options): K belongs to method smc, and smc has no scale."""
+
+    particles: int | None = Field(None, ge=1, le=MAX_PARTICLES, description="smc only: particles per sample (default 16)")
+
+    @model_validator(mode="after")
+    def _smc_options(self):
+        if self.particles is not None and self.method != "smc":
+            raise ValueError("particles: applies to method smc only")
+        if self.scale is not None and self.method == "smc":
+            raise ValueError("scale: method smc has no scale (its twist tightens to the exact condition by itself)")
+        return self
+
+
+class ObserveGuide(_Particles):
     """Point runs: fix coordinates ({"x1": 0.5}, 1-based as in p(x2 | x1 = a)) and sample the rest."""
 
     values: dict[Annotated[str, Field(pattern=r"^x[1-9][0-9]?$")], Annotated[float, Field(ge=-1e4, le=1e4, allow_inf_nan=False)]] = Field(
@@ -128,34 +143,15 @@ class ObserveGuide(_Strict):
     )
     method: Literal["replace", "dps", "universal", "smc"] = "dps"
     scale: float | None = Field(None, gt=0.0, le=MAX_GUIDE_SCALE, allow_inf_nan=False, description="dps and universal")
-    particles: int | None = Field(None, ge=1, le=MAX_PARTICLES, description="smc only: particles per sample (default 16)")
-
-    @model_validator(mode="after")
-    def _smc_options(self):
-        return _check_smc_options(self)
 
 
-class RegionGuide(_Strict):
+class RegionGuide(_Particles):
     """Point runs: samples restricted to a region, an expression over x1, x2, ... in data units
     ("abs(x1) < 0.3", regions.py), by loss guidance (the command line's default) or twisted SMC."""
 
     expression: str = Field(min_length=1, max_length=200)
     method: Literal["loss", "smc"] = "loss"
     scale: float | None = Field(None, gt=0.0, le=MAX_GUIDE_SCALE, allow_inf_nan=False, description="loss only")
-    particles: int | None = Field(None, ge=1, le=MAX_PARTICLES, description="smc only: particles per sample (default 16)")
-
-    @model_validator(mode="after")
-    def _smc_options(self):
-        return _check_smc_options(self)
-
-
-def _check_smc_options(guide):
-    """The command line's rules (cli._check_smc_options): K belongs to smc, and smc has no scale."""
-    if guide.particles is not None and guide.method != "smc":
-        raise ValueError("particles: applies to method smc only")
-    if guide.scale is not None and guide.method == "smc":
-        raise ValueError("scale: method smc has no scale (its twist tightens to the exact condition by itself)")
-    return guide
 
 
 class GradientGuide(_Strict):
