@@ -12,10 +12,12 @@ module adds what a picture of it needs:
   step's resampling, so a dip shows what triggered it), the steps that resampled, the final
   population's weights and the particle each sample was drawn from (``chosen``, rows of the last
   frame's x_next), the model evaluations per sample, the command line's ESS line and its collapse
-  warning.
+  warning; the observed values in the reply's (model) units (``observed``, for a line on the
+  page), or for a region how many samples lie inside it (``inside``).
 
 The reply's ``samples`` are the n drawn particles.  Nothing is pasted: the last step conditions on
-the observed values (smc.observation_twist), so they hold exactly already.
+the observed values (smc.observation_twist), so they hold exactly already; a region's last step
+weighs by its hard indicator (smc.region_twist).
 """
 
 from __future__ import annotations
@@ -65,10 +67,9 @@ class SmcSampling:
     counts: GuidanceCounts = field(default_factory=GuidanceCounts)
     record: ParticleRecord | None = None
     evaluations: int = 0  # per sample
-    steps: list = field(default_factory=list)
+    steps: list = field(default_factory=list)  # one None per step: SMC has no guidance-term panel
     observed: dict = field(default_factory=dict)  # "x1" -> the observed value in model units (the reply's units)
-    known = None
-    uses_gradients = True
+    known = None  # nothing to paste
 
     def draw(self, run, plan: SamplingPlan, on_step) -> tuple[torch.Tensor, float]:
         """x_T (n K particles) and the seconds the draw took; ``on_step`` gets every step's record."""
@@ -140,9 +141,9 @@ class SmcSampling:
 
 
 def prepare(run, guide: GradientGuide, plan: SamplingPlan) -> SmcSampling:
-    """The twist and particles of ``guide`` (an observe block with method smc) on ``run``; a
-    PlanError where the run or the plan cannot have it (an image run, a sampler other than DDPM,
-    a value far outside the data)."""
+    """The twist and particles of ``guide`` (an observe or region block with method smc) on
+    ``run``; a PlanError where the run or the plan cannot have it (an image run, a sampler other
+    than DDPM, a value far outside the data, an expression that is not a region)."""
     check_smc_plan(plan)
     spec, k = guide.spec, check_particles(guide.spec.particles)
     if guide.region is not None:
