@@ -349,7 +349,7 @@ def test_reverse_view_applies_gradient_guidance(page, server, tmp_path):
     _open(page, server, "reverse")
     page.wait_for_selector("#rev-panels[data-frames]")
     assert page.is_hidden("#rev-guide-fig")
-    assert page.eval_on_selector_all("#rev-guide option", "os => os.map((o) => o.value)") == ["none"]  # spiral: nothing to offer
+    assert page.eval_on_selector_all("#rev-guide option", "os => os.map((o) => o.value)") == ["none", "observe", "region"]  # spiral: a coordinate to fix, a region
     page.select_option("#rev-run", "digits")
     page.wait_for_function("document.getElementById('rev-n-label').textContent === 'Images'")
     assert page.eval_on_selector_all("#rev-guide option", "os => os.map((o) => o.value)") == ["none", "classifier", "inpaint"]
@@ -411,6 +411,84 @@ def test_reverse_view_applies_gradient_guidance(page, server, tmp_path):
     page.wait_for_function("window.playground.rev.result.kind === 'points'")
     assert page.input_value("#rev-guide") == "none" and page.text_content("#rev-guide-counts") == ""
     assert page.is_hidden("#rev-guide-fig") and "guidance" not in page.text_content("#rev-status")
+
+
+# Every disc (arc) and text the page draws, by canvas id: the sizes and labels it really drew.
+CANVAS_SPY = """(() => {
+  window.drawn = { arcs: {}, texts: {} };
+  const arc = CanvasRenderingContext2D.prototype.arc, text = CanvasRenderingContext2D.prototype.fillText;
+  CanvasRenderingContext2D.prototype.arc = function (x, y, r, a, b) {
+    (window.drawn.arcs[this.canvas.id] ||= []).push(r);
+    return arc.call(this, x, y, r, a, b);
+  };
+  CanvasRenderingContext2D.prototype.fillText = function (t, x, y) {
+    (window.drawn.texts[this.canvas.id] ||= []).push(String(t));
+    return text.call(this, t, x, y);
+  };
+  window.drawnReset = () => { window.drawn = { arcs: {}, texts: {} }; };
+})();"""
+
+
+def test_reverse_view_draws_the_smc_population(page, server, tmp_path):
+    """Observing x1 on the point run by twisted SMC: every particle drawn with its size by weight,
+    the drawn particle of each sample ringed, and the ESS over the steps with its axis labels."""
+    page.add_init_script(CANVAS_SPY)
+    _open(page, server, "reverse")
+    page.wait_for_selector("#rev-panels[data-frames]")
+    page.select_option("#rev-guide", "observe")
+    assert page.is_hidden("#rev-guide-particles")  # K belongs to SMC
+    page.select_option("#rev-guide-observe-method", "smc")
+    assert page.input_value("#rev-sampler") == "ddpm"  # the transition SMC weights by
+    page.fill("#rev-guide-value", "0.5")
+    page.fill("#rev-guide-particles", "16")
+    page.fill("#rev-n", "30")
+    page.fill("#rev-steps", "40")
+    page.click("#rev-go")
+    page.wait_for_function("(() => { const r = window.playground.rev.result; return r && r.smc && r.frames.length === 40; })()")
+    res = page.evaluate("(() => { const r = window.playground.rev.result; return { smc: r.smc, weights: r.frames.map((f) => f.weights) }; })()")
+    smc, k = res["smc"], 16
+    assert smc["particles"] == k and smc["samples"] == 30
+    assert page.is_hidden("#rev-guide-fig") and page.is_visible("#rev-ess-fig")
+    # The frame whose weights differ most: its x_t is drawn as 30 x 16 discs of several sizes,
+    # the heaviest clearly bigger than the lightest.
+    spread = [max(w) / max(min(w), 1e-12) for w in res["weights"]]
+    i = spread.index(max(spread))
+    page.evaluate("window.drawnReset()")
+    page.fill("#rev-timeline", str(i))
+    page.wait_for_function(f"document.getElementById('rev-steplabel').textContent.startsWith('step {i + 1} /')")
+    radii = page.evaluate("window.drawn.arcs['rev-xt']")
+    assert len(radii) == 30 * k
+    assert max(radii) >= 2 * min(radii) and min(radii) >= 1.0, (min(radii), max(radii))  # the lightest still visible
+    # The final panel: every particle by its final weight, then one ring per sample.
+    final = page.evaluate("window.drawn.arcs['rev-final']")
+    assert len(final) == 30 * k + 30 and len(set(final[: 30 * k])) > 1
+    # The ESS plot, with the axis labels a newcomer reads, and the caption's numbers.
+    assert page.evaluate(COLOURED_PIXELS, "rev-ess") > 500  # the orange and red lines and the dots
+    texts = page.evaluate("window.drawn.texts['rev-ess']")
+    assert "step" in texts and f"ESS (of {k})" in texts, texts
+    caption = page.text_content("#rev-guide-counts")
+    assert caption.startswith(f"Twisted SMC: K = {k} particles per sample") and f"ESS min {smc['ess_min']:.1f} of {k}" in caption
+    assert f"{smc['evaluations_per_sample']} model evaluations per sample" in caption
+    assert "twisted SMC, 16 particles" in page.text_content("#rev-status")
+    _shot(page, tmp_path, "reverse-smc")
+    # Back to DPS: no SMC figure or caption stays.
+    page.select_option("#rev-guide-observe-method", "dps")
+    page.select_option("#rev-sampler", "ddim")
+    page.fill("#rev-steps", "10")
+    page.click("#rev-go")
+    page.wait_for_function("(() => { const r = window.playground.rev.result; return r && !r.smc && r.gradient_guidance; })()")
+    assert page.is_hidden("#rev-ess-fig") and page.is_visible("#rev-guide-fig")
+    assert "Twisted SMC" not in page.text_content("#rev-guide-counts")
+    # A region by SMC: the same population view, and the caption counts the samples inside.
+    page.select_option("#rev-guide", "region")
+    page.fill("#rev-guide-region", "x1 > 0.5")
+    page.select_option("#rev-guide-region-method", "smc")
+    assert page.input_value("#rev-sampler") == "ddpm" and page.is_visible("#rev-guide-particles")
+    page.fill("#rev-n", "20")
+    page.click("#rev-go")
+    page.wait_for_function("(() => { const r = window.playground.rev.result; return r && r.smc && r.gradient_guidance.kind === 'region'; })()")
+    assert page.is_visible("#rev-ess-fig") and "samples inside x1 > 0.5" in page.text_content("#rev-guide-counts")
+    assert "region x1 > 0.5 by twisted SMC, 16 particles" in page.text_content("#rev-status")
 
 
 def test_playground_view_animates_both_ways(page, server, tmp_path):

@@ -163,3 +163,33 @@ def test_region_twist_ends_inside_the_region(setting):
     x = sample_smc(denoise, x_T, times, twist=twist, particles=16, generator=g, record=record)
     assert record.dead_groups == 0
     assert bool((x[:, 0] - x[:, 1] < 1.0).all())
+
+
+def test_record_keeps_each_steps_weights_and_the_drawn_particle(setting):
+    """With weights=[] the record keeps, per step, the normalised weights of the particles that
+    step moves: they give the ESS the record reports wherever the step did not resample, and are
+    equal within every group it resampled; ``pick`` names the particle each sample is."""
+    schedule, times = setting
+    record, steps = ParticleRecord(8, weights=[]), []
+    mask, values = torch.tensor([True, False]), torch.tensor([OBSERVED, 0.0], dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    x_T = torch.randn(30 * 8, 2, generator=g, dtype=torch.float64)
+    x = sample_smc(Denoiser(gaussian_denoiser(schedule), schedule, "x0"), x_T, times, twist=observation_twist(mask, values, schedule),
+                   particles=8, generator=g, record=record, on_step=steps.append)  # fmt: skip
+    assert len(record.weights) == len(record.ess) == len(times) - 1
+    resampled = set(record.resampled)
+    assert resampled and len(resampled) < len(times) - 1  # both kinds of step are checked below
+    for i, (w, ess) in enumerate(zip(record.weights, record.ess)):
+        torch.testing.assert_close(w.sum(1), torch.ones(30, dtype=torch.float64))
+        if i not in resampled:
+            torch.testing.assert_close(1.0 / w.pow(2).sum(1), ess)
+        else:  # the groups that fell below half of K were resampled to equal weights
+            low = ess < 0.5 * 8
+            assert low.any()
+            torch.testing.assert_close(w[low], torch.full_like(w[low], 1 / 8))
+    last = steps[-1].x_next.reshape(30, 8, 2)
+    torch.testing.assert_close(x, last[torch.arange(30), record.pick])
+    assert bool((record.final_weights[torch.arange(30), record.pick] > 0).all())
+    plain = ParticleRecord(8)
+    smc_x2(schedule, times, 8, n=30, record=plain)
+    assert plain.weights is None and plain.pick.shape == (30,)  # no per-step weights unless asked for

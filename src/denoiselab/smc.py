@@ -158,7 +158,10 @@ def systematic_resample(log_w: torch.Tensor, generator: torch.Generator | None =
 @dataclass
 class ParticleRecord:
     """What the population did: the ESS of each group at each step, before any resampling
-    (steps, groups), the steps that resampled, and the final weights (groups, K)."""
+    (steps, groups), the steps that resampled, the final weights (groups, K) and the particle
+    each group's sample was drawn from (groups,), for K > 1.  Made with ``weights=[]``, it also
+    keeps each step's normalised weights (groups, K) of the particles that step moves (its x_t, after any
+    resampling): a picture of the population needs them, a summary does not."""
 
     particles: int
     ess: list[torch.Tensor] = field(default_factory=list)
@@ -167,6 +170,8 @@ class ParticleRecord:
     final_ess: torch.Tensor | None = None
     final_weights: torch.Tensor | None = None
     dead_groups: int = 0  # groups whose every particle has weight 0 at the end (e.g. none inside a region)
+    weights: list[torch.Tensor] | None = None  # per step, only when made with a list
+    pick: torch.Tensor | None = None  # the drawn particle of each group, 0..K-1
 
     def ess_summary(self) -> dict:
         """The mean over groups of the ESS at each step, as its minimum and mean over the steps,
@@ -248,6 +253,8 @@ def sample_smc(
                 d = Denoised(d.x0[rows], d.eps[rows])
                 log_w = torch.where(low, torch.zeros_like(log_w), log_w)
                 record.resampled.append(i)
+            if record.weights is not None:
+                record.weights.append(normalized(log_w).cpu())
         x0_prior = _clamp(denoise, d.x0)
         # The proposal's clean estimate: loss guidance at scale 1, eps + sigma grad L (the module note).
         x0_proposal = _clamp(denoise, shift_eps(d, expand(sigma, x) * grad, x, alpha, sigma, "x0"))
@@ -275,4 +282,5 @@ def sample_smc(
     record.final_ess = effective_sample_size(log_w).cpu()
     record.final_weights = normalized(log_w).cpu()
     pick = torch.multinomial(normalized(log_w).cpu().float(), 1, generator=generator)[:, 0].to(x.device)
+    record.pick = pick.cpu()
     return x[torch.arange(groups, device=x.device), pick]

@@ -303,6 +303,13 @@ def draw_guided(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: 
 
 def _draw_smc(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, on_step=None) -> Drawn:
     """``draw_guided`` by twisted SMC: one twist, of the observed coordinates or of the region."""
+    drawn, record = draw_smc(run, plan, smc_twist(run, request), request.particles, counts, on_step)
+    return replace(drawn, x=run.to_data_units(torch.as_tensor(drawn.x)), particles=record)
+
+
+def smc_twist(run: Run, request: GuidanceRequest):
+    """The SMC twist of ``request`` (smc.Twist): of its observed coordinates or of its region,
+    which must be its one condition."""
     if request.classifier_scale is not None:
         raise PlanError("method", "smc twists by observed coordinates or a region; classifier guidance has no SMC twist here (use it without method smc)")
     if request.observe and request.region is not None:
@@ -311,12 +318,9 @@ def _draw_smc(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: Gu
         point = observed_point(run, request.observe)
         mask = torch.zeros(run.dim, dtype=torch.bool)
         mask[list(request.observe)] = True
-        twist = observe_twist(run, *_known(run, mask, point))
-    else:
-        _check_region_run(run)
-        twist = region_twist_of(run, request_region(run, request))
-    drawn, record = draw_smc(run, plan, twist, request.particles, counts, on_step)
-    return replace(drawn, x=run.to_data_units(torch.as_tensor(drawn.x)), particles=record)
+        return observe_twist(run, *_known(run, mask, point))
+    _check_region_run(run)
+    return region_twist_of(run, request_region(run, request))
 
 
 def sample_guided(run: Run, request: GuidanceRequest, counts: GuidanceCounts | None = None, **plan_options) -> np.ndarray:

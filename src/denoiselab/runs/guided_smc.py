@@ -58,10 +58,12 @@ def check_particles(particles: int | None) -> int:
     return k
 
 
-def draw_smc(run: Run, plan: SamplingPlan, twist: Twist, particles: int, counts: GuidanceCounts, on_step=None) -> tuple[Drawn, ParticleRecord]:
+def draw_smc(
+    run: Run, plan: SamplingPlan, twist: Twist, particles: int, counts: GuidanceCounts, on_step=None, record: ParticleRecord | None = None
+) -> tuple[Drawn, ParticleRecord]:
     """``plan`` drawn by twisted SMC with ``particles`` per sample, in model units (Drawn.x is
-    left undecoded: the caller writes the values it knows); ``counts`` gets the evaluations and
-    ``on_step`` each step's record."""
+    left undecoded: the caller writes the values it knows); ``counts`` gets the evaluations,
+    ``on_step`` each step's record and ``record`` (a new one if None) what the population did."""
     check_smc_plan(plan)
     k = check_particles(particles)
     calls = GuidanceCounts()
@@ -71,7 +73,7 @@ def draw_smc(run: Run, plan: SamplingPlan, twist: Twist, particles: int, counts:
     generator = torch.Generator().manual_seed(plan.seed)
     # K = 1 starts from the noise of an unguided draw of the same plan (runs/sampling.sample).
     x_T = torch.randn(plan.n * k, *run.sample_shape, generator=generator).to(run.device)
-    record = ParticleRecord(k)
+    record = ParticleRecord(k) if record is None else record
     x0 = sample_smc(
         denoise, x_T, plan.times, twist=twist, particles=k, generator=generator if run.device.type == "cpu" else None,
         variance=plan.options.get("variance", "small"), record=record, on_step=on_step,
@@ -103,8 +105,9 @@ def ess_line(record: ParticleRecord, evaluations: int) -> str:
     )
 
 
-def collapse_warning(record: ParticleRecord) -> str | None:
-    """One line when the population collapsed (COLLAPSED_ESS), else None."""
+def collapse_warning(record: ParticleRecord, remedy: str = "more --particles or --steps help") -> str | None:
+    """One line when the population collapsed (COLLAPSED_ESS), else None; ``remedy`` names the
+    face's own knobs."""
     s = record.ess_summary()
     k = s["particles"]
     if k < 2:
@@ -116,7 +119,7 @@ def collapse_warning(record: ParticleRecord) -> str | None:
         where = "at the end" if s["ess_final"] <= s["ess_min"] else f"at t = {s['ess_min_at_t']:.3g}"
         return (
             f"warning: the effective sample size fell to {worst:.1f} of {k} particles {where}: the condition lies where the "
-            "model puts little mass, so the samples rest on a few particles (more --particles or --steps help)"
+            "model puts little mass, so the samples rest on a few particles ({remedy})"
         )
     return None
 

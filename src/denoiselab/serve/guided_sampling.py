@@ -1,5 +1,6 @@
 """The sample request's gradient_guidance block: classifier guidance, inpainting a held-out
-image, observed coordinates of a point run, and the guidance term of each reverse step.
+image, observed coordinates of a point run, a region of a point run, and the guidance term of each
+reverse step (twisted SMC, method "smc", is smc_sampling.py's).
 
 The wrappers are gradient_guidance.py's, built by runs/guided.py exactly as the CLI builds them
 (``guided_wrapper``, ``inpaint_wrapper``), which also say where the run cannot serve a request
@@ -106,8 +107,9 @@ class GuidedSampling:
         if g.classifier is not None:
             out.update(label=self.label, scale=g.classifier.scale)
         else:
-            spec = g.inpaint or g.observe
-            out.update(method=spec.method, scale=spec.scale)
+            out.update(method=g.spec.method, scale=g.spec.scale)
+        if g.region is not None:
+            out["region"] = g.region.expression
         c = self.counts
         out.update(
             evaluations=c.evaluations,
@@ -121,7 +123,12 @@ class GuidedSampling:
 
 def uses_gradients(guide: GradientGuide) -> bool:
     """Whether the guidance differentiates through the model (all but replacement)."""
-    return guide.classifier is not None or (guide.inpaint or guide.observe).method != "replace"
+    return guide.classifier is not None or guide.spec.method != "replace"
+
+
+def observed(spec) -> dict[int, float]:
+    """An observe block's values ({"x1": 0.5}, 1-based) as runs.guided reads them ({0: 0.5})."""
+    return {int(k[1:]) - 1: v for k, v in spec.values.items()}
 
 
 def request_field(guide: GradientGuide, field: str) -> str:
@@ -131,6 +138,9 @@ def request_field(guide: GradientGuide, field: str) -> str:
         "observe": "gradient_guidance.observe.values",
         "method": f"gradient_guidance.{guide.kind}.method",
         "image": "gradient_guidance.inpaint.image",
+        "particles": f"gradient_guidance.{guide.kind}.particles",
+        "region": "gradient_guidance.region.expression",
+        "sampler": "sampler",
     }
     return names.get(field, f"gradient_guidance.{guide.kind}")
 
@@ -177,8 +187,12 @@ def prepare(run, guide: GradientGuide, plan: SamplingPlan) -> GuidedSampling:
         wrap, known = inpaint_wrapper(run, image, mask, spec.method, spec.scale, plan.seed, counts)
         request = InpaintRequest(f"held-out image {spec.image}", spec.method, spec.scale)
         return GuidedSampling(guide, wrap, request, known=known, known_data=image, counts=counts)
+    if guide.region is not None:  # loss guidance on the squared violation, as the command line's --region
+        request = GuidanceRequest(region=guide.region.expression, scale=guide.region.scale)
+        wrap, _ = guided_wrapper(run, request, plan.seed, counts)
+        return GuidedSampling(guide, wrap, request, counts=counts)
     spec = guide.observe
-    observe = {int(k[1:]) - 1: v for k, v in spec.values.items()}
+    observe = observed(spec)
     request = GuidanceRequest(observe=observe, method=spec.method, scale=spec.scale)
     wrap, known = guided_wrapper(run, request, plan.seed, counts)
     return GuidedSampling(guide, wrap, request, known=known, known_data=observed_point(run, observe), counts=counts)

@@ -39,6 +39,9 @@ MAX_CLASSIFIER_SCALE = 100.0
 MAX_GUIDE_SCALE = 1000.0
 MAX_BOXES = 16
 MAX_MASK_B64 = 4 * ((MAX_IMAGE_SIZE * MAX_IMAGE_SIZE // 8 + 2) // 3)
+# Twisted SMC's particles per sample (the largest K the issue measures); a reply holds n x K
+# particles per frame, so n x K is held to MAX_FRAME_POINTS and n x K x steps to MAX_FRAME_VALUES.
+MAX_PARTICLES = 64
 HELD_OUT_PREVIEW = 8  # held-out images sent with an image run's details (the images to inpaint)
 MAX_CONCURRENT_SAMPLING = 4  # sampling requests computing (and building their replies) at once
 MAX_WAITING_SAMPLING = 8  # requests that may wait for a slot; more get 503 at once

@@ -27,6 +27,7 @@ from .limits import (
     MAX_GUIDANCE,
     MAX_GUIDE_SCALE,
     MAX_MASK_B64,
+    MAX_PARTICLES,
     MAX_IMAGE_SIZE,
     MAX_IMAGE_TRAIN_STEPS,
     MAX_IMAGES,
@@ -119,33 +120,63 @@ class InpaintGuide(_Strict):
         return self
 
 
-class ObserveGuide(_Strict):
+class _Particles(_Strict):
+    """What a block twisted SMC can draw adds: its particles K, with the command line's rules
+    (cli._check_smc_options): K belongs to method smc, and smc has no scale."""
+
+    particles: int | None = Field(None, ge=1, le=MAX_PARTICLES, description="smc only: particles per sample (default 16)")
+
+    @model_validator(mode="after")
+    def _smc_options(self):
+        if self.particles is not None and self.method != "smc":
+            raise ValueError("particles: applies to method smc only")
+        if self.scale is not None and self.method == "smc":
+            raise ValueError("scale: method smc has no scale (its twist tightens to the exact condition by itself)")
+        return self
+
+
+class ObserveGuide(_Particles):
     """Point runs: fix coordinates ({"x1": 0.5}, 1-based as in p(x2 | x1 = a)) and sample the rest."""
 
     values: dict[Annotated[str, Field(pattern=r"^x[1-9][0-9]?$")], Annotated[float, Field(ge=-1e4, le=1e4, allow_inf_nan=False)]] = Field(
         min_length=1, max_length=16
     )
-    method: Literal["replace", "dps", "universal"] = "dps"
+    method: Literal["replace", "dps", "universal", "smc"] = "dps"
     scale: float | None = Field(None, gt=0.0, le=MAX_GUIDE_SCALE, allow_inf_nan=False, description="dps and universal")
 
 
+class RegionGuide(_Particles):
+    """Point runs: samples restricted to a region, an expression over x1, x2, ... in data units
+    ("abs(x1) < 0.3", regions.py), by loss guidance (the command line's default) or twisted SMC."""
+
+    expression: str = Field(min_length=1, max_length=200)
+    method: Literal["loss", "smc"] = "loss"
+    scale: float | None = Field(None, gt=0.0, le=MAX_GUIDE_SCALE, allow_inf_nan=False, description="loss only")
+
+
 class GradientGuide(_Strict):
-    """Guidance at test time (gradient_guidance.py): exactly one of classifier, inpaint, observe."""
+    """Guidance at test time (gradient_guidance.py): exactly one of classifier, inpaint, observe, region."""
 
     classifier: ClassifierGuide | None = None
     inpaint: InpaintGuide | None = None
     observe: ObserveGuide | None = None
+    region: RegionGuide | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self):
-        given = [k for k in ("classifier", "inpaint", "observe") if getattr(self, k) is not None]
+        given = [k for k in ("classifier", "inpaint", "observe", "region") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"expected exactly one of classifier, inpaint, observe; got {', '.join(given) or 'none'}")
+            raise ValueError(f"expected exactly one of classifier, inpaint, observe, region; got {', '.join(given) or 'none'}")
         return self
 
     @property
     def kind(self) -> str:
-        return "classifier" if self.classifier else "inpaint" if self.inpaint else "observe"
+        return "classifier" if self.classifier else "inpaint" if self.inpaint else "observe" if self.observe else "region"
+
+    @property
+    def spec(self):
+        """The one block given: the classifier, inpaint, observe or region block."""
+        return getattr(self, self.kind)
 
 
 class SampleRequest(_Strict):

@@ -25,6 +25,7 @@ from .limits import (
     MAX_IMAGE_SIZE,
     MAX_IMAGE_TRAIN_STEPS,
     MAX_IMAGES,
+    MAX_PARTICLES,
     MAX_POINTS,
     MAX_SAMPLE_IMAGES,
     MAX_STEPS,
@@ -67,7 +68,7 @@ def info_router(state: ServeState) -> APIRouter:
                 "frame_values": MAX_FRAME_VALUES, "images": MAX_IMAGES, "image_size": MAX_IMAGE_SIZE,
                 "sample_images": MAX_SAMPLE_IMAGES, "frame_image_values": MAX_FRAME_IMAGE_VALUES,
                 "train_steps": MAX_TRAIN_STEPS, "min_train_steps": MIN_TRAIN_STEPS, "guidance": MAX_GUIDANCE,
-                "jobs": jobs.max_jobs,
+                "jobs": jobs.max_jobs, "particles": MAX_PARTICLES,
             },
         }
 

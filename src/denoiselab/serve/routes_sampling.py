@@ -40,6 +40,9 @@ from .limits import (
 from .payloads import json_response
 from .request_models import RunName, SampleRequest
 from .sample_reply import build_reply
+from .smc_sampling import SmcSampling, is_smc, plan_defaults
+from .smc_sampling import check_bounds as check_smc_bounds
+from .smc_sampling import prepare as prepare_smc
 from .state import ServeState
 
 
@@ -76,12 +79,18 @@ def sampling_router(state: ServeState) -> APIRouter:
         check_bounds(run, plan, req)
         guided = None
         if req.gradient_guidance is not None:
+            prepare = prepare_smc if is_smc(req.gradient_guidance) else prepare_guidance
             try:
-                guided = prepare_guidance(run, req.gradient_guidance, plan)
+                guided = prepare(run, req.gradient_guidance, plan)
             except PlanError as exc:
                 raise refusal(exc, name, request_field(req.gradient_guidance, exc.field)) from None
+        if isinstance(guided, SmcSampling):
+            check_smc_bounds(plan, guided.particles, req.frames)
         x_T, records, seconds = draw(run, plan, guided, frames=req.frames)
-        return json_response(build_reply(run, name, req, plan, x_T, records, seconds, guided))
+        reply = build_reply(run, name, req, plan, x_T, records, seconds, guided)
+        if isinstance(guided, SmcSampling):
+            reply = guided.add_to_reply(run, reply, records[-1].x_next, req.frames)
+        return json_response(reply)
 
     return router
 
@@ -99,11 +108,15 @@ def plan_request(run, name: str, req: SampleRequest) -> SamplingPlan:
     n = req.n
     if n is None and req.labels is None:
         n = min(sc.n, DEFAULT_SAMPLE_IMAGES if run.is_image else 500)
+    sampler, steps = req.sampler, min(sc.steps, MAX_STEPS) if req.steps is None else req.steps
+    if is_smc(guide):  # twisted SMC's own defaults
+        sampler, steps, smc_n = plan_defaults(run, guide, req.sampler, req.steps, req.n)
+        n = n if req.labels is not None else smc_n
     try:
         return plan_sampling(
             run,
-            sampler=req.sampler,
-            steps=min(sc.steps, MAX_STEPS) if req.steps is None else req.steps,
+            sampler=sampler,
+            steps=steps,
             grid=req.grid_name,
             eta=req.eta,
             n=n,
@@ -157,6 +170,9 @@ def draw(run, plan: SamplingPlan, guided, *, frames: bool) -> tuple[torch.Tensor
     seconds the sampling took."""
     records: list = []
     on_step = records.append if frames else _keep_last(records)
+    if isinstance(guided, SmcSampling):
+        x_T, seconds = guided.draw(run, plan, on_step)
+        return x_T, records, seconds
     wrapper = None
     if guided is not None:
         wrapper = guided.model_wrapper(run, record=frames)

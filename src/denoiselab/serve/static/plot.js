@@ -69,11 +69,26 @@ function drawPoints(canvas, layers, opts = {}) {
     ctx.fillStyle = layer.color;
     const r = layer.r || 1.8;
     const pts = layer.pts;
+    // layer.sizes: one diameter per point, drawn as discs (e.g. by weight); layer.ring: circles.
+    if (layer.ring) { ctx.strokeStyle = layer.color; ctx.lineWidth = layer.lineWidth || 1.5; }
     for (let i = 0; i < pts.length; i++) {
       const p = pts[i];
       const x = p[0], y = p.length > 1 ? p[1] : jitter(i) * 0.6;
-      ctx.fillRect(sx(x) - r / 2, sy(y) - r / 2, r, r);
+      if (layer.sizes || layer.ring) {
+        ctx.beginPath(); ctx.arc(sx(x), sy(y), (layer.sizes ? layer.sizes[i] : r) / 2, 0, 2 * Math.PI);
+        if (layer.ring) ctx.stroke(); else ctx.fill();
+      } else ctx.fillRect(sx(x) - r / 2, sy(y) - r / 2, r, r);
     }
+  }
+  for (const g of opts.guides || []) { // a dashed line where a coordinate is fixed: {axis: 0 (x) or 1 (y), at}
+    ctx.globalAlpha = 1;
+    ctx.strokeStyle = COLORS.ink;
+    ctx.lineWidth = 1;
+    ctx.setLineDash([5, 4]);
+    ctx.beginPath();
+    if (g.axis === 0) { ctx.moveTo(sx(g.at), oy); ctx.lineTo(sx(g.at), oy + size); } else { ctx.moveTo(ox, sy(g.at)); ctx.lineTo(ox + size, sy(g.at)); }
+    ctx.stroke();
+    ctx.setLineDash([]);
   }
   if (opts.box) { // a dashed square [-box, box]^2: e.g. the box the sampler clamps x0-hat to
     ctx.globalAlpha = 1;
@@ -141,7 +156,8 @@ function drawImages(canvas, img, opts = {}) {
 /** Draw a panel from the API: {kind: "points", points} or {kind: "image", shape, data}. */
 export function drawPanel(canvas, panel, opts = {}) {
   if (panel.kind === "image") return drawImages(canvas, panel, opts);
-  const layers = (opts.background || []).concat([{ pts: panel.points, color: opts.color || COLORS.sample, alpha: opts.alpha, r: opts.r }]);
+  const main = { pts: panel.points, color: opts.color || COLORS.sample, alpha: opts.alpha, r: opts.r, sizes: opts.sizes };
+  const layers = (opts.background || []).concat([main], opts.overlay || []);
   return drawPoints(canvas, layers, opts);
 }
 

@@ -1,7 +1,9 @@
 /* The Reverse view's gradient guidance (the sample request's gradient_guidance block): steer an
- * unconditional model towards a class by the run's classifier, or complete one of the run's
- * held-out images where a box drawn on it says unknown; and the panel of the guidance term,
- * eps_guided - eps_unguided, beside the predicted noise. */
+ * unconditional model towards a class by the run's classifier, complete one of the run's
+ * held-out images where a box drawn on it says unknown, or fix a coordinate of a point run
+ * (DPS, replacement, universal guidance or twisted SMC with K particles: reverse-smc.js draws
+ * its population); and the panel of the guidance term, eps_guided - eps_unguided, beside the
+ * predicted noise. */
 
 import { $, state } from "./api.js";
 import { fieldValue, fillSelect } from "./controls.js";
@@ -13,6 +15,9 @@ export const Guidance = {
   box: null, // the unknown box [x0, y0, x1, y1] in image pixels
   init() {
     $("rev-guide").addEventListener("change", () => this.showControls());
+    $("rev-guide-observe-method").addEventListener("change", () => this.showControls());
+    $("rev-guide-region-method").addEventListener("change", () => this.showControls());
+    $("rev-guide-particles").addEventListener("change", () => this.fitParticles());
     $("rev-guide-image").addEventListener("change", () => this.drawMask());
     $("rev-guide-left").addEventListener("click", () => this.half("left"));
     $("rev-guide-top").addEventListener("click", () => this.half("top"));
@@ -32,6 +37,10 @@ export const Guidance = {
     if (detail.has_classifier) opts.push({ value: "classifier", label: "classifier (towards a class)" });
     else if (detail.num_classes > 0) opts.push({ value: "classifier", label: "classifier (none trained: denoiselab train-classifier)", disabled: true });
     if (detail.kind === "image" && detail.held_out_preview) opts.push({ value: "inpaint", label: "inpaint a held-out image" });
+    if (detail.kind === "points") {
+      opts.push({ value: "observe", label: "observe a coordinate (sample the other)" });
+      opts.push({ value: "region", label: "keep inside a region" });
+    }
     // A latent run: the guides work on pixels while its sampler steps in the latent space (the server refuses them).
     if (detail.latent_shape) opts.splice(1, opts.length, { value: "latent", label: "none available for a latent run", disabled: true });
     const before = $("rev-guide").value;
@@ -56,11 +65,37 @@ export const Guidance = {
     const kind = this.kind();
     for (const el of document.querySelectorAll("#view-reverse .guide-classifier")) el.hidden = kind !== "classifier";
     for (const el of document.querySelectorAll("#view-reverse .guide-inpaint")) el.hidden = kind !== "inpaint";
+    for (const el of document.querySelectorAll("#view-reverse .guide-observe")) el.hidden = kind !== "observe";
+    for (const el of document.querySelectorAll("#view-reverse .guide-region")) el.hidden = kind !== "region";
+    const smc = this.smc();
+    for (const el of document.querySelectorAll("#view-reverse .guide-smc")) el.hidden = !smc;
+    if (smc && !this.wasSmc) {
+      // Twisted SMC weights particles by the densities of ancestral DDPM steps, on 4x the run's
+      // steps as the command line takes them (runs/guided_smc.py, STEP_FACTOR).
+      $("rev-sampler").value = "ddpm";
+      const detail = state.rev.detail;
+      if (detail && detail.sample) $("rev-steps").value = Math.min(state.info.caps.steps, 4 * detail.sample.steps);
+    }
+    this.wasSmc = smc;
+    this.fitParticles();
     if (kind === "inpaint") this.drawMask();
     // Classifier guidance steers the unconditional model towards the class chosen beside it: the
     // Class and (classifier-free) Guidance boxes do not apply then, so they are not shown.
     const detail = state.rev.detail, cond = !!detail && detail.num_classes > 0;
     for (const el of document.querySelectorAll("#view-reverse .cond")) el.hidden = !cond || kind === "classifier";
+  },
+  smc() {
+    const kind = this.kind();
+    return (kind === "observe" && $("rev-guide-observe-method").value === "smc") || (kind === "region" && $("rev-guide-region-method").value === "smc");
+  },
+  /** Every frame holds n x K particles, at most caps.frame_points: the Points box's bound follows K. */
+  fitParticles() {
+    const n = $("rev-n"), caps = state.info.caps, detail = state.rev.detail;
+    if (!detail || detail.kind !== "points") return;
+    const k = Math.max(1, Math.min(caps.particles, Math.round(+$("rev-guide-particles").value) || 1));
+    n.max = this.smc() ? Math.max(1, Math.floor(caps.frame_points / k)) : caps.frame_points;
+    n.min = Math.min(10, +n.max);
+    if (+n.value > +n.max) n.value = Math.min(+n.max, 40);
   },
   half(which) {
     const [H, W] = this.size();
@@ -97,15 +132,28 @@ export const Guidance = {
       if (image === null) return undefined;
       return { inpaint: { image, boxes: [this.box.map(Math.round)], method: $("rev-guide-method").value } };
     }
+    if (kind === "observe") {
+      const value = fieldValue("rev-guide-value"), method = $("rev-guide-observe-method").value;
+      const particles = method === "smc" ? fieldValue("rev-guide-particles") : undefined;
+      if (value === null || particles === null) return undefined;
+      return { observe: { values: { [$("rev-guide-coord").value]: value }, method, ...(method === "smc" ? { particles } : {}) } };
+    }
+    if (kind === "region") {
+      const method = $("rev-guide-region-method").value;
+      const particles = method === "smc" ? fieldValue("rev-guide-particles") : undefined;
+      if (particles === null) return undefined;
+      return { region: { expression: $("rev-guide-region").value, method, ...(method === "smc" ? { particles } : {}) } };
+    }
     return null;
   },
   /** One scale for the whole timeline, so the term of different steps can be compared. */
   prepare(res) {
     const g = res.gradient_guidance;
-    $("rev-guide-fig").hidden = !g;
-    $("rev-panels").classList.toggle("five", !!g);
-    $("rev-eps-caption").textContent = g ? "the guided predicted noise ε̂ (network + guidance)" : "the network's predicted noise ε̂";
-    if (!g) { $("rev-guide-counts").textContent = ""; return; } // nothing of an earlier guided run stays
+    const term = !!g && res.frames.some((f) => f.guidance_term); // twisted SMC steers by weights, with no term of its own
+    $("rev-guide-fig").hidden = !term;
+    $("rev-panels").classList.toggle("five", term);
+    $("rev-eps-caption").textContent = term ? "the guided predicted noise ε̂ (network + guidance)" : "the network's predicted noise ε̂";
+    if (!term) { $("rev-guide-counts").textContent = ""; return; } // nothing of an earlier guided run stays (SMC writes its own)
     // One gain for the whole timeline (so steps compare), from the 99th percentile of |term|:
     // a few extreme values saturate instead of turning the rest grey.
     const mags = [];
@@ -119,10 +167,13 @@ export const Guidance = {
     const typical = mags.length ? mags[Math.floor(0.99 * (mags.length - 1))] : 0;
     const full = res.kind === "image" ? 1 : 0.9 * BOX;
     this.gain = typical > 0 ? full / typical : 1;
+    const known = res.kind === "image" ? "pixels" : "coordinates";
     const what = g.kind === "classifier"
       ? `−s σ_t ∇ log p(y = ${res.class_names ? res.class_names[g.label] : g.label} | x_t), s = ${g.scale}`
-      : g.method === "dps" ? "DPS: the gradient of ‖known − x̂₀‖²/2 on the known pixels, through the network, × s σ_t"
-        : "replacement: the known pixels re-noised before the network sees them, and pasted into x̂₀";
+      : g.kind === "region" ? `loss guidance: the gradient of s × (how far x̂₀ lies outside ${g.region})², through the network, × σ_t`
+      : g.method === "dps" ? `DPS: the gradient of ‖known − x̂₀‖²/2 on the known ${known}, through the network, × s σ_t`
+        : g.method === "universal" ? `universal guidance: DPS on the known ${known} plus one backward step on x̂₀`
+          : `replacement: the known ${known} re-noised before the network sees them, and pasted into x̂₀`;
     const extra = g.display_evaluations ? ` (+${g.display_evaluations} plain evaluations only to draw the guidance panel)` : "";
     const gain = Math.abs(this.gain - 1) < 1e-3 ? "" : ` drawn ×${+this.gain.toPrecision(2)}`;
     $("rev-guide-caption").textContent = `guidance term ε̂_guided − ε̂_unguided (noise space, × σ_t),${gain}`;

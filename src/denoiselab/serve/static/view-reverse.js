@@ -8,6 +8,7 @@ import { BOX, COLORS, drawPanel, lineChart } from "./plot.js";
 import { DefaultRun } from "./runs.js";
 import { stepNote, zoomExtent } from "./reverse-notes.js";
 import { Guidance } from "./reverse-guidance.js";
+import { Smc } from "./reverse-smc.js";
 import { drawGridTimeline, gridChoices, gridRequest } from "./timeline.js";
 
 export const Reverse = {
@@ -55,6 +56,10 @@ export const Reverse = {
     n.max = image ? caps.sample_images : caps.frame_points;
     if (kind !== before) n.value = image ? 16 : 600;
     $("rev-image-note").hidden = !image;
+    this.captions(kind);
+  },
+  captions(kind) {
+    const image = kind === "image";
     $("rev-x0-caption").innerHTML = image ? "the network's predicted clean x̂<sub>0</sub>" : "the network's x̂<sub>0</sub> (blue: data; dashed: clamp box)";
     $("rev-final-caption").innerHTML = image ? "final samples x<sub>0</sub> (the class of each under it)" : "final samples (orange) over the training data (blue)";
   },
@@ -95,6 +100,8 @@ export const Reverse = {
       });
       $("rev-panels").dataset.frames = res.frames.length;
       Guidance.prepare(res);
+      this.captions(res.kind);
+      Smc.prepare(res); // twisted SMC's own captions over these
       // A latent run: x_t, x̂0 and the next sample arrive decoded; the noise stays the latent's own numbers.
       if (res.latent) $("rev-eps-caption").textContent = `the predicted latent noise ε̂ (${res.latent.shape.join(" × ")}; channels side by side)`;
       $("rev-model-note").textContent = res.explanation;
@@ -120,18 +127,21 @@ export const Reverse = {
     const f = res.frames[i];
     const detail = state.rev.detail;
     const bg = detail && detail.data_preview && detail.data_preview.kind === "points" ? [{ pts: detail.data_preview.points, color: COLORS.data, alpha: 0.12, r: 2 }] : [];
-    drawPanel($("rev-xt"), f.x_t, { color: COLORS.sample, alpha: 0.6 });
+    const sizes = Smc.sizes(res, i); // twisted SMC: every particle, size by weight
+    drawPanel($("rev-xt"), f.x_t, { color: COLORS.sample, alpha: sizes ? 0.45 : 0.6, sizes });
     // What the network predicts (before the sampler's clamp, where it clamped), and the clamp's box.
     const x0 = f.x0_net || f.x0, eps = f.eps_net || f.eps;
     drawPanel($("rev-eps"), eps, { color: COLORS.noise, alpha: 0.6 });
     Guidance.draw(res, f);
     const extent = zoomExtent(x0);
-    drawPanel($("rev-x0"), x0, { color: COLORS.estimate, alpha: 0.6, background: bg, box: res.kind === "points" ? res.clip_x0 : null,
-      extent, label: extent > BOX ? `zoomed out: ±${extent}` : undefined });
-    $("rev-step-note").textContent = `Step ${i + 1}: ` + stepNote(res, f, x0, detail && detail.data_preview, extent);
+    drawPanel($("rev-x0"), x0, { color: COLORS.estimate, alpha: sizes ? 0.45 : 0.6, background: bg, box: res.kind === "points" ? res.clip_x0 : null,
+      extent, label: extent > BOX ? `zoomed out: ±${extent}` : undefined, sizes });
+    $("rev-step-note").textContent = `Step ${i + 1}: ` + stepNote(res, f, x0, detail && detail.data_preview, extent) + Smc.stepText(res, i);
     drawPanel($("rev-next"), f.x_next, { color: COLORS.sample, alpha: 0.65, background: bg });
     const last = res.frames[res.frames.length - 1];
-    drawPanel($("rev-final"), last.x_next, { color: COLORS.sample, alpha: 0.7, background: bg, labels: res.kind === "image" ? res.labels : undefined });
+    drawPanel($("rev-final"), last.x_next, { color: COLORS.sample, alpha: res.smc ? 0.5 : 0.7, background: bg, labels: res.kind === "image" ? res.labels : undefined,
+      sizes: Smc.finalSizes(res), ...Smc.finalOverlay(res, last.x_next) });
+    Smc.draw(res, i);
     const clampDb = (v) => (v === null ? 40 : Math.max(-40, Math.min(40, v)));
     const xs = res.frames.map((_, j) => j + 1);
     lineChart($("rev-snr"), [
