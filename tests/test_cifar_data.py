@@ -11,6 +11,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+from test_image_data import raises_one_line
 
 from denoiselab.data import DataError, load_cifar10, load_image_data
 from denoiselab.data.cifar import CLASS_NAMES, META, TEST_BATCH, TRAIN_BATCHES, SafeUnpickler
@@ -73,16 +74,6 @@ def write_cifar(folder, per_batch: int = 3, python2: bool = True):
             labels.append(y)
     dump(folder / META, {b"label_names": [s.encode() for s in NAMES], b"num_cases_per_batch": per_batch, b"num_vis": 3072}, python2)
     return np.concatenate(pixels), np.concatenate(labels)
-
-
-def raises_one_line(fn, *needles) -> str:
-    with pytest.raises(DataError) as err:
-        fn()
-    message = str(err.value)
-    assert "\n" not in message, message
-    for needle in needles:
-        assert needle in message, (needle, message)
-    return message
 
 
 @pytest.mark.parametrize("python2", [True, False], ids=["python2-cpickle", "python3-protocol4"])

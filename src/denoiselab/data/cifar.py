@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .point_files import DataError
+from .point_files import DataError, read_file_bytes
 
 SIDE = 32
 PIXELS = 3 * SIDE * SIDE  # bytes per row of b"data"
@@ -78,14 +78,8 @@ class SafeUnpickler(pickle.Unpickler):
 
 
 def _unpickle(path: Path) -> object:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({' '.join(str(exc).split())})") from None
-    try:
-        return SafeUnpickler(io.BytesIO(data), path).load()
+        return SafeUnpickler(io.BytesIO(read_file_bytes(path)), path).load()
     except UnsafePickle:
         raise
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .cifar import is_cifar_path, read_cifar10
-from .point_files import DataError, resolve_data_path
+from .point_files import DataError, read_file_bytes, resolve_data_path
 from .real_sets import where_to_put, with_gzip_twin
 from .toy import GENERATORS
 
@@ -276,14 +276,7 @@ def make_patterns(n: int, size: int = 16, seed: int = 0, kinds=PATTERN_KINDS) ->
 # --- IDX files (MNIST, Fashion-MNIST) ---------------------------------------------------------
 def _read_maybe_gzipped(path: Path) -> bytes:
     """The file's bytes, gunzipped when it starts with gzip's magic 1f 8b (whatever its name)."""
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a file")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({_one_line(exc)})") from None
+    data = read_file_bytes(path)
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
