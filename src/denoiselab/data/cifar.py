@@ -14,6 +14,7 @@ anything else is refused before it is called.
 
 from __future__ import annotations
 
+import builtins
 import io
 import pickle
 from pathlib import Path
@@ -44,7 +45,7 @@ def _numpy_reconstruct():
 # (module, name) a batch may name -> the object it gets.  Python 2's cPickle (which wrote the
 # real files) spells the builtins module __builtin__ and numpy's helper numpy.core.multiarray.
 _ALLOWED = {
-    **{(module, name): getattr(__import__("builtins"), name)
+    **{(module, name): getattr(builtins, name)
        for module in ("builtins", "__builtin__") for name in ("dict", "list", "bytes", "str", "int")},
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
