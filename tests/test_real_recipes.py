@@ -22,8 +22,8 @@ RECIPES = ("mnist", "fashion-mnist", "cifar10")
 TWO_STEPS = ["train.steps=2", "train.batch_size=4", "train.warmup_steps=1", "train.checkpoint_every=2"]
 
 
-def write_idx(folder, n: int = 100, side: int = 28):
-    """MNIST's two files, gzipped as published: n images (10 per class) and their labels."""
+def write_idx(folder, n: int = 50, side: int = 28):
+    """MNIST's two files, gzipped as published: n images (n / 10 a class) and their labels."""
     folder.mkdir(parents=True, exist_ok=True)
     pixels = np.random.default_rng(0).integers(0, 256, (n, side, side), dtype=np.uint8)
     labels = (np.arange(n) % 10).astype(np.uint8)
@@ -61,7 +61,7 @@ def test_each_recipe_trains_two_steps_and_is_measured(tmp_path, one_thread, caps
 
     if recipe == "cifar10":
         data = tmp_path / "cifar-10-batches-py"
-        write_cifar(data, per_batch=20)  # 100 images, 10 a class: one a class held out
+        write_cifar(data, per_batch=10)  # 50 images, 5 a class: one a class held out
     else:
         data = write_idx(tmp_path / recipe)
     out = tmp_path / "run"
