@@ -11,11 +11,15 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 from conftest import set_args
 from test_cifar_data import write_cifar
 
 from denoiselab import cli
 from denoiselab.config import load_config
+from denoiselab.image_metrics import classifier_accuracy
+from denoiselab.runs import load_run
+from denoiselab.runs.evaluation import held_out_images, image_classifier
 
 RECIPES = ("mnist", "fashion-mnist", "cifar10")
 # The recipe's network and schedule as written; only the amounts shrink to what a CPU test affords.
@@ -75,3 +79,7 @@ def test_each_recipe_trains_two_steps_and_is_measured(tmp_path, one_thread, caps
     assert 0 <= metrics["accuracy"] <= 1 and metrics["n"] == 20 and metrics["n_held_out"] == 10
     assert metrics["frechet"] > 0 and metrics["frechet_floor"] > 0
     assert metrics["frechet_ratio"] == pytest.approx(metrics["frechet"] / metrics["frechet_floor"])
+    # the accuracy's ceiling: the cached classifier on the run's real held-out images
+    run = load_run(out)
+    held, held_labels = held_out_images(run)
+    assert metrics["held_out_accuracy"] == classifier_accuracy(image_classifier(run), torch.as_tensor(held), torch.as_tensor(held_labels))
