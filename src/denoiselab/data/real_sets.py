@@ -16,25 +16,25 @@ from .cifar import is_cifar_path
 @dataclass(frozen=True)
 class RealSet:
     title: str
-    path: str  # what the recipe's data.name says
+    place: str  # the folder the files go in
     files: str  # what to put there, in words
     page: str  # where the files are published
 
 
 REAL_SETS = {
     "mnist": RealSet(
-        "MNIST", "data/mnist/train-images-idx3-ubyte",
+        "MNIST", "data/mnist/",
         "train-images-idx3-ubyte and train-labels-idx1-ubyte (gzipped or not)",
         "http://yann.lecun.com/exdb/mnist/",
     ),
     "fashion-mnist": RealSet(
-        "Fashion-MNIST", "data/fashion-mnist/train-images-idx3-ubyte",
+        "Fashion-MNIST", "data/fashion-mnist/",
         "train-images-idx3-ubyte and train-labels-idx1-ubyte (gzipped or not)",
         "https://github.com/zalandoresearch/fashion-mnist",
     ),
     "cifar10": RealSet(
-        "CIFAR-10", "data/cifar-10-batches-py",
-        "the cifar-10-batches-py folder (data_batch_1..5, test_batch, batches.meta) unpacked from cifar-10-python.tar.gz",
+        "CIFAR-10", "data/cifar-10-batches-py/",
+        "python batches (data_batch_1..5, test_batch, batches.meta, as cifar-10-python.tar.gz unpacks them)",
         "https://www.cs.toronto.edu/~kriz/cifar.html",
     ),
 }  # fmt: skip
@@ -59,5 +59,5 @@ def where_to_put(p: Path) -> str | None:
         return None
     return (
         f"{p}: not found; denoiselab downloads nothing: put {real.title}'s {real.files} "
-        f"(from {real.page}) at {real.path} under the folder you run in, or pass --set data.name=PATH"
+        f"in {real.place} under the folder you run in (from {real.page}), or pass --set data.name=PATH"
     )
