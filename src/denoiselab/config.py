@@ -54,7 +54,8 @@ class DataConfig:
     name: str = _opt(
         "spiral",
         "a built-in point set, digits or patterns (images), or a path: N x D points in .npy/.csv/.npz, or images "
-        "(.npz with x of shape N x H x W[ x C], an IDX file such as train-images-idx3-ubyte.gz, a folder of PNG/JPG); "
+        "(.npz with x of shape N x H x W[ x C], an IDX file such as train-images-idx3-ubyte.gz, CIFAR-10's "
+        "cifar-10-batches-py folder or one of its batches, a folder of PNG/JPG); "
         "a built-in name wins over a file or folder of that name (write ./spiral for the folder)",
     )
     classes: list[str] = _opt(

@@ -9,8 +9,9 @@ Where each set comes from:
 - ``patterns``: seed 002's playground targets (checkerboard, circles, stripes, squares), drawn
   with random cell sizes, periods, phases, positions and radii so that each class is a
   distribution rather than one picture.
-- files: MNIST / Fashion-MNIST IDX files (``load_idx``), ``.npz`` arrays (``load_npz``) and
-  folders of PNG/JPEG/BMP/GIF images (``load_image_folder``).
+- files: MNIST / Fashion-MNIST IDX files (``load_idx``), CIFAR-10's python batches
+  (``load_cifar10``, read by cifar.py), ``.npz`` arrays (``load_npz``) and folders of
+  PNG/JPEG/BMP/GIF images (``load_image_folder``); real_sets.py says where the real sets go.
 
 Nothing is ever downloaded: scikit-learn's digits are read from the installed package, and
 MNIST-style files must already be on disk.
@@ -34,7 +35,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .point_files import DataError, resolve_data_path
+from .cifar import is_cifar_path, read_cifar10
+from .point_files import DataError, read_file_bytes, resolve_data_path
+from .real_sets import where_to_put, with_gzip_twin
 from .toy import GENERATORS
 
 IMAGE_DATASETS = ("digits", "patterns")
@@ -273,14 +276,7 @@ def make_patterns(n: int, size: int = 16, seed: int = 0, kinds=PATTERN_KINDS) ->
 # --- IDX files (MNIST, Fashion-MNIST) ---------------------------------------------------------
 def _read_maybe_gzipped(path: Path) -> bytes:
     """The file's bytes, gunzipped when it starts with gzip's magic 1f 8b (whatever its name)."""
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a file")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({_one_line(exc)})") from None
+    data = read_file_bytes(path)
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
@@ -335,6 +331,13 @@ def idx_labels_path(images_path: str | Path) -> Path:
     """
     p = Path(images_path)
     return p.with_name(re.sub(r"images([-.])idx3", r"labels\1idx1", p.name))
+
+
+# --- CIFAR-10's python batches (cifar.py reads them) -----------------------------------------
+def load_cifar10(path: str | Path) -> ImageSet:
+    """CIFAR-10 (N, 3, 32, 32) from the cifar-10-batches-py folder (its five training batches) or one batch file."""
+    pixels, labels, names = read_cifar10(path)
+    return ImageSet(_from_uint8(pixels), torch.from_numpy(labels), names)
 
 
 # --- .npz arrays ------------------------------------------------------------------------------
@@ -519,7 +522,8 @@ def load_image_data(
     channels: str = "auto",
     base: Path | None = None,
 ) -> ImageSet:
-    """The image set a recipe names: "digits", "patterns", a .npz, an IDX images file or a folder.
+    """The image set a recipe names: "digits", "patterns", a .npz, an IDX images file, CIFAR-10's
+    batches (the cifar-10-batches-py folder or one batch file) or a folder of images.
 
     ``size`` resizes file data to size x size and sets the patterns' size; for digits it must be
     8 x upscale (or a multiple of 8 on its own).  ``upscale`` is for digits only.  ``channels``
@@ -538,19 +542,24 @@ def load_image_data(
         raise DataError(f"upscale: applies to the digits only; for {name!r} use size")
     if name == "patterns":
         return _with_channels(make_patterns(n, 16 if size is None else int(size), seed), channels)
-    p = resolve_data_path(name, base)
-    if p.suffix.lower() == ".npz":
+    p = with_gzip_twin(resolve_data_path(name, base))
+    missing_real_set = where_to_put(p)
+    if missing_real_set:
+        raise DataError(missing_real_set)
+    if is_cifar_path(p):
+        data = load_cifar10(p)
+    elif p.suffix.lower() == ".npz":
         data = load_npz(p)
     elif p.is_dir():
         return load_image_folder(p, size, channels)
     elif _is_idx_images(p):
-        labels = idx_labels_path(p)
+        labels = with_gzip_twin(idx_labels_path(p))
         data = load_idx(p, labels if labels.is_file() else None)
     else:
         missing = "" if p.exists() else " (no such file or folder)"
         raise DataError(
             f"data.name: unknown image data {name!r}{missing}; expected one of {', '.join(IMAGE_DATASETS)}, "
-            "a .npz file, an IDX images file (*-images-idx3-ubyte[.gz]) or a folder of images"
+            "a .npz file, an IDX images file (*-images-idx3-ubyte[.gz]), CIFAR-10's cifar-10-batches-py or a folder of images"
         )
     if size is not None:
         data = ImageSet(resize_images(data.images, int(size)), data.labels, data.class_names)
@@ -606,7 +615,7 @@ def is_image_data(name: str, base: Path | None = None) -> bool:
     if name in GENERATORS:
         return False
     p = resolve_data_path(name, base)
-    if p.is_dir() or _is_idx_images(p):
+    if p.is_dir() or _is_idx_images(p) or is_cifar_path(p):
         return True
     if p.suffix.lower() == ".npz" and p.is_file():
         try:

@@ -107,6 +107,18 @@ def check_points(arr: np.ndarray, path, lines=None) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def read_file_bytes(path: Path) -> bytes:
+    """A data file's bytes, or one DataError line saying why not (a folder, no file, unreadable)."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a file")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({' '.join(str(exc).split())})") from None
+
+
 def resolve_data_path(name: str, base: Path | None = None) -> Path:
     p = Path(name).expanduser()
     if not p.is_absolute() and base is not None and not p.exists():
