@@ -217,9 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-calls", type=_positive_int, default=TUNING_CALLS, help=f"the search's budget in sampler runs (default {TUNING_CALLS}; the same grid on any machine); it stops sooner when it converges")
     p.add_argument("--max-seconds", type=float, help="stop the search after this many seconds as well (not counting the two reference solves before it); default: no time limit")
 
-    p = sub.add_parser("distill", help="make a new run from a trained one: reflow (a straighter rectified flow, for 1 to 4 steps)")
+    p = sub.add_parser("distill", help="make a new run from a trained one: reflow (a straighter rectified flow, for 1 to 4 steps) or consistency (a consistency model)")
     p.add_argument("teacher", nargs="?", metavar="TEACHER_RUN", help="the trained run whose samples the new run learns from")
-    p.add_argument("--method", choices=DISTILL_METHODS, default="reflow", help="reflow (Liu et al. 2023): a rectified flow on the teacher's (noise, sample) pairs")
+    p.add_argument("--method", choices=DISTILL_METHODS, default="reflow", help="reflow (Liu et al. 2023): a rectified flow on the teacher's (noise, sample) pairs; consistency (Song et al. 2023, Alg. 2): "
+                   "consistency distillation along the teacher's ODE, sampled in 1 to 4 jumps")
     p.add_argument("--out", required=True, help="the new run folder")
     p.add_argument("--steps", type=_positive_int, help="the new run's optimiser steps (default: the teacher's train.steps)")
     p.add_argument("--pairs", type=_positive_int, help="noise draws the teacher solves (default: its training points, at least 4000)")
@@ -881,7 +882,7 @@ def cmd_schedules(args) -> int:
 # The commands whose first argument is a trained run folder.
 RUN_COMMANDS = ("sample", "evaluate", "likelihood", "plot", "tune-steps", "inpaint", "ema")
 
-DISTILL_METHODS = ("reflow",)  # training/distill.py's METHODS; MeanFlow trains from scratch (recipe spiral-meanflow)
+DISTILL_METHODS = ("reflow", "consistency")  # training/distill.py's METHODS; MeanFlow trains from scratch (recipe spiral-meanflow)
 
 
 def cmd_distill(args) -> int:

@@ -25,6 +25,7 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     ARCHITECTURES,
     COUPLINGS,
     GRIDS,
+    CONSISTENCY_OBJECTIVES,
     INTERVAL_OBJECTIVES,
     JUMP_SAMPLER_NAMES,
     KARRAS_RHO,
@@ -146,12 +147,19 @@ class TrainConfig:
         "denoising", "what the network learns: denoising (the target of model.prediction at one time) or meanflow (the "
         "average velocity u(z, r, t) between two times, Geng et al. 2025; flow path, velocity prediction; one-step sampling "
         "with sample.sampler = meanflow), or shortcut (a step of 2d trained to equal two of d, Frans et al. 2025; the same "
-        "sampler)", choices=OBJECTIVES,
+        "sampler), or consistency-distillation / consistency-training (a consistency function f(x_t, t), Song et al. 2023, "
+        "Song & Dhariwal 2024; model.prediction = x0, sample.sampler = consistency)", choices=OBJECTIVES,
     )
     meanflow_share: float = _opt(0.25, "meanflow: share of each batch trained with r < t (the rest r = t, plain flow matching)", lo=0, hi=1)
     meanflow_power: float = _opt(1.0, "meanflow: p of the adaptive loss weight 1 / (||error||^2 + 1e-3)^p (0 = plain squared error)", lo=0)
     shortcut_share: float = _opt(0.25, "shortcut: share of each batch trained for self-consistency (the rest is flow matching at d = 0)", lo=0, hi=1)
     shortcut_levels: int = _opt(128, "shortcut: the smallest step is 1 / levels (a power of 2; Frans et al.'s M = 128)", lo=2)
+    consistency_steps: int = _opt(
+        18, "consistency-distillation: N, the karras grid's points (Song et al. 2023); consistency-training: s1, the grid "
+        "grows to s1 + 1 points (Song & Dhariwal 2024, Eq. 5)", lo=2,
+    )
+    consistency_start: int = _opt(10, "consistency-training: s0, the grid's first s0 + 1 points, doubled on a schedule up to consistency_steps + 1", lo=1)
+    teacher: str = _opt("", "consistency-distillation: the teacher's run folder (written by denoiselab distill --method consistency)")
     optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "adam"))
     lr: float = _opt(2e-3, "peak learning rate", lo=0, lo_open=True)
     weight_decay: float = _opt(0.0, "AdamW weight decay", lo=0)
@@ -413,6 +421,23 @@ def _check_one_step(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}train.shortcut_levels: must be a power of 2, got {tr.shortcut_levels}")
     if cfg.sample.sampler == "meanflow" and tr.objective not in INTERVAL_OBJECTIVES:
         raise ConfigError(f"{where}sample.sampler: meanflow jumps with an average velocity u(z, r, t); it needs train.objective = meanflow or shortcut")
+    _check_consistency(cfg, where)
+
+
+def _check_consistency(cfg: Config, where: str) -> None:
+    """A consistency function (consistency.py) is an x0-prediction whose boundary condition is built
+    into the network; its objectives draw their own levels and pairs."""
+    tr = cfg.train
+    if tr.objective in CONSISTENCY_OBJECTIVES:
+        name = tr.objective
+        if cfg.model.prediction != "x0" or cfg.model.precondition != "none":
+            raise ConfigError(f"{where}train.objective: {name} learns f(x_t, t), read as x0 with c_skip and c_out built in; it needs model.prediction = x0 and model.precondition = none")
+        if tr.coupling != "independent" or tr.timesteps != "uniform" or tr.weighting != "none":
+            raise ConfigError(f"{where}train.objective: {name} draws its own levels on the karras grid and weights them itself; keep train.coupling = independent, train.timesteps = uniform, train.weighting = none")
+        if name == "consistency-training" and tr.consistency_start > tr.consistency_steps:
+            raise ConfigError(f"{where}train.consistency_start: must be <= train.consistency_steps ({tr.consistency_steps}), got {tr.consistency_start}")
+    if cfg.sample.sampler == "consistency" and tr.objective not in CONSISTENCY_OBJECTIVES:
+        raise ConfigError(f"{where}sample.sampler: consistency jumps with a consistency function f(x_t, t); it needs train.objective = consistency-distillation or consistency-training")
 
 
 def _check_text(cfg: Config, where: str) -> None:
@@ -444,6 +469,8 @@ _OWNED_KEYS = {
     "importance_uniform": ("timesteps", "importance"),
     "meanflow_share": ("objective", "meanflow"), "meanflow_power": ("objective", "meanflow"),
     "shortcut_share": ("objective", "shortcut"), "shortcut_levels": ("objective", "shortcut"),
+    "consistency_steps": ("objective", CONSISTENCY_OBJECTIVES), "consistency_start": ("objective", "consistency-training"),
+    "teacher": ("objective", "consistency-distillation"),
 }  # fmt: skip
 
 
@@ -454,10 +481,11 @@ def unread_keys(cfg: Config) -> dict[str, str]:
     out = {}
     for key, (owner, value) in _OWNED_KEYS.items():
         chosen = getattr(cfg.train, owner)
-        if key == "sigma_data" and cfg.model.precondition == "edm":  # EDM's c_skip, c_out, c_in read it too
+        if key == "sigma_data" and (cfg.model.precondition == "edm" or cfg.train.objective in CONSISTENCY_OBJECTIVES):  # c_skip, c_out, c_in read it too
             continue
-        if chosen != value:
-            out[f"train.{key}"] = f"is read only with train.{owner} = {value} (here {chosen}); remove it or set train.{owner} = \"{value}\""
+        values = value if isinstance(value, tuple) else (value,)
+        if chosen not in values:
+            out[f"train.{key}"] = f"is read only with train.{owner} = {' or '.join(values)} (here {chosen}); remove it or set train.{owner} = \"{values[0]}\""
     if cfg.model.arch != "autoencoder" and not cfg.latent.autoencoder:  # a trained autoencoder's keys are checked against it (training/stages.py)
         for f in dataclasses.fields(AutoencoderConfig):
             out[f"autoencoder.{f.name}"] = "this is a pixel-space run; set latent.autoencoder or model.arch = autoencoder"

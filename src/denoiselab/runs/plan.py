@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..data.sources import proportional_counts
-from ..choices import INTERVAL_OBJECTIVES
+from ..choices import CONSISTENCY_OBJECTIVES, INTERVAL_OBJECTIVES
 from ..errors import InputError
 from ..samplers import GRIDS, JUMP_SAMPLERS, SAMPLERS, check_grid, evaluations, parse_grid, time_grid
 from .folder import TUNED_GRIDS, RunError, RunFolder
@@ -359,6 +359,8 @@ def plan_sampling(
         raise PlanError("sampler", f"unknown sampler {sampler!r}; expected one of {', '.join([*SAMPLERS, *JUMP_SAMPLERS])}")
     if sampler == "meanflow" and run.config.train.objective not in INTERVAL_OBJECTIVES:
         raise PlanError("sampler", "predicts one velocity, not MeanFlow's average velocity u(z, r, t); use euler or heun", of_run=True)
+    if sampler == "consistency" and run.config.train.objective not in CONSISTENCY_OBJECTIVES:
+        raise PlanError("sampler", "is not a consistency model: its clean estimate is a posterior mean, not a trajectory's end; use an ODE sampler", of_run=True)
     if spacing is not None:
         if grid is not None:
             raise PlanError("grid", "spacing is the older name of grid; give one")

@@ -32,6 +32,7 @@ from .compute import set_up_compute
 from .flops import describe_flops, training_step_flops
 from .loop import StopSignals, fit
 from .step import optimiser_step
+from .teacher import with_teacher
 
 
 @dataclass
@@ -150,7 +151,7 @@ def _with_threads(cfg: Config, threads: int) -> Config:
 def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at, log, on_step, stop: StopSignals) -> TrainState:
     compute = set_up_compute(cfg, log)
     device = compute.device
-    objective = objective_from(cfg, schedule_from(cfg))
+    objective = with_teacher(cfg, objective_from(cfg, schedule_from(cfg)), device)
     for note in objective.training_notes():
         log(note)
     # The run folder's training lock is held until this function returns, raises, or its

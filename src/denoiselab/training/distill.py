@@ -1,4 +1,8 @@
-"""A new run made from a trained one (`denoiselab distill TEACHER --method reflow --out RUN`).
+"""A new run made from a trained one (`denoiselab distill TEACHER --method reflow|consistency --out RUN`).
+
+Consistency distillation (Song et al. 2023, Algorithm 2): consistency.py's objective, which loads
+the teacher named by the student's train.teacher each time training starts or resumes
+(training/teacher.py); the student is a run of its own, sampled by multistep consistency sampling.
 
 Reflow (Liu et al. 2023, "Flow straight and fast", Sec. 2.2-2.3, Algorithm 1 with k = 1): draw
 noise x_1 ~ N(0, I), solve the teacher's probability-flow ODE from it accurately to x_0 = its
@@ -22,21 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, ConfigError
-from ..errors import InputError
+from ..config import Config, ConfigError, TrainConfig
 from ..runs.complete import complete_run
-from ..runs.folder import RunError, RunFolder, RunFolderError
+from ..runs.folder import RunFolder, RunFolderError
 from ..runs.load import Run, load_run
 from ..runs.sampling import plan_from_options, sample
 from ..runs.straightness import straightness
 from .denoiser import train
+from .teacher import DistillError, load_teacher
 
-METHODS = ("reflow",)
+METHODS = ("reflow", "consistency")
 PAIR_SOLVER, PAIR_STEPS = "heun", 100  # 199 evaluations a pair; the error check uses 2 x PAIR_STEPS
-
-
-class DistillError(InputError):
-    """A teacher or a request that cannot be distilled; one line."""
 
 
 @dataclass(frozen=True)
@@ -48,24 +48,6 @@ class Pairs:
     error_rms: float  # RMS difference per coordinate against the solve with 2 x steps
     error_max: float
     seconds: float
-
-
-def load_teacher(path: str | Path) -> Run:
-    """A trained run that can teach: trained or complete, unconditional, not latent or an autoencoder."""
-    folder = RunFolder(path)
-    problem = folder.problem()
-    if problem is not None:
-        raise DistillError(f"TEACHER_RUN {problem}")
-    status = folder.read_info().get("status")
-    if status not in ("trained", "complete"):
-        raise DistillError(f"TEACHER_RUN {folder.path}: is {status}, not a trained run; finish it with: denoiselab train --resume {folder.path}")
-    try:
-        run = load_run(folder.path)
-    except RunError as exc:
-        raise DistillError(f"TEACHER_RUN {exc}") from None
-    if run.is_autoencoder or run.is_latent or run.num_classes:
-        raise DistillError(f"TEACHER_RUN {folder.path}: reflow is built for unconditional pixel or point runs, not an autoencoder, latent or conditional run")
-    return run
 
 
 def draw_pairs(teacher: Run, n: int, seed: int, steps: int = PAIR_STEPS) -> Pairs:
@@ -87,37 +69,68 @@ def reflow_config(teacher: Config, steps: int | None) -> Config:
     cfg = dataclasses.replace(teacher, name=f"{teacher.name}-reflow")
     cfg.schedule = dataclasses.replace(teacher.schedule, kind="flow")
     cfg.model = dataclasses.replace(teacher.model, prediction="velocity")
-    defaults = type(teacher.train)()
     cfg.train = dataclasses.replace(
         teacher.train, coupling="reflow", objective="denoising", timesteps="uniform", weighting="none",
         steps=steps or teacher.train.steps, warmup_steps=min(teacher.train.warmup_steps, steps or teacher.train.steps),
-        **{key: getattr(defaults, key) for key in ("p2_gamma", "p2_k", "min_snr_gamma", "sigma_data", "sigmoid_bias", "importance_bins",
-                                                   "importance_history", "importance_uniform", "meanflow_share", "meanflow_power",
-                                                   "shortcut_share", "shortcut_levels")},
+        **_defaults_of(ONE_OBJECTIVE_KEYS),
     )  # fmt: skip
     cfg.sample = dataclasses.replace(teacher.sample, sampler="euler", steps=1, grid="time-uniform")
     return cfg
 
 
+# The [train] keys that one weighting, time distribution or objective reads: a student made from
+# a teacher takes their defaults (config._OWNED_KEYS), not the teacher's.
+ONE_OBJECTIVE_KEYS = (
+    "p2_gamma", "p2_k", "min_snr_gamma", "sigma_data", "sigmoid_bias", "importance_bins", "importance_history", "importance_uniform",
+    "meanflow_share", "meanflow_power", "shortcut_share", "shortcut_levels", "consistency_steps", "consistency_start", "teacher",
+)  # fmt: skip
+
+
+def _defaults_of(keys) -> dict:
+    defaults = TrainConfig()
+    return {key: getattr(defaults, key) for key in keys}
+
+
+def consistency_config(teacher: Run, steps: int | None) -> Config:
+    """The student of consistency distillation (Song et al. 2023, Alg. 2; consistency.py): the
+    teacher's data, network and schedule, the network read as the consistency function f(x_t, t)
+    (an x0-prediction with c_skip, c_out), trained against the EMA target (train.ema_decay = mu)
+    one teacher Heun step apart on a karras grid of N = 18 (their CIFAR-10 N), sampled in one step."""
+    base = teacher.config
+    cfg = dataclasses.replace(base, name=f"{base.name}-consistency")
+    cfg.model = dataclasses.replace(base.model, prediction="x0", precondition="none")
+    cfg.train = dataclasses.replace(
+        base.train, coupling="independent", objective="consistency-distillation", timesteps="uniform", weighting="none",
+        steps=steps or base.train.steps, warmup_steps=min(base.train.warmup_steps, steps or base.train.steps),
+        **{**_defaults_of(ONE_OBJECTIVE_KEYS), "teacher": str(Path(teacher.path).resolve())},
+    )  # fmt: skip
+    cfg.sample = dataclasses.replace(base.sample, sampler="consistency", steps=1, grid="time-uniform")
+    return cfg
+
+
 def distill(teacher_dir, out, *, method: str = "reflow", steps: int | None = None, pairs: int | None = None, progress: bool = True, log=print) -> Path:
-    """Make ``out`` from the trained run ``teacher_dir`` by ``method`` (reflow), train and complete it;
+    """Make ``out`` from the trained run ``teacher_dir`` by ``method`` (reflow or consistency), train and complete it;
     returns the new run folder.  ``pairs``: noise draws solved by the teacher (default: as many
     as its training points, at least 4000); ``steps``: the student's optimiser steps (default: the teacher's)."""
     if method not in METHODS:
         raise DistillError(f"--method: unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if pairs is not None and method != "reflow":
+        raise DistillError(f"--pairs: only reflow draws (noise, sample) pairs; --method {method} trains on the teacher's data")
     folder = RunFolder(out)
     try:
         folder.check_new()
     except RunFolderError as exc:
         raise DistillError(f"--out {exc}") from None
     teacher = load_teacher(teacher_dir)
-    cfg = reflow_config(teacher.config, steps)
+    cfg = reflow_config(teacher.config, steps) if method == "reflow" else consistency_config(teacher, steps)
     try:
         from ..config import from_dict
 
         from_dict(cfg.to_dict(), name=cfg.name, resolved=True)  # the student's recipe passes every check a recipe does
     except ConfigError as exc:
-        raise DistillError(f"TEACHER_RUN {teacher.path}: its recipe cannot make a reflow student ({exc})") from None
+        raise DistillError(f"TEACHER_RUN {teacher.path}: its recipe cannot make a {method} student ({exc})") from None
+    if method == "consistency":
+        return _distill_consistency(teacher, cfg, folder, progress=progress, log=log)
     n = pairs or max(4000, len(teacher.data))
     log(f"reflow: solving {n} noise draws with the teacher {teacher.path} ({PAIR_SOLVER}, {PAIR_STEPS} steps)")
     drawn = draw_pairs(teacher, n, seed=teacher.config.train.seed + 12345)
@@ -134,5 +147,20 @@ def distill(teacher_dir, out, *, method: str = "reflow", steps: int | None = Non
     }  # fmt: skip
     folder.write_info(info)
     log(f"straightness S (Liu et al. 2023; 0 = straight paths): teacher {before:.4f}, reflowed {after:.4f}")
+    complete_run(folder.path, log=log)
+    return folder.path
+
+
+def _distill_consistency(teacher: Run, cfg: Config, folder: RunFolder, *, progress: bool, log) -> Path:
+    """Train the consistency student ``cfg`` into ``folder`` (its objective loads the teacher named
+    by train.teacher, training/teacher.py), record the teacher and complete the run."""
+    log(f"consistency distillation from {teacher.path}: karras grid N = {cfg.train.consistency_steps}, teacher's Heun step, EMA target mu = {cfg.train.ema_decay:g}")
+    train(cfg, folder.path, progress=progress, log=log)
+    info = folder.read_info()
+    info["teacher"] = {
+        "method": "consistency", "run": str(Path(teacher.path).resolve()), "sha256": teacher.folder.weights_sha256(),
+        "teacher_train_seconds": float(teacher.info.get("train_seconds", 0.0)),
+    }  # fmt: skip
+    folder.write_info(info)
     complete_run(folder.path, log=log)
     return folder.path
