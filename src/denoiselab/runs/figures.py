@@ -170,11 +170,12 @@ def _field_limits(run: Run):
 def _method_name(run: Run) -> str:
     """"DDPM (eps)", "rectified flow", "OT-CFM", "reflow ...", "MeanFlow": what the run was trained as."""
     cfg = run.config
-    if cfg.schedule.kind != "flow":
-        return f"DDPM ({cfg.model.prediction}, {cfg.schedule.kind})"
-    one_step = {"meanflow": "MeanFlow", "shortcut": "shortcut model"}.get(cfg.train.objective)
+    one_step = {"meanflow": "MeanFlow", "shortcut": "shortcut model", "consistency-distillation": "consistency distillation",
+                "consistency-training": "consistency training"}.get(cfg.train.objective)  # fmt: skip
     if one_step is not None:
         return one_step
+    if cfg.schedule.kind != "flow":
+        return f"DDPM ({cfg.model.prediction}, {cfg.schedule.kind})"
     return {"ot": "OT-CFM", "reflow": "reflow (rectified flow on a teacher's pairs)"}.get(cfg.train.coupling, "rectified flow")
 
 

@@ -66,16 +66,22 @@ def draw_pairs(teacher: Run, n: int, seed: int, steps: int = PAIR_STEPS) -> Pair
 def reflow_config(teacher: Config, steps: int | None) -> Config:
     """The student's recipe: the teacher's data and network, a rectified flow (flow path, velocity
     target, uniform times) on the fixed pairs, sampled by Euler in one step by default."""
-    cfg = dataclasses.replace(teacher, name=f"{teacher.name}-reflow")
+    cfg = student_config(teacher, "reflow", steps, model={"prediction": "velocity"}, train={"coupling": "reflow", "objective": "denoising"},
+                         sampler="euler")  # fmt: skip
     cfg.schedule = dataclasses.replace(teacher.schedule, kind="flow")
-    cfg.model = dataclasses.replace(teacher.model, prediction="velocity")
-    cfg.train = dataclasses.replace(
-        teacher.train, coupling="reflow", objective="denoising", timesteps="uniform", weighting="none",
-        steps=steps or teacher.train.steps, warmup_steps=min(teacher.train.warmup_steps, steps or teacher.train.steps),
-        **_defaults_of(ONE_OBJECTIVE_KEYS),
-    )  # fmt: skip
-    cfg.sample = dataclasses.replace(teacher.sample, sampler="euler", steps=1, grid="time-uniform")
     return cfg
+
+
+def consistency_config(teacher: Run, steps: int | None) -> Config:
+    """The student of consistency distillation (Song et al. 2023, Alg. 2; consistency.py): the
+    teacher's data, network and schedule, the network read as the consistency function f(x_t, t)
+    (an x0-prediction with c_skip, c_out), trained against the EMA target (train.ema_decay = mu)
+    one teacher Heun step apart on a karras grid of N = 18 (their CIFAR-10 N), sampled in one step."""
+    return student_config(
+        teacher.config, "consistency", steps, model={"prediction": "x0", "precondition": "none"},
+        train={"coupling": "independent", "objective": "consistency-distillation", "teacher": str(Path(teacher.path).resolve())},
+        sampler="consistency",
+    )  # fmt: skip
 
 
 # The [train] keys that one weighting, time distribution or objective reads: a student made from
@@ -86,25 +92,19 @@ ONE_OBJECTIVE_KEYS = (
 )  # fmt: skip
 
 
-def _defaults_of(keys) -> dict:
+def student_config(teacher: Config, method: str, steps: int | None, *, model: dict, train: dict, sampler: str) -> Config:
+    """A student's recipe: the teacher's, with the ``model`` and ``train`` keys given, uniform
+    times and no weighting, the keys of one objective at their defaults, ``steps`` optimiser steps
+    (default: the teacher's), and ``sampler`` in one step on the time-uniform grid."""
+    n = steps or teacher.train.steps
     defaults = TrainConfig()
-    return {key: getattr(defaults, key) for key in keys}
-
-
-def consistency_config(teacher: Run, steps: int | None) -> Config:
-    """The student of consistency distillation (Song et al. 2023, Alg. 2; consistency.py): the
-    teacher's data, network and schedule, the network read as the consistency function f(x_t, t)
-    (an x0-prediction with c_skip, c_out), trained against the EMA target (train.ema_decay = mu)
-    one teacher Heun step apart on a karras grid of N = 18 (their CIFAR-10 N), sampled in one step."""
-    base = teacher.config
-    cfg = dataclasses.replace(base, name=f"{base.name}-consistency")
-    cfg.model = dataclasses.replace(base.model, prediction="x0", precondition="none")
+    cfg = dataclasses.replace(teacher, name=f"{teacher.name}-{method}")
+    cfg.model = dataclasses.replace(teacher.model, **model)
     cfg.train = dataclasses.replace(
-        base.train, coupling="independent", objective="consistency-distillation", timesteps="uniform", weighting="none",
-        steps=steps or base.train.steps, warmup_steps=min(base.train.warmup_steps, steps or base.train.steps),
-        **{**_defaults_of(ONE_OBJECTIVE_KEYS), "teacher": str(Path(teacher.path).resolve())},
+        teacher.train, timesteps="uniform", weighting="none", steps=n, warmup_steps=min(teacher.train.warmup_steps, n),
+        **{**{key: getattr(defaults, key) for key in ONE_OBJECTIVE_KEYS}, **train},
     )  # fmt: skip
-    cfg.sample = dataclasses.replace(base.sample, sampler="consistency", steps=1, grid="time-uniform")
+    cfg.sample = dataclasses.replace(teacher.sample, sampler=sampler, steps=1, grid="time-uniform")
     return cfg
 
 
