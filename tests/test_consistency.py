@@ -26,6 +26,7 @@ from denoiselab.consistency import (
     heun_step,
     ict_discretisation,
     ict_level_probabilities,
+    on_grid,
     pseudo_huber,
 )
 from denoiselab.models import ResidualMLP
@@ -232,6 +233,7 @@ def test_the_distilled_student_is_a_run_like_any_other_sampled_in_1_2_or_4_jumps
     for steps in (1, 2, 4):
         plan = plan_sampling(run, steps=steps)
         assert plan.sampler == "consistency" and plan.evaluations == steps
+        assert set(plan.times[1:-1].tolist()) <= set(consistency_grid(run.schedule, 18)[0].tolist())  # re-noised to trained times
         out = tmp_path / f"s{steps}.npy"
         assert cli.main(["sample", str(student_dir), "--steps", str(steps), "-n", "50", "--out", str(out)]) == 0
         assert np.load(out).shape == (50, 2) and np.isfinite(np.load(out)).all()
@@ -311,3 +313,11 @@ def test_bad_distillation_input_is_one_line_and_exit_2(tmp_path, capsys, case, o
     expected = {"no teacher": "learns from a trained run", "not a run": "not a complete denoiselab run",
                 "a meanflow teacher": "is a meanflow run", "pairs": "only reflow draws"}[case]  # fmt: skip
     assert expected in err
+
+
+def test_multistep_times_are_moved_onto_the_trained_grid():
+    grid = torch.tensor([0.001, 0.2, 0.45, 0.7, 1.0], dtype=torch.float64)
+    snapped = on_grid(torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0], dtype=torch.float64), grid)
+    assert snapped.tolist() == [1.0, 0.7, 0.45, 0.2, 0.0]
+    assert on_grid(torch.tensor([1.0, 0.5, 0.46, 0.0], dtype=torch.float64), grid).tolist() == [1.0, 0.45, 0.0]  # repeats dropped
+    assert on_grid(torch.tensor([1.0, 0.0], dtype=torch.float64), grid).tolist() == [1.0, 0.0]

@@ -37,6 +37,7 @@ import torch
 
 from ..data.sources import proportional_counts
 from ..choices import CONSISTENCY_OBJECTIVES, INTERVAL_OBJECTIVES
+from ..consistency import consistency_grid, on_grid, trained_discretisation
 from ..errors import InputError
 from ..samplers import GRIDS, JUMP_SAMPLERS, SAMPLERS, check_grid, evaluations, parse_grid, time_grid
 from .folder import TUNED_GRIDS, RunError, RunFolder
@@ -325,6 +326,12 @@ class SamplingPlan:
         return dataclasses.replace(self, label=label, labels=np.full(self.n, label, dtype=np.int64))
 
 
+def _on_consistency_grid(run: Run, times: torch.Tensor) -> torch.Tensor:
+    tr = run.config.train
+    n = trained_discretisation(tr.objective, tr.steps, tr.consistency_steps, tr.consistency_start)
+    return on_grid(times, consistency_grid(run.schedule, n)[0])
+
+
 def plan_sampling(
     run: Run,
     *,
@@ -380,6 +387,8 @@ def plan_sampling(
         departs = grid is not None or label is not None or one_per_sample or guidance not in (None, sc.guidance)
         steps, rho = sc.steps if steps is None else steps, sc.rho if rho is None else rho
         times, source = _named_or_tuned(run, sampler, steps, name, rho, tuned, departs=departs)
+        if sampler == "consistency":  # re-noise only to times the consistency function was trained at
+            times = _on_consistency_grid(run, times)
     return SamplingPlan(
         sampler=sampler,
         times=times,
