@@ -15,10 +15,11 @@ from .importance import ImportanceSampler
 from .latent import ReconstructionObjective
 from .models import AUTOENCODER, Autoencoder, build_model
 from .models.preconditioning import precondition
-from .choices import CONSISTENCY_OBJECTIVES, INTERVAL_OBJECTIVES
+from .choices import CONSISTENCY_OBJECTIVES, INTERVAL_OBJECTIVES, TEACHER_OBJECTIVES
 from .consistency import consistency_distillation_loss, consistency_model, consistency_training_loss, ict_discretisation
 from .meanflow import meanflow_loss
 from .objectives import diffusion_loss
+from .progressive import progressive_loss
 from .shortcut import shortcut_loss
 from .schedules import TERMINAL_SNR_WARN_DB, Schedule, make_schedule
 from .weighting import Weighting
@@ -102,8 +103,9 @@ class Objective:
     consistency_steps: int = 18  # N (consistency-training: the most N(k) doubles up to)
     consistency_start: int = 10  # consistency-training: N(0) - 1
     train_steps: int = 1  # K of consistency-training's N(k)
-    teacher: object = None  # consistency-distillation: the teacher's model function (training/teacher.py)
+    teacher: object = None  # consistency-distillation, progressive: the teacher's network (training/teacher.py)
     teacher_prediction: str = "eps"
+    progressive_steps: int = 1  # progressive: the student's DDIM steps N
 
     @property
     def reads_training_state(self) -> bool:
@@ -120,9 +122,14 @@ class Objective:
         self, model_fn, x0: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None, time_sampler=None,
         target=None, step: int = 0,
     ) -> torch.Tensor:
+        if self.kind in TEACHER_OBJECTIVES and self.teacher is None:
+            raise ValueError(f"{self.kind} needs the teacher's network (training/teacher.py)")
+        if self.kind == "progressive":
+            return progressive_loss(
+                model_fn, self.teacher, self.teacher_prediction, x0, self.schedule, generator, prediction=self.prediction,
+                steps=self.progressive_steps, y=y,
+            )  # fmt: skip
         if self.kind == "consistency-distillation":
-            if self.teacher is None:
-                raise ValueError("consistency distillation needs the teacher's model function (training/teacher.py)")
             return consistency_distillation_loss(
                 model_fn, model_fn if target is None else target, self.teacher, self.teacher_prediction, x0, self.schedule, generator,
                 steps=self.discretisation(step), y=y,
@@ -146,6 +153,8 @@ class Objective:
 
     @property
     def describe(self) -> str:
+        if self.kind == "progressive":
+            return f"progressive distillation: one DDIM step of 1/{self.progressive_steps} trained to land where two of the teacher's land, {self.prediction} target"
         if self.kind == "consistency-distillation":
             return f"consistency distillation: f(x_t, t) matches the EMA target one teacher Heun step nearer the data, on a karras grid of N = {self.consistency_steps}"
         if self.kind == "consistency-training":
@@ -194,4 +203,5 @@ def objective_from(cfg: Config, schedule: Schedule | None = None) -> Objective |
         schedule or schedule_from(cfg), cfg.model.prediction, t.timesteps, t.coupling, weighting_from(cfg),
         t.importance_bins, t.importance_history, t.importance_uniform, t.objective, t.meanflow_share, t.meanflow_power,
         t.shortcut_share, t.shortcut_levels, t.consistency_steps, t.consistency_start, t.steps,
+        progressive_steps=t.progressive_steps,
     )  # fmt: skip

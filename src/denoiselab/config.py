@@ -27,6 +27,7 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     GRIDS,
     CONSISTENCY_OBJECTIVES,
     INTERVAL_OBJECTIVES,
+    TEACHER_OBJECTIVES,
     JUMP_SAMPLER_NAMES,
     KARRAS_RHO,
     PRECONDITIONINGS,
@@ -148,7 +149,8 @@ class TrainConfig:
         "average velocity u(z, r, t) between two times, Geng et al. 2025; flow path, velocity prediction; one-step sampling "
         "with sample.sampler = meanflow), or shortcut (a step of 2d trained to equal two of d, Frans et al. 2025; the same "
         "sampler), or consistency-distillation / consistency-training (a consistency function f(x_t, t), Song et al. 2023, "
-        "Song & Dhariwal 2024; model.prediction = x0, sample.sampler = consistency)", choices=OBJECTIVES,
+        "Song & Dhariwal 2024; model.prediction = x0, sample.sampler = consistency), or progressive (one DDIM step "
+        "trained to equal two of the teacher's, Salimans & Ho 2022)", choices=OBJECTIVES,
     )
     meanflow_share: float = _opt(0.25, "meanflow: share of each batch trained with r < t (the rest r = t, plain flow matching)", lo=0, hi=1)
     meanflow_power: float = _opt(1.0, "meanflow: p of the adaptive loss weight 1 / (||error||^2 + 1e-3)^p (0 = plain squared error)", lo=0)
@@ -159,7 +161,8 @@ class TrainConfig:
         "grows to s1 + 1 points (Song & Dhariwal 2024, Eq. 5)", lo=2,
     )
     consistency_start: int = _opt(10, "consistency-training: s0, the grid's first s0 + 1 points, doubled on a schedule up to consistency_steps + 1", lo=1)
-    teacher: str = _opt("", "consistency-distillation: the teacher's run folder (written by denoiselab distill --method consistency)")
+    teacher: str = _opt("", "consistency-distillation, progressive: the teacher's run folder (written by denoiselab distill)")
+    progressive_steps: int = _opt(1, "progressive: N, the student's DDIM steps (its teacher takes 2N; Salimans & Ho 2022)", lo=1)
     optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "adam"))
     lr: float = _opt(2e-3, "peak learning rate", lo=0, lo_open=True)
     weight_decay: float = _opt(0.0, "AdamW weight decay", lo=0)
@@ -436,6 +439,11 @@ def _check_consistency(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}train.objective: {name} draws its own levels on the karras grid and weights them itself; keep train.coupling = independent, train.timesteps = uniform, train.weighting = none")
         if name == "consistency-training" and tr.consistency_start > tr.consistency_steps:
             raise ConfigError(f"{where}train.consistency_start: must be <= train.consistency_steps ({tr.consistency_steps}), got {tr.consistency_start}")
+    if tr.objective == "progressive":
+        if cfg.model.prediction == "eps":
+            raise ConfigError(f"{where}model.prediction: a progressive student's one step is read at t = 1, where alpha = 0 and eps gives no clean estimate; use v, velocity or x0 (Salimans & Ho 2022, Sec. 4)")
+        if tr.coupling != "independent" or tr.timesteps != "uniform" or tr.weighting != "none":
+            raise ConfigError(f"{where}train.objective: progressive draws its own times t = i / N and weights by its prediction type; keep train.coupling = independent, train.timesteps = uniform, train.weighting = none")
     if cfg.sample.sampler == "consistency" and tr.objective not in CONSISTENCY_OBJECTIVES:
         raise ConfigError(f"{where}sample.sampler: consistency jumps with a consistency function f(x_t, t); it needs train.objective = consistency-distillation or consistency-training")
 
@@ -470,7 +478,7 @@ _OWNED_KEYS = {
     "meanflow_share": ("objective", "meanflow"), "meanflow_power": ("objective", "meanflow"),
     "shortcut_share": ("objective", "shortcut"), "shortcut_levels": ("objective", "shortcut"),
     "consistency_steps": ("objective", CONSISTENCY_OBJECTIVES), "consistency_start": ("objective", "consistency-training"),
-    "teacher": ("objective", "consistency-distillation"),
+    "teacher": ("objective", TEACHER_OBJECTIVES), "progressive_steps": ("objective", "progressive"),
 }  # fmt: skip
 
 

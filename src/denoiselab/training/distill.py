@@ -1,8 +1,13 @@
-"""A new run made from a trained one (`denoiselab distill TEACHER --method reflow|consistency --out RUN`).
+"""A new run made from a trained one (`denoiselab distill TEACHER --method reflow|consistency|progressive --out RUN`).
 
 Consistency distillation (Song et al. 2023, Algorithm 2): consistency.py's objective, which loads
 the teacher named by the student's train.teacher each time training starts or resumes
 (training/teacher.py); the student is a run of its own, sampled by multistep consistency sampling.
+
+Progressive distillation (Salimans & Ho 2022, Algorithm 2; progressive.py): R rounds, round k a
+run whose student takes 2^(R - k) DDIM steps where its teacher (the original run, then the round
+before) takes twice as many, each student starting from its teacher's weights; the rounds before
+the last are kept inside the new run (RunFolder.distillation_round), the last is the run itself.
 
 Reflow (Liu et al. 2023, "Flow straight and fast", Sec. 2.2-2.3, Algorithm 1 with k = 1): draw
 noise x_1 ~ N(0, I), solve the teacher's probability-flow ODE from it accurately to x_0 = its
@@ -35,7 +40,8 @@ from ..runs.straightness import straightness
 from .denoiser import train
 from .teacher import DistillError, load_teacher
 
-METHODS = ("reflow", "consistency")
+METHODS = ("reflow", "consistency", "progressive")
+DEFAULT_ROUNDS = 4  # progressive: the teacher's DDIM at 16 steps, halved to 8, 4, 2 and 1
 PAIR_SOLVER, PAIR_STEPS = "heun", 100  # 199 evaluations a pair; the error check uses 2 x PAIR_STEPS
 
 
@@ -84,11 +90,26 @@ def consistency_config(teacher: Run, steps: int | None) -> Config:
     )  # fmt: skip
 
 
+def progressive_config(teacher: Run, steps: int | None, student_steps: int) -> Config:
+    """A round of progressive distillation (Salimans & Ho 2022, Alg. 2; progressive.py): the
+    teacher's recipe, its prediction kept (eps refused: the one step is read at t = 1), a student
+    of ``student_steps`` DDIM steps (euler on the time-uniform grid: DDIM with eta = 0)."""
+    base = teacher.config
+    cfg = student_config(
+        base, "progressive", steps, model={}, sampler="euler",
+        train={"coupling": "independent", "objective": "progressive", "teacher": str(Path(teacher.path).resolve()), "progressive_steps": student_steps},
+    )  # fmt: skip
+    cfg.name = base.name if base.train.objective == "progressive" else cfg.name
+    cfg.sample.steps = student_steps
+    return cfg
+
+
 # The [train] keys that one weighting, time distribution or objective reads: a student made from
 # a teacher takes their defaults (config._OWNED_KEYS), not the teacher's.
 ONE_OBJECTIVE_KEYS = (
     "p2_gamma", "p2_k", "min_snr_gamma", "sigma_data", "sigmoid_bias", "importance_bins", "importance_history", "importance_uniform",
     "meanflow_share", "meanflow_power", "shortcut_share", "shortcut_levels", "consistency_steps", "consistency_start", "teacher",
+    "progressive_steps",
 )  # fmt: skip
 
 
@@ -108,7 +129,10 @@ def student_config(teacher: Config, method: str, steps: int | None, *, model: di
     return cfg
 
 
-def distill(teacher_dir, out, *, method: str = "reflow", steps: int | None = None, pairs: int | None = None, progress: bool = True, log=print) -> Path:
+def distill(
+    teacher_dir, out, *, method: str = "reflow", steps: int | None = None, pairs: int | None = None, rounds: int | None = None,
+    progress: bool = True, log=print,
+) -> Path:
     """Make ``out`` from the trained run ``teacher_dir`` by ``method`` (reflow or consistency), train and complete it;
     returns the new run folder.  ``pairs``: noise draws solved by the teacher (default: as many
     as its training points, at least 4000); ``steps``: the student's optimiser steps (default: the teacher's)."""
@@ -116,13 +140,19 @@ def distill(teacher_dir, out, *, method: str = "reflow", steps: int | None = Non
         raise DistillError(f"--method: unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if pairs is not None and method != "reflow":
         raise DistillError(f"--pairs: only reflow draws (noise, sample) pairs; --method {method} trains on the teacher's data")
+    if rounds is not None and (method != "progressive" or rounds < 1):
+        raise DistillError(f"--rounds: expected a positive number of halvings for --method progressive, got {rounds} for --method {method}")
     folder = RunFolder(out)
     try:
         folder.check_new()
     except RunFolderError as exc:
         raise DistillError(f"--out {exc}") from None
     teacher = load_teacher(teacher_dir)
-    cfg = reflow_config(teacher.config, steps) if method == "reflow" else consistency_config(teacher, steps)
+    rounds = rounds or DEFAULT_ROUNDS
+    if method == "reflow":
+        cfg = reflow_config(teacher.config, steps)
+    else:
+        cfg = consistency_config(teacher, steps) if method == "consistency" else progressive_config(teacher, steps, 2 ** (rounds - 1))
     try:
         from ..config import from_dict
 
@@ -131,6 +161,8 @@ def distill(teacher_dir, out, *, method: str = "reflow", steps: int | None = Non
         raise DistillError(f"TEACHER_RUN {teacher.path}: its recipe cannot make a {method} student ({exc})") from None
     if method == "consistency":
         return _distill_consistency(teacher, cfg, folder, progress=progress, log=log)
+    if method == "progressive":
+        return _distill_progressive(teacher, folder, steps, rounds, progress=progress, log=log)
     n = pairs or max(4000, len(teacher.data))
     log(f"reflow: solving {n} noise draws with the teacher {teacher.path} ({PAIR_SOLVER}, {PAIR_STEPS} steps)")
     drawn = draw_pairs(teacher, n, seed=teacher.config.train.seed + 12345)
@@ -160,6 +192,28 @@ def _distill_consistency(teacher: Run, cfg: Config, folder: RunFolder, *, progre
     info["teacher"] = {
         "method": "consistency", "run": str(Path(teacher.path).resolve()), "sha256": teacher.folder.weights_sha256(),
         "teacher_train_seconds": float(teacher.info.get("train_seconds", 0.0)),
+    }  # fmt: skip
+    folder.write_info(info)
+    complete_run(folder.path, log=log)
+    return folder.path
+
+
+def _distill_progressive(teacher: Run, folder: RunFolder, steps: int | None, rounds: int, *, progress: bool, log) -> Path:
+    """``rounds`` rounds of progressive distillation from ``teacher`` (its DDIM at 2^rounds steps)
+    down to one step: the rounds before the last into folder.distillation_round(k), the last into
+    ``folder``; records the chain and completes the run."""
+    original, start = teacher, time.perf_counter()
+    for k in range(1, rounds + 1):
+        student_steps = 2 ** (rounds - k)
+        into = folder if k == rounds else folder.distillation_round(k)
+        log(f"progressive distillation, round {k} of {rounds}: {2 * student_steps} DDIM steps of {teacher.path} -> {student_steps}, into {into.path}")
+        train(progressive_config(teacher, steps, student_steps), into.path, progress=progress, log=log)
+        teacher = load_teacher(into.path)
+    info = folder.read_info()
+    info["teacher"] = {
+        "method": "progressive", "run": str(Path(original.path).resolve()), "sha256": original.folder.weights_sha256(), "rounds": rounds,
+        "teacher_steps": 2**rounds, "rounds_seconds": time.perf_counter() - start,
+        "teacher_train_seconds": float(original.info.get("train_seconds", 0.0)),
     }  # fmt: skip
     folder.write_info(info)
     complete_run(folder.path, log=log)

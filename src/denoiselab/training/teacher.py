@@ -1,6 +1,7 @@
 """The teacher of a distilled run: a trained diffusion or flow run (`denoiselab distill TEACHER`),
-checked once, and, for consistency distillation (consistency.py), loaded into the student's
-objective each time its training starts or resumes (train.teacher names its folder)."""
+checked once, and, for consistency and progressive distillation (consistency.py, progressive.py),
+loaded into the student's objective each time its training starts or resumes (train.teacher names
+its folder); a progressive student starts from its teacher's weights."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..builders import Objective
+from ..choices import TEACHER_OBJECTIVES
 from ..config import Config, ConfigError
 from ..errors import InputError
 from ..runs.folder import RunError, RunFolder
@@ -22,7 +24,8 @@ class DistillError(InputError):
 
 def load_teacher(path: str | Path, device: str | None = None) -> Run:
     """A trained run that can teach: trained or complete, unconditional, not latent or an
-    autoencoder, and a diffusion or flow model (train.objective = denoising)."""
+    autoencoder, and a diffusion or flow model (train.objective = denoising, or a progressive
+    student, which samples like one)."""
     folder = RunFolder(path)
     problem = folder.problem()
     if problem is not None:
@@ -36,7 +39,7 @@ def load_teacher(path: str | Path, device: str | None = None) -> Run:
         raise DistillError(f"TEACHER_RUN {exc}") from None
     if run.is_autoencoder or run.is_latent or run.num_classes:
         raise DistillError(f"TEACHER_RUN {folder.path}: distillation is built for unconditional pixel or point runs, not an autoencoder, latent or conditional run")
-    if run.config.train.objective != "denoising":
+    if run.config.train.objective not in ("denoising", "progressive"):
         raise DistillError(
             f"TEACHER_RUN {folder.path}: is a {run.config.train.objective} run; a teacher is a diffusion or flow run (train.objective = denoising) "
             "whose probability-flow ODE the student learns to jump"
@@ -45,13 +48,14 @@ def load_teacher(path: str | Path, device: str | None = None) -> Run:
 
 
 def with_teacher(cfg: Config, objective, device: torch.device):
-    """``objective`` with the teacher's model function where it distils from one (train.teacher)."""
-    if not isinstance(objective, Objective) or cfg.train.objective != "consistency-distillation":
+    """``objective`` with the teacher's network where it distils from one (train.teacher)."""
+    if not isinstance(objective, Objective) or cfg.train.objective not in TEACHER_OBJECTIVES:
         return objective
+    method = "consistency" if cfg.train.objective == "consistency-distillation" else "progressive"
     if not cfg.train.teacher:
         raise ConfigError(
-            "train.teacher: consistency distillation learns from a trained run; make the run with: "
-            "denoiselab distill TEACHER_RUN --method consistency --out RUN"
+            f"train.teacher: train.objective = {cfg.train.objective} learns from a trained run; make the run with: "
+            f"denoiselab distill TEACHER_RUN --method {method} --out RUN"
         )
     try:
         teacher = load_teacher(cfg.train.teacher, device=str(device))
@@ -60,4 +64,15 @@ def with_teacher(cfg: Config, objective, device: torch.device):
     if teacher.config.schedule != cfg.schedule:
         raise ConfigError(f"train.teacher: {teacher.path} was trained on another schedule; the student steps along its teacher's ODE, so it takes the teacher's [schedule]")
     teacher.model.eval().requires_grad_(False)
-    return dataclasses.replace(objective, teacher=teacher.model_fn(), teacher_prediction=teacher.config.model.prediction)
+    return dataclasses.replace(objective, teacher=teacher.model, teacher_prediction=teacher.config.model.prediction)
+
+
+def start_from_teacher(objective, state) -> None:
+    """A new progressive student starts from its teacher's weights (Salimans & Ho 2022, Alg. 2:
+    theta <- eta), its EMA too."""
+    if not isinstance(objective, Objective) or objective.kind != "progressive":
+        return
+    weights = objective.teacher.state_dict()
+    state.model.load_state_dict(weights)
+    if state.ema is not None:
+        state.ema.model.load_state_dict(weights)
