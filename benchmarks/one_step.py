@@ -1,4 +1,4 @@
-"""One- and few-step generation: reflow, MeanFlow, shortcut models and consistency models against
+"""One- and few-step generation: reflow, MeanFlow, shortcut models, consistency models and progressive distillation against
 rectified flow and OT-CFM at 1, 2 and 4 model evaluations, with the teacher at its 19-evaluation
 default, on four 2-D data sets.
 
@@ -17,17 +17,21 @@ What it does, for each data set (spiral, eight-gaussians, moons, checkerboard; -
    (training/distill.py: ``draw_pairs``, Heun 100 steps with its error against 200, then
    ``train`` on the pairs, spiral-flow's steps times --budget), without the figures; and
    consistency distillation from the same teacher as ``denoiselab distill --method consistency``
-   makes it (training/distill.py: ``consistency_config``, spiral-flow's steps times --budget).
+   makes it (training/distill.py: ``consistency_config``, spiral-flow's steps times --budget);
+   and progressive distillation from it as ``denoiselab distill --method progressive --rounds
+   4`` makes it (the teacher's DDIM at 16 steps halved to 1, spiral-flow's steps times --budget
+   per round).
 3. Scores every model with ``denoiselab.runs.evaluate_run`` (what ``denoiselab evaluate``
    reports): W2 and energy distance of --repeats sample sets of 2000 points (seeds 1000, ...)
    against 16 fresh reference draws of the data, as ratios to the floor between the reference
    draws.  Rectified flow, OT-CFM and reflow with Euler (time-uniform grid: 1, 2, 4 steps =
    evaluations), MeanFlow and the shortcut model with their sampler (1, 2, 4 jumps), the consistency
-   models with multistep consistency sampling (1, 2, 4 jumps, time-uniform), the teacher with its recipe's
+   models with multistep consistency sampling (1, 2, 4 jumps, time-uniform), the progressive
+   student with Euler (its final round is trained for one step), the teacher with its recipe's
    default (heun, 10 steps = 19 evaluations).
 
 "train s" is the wall time of the training (reflow: the teacher's, the pairs' solve and the
-student's, all counted; consistency distillation: the teacher's and the student's).  Straightness S (Liu et al. 2023) of the teacher and the reflowed model
+student's, all counted; consistency and progressive distillation: the teacher's and the student's).  Straightness S (Liu et al. 2023) of the teacher and the reflowed model
 is measured on 2000 paths of 100 Euler steps (runs/straightness.py).
 """
 
@@ -48,14 +52,15 @@ from denoiselab.runs import evaluate_run, load_run
 from denoiselab.runs.folder import RunFolder
 from denoiselab.runs.straightness import straightness
 from denoiselab.training import train
-from denoiselab.training.distill import consistency_config, draw_pairs, reflow_config
+from denoiselab.training.distill import consistency_config, draw_pairs, progressive_rounds, reflow_config
 
 DATASETS = ("spiral", "eight-gaussians", "moons", "checkerboard")
 EVALUATIONS = (1, 2, 4)
 FINAL_SEED = 1000
-METHODS = ("flow", "otcfm", "reflow", "meanflow", "shortcut", "consistency", "ict")  # reflow and consistency need flow, their teacher
+METHODS = ("flow", "otcfm", "reflow", "meanflow", "shortcut", "consistency", "ict", "progressive")  # the distilled ones need flow, their teacher
 RECIPES = {"flow": "spiral-flow", "otcfm": "spiral-otcfm", "meanflow": "spiral-meanflow", "shortcut": "spiral-shortcut", "ict": "spiral-ict"}
-DISTILLED = ("reflow", "consistency")
+DISTILLED = ("reflow", "consistency", "progressive")
+ROUNDS = 4
 SAMPLER = {"meanflow": "meanflow", "shortcut": "meanflow", "consistency": "consistency", "ict": "consistency"}  # the rest: euler
 
 
@@ -91,6 +96,13 @@ def _consistency(teacher_dir: Path, out: Path, budget: float) -> tuple[float, in
     return time.perf_counter() - start, steps
 
 
+def _progressive(teacher_dir: Path, out: Path, budget: float) -> tuple[float, int]:
+    steps = max(1, round(load_config("spiral-flow").train.steps * budget))
+    start = time.perf_counter()
+    progressive_rounds(load_run(teacher_dir), RunFolder(out), steps, ROUNDS, progress=False, log=lambda *a: None)
+    return time.perf_counter() - start, steps * ROUNDS
+
+
 def _score(run_dir: Path, sampler: str, steps: int, repeats: int) -> dict:
     run = load_run(run_dir)
     metrics, _ = evaluate_run(run, sampler=sampler, steps=steps, grid="time-uniform", n=2000, seed=FINAL_SEED, repeats=repeats, density=False)
@@ -120,6 +132,13 @@ def run_dataset(data: str, base: Path, args) -> dict:
         out["methods"]["consistency"] = {
             "recipe": "distill --method consistency", "train_seconds": out["methods"]["flow"]["train_seconds"] + seconds, "steps": steps, "scores": [],
         }  # fmt: skip
+    if "progressive" in methods:
+        log(f"[{data}] progressive distillation from the rectified flow, load {os.getloadavg()[0]:.1f}")
+        seconds, steps = _progressive(dirs["flow"], dirs["progressive"], args.budget)
+        out["methods"]["progressive"] = {
+            "recipe": f"distill --method progressive --rounds {ROUNDS}", "train_seconds": out["methods"]["flow"]["train_seconds"] + seconds,
+            "steps": steps, "scores": [],
+        }  # fmt: skip
     log(f"[{data}] scoring, load {os.getloadavg()[0]:.1f}")
     if "flow" in methods:
         out["methods"]["flow"]["teacher_score"] = _score(dirs["flow"], "heun", 10, args.repeats)
@@ -132,7 +151,8 @@ def run_dataset(data: str, base: Path, args) -> dict:
 
 
 LABELS = {"flow": "rectified flow", "otcfm": "OT-CFM", "reflow": "reflow (from rectified flow)", "meanflow": "MeanFlow", "shortcut": "shortcut model",
-          "consistency": "consistency distillation (from rectified flow)", "ict": "improved consistency training"}  # fmt: skip
+          "consistency": "consistency distillation (from rectified flow)", "ict": "improved consistency training",
+          "progressive": "progressive distillation, 4 rounds (from rectified flow)"}  # fmt: skip
 
 
 def table(results: list[dict]) -> str:
@@ -153,7 +173,7 @@ def table(results: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default=",".join(DATASETS))
-    p.add_argument("--methods", default=",".join(METHODS), help=f"some of {', '.join(METHODS)} (reflow and consistency need flow)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"some of {', '.join(METHODS)} (reflow, consistency and progressive need flow)")
     p.add_argument("--budget", type=float, default=1.0, help="training steps as a share of each recipe's train.steps (default 1)")
     p.add_argument("--pairs", type=int, default=4000, help="reflow: noise draws solved by the teacher")
     p.add_argument("--repeats", type=int, default=4, help="sample sets of 2000 points per score")

@@ -203,12 +203,7 @@ def _distill_progressive(teacher: Run, folder: RunFolder, steps: int | None, rou
     down to one step: the rounds before the last into folder.distillation_round(k), the last into
     ``folder``; records the chain and completes the run."""
     original, start = teacher, time.perf_counter()
-    for k in range(1, rounds + 1):
-        student_steps = 2 ** (rounds - k)
-        into = folder if k == rounds else folder.distillation_round(k)
-        log(f"progressive distillation, round {k} of {rounds}: {2 * student_steps} DDIM steps of {teacher.path} -> {student_steps}, into {into.path}")
-        train(progressive_config(teacher, steps, student_steps), into.path, progress=progress, log=log)
-        teacher = load_teacher(into.path)
+    progressive_rounds(teacher, folder, steps, rounds, progress=progress, log=log)
     info = folder.read_info()
     info["teacher"] = {
         "method": "progressive", "run": str(Path(original.path).resolve()), "sha256": original.folder.weights_sha256(), "rounds": rounds,
@@ -218,3 +213,13 @@ def _distill_progressive(teacher: Run, folder: RunFolder, steps: int | None, rou
     folder.write_info(info)
     complete_run(folder.path, log=log)
     return folder.path
+
+
+def progressive_rounds(teacher: Run, folder: RunFolder, steps: int | None, rounds: int, *, progress: bool = True, log=print) -> None:
+    """Train the ``rounds`` rounds (Salimans & Ho 2022, Alg. 2), each student the next round's teacher."""
+    for k in range(1, rounds + 1):
+        student_steps = 2 ** (rounds - k)
+        into = folder if k == rounds else folder.distillation_round(k)
+        log(f"progressive distillation, round {k} of {rounds}: {2 * student_steps} DDIM steps of {teacher.path} -> {student_steps}, into {into.path}")
+        train(progressive_config(teacher, steps, student_steps), into.path, progress=progress, log=log)
+        teacher = load_teacher(into.path)
