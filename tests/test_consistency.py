@@ -316,3 +316,10 @@ def test_multistep_times_are_moved_onto_the_trained_grid():
     assert snapped.tolist() == [1.0, 0.7, 0.45, 0.2, 0.0]
     assert on_grid(torch.tensor([1.0, 0.5, 0.46, 0.0], dtype=torch.float64), grid).tolist() == [1.0, 0.45, 0.0]  # repeats dropped
     assert on_grid(torch.tensor([1.0, 0.0], dtype=torch.float64), grid).tolist() == [1.0, 0.0]
+
+
+@pytest.mark.slow
+def test_a_consistency_model_has_no_density_to_measure(distilled, capsys):
+    rc = cli.main(["likelihood", str(distilled[1]), "-n", "10"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "no density" in err, err
