@@ -8,6 +8,7 @@ multistep sampling, resume and the refusals."""
 from __future__ import annotations
 
 import json
+import re
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from conftest import TINY, assert_refused_in_one_line, assert_resumes_bit_exactl
 from denoiselab import cli
 from denoiselab.config import ConfigError, load_config
 from denoiselab.consistency import (
+    clean_estimate,
     consistency_coefficients,
     consistency_distillation_loss,
     consistency_grid,
@@ -42,7 +44,7 @@ MU, C = torch.tensor([1.5, -0.5], dtype=torch.float64), 0.4  # data N(MU, C^2 I)
 SCHEDULES = {"flow": flow_schedule(), "linear": make_schedule("linear", 1000, 1e-4, 0.02, True)}
 FLOW = ["schedule.kind=flow", "model.prediction=velocity", "sample.sampler=heun", "sample.grid=time-uniform"]
 ICT = ["schedule.kind=flow", "model.prediction=x0", "train.objective=consistency-training", "sample.sampler=consistency",
-       "sample.grid=time-uniform", "sample.steps=1", "train.consistency_steps=40"]  # fmt: skip
+       "sample.grid=time-uniform", "sample.steps=1", "train.ict_end=40"]  # fmt: skip
 
 
 def gaussian() -> GaussianMixture:
@@ -75,6 +77,19 @@ def test_the_boundary_condition_holds_for_any_network(kind):
     assert torch.allclose(f(x, t1), x / schedule.alpha_at(t1)[:, None], rtol=0, atol=1e-12)
     assert torch.isfinite(f(x, torch.ones(64, dtype=torch.float64))).all()  # alpha = 0 on the flow path
     assert not torch.allclose(f(x, torch.full((64,), 0.3, dtype=torch.float64)), x / schedule.alpha_at(torch.tensor(0.3)), atol=1e-3)
+
+
+@pytest.mark.parametrize("prediction", ["v", "velocity"])
+def test_a_consistency_function_read_out_as_another_prediction_is_the_same_clean_estimate(prediction):
+    schedule = SCHEDULES["flow"]
+    torch.manual_seed(1)
+    net = ResidualMLP(2, hidden=16, blocks=1).double()
+    f = consistency_model(net, schedule, 1.0)
+    other = clean_estimate(consistency_model(net, schedule, 1.0, prediction), schedule, prediction)
+    x = torch.randn(64, 2, dtype=torch.float64)
+    for t in (1.0 / schedule.T, 0.3, 1.0):
+        tt = torch.full((64,), t, dtype=torch.float64)
+        assert torch.allclose(other(x, tt), f(x, tt), rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("kind", list(SCHEDULES))
@@ -256,30 +271,36 @@ def test_improved_consistency_training_resumes_bit_exactly(tmp_path, one_thread)
 def test_the_ict_recipe_reads_every_key_it_sets():
     cfg = load_config("spiral-ict")
     assert cfg.train.objective == "consistency-training" and cfg.sample.sampler == "consistency" and cfg.sample.steps == 1
-    with pytest.raises(ConfigError, match="train.teacher: is read only with train.objective = consistency-distillation"):
+    with pytest.raises(ConfigError, match="train.teacher: is read only by the objectives that learn from a teacher run"):
         load_config("spiral-ict", ["train.teacher=somewhere"])
+    for owned in ("train.ict_start=10", "train.ict_end=1280", "train.consistency_steps=18"):  # at any value, as every owned key
+        with pytest.raises(ConfigError, match="is read only with train.objective = consistency-"):
+            load_config("spiral-flow", [owned])
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["model.prediction=velocity"], "needs model.prediction = x0"),
+        (["model.prediction=eps", "schedule.kind=linear"], "(not eps)"),
         (["train.timesteps=logit-normal"], "draws its own levels"),
-        (["train.consistency_start=80"], "must be <= train.consistency_steps"),
-        (["train.objective=denoising", "model.prediction=velocity"], "sample.sampler: consistency jumps with a consistency function"),
-        (["train.objective=consistency-distillation"], "train.consistency_start: is read only with train.objective = consistency-training"),
+        (["train.ict_start=80"], "must be <= train.ict_end"),
+        (["train.objective=consistency-distillation"], "train.ict_end: is read only with train.objective = consistency-training"),
+        (["train.teacher=somewhere"], "train.teacher: is read only by the objectives that learn from a teacher run"),
     ],
 )
 def test_a_consistency_recipe_that_cannot_work_is_refused(overrides, message):
     base = [item for item in ICT if not any(item.startswith(o.split("=")[0] + "=") for o in overrides)]
-    if "train.consistency_start" in message:
-        base.append("train.consistency_start=5")
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config("quick", [*base, *overrides])
 
 
+def test_the_consistency_sampler_is_refused_in_a_recipe_that_is_no_consistency_model():
+    with pytest.raises(ConfigError, match="sample.sampler: consistency jumps with a consistency function"):
+        load_config("spiral-flow", ["sample.sampler=consistency"])
+
+
 def test_distillation_without_a_teacher_is_refused_before_anything_is_written(tmp_path):
-    cfg = load_config("quick", [*ICT, "train.objective=consistency-distillation"])
+    cfg = load_config("quick", [*[item for item in ICT if "ict_end" not in item], "train.objective=consistency-distillation"])
     cfg.train.consistency_steps = 18
     with pytest.raises(ConfigError, match="denoiselab distill TEACHER_RUN --method consistency"):
         train(cfg, tmp_path / "x", progress=False, log=lambda *a: None)

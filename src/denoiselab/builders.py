@@ -16,7 +16,7 @@ from .latent import ReconstructionObjective
 from .models import AUTOENCODER, Autoencoder, build_model
 from .models.preconditioning import precondition
 from .choices import CONSISTENCY_OBJECTIVES, INTERVAL_OBJECTIVES, TEACHER_OBJECTIVES
-from .consistency import consistency_distillation_loss, consistency_model, consistency_training_loss, ict_discretisation
+from .consistency import clean_estimate, consistency_distillation_loss, consistency_model, consistency_training_loss, ict_discretisation
 from .meanflow import meanflow_loss
 from .objectives import diffusion_loss
 from .progressive import progressive_loss
@@ -62,7 +62,7 @@ def model_from(cfg: Config, dim: int, num_classes: int = 0, shape: tuple[int, ..
         mults=tuple(m.mults), attention=m.attention, dropout=m.dropout, interval=cfg.train.objective in INTERVAL_OBJECTIVES,
     )  # fmt: skip
     if cfg.train.objective in CONSISTENCY_OBJECTIVES:  # the boundary condition is the network's own (consistency.py)
-        return consistency_model(net, schedule_from(cfg), cfg.train.sigma_data)
+        return consistency_model(net, schedule_from(cfg), cfg.train.sigma_data, m.prediction)
     return precondition(net, m.precondition, schedule_from(cfg), m.prediction, cfg.train.sigma_data)
 
 
@@ -100,8 +100,9 @@ class Objective:
     meanflow_power: float = 1.0
     shortcut_share: float = 0.25
     shortcut_levels: int = 128
-    consistency_steps: int = 18  # N (consistency-training: the most N(k) doubles up to)
-    consistency_start: int = 10  # consistency-training: N(0) - 1
+    consistency_steps: int = 18  # consistency-distillation: N
+    ict_start: int = 10  # consistency-training: s0, N(0) = s0 + 1
+    ict_end: int = 1280  # consistency-training: s1, N(K) = s1 + 1
     train_steps: int = 1  # K of consistency-training's N(k)
     teacher: object = None  # consistency-distillation, progressive: the teacher's network (training/teacher.py)
     teacher_prediction: str = "eps"
@@ -115,7 +116,7 @@ class Objective:
     def discretisation(self, step: int) -> int:
         """N at training step ``step``: fixed for distillation, doubled on a schedule for training."""
         if self.kind == "consistency-training":
-            return ict_discretisation(step, self.train_steps, self.consistency_start, self.consistency_steps)
+            return ict_discretisation(step, self.train_steps, self.ict_start, self.ict_end)
         return self.consistency_steps
 
     def __call__(
@@ -130,12 +131,14 @@ class Objective:
                 steps=self.progressive_steps, y=y,
             )  # fmt: skip
         if self.kind == "consistency-distillation":
+            f = clean_estimate(model_fn, self.schedule, self.prediction)
+            aim = f if target is None else clean_estimate(target, self.schedule, self.prediction)
             return consistency_distillation_loss(
-                model_fn, model_fn if target is None else target, self.teacher, self.teacher_prediction, x0, self.schedule, generator,
-                steps=self.discretisation(step), y=y,
+                f, aim, self.teacher, self.teacher_prediction, x0, self.schedule, generator, steps=self.discretisation(step), y=y,
             )  # fmt: skip
         if self.kind == "consistency-training":
-            return consistency_training_loss(model_fn, x0, self.schedule, generator, steps=self.discretisation(step), y=y)
+            f = clean_estimate(model_fn, self.schedule, self.prediction)
+            return consistency_training_loss(f, x0, self.schedule, generator, steps=self.discretisation(step), y=y)
         if self.kind == "meanflow":
             return meanflow_loss(model_fn, x0, generator, y=y, timesteps=self.timesteps, share=self.meanflow_share, power=self.meanflow_power)
         if self.kind == "shortcut":
@@ -159,7 +162,7 @@ class Objective:
             return f"consistency distillation: f(x_t, t) matches the EMA target one teacher Heun step nearer the data, on a karras grid of N = {self.consistency_steps}"
         if self.kind == "consistency-training":
             return (f"improved consistency training: pseudo-Huber distance to f itself (stop-gradient) one level nearer the data, "
-                    f"log-normal levels, N doubled from {self.consistency_start + 1} to {self.consistency_steps + 1}")  # fmt: skip
+                    f"log-normal levels, N doubled from {self.ict_start + 1} to {self.ict_end + 1}")  # fmt: skip
         if self.kind == "meanflow":
             power = f"adaptive weight p = {self.meanflow_power:g}" if self.meanflow_power else "plain squared error"
             return f"MeanFlow: average velocity u(z, r, t), {self.timesteps} times, r < t in {self.meanflow_share:.0%} of each batch, {power}"
@@ -202,6 +205,6 @@ def objective_from(cfg: Config, schedule: Schedule | None = None) -> Objective |
     return Objective(
         schedule or schedule_from(cfg), cfg.model.prediction, t.timesteps, t.coupling, weighting_from(cfg),
         t.importance_bins, t.importance_history, t.importance_uniform, t.objective, t.meanflow_share, t.meanflow_power,
-        t.shortcut_share, t.shortcut_levels, t.consistency_steps, t.consistency_start, t.steps,
+        t.shortcut_share, t.shortcut_levels, t.consistency_steps, t.ict_start, t.ict_end, t.steps,
         progressive_steps=t.progressive_steps,
     )  # fmt: skip

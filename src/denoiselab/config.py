@@ -156,11 +156,9 @@ class TrainConfig:
     meanflow_power: float = _opt(1.0, "meanflow: p of the adaptive loss weight 1 / (||error||^2 + 1e-3)^p (0 = plain squared error)", lo=0)
     shortcut_share: float = _opt(0.25, "shortcut: share of each batch trained for self-consistency (the rest is flow matching at d = 0)", lo=0, hi=1)
     shortcut_levels: int = _opt(128, "shortcut: the smallest step is 1 / levels (a power of 2; Frans et al.'s M = 128)", lo=2)
-    consistency_steps: int = _opt(
-        18, "consistency-distillation: N, the karras grid's points (Song et al. 2023); consistency-training: s1, the grid "
-        "grows to s1 + 1 points (Song & Dhariwal 2024, Eq. 5)", lo=2,
-    )
-    consistency_start: int = _opt(10, "consistency-training: s0, the grid's first s0 + 1 points, doubled on a schedule up to consistency_steps + 1", lo=1)
+    consistency_steps: int = _opt(18, "consistency-distillation: N, the karras grid's points (Song et al. 2023)", lo=2)
+    ict_start: int = _opt(10, "consistency-training: s0, the karras grid's first s0 + 1 points (Song & Dhariwal 2024, Eq. 5)", lo=1)
+    ict_end: int = _opt(1280, "consistency-training: s1, the grid doubled on a schedule up to s1 + 1 points (Song & Dhariwal 2024, Eq. 5)", lo=1)
     teacher: str = _opt("", "consistency-distillation, progressive: the teacher's run folder (written by denoiselab distill)")
     progressive_steps: int = _opt(1, "progressive: N, the student's DDIM steps (its teacher takes 2N; Salimans & Ho 2022)", lo=1)
     optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "adam"))
@@ -384,6 +382,7 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
         )
     _check_one_step(cfg, where)
     _check_unread(cfg, where, chosen)
+    _check_consistency(cfg, where)
     if cfg.model.arch == "autoencoder" and cfg.latent.autoencoder:
         raise ConfigError(f"{where}latent.autoencoder: an autoencoder run (model.arch = autoencoder) has no autoencoder of its own; leave it empty")
     if is_text_run(cfg):
@@ -424,21 +423,21 @@ def _check_one_step(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}train.shortcut_levels: must be a power of 2, got {tr.shortcut_levels}")
     if cfg.sample.sampler == "meanflow" and tr.objective not in INTERVAL_OBJECTIVES:
         raise ConfigError(f"{where}sample.sampler: meanflow jumps with an average velocity u(z, r, t); it needs train.objective = meanflow or shortcut")
-    _check_consistency(cfg, where)
 
 
 def _check_consistency(cfg: Config, where: str) -> None:
-    """A consistency function (consistency.py) is an x0-prediction whose boundary condition is built
-    into the network; its objectives draw their own levels and pairs."""
+    """A consistency function (consistency.py) is a clean estimate whose boundary condition is built
+    into the network (read out as model.prediction); its objectives draw their own levels and pairs,
+    and a progressive student draws its own times."""
     tr = cfg.train
     if tr.objective in CONSISTENCY_OBJECTIVES:
         name = tr.objective
-        if cfg.model.prediction != "x0" or cfg.model.precondition != "none":
-            raise ConfigError(f"{where}train.objective: {name} learns f(x_t, t), read as x0 with c_skip and c_out built in; it needs model.prediction = x0 and model.precondition = none")
+        if cfg.model.prediction == "eps" or cfg.model.precondition != "none":
+            raise ConfigError(f"{where}train.objective: {name} learns f(x_t, t), a clean estimate with c_skip and c_out built in and read at t = 1; it needs model.prediction x0, v or velocity (not eps) and model.precondition = none")
         if tr.coupling != "independent" or tr.timesteps != "uniform" or tr.weighting != "none":
             raise ConfigError(f"{where}train.objective: {name} draws its own levels on the karras grid and weights them itself; keep train.coupling = independent, train.timesteps = uniform, train.weighting = none")
-        if name == "consistency-training" and tr.consistency_start > tr.consistency_steps:
-            raise ConfigError(f"{where}train.consistency_start: must be <= train.consistency_steps ({tr.consistency_steps}), got {tr.consistency_start}")
+        if name == "consistency-training" and tr.ict_start > tr.ict_end:
+            raise ConfigError(f"{where}train.ict_start: must be <= train.ict_end ({tr.ict_end}), got {tr.ict_start}")
     if tr.objective == "progressive":
         if cfg.model.prediction == "eps":
             raise ConfigError(f"{where}model.prediction: a progressive student's one step is read at t = 1, where alpha = 0 and eps gives no clean estimate; use v, velocity or x0 (Salimans & Ho 2022, Sec. 4)")
@@ -477,8 +476,8 @@ _OWNED_KEYS = {
     "importance_uniform": ("timesteps", "importance"),
     "meanflow_share": ("objective", "meanflow"), "meanflow_power": ("objective", "meanflow"),
     "shortcut_share": ("objective", "shortcut"), "shortcut_levels": ("objective", "shortcut"),
-    "consistency_steps": ("objective", CONSISTENCY_OBJECTIVES), "consistency_start": ("objective", "consistency-training"),
-    "teacher": ("objective", TEACHER_OBJECTIVES), "progressive_steps": ("objective", "progressive"),
+    "consistency_steps": ("objective", "consistency-distillation"), "ict_start": ("objective", "consistency-training"),
+    "ict_end": ("objective", "consistency-training"), "progressive_steps": ("objective", "progressive"),
 }  # fmt: skip
 
 
@@ -491,9 +490,11 @@ def unread_keys(cfg: Config) -> dict[str, str]:
         chosen = getattr(cfg.train, owner)
         if key == "sigma_data" and (cfg.model.precondition == "edm" or cfg.train.objective in CONSISTENCY_OBJECTIVES):  # c_skip, c_out, c_in read it too
             continue
-        values = value if isinstance(value, tuple) else (value,)
-        if chosen not in values:
-            out[f"train.{key}"] = f"is read only with train.{owner} = {' or '.join(values)} (here {chosen}); remove it or set train.{owner} = \"{values[0]}\""
+        if chosen != value:
+            out[f"train.{key}"] = f"is read only with train.{owner} = {value} (here {chosen}); remove it or set train.{owner} = \"{value}\""
+    if cfg.train.objective not in TEACHER_OBJECTIVES:
+        out["train.teacher"] = (f"is read only by the objectives that learn from a teacher run ({' and '.join(TEACHER_OBJECTIVES)}, here "
+                                f"{cfg.train.objective}); make such a run with denoiselab distill")  # fmt: skip
     if cfg.model.arch != "autoencoder" and not cfg.latent.autoencoder:  # a trained autoencoder's keys are checked against it (training/stages.py)
         for f in dataclasses.fields(AutoencoderConfig):
             out[f"autoencoder.{f.name}"] = "this is a pixel-space run; set latent.autoencoder or model.arch = autoencoder"

@@ -74,9 +74,23 @@ def consistency_coefficients(sigma_data: float, eps: float) -> Coefficients:
     return coefficients
 
 
-def consistency_model(net: torch.nn.Module, schedule: Schedule, sigma_data: float) -> Preconditioned:
-    """``net`` wrapped as the consistency function f(x_t, t), an x0-prediction exact at the boundary."""
-    return Preconditioned(net, schedule, "x0", consistency_coefficients(sigma_data, boundary_level(schedule)), name="consistency")
+def consistency_model(net: torch.nn.Module, schedule: Schedule, sigma_data: float, prediction: str = "x0") -> Preconditioned:
+    """``net`` wrapped as the consistency function f(x_t, t), exact at the boundary, read out as
+    ``prediction`` (x0 is f itself; v or velocity are f's, so that every sampler reads f as the clean estimate)."""
+    return Preconditioned(net, schedule, prediction, consistency_coefficients(sigma_data, boundary_level(schedule)), name="consistency")
+
+
+def clean_estimate(model_fn, schedule: Schedule, prediction: str):
+    """``model_fn`` of type ``prediction`` as the function (x_t, t, y) -> its clean estimate, f."""
+    if prediction == "x0":
+        return model_fn
+
+    def f(x_t, t, y=None):
+        t64 = t.detach().double().cpu()
+        alpha, sigma = (_per_sample(c, x_t) for c in (schedule.alpha_at(t64), schedule.sigma_at(t64)))
+        return resolve(model_fn(x_t, t, y), prediction, x_t, alpha, sigma).x0
+
+    return f
 
 
 def consistency_grid(schedule: Schedule, n: int, rho: float = KARRAS_RHO) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,11 +107,11 @@ def consistency_grid(schedule: Schedule, n: int, rho: float = KARRAS_RHO) -> tup
     return times, levels
 
 
-def trained_discretisation(objective: str, steps: int, consistency_steps: int, consistency_start: int) -> int:
-    """N of the grid a consistency run ends its training on (``steps`` = train.steps)."""
-    if objective == "consistency-training":
-        return ict_discretisation(steps, steps, consistency_start, consistency_steps)
-    return consistency_steps
+def trained_discretisation(train) -> int:
+    """N of the grid a consistency run ends its training on (``train``: the recipe's [train])."""
+    if train.objective == "consistency-training":
+        return ict_discretisation(train.steps, train.steps, train.ict_start, train.ict_end)
+    return train.consistency_steps
 
 
 def on_grid(times: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

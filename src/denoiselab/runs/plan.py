@@ -327,9 +327,7 @@ class SamplingPlan:
 
 
 def _on_consistency_grid(run: Run, times: torch.Tensor) -> torch.Tensor:
-    tr = run.config.train
-    n = trained_discretisation(tr.objective, tr.steps, tr.consistency_steps, tr.consistency_start)
-    return on_grid(times, consistency_grid(run.schedule, n)[0])
+    return on_grid(times, consistency_grid(run.schedule, trained_discretisation(run.config.train))[0])
 
 
 def plan_sampling(

@@ -108,7 +108,7 @@ def progressive_config(teacher: Run, steps: int | None, student_steps: int) -> C
 # a teacher takes their defaults (config._OWNED_KEYS), not the teacher's.
 ONE_OBJECTIVE_KEYS = (
     "p2_gamma", "p2_k", "min_snr_gamma", "sigma_data", "sigmoid_bias", "importance_bins", "importance_history", "importance_uniform",
-    "meanflow_share", "meanflow_power", "shortcut_share", "shortcut_levels", "consistency_steps", "consistency_start", "teacher",
+    "meanflow_share", "meanflow_power", "shortcut_share", "shortcut_levels", "consistency_steps", "ict_start", "ict_end", "teacher",
     "progressive_steps",
 )  # fmt: skip
 
