@@ -23,7 +23,7 @@ INTERVAL_OBJECTIVES = ("meanflow", "shortcut")  # a network of two times u(z, r,
 # samplers.JUMP_SAMPLERS: each answered only by the models trained for it: meanflow calls a network of two times
 # (INTERVAL_OBJECTIVES), consistency a consistency function (CONSISTENCY_OBJECTIVES)
 JUMP_SAMPLER_NAMES = ("meanflow", "consistency")
-# consistency.py: a consistency function f(x_t, t) (an x0-prediction with the boundary condition built in), sampled by
+# consistency.py: a consistency function f(x_t, t) (a clean estimate with the boundary condition built in), sampled by
 # multistep consistency sampling (samplers/consistency.py); distillation needs a teacher run (train.teacher)
 CONSISTENCY_OBJECTIVES = ("consistency-distillation", "consistency-training")
 TEACHER_OBJECTIVES = ("consistency-distillation", "progressive")  # they learn from a teacher run named by train.teacher

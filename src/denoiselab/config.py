@@ -149,7 +149,7 @@ class TrainConfig:
         "average velocity u(z, r, t) between two times, Geng et al. 2025; flow path, velocity prediction; one-step sampling "
         "with sample.sampler = meanflow), or shortcut (a step of 2d trained to equal two of d, Frans et al. 2025; the same "
         "sampler), or consistency-distillation / consistency-training (a consistency function f(x_t, t), Song et al. 2023, "
-        "Song & Dhariwal 2024; model.prediction = x0, sample.sampler = consistency), or progressive (one DDIM step "
+        "Song & Dhariwal 2024; model.prediction x0, v or velocity, sample.sampler = consistency), or progressive (one DDIM step "
         "trained to equal two of the teacher's, Salimans & Ho 2022)", choices=OBJECTIVES,
     )
     meanflow_share: float = _opt(0.25, "meanflow: share of each batch trained with r < t (the rest r = t, plain flow matching)", lo=0, hi=1)

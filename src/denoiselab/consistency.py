@@ -20,7 +20,9 @@ Written on x_t every factor stays finite where alpha = 0 (the flow path's t = 1)
     a_out  = c_out          = s_d (sigma - eps alpha) / sqrt(sigma^2 + s_d^2 alpha^2)
     a_in   = c_in / alpha   = 1 / sqrt(sigma^2 + s_d^2 alpha^2).
 
-The network's output is f, an x0-prediction (model.prediction = x0): at the boundary it is
+The network's output is f, a clean estimate (read out as model.prediction: x0 is f itself, v or
+velocity are converted from it, ``clean_estimate`` reads them back; eps is refused, as it has no
+clean estimate at t = 1 of the flow path, where one-step sampling starts): at the boundary it is
 x_t / alpha = x0 + eps n, the trajectory's start at level eps, as in Song et al.
 
 The discretisation (Song et al. 2023, Sec. 3, Karras et al. 2022's grid): N times t_1 = 1 / T <

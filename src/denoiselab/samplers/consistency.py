@@ -33,7 +33,7 @@ def boundary_level(schedule: Schedule) -> float:
 @torch.no_grad()
 def sample_consistency(denoise: Denoiser, x_T: torch.Tensor, times, *, on_step: OnStep = None,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """Jumps with the consistency function ``denoise`` (an x0-prediction) from x_T over ``times``
+    """Jumps with the consistency function ``denoise`` (its clean estimate is f) from x_T over ``times``
     (strictly decreasing, ending at 0), re-noising to each intermediate time (Algorithm 1)."""
     schedule = denoise.schedule
     eps = boundary_level(schedule)
