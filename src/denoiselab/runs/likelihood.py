@@ -176,7 +176,8 @@ def check_has_density(run: Run) -> None:
             f"{run.path}: a latent run's model is a density of its autoencoder's latents, not of images "
             "(the decoder's term is not added); likelihood measures point and pixel-space image runs"
         )
-    if run.config.train.objective in CONSISTENCY_OBJECTIVES:
+    config = getattr(run, "config", None)  # a run's recipe (stand-ins for a run may carry only the flags above)
+    if config is not None and config.train.objective in CONSISTENCY_OBJECTIVES:
         raise LikelihoodError(
             f"{run.path}: a consistency model maps noise to data in jumps (Song et al. 2023); its clean estimate defines no "
             "probability-flow ODE, so it has no density to measure; measure its teacher, or evaluate it"
