@@ -1,5 +1,6 @@
-"""One- and few-step generation: reflow and MeanFlow against rectified flow and OT-CFM at 1, 2 and
-4 model evaluations, with the teacher at its 19-evaluation default, on four 2-D data sets.
+"""One- and few-step generation: reflow, MeanFlow, shortcut models, consistency models and progressive distillation against
+rectified flow and OT-CFM at 1, 2 and 4 model evaluations, with the teacher at its 19-evaluation
+default, on four 2-D data sets.
 
 Run (one invocation per table; see BENCHMARKS.md, "One and two-step generation"):
 
@@ -9,20 +10,28 @@ What it does, for each data set (spiral, eight-gaussians, moons, checkerboard; -
 
 1. Trains, through ``denoiselab.training.train`` with ``data.name`` set to the data set:
    ``spiral-flow`` (rectified flow, the teacher), ``spiral-otcfm`` (OT-CFM) and
-   ``spiral-meanflow`` (MeanFlow, from scratch) and ``spiral-shortcut`` (a shortcut model, from
-   scratch), each for the recipe's steps times --budget (--methods picks some).
+   ``spiral-meanflow`` (MeanFlow, from scratch), ``spiral-shortcut`` (a shortcut model, from
+   scratch) and ``spiral-ict`` (improved consistency training, from scratch), each for the
+   recipe's steps times --budget (--methods picks some).
 2. Reflow from the rectified-flow teacher as ``denoiselab distill --method reflow`` makes it
    (training/distill.py: ``draw_pairs``, Heun 100 steps with its error against 200, then
-   ``train`` on the pairs, spiral-flow's steps times --budget), without the figures.
+   ``train`` on the pairs, spiral-flow's steps times --budget), without the figures; and
+   consistency distillation from the same teacher as ``denoiselab distill --method consistency``
+   makes it (training/distill.py: ``consistency_config``, spiral-flow's steps times --budget);
+   and progressive distillation from it as ``denoiselab distill --method progressive --rounds
+   4`` makes it (the teacher's DDIM at 16 steps halved to 1, spiral-flow's steps times --budget
+   per round).
 3. Scores every model with ``denoiselab.runs.evaluate_run`` (what ``denoiselab evaluate``
    reports): W2 and energy distance of --repeats sample sets of 2000 points (seeds 1000, ...)
    against 16 fresh reference draws of the data, as ratios to the floor between the reference
    draws.  Rectified flow, OT-CFM and reflow with Euler (time-uniform grid: 1, 2, 4 steps =
-   evaluations), MeanFlow and the shortcut model with their sampler (1, 2, 4 jumps), the teacher with its recipe's
+   evaluations), MeanFlow and the shortcut model with their sampler (1, 2, 4 jumps), the consistency
+   models with multistep consistency sampling (1, 2, 4 jumps, time-uniform), the progressive
+   student with Euler (its final round is trained for one step), the teacher with its recipe's
    default (heun, 10 steps = 19 evaluations).
 
 "train s" is the wall time of the training (reflow: the teacher's, the pairs' solve and the
-student's, all counted).  Straightness S (Liu et al. 2023) of the teacher and the reflowed model
+student's, all counted; consistency and progressive distillation: the teacher's and the student's).  Straightness S (Liu et al. 2023) of the teacher and the reflowed model
 is measured on 2000 paths of 100 Euler steps (runs/straightness.py).
 """
 
@@ -43,13 +52,16 @@ from denoiselab.runs import evaluate_run, load_run
 from denoiselab.runs.folder import RunFolder
 from denoiselab.runs.straightness import straightness
 from denoiselab.training import train
-from denoiselab.training.distill import draw_pairs, reflow_config
+from denoiselab.training.distill import consistency_config, draw_pairs, progressive_rounds, reflow_config
 
 DATASETS = ("spiral", "eight-gaussians", "moons", "checkerboard")
 EVALUATIONS = (1, 2, 4)
 FINAL_SEED = 1000
-METHODS = ("flow", "otcfm", "reflow", "meanflow", "shortcut")  # reflow needs flow, its teacher
-RECIPES = {"flow": "spiral-flow", "otcfm": "spiral-otcfm", "meanflow": "spiral-meanflow", "shortcut": "spiral-shortcut"}
+METHODS = ("flow", "otcfm", "reflow", "meanflow", "shortcut", "consistency", "ict", "progressive")  # the distilled ones need flow, their teacher
+RECIPES = {"flow": "spiral-flow", "otcfm": "spiral-otcfm", "meanflow": "spiral-meanflow", "shortcut": "spiral-shortcut", "ict": "spiral-ict"}
+DISTILLED = ("reflow", "consistency", "progressive")
+ROUNDS = 4
+SAMPLER = {"meanflow": "meanflow", "shortcut": "meanflow", "consistency": "consistency", "ict": "consistency"}  # the rest: euler
 
 
 def log(*args) -> None:
@@ -76,6 +88,21 @@ def _reflow(teacher_dir: Path, out: Path, budget: float, pairs: int) -> tuple[fl
     return seconds, steps, {"pairs": pairs, "pair_seconds": drawn.seconds, "solver_error_rms": drawn.error_rms, "solver_error_max": drawn.error_max}
 
 
+def _consistency(teacher_dir: Path, out: Path, budget: float) -> tuple[float, int]:
+    teacher = load_run(teacher_dir)
+    steps = max(1, round(load_config("spiral-flow").train.steps * budget))
+    start = time.perf_counter()
+    train(consistency_config(teacher, steps), out, progress=False, log=lambda *a: None)
+    return time.perf_counter() - start, steps
+
+
+def _progressive(teacher_dir: Path, out: Path, budget: float) -> tuple[float, int]:
+    steps = max(1, round(load_config("spiral-flow").train.steps * budget))
+    start = time.perf_counter()
+    progressive_rounds(load_run(teacher_dir), RunFolder(out), steps, ROUNDS, progress=False, log=lambda *a: None)
+    return time.perf_counter() - start, steps * ROUNDS
+
+
 def _score(run_dir: Path, sampler: str, steps: int, repeats: int) -> dict:
     run = load_run(run_dir)
     metrics, _ = evaluate_run(run, sampler=sampler, steps=steps, grid="time-uniform", n=2000, seed=FINAL_SEED, repeats=repeats, density=False)
@@ -87,7 +114,7 @@ def run_dataset(data: str, base: Path, args) -> dict:
     methods = [m for m in METHODS if m in args.methods.split(",")]
     dirs = {m: base / data / m for m in METHODS}
     for method in methods:
-        if method == "reflow":
+        if method in DISTILLED:
             continue
         log(f"[{data}] training {method} ({RECIPES[method]}), load {os.getloadavg()[0]:.1f}")
         seconds, steps = _train(RECIPES[method], data, dirs[method], args.budget, args.threads)
@@ -99,18 +126,33 @@ def run_dataset(data: str, base: Path, args) -> dict:
             "recipe": "distill --method reflow", "train_seconds": out["methods"]["flow"]["train_seconds"] + seconds, "steps": steps, **pairs,
             "straightness_teacher": straightness(load_run(dirs["flow"])), "straightness": straightness(load_run(dirs["reflow"])), "scores": [],
         }  # fmt: skip
+    if "consistency" in methods:
+        log(f"[{data}] consistency distillation from the rectified flow, load {os.getloadavg()[0]:.1f}")
+        seconds, steps = _consistency(dirs["flow"], dirs["consistency"], args.budget)
+        out["methods"]["consistency"] = {
+            "recipe": "distill --method consistency", "train_seconds": out["methods"]["flow"]["train_seconds"] + seconds, "steps": steps, "scores": [],
+        }  # fmt: skip
+    if "progressive" in methods:
+        log(f"[{data}] progressive distillation from the rectified flow, load {os.getloadavg()[0]:.1f}")
+        seconds, steps = _progressive(dirs["flow"], dirs["progressive"], args.budget)
+        out["methods"]["progressive"] = {
+            "recipe": f"distill --method progressive --rounds {ROUNDS}", "train_seconds": out["methods"]["flow"]["train_seconds"] + seconds,
+            "steps": steps, "scores": [],
+        }  # fmt: skip
     log(f"[{data}] scoring, load {os.getloadavg()[0]:.1f}")
     if "flow" in methods:
         out["methods"]["flow"]["teacher_score"] = _score(dirs["flow"], "heun", 10, args.repeats)
     for method in methods:
-        sampler = "meanflow" if method in ("meanflow", "shortcut") else "euler"
+        sampler = SAMPLER.get(method, "euler")
         for evaluations in EVALUATIONS:
             out["methods"][method]["scores"].append(_score(dirs[method], sampler, evaluations, args.repeats))
     out["load_average_1m_end"] = os.getloadavg()[0]
     return out
 
 
-LABELS = {"flow": "rectified flow", "otcfm": "OT-CFM", "reflow": "reflow (from rectified flow)", "meanflow": "MeanFlow", "shortcut": "shortcut model"}
+LABELS = {"flow": "rectified flow", "otcfm": "OT-CFM", "reflow": "reflow (from rectified flow)", "meanflow": "MeanFlow", "shortcut": "shortcut model",
+          "consistency": "consistency distillation (from rectified flow)", "ict": "improved consistency training",
+          "progressive": "progressive distillation, 4 rounds (from rectified flow)"}  # fmt: skip
 
 
 def table(results: list[dict]) -> str:
@@ -131,7 +173,7 @@ def table(results: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default=",".join(DATASETS))
-    p.add_argument("--methods", default=",".join(METHODS), help=f"some of {', '.join(METHODS)} (reflow needs flow)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"some of {', '.join(METHODS)} (reflow, consistency and progressive need flow)")
     p.add_argument("--budget", type=float, default=1.0, help="training steps as a share of each recipe's train.steps (default 1)")
     p.add_argument("--pairs", type=int, default=4000, help="reflow: noise draws solved by the teacher")
     p.add_argument("--repeats", type=int, default=4, help="sample sets of 2000 points per score")

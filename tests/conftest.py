@@ -78,3 +78,14 @@ def assert_resumes_bit_exactly(cfg, tmp_path: Path, stop_at: int, prepare=None) 
     train(cfg, tmp_path / "B", resume=True, progress=False, log=quiet)
     a, b = load_file(str(tmp_path / "A" / WEIGHTS)), load_file(str(tmp_path / "B" / WEIGHTS))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def assert_refused_in_one_line(args: list[str], capsys, expected: str, out: Path) -> None:
+    """`denoiselab ARGS` exits 2 with one line that holds ``expected``, no traceback, and ``out`` never made."""
+    from denoiselab import cli
+
+    capsys.readouterr()
+    rc = cli.main(args)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert expected in err and not out.exists(), err

@@ -15,9 +15,11 @@ from .importance import ImportanceSampler
 from .latent import ReconstructionObjective
 from .models import AUTOENCODER, Autoencoder, build_model
 from .models.preconditioning import precondition
-from .choices import INTERVAL_OBJECTIVES
+from .choices import CONSISTENCY_OBJECTIVES, INTERVAL_OBJECTIVES, TEACHER_OBJECTIVES
+from .consistency import clean_estimate, consistency_distillation_loss, consistency_model, consistency_training_loss, ict_discretisation
 from .meanflow import meanflow_loss
 from .objectives import diffusion_loss
+from .progressive import progressive_loss
 from .shortcut import shortcut_loss
 from .schedules import TERMINAL_SNR_WARN_DB, Schedule, make_schedule
 from .weighting import Weighting
@@ -59,6 +61,8 @@ def model_from(cfg: Config, dim: int, num_classes: int = 0, shape: tuple[int, ..
         m.arch, dim, hidden=m.hidden, blocks=m.blocks, time_dim=m.time_dim, num_classes=num_classes, fourier=m.fourier,
         mults=tuple(m.mults), attention=m.attention, dropout=m.dropout, interval=cfg.train.objective in INTERVAL_OBJECTIVES,
     )  # fmt: skip
+    if cfg.train.objective in CONSISTENCY_OBJECTIVES:  # the boundary condition is the network's own (consistency.py)
+        return consistency_model(net, schedule_from(cfg), cfg.train.sigma_data, m.prediction)
     return precondition(net, m.precondition, schedule_from(cfg), m.prediction, cfg.train.sigma_data)
 
 
@@ -96,10 +100,45 @@ class Objective:
     meanflow_power: float = 1.0
     shortcut_share: float = 0.25
     shortcut_levels: int = 128
+    consistency_steps: int = 18  # consistency-distillation: N
+    ict_start: int = 10  # consistency-training: s0, N(0) = s0 + 1
+    ict_end: int = 1280  # consistency-training: s1, N(K) = s1 + 1
+    train_steps: int = 1  # K of consistency-training's N(k)
+    teacher: object = None  # consistency-distillation, progressive: the teacher's network (training/teacher.py)
+    teacher_prediction: str = "eps"
+    progressive_steps: int = 1  # progressive: the student's DDIM steps N
+
+    @property
+    def reads_training_state(self) -> bool:
+        """Whether a step passes ``target`` (the EMA network) and ``step`` (consistency.py)."""
+        return self.kind in CONSISTENCY_OBJECTIVES
+
+    def discretisation(self, step: int) -> int:
+        """N at training step ``step``: fixed for distillation, doubled on a schedule for training."""
+        if self.kind == "consistency-training":
+            return ict_discretisation(step, self.train_steps, self.ict_start, self.ict_end)
+        return self.consistency_steps
 
     def __call__(
-        self, model_fn, x0: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None, time_sampler=None
+        self, model_fn, x0: torch.Tensor, generator: torch.Generator, y: torch.Tensor | None = None, time_sampler=None,
+        target=None, step: int = 0,
     ) -> torch.Tensor:
+        if self.kind in TEACHER_OBJECTIVES and self.teacher is None:
+            raise ValueError(f"{self.kind} needs the teacher's network (training/teacher.py)")
+        if self.kind == "progressive":
+            return progressive_loss(
+                model_fn, self.teacher, self.teacher_prediction, x0, self.schedule, generator, prediction=self.prediction,
+                steps=self.progressive_steps, y=y,
+            )  # fmt: skip
+        if self.kind == "consistency-distillation":
+            f = clean_estimate(model_fn, self.schedule, self.prediction)
+            aim = f if target is None else clean_estimate(target, self.schedule, self.prediction)
+            return consistency_distillation_loss(
+                f, aim, self.teacher, self.teacher_prediction, x0, self.schedule, generator, steps=self.discretisation(step), y=y,
+            )  # fmt: skip
+        if self.kind == "consistency-training":
+            f = clean_estimate(model_fn, self.schedule, self.prediction)
+            return consistency_training_loss(f, x0, self.schedule, generator, steps=self.discretisation(step), y=y)
         if self.kind == "meanflow":
             return meanflow_loss(model_fn, x0, generator, y=y, timesteps=self.timesteps, share=self.meanflow_share, power=self.meanflow_power)
         if self.kind == "shortcut":
@@ -117,6 +156,13 @@ class Objective:
 
     @property
     def describe(self) -> str:
+        if self.kind == "progressive":
+            return f"progressive distillation: one DDIM step of 1/{self.progressive_steps} trained to land where two of the teacher's land, {self.prediction} target"
+        if self.kind == "consistency-distillation":
+            return f"consistency distillation: f(x_t, t) matches the EMA target one teacher Heun step nearer the data, on a karras grid of N = {self.consistency_steps}"
+        if self.kind == "consistency-training":
+            return (f"improved consistency training: pseudo-Huber distance to f itself (stop-gradient) one level nearer the data, "
+                    f"log-normal levels, N doubled from {self.ict_start + 1} to {self.ict_end + 1}")  # fmt: skip
         if self.kind == "meanflow":
             power = f"adaptive weight p = {self.meanflow_power:g}" if self.meanflow_power else "plain squared error"
             return f"MeanFlow: average velocity u(z, r, t), {self.timesteps} times, r < t in {self.meanflow_share:.0%} of each batch, {power}"
@@ -159,5 +205,6 @@ def objective_from(cfg: Config, schedule: Schedule | None = None) -> Objective |
     return Objective(
         schedule or schedule_from(cfg), cfg.model.prediction, t.timesteps, t.coupling, weighting_from(cfg),
         t.importance_bins, t.importance_history, t.importance_uniform, t.objective, t.meanflow_share, t.meanflow_power,
-        t.shortcut_share, t.shortcut_levels,
+        t.shortcut_share, t.shortcut_levels, t.consistency_steps, t.ict_start, t.ict_end, t.steps,
+        progressive_steps=t.progressive_steps,
     )  # fmt: skip

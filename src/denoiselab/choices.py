@@ -18,10 +18,15 @@ TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal", "edm", "importance")  
 WEIGHTINGS = ("none", "p2", "min-snr", "edm", "sigmoid", "snr+1", "likelihood")  # weighting.py
 PRECONDITIONINGS = ("none", "edm")  # models/preconditioning.py
 COUPLINGS = ("independent", "ot", "reflow")  # objectives.py; reflow: the fixed pairs of `denoiselab distill` (distill.py)
-OBJECTIVES = ("denoising", "meanflow", "shortcut")  # objectives.py, meanflow.py, shortcut.py
+OBJECTIVES = ("denoising", "meanflow", "shortcut", "consistency-distillation", "consistency-training", "progressive")  # objectives.py, meanflow.py, shortcut.py, consistency.py, progressive.py
 INTERVAL_OBJECTIVES = ("meanflow", "shortcut")  # a network of two times u(z, r, t), sampled by the meanflow sampler
-# samplers.JUMP_SAMPLERS: they call a network of two times (INTERVAL_OBJECTIVES), which no other model answers
-JUMP_SAMPLER_NAMES = ("meanflow",)
+# samplers.JUMP_SAMPLERS: each answered only by the models trained for it: meanflow calls a network of two times
+# (INTERVAL_OBJECTIVES), consistency a consistency function (CONSISTENCY_OBJECTIVES)
+JUMP_SAMPLER_NAMES = ("meanflow", "consistency")
+# consistency.py: a consistency function f(x_t, t) (a clean estimate with the boundary condition built in), sampled by
+# multistep consistency sampling (samplers/consistency.py); distillation needs a teacher run (train.teacher)
+CONSISTENCY_OBJECTIVES = ("consistency-distillation", "consistency-training")
+TEACHER_OBJECTIVES = ("consistency-distillation", "progressive")  # they learn from a teacher run named by train.teacher
 POINT_ARCHITECTURES = ("residual-mlp", "simple-mlp")  # models/
 AUTOENCODER = "autoencoder"  # latent diffusion's first stage (models/autoencoder.py)
 IMAGE_ARCHITECTURES = ("unet", AUTOENCODER)

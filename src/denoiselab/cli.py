@@ -217,12 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-calls", type=_positive_int, default=TUNING_CALLS, help=f"the search's budget in sampler runs (default {TUNING_CALLS}; the same grid on any machine); it stops sooner when it converges")
     p.add_argument("--max-seconds", type=float, help="stop the search after this many seconds as well (not counting the two reference solves before it); default: no time limit")
 
-    p = sub.add_parser("distill", help="make a new run from a trained one: reflow (a straighter rectified flow, for 1 to 4 steps)")
+    p = sub.add_parser("distill", help="make a new run from a trained one: reflow (a straighter rectified flow, for 1 to 4 steps) or consistency (a consistency model)")
     p.add_argument("teacher", nargs="?", metavar="TEACHER_RUN", help="the trained run whose samples the new run learns from")
-    p.add_argument("--method", choices=DISTILL_METHODS, default="reflow", help="reflow (Liu et al. 2023): a rectified flow on the teacher's (noise, sample) pairs")
+    p.add_argument("--method", choices=DISTILL_METHODS, default="reflow", help="reflow (Liu et al. 2023): a rectified flow on the teacher's (noise, sample) pairs; consistency (Song et al. 2023, Alg. 2): "
+                   "consistency distillation along the teacher's ODE, sampled in 1 to 4 jumps; progressive (Salimans & Ho 2022): "
+                   "DDIM steps halved per round down to one")
     p.add_argument("--out", required=True, help="the new run folder")
     p.add_argument("--steps", type=_positive_int, help="the new run's optimiser steps (default: the teacher's train.steps)")
     p.add_argument("--pairs", type=_positive_int, help="noise draws the teacher solves (default: its training points, at least 4000)")
+    p.add_argument("--rounds", type=_positive_int, help="progressive: halvings of the teacher's 2^rounds DDIM steps down to 1 (default 4), each of --steps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     add_serve_arguments(sub.add_parser("serve", help=SERVE_HELP))
@@ -881,7 +884,7 @@ def cmd_schedules(args) -> int:
 # The commands whose first argument is a trained run folder.
 RUN_COMMANDS = ("sample", "evaluate", "likelihood", "plot", "tune-steps", "inpaint", "ema")
 
-DISTILL_METHODS = ("reflow",)  # training/distill.py's METHODS; MeanFlow trains from scratch (recipe spiral-meanflow)
+DISTILL_METHODS = ("reflow", "consistency", "progressive")  # training/distill.py's METHODS; MeanFlow trains from scratch (recipe spiral-meanflow)
 
 
 def cmd_distill(args) -> int:
@@ -896,7 +899,8 @@ def cmd_distill(args) -> int:
     from .training.distill import distill
 
     try:
-        out = distill(args.teacher, args.out, method=args.method, steps=args.steps, pairs=args.pairs, progress=not args.no_progress)
+        out = distill(args.teacher, args.out, method=args.method, steps=args.steps, pairs=args.pairs, rounds=args.rounds,
+                      progress=not args.no_progress)
     except TrainingInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 128 + exc.signum

@@ -25,7 +25,9 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     ARCHITECTURES,
     COUPLINGS,
     GRIDS,
+    CONSISTENCY_OBJECTIVES,
     INTERVAL_OBJECTIVES,
+    TEACHER_OBJECTIVES,
     JUMP_SAMPLER_NAMES,
     KARRAS_RHO,
     PRECONDITIONINGS,
@@ -147,12 +149,19 @@ class TrainConfig:
         "denoising", "what the network learns: denoising (the target of model.prediction at one time) or meanflow (the "
         "average velocity u(z, r, t) between two times, Geng et al. 2025; flow path, velocity prediction; one-step sampling "
         "with sample.sampler = meanflow), or shortcut (a step of 2d trained to equal two of d, Frans et al. 2025; the same "
-        "sampler)", choices=OBJECTIVES,
+        "sampler), or consistency-distillation / consistency-training (a consistency function f(x_t, t), Song et al. 2023, "
+        "Song & Dhariwal 2024; model.prediction x0, v or velocity, sample.sampler = consistency), or progressive (one DDIM step "
+        "trained to equal two of the teacher's, Salimans & Ho 2022)", choices=OBJECTIVES,
     )
     meanflow_share: float = _opt(0.25, "meanflow: share of each batch trained with r < t (the rest r = t, plain flow matching)", lo=0, hi=1)
     meanflow_power: float = _opt(1.0, "meanflow: p of the adaptive loss weight 1 / (||error||^2 + 1e-3)^p (0 = plain squared error)", lo=0)
     shortcut_share: float = _opt(0.25, "shortcut: share of each batch trained for self-consistency (the rest is flow matching at d = 0)", lo=0, hi=1)
     shortcut_levels: int = _opt(128, "shortcut: the smallest step is 1 / levels (a power of 2; Frans et al.'s M = 128)", lo=2)
+    consistency_steps: int = _opt(18, "consistency-distillation: N, the karras grid's points (Song et al. 2023)", lo=2)
+    ict_start: int = _opt(10, "consistency-training: s0, the karras grid's first s0 + 1 points (Song & Dhariwal 2024, Eq. 5)", lo=1)
+    ict_end: int = _opt(1280, "consistency-training: s1, the grid doubled on a schedule up to s1 + 1 points (Song & Dhariwal 2024, Eq. 5)", lo=1)
+    teacher: str = _opt("", "consistency-distillation, progressive: the teacher's run folder (written by denoiselab distill)")
+    progressive_steps: int = _opt(1, "progressive: N, the student's DDIM steps (its teacher takes 2N; Salimans & Ho 2022)", lo=1)
     optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "adam"))
     lr: float = _opt(2e-3, "peak learning rate", lo=0, lo_open=True)
     weight_decay: float = _opt(0.0, "AdamW weight decay", lo=0)
@@ -374,6 +383,7 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
         )
     _check_one_step(cfg, where)
     _check_unread(cfg, where, chosen)
+    _check_consistency(cfg, where)
     if cfg.model.arch == "autoencoder" and cfg.latent.autoencoder:
         raise ConfigError(f"{where}latent.autoencoder: an autoencoder run (model.arch = autoencoder) has no autoencoder of its own; leave it empty")
     if is_text_run(cfg):
@@ -416,6 +426,28 @@ def _check_one_step(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}sample.sampler: meanflow jumps with an average velocity u(z, r, t); it needs train.objective = meanflow or shortcut")
 
 
+def _check_consistency(cfg: Config, where: str) -> None:
+    """A consistency function (consistency.py) is a clean estimate whose boundary condition is built
+    into the network (read out as model.prediction); its objectives draw their own levels and pairs,
+    and a progressive student draws its own times."""
+    tr = cfg.train
+    if tr.objective in CONSISTENCY_OBJECTIVES:
+        name = tr.objective
+        if cfg.model.prediction == "eps" or cfg.model.precondition != "none":
+            raise ConfigError(f"{where}train.objective: {name} learns f(x_t, t), a clean estimate with c_skip and c_out built in and read at t = 1; it needs model.prediction x0, v or velocity (not eps) and model.precondition = none")
+        if tr.coupling != "independent" or tr.timesteps != "uniform" or tr.weighting != "none":
+            raise ConfigError(f"{where}train.objective: {name} draws its own levels on the karras grid and weights them itself; keep train.coupling = independent, train.timesteps = uniform, train.weighting = none")
+        if name == "consistency-training" and tr.ict_start > tr.ict_end:
+            raise ConfigError(f"{where}train.ict_start: must be <= train.ict_end ({tr.ict_end}), got {tr.ict_start}")
+    if tr.objective == "progressive":
+        if cfg.model.prediction == "eps":
+            raise ConfigError(f"{where}model.prediction: a progressive student's one step is read at t = 1, where alpha = 0 and eps gives no clean estimate; use v, velocity or x0 (Salimans & Ho 2022, Sec. 4)")
+        if tr.coupling != "independent" or tr.timesteps != "uniform" or tr.weighting != "none":
+            raise ConfigError(f"{where}train.objective: progressive draws its own times t = i / N and weights by its prediction type; keep train.coupling = independent, train.timesteps = uniform, train.weighting = none")
+    if cfg.sample.sampler == "consistency" and tr.objective not in CONSISTENCY_OBJECTIVES:
+        raise ConfigError(f"{where}sample.sampler: consistency jumps with a consistency function f(x_t, t); it needs train.objective = consistency-distillation or consistency-training")
+
+
 def _check_text(cfg: Config, where: str) -> None:
     t = cfg.text
     if cfg.model.arch != "unet":
@@ -445,6 +477,8 @@ _OWNED_KEYS = {
     "importance_uniform": ("timesteps", "importance"),
     "meanflow_share": ("objective", "meanflow"), "meanflow_power": ("objective", "meanflow"),
     "shortcut_share": ("objective", "shortcut"), "shortcut_levels": ("objective", "shortcut"),
+    "consistency_steps": ("objective", "consistency-distillation"), "ict_start": ("objective", "consistency-training"),
+    "ict_end": ("objective", "consistency-training"), "progressive_steps": ("objective", "progressive"),
 }  # fmt: skip
 
 
@@ -455,10 +489,13 @@ def unread_keys(cfg: Config) -> dict[str, str]:
     out = {}
     for key, (owner, value) in _OWNED_KEYS.items():
         chosen = getattr(cfg.train, owner)
-        if key == "sigma_data" and cfg.model.precondition == "edm":  # EDM's c_skip, c_out, c_in read it too
+        if key == "sigma_data" and (cfg.model.precondition == "edm" or cfg.train.objective in CONSISTENCY_OBJECTIVES):  # c_skip, c_out, c_in read it too
             continue
         if chosen != value:
             out[f"train.{key}"] = f"is read only with train.{owner} = {value} (here {chosen}); remove it or set train.{owner} = \"{value}\""
+    if cfg.train.objective not in TEACHER_OBJECTIVES:
+        out["train.teacher"] = (f"is read only by the objectives that learn from a teacher run ({' and '.join(TEACHER_OBJECTIVES)}, here "
+                                f"{cfg.train.objective}); make such a run with denoiselab distill")  # fmt: skip
     if cfg.model.arch != "autoencoder" and not cfg.latent.autoencoder:  # a trained autoencoder's keys are checked against it (training/stages.py)
         for f in dataclasses.fields(AutoencoderConfig):
             out[f"autoencoder.{f.name}"] = "this is a pixel-space run; set latent.autoencoder or model.arch = autoencoder"

@@ -28,6 +28,10 @@ def reverse_animation(run: Run, n: int, least_steps: int) -> tuple[list[tuple[fl
     T allows), so that they show the process rather than a handful of jumps; where that is more
     than the run's own sample.steps, the words say so."""
     sc = run.config.sample
+    if sc.sampler == "consistency":
+        # Multistep consistency sampling noises again between its jumps (samplers/consistency.py):
+        # more steps would draw fresh noise, not show a path, so the frames are the run's own jumps.
+        least_steps = sc.steps
     plan = plan_from_options(run, n=n, steps=max(sc.steps, min(run.schedule.T, least_steps)))
     records: list[StepRecord] = []
     drawn = sample(run, plan, on_step=records.append)
@@ -170,11 +174,12 @@ def _field_limits(run: Run):
 def _method_name(run: Run) -> str:
     """"DDPM (eps)", "rectified flow", "OT-CFM", "reflow ...", "MeanFlow": what the run was trained as."""
     cfg = run.config
-    if cfg.schedule.kind != "flow":
-        return f"DDPM ({cfg.model.prediction}, {cfg.schedule.kind})"
-    one_step = {"meanflow": "MeanFlow", "shortcut": "shortcut model"}.get(cfg.train.objective)
+    one_step = {"meanflow": "MeanFlow", "shortcut": "shortcut model", "consistency-distillation": "consistency model",
+                "consistency-training": "consistency model", "progressive": "progressive student"}.get(cfg.train.objective)  # fmt: skip
     if one_step is not None:
         return one_step
+    if cfg.schedule.kind != "flow":
+        return f"DDPM ({cfg.model.prediction}, {cfg.schedule.kind})"
     return {"ot": "OT-CFM", "reflow": "reflow (rectified flow on a teacher's pairs)"}.get(cfg.train.coupling, "rectified flow")
 
 

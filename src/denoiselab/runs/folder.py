@@ -83,6 +83,7 @@ EMA_SNAPSHOTS = "ema"  # post-hoc EMA's snapshots: EMA_SNAPSHOTS/snapshot-{step:
 EMA_SNAPSHOT_PREFIX, EMA_SNAPSHOT_SUFFIX = "snapshot-", ".safetensors"
 STAGE_ONE = "autoencoder"  # the folder, inside a latent run's, of the autoencoder trained as stage one
 PAIRS = "pairs.npy"  # reflow runs only (denoiselab distill): the teacher's (noise, sample) pairs, model units
+ROUNDS = "rounds"  # progressive distillation (denoiselab distill): the run folders of the rounds before the last, round-K
 TEXT_STAGE = "text-encoder"  # the folder, inside a text-to-image run's, of its pretrained text encoder
 TOKENIZER = "tokenizer.json"
 TOKENS, CAPTIONS = "tokens.npy", "captions.json"  # text-to-image runs only
@@ -172,6 +173,10 @@ class RunFolder:
     def stage_one(self) -> RunFolder:
         """The folder of a latent run's autoencoder trained as stage one."""
         return RunFolder(self.path / STAGE_ONE)
+
+    def distillation_round(self, k: int) -> RunFolder:
+        """The folder of round ``k`` of a progressive distillation, one before the last (the last is this run)."""
+        return RunFolder(self.path / ROUNDS / f"round-{k}")
 
     def text_stage(self) -> RunFolder:
         """The folder of a text-to-image run's text encoder, pretrained before the denoiser."""

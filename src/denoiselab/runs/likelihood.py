@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..choices import CONSISTENCY_OBJECTIVES
 from ..errors import InputError
 from .load import Run
 
@@ -174,6 +175,12 @@ def check_has_density(run: Run) -> None:
         raise LikelihoodError(
             f"{run.path}: a latent run's model is a density of its autoencoder's latents, not of images "
             "(the decoder's term is not added); likelihood measures point and pixel-space image runs"
+        )
+    config = getattr(run, "config", None)  # a run's recipe (stand-ins for a run may carry only the flags above)
+    if config is not None and config.train.objective in CONSISTENCY_OBJECTIVES:
+        raise LikelihoodError(
+            f"{run.path}: a consistency model maps noise to data in jumps (Song et al. 2023); its clean estimate defines no "
+            "probability-flow ODE, so it has no density to measure; measure its teacher, or evaluate it"
         )
 
 

@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from ..data.sources import proportional_counts
-from ..choices import INTERVAL_OBJECTIVES
+from ..choices import CONSISTENCY_OBJECTIVES, INTERVAL_OBJECTIVES
+from ..consistency import consistency_grid, on_grid, trained_discretisation
 from ..errors import InputError
 from ..samplers import GRIDS, JUMP_SAMPLERS, SAMPLERS, check_grid, evaluations, parse_grid, time_grid
 from .folder import TUNED_GRIDS, RunError, RunFolder
@@ -325,6 +326,10 @@ class SamplingPlan:
         return dataclasses.replace(self, label=label, labels=np.full(self.n, label, dtype=np.int64))
 
 
+def _on_consistency_grid(run: Run, times: torch.Tensor) -> torch.Tensor:
+    return on_grid(times, consistency_grid(run.schedule, trained_discretisation(run.config.train))[0])
+
+
 def plan_sampling(
     run: Run,
     *,
@@ -359,6 +364,8 @@ def plan_sampling(
         raise PlanError("sampler", f"unknown sampler {sampler!r}; expected one of {', '.join([*SAMPLERS, *JUMP_SAMPLERS])}")
     if sampler == "meanflow" and run.config.train.objective not in INTERVAL_OBJECTIVES:
         raise PlanError("sampler", "predicts one velocity, not MeanFlow's average velocity u(z, r, t); use euler or heun", of_run=True)
+    if sampler == "consistency" and run.config.train.objective not in CONSISTENCY_OBJECTIVES:
+        raise PlanError("sampler", "is not a consistency model: its clean estimate is a posterior mean, not a trajectory's end; use an ODE sampler", of_run=True)
     if spacing is not None:
         if grid is not None:
             raise PlanError("grid", "spacing is the older name of grid; give one")
@@ -378,6 +385,8 @@ def plan_sampling(
         departs = grid is not None or label is not None or one_per_sample or guidance not in (None, sc.guidance)
         steps, rho = sc.steps if steps is None else steps, sc.rho if rho is None else rho
         times, source = _named_or_tuned(run, sampler, steps, name, rho, tuned, departs=departs)
+        if sampler == "consistency":  # re-noise only to times the consistency function was trained at
+            times = _on_consistency_grid(run, times)
     return SamplingPlan(
         sampler=sampler,
         times=times,

@@ -13,6 +13,7 @@ previous signature, ``sampler(model_fn, x_T, schedule, steps, *, grid, spacing, 
 clip_x0, ...)``, still works for one release, with a DeprecationWarning (legacy.py).
 """
 
+from .consistency import sample_consistency
 from .ddim import sample_ddim
 from .ddpm import VARIANCES, sample_ddpm
 from .denoiser import Denoiser, ModelFn
@@ -46,9 +47,10 @@ SAMPLERS = {
     "heun": sample_heun,
     "edm-heun": sample_edm_heun,
 }
-# Samplers of a network of two times u(z, r, t) (train.objective = meanflow or shortcut), which
-# only such a network answers: kept apart from SAMPLERS, which any Denoiser answers.
-JUMP_SAMPLERS = {"meanflow": sample_meanflow}
+# Samplers of a network of two times u(z, r, t) (train.objective = meanflow or shortcut), and of a
+# consistency function (train.objective = consistency-*), which only such a network answers: kept
+# apart from SAMPLERS, which any Denoiser answers.
+JUMP_SAMPLERS = {"meanflow": sample_meanflow, "consistency": sample_consistency}
 # Samplers that call the model twice a step, except on the last step (to t = 0): 2 N - 1 in all.
 TWO_EVALUATIONS_PER_STEP = ("heun", "edm-heun", "dpm++2s")
 # The names of the grids a step count can be spread over (sample.grid, --grid).
@@ -79,6 +81,7 @@ __all__ = [
     "evaluations",
     "first_order_step",
     "parse_grid",
+    "sample_consistency",
     "sample_ddim",
     "sample_ddpm",
     "sample_dpmpp_2m",

@@ -24,7 +24,7 @@ from ..data.images import is_image_data, load_image_data, split_indices
 from ..models import IMAGE_ARCHITECTURES
 from ..runs.complete import complete_run
 from ..objectives import pack_pairs
-from ..runs.folder import PAIRS, RunData, RunFolder
+from ..runs.folder import PAIRS, ROUNDS, RunData, RunFolder
 from .stages import check_denoiser, encode_training_set, is_latent, open_autoencoder, planned_latent_shape, recorded_autoencoder, stage_one_config, stage_one_names, trains_stage_one
 from .checkpoint import TrainState, init_state, load_checkpoint, save_checkpoint
 from .text_stage import CaptionedData, load_captioned_data, record_text, text_model_builder, train_text_encoder
@@ -32,6 +32,7 @@ from .compute import set_up_compute
 from .flops import describe_flops, training_step_flops
 from .loop import StopSignals, fit
 from .step import optimiser_step
+from .teacher import start_from_teacher, with_teacher
 
 
 @dataclass
@@ -107,7 +108,7 @@ def train(
             "denoiselab distill TEACHER_RUN --method reflow --out RUN"
         )
     if not resume:
-        folder.check_new(stage_one_names(cfg) + reflow_pairs_name(cfg))
+        folder.check_new(stage_one_names(cfg) + distilled_names(cfg))
         if trains_stage_one(cfg):
             _stage_one(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
         if is_text_run(cfg):
@@ -150,7 +151,7 @@ def _with_threads(cfg: Config, threads: int) -> Config:
 def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at, log, on_step, stop: StopSignals) -> TrainState:
     compute = set_up_compute(cfg, log)
     device = compute.device
-    objective = objective_from(cfg, schedule_from(cfg))
+    objective = with_teacher(cfg, objective_from(cfg, schedule_from(cfg)), device)
     for note in objective.training_notes():
         log(note)
     # The run folder's training lock is held until this function returns, raises, or its
@@ -169,7 +170,9 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
         if cfg.train.coupling == "reflow":
             x_all = reflow_rows(folder, device)
         state.time_sampler = objective.new_time_sampler()
-        if resume:
+        if not resume:
+            start_from_teacher(objective, state)
+        else:
             load_checkpoint(state, folder.checkpoint)
             if state.step >= cfg.train.steps:
                 log(f"{folder.path} is already trained to step {state.step} (train.steps = {cfg.train.steps}); nothing to train")
@@ -205,9 +208,10 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
         return state
 
 
-def reflow_pairs_name(cfg: Config) -> tuple[str, ...]:
-    """What a new reflow run's folder already holds: the pairs `denoiselab distill` drew."""
-    return (PAIRS,) if cfg.train.coupling == "reflow" else ()
+def distilled_names(cfg: Config) -> tuple[str, ...]:
+    """What a new distilled run's folder already holds: the pairs `denoiselab distill` drew for
+    reflow, the earlier rounds of a progressive distillation."""
+    return (PAIRS,) if cfg.train.coupling == "reflow" else (ROUNDS,) if cfg.train.objective == "progressive" else ()
 
 
 def reflow_rows(folder: RunFolder, device: torch.device) -> torch.Tensor:

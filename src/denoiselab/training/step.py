@@ -36,7 +36,9 @@ def optimiser_step(cfg: Config, state: TrainState, objective, x_all: torch.Tenso
         # Classifier-free guidance needs the unconditional model too: the same network learns
         # it from the points whose label is dropped.
         y = drop_labels(y_all[idx], cfg.train.label_dropout, state.generator)
-    loss = objective(state.model, x_all[idx], state.generator, y=y, time_sampler=state.time_sampler)
+    # Consistency models (consistency.py) read the EMA network as their target and the step (N grows with it).
+    context = dict(target=state.sampling_model(), step=state.step) if getattr(objective, "reads_training_state", False) else {}
+    loss = objective(state.model, x_all[idx], state.generator, y=y, time_sampler=state.time_sampler, **context)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.train.grad_clip > 0:
