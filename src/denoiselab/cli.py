@@ -370,7 +370,7 @@ def cmd_sample(args) -> int:
         with _step_progress(not args.no_progress, "sample", run, plan) as on_step:
             drawn, guidance_cost, request = _draw(args, run, plan, on_step)
     from .runs import describe_draw
-    from .runs.guided import describe_inside, inside, request_region
+    from .runs.guided import conditional_reference, describe_inside, inside, request_region
 
     x, labels = drawn.x, plan.labels
     what = describe_draw(run, plan, request)
@@ -392,6 +392,7 @@ def cmd_sample(args) -> int:
                 region=None if region is None else (lambda points: inside(region, points)),
                 region_label=None if region is None else f"region {region.text}",
                 observed=request.observe if request is not None else None,
+                conditional=conditional_reference(run, request.observe) if request is not None and request.observe else None,
             )  # fmt: skip
     line = f"wrote {len(x)} samples to {out} ({what}; {drawn.evaluations} model evaluations{guidance_cost})"
     inside_line = describe_inside(run, region, x) if region is not None else None

@@ -162,6 +162,43 @@ def check_guidable(run: Run, field: str) -> None:
         )  # fmt: skip
 
 
+# A figure's reference for an observed coordinate: the points within this share of the observed
+# coordinate's standard deviation in the data count as "at" the value.
+CONDITIONAL_BAND = 0.02
+CONDITIONAL_DRAWS = 20_000
+
+
+def conditional_reference(run: Run, observe: dict[int, float], seed: int = 0) -> tuple[np.ndarray, str] | None:
+    """The free coordinate of the true conditional p(x_free | x_i = value) of an unconditional 2-D
+    run with one observed coordinate, for the figure beside its guided samples: drawn by rejection
+    from the run's built-in generator (up to CONDITIONAL_DRAWS values, points within the band),
+    else the training points within the band; with the words that say which.  None where there
+    is no such reference (images, conditional runs, other dimensions, fewer than 20 points near
+    the value)."""
+    if run.is_image or run.dim != 2 or len(observe) != 1 or run.labels is not None:
+        return None
+    from ..data.sources import draw
+    from ..data.toy import GENERATORS
+
+    ((i, value),) = observe.items()
+    free = 1 - i
+    band = CONDITIONAL_BAND * float(np.std(run.data[:, i]))
+    name = run.config.data.name
+    if name in GENERATORS:
+        rng, found = np.random.default_rng(seed), []
+        for _ in range(50):  # at most 10 million draws: a value with no mass gives up
+            points = draw(name, 200_000, rng)
+            found.append(points[np.abs(points[:, i] - value) < band, free])
+            if sum(map(len, found)) >= CONDITIONAL_DRAWS:
+                break
+        values, words = np.concatenate(found)[:CONDITIONAL_DRAWS], f"true conditional: {name}'s generator"
+    else:
+        values, words = run.data[np.abs(run.data[:, i] - value) < band, free], "training data"
+    if len(values) < 20:
+        return None
+    return values, f"{words}, |x{i + 1} - {value:g}| < {band:.2g}"
+
+
 def observed_point(run: Run, observe: dict[int, float]) -> np.ndarray:
     """One point in data units: the observed coordinates, the data's mean elsewhere (the
     unobserved entries are masked out wherever the point is used)."""

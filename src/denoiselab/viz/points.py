@@ -141,7 +141,26 @@ def _draw_observed(ax, observed: dict[int, float]) -> None:
         line(value, color=GUIDE_COLOR, lw=1.0, ls=":", label=f"observed x{i + 1} = {value:g}")
 
 
-def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None, class_names=None, units=None, region=None, region_label=None, observed=None):
+def _conditional_panel(ax, samples, observed: dict[int, float], conditional: tuple[np.ndarray, str], limits, units) -> None:
+    """The free coordinate of samples drawn with one observed coordinate, as a density histogram,
+    against a reference of the true conditional (values, words saying what they are)."""
+    ((i, value),) = observed.items()
+    free = 1 - i
+    reference, words = conditional
+    edges = np.linspace(limits[free, 0], limits[free, 1], 61)
+    ax.hist(samples[:, free], bins=edges, density=True, color=SAMPLE_COLOR, alpha=0.6, label=f"generated samples ({_n_note(samples)})")
+    ax.hist(reference, bins=edges, density=True, histtype="step", color=DATA_COLOR, lw=1.5, label=f"{words} (n = {len(reference)})")
+    ax.set_xlim(*limits[free])
+    unit = f" ({units})" if units else ""
+    ax.set_xlabel(f"$x_{free + 1}${unit}, given $x_{i + 1}$ = {value:g}")
+    ax.set_ylabel("density")
+    ax.set_title(f"$x_{free + 1}$ of the samples against the truth", fontsize=11)
+    style.legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, framealpha=0.85)
+
+
+def _samples_figure(
+    data, samples, *, title=None, labels=None, data_labels=None, class_names=None, units=None, region=None, region_label=None, observed=None, conditional=None
+):
     data, samples = as_points(data, "data"), as_points(samples, "samples")
     dim = same_dim(data, samples, names=("data", "samples"))
     labels = as_labels(labels, len(samples), "labels")
@@ -162,15 +181,22 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None,
         style.widen_to_fit(fig, ax.set_title(head, fontsize=12))
         return fig
 
+    third = conditional is not None and dim == 2 and observed is not None and len(observed) == 1
     if dim == 2:
         # Two equal-scale panels sized to the data's shape, so no band of the figure is left empty.
         aspect = style.panel_aspect(limits)
         aw = float(np.clip(4.2 / aspect, 3.0, 5.0))
-        size = (2 * aw + 0.9, aw * aspect + 1.05)
+        size = ((3 if third else 2) * aw + 1.4, aw * aspect + (1.6 if third else 1.05))
     else:
         size = (11.0, 4.2)
     fig = new_figure(size, layout=_layout(dim))
-    axes = fig.subplots(1, 2, sharex=True, sharey=True)
+    if third:  # the conditional's histogram has its own axes: x_free against density
+        *axes, extra = fig.subplots(1, 3)
+        axes[1].sharex(axes[0])
+        axes[1].sharey(axes[0])
+        _conditional_panel(extra, samples, observed, conditional, limits, units)
+    else:
+        axes = fig.subplots(1, 2, sharex=True, sharey=True)
     panels = (
         (axes[0], data, data_labels, DATA_COLOR, "training data"),
         (axes[1], samples, labels, SAMPLE_COLOR, "generated samples"),
@@ -198,8 +224,9 @@ def _samples_figure(data, samples, *, title=None, labels=None, data_labels=None,
 
 
 def plot_samples(
-    data, samples, path, *, title=None, labels=None, data_labels=None, class_names=None, units=None, region=None, region_label=None, observed=None
-) -> Path:
+    data, samples, path, *, title=None, labels=None, data_labels=None, class_names=None, units=None, region=None, region_label=None, observed=None,
+    conditional=None,
+) -> Path:  # fmt: skip
     """Training data beside generated samples, on the same axes limits.
 
     2D: two scatter panels (data blue, samples orange).  1D: overlaid density histograms in
@@ -210,11 +237,13 @@ def plot_samples(
     Guided samples: ``region`` (points (M, D) -> M booleans, inside) is outlined on both panels
     (2D: a dashed boundary; 1D: its intervals shaded), named ``region_label`` in the legend;
     ``observed`` ({0-based coordinate: value}) draws each observed coordinate of 2D points as
-    a dotted line.  Both panels are then drawn side by side in 1D too.
+    a dotted line.  Both panels are then drawn side by side in 1D too.  ``conditional`` (values,
+    words) with one observed coordinate of 2D points adds a third panel: the free coordinate of
+    the samples as a histogram against those values of the true conditional.
     """
     figure = _samples_figure(
         data, samples, title=title, labels=labels, data_labels=data_labels, class_names=class_names, units=units,
-        region=region, region_label=region_label, observed=observed,
+        region=region, region_label=region_label, observed=observed, conditional=conditional,
     )  # fmt: skip
     return save_figure(figure, path)
 
