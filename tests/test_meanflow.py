@@ -168,6 +168,14 @@ def test_a_meanflow_run_is_a_run_like_any_other(tmp_path, one_thread, capsys):
     assert cli.main(["plot", str(out)]) == 0
     assert cli.main(["paths", str(out), "--out", str(tmp_path / "paths.png")]) == 0
     assert cli.main(["likelihood", str(out), "-n", "20", "--steps", "4"]) == 0
+    # Gradient guidance steers one-time samplers; the jump sampler and its tuning are refused in one line.
+    from conftest import assert_refused_in_one_line
+
+    guided = tmp_path / "g.png"
+    for guidance in (["--region", "x1 > 0"], ["--observe", "x1=0.1", "--method", "dps"]):
+        assert_refused_in_one_line(["sample", str(out), *guidance, "-n", "5", "--out", str(guided)], capsys, "gradient guidance cannot steer", guided)
+    assert cli.main(["sample", str(out), "--region", "x1 > 0", "--sampler", "euler", "--steps", "3", "-n", "5", "--out", str(guided)]) == 0
+    assert_refused_in_one_line(["tune-steps", str(out), "--nfe", "2"], capsys, "tune-steps tunes the time grid", out / "no-such-file")
 
 
 # -- shortcut models (shortcut.py), on the same interval network and the same Gaussian flow ----------

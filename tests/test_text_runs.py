@@ -105,6 +105,12 @@ def test_a_prompt_on_a_run_without_text(trained_run, tmp_path, capsys):
     _one_line_error(capsys, ["sample", str(trained_run), "--prompt", "a red circle", "--out", str(tmp_path / "x.png")], "is not a text-to-image run")
 
 
+def test_a_text_run_is_no_teacher(text_run, tmp_path, capsys):
+    from conftest import assert_refused_in_one_line
+
+    assert_refused_in_one_line(["distill", str(text_run), "--method", "reflow", "--out", str(tmp_path / "d")], capsys, "text-to-image run", tmp_path / "d")
+
+
 def test_bad_captions_files(tmp_path, capsys):
     images = np.zeros((5, 8, 8, 3), dtype=np.uint8)
     images[..., 0] = np.arange(5)[:, None, None] * 40

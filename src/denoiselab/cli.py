@@ -769,6 +769,9 @@ def cmd_tune_steps(args) -> int:
     if run.device.type == "cpu":  # the thread count training uses: a busy machine does not stall the search
         torch.set_num_threads(auto_threads(run.config))
     sampler = args.sampler or run.config.sample.sampler
+    if sampler in JUMP_SAMPLER_NAMES:
+        flag = f"--sampler {sampler}" if args.sampler else f"the run's sampler {sampler}"
+        raise UsageError(f"{flag}: tune-steps tunes the time grid of an ODE or chain sampler; give --sampler (e.g. euler), a jump sampler has its own steps")
     try:
         steps_for(sampler, args.nfe)
     except TuningError as exc:

@@ -52,6 +52,12 @@ def sample(run: Run, plan: SamplingPlan, *, model_wrapper=None, on_step=None, de
     """Draw ``plan.n`` samples of ``run`` as ``plan`` says.  ``model_wrapper`` (model_fn ->
     model_fn) wraps the model after classifier-free guidance (runs/guided.py); ``on_step`` gets
     each step's record; ``decode=False`` keeps a latent run's samples as latents."""
+    if model_wrapper is not None and plan.sampler in JUMP_SAMPLERS:
+        # The guidance wrappers steer a denoiser of one time; a jump sampler calls another network.
+        raise PlanError(
+            "sampler", f"{plan.sampler} jumps with the run's own network, which gradient guidance cannot steer; "
+            "give a sampler of the probability-flow ODE or chain (e.g. --sampler euler) or leave the guidance out"
+        )  # fmt: skip
     model_fn = guided_model_fn(run, plan.guidance)
     model_fn = CountingModel(model_wrapper(model_fn) if model_wrapper is not None else model_fn)
     generator = torch.Generator().manual_seed(plan.seed)

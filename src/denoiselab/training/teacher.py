@@ -12,7 +12,7 @@ import torch
 
 from ..builders import Objective
 from ..choices import TEACHER_OBJECTIVES
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, is_text_run
 from ..errors import InputError
 from ..runs.folder import RunError, RunFolder
 from ..runs.load import Run, load_run
@@ -37,8 +37,10 @@ def load_teacher(path: str | Path, device: str | None = None) -> Run:
         run = load_run(folder.path, device=device)
     except RunError as exc:
         raise DistillError(f"TEACHER_RUN {exc}") from None
-    if run.is_autoencoder or run.is_latent or run.num_classes:
-        raise DistillError(f"TEACHER_RUN {folder.path}: distillation is built for unconditional pixel or point runs, not an autoencoder, latent or conditional run")
+    if run.is_autoencoder or run.is_latent or run.num_classes or is_text_run(run.config):
+        raise DistillError(
+            f"TEACHER_RUN {folder.path}: distillation is built for unconditional pixel or point runs, not an autoencoder, latent, conditional or text-to-image run"
+        )
     if run.config.train.objective not in ("denoising", "progressive"):
         raise DistillError(
             f"TEACHER_RUN {folder.path}: is a {run.config.train.objective} run; a teacher is a diffusion or flow run (train.objective = denoising) "
