@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__, files
 from .choices import GRIDS, JUMP_SAMPLER_NAMES, SAMPLER_NAMES, SCHEDULE_KINDS, TUNING_CALLS, VARIANCES
-from .config import load_config, recipe_names
+from .config import check_world_size, load_config, recipe_names
 from .errors import InputError
 from .runs.folder import CHECKPOINT, CONFIG, DATA, INFO, RunError, RunFolder, RunFolderError
 from .serve import HELP as SERVE_HELP
@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default: runs/<recipe>, numbered if taken)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (recipe from the run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--nproc", type=_positive_int, metavar="N",
+        help="train in N processes on this machine (torchrun started for you: data parallelism over gloo, or NCCL with one GPU "
+        "each); train.batch_size is the global batch. Several machines: torchrun ... -m denoiselab train (README)",
+    )  # fmt: skip
 
     p = sub.add_parser("sample", help="draw samples from a trained run")
     p.add_argument("run", metavar="RUN_DIR")
@@ -242,11 +247,126 @@ def _free_run_dir(name: str) -> Path:
     return Path("runs") / f"{name}-{i}"
 
 
+def _torchrun_place() -> tuple[int, int]:
+    """(rank, world size) that torchrun gave this process; (0, 1) outside torchrun."""
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 0, 1
+
+
 def cmd_train(args) -> int:
+    rank, world = _torchrun_place()
+    if args.nproc and world > 1:
+        raise UsageError("--nproc: this process was started by torchrun already; give the processes to torchrun (--nproc_per_node) only")
+    cfg, run_dir = _train_request(args, is_main=rank == 0, world=world)
+    if args.nproc:
+        return _start_processes(args, run_dir)
+    if rank == 0:
+        print(f"denoiselab {__version__}: training recipe {cfg.name!r} into {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
+    from .runs import complete_run, floors_in_background
+    from .training import TrainingInterrupted, train
+    from .training.parallel import Processes, ProcessGroupError
+
+    processes = Processes.start(cfg.train.device)
+    resume_command = f"denoiselab train --nproc {world} --resume {run_dir}" if world > 1 else None
+    # The metrics' floors (the data's own, cached per machine) are measured on the idle core
+    # while the model trains, so that a first run does not wait for them afterwards.
+    floors = floors_in_background(cfg) if processes.is_main else None
+    try:
+        # A latent run may train its autoencoder first.
+        train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress, processes=processes, resume_command=resume_command)
+    except TrainingInterrupted as exc:
+        if processes.is_main:
+            print(f"\n{exc}", file=sys.stderr)
+        return 128 + exc.signum  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM
+    except FloatingPointError as exc:
+        if processes.is_main:
+            RunFolder(run_dir).mark_failed()
+            print(f"denoiselab train: error: {exc}", file=sys.stderr)
+        return 1
+    except (ProcessGroupError, RuntimeError) as exc:
+        if not processes.is_parallel or not _is_collective_failure(exc):
+            raise
+        step = RunFolder(run_dir).read_info().get("step", 0) if RunFolder(run_dir).info_path.is_file() else 0
+        print(
+            f"denoiselab train: error: process {processes.rank} of {world}: another process of the run stopped ({_collective_reason(exc)}); "
+            f"the last checkpoint (step {step}) is kept: resume with {resume_command}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if floors is not None:
+            floors.stop()
+    processes.close()
+    if not processes.is_main:
+        return 0
+    complete_run(run_dir)
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def _is_collective_failure(exc: BaseException) -> bool:
+    """A failure of the process group (a peer died, a timeout), not a bug in the step."""
+    import torch.distributed as dist
+
+    from .training.parallel import ProcessGroupError
+
+    text = str(exc).lower()
+    return isinstance(exc, (dist.DistError, ProcessGroupError)) or any(w in text for w in ("gloo", "nccl", "connection", "timed out", "peer"))
+
+
+def _collective_reason(exc: BaseException) -> str:
+    """The backend's reason, without its source location: "Connection reset by peer"."""
+    import re
+
+    text = re.sub(r"\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", " ".join(str(exc).split()))
+    text = re.sub(r"^Read error \[[^\]]*\]:\d+:\s*", "", text)
+    return text.split(". ")[0][:120]
+
+
+def _start_processes(args, run_dir: Path) -> int:
+    """``train --nproc N``: torchrun's launcher run for the user on this machine (``--standalone``:
+    its own rendezvous), with the same request and the run folder chosen here.  Ctrl-C reaches
+    every process from the terminal, and torchrun passes SIGTERM on; each process stops after the
+    same step and rank 0 writes one checkpoint.  The processes report a failure in one line each;
+    torchrun's own report (a traceback of its agent) is left out, and its status is this command's."""
+    import logging
+    import os
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    argv = ["--standalone", f"--nproc_per_node={args.nproc}", "-m", "denoiselab", "train"]
+    if args.resume:
+        argv += ["--resume", str(run_dir)]
+    else:
+        argv += ["--config", args.config, "--out", str(run_dir)]
+    argv += [f"--set={item}" for item in args.set] + (["--no-progress"] if args.no_progress else [])
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default too, without its warning; train.threads decides
+    for name in list(logging.root.manager.loggerDict):  # torchrun's agent logs each worker it stops
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        run(get_args_parser().parse_args(argv))
+    except SignalException as exc:
+        return 128 + int(exc.sigval)
+    except ChildFailedError as exc:
+        codes = [f.exitcode for f in exc.failures.values()]
+        return next((c for c in codes if c > 0), 1)
+    return 0
+
+
+def _train_request(args, *, is_main: bool = True, world: int = 1):
+    """The recipe and run folder of a train command, checked (UsageError) before anything runs;
+    the checks of the folder's state are rank 0's (the others would see it begun)."""
     if args.resume:
         folder = RunFolder(args.resume)
         run_dir = folder.path
-        if folder.is_busy():
+        if is_main and folder.is_busy():
             raise UsageError(f"--resume {run_dir}: another process is training this run; wait for it or stop it first")
         if not folder.has_checkpoint() and folder.stage_one().has_checkpoint():
             raise UsageError(f"--resume {run_dir}: stopped in stage one (its autoencoder); run the command that started it again (same --config, --set and --out) to continue")
@@ -263,39 +383,23 @@ def cmd_train(args) -> int:
             folder.read_data()
         except (OSError, ValueError) as exc:
             raise UsageError(f"--resume {run_dir}: cannot read {INFO} or {DATA} ({exc})") from None
-        if info.get("status") == "complete" and cfg.train.steps <= info.get("step", 0):
+        if is_main and info.get("status") == "complete" and cfg.train.steps <= info.get("step", 0):
             raise UsageError(f"--resume {run_dir}: already complete at step {info['step']}; raise train.steps with --set to continue")
     else:
         cfg = load_config(args.config, args.set)
         from .training.stages import stage_one_names
 
+        if world > 1 and not args.out:
+            raise UsageError("--out: name the run folder when torchrun starts the processes (each must find the same one)")
         run_dir = Path(args.out) if args.out else _free_run_dir(cfg.name)
         try:  # before anything is printed; train() checks the same
-            RunFolder(run_dir).check_new(stage_one_names(cfg))
+            if is_main:
+                RunFolder(run_dir).check_new(stage_one_names(cfg))
         except RunFolderError as exc:
             raise UsageError(f"--out {exc} (--resume)") from None
-    print(f"denoiselab {__version__}: training recipe {cfg.name!r} into {run_dir}")
-    from .runs import complete_run, floors_in_background
-    from .training import TrainingInterrupted, train
-
-    # The metrics' floors (the data's own, cached per machine) are measured on the idle core
-    # while the model trains, so that a first run does not wait for them afterwards.
-    floors = floors_in_background(cfg)
-    try:
-        train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)  # a latent run may train its autoencoder first
-    except TrainingInterrupted as exc:
-        print(f"\n{exc}", file=sys.stderr)
-        return 128 + exc.signum  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM
-    except FloatingPointError as exc:
-        RunFolder(run_dir).mark_failed()
-        print(f"denoiselab train: error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if floors is not None:
-            floors.stop()
-    complete_run(run_dir)
-    print(f"run folder: {run_dir}")
-    return 0
+    if args.nproc or world > 1:
+        check_world_size(cfg, args.nproc or world)
+    return cfg, run_dir
 
 
 # The command-line name of each field that a sampling plan (runs/plan.py) or gradient guidance

@@ -113,7 +113,12 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     steps: int = _opt(8000, "optimiser steps", lo=1)
-    batch_size: int = _opt(256, "points per step", lo=1)
+    batch_size: int = _opt(256, "points per step: the global batch, split over the processes of a multi-process run", lo=1)
+    accumulate: int = _opt(
+        1, "gradient accumulation: each step's batch in this many micro-batches, one backward each, then one optimiser step "
+        "(the EMA and the learning rate move per optimiser step); the same loss as one pass, for batches that do not fit",
+        lo=1,
+    )
     timesteps: str = _opt(
         "uniform", "how training draws times: uniform, logsnr (uniform in log-SNR), logit-normal (flow only: sigmoid of N(0, 1)), "
         "edm (EDM's log-normal noise levels, ln(sigma / alpha) ~ N(-1.2, 1.2^2)), importance (by the loss per time bin, "
@@ -250,6 +255,19 @@ class TextConfig:
 TEXT_DATA = "scenes"  # data.name of the built-in captioned scenes
 
 
+def check_world_size(cfg: Config, world_size: int) -> None:
+    """What training in ``world_size`` processes needs of a recipe (ConfigError naming the key)."""
+    parts = world_size * cfg.train.accumulate
+    if cfg.train.batch_size % parts:
+        raise ConfigError(
+            f"train.batch_size: {cfg.train.batch_size} is the global batch, and {world_size} processes x train.accumulate "
+            f"{cfg.train.accumulate} need a multiple of {parts}"
+        )
+    if cfg.latent.autoencoder == "train" or is_text_run(cfg):
+        key, stage = ("data.captions", "its text encoder") if is_text_run(cfg) else ("latent.autoencoder", "its autoencoder")
+        raise ConfigError(f"{key}: this recipe trains {stage} first, which training in several processes does not do; train it in one process")
+
+
 def is_text_run(cfg: Config) -> bool:
     """A text-to-image run: built-in captioned scenes, or the user's images with a captions file."""
     return cfg.data.name == TEXT_DATA or bool(cfg.text.captions)
@@ -381,6 +399,8 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
             f"{where}train.weighting: likelihood divides by the density of t, and under timesteps = {tr.timesteps} that "
             "density's Gaussian tails make the loss's variance infinite; use timesteps = logsnr, uniform or importance"
         )
+    if tr.batch_size % tr.accumulate:
+        raise ConfigError(f"{where}train.accumulate: must divide train.batch_size ({tr.batch_size}) into equal micro-batches, got {tr.accumulate}")
     _check_one_step(cfg, where)
     _check_unread(cfg, where, chosen)
     _check_consistency(cfg, where)

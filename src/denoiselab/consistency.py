@@ -51,6 +51,7 @@ import math
 
 import torch
 
+from .batch_draws import BatchDraws
 from .choices import KARRAS_RHO
 from .models.preconditioning import Coefficients, Preconditioned
 from .prediction import expand, resolve
@@ -184,9 +185,10 @@ def consistency_distillation_loss(
     ``teacher(x_t, t, y)`` the teacher's model function of prediction type ``teacher_prediction``
     on ``schedule``, ``steps`` = N."""
     times, _ = consistency_grid(schedule, steps)
-    n = torch.randint(0, steps - 1, (x0.shape[0],), generator=generator)
+    draws = BatchDraws.of(generator, x0.shape[0])
+    n = draws.randint(0, steps - 1, (x0.shape[0],))
     t_n, t_next = times[n], times[n + 1]
-    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    z = draws.randn(x0.shape, dtype=x0.dtype).to(x0.device)
     x_next = noised(schedule, x0, t_next, z)
     with torch.no_grad():
         x_hat = heun_step(teacher, teacher_prediction, schedule, x_next, t_next, t_n, y)
@@ -205,8 +207,9 @@ def consistency_training_loss(f, x0: torch.Tensor, schedule: Schedule, generator
     """One Monte Carlo estimate of improved consistency training's loss (Song & Dhariwal 2024)
     over a batch x0 with ``steps`` = N(k) grid points: the target is f itself under stop-gradient."""
     times, levels = consistency_grid(schedule, steps)
-    i = torch.multinomial(ict_level_probabilities(levels), x0.shape[0], replacement=True, generator=generator)
-    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    draws = BatchDraws.of(generator, x0.shape[0])
+    i = draws.multinomial(ict_level_probabilities(levels), x0.shape[0])
+    z = draws.randn(x0.shape, dtype=x0.dtype).to(x0.device)
     with torch.no_grad():
         aim = _at(f, noised(schedule, x0, times[i], z), times[i], y)
     weight = (1.0 / (levels[i + 1] - levels[i])).to(x0.dtype).to(x0.device)

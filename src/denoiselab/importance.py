@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .batch_draws import BatchDraws
 from .schedules import Schedule
 
 
@@ -76,8 +77,9 @@ class ImportanceSampler:
 
     def draw(self, n: int, generator) -> TimeDraw:
         p = self.probabilities()
-        bins = torch.multinomial(p, n, replacement=True, generator=generator)
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        draws = BatchDraws.of(generator, n)  # a generator, or a global batch's draws (batch_draws.py)
+        bins = draws.multinomial(p, n)
+        u = draws.rand((n,))
         if self.schedule.is_chain:
             lo = self.step_edges[bins]
             size = self.step_edges[bins + 1] - lo

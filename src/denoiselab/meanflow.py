@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import torch
 
+from .batch_draws import BatchDraws
+
 # Geng et al. 2025, Table 1c: the best time distribution is logit-normal with mean -0.4, std 1.0.
 LOGIT_NORMAL_MEAN, LOGIT_NORMAL_STD = -0.4, 1.0
 # The adaptive loss weight's c (Geng et al. 2025, Sec. 4.3 "Adaptive loss weighting").
@@ -35,14 +37,15 @@ ADAPTIVE_C = 1e-3
 def sample_interval(n: int, generator, how: str = "logit-normal", share: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
     """(r, t), float64 of shape (n,), 0 <= r <= t <= 1: two draws of ``how`` (uniform, or
     logit-normal(-0.4, 1)) sorted, and r set to t outside a ``share`` of the batch."""
+    draws = BatchDraws.of(generator, n)
     if how == "logit-normal":
-        a = torch.sigmoid(LOGIT_NORMAL_MEAN + LOGIT_NORMAL_STD * torch.randn(2, n, generator=generator, dtype=torch.float64))
+        a = torch.sigmoid(LOGIT_NORMAL_MEAN + LOGIT_NORMAL_STD * draws.randn((2, n), dtype=torch.float64, batch_dim=1))
     elif how == "uniform":
-        a = torch.rand(2, n, generator=generator, dtype=torch.float64)
+        a = draws.rand((2, n), batch_dim=1)
     else:
         raise ValueError(f"meanflow draws uniform or logit-normal times, not {how!r}")
     t, r = a.max(0).values, a.min(0).values
-    apart = torch.rand(n, generator=generator, dtype=torch.float64) < share
+    apart = draws.rand((n,)) < share
     return torch.where(apart, r, t), t
 
 
@@ -71,8 +74,9 @@ def meanflow_loss(
 ) -> torch.Tensor:
     """One Monte Carlo estimate of MeanFlow's adaptively weighted loss over a batch x0
     (Geng et al. 2025, Alg. 1): E sg(w) ||u(z_t, r, t) - sg(u_tgt)||^2."""
-    r64, t64 = sample_interval(x0.shape[0], generator, timesteps, share)
-    e = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    draws = BatchDraws.of(generator, x0.shape[0])
+    r64, t64 = sample_interval(x0.shape[0], draws, timesteps, share)
+    e = draws.randn(x0.shape, dtype=x0.dtype).to(x0.device)
     r, t = r64.to(x0.dtype).to(x0.device), t64.to(x0.dtype).to(x0.device)
     z = (1 - _per_sample(t, x0)) * x0 + _per_sample(t, x0) * e
     u, target = average_velocity_target(interval_model(model_fn, y), z, r, t, e - x0)

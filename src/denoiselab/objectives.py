@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from .batch_draws import BatchDraws
 from .choices import COUPLINGS, TIMESTEP_SAMPLING  # the names, importable without torch
 from .forward_process import q_sample_at
 from .prediction import resolve, target
@@ -52,14 +53,15 @@ def sample_timesteps(schedule: Schedule, n: int, generator, how: str = "uniform"
              the near-noise range (the importance-sampling idea of Nichol & Dhariwal 2021,
              Sec. 3.3, in its simplest fixed form; Kingma et al. 2021 on weighting by lambda).
     """
+    draws = BatchDraws.of(generator, n)
     if how == "uniform":
-        return torch.randint(1, schedule.T + 1, (n,), generator=generator)
+        return draws.randint(1, schedule.T + 1, (n,))
     if how == "logsnr":
         lam = schedule.half_log_snr[1:]  # decreasing in k
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        u = draws.rand((n,))
         return _step_at_half_log_snr(schedule, lam[-1] + u * (lam[0] - lam[-1]))
     if how == "edm":
-        return _step_at_half_log_snr(schedule, edm_half_log_snr(n, generator))
+        return _step_at_half_log_snr(schedule, edm_half_log_snr(n, draws))
     raise ValueError(f"unknown timestep sampling {how!r} on a T-step chain; expected uniform, logsnr or edm")
 
 
@@ -72,7 +74,7 @@ def _step_at_half_log_snr(schedule: Schedule, lam: torch.Tensor) -> torch.Tensor
 def edm_half_log_snr(n: int, generator) -> torch.Tensor:
     """EDM's training noise levels as schedules' lambda = log(alpha / sigma): ln s ~ N(P_mean, P_std^2)
     with s = sigma / alpha, so lambda = -ln s."""
-    return -(EDM_P_MEAN + EDM_P_STD * torch.randn(n, generator=generator, dtype=torch.float64))
+    return -(EDM_P_MEAN + EDM_P_STD * BatchDraws.of(generator, n).randn((n,), dtype=torch.float64))
 
 
 def sample_times(schedule: Schedule, n: int, generator, how: str = "uniform") -> torch.Tensor:
@@ -89,16 +91,17 @@ def sample_times(schedule: Schedule, n: int, generator, how: str = "uniform") ->
     """
     if how not in TIMESTEP_SAMPLING or how == "importance":
         raise ValueError(f"unknown timestep sampling {how!r}; expected one of {', '.join(TIMESTEP_SAMPLING)}")
+    draws = BatchDraws.of(generator, n)
     if schedule.is_chain:
-        return sample_timesteps(schedule, n, generator, how).to(torch.float64) / schedule.T
+        return sample_timesteps(schedule, n, draws, how).to(torch.float64) / schedule.T
     if how == "uniform":
-        return 1.0 - torch.rand(n, generator=generator, dtype=torch.float64)  # (0, 1]: never clean data
+        return 1.0 - draws.rand((n,))  # (0, 1]: never clean data
     if how == "logit-normal":
-        return torch.sigmoid(torch.randn(n, generator=generator, dtype=torch.float64))
+        return torch.sigmoid(draws.randn((n,), dtype=torch.float64))
     if how == "edm":
-        return schedule.time_at_half_log_snr(edm_half_log_snr(n, generator))  # sigmoid(-lambda): in (0, 1) for finite lambda
+        return schedule.time_at_half_log_snr(edm_half_log_snr(n, draws))  # sigmoid(-lambda): in (0, 1) for finite lambda
     lo, hi = (float(schedule.half_log_snr_at(v)) for v in (1.0 - 1.0 / schedule.T, 1.0 / schedule.T))
-    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    u = draws.rand((n,))
     return schedule.time_at_half_log_snr(lo + u * (hi - lo))
 
 
@@ -187,6 +190,19 @@ def couple(x0: torch.Tensor, noise: torch.Tensor, coupling: str = "independent",
     return paired
 
 
+def batch_noise(x0: torch.Tensor, draws: BatchDraws, coupling: str = "independent", y: torch.Tensor | None = None) -> torch.Tensor:
+    """The noise of the caller's rows of a batch, coupled with their data (``couple``).  OT-CFM's
+    coupling is solved over the global batch (draws.whole_x0) and the caller keeps its rows: a
+    coupling per process would pair each process's smaller batch less well, so the trained flow
+    would change with the number of processes."""
+    if coupling != "ot" or draws.is_whole:
+        return couple(x0, draws.randn(x0.shape, dtype=x0.dtype).to(x0.device), coupling, y)
+    if draws.whole_x0 is None:
+        raise ValueError("OT coupling of a part of a batch needs the whole batch's data (BatchDraws.whole_x0)")
+    whole = torch.randn((draws.total, *x0.shape[1:]), generator=draws.generator, dtype=x0.dtype).to(x0.device)
+    return draws.keep(couple(draws.whole_x0, whole, coupling, draws.whole_y))
+
+
 def pack_pairs(noise: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
     """Reflow's coupling (Liu et al. 2023, "Flow straight and fast", Sec. 2.2-2.3): each row holds
     a sample and the noise it was solved from, side by side along dim 1, so that a batch drawn by
@@ -221,20 +237,21 @@ def diffusion_loss(
     objective, and feeds the terms' losses (weighted, before that factor) back to the sampler.
 
     Randomness is drawn on the generator's device (CPU by default) and moved to x0's device,
-    so a seed gives the same run on every device.
+    so a seed gives the same run on every device.  ``generator`` may be a BatchDraws: the draws
+    of a global batch of which x0 is some rows (batch_draws.py; training under data parallelism).
     """
+    draws = BatchDraws.of(generator, x0.shape[0])
     if timesteps == "importance":
         if time_sampler is None:
             raise ValueError("timesteps 'importance' needs the run's time_sampler (importance.ImportanceSampler)")
-        draw = time_sampler.draw(x0.shape[0], generator)
+        draw = time_sampler.draw(x0.shape[0], draws)
         t = draw.t
     else:
-        t = sample_times(schedule, x0.shape[0], generator, timesteps)
+        t = sample_times(schedule, x0.shape[0], draws, timesteps)
     if coupling == "reflow":
         x0, eps = unpack_pairs(x0)
     else:
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        eps = couple(x0, eps, coupling, y)
+        eps = batch_noise(x0, draws, coupling, y)
     x_t = q_sample_at(schedule, x0, t, eps)
     alpha64, sigma64 = schedule.alpha_at(t), schedule.sigma_at(t)
     alphas = alpha64.to(x0.dtype).to(x0.device)

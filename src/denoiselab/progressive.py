@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from .batch_draws import BatchDraws
 from .prediction import expand, resolve, target
 from .schedules import Schedule
 
@@ -62,9 +63,10 @@ def progressive_loss(model_fn, teacher, teacher_prediction: str, x0: torch.Tenso
     """One Monte Carlo estimate of a progressive-distillation round's loss over a batch x0: the
     student (``model_fn``, of type ``prediction``) at t = i / ``steps`` against the target of the
     teacher's two half steps, in the student's prediction type."""
-    i = torch.randint(1, steps + 1, (x0.shape[0],), generator=generator)
+    draws = BatchDraws.of(generator, x0.shape[0])
+    i = draws.randint(1, steps + 1, (x0.shape[0],))
     t = i.to(torch.float64) / steps
-    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    eps = draws.randn(x0.shape, dtype=x0.dtype).to(x0.device)
     alpha, sigma = _coefficients(schedule, t, x0)
     z = alpha * x0 + sigma * eps
     x_tilde = two_step_target(teacher, teacher_prediction, schedule, z, t, steps, y)

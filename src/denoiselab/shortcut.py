@@ -29,6 +29,7 @@ import math
 
 import torch
 
+from .batch_draws import BatchDraws
 from .meanflow import interval_model
 
 
@@ -48,20 +49,24 @@ def two_half_steps_target(u_fn, z: torch.Tensor, t: torch.Tensor, d: torch.Tenso
 
 def sample_half_steps(n: int, generator, levels: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """(t, d), float64 (n,): half steps d = 2^-k, k uniform in 1 .. log2(levels), and t uniform in [2d, 1]."""
-    k = torch.randint(1, int(math.log2(levels)) + 1, (n,), generator=generator)
+    draws = BatchDraws.of(generator, n)
+    k = draws.randint(1, int(math.log2(levels)) + 1, (n,))
     d = torch.pow(2.0, -k.to(torch.float64))
-    t = 2 * d + (1 - 2 * d) * torch.rand(n, generator=generator, dtype=torch.float64)
+    t = 2 * d + (1 - 2 * d) * draws.rand((n,))
     return t, d
 
 
 def shortcut_loss(model_fn, x0: torch.Tensor, generator, *, y=None, share: float = 0.25, levels: int = 128) -> torch.Tensor:
     """One Monte Carlo estimate of the shortcut loss over a batch x0 (Frans et al. 2025, Alg. 1):
-    the first round(share * B) rows self-consistency, the rest flow matching at d = 0."""
-    n = x0.shape[0]
-    m = int(round(share * n))
-    e = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-    t_fm = 1.0 - torch.rand(n - m, generator=generator, dtype=torch.float64)  # (0, 1], as flow matching draws
-    t_sc, d = sample_half_steps(m, generator, levels)
+    the first round(share * B) rows self-consistency, the rest flow matching at d = 0 (B the
+    global batch: a process training some of its rows keeps the split, batch_draws.py)."""
+    draws = BatchDraws.of(generator, x0.shape[0])
+    split = int(round(share * draws.total))
+    consistency_rows, flow_rows = draws.part(0, split), draws.part(split, draws.total)
+    m = consistency_rows.rows
+    e = draws.randn(x0.shape, dtype=x0.dtype).to(x0.device)
+    t_fm = 1.0 - flow_rows.rand((flow_rows.rows,))  # (0, 1], as flow matching draws
+    t_sc, d = sample_half_steps(m, consistency_rows, levels)
     as_x = lambda s: s.to(x0.dtype).to(x0.device)  # noqa: E731
     t = as_x(torch.cat([t_sc, t_fm]))
     z = (1 - _per_sample(t, x0)) * x0 + _per_sample(t, x0) * e

@@ -49,11 +49,12 @@ class Compute:
     after_step: Callable[[], None]
 
 
-def set_up_compute(cfg: Config, log, threads_flag: str = TRAIN_THREADS_FLAG) -> Compute:
-    """The recipe's device, with torch's thread count set (train.threads, or auto_threads) on a
-    CPU, and a watch that logs one hint naming ``threads_flag`` (the command's own way to ask
-    for one thread) when other programs leave fewer free cores than those threads."""
-    device = pick_device(cfg.train.device)
+def set_up_compute(cfg: Config, log, threads_flag: str = TRAIN_THREADS_FLAG, device: torch.device | None = None) -> Compute:
+    """The recipe's device (or ``device``: a process's own GPU under torchrun), with torch's
+    thread count set (train.threads, or auto_threads) on a CPU, and a watch that logs one hint
+    naming ``threads_flag`` (the command's own way to ask for one thread) when other programs
+    leave fewer free cores than those threads."""
+    device = device or pick_device(cfg.train.device)
     if device.type != "cpu":
         return Compute(device, None, lambda: None)
     threads = cfg.train.threads or auto_threads(cfg)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..builders import objective_from, schedule_from
-from ..config import Config, ConfigError, is_text_run
+from ..config import Config, ConfigError, check_world_size, is_text_run
 from ..data import Normalization, make_source
 from ..data.images import is_image_data, load_image_data, split_indices
 from ..models import IMAGE_ARCHITECTURES
@@ -31,6 +31,7 @@ from .text_stage import CaptionedData, load_captioned_data, record_text, text_mo
 from .compute import set_up_compute
 from .flops import describe_flops, training_step_flops
 from .loop import StopSignals, fit
+from .parallel import Processes, data_parallel
 from .step import optimiser_step
 from .teacher import start_from_teacher, with_teacher
 
@@ -88,8 +89,14 @@ def train(
     stop_at: int | None = None,
     log=print,
     on_step=None,
+    processes: Processes | None = None,
+    resume_command: str | None = None,
 ) -> TrainState:
     """Train ``cfg`` into ``run_dir`` (created; or continued with ``resume=True``).
+
+    ``processes``: this process's place among torchrun's (parallel.py); every process calls
+    ``train`` alike, rank 0 alone writes the folder and logs.  ``resume_command`` is the command
+    a stop's message tells the user to resume with (default ``denoiselab train --resume RUN``).
 
     A latent recipe with latent.autoencoder = "train" trains its autoencoder first (stage one:
     trained, or resumed, or reused when complete, into the run's stage-one folder, and completed:
@@ -102,19 +109,25 @@ def train(
     at the end of the step they arrive in (loop.StopSignals).
     """
     folder = RunFolder(run_dir)
+    processes = processes or Processes()
+    if processes.is_parallel:
+        check_world_size(cfg, processes.world_size)
+        if not processes.is_main:
+            log, progress, on_step = _silent, False, None
     if cfg.train.coupling == "reflow" and not folder.has_pairs():
         raise ConfigError(
             "train.coupling: reflow trains on a teacher's (noise, sample) pairs; make the run with: "
             "denoiselab distill TEACHER_RUN --method reflow --out RUN"
         )
     if not resume:
-        folder.check_new(stage_one_names(cfg) + distilled_names(cfg))
+        if processes.is_main:  # the others would find the folder rank 0 has begun
+            folder.check_new(stage_one_names(cfg) + distilled_names(cfg))
         if trains_stage_one(cfg):
             _stage_one(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
         if is_text_run(cfg):
             train_text_encoder(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
-    with StopSignals(folder.path) as stop:
-        state = _train(cfg, folder, resume, progress, stop_at, log, on_step, stop)
+    with StopSignals(folder.path, resume_command) as stop:
+        state = _train(cfg, folder, resume, progress, stop_at, log, on_step, stop, processes)
     stop.raise_if_stopped(state.step)
     return state
 
@@ -148,8 +161,14 @@ def _with_threads(cfg: Config, threads: int) -> Config:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
 
 
-def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at, log, on_step, stop: StopSignals) -> TrainState:
-    compute = set_up_compute(cfg, log)
+def _silent(*args, **kwargs) -> None:
+    """The log of every process but rank 0's."""
+
+
+def _train(
+    cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at, log, on_step, stop: StopSignals, processes: Processes
+) -> TrainState:
+    compute = set_up_compute(cfg, log, device=processes.device if processes.device.type == "cuda" else None)
     device = compute.device
     objective = with_teacher(cfg, objective_from(cfg, schedule_from(cfg)), device)
     for note in objective.training_notes():
@@ -157,11 +176,16 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
     # The run folder's training lock is held until this function returns, raises, or its
     # process dies; it is taken before the first write into the folder.
     with ExitStack() as lock:
-        if resume:
+        if not processes.is_main:  # rank 0 writes a new run's folder; the others read what it wrote
+            processes.barrier()
+            run = _resumed(folder, device)
+        elif resume:
             lock.enter_context(folder.lock())
             run = _resumed(folder, device)
         else:
             run = _new(cfg, folder, device, lock)
+        if processes.is_main:
+            processes.barrier()
         info = run.info
         x_all = torch.as_tensor(run.normalization.encode(run.data), dtype=torch.float32, device=device)
         y_all = None if run.labels is None else torch.as_tensor(run.labels, dtype=torch.long, device=device)
@@ -177,24 +201,44 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
             if state.step >= cfg.train.steps:
                 log(f"{folder.path} is already trained to step {state.step} (train.steps = {cfg.train.steps}); nothing to train")
                 return state
-            folder.write_config(cfg)  # e.g. a raised train.steps
+            if processes.is_main:
+                folder.write_config(cfg)  # e.g. a raised train.steps
             log(f"resuming {folder.path} at step {state.step} of {cfg.train.steps}")
+            trained_by = int(info.get("world_size", 1))
+            if trained_by != processes.world_size:
+                log(
+                    f"note: trained so far by {trained_by} process{'es' if trained_by > 1 else ''}, resumed by {processes.world_size}: "
+                    "the same batches, noise and loss, but the gradients' sums are added in another order, so the weights are "
+                    "not bit-identical to a run that keeps one world size"
+                )
         info["steps"] = cfg.train.steps
-        if "train_flops_per_step" not in info:
+        info["world_size"] = processes.world_size
+        if "train_flops_per_step" not in info and processes.is_main:
             flops = training_step_flops(state.model, objective, x_all, y_all, cfg.train.batch_size, time_sampler=state.time_sampler)
             folder.record_step_flops(info, flops)
-        per_step = int(info["train_flops_per_step"])
+        per_step = int(info.get("train_flops_per_step", 0))
+        if processes.is_parallel:
+            log(
+                f"{processes.world_size} processes, each training {cfg.train.batch_size // processes.world_size} rows of the "
+                f"global batch of {cfg.train.batch_size} (DistributedDataParallel, {'NCCL' if device.type == 'cuda' else 'gloo'})"
+            )
+        network = data_parallel(state.model, processes)
+        stop.shared = processes.is_parallel  # every process stops after the step they agree on
         log(f"one training step: {describe_flops(per_step)} (forward and backward, torch's FlopCounterMode); "
             f"{cfg.train.steps} steps: {describe_flops(per_step * cfg.train.steps)}")
         t_start, seconds_before = time.perf_counter(), float(info.get("train_seconds", 0.0))
 
         def save(status: str) -> None:
-            save_checkpoint(state, folder.checkpoint, folder.weights)
-            folder.record_progress(info, status, state.step, seconds_before + time.perf_counter() - t_start)
+            processes.check_same(_trained_modules(state))
+            if processes.is_main:
+                save_checkpoint(state, folder.checkpoint, folder.weights)
+                folder.record_progress(info, status, state.step, seconds_before + time.perf_counter() - t_start)
+            if status != "training":  # no process leaves before rank 0 has written the last checkpoint
+                processes.barrier()
 
         def step(s: TrainState) -> tuple[float, float]:
-            result = optimiser_step(cfg, s, objective, x_all, y_all)
-            if s.power_emas and (s.step % cfg.train.ema_snapshot_every == 0 or s.step == cfg.train.steps):
+            result = optimiser_step(cfg, s, objective, x_all, y_all, network=network, processes=processes, stop=stop)
+            if processes.is_main and s.power_emas and (s.step % cfg.train.ema_snapshot_every == 0 or s.step == cfg.train.steps):
                 folder.write_ema_snapshot(s.step, [p.model.state_dict() for p in s.power_emas], [p.sigma_rel for p in s.power_emas])
             return result
 
@@ -204,8 +248,18 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
             after_step=compute.after_step,
         )  # fmt: skip
         save("trained")
-        log(f"trained {state.step} steps in {info['train_seconds']:.1f} s ({describe_flops(info['train_flops'])}), final loss {smooth:.4f}")
+        if processes.is_main:
+            log(f"trained {state.step} steps in {info['train_seconds']:.1f} s ({describe_flops(info['train_flops'])}), final loss {smooth:.4f}")
         return state
+
+
+def _trained_modules(state: TrainState) -> dict[str, torch.nn.Module]:
+    """The networks that must be identical on every process: the model and its EMAs."""
+    modules = {"model": state.model}
+    if state.ema is not None:
+        modules["ema"] = state.ema.model
+    modules.update({f"power_ema{i}": p.model for i, p in enumerate(state.power_emas or ())})
+    return modules
 
 
 def distilled_names(cfg: Config) -> tuple[str, ...]:

@@ -39,13 +39,19 @@ class StopSignals:
     keep Python's behaviour.
 
     ``run_dir`` and ``resume`` (the command that resumes, default ``denoiselab train --resume
-    RUN``) go into the TrainingInterrupted raised."""
+    RUN``) go into the TrainingInterrupted raised.
+
+    Among several processes (parallel.py) a process's own signal is not enough: the processes
+    must stop after the same step, so each step's all-reduce carries the signals, and ``agreed``
+    (set by parallel.Processes.reduce_step, ``shared`` then true) is what the loop obeys."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, run_dir: Path, resume: str | None = None):
         self.run_dir, self.resume = run_dir, resume
         self.signum: int | None = None
+        self.shared = False
+        self.agreed: int | None = None
         self._previous: dict = {}
 
     def _handle(self, signum, frame) -> None:
@@ -61,12 +67,17 @@ class StopSignals:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
+    @property
+    def requested(self) -> int | None:
+        """The signal the loop stops for: this process's own, or the one all processes agreed on."""
+        return self.agreed if self.shared else self.signum
+
     def interrupted(self, step: int) -> TrainingInterrupted:
-        return TrainingInterrupted(self.run_dir, step, self.signum or signal.SIGINT, self.resume)
+        return TrainingInterrupted(self.run_dir, step, self.requested or self.signum or signal.SIGINT, self.resume)
 
     def raise_if_stopped(self, step: int) -> None:
         """A signal that came after the last step: training is done, but the caller should stop too."""
-        if self.signum is not None:
+        if self.requested is not None:
             raise self.interrupted(step)
 
 
@@ -107,7 +118,7 @@ def fit(
     smooth = None
     try:
         while state.step < steps:
-            if stop.signum is not None:
+            if stop.requested is not None:
                 raise KeyboardInterrupt
             value, lr = step(state)
             smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
