@@ -140,7 +140,12 @@ class Objective:
             f = clean_estimate(model_fn, self.schedule, self.prediction)
             return consistency_training_loss(f, x0, self.schedule, generator, steps=self.discretisation(step), y=y)
         if self.kind == "meanflow":
-            return meanflow_loss(model_fn, x0, generator, y=y, timesteps=self.timesteps, share=self.meanflow_share, power=self.meanflow_power)
+            # DistributedDataParallel (training/parallel.py) holds the bare network as .module: its
+            # hooks cannot run inside torch.func.jvp, so MeanFlow takes its tangent through that.
+            return meanflow_loss(
+                model_fn, x0, generator, y=y, timesteps=self.timesteps, share=self.meanflow_share, power=self.meanflow_power,
+                tangent_fn=getattr(model_fn, "module", None),
+            )  # fmt: skip
         if self.kind == "shortcut":
             return shortcut_loss(model_fn, x0, generator, y=y, share=self.shortcut_share, levels=self.shortcut_levels)
         return diffusion_loss(

@@ -70,16 +70,26 @@ def interval_model(model_fn, y=None):
 
 
 def meanflow_loss(
-    model_fn, x0: torch.Tensor, generator, *, y=None, timesteps: str = "logit-normal", share: float = 0.25, power: float = 1.0
+    model_fn, x0: torch.Tensor, generator, *, y=None, timesteps: str = "logit-normal", share: float = 0.25, power: float = 1.0,
+    tangent_fn=None,
 ) -> torch.Tensor:
     """One Monte Carlo estimate of MeanFlow's adaptively weighted loss over a batch x0
-    (Geng et al. 2025, Alg. 1): E sg(w) ||u(z_t, r, t) - sg(u_tgt)||^2."""
+    (Geng et al. 2025, Alg. 1): E sg(w) ||u(z_t, r, t) - sg(u_tgt)||^2.
+
+    ``tangent_fn``: the same network without a wrapper that torch.func.jvp cannot trace
+    (DistributedDataParallel's forward hooks); then the target's du/dt is taken through it
+    without gradient, and u by a plain forward of ``model_fn``: one forward more, the same loss."""
     draws = BatchDraws.of(generator, x0.shape[0])
     r64, t64 = sample_interval(x0.shape[0], draws, timesteps, share)
     e = draws.randn(x0.shape, dtype=x0.dtype).to(x0.device)
     r, t = r64.to(x0.dtype).to(x0.device), t64.to(x0.dtype).to(x0.device)
     z = (1 - _per_sample(t, x0)) * x0 + _per_sample(t, x0) * e
-    u, target = average_velocity_target(interval_model(model_fn, y), z, r, t, e - x0)
+    if tangent_fn is None:
+        u, target = average_velocity_target(interval_model(model_fn, y), z, r, t, e - x0)
+    else:
+        with torch.no_grad():
+            _, target = average_velocity_target(interval_model(tangent_fn, y), z, r, t, e - x0)
+        u = interval_model(model_fn, y)(z, r, t)
     squared = ((u - target) ** 2).flatten(1).sum(1)
     if power == 0:
         return squared.mean()

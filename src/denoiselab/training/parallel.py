@@ -141,9 +141,14 @@ class Processes:
 
 
 def data_parallel(model: torch.nn.Module, processes: Processes) -> torch.nn.Module:
-    """The network every rank trains: DDP around ``model`` (its buffers are constants, so they
-    are not broadcast each step); ``model`` itself outside a process group."""
-    if not processes.is_parallel:
-        return model
-    ids = [processes.device.index] if processes.device.type == "cuda" else None
+    """The network every rank trains: ``wrap``ped ``model`` among several processes, ``model``
+    itself in one."""
+    return wrap(model, processes.device) if processes.is_parallel else model
+
+
+def wrap(model: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
+    """DistributedDataParallel around ``model`` in the current process group.  The networks'
+    buffers are constants (frequency tables), so they are not synchronised at each forward:
+    that in-place copy is also what torch.func.jvp (MeanFlow) cannot trace through."""
+    ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)

@@ -1,0 +1,165 @@
+"""Data parallelism without the processes: a global batch's draws kept for some rows equal those
+rows of the whole draw (batch_draws.py); a step split into micro-batches (train.accumulate, the
+same split as over processes) computes the same loss, weights, generator state and importance
+history as one pass, for every objective; and every objective trains through
+DistributedDataParallel (unused parameters, MeanFlow's Jacobian-vector product) in a gloo group
+of one.  The real multi-process runs are in test_parallel_processes.py."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from denoiselab.batch_draws import BatchDraws
+from denoiselab.builders import objective_from, schedule_from
+from denoiselab.config import ConfigError, check_world_size, load_config
+from denoiselab.training.checkpoint import init_state
+from denoiselab.training.denoiser import load_training_data
+from denoiselab.training.parallel import Processes, wrap
+from denoiselab.training.step import optimiser_step
+
+
+def _generator(seed=3):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("start,stop", [(0, 12), (0, 4), (4, 8), (9, 12), (5, 5)])
+def test_the_rows_of_a_batch_draw_are_the_rows_of_the_whole_draw(start, stop):
+    whole = BatchDraws(_generator(), 12)
+    part = BatchDraws(_generator(), 12, start, stop)
+    n = stop - start
+    for draw in (
+        lambda d, n: d.randn((n, 3)),
+        lambda d, n: d.rand((n,)),
+        lambda d, n: d.randint(1, 1000, (n,)),
+        lambda d, n: d.multinomial(torch.tensor([0.2, 0.5, 0.3]), n),
+        lambda d, n: d.randn((2, n), dtype=torch.float64, batch_dim=1),
+    ):
+        full, mine = draw(whole, 12), draw(part, n)
+        assert torch.equal(full.narrow(-1 if full.ndim == 2 and full.shape[0] == 2 else 0, start, n), mine)
+    # both generators stand at the same place afterwards: the next step's draws agree on every rank
+    assert torch.equal(whole.generator.get_state(), part.generator.get_state())
+
+
+def test_a_generator_draws_exactly_what_torch_draws():
+    """One process keeps the bits it always had: BatchDraws.of(generator) is torch's own draw."""
+    g1, g2 = _generator(), _generator()
+    d = BatchDraws.of(g1, 7)
+    assert torch.equal(d.randn((7, 2)), torch.randn(7, 2, generator=g2))
+    assert torch.equal(d.rand((7,)), torch.rand(7, generator=g2, dtype=torch.float64))
+    assert torch.equal(d.randint(0, 9, (7,)), torch.randint(0, 9, (7,), generator=g2))
+
+
+def test_a_part_of_the_batch_keeps_the_callers_rows_inside_it():
+    d = BatchDraws(None, 16, 4, 12)  # this process: rows 4..11 of 16
+    head, tail = d.part(0, 6), d.part(6, 16)
+    assert (head.total, head.start, head.stop) == (6, 4, 6)  # rows 4, 5 of the first six
+    assert (tail.total, tail.start, tail.stop) == (10, 0, 6)  # rows 6..11 = the tail's 0..5
+    assert d.part(12, 16).rows == 0 and d.part(0, 3).rows == 0
+
+
+def test_wrong_row_counts_are_refused():
+    with pytest.raises(ValueError, match="rows"):
+        BatchDraws(None, 8, 6, 10)
+    with pytest.raises(ValueError, match="for 4 rows"):
+        BatchDraws(None, 8, 0, 4).randn((5, 2))
+
+
+# Every kind of objective: the chain (eps, uniform), importance-sampled times, flow matching,
+# OT-CFM (the coupling solved over the global batch), conditional with label dropout, MeanFlow,
+# shortcut, improved consistency training.
+RECIPES = {
+    "chain": ("spiral", []),
+    "importance": ("spiral", ["train.timesteps=importance", "train.importance_history=2", "train.importance_bins=8"]),
+    "flow": ("spiral-flow", []),
+    "ot-cfm": ("spiral-otcfm", []),
+    "conditional": ("four-shapes", ["data.n=200"]),
+    "meanflow": ("spiral-meanflow", []),
+    "shortcut": ("spiral-shortcut", []),
+    "ict": ("spiral-ict", []),
+}
+
+
+def _setup(recipe: str, sets: list[str], accumulate: int = 1):
+    cfg = load_config(recipe, [*sets, "train.batch_size=64", f"train.accumulate={accumulate}", "train.threads=1", "train.warmup_steps=2"])
+    data = load_training_data(cfg)
+    x = torch.as_tensor(data.normalization.encode(data.train), dtype=torch.float32)
+    y = None if data.labels is None else torch.as_tensor(data.labels, dtype=torch.long)
+    objective = objective_from(cfg, schedule_from(cfg))
+    state = init_state(cfg, x.shape[1], torch.device("cpu"), len(data.class_names))
+    state.time_sampler = objective.new_time_sampler()
+    return cfg, state, objective, x, y
+
+
+def _weights(state):
+    return torch.cat([p.detach().flatten() for p in state.model.parameters()])
+
+
+@pytest.mark.parametrize("kind", list(RECIPES))
+def test_micro_batches_train_what_one_pass_trains(kind):
+    """train.accumulate = 4 splits each step's batch as 4 processes would: the same loss terms,
+    so the same losses, weights and EMA up to float rounding, and the same generator state and
+    importance history exactly."""
+    recipe, sets = RECIPES[kind]
+    runs = []
+    for parts in (1, 4):
+        cfg, state, objective, x, y = _setup(recipe, sets, parts)
+        for _ in range(6):
+            optimiser_step(cfg, state, objective, x, y)
+        runs.append(state)
+    one, split = runs
+    np.testing.assert_allclose(split.losses, one.losses, rtol=2e-5)
+    torch.testing.assert_close(_weights(split), _weights(one), rtol=0, atol=2e-5)
+    torch.testing.assert_close(
+        torch.cat([p.flatten() for p in split.ema.model.parameters()]), torch.cat([p.flatten() for p in one.ema.model.parameters()]), rtol=0, atol=2e-5
+    )
+    assert torch.equal(split.generator.get_state(), one.generator.get_state())
+    if one.time_sampler is not None:
+        assert torch.equal(split.time_sampler.counts, one.time_sampler.counts)
+        torch.testing.assert_close(split.time_sampler.history, one.time_sampler.history, rtol=1e-5, atol=1e-7)
+
+
+def test_an_unequal_split_is_refused_in_one_line():
+    cfg = load_config("spiral", ["train.batch_size=100"])
+    with pytest.raises(ConfigError, match="train.batch_size: 100 is the global batch.*multiple of 8"):
+        check_world_size(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, accumulate=4)), 2)
+    with pytest.raises(ConfigError, match="train.accumulate: must divide"):
+        load_config("spiral", ["train.batch_size=100", "train.accumulate=3"])
+    with pytest.raises(ConfigError, match="latent.autoencoder: this recipe trains its autoencoder first"):
+        check_world_size(load_config("digits-latent"), 2)
+
+
+def test_ranks_hold_the_batch_in_order():
+    rows = [Processes(rank=r, world_size=2).rows(64, 2) for r in (0, 1)]
+    assert rows == [[(0, 16), (16, 32)], [(32, 48), (48, 64)]]
+
+
+@pytest.fixture
+def group_of_one(tmp_path):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("kind", list(RECIPES))
+def test_every_objective_trains_through_distributed_data_parallel(kind, group_of_one):
+    """DDP's reducer raises at the next step if a parameter got no gradient (the null label of
+    classifier-free guidance, a second time input) and MeanFlow differentiates through the
+    network with torch.func.jvp: the first step's loss and gradient through DDP are one
+    process's, and the next steps run."""
+    recipe, sets = RECIPES[kind]
+    cfg, plain, objective, x, y = _setup(recipe, sets)
+    _, wrapped, _, _, _ = _setup(recipe, sets)
+    network = wrap(wrapped.model, torch.device("cpu"))
+    optimiser_step(cfg, plain, objective, x, y)
+    optimiser_step(cfg, wrapped, objective, x, y, network=network)
+    assert wrapped.losses == pytest.approx(plain.losses, rel=1e-6)
+    grads = [torch.cat([p.grad.flatten() for p in s.model.parameters()]) for s in (plain, wrapped)]
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
+    for _ in range(2):
+        optimiser_step(cfg, wrapped, objective, x, y, network=network)
+    assert len(wrapped.losses) == 3 and all(np.isfinite(wrapped.losses))
