@@ -31,6 +31,7 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     JUMP_SAMPLER_NAMES,
     KARRAS_RHO,
     PRECONDITIONINGS,
+    PRECISIONS,
     OBJECTIVES,
     PREDICTIONS,
     SAMPLER_NAMES,
@@ -181,6 +182,11 @@ class TrainConfig:
         0, "post-hoc EMA (Karras et al. 2024, EDM2): every N steps, store snapshots of two power-function EMAs "
         "(sigma_rel 0.05 and 0.10), from which `denoiselab ema RUN --length L` reconstructs the EMA of any length; 0 = off",
         lo=0,
+    )
+    precision: str = _opt(
+        "fp32", "the loss's arithmetic: fp32, or mixed precision under torch.autocast, bf16 or fp16 (with a gradient "
+        "scaler); the weights, the optimiser and the EMA stay fp32. For GPUs: on a CPU bf16 is slower than fp32",
+        choices=PRECISIONS,
     )
     checkpoint_every: int = _opt(1000, "write a resumable checkpoint every N steps", lo=1)
     seed: int = _opt(0, "seed of initialisation, batches, timesteps and noise", lo=0)

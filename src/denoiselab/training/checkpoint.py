@@ -39,6 +39,7 @@ class TrainState:
     losses: list[float]
     time_sampler: ImportanceSampler | None = None  # train.timesteps = "importance": its loss history
     power_emas: list[PowerEMA] | None = None  # train.ema_snapshot_every > 0: the EMAs whose snapshots post-hoc EMA reads
+    scaler: torch.amp.GradScaler | None = None  # train.precision = "fp16": the loss scale (Micikevicius et al. 2018)
 
     def sampling_model(self) -> torch.nn.Module:
         return self.ema.model if self.ema is not None else self.model
@@ -59,7 +60,8 @@ def init_state(
     optimizer = opt_cls(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=True)
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
     power_emas = [PowerEMA(model, s) for s in TRACKED_SIGMA_RELS] if cfg.train.ema_snapshot_every > 0 and build_model is None else None
-    return TrainState(model, ema, optimizer, generator, 0, [], power_emas=power_emas)
+    scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None
+    return TrainState(model, ema, optimizer, generator, 0, [], power_emas=power_emas, scaler=scaler)
 
 
 def save_checkpoint(state: TrainState, checkpoint: Path, weights: Path) -> None:
@@ -82,6 +84,8 @@ def save_checkpoint(state: TrainState, checkpoint: Path, weights: Path) -> None:
         "ema_updates": str(state.ema.updates if state.ema is not None else 0),
         "param_groups": json.dumps(opt["param_groups"]),
     }
+    if state.scaler is not None:
+        meta["grad_scaler"] = json.dumps(state.scaler.state_dict())
     files.write_tensors(checkpoint, tensors, meta)
     files.write_tensors(weights, state.sampling_model().state_dict(), {"step": str(state.step)})
 
@@ -117,6 +121,8 @@ def _restore(state: TrainState, tensors: dict, meta: dict) -> None:
         opt_state.setdefault(int(idx), {})[name] = value.cpu() if name == "step" else value
     state.optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(meta["param_groups"])})
     state.generator.set_state(tensors["rng"])
+    if state.scaler is not None and "grad_scaler" in meta:
+        state.scaler.load_state_dict(json.loads(meta["grad_scaler"]))
     state.step = int(meta["step"])
     state.losses = tensors["losses"].tolist()
     for i, power in enumerate(state.power_emas or ()):

@@ -57,15 +57,23 @@ def optimiser_step(
     context = dict(target=state.sampling_model(), step=state.step) if getattr(objective, "reads_training_state", False) else {}
     state.optimizer.zero_grad(set_to_none=True)
     parts = cfg.train.accumulate
+    precision = _autocast(cfg.train.precision, x_all.device)
     if parts == 1 and not processes.is_parallel:
-        loss = objective(network, x_all[idx], state.generator, y=y, time_sampler=state.time_sampler, **context)
-        loss.backward()
+        with precision:
+            loss = objective(network, x_all[idx], state.generator, y=y, time_sampler=state.time_sampler, **context)
+        _backward(loss, state)
         value = loss.item()
     else:
-        value = _accumulated(network, objective, state, x_all[idx], y, processes.rows(cfg.train.batch_size, parts), processes, context)
+        value = _accumulated(network, objective, state, x_all[idx], y, processes.rows(cfg.train.batch_size, parts), processes, context, precision)
+    if state.scaler is not None:
+        state.scaler.unscale_(state.optimizer)  # clip the true gradient
     if cfg.train.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.train.grad_clip)
-    state.optimizer.step()
+    if state.scaler is not None:
+        state.scaler.step(state.optimizer)  # skipped where the scaled gradient overflowed
+        state.scaler.update()
+    else:
+        state.optimizer.step()
     if state.ema is not None:
         state.ema.update(state.model)
     for power in state.power_emas or ():
@@ -79,7 +87,20 @@ def optimiser_step(
     return value, lr
 
 
-def _accumulated(network, objective, state: TrainState, x: torch.Tensor, y, rows, processes: Processes, context) -> float:
+def _autocast(precision: str, device: torch.device):
+    """train.precision: the loss computed under torch.autocast in bf16 or fp16 (mixed precision,
+    Micikevicius et al. 2018: the weights and the optimiser stay fp32), or as it is."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _backward(loss: torch.Tensor, state: TrainState) -> None:
+    """fp16's gradients underflow: the loss is scaled up before the backward (GradScaler)."""
+    (state.scaler.scale(loss) if state.scaler is not None else loss).backward()
+
+
+def _accumulated(network, objective, state: TrainState, x: torch.Tensor, y, rows, processes: Processes, context, precision) -> float:
     """The gradient of this process's rows of the batch (x, y), one backward per micro-batch of
     ``rows``, each loss scaled by 1 / micro-batches; DDP all-reduces once, after the last.
 
@@ -96,8 +117,9 @@ def _accumulated(network, objective, state: TrainState, x: torch.Tensor, y, rows
         draws = BatchDraws(generator, x.shape[0], start, stop, whole_x0=x, whole_y=y)
         last = k == len(rows) - 1
         with nullcontext() if last or not hasattr(network, "no_sync") else network.no_sync():
-            loss = objective(network, x[start:stop], draws, y=None if y is None else y[start:stop], time_sampler=recorder, **context)
-            (loss / len(rows)).backward()
+            with precision:
+                loss = objective(network, x[start:stop], draws, y=None if y is None else y[start:stop], time_sampler=recorder, **context)
+            _backward(loss / len(rows), state)
         total += loss.item() / len(rows)
     state.generator.set_state(generator.get_state())
     if recorder is not None:
