@@ -163,3 +163,10 @@ def test_every_objective_trains_through_distributed_data_parallel(kind, group_of
     for _ in range(2):
         optimiser_step(cfg, wrapped, objective, x, y, network=network)
     assert len(wrapped.losses) == 3 and all(np.isfinite(wrapped.losses))
+
+
+def test_a_run_says_whether_it_is_bit_reproducible_on_its_device():
+    from denoiselab.training.compute import reproducibility
+
+    assert reproducibility(torch.device("cpu"), 1).startswith("bit-exact when run again on this machine (1 thread)")
+    assert reproducibility(torch.device("cuda", 0), None).startswith("not bit-exact on cuda")

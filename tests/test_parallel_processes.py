@@ -75,6 +75,7 @@ def test_two_processes_train_what_one_trains(one_and_two):
     torch.testing.assert_close(b["importance.history"], a["importance.history"], rtol=1e-5, atol=1e-6)
     assert torch.equal(b["rng"], a["rng"])
     assert _info(where / "two")["world_size"] == 2 and _info(where / "one")["world_size"] == 1
+    assert _info(where / "two")["reproducible"].startswith("bit-exact when run again on this machine (1 thread, 2 processes)")
     # Rank 0 alone reports and writes: one banner, one "trained" line, one set of figures.
     assert two.stdout.count("training recipe") == 1 and two.stdout.count("trained 240 steps") == 1
     assert "2 processes, each training 64 rows of the global batch of 128" in two.stdout
