@@ -88,7 +88,7 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
         "(strictly decreasing, ending at 0; it sets the steps), or a file of such times",
     )  # fmt: skip
     p.add_argument("--rho", type=float, help="karras grid: its exponent (default: the run's sample.rho, 7)")
-    p.add_argument("--seed", type=int, help="seed of x_T and the sampler's noise")
+    p.add_argument("--seed", type=int, help="seed of x_T and the sampler's noise, per sample: sample i's stream is keyed by (seed, i)")
     p.add_argument("--label", metavar="K|NAME", help="conditional runs: the class to draw (index or name); default: every class in proportion")
     p.add_argument("--guidance", type=_nonneg_float, metavar="S", help="conditional runs: classifier-free guidance scale (1 = conditional, 0 = unconditional)")
     p.add_argument(

@@ -8,8 +8,9 @@ its random stream (samplers/noise.py) without a Python call per sample.  Philox4
 generator of cuRAND and of PyTorch's CUDA kernels; it passes TestU01's BigCrush (Salmon et al.,
 Table 2).  The known-answer vectors of the Random123 library are checked in tests/test_noise.py.
 
-Every operation here is exact and the same on every device, so the numbers do not depend on the
-device, on how many values one call computes, or on where a value sits in its tensor:
+Every operation here is exact or correctly rounded, so a value does not depend on how many values
+one call computes or on where it sits in its tensor (tests/test_noise.py), and should not depend
+on the device either (IEEE 754 rounds the same on a GPU; not yet checked on one):
 
 * Philox's words are computed in int64 tensors holding 32-bit values.  Its 32 x 32 -> 64-bit
   multiplication is split into two 32 x 16-bit products (each below 2^48), so nothing overflows.
