@@ -40,9 +40,10 @@ def _mulhilo(a: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
     return (high_part >> 16) + (low_sum >> 32), low_sum & MASK32
 
 
-def philox4x32(counter: tuple[torch.Tensor, ...], key: tuple[int, int], rounds: int = ROUNDS) -> tuple[torch.Tensor, ...]:
-    """Philox4x32-``rounds`` of the four 32-bit counter words (int64 tensors of one shape) under
-    the key (k0, k1): four int64 tensors of 32-bit words."""
+def philox4x32(counter: tuple, key: tuple[int, int], rounds: int = ROUNDS) -> tuple:
+    """Philox4x32-``rounds`` of the four 32-bit counter words under the key (k0, k1): each word
+    an int64 tensor or a plain int, broadcast together (a word the same for every value need not
+    be a tensor); four words of 32 bits, of the broadcast shape once every word has mixed in."""
     c0, c1, c2, c3 = counter
     k0, k1 = key[0] & MASK32, key[1] & MASK32
     for _ in range(rounds):

@@ -63,19 +63,21 @@ class SampleNoise:
             raise ValueError(f"a draw of {shape[0]} rows for {units} samples: expected a whole number of rows per sample")
         per_unit = math.prod(shape) // units
         blocks = -(-per_unit // 4)  # four words a block
-        index = torch.arange(self.start, self.start + units, dtype=torch.int64, device=device)[:, None].expand(units, blocks)
-        position = torch.arange(blocks, dtype=torch.int64, device=device)[None, :].expand(units, blocks)
-        counter = (index, torch.full_like(index, self.stream), torch.full_like(index, self.draws), position)
+        # The counter (sample, stream, draw, block): the sample's index down the rows, the block
+        # across, the stream and the draw plain integers (philox4x32 broadcasts them).
+        index = torch.arange(self.start, self.start + units, dtype=torch.int64, device=device)[:, None]
+        position = torch.arange(blocks, dtype=torch.int64, device=device)[None, :]
         seed = self.seed & MASK64
+        words = philox4x32((index, self.stream, self.draws, position), (seed & 0xFFFFFFFF, seed >> 32))
         self.draws += 1
-        words = philox4x32(counter, (seed & 0xFFFFFFFF, seed >> 32))
-        return torch.stack(words, dim=-1).reshape(units, blocks * 4), (units, per_unit)
+        return torch.stack(torch.broadcast_tensors(*words), dim=-1).reshape(units, blocks * 4), (units, per_unit)
 
     def normal(self, shape, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
         """Standard normals of ``shape``: each sample's values from its own stream."""
         words, (units, per_unit) = self._words(shape, device)
-        first, second = normal_from_words(words[:, 0::2], words[:, 1::2], dtype)
-        return torch.stack((first, second), dim=-1).reshape(units, -1)[:, :per_unit].reshape(tuple(shape))
+        used = 2 * -(-per_unit // 2)  # a pair of words gives a pair of normals
+        first, second = normal_from_words(words[:, 0:used:2], words[:, 1:used:2], dtype)
+        return torch.stack((first, second), dim=-1).reshape(units, used)[:, :per_unit].reshape(tuple(shape))
 
     def uniform(self, shape, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
         """Uniforms in [0, 1) of ``shape``: each sample's values from its own stream."""
