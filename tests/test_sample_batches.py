@@ -112,6 +112,9 @@ def test_a_range_of_a_plan_is_the_slice_of_the_full_draw(run):
     smc, _ = draw_smc(run, plan, twist, 3, GuidanceCounts())
     part, _ = draw_smc(run, plan, twist, 3, GuidanceCounts(), start=40, stop=61, batch=8)
     np.testing.assert_array_equal(part.x, smc.x[40:61])
+    request = GuidanceRequest(observe={0: 0.5}, method="replace")
+    guided = draw_guided(run, plan, request, GuidanceCounts())
+    np.testing.assert_array_equal(draw_guided(run, plan, request, GuidanceCounts(), start=12, stop=50, batch=9).x, guided.x[12:50])
 
 
 def test_a_range_outside_the_plan_is_refused_naming_the_plan(run):

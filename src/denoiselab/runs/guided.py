@@ -29,7 +29,7 @@ from .folder import HELD_OUT, RunError
 from .guided_smc import SMC, check_particles, draw_smc, observe_twist, region_twist_of
 from .load import Run
 from .plan import PlanError, SamplingPlan
-from .sampling import Drawn, batch_count, plan_from_options, sample
+from .sampling import Drawn, batch_count, plan_from_options, sample, sample_range
 
 # How known values steer the rest: replacement (RePaint-style), DPS (gradient of the misfit of
 # x0_hat through the denoiser) or universal guidance (DPS plus one backward step on x0_hat).
@@ -331,16 +331,19 @@ def describe_inside(run: Run, region, samples: np.ndarray) -> str:
     return f"{held} of {len(samples)} samples inside {region.text} ({100 * held / len(samples):.1f} %); the training data: {100 * share:.1f} %"
 
 
-def draw_guided(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, *, on_step=None, batch: int | None = None) -> Drawn:
-    """``plan`` drawn with gradient guidance, ``batch`` samples at a time (None: all at once);
+def draw_guided(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, *, on_step=None, batch: int | None = None,
+                start: int = 0, stop: int | None = None) -> Drawn:  # fmt: skip
+    """Samples [start, stop) of ``plan`` (default: all) drawn with gradient guidance, ``batch``
+    at a time (None: all at once): the rows of the full draw, as sampling.sample_range's;
     observed coordinates are exact in every sample (written in at the end, except by smc, whose
     last step conditions on them).  ``on_step`` gets each sampler step's record."""
+    stop = plan.n if stop is None else stop
     if request.method == SMC:
-        return _draw_smc(run, plan, request, counts, on_step, batch)
+        return _draw_smc(run, plan, request, counts, on_step, batch, start, stop)
     batched = GuidanceCounts()
     wrap, known = guided_wrapper(run, request, plan.seed, batched)
-    drawn = sample(run, plan, model_wrapper=wrap, on_step=on_step, batch=batch)
-    _add_one_batch(counts, batched, batch_count(plan.n, batch))
+    drawn = sample_range(run, plan, start, stop, model_wrapper=wrap, on_step=on_step, batch=batch)
+    _add_one_batch(counts, batched, batch_count(stop - start, batch))
     if known is not None:
         for i, v in request.observe.items():
             drawn.x[:, i] = v
@@ -355,9 +358,10 @@ def _add_one_batch(counts: GuidanceCounts, batched: GuidanceCounts, batches: int
     counts.other_gradients += batched.other_gradients // batches
 
 
-def _draw_smc(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, on_step=None, batch: int | None = None) -> Drawn:
+def _draw_smc(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, on_step=None, batch: int | None = None,
+              start: int = 0, stop: int | None = None) -> Drawn:  # fmt: skip
     """``draw_guided`` by twisted SMC: one twist, of the observed coordinates or of the region."""
-    drawn, record = draw_smc(run, plan, smc_twist(run, request), request.particles, counts, on_step, batch=batch)
+    drawn, record = draw_smc(run, plan, smc_twist(run, request), request.particles, counts, on_step, batch=batch, start=start, stop=stop)
     return replace(drawn, x=run.to_data_units(torch.as_tensor(drawn.x)), particles=record)
 
 
