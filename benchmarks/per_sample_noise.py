@@ -16,12 +16,13 @@ invocation on the same machine, each `--repeats` times, interleaved, the fastest
 The first three call the network once a step on the whole batch.  A line per draw gives the
 seconds, the ratio to one generator, and the noise alone (the draws of one path, without the
 network).  A last table shows why the network's calls have a fixed shape: the largest change of
-a spiral sample (dpm++2m, 20 steps) drawn in batches of 7, 64 and 500 rather than all at once,
+a spiral sample (dpm++2m, 20 steps) drawn in batches of 1, 7, 64 and 500 rather than all at once,
 with per-sample streams and one network call a batch, and as `runs.sample` draws it.  The runs are the recipes' networks after one training step (the cost of a draw
 does not depend on the weights), on one torch thread.
 
     python benchmarks/per_sample_noise.py                           # spiral n 10000, 100 steps; digits n 500, 20 steps
     python benchmarks/per_sample_noise.py --quick                   # spiral n 2000, 20 steps; digits n 100, 5 steps
+    python benchmarks/per_sample_noise.py --differences-only        # the last table alone
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def _plain_batches(run, plan, batch: int):
     return torch.cat(xs)
 
 
-def batch_differences(name: str, run, plan, batches=(7, 64, 500)) -> None:
+def batch_differences(name: str, run, plan, batches=(1, 7, 64, 500)) -> None:
     """The largest difference of a sample drawn in batches from the same sample drawn all at once."""
     print(f"\n{name}: {plan.n} samples, {plan.describe()}: max |sample in batches - sample all at once| (model units)")
     print(f"{'batch':>6s} {'one call a batch':>18s} {'fixed-shape calls':>18s}")
@@ -136,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small draws, to check the script")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--differences-only", action="store_true", help="only the last table (no timing)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}")
@@ -143,6 +145,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spiral, digits = _run("spiral", Path(tmp)), _run("digits", Path(tmp))
         with torch.inference_mode():
+            if args.differences_only:
+                batch_differences("spiral", spiral, plan_sampling(spiral, sampler="dpm++2m", steps=20, n=points[0] // 5, tuned=False))
+                return
             bench("spiral", spiral, plan_sampling(spiral, sampler="ddpm", steps=points[1], n=points[0], tuned=False), args.repeats)
             bench("digits", digits, plan_sampling(digits, sampler="ddpm", steps=images[1], n=images[0], tuned=False), args.repeats)
             batch_differences("spiral", spiral, plan_sampling(spiral, sampler="dpm++2m", steps=20, n=points[0] // 5, tuned=False))
