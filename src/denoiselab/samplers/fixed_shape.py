@@ -3,8 +3,9 @@
 Per-sample noise (noise.py) makes a sample's random numbers the same in any batch; its arithmetic
 may still differ.  A matrix product's kernel is chosen by the shape of the call, and the rows of a
 small or ragged call are summed in another order than those of a large one: on one CPU thread
-the spiral's MLP gives a row of a 7-row call a result 3e-7 away from the same row in a 2000-row
-call, and an ODE sampler carries that to 3e-5 (BENCHMARKS.md, "Per-sample seeds").  This is
+the spiral's MLP gives the row of a 1-row call a result 3.6e-7 away from the same row in a
+2000-row call (on two threads a 7-row call differs too), and 20 dpm++2m steps carry that to
+5.8e-4 (BENCHMARKS.md, "Per-sample seeds").  This is
 the batch dependence that He et al. (2025, "Defeating nondeterminism in LLM inference",
 Thinking Machines) trace in LLM serving; they make every kernel batch-invariant.  Here the kernels
 stay as they are and the shape is fixed instead: the rows are laid on a grid of ``rows`` per
@@ -12,15 +13,18 @@ call, aligned to the global row index (sample index x rows per sample), and each
 cell of the grid, padded with copies of a real row where the batch does not fill it.  A row
 then meets the same kernel, at the same place in its call, whatever batch or process it is drawn
 in, and rows never mix in a denoiser (no batch statistics), so its result is the same to the bit.
-The price is the padding: a batch smaller than ``rows`` evaluates a whole call.
+The price is the padding: a batch smaller than ``rows`` evaluates a whole call.  Only the
+denoiser's network is called so: a classifier of classifier guidance and a latent run's decoder
+see the batch as it is.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Rows per network call.  On one thread the spiral's MLP costs the same per row in calls of 256
-# as in one call of 10 000 (smaller working set); a draw of fewer rows uses its own size.
+# Rows per network call.  On one thread the spiral's MLP and the digits' U-Net cost no more per
+# row in calls of 256 than in one call of the whole draw (BENCHMARKS.md, "Per-sample seeds"); a
+# draw of fewer rows uses its own size.
 ROWS_PER_CALL = 256
 
 
