@@ -91,9 +91,10 @@ def sample(run: Run, plan: SamplingPlan, *, model_wrapper=None, on_step=None, de
 
 def sample_range(run: Run, plan: SamplingPlan, start: int, stop: int, *, model_wrapper=None, on_step=None, decode: bool = True,
                  batch: int | None = None) -> Drawn:  # fmt: skip
-    """Samples start, ..., stop - 1 of ``plan``: exactly those rows of ``sample(run, plan)``'s
-    draw (up to the network's rounding, as for batches), so that processes can each draw a
-    range and one concatenates them.  Options as ``sample``'s; ``evaluations`` is per sample."""
+    """Samples start, ..., stop - 1 of ``plan``: those rows of ``sample(run, plan)``'s draw, to
+    the bit, so that processes can each draw a range and one concatenates them (a classifier of
+    classifier guidance and a latent run's decoder may round a row differently in another batch:
+    samplers/fixed_shape.py).  Options as ``sample``'s; ``evaluations`` is per sample."""
     if not 0 <= start < stop <= plan.n:
         raise PlanError("batch", f"samples [{start}, {stop}): expected 0 <= start < stop <= n = {plan.n}")
     if model_wrapper is not None and plan.sampler in JUMP_SAMPLERS:
