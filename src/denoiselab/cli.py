@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__, files
-from .choices import GRIDS, IMAGE_SAMPLE_BATCH, JUMP_SAMPLER_NAMES, SAMPLER_NAMES, SCHEDULE_KINDS, TUNING_CALLS, VARIANCES
+from .choices import GRIDS, JUMP_SAMPLER_NAMES, SAMPLER_NAMES, SCHEDULE_KINDS, TUNING_CALLS, VARIANCES
 from .config import load_config, recipe_names
 from .errors import InputError
 from .runs.folder import CHECKPOINT, CONFIG, DATA, INFO, RunError, RunFolder, RunFolderError
@@ -76,6 +76,7 @@ def _positive_float(text: str) -> float:
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    from .choices import IMAGE_SAMPLE_BATCH
     p.add_argument("--sampler", choices=SAMPLER_NAMES + JUMP_SAMPLER_NAMES, help="default: the run's [sample] sampler")
     p.add_argument("--steps", type=_positive_int, help="sampler steps (<= T; = model evaluations, heun, edm-heun and dpm++2s: 2 x steps - 1)")
     p.add_argument("-n", type=_positive_int, help="number of points")
@@ -340,6 +341,8 @@ def _plan(args, run):
 
 def _batch(args, run) -> int | None:
     """--batch, or its default: all at once for points, IMAGE_SAMPLE_BATCH images at a time."""
+    from .choices import IMAGE_SAMPLE_BATCH
+
     if args.batch is not None:
         return args.batch
     return IMAGE_SAMPLE_BATCH if run.is_image else None
