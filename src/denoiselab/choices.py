@@ -32,3 +32,6 @@ POINT_ARCHITECTURES = ("residual-mlp", "simple-mlp")  # models/
 AUTOENCODER = "autoencoder"  # latent diffusion's first stage (models/autoencoder.py)
 IMAGE_ARCHITECTURES = ("unet", AUTOENCODER)
 ARCHITECTURES = POINT_ARCHITECTURES + IMAGE_ARCHITECTURES
+# sample / evaluate --batch for image runs when none is given: samples drawn at a time (point runs: all at once);
+# the samples are the same for any batch (samplers/noise.py), so this only bounds the memory of a draw
+IMAGE_SAMPLE_BATCH = 256

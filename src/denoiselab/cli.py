@@ -76,6 +76,7 @@ def _positive_float(text: str) -> float:
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    from .choices import IMAGE_SAMPLE_BATCH
     p.add_argument("--sampler", choices=SAMPLER_NAMES + JUMP_SAMPLER_NAMES, help="default: the run's [sample] sampler")
     p.add_argument("--steps", type=_positive_int, help="sampler steps (<= T; = model evaluations, heun, edm-heun and dpm++2s: 2 x steps - 1)")
     p.add_argument("-n", type=_positive_int, help="number of points")
@@ -88,9 +89,14 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
         "(strictly decreasing, ending at 0; it sets the steps), or a file of such times",
     )  # fmt: skip
     p.add_argument("--rho", type=float, help="karras grid: its exponent (default: the run's sample.rho, 7)")
-    p.add_argument("--seed", type=int, help="seed of x_T and the sampler's noise")
+    p.add_argument("--seed", type=int, help="seed of x_T and the sampler's noise, per sample: sample i's stream is keyed by (seed, i)")
     p.add_argument("--label", metavar="K|NAME", help="conditional runs: the class to draw (index or name); default: every class in proportion")
     p.add_argument("--guidance", type=_nonneg_float, metavar="S", help="conditional runs: classifier-free guidance scale (1 = conditional, 0 = unconditional)")
+    p.add_argument(
+        "--batch", type=_positive_int, metavar="B",
+        help=f"samples drawn at a time (default: all at once for points, {IMAGE_SAMPLE_BATCH} for images); "
+        "every sample has its own seed, so the samples are the same for any B",
+    )  # fmt: skip
 
 
 def _add_gradient_guidance_options(p: argparse.ArgumentParser) -> None:
@@ -409,7 +415,7 @@ FLAGS = {
     "sampler": "--sampler", "steps": "--steps", "n": "-n", "seed": "--seed", "grid": "--grid", "rho": "--rho",
     "eta": "--eta", "variance": "--variance", "label": "--label", "labels": "--label", "guidance": "--guidance",
     "classifier_scale": "--classifier-scale", "observe": "--observe", "region": "--region", "method": "--method",
-    "mask": "--mask", "image": "--image", "particles": "--particles", "prompt": "--prompt",
+    "mask": "--mask", "image": "--image", "particles": "--particles", "prompt": "--prompt", "batch": "--batch",
 }  # fmt: skip
 
 
@@ -437,6 +443,15 @@ def _plan(args, run):
     )  # fmt: skip
 
 
+def _batch(args, run) -> int | None:
+    """--batch, or its default: all at once for points, IMAGE_SAMPLE_BATCH images at a time."""
+    from .choices import IMAGE_SAMPLE_BATCH
+
+    if args.batch is not None:
+        return args.batch
+    return IMAGE_SAMPLE_BATCH if run.is_image else None
+
+
 def _load_for_use(path: str):
     problem = RunFolder(path).problem()  # answered before torch is imported
     if problem is not None:
@@ -459,6 +474,8 @@ def cmd_sample(args) -> int:
     if run.is_image and out.suffix.lower() == ".csv":
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
     if args.prompt is not None:
+        if args.batch is not None:
+            raise UsageError("--batch: applies to draws of -n samples, not to --prompt")
         return _sample_prompts(args, run, out)
     with _flag_errors(run):
         if args.method is None and _smc_by_default(args):
@@ -471,8 +488,9 @@ def cmd_sample(args) -> int:
             if args.steps is None and args.grid is None:
                 args.steps = default_steps(run)
         plan = _plan(args, run)
-        with _step_progress(not args.no_progress, "sample", run, plan) as on_step:
-            drawn, guidance_cost, request = _draw(args, run, plan, on_step)
+        batch = _batch(args, run)
+        with _step_progress(not args.no_progress, "sample", run, plan, batch) as on_step:
+            drawn, guidance_cost, request = _draw(args, run, plan, on_step, batch)
     from .runs import describe_draw
     from .runs.guided import conditional_reference, describe_inside, inside, request_region
 
@@ -567,10 +585,11 @@ def _sample_prompts(args, run, out: Path) -> int:
     return 0
 
 
-def _draw(args, run, plan, on_step=None):
-    """``plan`` drawn, with --classifier-scale / --observe / --region through runs.guided;
-    returns the draw, the cost of the guidance as text (empty without guidance) and the
-    guidance request (None without guidance).  ``on_step`` gets each sampler step's record."""
+def _draw(args, run, plan, on_step=None, batch: int | None = None):
+    """``plan`` drawn ``batch`` samples at a time, with --classifier-scale / --observe / --region
+    through runs.guided; returns the draw, the cost of the guidance as text (empty without
+    guidance) and the guidance request (None without guidance).  ``on_step`` gets each sampler
+    step's record."""
     from .gradient_guidance import GuidanceCounts
     from .runs import sample
     from .runs.guided import GuidanceRequest, draw_guided, parse_observations
@@ -587,7 +606,7 @@ def _draw(args, run, plan, on_step=None):
         for flag, value in (("--method", args.method), ("--guide-scale", args.guide_scale)):
             if value is not None:
                 raise UsageError(f"{flag}: applies with --observe or --region only")
-        return sample(run, plan, on_step=on_step), "", None
+        return sample(run, plan, on_step=on_step, batch=batch), "", None
     if args.classifier_scale is not None and args.guidance is not None:
         raise UsageError("--guidance and --classifier-scale: give one (classifier guidance steers the run's unconditional model)")
     if args.method is not None and not args.observe and not (args.method == "smc" and args.region is not None):
@@ -595,7 +614,7 @@ def _draw(args, run, plan, on_step=None):
     if args.method == "smc" and args.guide_scale is not None:
         raise UsageError("--guide-scale: --method smc has no scale (its twist tightens to the exact condition by itself)")
     counts = GuidanceCounts()
-    return draw_guided(run, plan, request, counts, on_step=on_step), f"; guidance: {counts.summary()}", request
+    return draw_guided(run, plan, request, counts, on_step=on_step, batch=batch), f"; guidance: {counts.summary()}", request
 
 
 def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list[str]) -> None:
@@ -645,11 +664,13 @@ POINT_DRAW_QUIET_SECONDS = 3.0
 
 
 @contextmanager
-def _step_progress(enabled: bool, desc: str, run, plan):
-    """An on_step for one draw of ``plan`` that counts its sampler steps on ``_progress_bar``
-    (None when not ``enabled``): an image draw shows from its first step, a point draw once it is
-    slow.  Nothing shows before the first step, so a request refused before it is one line."""
+def _step_progress(enabled: bool, desc: str, run, plan, batch: int | None = None):
+    """An on_step for one draw of ``plan``, ``batch`` samples at a time, that counts the sampler
+    steps of every batch on ``_progress_bar`` (None when not ``enabled``): an image draw shows
+    from its first step, a point draw once it is slow.  Nothing shows before the first step, so a
+    request refused before it is one line."""
     from .runs.evaluation import Units
+    from .runs.sampling import batch_count
 
     delay = 0.0 if run.is_image else POINT_DRAW_QUIET_SECONDS
     with _progress_bar(enabled, desc, delay) as progress:
@@ -657,7 +678,7 @@ def _step_progress(enabled: bool, desc: str, run, plan):
             yield None
             return
         what = f"sampling {plan.n} {'images' if run.is_image else 'points'}"
-        yield Units(progress, plan.steps).sampler_steps(what)
+        yield Units(progress, plan.steps * batch_count(plan.n, batch)).sampler_steps(what)
 
 
 def cmd_evaluate(args) -> int:
@@ -669,13 +690,15 @@ def cmd_evaluate(args) -> int:
     with _flag_errors(run):
         if run.is_autoencoder:  # it samples nothing: its reconstructions are measured
             _refuse_sampling_options(args, f"{run.path} is an autoencoder: evaluate measures its reconstructions and samples nothing")
+            if args.batch is not None:
+                raise UsageError(f"--batch: {run.path} is an autoencoder: evaluate measures its reconstructions and samples nothing")
             with _progress_bar(not args.no_progress, "evaluate") as progress:
                 metrics, _ = evaluate_run(run, repeats=args.repeats, seed=args.seed, n=args.n, label=args.label, progress=progress)
             what, words = {}, "reconstructions of its held-out images"
         else:
             plan = _plan(args, run)
             with _progress_bar(not args.no_progress, "evaluate") as progress:
-                metrics, _ = evaluate_run(run, plan, repeats=args.repeats, progress=progress)
+                metrics, _ = evaluate_run(run, plan, repeats=args.repeats, progress=progress, batch=_batch(args, run))
             grid = plan.grid if plan.named else plan.times.tolist()
             what = {"sampler": plan.sampler, "steps": plan.steps, "grid": grid, "tuned_grid": plan.tuned, "evaluations": plan.evaluations}
             words = f"{plan.describe()}, {plan.evaluations} model evaluations"
@@ -703,7 +726,7 @@ def _evaluate_ema_lengths(args, run) -> int:
         for result in states:
             run.model.load_state_dict({k: v.to(run.device) for k, v in result.state.items()})
             with _progress_bar(not args.no_progress, f"evaluate, EMA length {result.sigma_rel:g}") as progress:
-                metrics, _ = evaluate_run(run, plan, repeats=args.repeats, progress=progress)
+                metrics, _ = evaluate_run(run, plan, repeats=args.repeats, progress=progress, batch=_batch(args, run))
             results.append((result, metrics))
     if args.json:
         rows = [{"ema_length": r.sigma_rel, "step": r.step, "profile_error": r.relative_error, **m.to_dict()} for r, m in results]

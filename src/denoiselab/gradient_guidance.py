@@ -33,6 +33,7 @@ from typing import Callable
 import torch
 
 from .prediction import Denoised, expand, resolve, target
+from .samplers.noise import normal_like
 from .schedules import Schedule
 
 # A scale: one number, or a function of the times (B,) giving one per sample ("scale per step").
@@ -246,19 +247,20 @@ def replacement(
     schedule: Schedule,
     prediction: str,
     *,
-    generator: torch.Generator | None = None,
+    generator=None,
 ):
     """Known coordinates replaced by the noised observation before every evaluation (Lugmayr et
     al. 2022, Eq. 8, without RePaint's resampling; Song et al. 2021, App. I.2): the model sees
     x_t with x_t[mask] = alpha_t values + sigma_t z, z fresh noise, and its output is returned
     with x0_hat[mask] = values, so the sampler's known coordinates land on the values at t = 0.
-    No gradients: the unknown coordinates only feel the observation through the network."""
+    No gradients: the unknown coordinates only feel the observation through the network.
+    ``generator`` draws z: a torch.Generator or a per-sample samplers.noise.SampleNoise."""
     mask = mask.to(torch.bool)
 
     def guided(x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
         alpha, sigma = _levels(schedule, t, x)
         m, v = mask.to(x.device).expand_as(x), values.to(x).expand_as(x)
-        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
+        z = normal_like(x, generator)
         noised = expand(alpha, x) * v + expand(sigma, x) * z
         x_in = torch.where(m, noised, x)
         d = resolve(model_fn(x_in, t, y), prediction, x_in, alpha, sigma)

@@ -45,6 +45,7 @@ from .forward_process import q_posterior_at, transition_at
 from .gradient_guidance import shift_eps
 from .prediction import Denoised, expand, resolve
 from .samplers.denoiser import Denoiser
+from .samplers.noise import SampleNoise, uniform
 from .samplers.stepping import OnStep, StepRecord, gaussian_like, visited_times
 
 # Resample a group when its ESS falls below this share of its K particles (a common choice;
@@ -139,7 +140,7 @@ def effective_sample_size(log_w: torch.Tensor) -> torch.Tensor:
     return 1.0 / normalized(log_w).pow(2).sum(dim=1)
 
 
-def systematic_resample(log_w: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def systematic_resample(log_w: torch.Tensor, generator=None) -> torch.Tensor:
     """Indices (groups, K) into each row's particles by systematic resampling (Douc & Cappe 2005;
     Kitagawa 1996): one uniform u per row, the K points (u + j) / K read through the cumulative
     weights.  Particle i is drawn floor(K w_i) or ceil(K w_i) times, K w_i on average."""
@@ -147,9 +148,19 @@ def systematic_resample(log_w: torch.Tensor, generator: torch.Generator | None =
     w = normalized(log_w.double())
     cumulative = torch.cumsum(w, dim=1)
     cumulative[:, -1] = 1.0  # rounding must not leave the last point beyond the sum
-    u = torch.rand(groups, 1, generator=generator, dtype=torch.float64, device="cpu").to(w.device)
+    u = uniform((groups, 1), generator, w.device)
     points = (u + torch.arange(k, dtype=torch.float64, device=w.device)) / k
     return torch.searchsorted(cumulative, points, right=True).clamp(max=k - 1)
+
+
+def draw_one(weights: torch.Tensor, generator=None) -> torch.Tensor:
+    """One index per row of ``weights`` (groups, K), drawn with those probabilities: by inverse
+    transform of one uniform per group from a per-sample SampleNoise, else torch.multinomial."""
+    if not isinstance(generator, SampleNoise):
+        return torch.multinomial(weights.cpu().float(), 1, generator=generator)[:, 0]
+    cumulative = torch.cumsum(weights.double(), dim=1)
+    u = uniform((weights.shape[0], 1), generator, weights.device) * cumulative[:, -1:]
+    return torch.searchsorted(cumulative, u, right=True)[:, 0].clamp(max=weights.shape[1] - 1)
 
 
 # -- the sampler ----------------------------------------------------------------------------------
@@ -189,6 +200,24 @@ class ParticleRecord:
         }
 
 
+def concatenate_records(records: list[ParticleRecord], into: ParticleRecord) -> ParticleRecord:
+    """Fill ``into`` with the records of consecutive batches of groups, as one record of all the
+    groups: per-group values joined in order, the steps that resampled in any batch, the dead
+    groups summed.  The batches stepped the same times."""
+    first = records[0]
+    into.times[:] = first.times
+    into.ess[:] = [torch.cat(step) for step in zip(*(r.ess for r in records))]
+    into.resampled[:] = sorted(set().union(*(r.resampled for r in records)))
+    if first.final_ess is not None:
+        into.final_ess = torch.cat([r.final_ess for r in records])
+        into.final_weights = torch.cat([r.final_weights for r in records])
+        into.pick = torch.cat([r.pick for r in records])
+    into.dead_groups = sum(r.dead_groups for r in records)
+    if into.weights is not None:
+        into.weights[:] = [torch.cat(step) for step in zip(*(r.weights for r in records))]
+    return into
+
+
 def _denoised(denoise: Denoiser, x: torch.Tensor, t: float):
     """The model's (x0, eps) at x (which requires grad) unclamped, and (alpha, sigma, t) per sample."""
     tt = torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
@@ -209,7 +238,7 @@ def sample_smc(
     twist: Twist,
     particles: int,
     on_step: OnStep = None,
-    generator: torch.Generator | None = None,
+    generator=None,
     variance: str = "small",
     ess_threshold: float = DEFAULT_ESS_THRESHOLD,
     record: ParticleRecord | None = None,
@@ -244,8 +273,10 @@ def sample_smc(
             ess = effective_sample_size(log_w)
             record.ess.append(ess.cpu())
             record.times.append(t)
+            # The uniforms are drawn at every step, resampled or not, so that a group's stream
+            # never depends on the other groups of its batch (samplers/noise.py).
+            idx = systematic_resample(log_w, generator)
             if bool((ess < ess_threshold * k).any()):
-                idx = systematic_resample(log_w, generator)
                 low = (ess < ess_threshold * k)[:, None]
                 idx = torch.where(low, idx, torch.arange(k, device=idx.device).expand_as(idx))
                 rows = (idx + k * torch.arange(groups, device=idx.device)[:, None]).reshape(-1)
@@ -281,6 +312,6 @@ def sample_smc(
     record.dead_groups = int(torch.isneginf(log_w).all(dim=1).sum())
     record.final_ess = effective_sample_size(log_w).cpu()
     record.final_weights = normalized(log_w).cpu()
-    pick = torch.multinomial(normalized(log_w).cpu().float(), 1, generator=generator)[:, 0].to(x.device)
+    pick = draw_one(normalized(log_w), generator).to(x.device)
     record.pick = pick.cpu()
     return x[torch.arange(groups, device=x.device), pick]

@@ -37,6 +37,6 @@ _EXPORTS = {
     ),
     ".load": ("Run", "load_run"),
     ".plan": ("PlanError", "SamplingError", "SamplingPlan", "check_samples", "class_labels", "describe_draw", "plan_sampling", "resolve_label", "tuned_grid_list"),
-    ".sampling": ("Drawn", "denoiser", "guided_model_fn", "plan_from_options", "sample", "sample_points"),
+    ".sampling": ("Drawn", "denoiser", "guided_model_fn", "plan_from_options", "sample", "sample_points", "sample_range"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

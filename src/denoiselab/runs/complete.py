@@ -32,6 +32,7 @@ def evaluate_run(
     progress: Progress | None = None,
     density: bool = True,
     likelihood: bool = False,
+    batch: int | None = None,
     **plan_options,
 ) -> tuple[Metrics, np.ndarray]:
     """The run's metrics on the samples of ``plan``, and the first sample set.  Without a plan,
@@ -49,7 +50,8 @@ def evaluate_run(
     NLL of fresh points beside it (likelihood.with_density; not by default: an ODE solve a point,
     hundreds of model evaluations).
 
-    ``progress(done, total, now)`` hears of each unit of work (evaluation.Progress)."""
+    ``progress(done, total, now)`` hears of each unit of work (evaluation.Progress).  ``batch``:
+    samples drawn at a time (None: all at once; the samples are the same for any batch)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if run.is_autoencoder:
@@ -57,12 +59,12 @@ def evaluate_run(
         return evaluate_latent_run(run, seed=run.config.sample.seed if seed is None else seed, progress=progress, **plan_options)
     plan = plan_from_options(run, **plan_options) if plan is None else plan
     if run.is_latent:
-        options = {"sampler": plan.sampler, "grid": plan.times, "n": plan.n, **plan.options}
+        options = {"sampler": plan.sampler, "grid": plan.times, "n": plan.n, "batch": batch, **plan.options}
         return evaluate_latent_run(run, seed=plan.seed, label=plan.label, guidance=plan.guidance, progress=progress, **options)
     if run.is_image:
-        return evaluate_images(run, plan, progress=progress)
+        return evaluate_images(run, plan, progress=progress, batch=batch)
     evaluate = evaluate_classes if run.num_classes else evaluate_points
-    metrics, first = evaluate(run, plan, repeats=repeats, progress=progress)
+    metrics, first = evaluate(run, plan, repeats=repeats, progress=progress, batch=batch)
     if (density or likelihood) and run.sample_shape == (2,):
         metrics = with_density(run, metrics, label=plan.label, seed=plan.seed, likelihood=likelihood)
     return metrics, first

@@ -16,7 +16,7 @@ from ..metrics import REFERENCE_DRAWS, ClassMetrics, PointMetrics, cached_floor,
 from .folder import RunError
 from .load import Run
 from .plan import SamplingPlan
-from .sampling import plan_from_options, sample
+from .sampling import batch_count, plan_from_options, sample
 
 
 # Where an evaluation is: progress(done, total, now) before each unit of work (a sample set, a
@@ -122,16 +122,18 @@ def held_out_images(run: Run) -> tuple[np.ndarray, np.ndarray | None]:
     return held, labels
 
 
-def evaluate_images(run: Run, plan: SamplingPlan | None = None, *, progress: Progress | None = None, **plan_options) -> tuple[RunMetrics, np.ndarray]:
+def evaluate_images(run: Run, plan: SamplingPlan | None = None, *, progress: Progress | None = None, batch: int | None = None,
+                    **plan_options) -> tuple[RunMetrics, np.ndarray]:  # fmt: skip
     """Class accuracy and Frechet distance of ``plan``'s samples (every class in proportion, or
-    its one label); without a plan, one is made of ``plan_options`` (plan_from_options)."""
+    its one label), drawn ``batch`` at a time (None: all at once); without a plan, one is made of
+    ``plan_options`` (plan_from_options)."""
     from ..image_metrics import classifier_accuracy, image_metrics
 
     plan = plan_from_options(run, **plan_options) if plan is None else plan
-    units = Units(progress, plan.steps + (2 if run.num_classes else 0))
+    units = Units(progress, plan.steps * batch_count(plan.n, batch) + (2 if run.num_classes else 0))
     drawing = f"sampling {plan.n} images"
     units.now(drawing)
-    samples = sample(run, plan, on_step=units.sampler_steps(drawing)).x
+    samples = sample(run, plan, on_step=units.sampler_steps(drawing), batch=batch).x
     if not run.num_classes:
         note = "unlabelled images: no classifier to measure samples with"
         return RunMetrics({"n": plan.n, "frechet": None, "note": note}), samples
@@ -180,17 +182,22 @@ def reference_draws(run: Run, n: int, count: int = REFERENCE_DRAWS, label: int |
     return [pool[:half], pool[half : 2 * half]]
 
 
-def _sample_sets(run: Run, plan: SamplingPlan, repeats: int, units: Units, what: str = "") -> list[np.ndarray]:
-    """``repeats`` sample sets of ``plan`` (seeds plan.seed, plan.seed + 1, ...), a unit each."""
-    return [units.one(f"{what}sample set {i + 1} of {repeats}", lambda i=i: sample(run, plan.with_seed(plan.seed + i)).x) for i in range(repeats)]
+def _sample_sets(run: Run, plan: SamplingPlan, repeats: int, units: Units, what: str = "", batch: int | None = None) -> list[np.ndarray]:
+    """``repeats`` sample sets of ``plan`` (seeds plan.seed, plan.seed + 1, ...), a unit each,
+    each drawn ``batch`` at a time (None: all at once)."""
+    return [
+        units.one(f"{what}sample set {i + 1} of {repeats}", lambda i=i: sample(run, plan.with_seed(plan.seed + i), batch=batch).x)
+        for i in range(repeats)
+    ]
 
 
-def evaluate_points(run: Run, plan: SamplingPlan, *, repeats: int, progress: Progress | None = None) -> tuple[PointMetrics, np.ndarray]:
+def evaluate_points(run: Run, plan: SamplingPlan, *, repeats: int, progress: Progress | None = None, batch: int | None = None) -> tuple[PointMetrics, np.ndarray]:
     """An unconditional point run: W2 and energy distance of ``repeats`` sample sets of ``plan``
     (seeds plan.seed, plan.seed + 1, ...) against REFERENCE_DRAWS fresh reference draws, beside
-    the floor between those draws (see metrics.point_metrics); returns the first sample set too."""
+    the floor between those draws (see metrics.point_metrics); returns the first sample set too.
+    ``batch``: samples drawn at a time (None: all at once)."""
     units = Units(progress, repeats + 1)
-    samples = _sample_sets(run, plan, repeats, units)
+    samples = _sample_sets(run, plan, repeats, units, batch=batch)
     references = reference_draws(run, len(samples[0]))
     metrics = units.one(f"W2 and energy distance of {repeats} sets", lambda: point_metrics(samples, references, cached_floor(references)))
     units.now("")
@@ -211,7 +218,7 @@ def _classifier_set(run: Run, source, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.repeat(np.arange(run.num_classes), [len(x) for x in xs])
 
 
-def evaluate_classes(run: Run, plan: SamplingPlan, *, repeats: int, progress: Progress | None = None) -> tuple[ClassMetrics, np.ndarray]:
+def evaluate_classes(run: Run, plan: SamplingPlan, *, repeats: int, progress: Progress | None = None, batch: int | None = None) -> tuple[ClassMetrics, np.ndarray]:
     source = run_source(run)
     fit_x, fit_y = _classifier_set(run, source, plan.n)
     wanted = list(range(run.num_classes)) if plan.label is None else [plan.label]
@@ -221,7 +228,7 @@ def evaluate_classes(run: Run, plan: SamplingPlan, *, repeats: int, progress: Pr
     per_class, accuracy, reference_accuracy = {}, {}, {}
     for c in wanted:
         name = run.class_names[c]
-        samples = _sample_sets(run, plan.for_class(c), repeats, units, f"class {name}: ")
+        samples = _sample_sets(run, plan.for_class(c), repeats, units, f"class {name}: ", batch)
         refs = reference_draws(run, len(samples[0]), label=c, source=source)
 
         def measured(samples=samples, refs=refs, c=c):
@@ -236,7 +243,7 @@ def evaluate_classes(run: Run, plan: SamplingPlan, *, repeats: int, progress: Pr
             first = samples[0]
     mixture = mixture_accuracy = None
     if plan.label is None:
-        samples = _sample_sets(run, plan, repeats, units, "every class: ")
+        samples = _sample_sets(run, plan, repeats, units, "every class: ", batch)
         refs = reference_draws(run, len(samples[0]), source=source)
         mixture, mixture_accuracy = units.one(
             f"every class: {measure}",

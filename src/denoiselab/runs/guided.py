@@ -22,13 +22,14 @@ import torch
 from ..classifiers import ClassifierError
 from ..gradient_guidance import GuidanceCounts, classifier_guidance, counted, loss_guidance, observation_loss, paste_observed, replacement
 from ..regions import RegionError, region_from
+from ..samplers.noise import REPLACEMENT_STREAM, SampleNoise
 from .classifier import load_classifier
 from .evaluation import held_out_images
 from .folder import HELD_OUT, RunError
 from .guided_smc import SMC, check_particles, draw_smc, observe_twist, region_twist_of
 from .load import Run
 from .plan import PlanError, SamplingPlan
-from .sampling import Drawn, plan_from_options, sample
+from .sampling import Drawn, batch_count, plan_from_options, sample, sample_range
 
 # How known values steer the rest: replacement (RePaint-style), DPS (gradient of the misfit of
 # x0_hat through the denoiser) or universal guidance (DPS plus one backward step on x0_hat).
@@ -242,11 +243,16 @@ def _observe_wrapper(run: Run, mask, values, method: str, scale: float | None, s
     schedule, prediction = run.schedule, run.config.model.prediction
     s = DEFAULT_OBSERVE_SCALE if scale is None else scale
     if method == "replace":
-        gen = torch.Generator().manual_seed(seed + 1)  # apart from the sampler's own noise
-        return lambda fn: replacement(fn, mask, values, schedule, prediction, generator=gen)
+        # The noised known values come from each sample's own stream, apart from the sampler's
+        # (samplers/noise.py); without the batch's noise, the rows are samples 0, 1, ... (one batch).
+        def replaced(fn, noise: SampleNoise | None = None):
+            noise = SampleNoise(seed) if noise is None else noise
+            return replacement(fn, mask, values, schedule, prediction, generator=noise.spawn(REPLACEMENT_STREAM))
+
+        return replaced
     misfit = observation_loss(mask, values, noise_std=1.0)
     steps = 1 if method == "universal" else 0
-    return lambda fn: loss_guidance(fn, misfit, s, schedule, prediction, backward_steps=steps, backward_lr=1.0, counts=counts)
+    return lambda fn, noise=None: loss_guidance(fn, misfit, s, schedule, prediction, backward_steps=steps, backward_lr=1.0, counts=counts)
 
 
 def _classifier(run: Run):
@@ -268,7 +274,7 @@ def guided_wrapper(run: Run, request: GuidanceRequest, seed: int, counts: Guidan
     if request.classifier_scale is not None:
         classifier = _classifier(run)
         scale = request.classifier_scale
-        wrappers.append(lambda fn: classifier_guidance(fn, classifier, scale, schedule, prediction, counts=counts))
+        wrappers.append(lambda fn, noise=None: classifier_guidance(fn, classifier, scale, schedule, prediction, counts=counts))
     if request.observe:
         point = observed_point(run, request.observe)
         mask = torch.zeros(run.dim, dtype=torch.bool)
@@ -285,14 +291,15 @@ def guided_wrapper(run: Run, request: GuidanceRequest, seed: int, counts: Guidan
         def region_loss(x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return region.loss(x0 * unit + mean.to(x0))  # the region is in data units
 
-        wrappers.append(lambda fn: loss_guidance(fn, region_loss, weight, schedule, prediction, counts=counts))
+        wrappers.append(lambda fn, noise=None: loss_guidance(fn, region_loss, weight, schedule, prediction, counts=counts))
 
-    def wrap(model_fn):
+    def wrap(model_fn, noise: SampleNoise | None = None):
         model_fn = counted(model_fn, counts)
         for w in wrappers:
-            model_fn = w(model_fn)
+            model_fn = w(model_fn, noise)
         return model_fn
 
+    wrap.takes_noise = True  # runs/sampling.with_noise: the batch's noise, for replacement's draws
     return wrap, known
 
 
@@ -324,23 +331,37 @@ def describe_inside(run: Run, region, samples: np.ndarray) -> str:
     return f"{held} of {len(samples)} samples inside {region.text} ({100 * held / len(samples):.1f} %); the training data: {100 * share:.1f} %"
 
 
-def draw_guided(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, *, on_step=None) -> Drawn:
-    """``plan`` drawn with gradient guidance; observed coordinates are exact in every sample
-    (written in at the end, except by smc, whose last step conditions on them).  ``on_step``
-    gets each sampler step's record."""
+def draw_guided(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, *, on_step=None, batch: int | None = None,
+                start: int = 0, stop: int | None = None) -> Drawn:  # fmt: skip
+    """Samples [start, stop) of ``plan`` (default: all) drawn with gradient guidance, ``batch``
+    at a time (None: all at once): the rows of the full draw, as sampling.sample_range's;
+    observed coordinates are exact in every sample (written in at the end, except by smc, whose
+    last step conditions on them).  ``on_step`` gets each sampler step's record."""
+    stop = plan.n if stop is None else stop
     if request.method == SMC:
-        return _draw_smc(run, plan, request, counts, on_step)
-    wrap, known = guided_wrapper(run, request, plan.seed, counts)
-    drawn = sample(run, plan, model_wrapper=wrap, on_step=on_step)
+        return _draw_smc(run, plan, request, counts, on_step, batch, start, stop)
+    batched = GuidanceCounts()
+    wrap, known = guided_wrapper(run, request, plan.seed, batched)
+    drawn = sample_range(run, plan, start, stop, model_wrapper=wrap, on_step=on_step, batch=batch)
+    _add_one_batch(counts, batched, batch_count(stop - start, batch))
     if known is not None:
         for i, v in request.observe.items():
             drawn.x[:, i] = v
     return drawn
 
 
-def _draw_smc(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, on_step=None) -> Drawn:
+def _add_one_batch(counts: GuidanceCounts, batched: GuidanceCounts, batches: int) -> None:
+    """Add to ``counts`` one batch's share of ``batched``, what ``batches`` batches cost: every
+    batch makes the same calls, and a draw's cost is counted per sample, as in one batch."""
+    counts.evaluations += batched.evaluations // batches
+    counts.model_backward += batched.model_backward // batches
+    counts.other_gradients += batched.other_gradients // batches
+
+
+def _draw_smc(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, on_step=None, batch: int | None = None,
+              start: int = 0, stop: int | None = None) -> Drawn:  # fmt: skip
     """``draw_guided`` by twisted SMC: one twist, of the observed coordinates or of the region."""
-    drawn, record = draw_smc(run, plan, smc_twist(run, request), request.particles, counts, on_step)
+    drawn, record = draw_smc(run, plan, smc_twist(run, request), request.particles, counts, on_step, batch=batch, start=start, stop=stop)
     return replace(drawn, x=run.to_data_units(torch.as_tensor(drawn.x)), particles=record)
 
 
@@ -391,15 +412,18 @@ def inpaint(
 
 
 def inpaint_draw(run: Run, image: np.ndarray, mask: torch.Tensor, method: str, scale: float | None, counts: GuidanceCounts,
-                 plan: SamplingPlan, particles: int | None = None, on_step=None) -> Drawn:  # fmt: skip
-    """``inpaint``'s draw: the completions (data units) with the SMC population's record."""
+                 plan: SamplingPlan, particles: int | None = None, on_step=None, batch: int | None = None) -> Drawn:  # fmt: skip
+    """``inpaint``'s draw, ``batch`` completions at a time (None: all at once): the completions
+    (data units) with the SMC population's record."""
     if method == SMC:
         check_inpaintable(run)
         twist = observe_twist(run, *_known(run, mask[None].expand(run.sample_shape), image))
-        drawn, record = draw_smc(run, plan, twist, particles, counts, on_step)
+        drawn, record = draw_smc(run, plan, twist, particles, counts, on_step, batch=batch)
         return replace(drawn, x=run.to_data_units(torch.as_tensor(drawn.x)), particles=record)
-    wrap, (full, _) = inpaint_wrapper(run, image, mask, method, scale, plan.seed, counts)
-    drawn = sample(run, plan, model_wrapper=wrap, on_step=on_step)
+    batched = GuidanceCounts()
+    wrap, (full, _) = inpaint_wrapper(run, image, mask, method, scale, plan.seed, batched)
+    drawn = sample(run, plan, model_wrapper=wrap, on_step=on_step, batch=batch)
+    _add_one_batch(counts, batched, batch_count(plan.n, batch))
     return replace(drawn, x=paste_observed(torch.as_tensor(drawn.x), full, torch.as_tensor(image, dtype=torch.float32)).numpy())
 
 
@@ -434,4 +458,9 @@ def inpaint_wrapper(run: Run, image: np.ndarray, mask: torch.Tensor, method: str
     check_inpaintable(run)
     known = _known(run, mask[None].expand(run.sample_shape), image)
     observe = _observe_wrapper(run, *known, method, scale, seed, counts)
-    return (lambda fn: observe(counted(fn, counts))), known
+
+    def wrap(model_fn, noise: SampleNoise | None = None):
+        return observe(counted(model_fn, counts), noise)
+
+    wrap.takes_noise = True
+    return wrap, known

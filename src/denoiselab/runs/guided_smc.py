@@ -18,10 +18,12 @@ import torch
 
 from ..gradient_guidance import GuidanceCounts, counted
 from ..samplers import Denoiser
-from ..smc import ParticleRecord, Twist, observation_twist, region_twist, sample_smc
+from ..samplers.fixed_shape import ROWS_PER_CALL, fixed_shape
+from ..samplers.noise import SampleNoise
+from ..smc import ParticleRecord, Twist, concatenate_records, observation_twist, region_twist, sample_smc
 from .load import Run
 from .plan import PlanError, SamplingPlan
-from .sampling import Drawn, guided_model_fn
+from .sampling import Drawn, batch_ranges, guided_model_fn
 
 SMC = "smc"
 DEFAULT_PARTICLES = 16
@@ -59,28 +61,45 @@ def check_particles(particles: int | None) -> int:
 
 
 def draw_smc(
-    run: Run, plan: SamplingPlan, twist: Twist, particles: int, counts: GuidanceCounts, on_step=None, record: ParticleRecord | None = None
+    run: Run, plan: SamplingPlan, twist: Twist, particles: int, counts: GuidanceCounts, on_step=None, record: ParticleRecord | None = None,
+    *, batch: int | None = None, start: int = 0, stop: int | None = None,
 ) -> tuple[Drawn, ParticleRecord]:
-    """``plan`` drawn by twisted SMC with ``particles`` per sample, in model units (Drawn.x is
-    left undecoded: the caller writes the values it knows); ``counts`` gets the evaluations,
-    ``on_step`` each step's record and ``record`` (a new one if None) what the population did."""
+    """Samples [start, stop) of ``plan`` (default: all) drawn by twisted SMC with ``particles``
+    per sample, ``batch`` samples at a time (None: all at once), in model units (Drawn.x is left
+    undecoded: the caller writes the values it knows); ``counts`` gets the evaluations per
+    sample, ``on_step`` each step's record of each batch and ``record`` (a new one if None) what
+    the population did.  A sample's K particles are one unit of its own random stream
+    (samplers/noise.py), so the samples are the same for any batch and any range."""
     check_smc_plan(plan)
     k = check_particles(particles)
-    calls = GuidanceCounts()
-    model_fn = counted(guided_model_fn(run, plan.guidance), calls)
-    y = None if plan.labels is None else torch.as_tensor(np.repeat(plan.labels, k), device=run.device)
-    denoise = Denoiser(model_fn, run.schedule, run.config.model.prediction, y, plan.clip_x0)
-    generator = torch.Generator().manual_seed(plan.seed)
-    # K = 1 starts from the noise of an unguided draw of the same plan (runs/sampling.sample).
-    x_T = torch.randn(plan.n * k, *run.sample_shape, generator=generator).to(run.device)
+    stop = plan.n if stop is None else stop
+    if not 0 <= start < stop <= plan.n:
+        raise PlanError("batch", f"samples [{start}, {stop}): expected 0 <= start < stop <= n = {plan.n}")
     record = ParticleRecord(k) if record is None else record
-    x0 = sample_smc(
-        denoise, x_T, plan.times, twist=twist, particles=k, generator=generator if run.device.type == "cpu" else None,
-        variance=plan.options.get("variance", "small"), record=record, on_step=on_step,
-    )  # fmt: skip
-    counts.evaluations += calls.evaluations * k
+    ranges = batch_ranges(start, stop, batch)
+    xs, starts, records, calls = [], [], [], GuidanceCounts()
+    for a, b in ranges:
+        calls = GuidanceCounts()
+        network = fixed_shape(guided_model_fn(run, plan.guidance), a * k, min(ROWS_PER_CALL, plan.n * k))  # as runs/sampling.py
+        model_fn = counted(network, calls)
+        y = None if plan.labels is None else torch.as_tensor(np.repeat(plan.labels[a:b], k), device=run.device)
+        denoise = Denoiser(model_fn, run.schedule, run.config.model.prediction, y, plan.clip_x0)
+        noise = SampleNoise(plan.seed, a, b - a)
+        # K = 1 starts from the noise of an unguided draw of the same plan (runs/sampling.sample).
+        x_T = noise.normal(((b - a) * k, *run.sample_shape), device=run.device)
+        part = record if len(ranges) == 1 else ParticleRecord(k, weights=None if record.weights is None else [])
+        x0 = sample_smc(
+            denoise, x_T, plan.times, twist=twist, particles=k, generator=noise,
+            variance=plan.options.get("variance", "small"), record=part, on_step=on_step,
+        )  # fmt: skip
+        xs.append(x0.float().cpu().numpy())
+        starts.append(x_T)
+        records.append(part)
+    if len(ranges) > 1:
+        concatenate_records(records, into=record)
+    counts.evaluations += calls.evaluations * k  # one batch's calls: each sample's K particles
     counts.model_backward += calls.evaluations * k  # one backward pass of the twist per call
-    return Drawn(x0.float().cpu().numpy(), x_T, calls.evaluations * k), record
+    return Drawn(np.concatenate(xs), torch.cat(starts), calls.evaluations * k), record
 
 
 def observe_twist(run: Run, mask: torch.Tensor, values: torch.Tensor) -> Twist:

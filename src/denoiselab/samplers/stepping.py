@@ -16,6 +16,7 @@ from ..schedules import Schedule
 from .denoiser import ModelFn
 from .grids import check_grid
 from .legacy import evaluate  # noqa: F401 - deprecated: Denoiser(...)(x, t), one release
+from .noise import normal_like
 
 
 def visited_times(times) -> list[float]:
@@ -55,8 +56,10 @@ def _grid_position(t: float, T: int) -> int | float:
 OnStep = Optional[Callable[[StepRecord], None]]
 
 
-def gaussian_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+def gaussian_like(x: torch.Tensor, generator) -> torch.Tensor:
+    """A sampler's fresh noise: normals of x's shape from ``generator``, a torch.Generator or a
+    per-sample noise.SampleNoise (noise.normal_like)."""
+    return normal_like(x, generator)
 
 
 class CountingModel:
