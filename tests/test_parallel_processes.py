@@ -83,6 +83,25 @@ def test_two_processes_train_what_one_trains(one_and_two):
     assert "Traceback" not in two.stderr
 
 
+@pytest.mark.parametrize("guidance", [[], ["--observe", "x1=0.5", "--json"]], ids=["plain", "smc"])
+def test_torchrun_sample_writes_the_file_one_process_writes(one_and_two, guidance):
+    """Each process draws its share of the samples, each sample from its own seed; rank 0 writes
+    one file, the bits of a single process's (twisted SMC's particles are a sample's own)."""
+    where, _, _ = one_and_two
+    run = where / "one"
+    single = _run([sys.executable, "-m", "denoiselab", "sample", str(run), "-n", "41", "--out", str(where / "1.npy"), "--no-progress", *guidance], where)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    double = _run([*torchrun, "-m", "denoiselab", "sample", str(run), "-n", "41", "--out", str(where / "2.npy"), "--no-progress", *guidance], where)
+    assert single.returncode == 0, single.stderr
+    assert double.returncode == 0, double.stderr
+    assert np.array_equal(np.load(where / "1.npy"), np.load(where / "2.npy"))
+    if guidance:
+        one, two = json.loads(single.stdout), json.loads(double.stdout)
+        assert two["n"] == 41 and two["smc"] == one["smc"]
+    else:
+        assert double.stdout.count("wrote 41 samples") == 1
+
+
 def _wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -470,7 +470,15 @@ def cmd_sample(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in SAMPLE_SUFFIXES:
         raise UsageError(f"--out {out}: unknown extension {out.suffix!r}; expected one of {', '.join(SAMPLE_SUFFIXES)}")
-    run = _load_for_use(args.run)
+    rank, world = _torchrun_place()
+    if world > 1 and args.prompt is not None:
+        raise UsageError("--prompt: draws prompts in one process; leave torchrun out")
+    processes = None
+    if world > 1:  # before the run is loaded: each process's GPU is its local rank's
+        from .training.parallel import Processes
+
+        processes = Processes.start()
+    run = _load_for_use(args.run) if rank == 0 else _load_quietly(args.run)
     if run.is_image and out.suffix.lower() == ".csv":
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
     if args.prompt is not None:
@@ -489,8 +497,16 @@ def cmd_sample(args) -> int:
                 args.steps = default_steps(run)
         plan = _plan(args, run)
         batch = _batch(args, run)
-        with _step_progress(not args.no_progress, "sample", run, plan, batch) as on_step:
-            drawn, guidance_cost, request = _draw(args, run, plan, on_step, batch)
+        if plan.n < world:
+            raise UsageError(f"-n: {plan.n} samples cannot be shared by {world} processes; draw at least one a process")
+        share = (plan.n * rank // world, plan.n * (rank + 1) // world)  # this process's samples
+        with _step_progress(not args.no_progress and rank == 0, "sample", run, plan, batch) as on_step:
+            drawn, guidance_cost, request = _draw(args, run, plan, on_step, batch, share)
+    if processes is not None:
+        drawn = _gathered(processes, drawn)
+        processes.close()
+        if drawn is None:  # rank 0 writes the one file
+            return 0
     from .runs import describe_draw
     from .runs.guided import conditional_reference, describe_inside, inside, request_region
 
@@ -585,13 +601,42 @@ def _sample_prompts(args, run, out: Path) -> int:
     return 0
 
 
-def _draw(args, run, plan, on_step=None, batch: int | None = None):
+def _load_quietly(path: str):
+    from .runs import load_run
+
+    return load_run(path)
+
+
+def _gathered(processes, drawn):
+    """Every process's share of a draw, on rank 0 in sample order (None elsewhere): `torchrun ...
+    -m denoiselab sample` draws samples [r n / W, (r + 1) n / W) in process r, each sample from its
+    own seed, so the file is the one a single process writes."""
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    from .runs.sampling import Drawn
+    from .smc import ParticleRecord, concatenate_records
+
+    mine = Drawn(drawn.x, drawn.x_T.cpu(), drawn.evaluations, drawn.particles)
+    parts = [None] * processes.world_size if processes.is_main else None
+    dist.gather_object(mine, parts, dst=0)
+    if not processes.is_main:
+        return None
+    records = [p.particles for p in parts if p.particles is not None]
+    particles = None
+    if records:
+        particles = concatenate_records(records, into=ParticleRecord(records[0].particles, weights=None if records[0].weights is None else []))
+    return Drawn(np.concatenate([p.x for p in parts]), torch.cat([p.x_T for p in parts]), drawn.evaluations, particles)
+
+
+def _draw(args, run, plan, on_step=None, batch: int | None = None, share: tuple[int, int] | None = None):
     """``plan`` drawn ``batch`` samples at a time, with --classifier-scale / --observe / --region
     through runs.guided; returns the draw, the cost of the guidance as text (empty without
     guidance) and the guidance request (None without guidance).  ``on_step`` gets each sampler
     step's record."""
     from .gradient_guidance import GuidanceCounts
-    from .runs import sample
+    from .runs import sample_range
     from .runs.guided import GuidanceRequest, draw_guided, parse_observations
 
     request = GuidanceRequest(
@@ -606,7 +651,7 @@ def _draw(args, run, plan, on_step=None, batch: int | None = None):
         for flag, value in (("--method", args.method), ("--guide-scale", args.guide_scale)):
             if value is not None:
                 raise UsageError(f"{flag}: applies with --observe or --region only")
-        return sample(run, plan, on_step=on_step, batch=batch), "", None
+        return sample_range(run, plan, *(share or (0, plan.n)), on_step=on_step, batch=batch), "", None
     if args.classifier_scale is not None and args.guidance is not None:
         raise UsageError("--guidance and --classifier-scale: give one (classifier guidance steers the run's unconditional model)")
     if args.method is not None and not args.observe and not (args.method == "smc" and args.region is not None):
@@ -614,7 +659,9 @@ def _draw(args, run, plan, on_step=None, batch: int | None = None):
     if args.method == "smc" and args.guide_scale is not None:
         raise UsageError("--guide-scale: --method smc has no scale (its twist tightens to the exact condition by itself)")
     counts = GuidanceCounts()
-    return draw_guided(run, plan, request, counts, on_step=on_step, batch=batch), f"; guidance: {counts.summary()}", request
+    start, stop = share or (0, plan.n)
+    drawn = draw_guided(run, plan, request, counts, on_step=on_step, batch=batch, start=start, stop=stop)
+    return drawn, f"; guidance: {counts.summary()}", request
 
 
 def _write_csv(path, x: np.ndarray, labels: np.ndarray | None, class_names: list[str]) -> None:
