@@ -289,3 +289,17 @@ def test_the_image_bound_in_bits_per_dimension_of_the_discrete_pixels(digits_run
     rc, out, err = run_cli(capsys, "likelihood", digits_run, "-n", "3", "--steps", "1", "--label", "3", "--bound")
     assert rc == 0, err
     assert "L_vlb (Nichol & Dhariwal 2021; discretised decoder on the 17 levels" in out and "no dequantisation offset" in out
+
+
+def test_the_bound_of_continuous_pixels_is_a_density_bound(digits_run, tmp_path, capsys):
+    """Pixels on no grid have no discrete likelihood: the Gaussian decoder bounds their density,
+    in bits/dim with no offset, as their NLL is."""
+    path = tmp_path / "off-grid.npy"
+    np.save(path, np.clip(np.load(digits_run / "held_out.npy")[:2] + 0.01, -1, 1).astype(np.float32))
+    rc, out, err = run_cli(capsys, "likelihood", digits_run, "--data", path, "--steps", "1", "--label", "3", "--bound", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["pixel_levels"] is None and d["bits_offset"] == 0.0
+    assert d["bound_bits_per_dim"] == pytest.approx(d["bound"] / (64 * math.log(2)))
+    rc, out, err = run_cli(capsys, "likelihood", digits_run, "--data", path, "--steps", "1", "--label", "3", "--bound")
+    assert "Gaussian decoder" in out and "of the continuous pixels' density" in out
