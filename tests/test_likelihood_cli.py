@@ -262,9 +262,44 @@ def test_the_variational_bound_column(trained_run, capsys):
     assert "DDPM variational bound (Ho et al. 2020, Eq. 5; small variance)" in out
 
 
-def test_the_bound_is_refused_off_a_chain_and_for_images(digits_run, capsys):
+def test_the_bound_is_refused_off_a_chain(capsys):
     stub = SimpleNamespace(path="runs/flow", is_autoencoder=False, is_latent=False, schedule=SimpleNamespace(is_chain=False, name="flow"))
-    with pytest.raises(LikelihoodError, match="--bound: the variational bound is a DDPM chain's; runs/flow is on the flow path"):
+    with pytest.raises(LikelihoodError, match="--bound: the variational bound is a DDPM chain's; runs/flow is on the flow path .continuous time"):
         measure_likelihood(stub, None, bound=True)
-    rc, _, err = run_cli(capsys, "likelihood", digits_run, "--bound")
-    assert_usage_error(rc, err, "--bound", "discretised decoder")
+
+
+def test_the_image_bound_in_bits_per_dimension_of_the_discrete_pixels(digits_run, capsys):
+    """Nichol & Dhariwal's L_vlb of the held-out pixels themselves (not dequantised), with the
+    discretised decoder on the 17 levels and the clean estimate clamped as the sampler clamps it:
+    bits/dim = bound / (64 ln 2), no offset."""
+    import torch
+
+    from denoiselab.variational_bound import variational_bound
+
+    rc, out, err = run_cli(capsys, "likelihood", digits_run, "-n", "3", "--steps", "1", "--label", "3", "--bound", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["bound_evaluations"] == 1000 and d["pixel_levels"] == 17 and math.isfinite(d["bound"])
+    assert d["bound_bits_per_dim"] == pytest.approx(d["bound"] / (64 * math.log(2)))
+    run = load_run(digits_run)
+    points = likelihood_points(run, n=3, label=3)
+    y = torch.full((3,), 3, dtype=torch.long)
+    by_hand = variational_bound(run.model_fn(), run.schedule, torch.as_tensor(points.x), prediction="eps", y=y, levels=17, clip_x0=1.0)
+    assert d["bound"] == pytest.approx(float(by_hand.bound.double().mean()), rel=1e-5)
+    rc, out, err = run_cli(capsys, "likelihood", digits_run, "-n", "3", "--steps", "1", "--label", "3", "--bound")
+    assert rc == 0, err
+    assert "L_vlb (Nichol & Dhariwal 2021; discretised decoder on the 17 levels" in out and "no dequantisation offset" in out
+
+
+def test_the_bound_of_continuous_pixels_is_a_density_bound(digits_run, tmp_path, capsys):
+    """Pixels on no grid have no discrete likelihood: the Gaussian decoder bounds their density,
+    in bits/dim with no offset, as their NLL is."""
+    path = tmp_path / "off-grid.npy"
+    np.save(path, np.clip(np.load(digits_run / "held_out.npy")[:2] + 0.01, -1, 1).astype(np.float32))
+    rc, out, err = run_cli(capsys, "likelihood", digits_run, "--data", path, "--steps", "1", "--label", "3", "--bound", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["pixel_levels"] is None and d["bits_offset"] == 0.0
+    assert d["bound_bits_per_dim"] == pytest.approx(d["bound"] / (64 * math.log(2)))
+    rc, out, err = run_cli(capsys, "likelihood", digits_run, "--data", path, "--steps", "1", "--label", "3", "--bound")
+    assert "Gaussian decoder" in out and "of the continuous pixels' density" in out

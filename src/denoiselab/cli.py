@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", choices=("rk4", "heun"), help="with --steps: rk4 (4 evaluations a step, the default) or heun (2)")
     p.add_argument("--label", metavar="K|NAME", help="conditional runs: log p(x | label); default: the mixture over the classes")
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh draws, the probes and the dequantisation noise (default 0)")
-    p.add_argument("--bound", action="store_true", help="DDPM chain runs of points: also the variational bound (Ho et al. 2020, Eq. 5; T model evaluations a point)")
+    p.add_argument("--bound", action="store_true", help="DDPM chain runs: also the variational bound (Ho et al. 2020, Eq. 5; images: L_vlb with the discretised decoder, bits/dim; T model evaluations a point)")
     p.add_argument("--plot", metavar="FILE.png", help="1-D and 2-D point runs: also draw the learned log-density beside the true one (a grid of 64 x 64 solves)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

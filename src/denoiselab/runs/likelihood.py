@@ -22,6 +22,15 @@ units        points: nats per point in data units, log p_data(x) = log p_model(x
              its cells of width 1/256 in [0, 1] (2/256 here): ours are centred on the values the
              network was trained on, 2 / 255 wide.  Pixels on no such grid (the patterns) are
              continuous: their bits/dim is the density's, with no offset.
+the bound    (``bound``) a DDPM chain's variational bound of the same points beside the ODE's NLL
+             (variational_bound.py; Ho et al. 2020, Eq. 5).  Point runs: of their density, nats a
+             point in data units.  Images on a pixel grid: Nichol & Dhariwal's (2021) L_vlb with
+             the discretised Gaussian decoder (Ho et al. 2020, Eq. 13), a bound of the discrete
+             -log P(pixels), in bits per dimension with NO dequantisation offset.  The two image
+             numbers bound the same discrete quantity of two models: the ODE's dequantised
+             bits/dim bounds -log2 P(pixels) / D of the ODE density integrated over the pixels'
+             cells (Jensen, above), the chain's bound that of the chain with its decoder.
+             Continuous pixels get the Gaussian decoder: a density bound, like their NLL.
 the truth    where the data set's density is known (data.densities: the built-in point sets,
              and mixtures of them for a conditional run) the same points' true NLL is reported
              beside the model's, and the paired difference: an estimate of KL(p_data || p_model)
@@ -102,7 +111,7 @@ class RunLikelihood:
     true_nll: np.ndarray | None = None
     label: str | None = None
     notes: list[str] = field(default_factory=list)
-    bound: np.ndarray | None = None  # the DDPM chain's variational bound of each point (nats, data units)
+    bound: np.ndarray | None = None  # the DDPM chain's variational bound of each point (nats, data units; images: of the grid pixels)
     bound_evaluations: int = 0
 
     @property
@@ -121,6 +130,11 @@ class RunLikelihood:
     def bits_per_dim(self) -> np.ndarray:
         return bits_per_dim(self.nll, self.dim, self.levels)
 
+    def bound_bits_per_dim(self) -> np.ndarray:
+        """The bound in bits per dimension: of the discrete pixels with no offset (the decoder's
+        bins are the pixels' own), or of the continuous pixels' density."""
+        return bits_per_dim(self.bound, self.dim, None)
+
     def to_dict(self) -> dict:
         mean, se = self._mean_se(self.nll)
         out = {"points": self.what, "n": self.n, "dim": self.dim, "label": self.label, "nll": mean, "nll_se": se}
@@ -133,6 +147,8 @@ class RunLikelihood:
         if self.bound is not None:
             out["bound"], out["bound_se"] = self._mean_se(self.bound)
             out["bound_evaluations"] = self.bound_evaluations
+            if self.image:
+                out["bound_bits_per_dim"], out["bound_bits_per_dim_se"] = self._mean_se(self.bound_bits_per_dim())
         return out | {"evaluations": self.evaluations, "vector_jacobian_products": self.vector_jacobian_products,
                       "seconds": self.seconds, **self.settings, "notes": self.notes}  # fmt: skip
 
@@ -156,7 +172,16 @@ class RunLikelihood:
             f"{solver}, {divergence}: {self.evaluations:.0f} model evaluations a point "
             f"({self.vector_jacobian_products:.0f} vector-Jacobian products), {self.seconds:.1f} s"
         )
-        if self.bound is not None:
+        if self.bound is not None and self.image:
+            decoder = f"discretised decoder on the {self.levels} levels, Ho et al. 2020, Eq. 13" if self.levels else "Gaussian decoder"
+            kind = ("of the discrete pixels: no dequantisation offset" if self.levels
+                    else "of the continuous pixels' density")  # fmt: skip
+            lines.append(
+                f"DDPM variational bound L_vlb (Nichol & Dhariwal 2021; {decoder}; {s['bound_variance']} variance): "
+                f"{d['bound_bits_per_dim']:.4f} +- {d['bound_bits_per_dim_se']:.4f} bits/dim {kind}, "
+                f"{self.bound_evaluations} model evaluations an image (a bound of the chain's Gaussian-step model, not of the ODE's)"
+            )
+        elif self.bound is not None:
             lines.append(
                 f"DDPM variational bound (Ho et al. 2020, Eq. 5; {s['bound_variance']} variance): {d['bound']:.4f} +- {d['bound_se']:.4f} "
                 f"nats/point, {self.bound_evaluations} model evaluations a point (a bound of the chain's Gaussian-step model, not of the ODE's)"
@@ -316,9 +341,8 @@ def measure_likelihood(
 
     check_has_density(run)
     if bound and not run.schedule.is_chain:
-        raise LikelihoodError(f"--bound: the variational bound is a DDPM chain's; {run.path} is on the {run.schedule.name} path")
-    if bound and run.is_image:
-        raise LikelihoodError("--bound: images need Nichol & Dhariwal's discretised decoder, which is not implemented; the bound is for point runs")
+        raise LikelihoodError(f"--bound: the variational bound is a DDPM chain's; {run.path} is on the {run.schedule.name} path "
+                              "(continuous time: no chain of Gaussian steps to bound; its ODE NLL is the likelihood)")
     if label is not None and not run.num_classes:
         raise LikelihoodError(f"--label: {run.path} is unconditional (trained with no classes), so it takes no label")
     x = points.x
@@ -351,7 +375,7 @@ def measure_likelihood(
         per_class.append(result.log_prob.double().cpu().numpy())
         if bound:  # timed apart: ``seconds`` is the ODE solves'
             bound_start = time.perf_counter()
-            bounds.append(_chain_bound(run, model_fn, xt, y, seed))
+            bounds.append(_chain_bound(run, model_fn, points.x, levels, y, seed))
             start += time.perf_counter() - bound_start
         evaluations += result.evaluations
         products += result.vector_jacobian_products
@@ -380,14 +404,21 @@ def measure_likelihood(
     )  # fmt: skip
 
 
-def _chain_bound(run: Run, model_fn, x: torch.Tensor, y, seed: int) -> np.ndarray:
+def _chain_bound(run: Run, model_fn, x: np.ndarray, levels: int | None, y, seed: int) -> np.ndarray:
     """The variational bound of points x (data units) in nats, data units: the model units' bound
-    plus D log scale (the normalisation's Jacobian, as for the NLL)."""
+    plus D log scale (the normalisation's Jacobian, as for the NLL).  Images (not dequantised) on a
+    grid of ``levels``: the discrete bound, the clean estimate clamped to the pixel box as the
+    run's sampler clamps it (and improved-diffusion's calc_bpd_loop)."""
     from ..variational_bound import variational_bound
 
-    x_model = torch.as_tensor(run.normalization.encode(x.cpu().numpy()), device=x.device)
-    result = variational_bound(model_fn, run.schedule, x_model, prediction=run.config.model.prediction, y=y,
-                               variance=run.config.sample.variance, seed=seed)  # fmt: skip
+    options = dict(prediction=run.config.model.prediction, y=y, variance=run.config.sample.variance, seed=seed)
+    if run.is_image:
+        clip = run.info.get("x0_bound") if run.config.sample.clip_x0 else None
+        x_image = torch.as_tensor(np.asarray(x, dtype=np.float32), device=run.device)
+        result = variational_bound(model_fn, run.schedule, x_image, levels=levels, clip_x0=clip, **options)
+        return result.bound.double().cpu().numpy()
+    x_model = torch.as_tensor(run.normalization.encode(np.asarray(x, dtype=np.float32)), device=run.device)
+    result = variational_bound(model_fn, run.schedule, x_model, **options)
     return result.bound.double().cpu().numpy() + run.dim * math.log(run.normalization.scale)
 
 
