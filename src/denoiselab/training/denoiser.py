@@ -171,7 +171,7 @@ def _train(cfg: Config, folder: RunFolder, resume: bool, progress: bool, stop_at
             x_all = reflow_rows(folder, device)
         state.time_sampler = objective.new_time_sampler()
         if not resume:
-            start_from_teacher(objective, state)
+            start_from_teacher(cfg, objective, state)
         else:
             load_checkpoint(state, folder.checkpoint)
             if state.step >= cfg.train.steps:
