@@ -421,8 +421,8 @@ def _check_one_step(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}train.objective: {name} learns an average velocity on the flow path; it needs schedule.kind = flow and model.prediction = velocity")
         if tr.coupling != "independent" or tr.timesteps not in ("uniform", "logit-normal"):
             raise ConfigError(f"{where}train.objective: {name} draws its own pairs of times (train.timesteps uniform or logit-normal) with independent coupling")
-        if cfg.model.arch != "residual-mlp":
-            raise ConfigError(f"{where}train.objective: {name}'s second time input is built into residual-mlp only, not {cfg.model.arch}")
+        if cfg.model.arch not in ("residual-mlp", "unet"):
+            raise ConfigError(f"{where}train.objective: {name}'s second time input is built into residual-mlp and unet only, not {cfg.model.arch}")
         if cfg.model.precondition != "none":
             raise ConfigError(f"{where}model.precondition: {cfg.model.precondition} scales a network of one time; {name}'s network of two times takes none")
         if tr.objective == "shortcut" and tr.shortcut_levels & (tr.shortcut_levels - 1):
