@@ -115,7 +115,9 @@ def test_a_run_that_does_not_jump_is_refused_in_one_line_and_not_offered(client)
     assert client.post("/api/runs/nowhere/jumps", json={}).status_code == 404
     assert client.post("/api/runs/meanflow/jumps", json={"n": 0}).status_code == 422
     # The reverse route takes a jump sampler from the run trained for it, and refuses it to another.
-    assert client.post("/api/runs/meanflow/sample", json={"sampler": "meanflow", "steps": 2, "n": 5}).status_code == 200
+    r = client.post("/api/runs/meanflow/sample", json={"sampler": "meanflow", "steps": 2, "n": 5})
+    assert r.status_code == 200 and r.json()["explanation"].startswith("MeanFlow (Geng et al. 2025): the network learned the average velocity")
+    assert client.post("/api/runs/consistency/sample", json={"n": 5}).json()["explanation"].startswith("Consistency model (Song et al. 2023)")
     r = client.post("/api/runs/diffusion/sample", json={"sampler": "meanflow", "steps": 2, "n": 5})
     assert r.status_code == 422 and r.json()["detail"].startswith("sampler: run 'diffusion'")
 

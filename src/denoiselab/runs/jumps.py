@@ -115,7 +115,7 @@ def jump_view(run: Run, *, n: int, seed: int, counts=JUMP_COUNTS) -> JumpView:
         path=path,
         path_times=times,
         path_source=source,
-        learned=what_it_learned(run),
+        learned=what_it_learned(run.config),
     )
 
 
@@ -145,22 +145,23 @@ def ode_path(run: Run, *, n: int, seed: int, x_T: torch.Tensor) -> tuple[np.ndar
     return path, [float(t) for t in plan.times], words
 
 
-def what_it_learned(run: Run) -> str:
-    """One sentence for the page: what the network learned to predict, and so what a jump is."""
-    objective = run.config.train.objective
+def what_it_learned(cfg) -> str:
+    """One sentence for the page: what the network of a jump run's recipe ``cfg`` learned to
+    predict, and so what a jump is (also the Reverse view's note on the model, sample_reply.py)."""
+    objective = cfg.train.objective
     if objective == "meanflow":
         return (
             "MeanFlow (Geng et al. 2025): the network learned the average velocity u(z, r, t) of the flow over a whole interval, "
             "so one jump z_r = z_t − (t − r) u lands where the flow's path is at time r; with r = t it is the instantaneous "
-            "velocity, whose path is drawn in grey."
+            "velocity, whose path the jumps shortcut."
         )
     if objective == "shortcut":
         return (
             "Shortcut model (Frans et al. 2025): the network takes the step size d and learned that one step of 2d equals two "
             "steps of d, so a step of the whole interval jumps from noise to data; at d = 0 it is the flow's velocity, whose "
-            "path is drawn in grey."
+            "path the jumps shortcut."
         )
-    teacher = " from its teacher's probability-flow ODE (drawn in grey)" if objective == "consistency-distillation" else " without a teacher"
+    teacher = " of its teacher's probability-flow ODE" if objective == "consistency-distillation" else ", learned without a teacher"
     return (
         f"Consistency model (Song et al. 2023): the network learned f(x_t, t), the clean end of the ODE path through x_t{teacher}, "
         "so every jump lands on the data side; with more jumps the sampler noises each landing again, with fresh noise, to a "
