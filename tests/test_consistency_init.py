@@ -98,3 +98,9 @@ def test_a_teacher_whose_network_is_not_an_f_is_refused(teachers, tmp_path, caps
     # A recipe key: refused where its objective does not read it.
     with pytest.raises(ConfigError, match="consistency_init"):
         load_config("spiral-flow", ["train.consistency_init=teacher"])
+
+
+def test_the_default_starts_from_the_teacher_wherever_its_network_is_an_f(teachers):
+    assert consistency_config(load_run(teachers / "edm"), 10).train.consistency_init == "teacher"
+    assert consistency_config(load_run(teachers / "plain"), 10).train.consistency_init == "scratch"
+    assert consistency_config(load_run(teachers / "edm"), 10, "scratch").train.consistency_init == "scratch"

@@ -79,13 +79,18 @@ def reflow_config(teacher: Config, steps: int | None) -> Config:
     return cfg
 
 
-def consistency_config(teacher: Run, steps: int | None, init: str = "scratch") -> Config:
+def consistency_config(teacher: Run, steps: int | None, init: str | None = None) -> Config:
     """The student of consistency distillation (Song et al. 2023, Alg. 2; consistency.py): the
     teacher's data, network and schedule, the network read as the consistency function f(x_t, t)
     (an x0-prediction with c_skip, c_out), trained against the EMA target (train.ema_decay = mu)
     one teacher Heun step apart on a karras grid of N = 18 (their CIFAR-10 N), sampled in one step.
     ``init`` = "teacher": the network starts from the teacher's (training/teacher.py,
-    start_from_teacher), read with the teacher's sigma_data."""
+    start_from_teacher), read with the teacher's sigma_data; None: from the teacher's wherever its
+    network is an F (model.precondition = edm), which at the same budget scores W2 1.43x the floor
+    at one evaluation on the spiral where the student from scratch scores 2.20x (BENCHMARKS.md,
+    "Consistency distillation from the teacher's weights"), else from scratch."""
+    if init is None:
+        init = "teacher" if teacher.config.model.precondition == "edm" else "scratch"
     own = {"consistency_init": init, "sigma_data": teacher.config.train.sigma_data} if init == "teacher" else {}
     return student_config(
         teacher.config, "consistency", steps, model={"prediction": "x0", "precondition": "none"},
@@ -140,7 +145,8 @@ def distill(
     """Make ``out`` from the trained run ``teacher_dir`` by ``method`` (reflow or consistency), train and complete it;
     returns the new run folder.  ``pairs``: noise draws solved by the teacher (default: as many
     as its training points, at least 4000); ``steps``: the student's optimiser steps (default: the teacher's);
-    ``init``: where a consistency student's network starts, "scratch" (default) or "teacher"."""
+    ``init``: where a consistency student's network starts, "scratch" or "teacher" (default: the
+    teacher's where its network is an F, consistency_config)."""
     if method not in METHODS:
         raise DistillError(f"--method: unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if pairs is not None and method != "reflow":
@@ -159,7 +165,7 @@ def distill(
     if method == "reflow":
         cfg = reflow_config(teacher.config, steps)
     else:
-        cfg = consistency_config(teacher, steps, init or "scratch") if method == "consistency" else progressive_config(teacher, steps, 2 ** (rounds - 1))
+        cfg = consistency_config(teacher, steps, init) if method == "consistency" else progressive_config(teacher, steps, 2 ** (rounds - 1))
     try:
         from ..config import from_dict
 
