@@ -25,15 +25,12 @@ For each data set (--datasets, default spiral):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import torch
-from one_step import EVALUATIONS, _score
+from one_step import EVALUATIONS, _score, add_common_arguments, run_datasets
 
 from denoiselab.config import load_config
 from denoiselab.runs import load_run
@@ -93,20 +90,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default="spiral")
     p.add_argument("--budget", type=float, default=0.5, help="training steps as a share of spiral-flow's train.steps, teacher and student alike")
-    p.add_argument("--repeats", type=int, default=4, help="sample sets of 2000 points per score")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--runs", help="keep the run folders here (default: a temporary folder)")
-    p.add_argument("--json")
+    add_common_arguments(p)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
     start, load0 = time.perf_counter(), os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(args.runs or tmp)
-        results = []
-        for data in args.datasets.split(","):
-            results.append(run_dataset(data, base, args))
-            if args.json:
-                Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    results = run_datasets(args, run_dataset)
     print(table(results))
     print(f"\nwall {time.perf_counter() - start:.0f} s; load average (1 min) {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end; torch threads {args.threads}")
     return 0
