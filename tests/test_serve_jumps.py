@@ -5,6 +5,7 @@ refused in one line and its page does not offer the view."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 from test_serve_browser import COLOURED_PIXELS, _open, _Server, browser, page  # noqa: F401 - browser and page are fixtures
 
 from denoiselab import load_config, train
-from denoiselab.runs import load_run, plan_from_options, sample
+from denoiselab.runs import RunFolder, load_run, plan_from_options, sample
 from denoiselab.runs.jumps import JUMP_COUNTS, PATH_SOLVER, PATH_STEPS
 from denoiselab.serve.app import create_app
 from denoiselab.serve.payloads import decode_panel
@@ -103,6 +104,17 @@ def test_consistency_jumps_land_on_f_and_the_path_is_the_teachers(client, runs_d
         np.testing.assert_allclose(decode_panel(d["samples"]), samples, **CLOSE)
     _, _, end = _draw(teacher, PATH_SOLVER, PATH_STEPS, grid="time-uniform")
     np.testing.assert_allclose(decode_panel(res["path"][-1]), end, **CLOSE)
+
+
+def test_a_student_whose_teacher_is_gone_draws_its_jumps_without_a_path(runs_dir, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.copytree(runs_dir / "consistency", moved / "student")
+    config = RunFolder(moved / "student").config_path
+    config.write_text(config.read_text().replace(str((runs_dir / "flow").resolve()), str(tmp_path / "gone" / "flow")))
+    with TestClient(create_app(moved, job_threads=1, finish_runs=False)) as c:
+        res = _jumps(c, "student")
+    assert res["path"] is None and res["path_source"] == "the teacher (flow) cannot be loaded, so its ODE path is not drawn"
+    assert all(d["off_path"] is None and len(d["starts"]) == d["steps"] for d in res["draws"])
 
 
 def test_a_run_that_does_not_jump_is_refused_in_one_line_and_not_offered(client):
