@@ -86,9 +86,9 @@ def consistency_config(teacher: Run, steps: int | None, init: str | None = None)
     one teacher Heun step apart on a karras grid of N = 18 (their CIFAR-10 N), sampled in one step.
     ``init`` = "teacher": the network starts from the teacher's (training/teacher.py,
     start_from_teacher), read with the teacher's sigma_data; None: from the teacher's wherever its
-    network is an F (model.precondition = edm), which at the same budget scores W2 1.43x the floor
-    at one evaluation on the spiral where the student from scratch scores 2.20x (BENCHMARKS.md,
-    "Consistency distillation from the teacher's weights"), else from scratch."""
+    network is an F (model.precondition = edm), which at the same budgets scores W2 1.43x and
+    1.19x the floor at one evaluation on the spiral where the student from scratch scores 2.20x and
+    1.69x (BENCHMARKS.md, "Consistency distillation from the teacher's weights"), else from scratch."""
     if init is None:
         init = "teacher" if teacher.config.model.precondition == "edm" else "scratch"
     own = {"consistency_init": init, "sigma_data": teacher.config.train.sigma_data} if init == "teacher" else {}
