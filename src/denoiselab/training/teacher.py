@@ -104,10 +104,12 @@ def start_from_teacher(cfg: Config, objective, state) -> None:
 
     where D is the teacher's x0-hat, the posterior mean E[x0 | x_t].  The two sets of factors differ
     only by the boundary shift s - eps (eps = the level at t = 1 / T, 1e-3 on the flow path), so f
-    starts as the teacher's denoiser: the consistency function's value at the boundary (both are
-    x_t / alpha there) and, at every level, the mean of the ODE endpoints that x_t could have come
-    from, which the student then only has to sharpen into the one endpoint of x_t's path.  From
-    scratch, f starts as c_skip x_t plus noise of the initialisation."""
+    starts as the teacher's denoiser.  That is a good start: at the boundary it is already the
+    consistency function (both are x_t / alpha there), and elsewhere it is the average of where x_t
+    could have come from, which the student only has to sharpen into the one place x_t's ODE path
+    ends; a network that already reads the noise level and the data's shape does that in fewer
+    steps (BENCHMARKS.md, "Consistency distillation from the teacher's weights").  From scratch, f
+    starts as c_skip x_t plus the initialisation's noise."""
     if not isinstance(objective, Objective):
         return
     if objective.kind == "progressive" or (objective.kind == "consistency-distillation" and cfg.train.consistency_init == "teacher"):
