@@ -170,19 +170,19 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", default=",".join(DATASETS))
-    p.add_argument("--methods", default=",".join(METHODS), help=f"some of {', '.join(METHODS)} (reflow, consistency and progressive need flow)")
-    p.add_argument("--budget", type=float, default=1.0, help="training steps as a share of each recipe's train.steps (default 1)")
-    p.add_argument("--pairs", type=int, default=4000, help="reflow: noise draws solved by the teacher")
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """--repeats, --threads, --runs and --json, as ``run_datasets`` and ``_score`` read them."""
     p.add_argument("--repeats", type=int, default=4, help="sample sets of 2000 points per score")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--json")
-    args = p.parse_args(argv)
+
+
+def run_datasets(args, run_dataset) -> list[dict]:
+    """``run_dataset(data, base, args)`` for each of ``args.datasets`` on ``args.threads`` torch
+    threads, the run folders in ``args.runs`` (default: a temporary folder), the JSON
+    (``args.json``) rewritten after each data set."""
     torch.set_num_threads(args.threads)
-    start, load0 = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(args.runs or tmp)
         results = []
@@ -190,6 +190,19 @@ def main(argv=None) -> int:
             results.append(run_dataset(data, base, args))
             if args.json:
                 Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    return results
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--methods", default=",".join(METHODS), help=f"some of {', '.join(METHODS)} (reflow, consistency and progressive need flow)")
+    p.add_argument("--budget", type=float, default=1.0, help="training steps as a share of each recipe's train.steps (default 1)")
+    p.add_argument("--pairs", type=int, default=4000, help="reflow: noise draws solved by the teacher")
+    add_common_arguments(p)
+    args = p.parse_args(argv)
+    start, load0 = time.perf_counter(), os.getloadavg()[0]
+    results = run_datasets(args, run_dataset)
     print(table(results))
     for r in (r for r in results if "reflow" in r["methods"]):
         m = r["methods"]["reflow"]

@@ -97,7 +97,7 @@ def test_the_student_starts_from_its_teachers_weights(distilled):
     cfg = load_run(distilled[1]).config
     objective = with_teacher(cfg, objective_from(cfg), torch.device("cpu"))
     state = init_state(cfg, 2, torch.device("cpu"))
-    start_from_teacher(objective, state)
+    start_from_teacher(cfg, objective, state)
     teacher = load_run(distilled[1] / "rounds" / "round-1").model.state_dict()
     assert cfg.train.teacher.endswith("round-1")
     assert all(torch.equal(state.model.state_dict()[k], v) for k, v in teacher.items())

@@ -237,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, help="the new run's optimiser steps (default: the teacher's train.steps)")
     p.add_argument("--pairs", type=_positive_int, help="noise draws the teacher solves (default: its training points, at least 4000)")
     p.add_argument("--rounds", type=_positive_int, help="progressive: halvings of the teacher's 2^rounds DDIM steps down to 1 (default 4), each of --steps")
+    p.add_argument("--init", choices=("scratch", "teacher"), help="consistency: the student's network starts from the teacher's (Song et al. 2023, App. C; "
+                   "the default for a teacher trained with model.precondition = edm, the only kind it can start from) or from scratch (the default otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     add_serve_arguments(sub.add_parser("serve", help=SERVE_HELP))
@@ -1078,7 +1080,7 @@ def cmd_distill(args) -> int:
 
     try:
         out = distill(args.teacher, args.out, method=args.method, steps=args.steps, pairs=args.pairs, rounds=args.rounds,
-                      progress=not args.no_progress)
+                      init=args.init, progress=not args.no_progress)
     except TrainingInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 128 + exc.signum

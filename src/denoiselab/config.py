@@ -164,6 +164,11 @@ class TrainConfig:
     shortcut_share: float = _opt(0.25, "shortcut: share of each batch trained for self-consistency (the rest is flow matching at d = 0)", lo=0, hi=1)
     shortcut_levels: int = _opt(128, "shortcut: the smallest step is 1 / levels (a power of 2; Frans et al.'s M = 128)", lo=2)
     consistency_steps: int = _opt(18, "consistency-distillation: N, the karras grid's points (Song et al. 2023)", lo=2)
+    consistency_init: str = _opt(
+        "scratch", "consistency-distillation: the student's network F starts from scratch, or from the teacher's network (teacher: "
+        "a teacher trained with model.precondition = edm, whose F then gives the student f = the teacher's x0-hat at the start; "
+        "Song et al. 2023, App. C)", choices=("scratch", "teacher"),
+    )
     ict_start: int = _opt(10, "consistency-training: s0, the karras grid's first s0 + 1 points (Song & Dhariwal 2024, Eq. 5)", lo=1)
     ict_end: int = _opt(1280, "consistency-training: s1, the grid doubled on a schedule up to s1 + 1 points (Song & Dhariwal 2024, Eq. 5)", lo=1)
     teacher: str = _opt("", "consistency-distillation, progressive: the teacher's run folder (written by denoiselab distill)")
@@ -442,8 +447,8 @@ def _check_one_step(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}train.objective: {name} learns an average velocity on the flow path; it needs schedule.kind = flow and model.prediction = velocity")
         if tr.coupling != "independent" or tr.timesteps not in ("uniform", "logit-normal"):
             raise ConfigError(f"{where}train.objective: {name} draws its own pairs of times (train.timesteps uniform or logit-normal) with independent coupling")
-        if cfg.model.arch != "residual-mlp":
-            raise ConfigError(f"{where}train.objective: {name}'s second time input is built into residual-mlp only, not {cfg.model.arch}")
+        if cfg.model.arch not in ("residual-mlp", "unet"):
+            raise ConfigError(f"{where}train.objective: {name}'s second time input is built into residual-mlp and unet only, not {cfg.model.arch}")
         if cfg.model.precondition != "none":
             raise ConfigError(f"{where}model.precondition: {cfg.model.precondition} scales a network of one time; {name}'s network of two times takes none")
         if tr.objective == "shortcut" and tr.shortcut_levels & (tr.shortcut_levels - 1):
@@ -503,7 +508,8 @@ _OWNED_KEYS = {
     "importance_uniform": ("timesteps", "importance"),
     "meanflow_share": ("objective", "meanflow"), "meanflow_power": ("objective", "meanflow"),
     "shortcut_share": ("objective", "shortcut"), "shortcut_levels": ("objective", "shortcut"),
-    "consistency_steps": ("objective", "consistency-distillation"), "ict_start": ("objective", "consistency-training"),
+    "consistency_steps": ("objective", "consistency-distillation"), "consistency_init": ("objective", "consistency-distillation"),
+    "ict_start": ("objective", "consistency-training"),
     "ict_end": ("objective", "consistency-training"), "progressive_steps": ("objective", "progressive"),
 }  # fmt: skip
 

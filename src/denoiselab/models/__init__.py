@@ -30,7 +30,7 @@ def build_model(
 ) -> nn.Module:
     """``dim`` is the point dimension for the MLPs and the number of image channels for "unet"
     (whose ``hidden`` is the base width); ``mults``, ``attention`` and ``dropout`` are U-Net only;
-    ``interval``: residual-mlp takes a second time r (MeanFlow's u(z, r, t), meanflow.py)."""
+    ``interval``: residual-mlp and unet take a second time r (MeanFlow's u(z, r, t), meanflow.py)."""
     if arch == "residual-mlp":
         return ResidualMLP(dim, hidden=hidden, blocks=blocks, time_dim=time_dim, num_classes=num_classes, fourier=fourier, interval=interval)
     if arch == "simple-mlp":
@@ -38,7 +38,7 @@ def build_model(
     if arch == "unet":
         return UNet(
             dim, base=hidden, mults=tuple(mults), blocks=blocks, time_dim=time_dim, num_classes=num_classes,
-            attention=attention, dropout=dropout,
+            attention=attention, dropout=dropout, interval=interval,
         )
     raise ValueError(f"unknown model {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
 

@@ -172,6 +172,8 @@ class UNet(nn.Module):
     self-attention in the middle, at the lowest resolution, when ``attention``.  ``text_dim`` > 0
     adds cross-attention to a text.encoder.TextCondition of that width at the levels
     ``cross_levels`` (default: the lowest) and in the middle; ``forward(..., text=)`` takes it.
+    ``interval``: a second time, as residual-mlp's (models/mlp.py): ``t`` may be (B, 2) holding
+    (t, r), MeanFlow's u(z, r, t) (meanflow.py) and the shortcut's step d = t - r (shortcut.py).
     """
 
     def __init__(
@@ -187,6 +189,7 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         text_dim: int = 0,
         cross_levels: tuple[int, ...] | None = None,
+        interval: bool = False,
     ):
         super().__init__()
         mults = tuple(int(m) for m in mults)
@@ -197,6 +200,12 @@ class UNet(nn.Module):
         emb_dim = 4 * base  # DDPM's convention: the embedding is 4x the base width
         self.time_embed = nn.Sequential(
             SinusoidalEmbedding(time_dim), nn.Linear(time_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        # The second time as residual-mlp takes it (Geng et al. 2025, Sec. 4.3: the network sees
+        # (t, t - r)): an embedding of the interval t - r added to the time's, so that every block
+        # reads both through the one embedding; None for a network of one time.
+        self.interval_embed = (
+            nn.Sequential(SinusoidalEmbedding(time_dim), nn.Linear(time_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) if interval else None
         )
         self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes > 0 else None
         self.text_dim = int(text_dim)
@@ -241,8 +250,16 @@ class UNet(nn.Module):
         )
 
     def _embedding(self, t: torch.Tensor, y: torch.Tensor | None, batch: int, device, text: TextCondition | None = None) -> torch.Tensor:
-        t = torch.as_tensor(t, device=device).float().expand(batch)
+        t = torch.as_tensor(t, device=device).float()
+        r = None
+        if t.ndim == 2:  # (t, r) pairs
+            if self.interval_embed is None:
+                raise ValueError("UNet: this network takes one time per sample; (t, r) pairs need interval=True (train.objective = meanflow or shortcut)")
+            t, r = t[:, 0], t[:, 1]
+        t = t.expand(batch)
         emb = self.time_embed(t)
+        if self.interval_embed is not None:  # one time given: r = t, the instantaneous velocity
+            emb = emb + self.interval_embed(t - (t if r is None else r.expand(batch)))
         if self.label_embed is not None:
             emb = emb + self.label_embed(y, batch, device)
         if text is not None:

@@ -7,6 +7,7 @@ concurrent sampling), installs the error handlers and includes one router per co
 - routes_schedules.py: schedules and the forward process;
 - routes_runs.py: the run folders, one run's details, the default run;
 - routes_sampling.py: the reverse process of a run;
+- routes_jumps.py: the jumps of a run trained to jump, beside its ODE path;
 - routes_training.py: training jobs;
 - routes_page.py: the page and its static files.
 
@@ -53,6 +54,7 @@ from .limits import (
     SAMPLING_WAIT_S,
 )
 from .routes_info import info_router
+from .routes_jumps import jumps_router
 from .routes_page import page_router
 from .routes_runs import runs_router
 from .routes_sampling import sampling_router
@@ -115,7 +117,7 @@ def create_app(
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(SameOriginGuard)  # no cross-site request changes anything (guard.py)
     add_error_handlers(app)
-    for router in (info_router(state), schedules_router(), runs_router(state), sampling_router(state), training_router(state)):
+    for router in (info_router(state), schedules_router(), runs_router(state), sampling_router(state), jumps_router(state), training_router(state)):
         app.include_router(router)
     app.include_router(page_router())
     return app

@@ -13,10 +13,11 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..runs.folder import TUNED_GRIDS
-from ..samplers import GRIDS, SAMPLERS
+from ..samplers import GRIDS, JUMP_SAMPLERS, SAMPLERS
 from ..schedules import SCHEDULE_KINDS
 from .limits import (
     DEFAULT_IMAGE_TRAIN_STEPS,
+    DEFAULT_JUMP_POINTS,
     DEFAULT_TRAIN_STEPS,
     FORWARD_SCHEDULES,
     IMAGE_SETS,
@@ -24,6 +25,7 @@ from .limits import (
     IMAGE_TRAIN_RECIPE,
     MAX_BOXES,
     MAX_CLASSIFIER_SCALE,
+    MAX_FRAME_POINTS,
     MAX_GUIDANCE,
     MAX_GUIDE_SCALE,
     MAX_MASK_B64,
@@ -180,7 +182,8 @@ class GradientGuide(_Strict):
 
 
 class SampleRequest(_Strict):
-    sampler: Literal[tuple(SAMPLERS)] | None = None  # type: ignore[valid-type]
+    # A jump sampler is answered only by the runs trained for it (runs/plan.py says which).
+    sampler: Literal[tuple(SAMPLERS) + tuple(JUMP_SAMPLERS)] | None = None  # type: ignore[valid-type]
     steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     n: int | None = Field(None, ge=1, le=MAX_POINTS)
     seed: Seed | None = None
@@ -213,6 +216,14 @@ class SampleRequest(_Strict):
     def grid_name(self) -> str | None:
         """The named grid asked for, by either name."""
         return self.spacing if self.grid is None else self.grid
+
+
+class JumpRequest(_Strict):
+    """The jump view of a run trained to jump (routes_jumps.py): its jumps for 1, 2 and 4 steps
+    and the ODE path, from ``n`` draws of noise of ``seed``."""
+
+    n: int = Field(DEFAULT_JUMP_POINTS, ge=1, le=MAX_FRAME_POINTS)
+    seed: Seed = 0
 
 
 class TrainRequest(_Strict):

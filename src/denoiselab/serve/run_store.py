@@ -23,6 +23,7 @@ from pathlib import Path
 
 from fastapi import HTTPException
 
+from ..choices import JUMP_SAMPLER_NAMES
 from ..config import ConfigError
 from ..runs import RunError, load_run
 from ..runs.folder import INFO, RunFolder, data_shape, sample_shape
@@ -147,6 +148,8 @@ class RunStore:
             out["schedule"] = {"kind": cfg.schedule.kind, "T": cfg.schedule.T}
             sc = cfg.sample
             out["sample"] = {"sampler": sc.sampler, "steps": sc.steps, "n": sc.n, "seed": sc.seed, "spacing": sc.grid, "eta": sc.eta}
+            # A run trained to jump (MeanFlow, shortcut, consistency): the Reverse view offers its jump view (routes_jumps.py).
+            out["jump_sampler"] = sc.sampler if sc.sampler in JUMP_SAMPLER_NAMES else None
             if hasattr(sc, "guidance"):
                 out["sample"]["guidance"] = sc.guidance
             if cfg.model.arch == "autoencoder":  # runs.Run.is_autoencoder: listed, never sampled

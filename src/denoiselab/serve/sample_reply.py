@@ -16,7 +16,9 @@ import math
 
 import torch
 
+from ..choices import CONSISTENCY_OBJECTIVES, INTERVAL_OBJECTIVES
 from ..runs import SamplingPlan, describe_draw, guided_model_fn
+from ..runs.jumps import what_it_learned
 from ..runs.sampling import denoiser
 from .payloads import finite_or_none, frame_panel, panel
 
@@ -199,6 +201,8 @@ def grid_position(t: float, T: int) -> int | float:
 
 def explain_model(cfg) -> str:
     """One paragraph for the page: what this run's network predicts, and what the sampler does with it."""
+    if cfg.train.objective in INTERVAL_OBJECTIVES + CONSISTENCY_OBJECTIVES:  # a network trained to jump
+        return what_it_learned(cfg)
     if cfg.schedule.kind == "flow":
         ot = (
             " Its training paired each batch's data and noise by optimal transport (OT-CFM), so paths cross less and stay straighter."

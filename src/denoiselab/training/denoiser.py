@@ -195,7 +195,7 @@ def _train(
             x_all = reflow_rows(folder, device)
         state.time_sampler = objective.new_time_sampler()
         if not resume:
-            start_from_teacher(objective, state)
+            start_from_teacher(cfg, objective, state)
         else:
             load_checkpoint(state, folder.checkpoint)
             if state.step >= cfg.train.steps:

@@ -1,7 +1,8 @@
 """The teacher of a distilled run: a trained diffusion or flow run (`denoiselab distill TEACHER`),
 checked once, and, for consistency and progressive distillation (consistency.py, progressive.py),
 loaded into the student's objective each time its training starts or resumes (train.teacher names
-its folder); a progressive student starts from its teacher's weights."""
+its folder); a progressive student starts from its teacher's weights, and so does a consistency
+student with train.consistency_init = "teacher" (``start_from_teacher``)."""
 
 from __future__ import annotations
 
@@ -65,16 +66,54 @@ def with_teacher(cfg: Config, objective, device: torch.device):
         raise ConfigError(f"train.teacher: {exc}") from None
     if teacher.config.schedule != cfg.schedule:
         raise ConfigError(f"train.teacher: {teacher.path} was trained on another schedule; the student steps along its teacher's ODE, so it takes the teacher's [schedule]")
+    if cfg.train.objective == "consistency-distillation" and cfg.train.consistency_init == "teacher":
+        check_consistency_init(cfg, teacher)
     teacher.model.eval().requires_grad_(False)
     return dataclasses.replace(objective, teacher=teacher.model, teacher_prediction=teacher.config.model.prediction)
 
 
-def start_from_teacher(objective, state) -> None:
-    """A new progressive student starts from its teacher's weights (Salimans & Ho 2022, Alg. 2:
-    theta <- eta), its EMA too."""
-    if not isinstance(objective, Objective) or objective.kind != "progressive":
+def check_consistency_init(cfg: Config, teacher: Run) -> None:
+    """ConfigError where the consistency student ``cfg`` cannot start from ``teacher``'s network
+    (``start_from_teacher``): the teacher's raw network must be an F of EDM's preconditioning, with
+    the student's c_in (the same sigma_data) and the student's network."""
+    where = f"train.consistency_init: teacher starts the student's F from the teacher's network, but {teacher.path}"
+    if teacher.config.model.precondition != "edm":
+        raise ConfigError(
+            f"{where} has model.precondition = {teacher.config.model.precondition}: its network predicts {teacher.config.model.prediction} "
+            "from x_t, not EDM's F; distil a teacher trained with model.precondition = edm, or use consistency_init = scratch"
+        )
+    if teacher.config.train.sigma_data != cfg.train.sigma_data:
+        raise ConfigError(f"{where} reads its input at train.sigma_data = {teacher.config.train.sigma_data:g}, the student at {cfg.train.sigma_data:g}; give the student the teacher's")
+    if dataclasses.replace(teacher.config.model, prediction="x0", precondition="none") != dataclasses.replace(cfg.model, prediction="x0", precondition="none"):
+        raise ConfigError(f"{where} has another network ([model]); the student takes the teacher's [model] section")
+
+
+def start_from_teacher(cfg: Config, objective, state) -> None:
+    """A new student that starts from its teacher's weights, its EMA too.
+
+    Progressive distillation (Salimans & Ho 2022, Alg. 2: theta <- eta): the student is the
+    teacher's network, trained further.
+
+    Consistency distillation with train.consistency_init = "teacher" (Song et al. 2023, Sec. 6 and
+    App. C: the consistency model is initialised from the pretrained diffusion model).  The student
+    is f = c_skip x + c_out F(c_in x, t) (consistency.py) and an EDM-preconditioned teacher is
+    D = c_skip' x + c_out' F'(c_in x, t) (models/preconditioning.py) with the same c_in; F starts as
+    the teacher's raw network output F', so at the start
+
+        f = a_skip x_t + (a_out / a_out') (D - a_skip' x_t),
+
+    where D is the teacher's x0-hat, the posterior mean E[x0 | x_t].  The two sets of factors differ
+    only by the boundary shift s - eps (eps = the level at t = 1 / T, 1e-3 on the flow path), so f
+    starts as the teacher's denoiser.  That is a good start: at the boundary it is already the
+    consistency function (both are x_t / alpha there), and elsewhere it is the average of where x_t
+    could have come from, which the student only has to sharpen into the one place x_t's ODE path
+    ends; a network that already reads the noise level and the data's shape does that in fewer
+    steps (BENCHMARKS.md, "Consistency distillation from the teacher's weights").  From scratch, f
+    starts as c_skip x_t plus the initialisation's noise."""
+    if not isinstance(objective, Objective):
         return
-    weights = objective.teacher.state_dict()
-    state.model.load_state_dict(weights)
-    if state.ema is not None:
-        state.ema.model.load_state_dict(weights)
+    if objective.kind == "progressive" or (objective.kind == "consistency-distillation" and cfg.train.consistency_init == "teacher"):
+        weights = objective.teacher.state_dict()
+        state.model.load_state_dict(weights)
+        if state.ema is not None:
+            state.ema.model.load_state_dict(weights)

@@ -63,6 +63,18 @@ function drawPoints(canvas, layers, opts = {}) {
   if (E === BOX) for (const g of [-edge, 0, edge]) ctx.fillText(String(g).replace("-", "−"), ox - 3, sy(g) + 3); // zoomed: the x ticks and opts.label say the scale
   ctx.save();
   ctx.beginPath(); ctx.rect(ox, oy, size, size); ctx.clip();
+  // opts.lines: polylines under the points, [{paths: [[[x, y], ...], ...], color, alpha, width}]
+  // (the jump view's ODE paths and jump segments).
+  for (const set of opts.lines || []) {
+    ctx.globalAlpha = set.alpha === undefined ? 0.5 : set.alpha;
+    ctx.strokeStyle = set.color;
+    ctx.lineWidth = set.width || 1;
+    ctx.beginPath();
+    for (const path of set.paths) {
+      path.forEach((p, j) => (j ? ctx.lineTo(sx(p[0]), sy(p[1])) : ctx.moveTo(sx(p[0]), sy(p[1]))));
+    }
+    ctx.stroke();
+  }
   for (const layer of layers) {
     if (!layer || !layer.pts) continue;
     ctx.globalAlpha = layer.alpha === undefined ? 0.75 : layer.alpha;

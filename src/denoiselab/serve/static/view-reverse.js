@@ -9,6 +9,7 @@ import { DefaultRun } from "./runs.js";
 import { stepNote, zoomExtent } from "./reverse-notes.js";
 import { Guidance } from "./reverse-guidance.js";
 import { Smc } from "./reverse-smc.js";
+import { JumpView } from "./reverse-jumps.js";
 import { drawGridTimeline, gridChoices, gridRequest } from "./timeline.js";
 
 export const Reverse = {
@@ -36,6 +37,9 @@ export const Reverse = {
       if (prev && prev.name === name) { showError("rev-error", null); return; }
       this.setKind(detail.kind, prev ? prev.kind : "points");
       Guidance.onRun(detail);
+      JumpView.onRun(detail);
+      // A run trained to jump also offers its own jump sampler (the others are refused it: runs/plan.py).
+      fillSelect($("rev-sampler"), (detail.jump_sampler ? [detail.jump_sampler] : []).concat(state.info.samplers), $("rev-sampler").value);
       if (detail.sample) {
         $("rev-sampler").value = detail.sample.sampler;
         $("rev-steps").value = Math.min(250, detail.sample.steps);
@@ -110,6 +114,7 @@ export const Reverse = {
       this.show(0);
       // The wait the learner had (request, sampling, reply, decoding, drawing), and the sampling part of it.
       // What was sampled in the server's own words (the command line's and the figures' too).
+      JumpView.load(name, detail, seed); // a run trained to jump: its jumps from the same seed, below
       const waited = (performance.now() - asked) / 1000;
       $("rev-status").textContent = `${res.description}; ${what}, seed ${res.seed}: ready in ${waited.toFixed(2)} s ` +
         `(sampling ${res.seconds.toFixed(2)} s on the server; the rest is sending ${res.frames.length} steps × 4 panels and drawing). Scrub the timeline or press Play.`;
