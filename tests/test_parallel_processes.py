@@ -27,9 +27,9 @@ from denoiselab.training.parallel import ProcessGroupError, Processes
 pytestmark = pytest.mark.slow
 
 # A conditional recipe (classifier-free guidance's null label), importance-sampled times (their
-# loss history gathered from both processes), 240 steps of a global batch of 128: a few seconds.
+# loss history gathered from both processes), 160 steps of a global batch of 128: a few seconds.
 SETS = [
-    "data.n=300", "train.steps=240", "train.batch_size=128", "train.checkpoint_every=40", "train.threads=1",
+    "data.n=300", "train.steps=160", "train.batch_size=128", "train.checkpoint_every=40", "train.threads=1",
     "train.timesteps=importance", "train.importance_bins=10", "train.importance_history=2", "sample.n=200",
 ]  # fmt: skip
 
@@ -66,7 +66,7 @@ def test_two_processes_train_what_one_trains(one_and_two):
     where, _, two = one_and_two
     a, b = _checkpoint(where / "one"), _checkpoint(where / "two")
     # The same batches, noise, times and dropped labels: the losses agree step by step.  Only the
-    # order of the gradient all-reduce's float32 sum differs; over 240 Adam steps that moves the
+    # order of the gradient all-reduce's float32 sum differs; over 160 Adam steps that moves the
     # weights by about 1e-7 (measured); 1e-5 leaves room and still fails any different draw.
     np.testing.assert_allclose(b["losses"].numpy(), a["losses"].numpy(), rtol=1e-5)
     for key in a:
@@ -77,7 +77,7 @@ def test_two_processes_train_what_one_trains(one_and_two):
     assert _info(where / "two")["world_size"] == 2 and _info(where / "one")["world_size"] == 1
     assert _info(where / "two")["reproducible"].startswith("bit-exact when run again on this machine (1 thread, 2 processes)")
     # Rank 0 alone reports and writes: one banner, one "trained" line, one set of figures.
-    assert two.stdout.count("training recipe") == 1 and two.stdout.count("trained 240 steps") == 1
+    assert two.stdout.count("training recipe") == 1 and two.stdout.count("trained 160 steps") == 1
     assert "2 processes, each training 64 rows of the global batch of 128" in two.stdout
     assert (where / "two" / "samples.png").is_file() and (where / "two" / "metrics.json").is_file()
     assert "Traceback" not in two.stderr
@@ -122,7 +122,7 @@ def test_ctrl_c_stops_both_processes_at_one_step_and_the_resumed_run_is_bit_iden
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     info = _info(run)
-    assert info["status"] == "interrupted" and 40 <= info["step"] < 240
+    assert info["status"] == "interrupted" and 40 <= info["step"] < 160
     assert err.count(f"interrupted at step {info['step']}; resume with: denoiselab train --nproc 2 --resume {run}") == 1, err
     assert "Traceback" not in err
     resumed = _run([sys.executable, "-m", "denoiselab", "train", "--nproc", "2", "--resume", str(run), "--no-progress"], where)
@@ -169,7 +169,7 @@ def test_a_killed_process_takes_the_other_down_and_its_checkpoint_resumes_in_one
     assert resumed.returncode == 0, resumed.stderr
     assert "trained so far by 2 processes, resumed by 1" in resumed.stdout and "not bit-identical" in resumed.stdout
     # Rounding differences grow over Adam's steps (measured: 1.2e-5 relative in two losses of
-    # 240); a wrong draw or a lost step differs at the first decimal.
+    # 240 steps); a wrong draw or a lost step differs at the first decimal.
     a, b = _checkpoint(where / "one"), _checkpoint(run)
     np.testing.assert_allclose(b["losses"].numpy(), a["losses"].numpy(), rtol=1e-4)
     for key in a:
