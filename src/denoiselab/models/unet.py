@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..text.encoder import TextCondition
+from .attention_maps import active_recorder, attention_probabilities
 from .embeddings import LabelEmbedding, SinusoidalEmbedding
 
 
@@ -120,6 +121,9 @@ class CrossAttention(nn.Module):
         # position, then drop its result below.
         keys = (text.mask | ~present[:, None])[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)
+        recorder = active_recorder()
+        if recorder is not None:  # which pixels attend to which token (attention_maps.py); out is untouched
+            recorder.record(attention_probabilities(q, k, keys), (h, w), present)
         out = x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
         return torch.where(present[:, None, None, None], out, x)
 
