@@ -17,6 +17,7 @@ PREDICTIONS = ("eps", "x0", "v", "velocity")  # prediction.py
 TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal", "edm", "importance")  # objectives.py, importance.py
 WEIGHTINGS = ("none", "p2", "min-snr", "edm", "sigmoid", "snr+1", "likelihood")  # weighting.py
 PRECONDITIONINGS = ("none", "edm")  # models/preconditioning.py
+TEXT_CONDITIONINGS = ("cross-attention", "pooled")  # models/unet.py: how a text-to-image U-Net reads its caption
 COUPLINGS = ("independent", "ot", "reflow")  # objectives.py; reflow: the fixed pairs of `denoiselab distill` (distill.py)
 OBJECTIVES = ("denoising", "meanflow", "shortcut", "consistency-distillation", "consistency-training", "progressive")  # objectives.py, meanflow.py, shortcut.py, consistency.py, progressive.py
 INTERVAL_OBJECTIVES = ("meanflow", "shortcut")  # a network of two times u(z, r, t), sampled by the meanflow sampler

@@ -176,6 +176,8 @@ class UNet(nn.Module):
     self-attention in the middle, at the lowest resolution, when ``attention``.  ``text_dim`` > 0
     adds cross-attention to a text.encoder.TextCondition of that width at the levels
     ``cross_levels`` (default: the lowest) and in the middle; ``forward(..., text=)`` takes it.
+    With ``cross_attention=False`` the text enters only as its pooled vector in the time
+    embedding: the ablation that reads a caption as one averaged vector, with no word placed.
     """
 
     def __init__(
@@ -191,6 +193,7 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         text_dim: int = 0,
         cross_levels: tuple[int, ...] | None = None,
+        cross_attention: bool = True,
     ):
         super().__init__()
         mults = tuple(int(m) for m in mults)
@@ -205,6 +208,8 @@ class UNet(nn.Module):
         self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes > 0 else None
         self.text_dim = int(text_dim)
         levels = (self.levels - 1,) if cross_levels is None else tuple(int(v) for v in cross_levels)
+        self.cross_attention = bool(self.text_dim and cross_attention)
+        levels = levels if self.cross_attention else ()
         if self.text_dim and not all(0 <= v < self.levels for v in levels):
             raise ValueError(f"UNet cross_levels must lie in 0..{self.levels - 1}, got {levels}")
 
@@ -227,8 +232,9 @@ class UNet(nn.Module):
         self.mid1 = ResBlock(ch, ch, emb_dim, groups, dropout)
         self.mid_attn = SelfAttention(ch, groups) if attention else nn.Identity()
         self.mid2 = ResBlock(ch, ch, emb_dim, groups, dropout)
-        if self.text_dim:
+        if self.cross_attention:
             self.mid_cross = CrossAttention(ch, self.text_dim, groups)
+        if self.text_dim:
             self.text_embed = nn.Linear(self.text_dim, emb_dim)  # the pooled vector joins the time embedding
 
         self.up = nn.ModuleList()
@@ -272,7 +278,7 @@ class UNet(nn.Module):
             h = _apply(layer, h, emb, text)
             stack.append(h)
         h = self.mid_attn(self.mid1(h, emb))
-        if text is not None:
+        if text is not None and self.cross_attention:
             h = self.mid_cross(h, text)
         h = self.mid2(h, emb)
         for layer in self.up:

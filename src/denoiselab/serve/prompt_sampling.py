@@ -29,6 +29,7 @@ class PromptSampling:
         self.prompt = prompt
         self.plan = prompt_plan(run, plan, prompt)
         self.tokens = prompt_tokens(run, prompt)
+        self.pooled_only = run.config.text.conditioning == "pooled"
         image_size = tuple(run.data_shape[-2:])
         # A jump sampler calls another network than the one whose layers are recorded.
         self.capture = AttentionOverSteps(image_size) if frames and self.tokens and plan.sampler not in JUMP_SAMPLERS else None
@@ -66,8 +67,20 @@ class PromptSampling:
             for frame, maps in zip(reply["frames"], capture.steps):
                 if maps is not None:  # the prompt's own positions; the padding after them draws no attention
                     frame["attention"] = frame_panel(maps[:, : len(self.tokens)])
+        elif self.tokens:
+            block["no_maps"] = self._why_no_maps("frames" in reply)
         reply["prompt"] = block
         return reply
+
+
+    def _why_no_maps(self, frames: bool) -> str:
+        if self.pooled_only:
+            return "this run reads the prompt only as one pooled vector in the time embedding (text.conditioning = pooled): it has no cross-attention, so no word has a map"
+        if self.plan.guidance == 0:
+            return "at guidance 0 the model runs unconditional and reads no word, so no word has a map"
+        if not frames:
+            return "maps come with the frames (frames: true)"
+        return "this sampler jumps with another network than the one whose attention is recorded"
 
 
 def prepare(run, name: str, req, plan) -> PromptSampling | None:

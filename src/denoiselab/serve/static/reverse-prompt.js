@@ -83,7 +83,7 @@ export const Prompt = {
       ? ` Unknown to the tokenizer: ${p.unknown.map((w) => `“${escapeHtml(w)}”`).join(", ")}, read as the unknown token.` : "";
     let note;
     if (!p.tokens.length) note = "The empty prompt: every sample is drawn unconditionally (the caption with no word), so no word has a map.";
-    else if (!mapped) note = p.guidance === 0 ? "At guidance 0 the model runs unconditional and reads no word: no map." : "No maps in this reply.";
+    else if (!mapped) note = `No maps: ${escapeHtml(p.no_maps || "none in this reply")}.`;
     else note = `Click a word to see which pixels attend to it. Maps: ${escapeHtml(p.attention.note)}.`;
     $("rev-prompt-note").innerHTML = note + unknown;
     const first = p.tokens.findIndex((t) => t.known && !FILLER.has(t.word));
