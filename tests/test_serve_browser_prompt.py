@@ -5,12 +5,10 @@ cross-attention map beside the predicted image at every step."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from denoiselab import load_config, train
-from test_serve_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, _Server, _shot
+from test_serve_browser import _Server, _shot, browser, page  # noqa: F401 - the browser and page fixtures, over this file's server
 from test_text_runs import QUIET, TINY_TEXT
 
 pytestmark = pytest.mark.browser
@@ -32,31 +30,6 @@ def server(tmp_path_factory, one_thread):
     train(load_config("scenes-text", TINY_TEXT), runs / "scenes", **QUIET)
     with _Server(runs) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium package or set DENOISELAB_CHROMIUM", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport=VIEWPORT)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort())
-    pg.set_default_timeout(45_000)
-    yield pg
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def test_the_prompt_box_draws_word_chips_and_their_maps(page, server, tmp_path):
