@@ -151,3 +151,27 @@ def test_odd_sizes_are_cropped_as_the_network_crops_them(one_thread):
     maps = recorder.maps((7, 7))
     assert maps.shape == (1, 2, 7, 7)
     assert torch.all(maps[0, 0, :, 0] == 1) and torch.all(maps[0, 0, :, 6] == 0)
+
+
+def test_concurrent_recorders_of_one_network_keep_their_own_layers(one_thread):
+    """The playground samples one shared network from several threads: each recorder holds the
+    layers of its own thread's calls only (their batch sizes tell them apart)."""
+    import threading
+
+    model, ids = _text_unet(), _ids()
+    start = threading.Barrier(2)
+
+    def calls(batch: int) -> list[int]:
+        start.wait()
+        with torch.no_grad(), CrossAttentionRecorder() as recorder:
+            for _ in range(3):
+                model(torch.randn(batch, 3, 16, 16), torch.full((batch,), 0.5), ids[:batch])
+        return [layer.probs.shape[0] for layer in recorder.layers]
+
+    results = {}
+    threads = [threading.Thread(target=lambda b=b: results.__setitem__(b, calls(b))) for b in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {1: [1] * 21, 2: [2] * 21}
