@@ -107,7 +107,7 @@ export const Prompt = {
     const { panel, peaks } = heat(f.attention, this.word);
     drawPanel($("rev-attn"), panel, {});
     const top = Math.max(...peaks);
-    $("rev-attn-caption").textContent = `where the pixels attend to “${t.known ? t.word : t.token}” (white: the largest share in each image; the largest here is ${(100 * top).toFixed(0)} % of a pixel's attention)`;
+    $("rev-attn-caption").textContent = `where the pixels attend to “${t.known ? t.word : t.token}”: black none, white the largest share in each image (at most ${(100 * top).toFixed(0)} % of a pixel's attention here)`;
     $("rev-attn-image-caption").innerHTML = `the predicted clean image x̂<sub>0</sub> at step ${f.index + 1}`;
     $("rev-attn").dataset.word = t.word;
     $("rev-attn").dataset.step = f.index;
