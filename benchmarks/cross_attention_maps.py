@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    run = load_run(args.run)
+    torch.set_num_threads(1)  # small batches on a shared machine: more threads only contend
+    run = load_run(args.run, device="cpu")
     plan = plan_sampling(run, n=args.n, steps=args.steps, seed=args.seed, guidance=args.guidance, tuned=False)
     t0 = time.perf_counter()
     shares: dict[str, dict[str, list[float]]] = {side: {"shape": [], "colour": []} for side in ("left", "right")}

@@ -12,24 +12,25 @@ import { drawPanel } from "./plot.js";
 const FILLER = new Set(["a", "an", "the", "at", "on", "in", "to", "of", "and", "with", "up", ",", ".", ":", ";", "-"]);
 
 /** The maps of one word, (n, L, H, W) -> (n, 3, H, W) heat images in pixel units [-1, 1]: black
- * where a pixel gives the word none of its attention, through red and yellow to white at the
- * largest share in that image (each image scaled to its own largest share, said in the caption). */
+ * at the smallest share of attention the word gets in that image, through red and yellow to white
+ * at the largest (each image stretched to its own range, whose extremes the caption gives). */
 function heat(maps, word) {
   const [N, L, H, W] = maps.shape, plane = H * W;
   const data = new Float32Array(N * 3 * plane);
-  const peaks = [];
+  let lowest = Infinity, highest = 0;
   for (let n = 0; n < N; n++) {
     const src = (n * L + word) * plane;
-    let peak = 0;
-    for (let p = 0; p < plane; p++) peak = Math.max(peak, maps.data[src + p]);
-    peaks.push(peak);
+    let lo = Infinity, hi = -Infinity;
+    for (let p = 0; p < plane; p++) { lo = Math.min(lo, maps.data[src + p]); hi = Math.max(hi, maps.data[src + p]); }
+    lowest = Math.min(lowest, lo);
+    highest = Math.max(highest, hi);
     for (let p = 0; p < plane; p++) {
-      const v = peak > 0 ? maps.data[src + p] / peak : 0;
+      const v = hi > lo ? (maps.data[src + p] - lo) / (hi - lo) : 0;
       const rgb = [Math.min(1, 3 * v), Math.min(1, Math.max(0, 3 * v - 1)), Math.max(0, 3 * v - 2)];
       for (let c = 0; c < 3; c++) data[(n * 3 + c) * plane + p] = 2 * rgb[c] - 1;
     }
   }
-  return { panel: { kind: "image", shape: [N, 3, H, W], data }, peaks };
+  return { panel: { kind: "image", shape: [N, 3, H, W], data }, lowest, highest };
 }
 
 export const Prompt = {
@@ -104,10 +105,10 @@ export const Prompt = {
     if (!res.prompt || this.word === null || !f.attention) return;
     const t = res.prompt.tokens[this.word];
     drawPanel($("rev-attn-image"), f.x0_net || f.x0, {});
-    const { panel, peaks } = heat(f.attention, this.word);
+    const { panel, lowest, highest } = heat(f.attention, this.word);
     drawPanel($("rev-attn"), panel, {});
-    const top = Math.max(...peaks);
-    $("rev-attn-caption").textContent = `where the pixels attend to “${t.known ? t.word : t.token}”: black none, white the largest share in each image (at most ${(100 * top).toFixed(0)} % of a pixel's attention here)`;
+    const pct = (v) => `${(100 * v).toFixed(0)} %`;
+    $("rev-attn-caption").textContent = `where the pixels attend to “${t.known ? t.word : t.token}”: dark the least, white the most in each image (from ${pct(lowest)} to ${pct(highest)} of a pixel's attention here)`;
     $("rev-attn-image-caption").innerHTML = `the predicted clean image x̂<sub>0</sub> at step ${f.index + 1}`;
     $("rev-attn").dataset.word = t.word;
     $("rev-attn").dataset.step = f.index;
