@@ -31,11 +31,11 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     JUMP_SAMPLER_NAMES,
     KARRAS_RHO,
     PRECONDITIONINGS,
-    TEXT_CONDITIONINGS,
     OBJECTIVES,
     PREDICTIONS,
     SAMPLER_NAMES,
     TIMESTEP_SAMPLING,
+    TEXT_CONDITIONINGS,
     VARIANCES,
     WEIGHTINGS,
 )

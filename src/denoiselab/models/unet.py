@@ -19,6 +19,8 @@ Latent Diffusion Models", Sec. 3.3): the text encoder's per-token vectors are th
 of a cross-attention layer after each residual block at the ``cross_levels`` resolutions and after
 the middle self-attention, Attention(Q, K, V) = softmax(Q K^T / sqrt(d)) V with Q from the image
 and K, V from the tokens; the pooled text vector is projected and added to the time embedding.
+With ``cross_attention=False`` the text enters only as its pooled vector in the time embedding:
+the ablation that reads a caption as one averaged vector, with no word placed.
 An image without text (a caption with no tokens: the null condition of classifier-free guidance)
 skips both exactly, so it takes the unconditional path of the same network.  Without text
 (``text_dim`` = 0) no layer is added and the network is the one above, parameter for parameter.
@@ -176,8 +178,6 @@ class UNet(nn.Module):
     self-attention in the middle, at the lowest resolution, when ``attention``.  ``text_dim`` > 0
     adds cross-attention to a text.encoder.TextCondition of that width at the levels
     ``cross_levels`` (default: the lowest) and in the middle; ``forward(..., text=)`` takes it.
-    With ``cross_attention=False`` the text enters only as its pooled vector in the time
-    embedding: the ablation that reads a caption as one averaged vector, with no word placed.
     """
 
     def __init__(
@@ -192,8 +192,8 @@ class UNet(nn.Module):
         groups: int = 8,
         dropout: float = 0.0,
         text_dim: int = 0,
-        cross_levels: tuple[int, ...] | None = None,
         cross_attention: bool = True,
+        cross_levels: tuple[int, ...] | None = None,
     ):
         super().__init__()
         mults = tuple(int(m) for m in mults)

@@ -37,8 +37,8 @@ export const Reverse = {
       // The same run again (back from another view): keep the sampler, steps, class and guidance chosen.
       if (prev && prev.name === name) { showError("rev-error", null); return; }
       this.setKind(detail.kind, prev ? prev.kind : "points");
-      Guidance.onRun(detail);
       Prompt.onRun(detail);
+      Guidance.onRun(detail);
       if (detail.sample) {
         $("rev-sampler").value = detail.sample.sampler;
         $("rev-steps").value = Math.min(250, detail.sample.steps);
