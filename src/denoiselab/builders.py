@@ -68,7 +68,8 @@ def model_from(cfg: Config, dim: int, num_classes: int = 0, shape: tuple[int, ..
 
 def text_model_from(cfg: Config, channels: int, vocab_size: int) -> torch.nn.Module:
     """A text-to-image recipe's network: its U-Net with cross-attention at the lowest
-    text.cross_levels levels and its text encoder ([text]) for a tokenizer of ``vocab_size`` ids."""
+    text.cross_levels levels (none with text.conditioning = pooled) and its text encoder ([text])
+    for a tokenizer of ``vocab_size`` ids."""
     from .models.text_unet import TextConditionedUNet
     from .models.unet import UNet
     from .text.encoder import TextEncoder
@@ -77,6 +78,7 @@ def text_model_from(cfg: Config, channels: int, vocab_size: int) -> torch.nn.Mod
     unet = UNet(
         channels, base=m.hidden, mults=tuple(m.mults), blocks=m.blocks, time_dim=m.time_dim, attention=m.attention,
         dropout=m.dropout, text_dim=t.width, cross_levels=tuple(range(len(m.mults) - t.cross_levels, len(m.mults))),
+        cross_attention=t.conditioning == "cross-attention",
     )  # fmt: skip
     return TextConditionedUNet(unet, TextEncoder(vocab_size, t.length, t.width, t.layers, t.heads), t.train_encoder)
 

@@ -14,6 +14,7 @@ VARIANCES = ("small", "large")  # samplers/ddpm.py: the reverse variance
 SCHEDULE_KINDS = ("linear", "cosine", "quadratic", "sigmoid")  # the DDPM chains (schedules.py)
 ALL_SCHEDULE_KINDS = SCHEDULE_KINDS + ("flow",)
 PREDICTIONS = ("eps", "x0", "v", "velocity")  # prediction.py
+TEXT_CONDITIONINGS = ("cross-attention", "pooled")  # models/unet.py: how a text-to-image U-Net reads its caption
 TIMESTEP_SAMPLING = ("uniform", "logsnr", "logit-normal", "edm", "importance")  # objectives.py, importance.py
 WEIGHTINGS = ("none", "p2", "min-snr", "edm", "sigmoid", "snr+1", "likelihood")  # weighting.py
 PRECONDITIONINGS = ("none", "edm")  # models/preconditioning.py

@@ -36,6 +36,7 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     PREDICTIONS,
     SAMPLER_NAMES,
     TIMESTEP_SAMPLING,
+    TEXT_CONDITIONINGS,
     VARIANCES,
     WEIGHTINGS,
 )
@@ -261,6 +262,13 @@ class TextConfig:
     clip_batch: int = _opt(128, "the text encoder's contrastive pretraining: pairs per batch (the N of log N)", lo=2)
     train_encoder: bool = _opt(False, "train the text encoder further with the denoiser (false: frozen after pretraining, as in Stable Diffusion)")
     cross_levels: int = _opt(1, "cross-attention to the tokens after every block of the lowest N unet levels (1: the lowest only), and in the middle", lo=1)
+    conditioning: str = _opt(
+        "cross-attention",
+        "how the U-Net reads the caption: cross-attention (its tokens, at text.cross_levels, and the pooled vector in the "
+        "time embedding), or pooled (the pooled vector in the time embedding only, no cross-attention: the ablation that "
+        "sees the words only through one averaged vector)",
+        choices=TEXT_CONDITIONINGS,
+    )
 
 
 TEXT_DATA = "scenes"  # data.name of the built-in captioned scenes
@@ -494,6 +502,8 @@ def _check_text(cfg: Config, where: str) -> None:
     if t.width % t.heads:
         raise ConfigError(f"{where}text.heads: must divide text.width ({t.width}), got {t.heads}")
     levels = len(cfg.model.mults)
+    if t.conditioning == "pooled" and t.cross_levels != 1:
+        raise ConfigError(f"{where}text.cross_levels: text.conditioning = pooled has no cross-attention to place; leave it at 1")
     if t.cross_levels > levels:
         raise ConfigError(f"{where}text.cross_levels: the unet has {levels} levels (model.mults), got {t.cross_levels}")
 

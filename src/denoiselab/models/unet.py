@@ -19,6 +19,8 @@ Latent Diffusion Models", Sec. 3.3): the text encoder's per-token vectors are th
 of a cross-attention layer after each residual block at the ``cross_levels`` resolutions and after
 the middle self-attention, Attention(Q, K, V) = softmax(Q K^T / sqrt(d)) V with Q from the image
 and K, V from the tokens; the pooled text vector is projected and added to the time embedding.
+With ``cross_attention=False`` the text enters only as its pooled vector in the time embedding:
+the ablation that reads a caption as one averaged vector, with no word placed.
 An image without text (a caption with no tokens: the null condition of classifier-free guidance)
 skips both exactly, so it takes the unconditional path of the same network.  Without text
 (``text_dim`` = 0) no layer is added and the network is the one above, parameter for parameter.
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..text.encoder import TextCondition
+from .attention_maps import active_recorder, attention_probabilities
 from .embeddings import LabelEmbedding, SinusoidalEmbedding
 
 
@@ -120,6 +123,9 @@ class CrossAttention(nn.Module):
         # position, then drop its result below.
         keys = (text.mask | ~present[:, None])[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)
+        recorder = active_recorder()
+        if recorder is not None:  # which pixels attend to which token (attention_maps.py); out is untouched
+            recorder.record(attention_probabilities(q, k, keys), (h, w), present)
         out = x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
         return torch.where(present[:, None, None, None], out, x)
 
@@ -188,6 +194,7 @@ class UNet(nn.Module):
         groups: int = 8,
         dropout: float = 0.0,
         text_dim: int = 0,
+        cross_attention: bool = True,
         cross_levels: tuple[int, ...] | None = None,
         interval: bool = False,
     ):
@@ -210,6 +217,8 @@ class UNet(nn.Module):
         self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes > 0 else None
         self.text_dim = int(text_dim)
         levels = (self.levels - 1,) if cross_levels is None else tuple(int(v) for v in cross_levels)
+        self.cross_attention = bool(self.text_dim and cross_attention)
+        levels = levels if self.cross_attention else ()
         if self.text_dim and not all(0 <= v < self.levels for v in levels):
             raise ValueError(f"UNet cross_levels must lie in 0..{self.levels - 1}, got {levels}")
 
@@ -232,8 +241,9 @@ class UNet(nn.Module):
         self.mid1 = ResBlock(ch, ch, emb_dim, groups, dropout)
         self.mid_attn = SelfAttention(ch, groups) if attention else nn.Identity()
         self.mid2 = ResBlock(ch, ch, emb_dim, groups, dropout)
-        if self.text_dim:
+        if self.cross_attention:
             self.mid_cross = CrossAttention(ch, self.text_dim, groups)
+        if self.text_dim:
             self.text_embed = nn.Linear(self.text_dim, emb_dim)  # the pooled vector joins the time embedding
 
         self.up = nn.ModuleList()
@@ -285,7 +295,7 @@ class UNet(nn.Module):
             h = _apply(layer, h, emb, text)
             stack.append(h)
         h = self.mid_attn(self.mid1(h, emb))
-        if text is not None:
+        if text is not None and self.cross_attention:
             h = self.mid_cross(h, text)
         h = self.mid2(h, emb)
         for layer in self.up:

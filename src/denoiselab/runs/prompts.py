@@ -45,12 +45,28 @@ def sample_prompts(run: Run, plan: SamplingPlan, prompts: list[str]) -> PromptDr
         missing = tokenizer.unknown_words(prompt)
         if missing:
             unknown[prompt] = missing
-        ids = np.repeat(tokenizer.encode_batch([prompt]), plan.n, axis=0)
-        drawn = sample(run, dataclasses.replace(plan, labels=ids))
+        drawn = sample(run, prompt_plan(run, plan, prompt))
         xs.append(drawn.x)
         calls += drawn.evaluations
     rows = np.repeat(np.arange(len(prompts)), plan.n)
     return PromptDraw(list(prompts), np.concatenate(xs), rows, calls, unknown)
+
+
+def prompt_plan(run: Run, plan: SamplingPlan, prompt: str) -> SamplingPlan:
+    """``plan`` with every sample conditioned on ``prompt`` (its token ids, one row per sample)."""
+    check_text_run(run)
+    return dataclasses.replace(plan, labels=np.repeat(run.tokenizer().encode_batch([prompt]), plan.n, axis=0))
+
+
+def prompt_tokens(run: Run, prompt: str) -> list[dict]:
+    """The prompt as the network reads it, one entry per token position it fills: the word, and
+    whether the tokenizer knows it (an unknown word is read as the unknown token); words past
+    the tokenizer's length are cut, as ``encode`` cuts them."""
+    from ..text import UNK, words
+
+    tokenizer = run.tokenizer()
+    ids = tokenizer.encode(prompt)
+    return [{"word": word, "known": ids[i] != UNK, "token": tokenizer.vocab[ids[i]]} for i, word in enumerate(words(prompt)[: tokenizer.length])]
 
 
 def describe_prompts(plan: SamplingPlan, prompts: list[str]) -> str:

@@ -26,6 +26,11 @@ MAX_FRAME_VALUES = 200_000  # n * steps: bounds a reverse response to about 4 pa
 MAX_IMAGES = 16  # images in one forward request
 MAX_SAMPLE_IMAGES = 64  # images in one sampling request of an image run
 MAX_FRAME_IMAGE_VALUES = 500_000  # n x steps x C x H x W with frames: 4 panels make <= 2M numbers
+# A prompt's cross-attention maps with frames (prompt_sampling.py): n x steps x words x H x W,
+# as many numbers as the 4 panels of the largest reply.
+MAX_ATTENTION_VALUES = 2_000_000
+MAX_PROMPT_CHARS = 300  # a prompt's length (the tokenizer reads at most text.length words of it)
+TEXT_EXAMPLES = 8  # held-out captions sent with a text run's details (examples for the prompt box)
 DEFAULT_SAMPLE_IMAGES = 16  # an image run's default n on the page (a 4 x 4 grid)
 IMAGE_PREVIEW = 16  # training images sent with an image run's details (the playground's x0)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 64

@@ -30,6 +30,7 @@ from .limits import (
     MAX_GUIDE_SCALE,
     MAX_MASK_B64,
     MAX_PARTICLES,
+    MAX_PROMPT_CHARS,
     MAX_IMAGE_SIZE,
     MAX_IMAGE_TRAIN_STEPS,
     MAX_IMAGES,
@@ -200,6 +201,9 @@ class SampleRequest(_Strict):
     guidance: float | None = Field(None, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False)
     gradient_guidance: GradientGuide | None = Field(None, description="classifier guidance, inpainting or observed coordinates")
     frames: bool = True
+    prompt: str | None = Field(
+        None, max_length=MAX_PROMPT_CHARS, description="text-to-image runs: the caption every sample is denoised from (\"\": unconditional)"
+    )
 
     @field_validator("label", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from ..runs import tuned_grid_list
 from ..runs.folder import RunFolder, normalization_of
-from .limits import DATA_PREVIEW, DEFAULT_RUN, HELD_OUT_PREVIEW, IMAGE_PREVIEW
+from .limits import DATA_PREVIEW, DEFAULT_RUN, HELD_OUT_PREVIEW, IMAGE_PREVIEW, TEXT_EXAMPLES
 from .payloads import json_response, panel
 from .request_models import RunName, TrainRequest
 from .routes_training import start_training
@@ -41,6 +41,8 @@ def runs_router(state: ServeState) -> APIRouter:
         out = runs.summary(name, jobs.busy_runs())
         out["losses"] = [round(float(v), 5) for v in folder.read_losses(max_points=1000)]
         out["tuned_grids"] = tuned_grid_list(path)  # what the Reverse view's grid choice offers
+        if out.get("text"):
+            out.update(_text_examples(folder))
         metrics = folder.read_metrics()
         if metrics is not None:
             out["metrics"] = metrics
@@ -116,3 +118,13 @@ def _image_preview(folder: RunFolder, num_classes: int, class_names: list[str]) 
     else:
         idx, extra = sorted(rng.choice(len(data), count, replace=False).tolist()), {}
     return {"data_preview": panel(np.asarray(data[idx], dtype=np.float32)), **extra}
+
+
+def _text_examples(folder: RunFolder) -> dict:
+    """A text-to-image run's first held-out captions (TEXT_EXAMPLES): prompts in its own
+    vocabulary for the Reverse view's prompt box."""
+    try:
+        held = [str(c) for c in folder.read_captions().get("held_out", [])][:TEXT_EXAMPLES]
+    except (OSError, ValueError, AttributeError):  # the examples are optional
+        return {}
+    return {"text_examples": held}

@@ -38,6 +38,7 @@ from .limits import (
     MAX_STEPS,
 )
 from .payloads import json_response
+from .prompt_sampling import prepare as prepare_prompt
 from .request_models import RunName, SampleRequest
 from .sample_reply import build_reply
 from .smc_sampling import SmcSampling, is_smc, plan_defaults
@@ -76,6 +77,9 @@ def sampling_router(state: ServeState) -> APIRouter:
             except PlanError as exc:
                 raise refusal(exc, name, "gradient_guidance") from None
         plan = plan_request(run, name, req)
+        prompted = prepare_prompt(run, name, req, plan)
+        if prompted is not None:
+            plan = prompted.plan
         check_bounds(run, plan, req)
         guided = None
         if req.gradient_guidance is not None:
@@ -86,8 +90,10 @@ def sampling_router(state: ServeState) -> APIRouter:
                 raise refusal(exc, name, request_field(req.gradient_guidance, exc.field)) from None
         if isinstance(guided, SmcSampling):
             check_smc_bounds(plan, guided.particles, req.frames)
-        x_T, records, seconds = draw(run, plan, guided, frames=req.frames)
+        x_T, records, seconds = draw(run, plan, guided, frames=req.frames, prompted=prompted)
         reply = build_reply(run, name, req, plan, x_T, records, seconds, guided)
+        if prompted is not None:
+            reply = prompted.add_to_reply(reply)
         if isinstance(guided, SmcSampling):
             reply = guided.add_to_reply(run, reply, records[-1].x_next, req.frames)
         return json_response(reply)
@@ -165,9 +171,10 @@ def check_bounds(run, plan: SamplingPlan, req: SampleRequest) -> None:
         raise HTTPException(422, "n: n x steps (x the image size) is over the frame bound, which gradient guidance is held to with or without frames")
 
 
-def draw(run, plan: SamplingPlan, guided, *, frames: bool) -> tuple[torch.Tensor, list, float]:
+def draw(run, plan: SamplingPlan, guided, *, frames: bool, prompted=None) -> tuple[torch.Tensor, list, float]:
     """x_T, the sampler's step records (every step with ``frames``, else the last) and the
-    seconds the sampling took."""
+    seconds the sampling took; ``prompted`` (prompt_sampling.PromptSampling) records the
+    cross-attention maps of each step, under any gradient guidance."""
     records: list = []
     on_step = records.append if frames else _keep_last(records)
     if isinstance(guided, SmcSampling):
@@ -177,6 +184,10 @@ def draw(run, plan: SamplingPlan, guided, *, frames: bool) -> tuple[torch.Tensor
     if guided is not None:
         wrapper = guided.model_wrapper(run, record=frames)
         on_step = _and_then(on_step, guided.step_done)
+    if prompted is not None and prompted.capture is not None:
+        outer = wrapper
+        wrapper = (lambda fn: outer(prompted.wrap(fn))) if outer is not None else prompted.wrap
+        on_step = _and_then(on_step, prompted.step_done)
     t0 = time.perf_counter()
     try:
         # Gradient guidance differentiates inside the sampler: no inference tensors then.

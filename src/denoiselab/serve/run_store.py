@@ -141,6 +141,7 @@ class RunStore:
             class_names=[str(c) for c in info.get("class_names") or []],
             train_seconds=info.get("train_seconds"),
             has_classifier=folder.has_classifier(),  # classifier guidance (denoiselab train-classifier)
+            text=isinstance(info.get("text"), dict),  # a text-to-image run: sampled from a prompt
             modified=folder.info_path.stat().st_mtime,
         )
         try:

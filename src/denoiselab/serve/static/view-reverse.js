@@ -8,6 +8,7 @@ import { BOX, COLORS, drawPanel, lineChart } from "./plot.js";
 import { DefaultRun } from "./runs.js";
 import { stepNote, zoomExtent } from "./reverse-notes.js";
 import { Guidance } from "./reverse-guidance.js";
+import { Prompt } from "./reverse-prompt.js";
 import { Smc } from "./reverse-smc.js";
 import { JumpView } from "./reverse-jumps.js";
 import { drawGridTimeline, gridChoices, gridRequest } from "./timeline.js";
@@ -24,6 +25,7 @@ export const Reverse = {
     DefaultRun.selectors.push((name) => this.selectRun(name));
     DefaultRun.readyListeners.push(() => { if (state.view === "reverse") this.run(); });
     Guidance.init();
+    Prompt.init();
   },
   shown() { DefaultRun.ensure().then((ok) => { if (ok && !state.rev.result) this.run(); }); },
   async selectRun(name) {
@@ -36,6 +38,7 @@ export const Reverse = {
       // The same run again (back from another view): keep the sampler, steps, class and guidance chosen.
       if (prev && prev.name === name) { showError("rev-error", null); return; }
       this.setKind(detail.kind, prev ? prev.kind : "points");
+      Prompt.onRun(detail);
       Guidance.onRun(detail);
       JumpView.onRun(detail);
       // A run trained to jump also offers its own jump sampler (the others are refused it: runs/plan.py).
@@ -79,6 +82,9 @@ export const Reverse = {
     const guidance = classes ? fieldValue("rev-guidance") : 0;
     if (steps === null || n === null || seed === null || guidance === null || guide === undefined) return; // said beside the field
     const body = { sampler: $("rev-sampler").value, steps, n, seed, frames: true, ...gridRequest($("rev-grid").value) };
+    const prompted = Prompt.request(detail); // a text run's prompt and its guidance (undefined: said beside the field)
+    if (prompted === undefined) return;
+    Object.assign(body, prompted);
     if (classes) {
       if ($("rev-label").value !== "") body.label = detail.class_names[+$("rev-label").value]; // by name
       body.guidance = guidance;
@@ -104,6 +110,7 @@ export const Reverse = {
       });
       $("rev-panels").dataset.frames = res.frames.length;
       Guidance.prepare(res);
+      Prompt.prepare(res);
       this.captions(res.kind);
       Smc.prepare(res); // twisted SMC's own captions over these
       // A latent run: x_t, x̂0 and the next sample arrive decoded; the noise stays the latent's own numbers.
@@ -138,6 +145,7 @@ export const Reverse = {
     const x0 = f.x0_net || f.x0, eps = f.eps_net || f.eps;
     drawPanel($("rev-eps"), eps, { color: COLORS.noise, alpha: 0.6 });
     Guidance.draw(res, f);
+    Prompt.draw(res, f);
     const extent = zoomExtent(x0);
     drawPanel($("rev-x0"), x0, { color: COLORS.estimate, alpha: sizes ? 0.45 : 0.6, background: bg, box: res.kind === "points" ? res.clip_x0 : null,
       extent, label: extent > BOX ? `zoomed out: ±${extent}` : undefined, sizes });
