@@ -123,6 +123,36 @@ def test_micro_batches_train_what_one_pass_trains(kind):
         torch.testing.assert_close(split.time_sampler.history, one.time_sampler.history, rtol=1e-5, atol=1e-7)
 
 
+def test_the_autoencoder_trains_in_micro_batches_too():
+    """A variational autoencoder draws its reparameterisation noise per row (latent.py): four
+    micro-batches train what one pass trains."""
+    runs = []
+    for parts in (1, 4):
+        cfg = load_config("digits-latent", ["train.batch_size=32", f"train.accumulate={parts}", "train.threads=1", "data.n=200"])
+        from denoiselab.training.stages import stage_one_config
+
+        ae = stage_one_config(cfg)
+        data = load_training_data(ae)
+        x = torch.as_tensor(data.train, dtype=torch.float32)
+        objective = objective_from(ae, schedule_from(ae))
+        state = init_state(ae, x.shape[1], torch.device("cpu"), 0, tuple(x.shape[1:]))
+        for _ in range(3):
+            optimiser_step(ae, state, objective, x, None)
+        runs.append(state)
+    np.testing.assert_allclose(runs[1].losses, runs[0].losses, rtol=2e-5)
+    assert torch.equal(runs[1].generator.get_state(), runs[0].generator.get_state())
+
+
+def test_the_batch_coupled_stages_take_their_batch_whole():
+    """The text encoder's contrastive loss and the classifier's training ignore train.accumulate."""
+    from denoiselab.classifiers import ClassifierSettings
+    from denoiselab.training.classifier import loop_config
+    from denoiselab.training.text_stage import stage_config
+
+    assert stage_config(load_config("scenes-text", ["train.accumulate=2"])).train.accumulate == 1
+    assert loop_config(load_config("four-shapes", ["train.accumulate=2"]), ClassifierSettings()).train.accumulate == 1
+
+
 def test_an_unequal_split_is_refused_in_one_line():
     cfg = load_config("spiral", ["train.batch_size=100"])
     with pytest.raises(ConfigError, match="train.batch_size: 100 is the global batch.*multiple of 8"):
@@ -131,6 +161,8 @@ def test_an_unequal_split_is_refused_in_one_line():
         load_config("spiral", ["train.batch_size=100", "train.accumulate=3"])
     with pytest.raises(ConfigError, match="latent.autoencoder: this recipe trains its autoencoder first"):
         check_world_size(load_config("digits-latent"), 2)
+    with pytest.raises(ConfigError, match="data.name: this recipe trains its text encoder first"):
+        check_world_size(load_config("scenes-text"), 2)
 
 
 def test_ranks_hold_the_batch_in_order():

@@ -283,7 +283,7 @@ def check_world_size(cfg: Config, world_size: int) -> None:
             f"{cfg.train.accumulate} need a multiple of {parts}"
         )
     if cfg.latent.autoencoder == "train" or is_text_run(cfg):
-        key, stage = ("data.captions", "its text encoder") if is_text_run(cfg) else ("latent.autoencoder", "its autoencoder")
+        key, stage = ("latent.autoencoder", "its autoencoder") if not is_text_run(cfg) else ("text.captions" if cfg.text.captions else "data.name", "its text encoder")
         raise ConfigError(f"{key}: this recipe trains {stage} first, which training in several processes does not do; train it in one process")
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .batch_draws import BatchDraws
 from .models.autoencoder import Autoencoder, gaussian_kl
 
 # Images per forward pass when a whole data set is encoded or decoded.
@@ -35,7 +36,7 @@ def reconstruction_loss(model: Autoencoder, x: torch.Tensor, generator: torch.Ge
     if logvar is None:
         z, kl = mean, torch.zeros((), device=x.device)
     else:
-        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+        eps = BatchDraws.of(generator, x.shape[0]).randn(mean.shape, dtype=mean.dtype).to(mean.device)  # a batch's rows (batch_draws.py)
         z = mean + torch.exp(0.5 * logvar) * eps
         kl = gaussian_kl(mean, logvar).mean()
     squared_error = (model.decode_unscaled(z) - x).pow(2).flatten(1).sum(1).mean()

@@ -34,7 +34,7 @@ def loop_config(run_config: Config, settings: ClassifierSettings, threads: int =
     """The run's recipe with its [train] section set for the classifier (what optimiser_step reads)."""
     train = dataclasses.replace(
         run_config.train, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr, warmup_steps=settings.warmup_steps,
-        checkpoint_every=settings.checkpoint_every, seed=settings.seed, label_dropout=0.0, ema_decay=0.0, threads=threads,
+        checkpoint_every=settings.checkpoint_every, seed=settings.seed, label_dropout=0.0, ema_decay=0.0, threads=threads, accumulate=1,
     )  # fmt: skip
     return dataclasses.replace(run_config, train=train)
 

@@ -104,11 +104,12 @@ class Processes:
         set on every process's ``stop`` (loop.StopSignals), so all stop after the same step."""
         if not self.is_parallel:
             return loss
-        slots = [loss] + [1.0 if stop.signum == s else 0.0 for s in STOP_SIGNALS]
+        signum = None if stop is None else stop.signum
+        slots = [loss] + [1.0 if signum == s else 0.0 for s in STOP_SIGNALS]
         values = torch.tensor(slots, dtype=torch.float64, device=self.device)
         dist.all_reduce(values)
         received = [s for s, count in zip(STOP_SIGNALS, values[1:].tolist()) if count > 0]
-        if received and stop.agreed is None:
+        if received and stop is not None and stop.agreed is None:
             stop.agreed = stop.signum if stop.signum in received else received[0]
         return float(values[0]) / self.world_size
 

@@ -76,11 +76,13 @@ def load_captioned_data(cfg: Config) -> CaptionedData:
 
 def stage_config(cfg: Config) -> Config:
     """The [train] settings of the contrastive stage: text.clip_steps, clip_lr and clip_batch, no
-    caption dropout, no EMA; the other keys as the run's."""
+    caption dropout, no EMA, no gradient accumulation (the contrastive loss compares every row of
+    its batch with every other, so a micro-batch's loss is not a part of the batch's); the other
+    keys as the run's."""
     t = cfg.text
     train = dataclasses.replace(
         cfg.train, steps=t.clip_steps, lr=t.clip_lr, batch_size=t.clip_batch, label_dropout=0.0, ema_decay=0.0,
-        warmup_steps=min(cfg.train.warmup_steps, t.clip_steps),
+        warmup_steps=min(cfg.train.warmup_steps, t.clip_steps), accumulate=1,
     )  # fmt: skip
     return dataclasses.replace(cfg, train=train)
 
