@@ -25,6 +25,7 @@ from .choices import (  # names only: a recipe is read and checked without loadi
     ARCHITECTURES,
     COUPLINGS,
     GRIDS,
+    IMAGE_ARCHITECTURES,
     CONSISTENCY_OBJECTIVES,
     INTERVAL_OBJECTIVES,
     TEACHER_OBJECTIVES,
@@ -193,6 +194,14 @@ class TrainConfig:
         "fp32", "the loss's arithmetic: fp32, or mixed precision under torch.autocast, bf16 or fp16 (with a gradient "
         "scaler); the weights, the optimiser and the EMA stay fp32. For GPUs: on a CPU bf16 is slower than fp32",
         choices=PRECISIONS,
+    )
+    channels_last: bool = _opt(
+        False, "image networks: weights and activations in channels-last (NHWC) memory order, which GPU convolutions "
+        "prefer; the same network, other rounding"
+    )
+    compile: bool = _opt(
+        False, "train through torch.compile(network): kernels fused by TorchInductor (a C++ compiler on a CPU); the first "
+        "steps wait for the compiler; the same network, other rounding"
     )
     checkpoint_every: int = _opt(1000, "write a resumable checkpoint every N steps", lo=1)
     seed: int = _opt(0, "seed of initialisation, batches, timesteps and noise", lo=0)
@@ -418,6 +427,10 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
             f"{where}train.weighting: likelihood divides by the density of t, and under timesteps = {tr.timesteps} that "
             "density's Gaussian tails make the loss's variance infinite; use timesteps = logsnr, uniform or importance"
         )
+    if tr.channels_last and cfg.model.arch not in IMAGE_ARCHITECTURES and not cfg.latent.autoencoder:
+        raise ConfigError(f"{where}train.channels_last: orders the channels of images; model.arch = {cfg.model.arch} has none (use false)")
+    if tr.compile and tr.objective == "meanflow":
+        raise ConfigError(f"{where}train.compile: MeanFlow differentiates its network with torch.func.jvp, which is not compiled here; use false")
     if tr.batch_size % tr.accumulate:
         raise ConfigError(f"{where}train.accumulate: must divide train.batch_size ({tr.batch_size}) into equal micro-batches, got {tr.accumulate}")
     _check_one_step(cfg, where)

@@ -224,6 +224,8 @@ def _train(
                 f"global batch of {cfg.train.batch_size} (DistributedDataParallel, {'NCCL' if device.type == 'cuda' else 'gloo'})"
             )
         network = data_parallel(state.model, processes)
+        if cfg.train.compile:
+            network = torch.compile(network)
         stop.shared = processes.is_parallel  # every process stops after the step they agree on
         log(f"one training step: {describe_flops(per_step)} (forward and backward, torch's FlopCounterMode); "
             f"{cfg.train.steps} steps: {describe_flops(per_step * cfg.train.steps)}")

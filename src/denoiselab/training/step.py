@@ -43,7 +43,7 @@ def optimiser_step(
     ``processes`` says which rows of the batch this process trains, and ``stop`` (the loop's
     StopSignals) learns of a signal any process received (parallel.Processes.reduce_step)."""
     processes = processes or Processes()
-    network = network or state.model
+    network = state.model if network is None else network
     lr = learning_rate(cfg, state.step)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
