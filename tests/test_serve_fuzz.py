@@ -173,3 +173,13 @@ def test_query_and_path_parameters_get_a_clean_answer(client):
         check_answer(client.get(f"/api/jobs/{name or 'x'}", params={"since": since}), (200,))
 
     run()
+
+
+def test_a_path_no_route_answers_names_its_field(client):
+    """A run name with an encoded "/" reaches no route: the 404 still says what is wrong, as every
+    error does (the fuzz above found it)."""
+    for path in ("/api/runs/%2F0", "/api/no-such-thing"):
+        r = client.get(path)
+        assert r.status_code == 404
+        check_answer(r, ())
+        assert r.json()["detail"].startswith("path: no part of the playground's API answers this path")

@@ -22,7 +22,7 @@ from safetensors import safe_open
 from denoiselab import cli
 from denoiselab.classifiers import ClassifierSettings
 from denoiselab.config import load_config
-from denoiselab.runs.folder import CHECKPOINT, CLASSIFIER_CHECKPOINT, CLASSIFIER_INFO, CLASSIFIER_WEIGHTS, LOCK_NAME, WEIGHTS
+from denoiselab.runs.folder import CHECKPOINT, CLASSIFIER_CHECKPOINT, CLASSIFIER_INFO, CLASSIFIER_WEIGHTS, LOCK_NAME, WEIGHTS, RunFolder
 from denoiselab.training import train, train_classifier
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -123,7 +123,8 @@ def test_a_signal_during_a_checkpoint_write_loses_nothing(signum, uninterrupted,
 def test_resume_of_a_run_in_training_is_refused_then_a_sigterm_loses_nothing(uninterrupted, tmp_path, one_thread, capsys):
     run_dir = tmp_path / "run"
     proc = _start(run_dir, "train.checkpoint_every=100000")  # no checkpoint before the stop
-    _wait_for((run_dir / LOCK_NAME).exists, proc, "the run's lock file")
+    # The lock is held, not just its file made (open, then flock: a moment apart).
+    _wait_for(lambda: RunFolder(run_dir).is_busy(), proc, "the run's lock")
     assert cli.main(["train", "--resume", str(run_dir)]) == 2
     assert not (run_dir / CHECKPOINT).exists()  # it said so before the first checkpoint
     assert "another process is training this run" in capsys.readouterr().err

@@ -55,4 +55,6 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":  # no route matched, e.g. a run name with "/" in it
+            detail = "path: no part of the playground's API answers this path (a run's name has no '/'; GET /api/runs lists them)"
         return JSONResponse(status_code=exc.status_code, content={"detail": public_message(detail)}, headers=getattr(exc, "headers", None))
