@@ -202,3 +202,13 @@ def test_a_run_says_whether_it_is_bit_reproducible_on_its_device():
 
     assert reproducibility(torch.device("cpu"), 1).startswith("bit-exact when run again on this machine (1 thread)")
     assert reproducibility(torch.device("cuda", 0), None).startswith("not bit-exact on cuda")
+
+
+def test_commands_that_do_not_share_their_work_refuse_torchrun(monkeypatch, capsys):
+    from denoiselab import cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert cli.main(["schedules", "--out", "x.png"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "schedules runs in one process; start it without torchrun" in err

@@ -1105,6 +1105,10 @@ COMMANDS = {
 }
 
 
+# The commands that share their work among torchrun's processes (train: the batch; sample: the samples).
+PARALLEL_COMMANDS = ("train", "sample")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -1112,6 +1116,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # bad options (status 2, one line already printed), --help, --version
         return exc.code if isinstance(exc.code, int) else 0
     try:
+        if _torchrun_place()[1] > 1 and args.command not in PARALLEL_COMMANDS:
+            raise UsageError(f"{args.command} runs in one process; start it without torchrun (torchrun starts: {', '.join(PARALLEL_COMMANDS)})")
         if args.command in RUN_COMMANDS:  # a wrong run folder is answered before torch is imported
             problem = RunFolder(args.run).problem()
             if problem is not None:
