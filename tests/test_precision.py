@@ -41,9 +41,14 @@ def test_fp16_resumes_with_its_loss_scale(tmp_path):
     """The gradient scaler's scale and growth count are in the checkpoint: an fp16 run stopped
     and resumed ends with the bytes of an uninterrupted one."""
     cfg = load_config("quick", ["train.precision=fp16", "train.steps=60", "train.threads=1", "train.checkpoint_every=1000"])
+    _assert_resume_is_bit_exact(cfg, tmp_path, stop_at=25)
+
+
+def _assert_resume_is_bit_exact(cfg, tmp_path, stop_at: int) -> None:
+    """A run stopped after ``stop_at`` steps and resumed ends with an uninterrupted run's bytes."""
     train(cfg, tmp_path / "whole", progress=False, log=lambda *a: None)
     with pytest.raises(TrainingInterrupted):
-        train(cfg, tmp_path / "parts", progress=False, log=lambda *a: None, stop_at=25)
+        train(cfg, tmp_path / "parts", progress=False, log=lambda *a: None, stop_at=stop_at)
     train(cfg, tmp_path / "parts", resume=True, progress=False, log=lambda *a: None)
     a, b = (load_file(str(tmp_path / run / "checkpoint.safetensors")) for run in ("whole", "parts"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -113,9 +118,4 @@ def test_channels_last_resumes_bit_exactly(tmp_path):
     """The optimiser's moments are restored in their parameters' layout, as an uninterrupted run
     makes them (a contiguous moment beside an NHWC parameter rounds the fused update differently)."""
     cfg = load_config("digits", ["train.steps=6", "train.batch_size=16", "train.channels_last=true", "train.threads=1"])
-    train(cfg, tmp_path / "whole", progress=False, log=lambda *a: None)
-    with pytest.raises(TrainingInterrupted):
-        train(cfg, tmp_path / "parts", progress=False, log=lambda *a: None, stop_at=3)
-    train(cfg, tmp_path / "parts", resume=True, progress=False, log=lambda *a: None)
-    a, b = (load_file(str(tmp_path / run / "checkpoint.safetensors")) for run in ("whole", "parts"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _assert_resume_is_bit_exact(cfg, tmp_path, stop_at=3)

@@ -299,8 +299,9 @@ def cmd_train(args) -> int:
         if not processes.is_parallel or not _is_collective_failure(exc):
             raise
         step = RunFolder(run_dir).read_info().get("step", 0) if RunFolder(run_dir).info_path.is_file() else 0
+        what = exc if isinstance(exc, ProcessGroupError) else f"another process of the run stopped ({_collective_reason(exc)})"
         print(
-            f"denoiselab train: error: process {processes.rank} of {world}: another process of the run stopped ({_collective_reason(exc)}); "
+            f"denoiselab train: error: process {processes.rank} of {world}: {what}; "
             f"the last checkpoint (step {step}) is kept: resume with {resume_command}",
             file=sys.stderr,
         )
