@@ -61,7 +61,7 @@ def _set(overrides: list[str]) -> list[str]:
 
 def _train(root: Path, name: str, recipe: str, overrides: list[str]) -> Path:
     out = root / name
-    _cli("train", "--config", recipe, *_set(overrides), "--out", out, "--no-progress")
+    _cli("train", "--config", recipe, *_set(overrides), "--out", out, "--no-progress", "--no-figures")
     return out
 
 

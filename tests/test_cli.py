@@ -163,6 +163,17 @@ def test_plot_into_another_folder(trained_run, tmp_path, capsys):
     assert str(tmp_path / "figs" / "samples.png") in out
 
 
+def test_train_without_figures_measures_the_run_and_plot_draws_them_later(tmp_path, capsys, one_thread):
+    run = tmp_path / "bare"
+    rc, out, _ = run_cli(capsys, "train", "--config", "quick", *[a for s in TINY for a in ("--set", s)], "--out", run, "--no-progress", "--no-figures")
+    assert rc == 0 and "wrote" not in out
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    assert np.isfinite(json.loads((run / "metrics.json").read_text())["w2"])
+    assert not [name for name in FIGURES if (run / name).exists()]
+    rc, _, _ = run_cli(capsys, "plot", run)
+    assert rc == 0 and all((run / name).is_file() for name in FIGURES)
+
+
 def test_schedules(tmp_path, capsys):
     rc, out, _ = run_cli(capsys, "schedules", "--T", "50", "--out", tmp_path / "s.png")
     assert rc == 0 and (tmp_path / "s.png").read_bytes()[:8] == PNG_MAGIC

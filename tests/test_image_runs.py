@@ -137,7 +137,9 @@ def test_bad_image_data_is_one_line_and_leaves_nothing(tmp_path, capsys, make, m
 
 @pytest.mark.slow
 def test_a_short_digits_training_beats_an_untrained_model(tmp_path, one_thread):
-    cfg = load_config("digits", ["train.steps=600", "sample.n=200", "sample.steps=10"])
+    # A 16-wide U-Net (a quarter of the recipe's FLOPs a step), 200 steps: measured 0.78 class
+    # accuracy and a Frechet ratio of 1.64 against the untrained network's 0.10 and 16.7.
+    cfg = load_config("digits", ["train.steps=200", "model.hidden=16", "sample.n=200", "sample.steps=10"])
     training.train(cfg, tmp_path / "run", progress=False, log=lambda *a: None)
     run = load_run(tmp_path / "run")
     trained, _ = evaluate_run(run)

@@ -55,7 +55,7 @@ def _info(run: Path) -> dict:
 def one_and_two(tmp_path_factory):
     """The same recipe trained by one process and by two."""
     where = tmp_path_factory.mktemp("parallel")
-    one = _run(_command(where / "one"), where)
+    one = _run(_command(where / "one", "--no-figures"), where)
     two = _run(_command(where / "two", "--nproc", "2"), where)
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
@@ -84,7 +84,7 @@ def test_two_processes_train_what_one_trains(one_and_two):
     assert "Traceback" not in two.stderr
 
 
-@pytest.mark.parametrize("guidance", [[], ["--observe", "x1=0.5", "--json"]], ids=["plain", "smc"])
+@pytest.mark.parametrize("guidance", [[], ["--observe", "x1=0.5", "--method", "smc", "--particles", "4", "--steps", "10", "--json"]], ids=["plain", "smc"])
 def test_torchrun_sample_writes_the_file_one_process_writes(one_and_two, guidance):
     """Each process draws its share of the samples, each sample from its own seed; rank 0 writes
     one file, the bits of a single process's (twisted SMC's particles are a sample's own)."""
@@ -117,7 +117,9 @@ def test_ctrl_c_stops_both_processes_at_one_step_and_the_resumed_run_is_bit_iden
     where, _, _ = one_and_two
     run = where / "stopped"
     # A terminal's Ctrl-C: SIGINT to the whole process group (the launcher, torchrun's agent, both workers).
-    process = subprocess.Popen(_command(run, "--nproc", "2"), cwd=where, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        _command(run, "--nproc", "2", "--no-figures"), cwd=where, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     _wait_for_checkpoint(run, process)
     os.killpg(process.pid, signal.SIGINT)
     out, err = process.communicate(timeout=120)
@@ -126,7 +128,7 @@ def test_ctrl_c_stops_both_processes_at_one_step_and_the_resumed_run_is_bit_iden
     assert info["status"] == "interrupted" and 40 <= info["step"] < 160
     assert err.count(f"interrupted at step {info['step']}; resume with: denoiselab train --nproc 2 --resume {run}") == 1, err
     assert "Traceback" not in err
-    resumed = _run([sys.executable, "-m", "denoiselab", "train", "--nproc", "2", "--resume", str(run), "--no-progress"], where)
+    resumed = _run([sys.executable, "-m", "denoiselab", "train", "--nproc", "2", "--resume", str(run), "--no-progress", "--no-figures"], where)
     assert resumed.returncode == 0, resumed.stderr
     a, b = _checkpoint(where / "two"), _checkpoint(run)
     assert a.keys() == b.keys()
@@ -150,7 +152,7 @@ def _workers(run: Path) -> list[int]:
 def test_a_killed_process_takes_the_other_down_and_its_checkpoint_resumes_in_one_process(one_and_two):
     where, _, _ = one_and_two
     run = where / "killed"
-    process = subprocess.Popen(_command(run, "--nproc", "2"), cwd=where, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(_command(run, "--nproc", "2", "--no-figures"), cwd=where, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(run, process)
     workers = _workers(run)
     assert len(workers) == 2, workers
@@ -166,7 +168,7 @@ def test_a_killed_process_takes_the_other_down_and_its_checkpoint_resumes_in_one
     assert step >= 40
     # The last checkpoint is whole; resumed by one process, the run says it is not bit-exact and
     # ends where the uninterrupted runs end, up to rounding.
-    resumed = _run([sys.executable, "-m", "denoiselab", "train", "--resume", str(run), "--no-progress"], where)
+    resumed = _run([sys.executable, "-m", "denoiselab", "train", "--resume", str(run), "--no-progress", "--no-figures"], where)
     assert resumed.returncode == 0, resumed.stderr
     assert "trained so far by 2 processes, resumed by 1" in resumed.stdout and "not bit-identical" in resumed.stdout
     # Rounding differences grow over Adam's steps (measured: 1.2e-5 relative in two losses of

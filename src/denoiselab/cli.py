@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default: runs/<recipe>, numbered if taken)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (recipe from the run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-figures", action="store_true", help="measure the run but draw no figures (denoiselab plot RUN draws them later)")
     p.add_argument(
         "--nproc", type=_positive_int, metavar="N",
         help="train in N processes on this machine (torchrun started for you: data parallelism over gloo, or NCCL with one GPU "
@@ -285,7 +286,10 @@ def cmd_train(args) -> int:
     floors = floors_in_background(cfg) if processes.is_main else None
     try:
         # A latent run may train its autoencoder first.
-        train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress, processes=processes, resume_command=resume_command)
+        train(
+            cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress, processes=processes,
+            resume_command=resume_command, figures=not args.no_figures,
+        )  # fmt: skip
     except TrainingInterrupted as exc:
         if processes.is_main:
             print(f"\n{exc}", file=sys.stderr)
@@ -312,7 +316,7 @@ def cmd_train(args) -> int:
     processes.close()
     if not processes.is_main:
         return 0
-    complete_run(run_dir)
+    complete_run(run_dir, figures=not args.no_figures)
     print(f"run folder: {run_dir}")
     return 0
 
@@ -355,6 +359,7 @@ def _start_processes(args, run_dir: Path) -> int:
     else:
         argv += ["--config", args.config, "--out", str(run_dir)]
     argv += [f"--set={item}" for item in args.set] + (["--no-progress"] if args.no_progress else [])
+    argv += ["--no-figures"] if args.no_figures else []
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default too, without its warning; train.threads decides
     for name in list(logging.root.manager.loggerDict):  # torchrun's agent logs each worker it stops
         if name.startswith("torch.distributed"):

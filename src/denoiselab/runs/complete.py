@@ -103,8 +103,9 @@ def measured_words(run: Run) -> str:
 COMPLETE_RUN_REPEATS = 2
 
 
-def complete_run(run_dir: str | Path, log=print) -> tuple[Run, Metrics]:
-    """After training: measure the run, draw its figures and mark it complete.
+def complete_run(run_dir: str | Path, log=print, *, figures: bool = True) -> tuple[Run, Metrics]:
+    """After training: measure the run, draw its figures (unless ``figures`` is False: `denoiselab
+    plot RUN` draws them later) and mark it complete.
 
     The metrics (COMPLETE_RUN_REPEATS sample sets; scipy's assignment solver and torch's
     distances release the GIL) are measured on a second thread while this one draws the
@@ -117,7 +118,7 @@ def complete_run(run_dir: str | Path, log=print) -> tuple[Run, Metrics]:
         store_latent_scale(run)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as pool:
         measuring = pool.submit(evaluate_run, run, repeats=COMPLETE_RUN_REPEATS, density=False)
-        written = render_figures(run)
+        written = render_figures(run) if figures else []
         metrics, _ = measuring.result()
     write_metrics(run, metrics)
     for path in written:

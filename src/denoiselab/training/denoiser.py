@@ -91,6 +91,7 @@ def train(
     on_step=None,
     processes: Processes | None = None,
     resume_command: str | None = None,
+    figures: bool = True,
 ) -> TrainState:
     """Train ``cfg`` into ``run_dir`` (created; or continued with ``resume=True``).
 
@@ -101,6 +102,9 @@ def train(
     A latent recipe with latent.autoencoder = "train" trains its autoencoder first (stage one:
     trained, or resumed, or reused when complete, into the run's stage-one folder, and completed:
     latent scale, metrics, figures), so the same command started again continues where it stopped.
+
+    ``figures``: whether the completed first stage draws its figures (the denoiser's own are
+    drawn by runs.complete_run or render_figures, which this function does not call).
 
     ``stop_at`` ends the loop after that step as if interrupted (used to test resume).
     ``on_step(step, loss)`` is called after every optimiser step (the playground's live loss
@@ -123,7 +127,7 @@ def train(
         if processes.is_main:  # the others would find the folder rank 0 has begun
             folder.check_new(stage_one_names(cfg) + distilled_names(cfg))
         if trains_stage_one(cfg):
-            _stage_one(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
+            _stage_one(cfg, folder, figures, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
         if is_text_run(cfg):
             train_text_encoder(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
     with StopSignals(folder.path, resume_command) as stop:
@@ -132,7 +136,7 @@ def train(
     return state
 
 
-def _stage_one(cfg: Config, folder: RunFolder, **options) -> None:
+def _stage_one(cfg: Config, folder: RunFolder, figures: bool, **options) -> None:
     """Latent diffusion's first stage: the autoencoder trained (or resumed, or reused when it is
     complete) into the run's stage-one folder, and completed."""
     # Before stage one: the denoiser must take the kind of latent it will produce.
@@ -147,11 +151,11 @@ def _stage_one(cfg: Config, folder: RunFolder, **options) -> None:
         if ae.status() != "complete":
             log(f"stage one: resuming the autoencoder in {ae.path}")
             train(ae_cfg, ae.path, resume=True, **options)
-            complete_run(ae.path, log=log)
+            complete_run(ae.path, log=log, figures=figures)
     else:
         log(f"stage one: training the autoencoder into {ae.path}")
         train(ae_cfg, ae.path, **options)
-        complete_run(ae.path, log=log)
+        complete_run(ae.path, log=log, figures=figures)
     log(f"stage two: the denoiser in the autoencoder's latent space, into {folder.path}")
 
 
