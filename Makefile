@@ -4,6 +4,9 @@ VENV   ?= .venv
 # The CPU build of PyTorch; an unpinned torch may pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
+# make test's worker processes (pytest-xdist), each test file on one of them: one per core of
+# the 2-core machines the suite is sized for.
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-fast bench clean chromium
 
@@ -24,7 +27,7 @@ chromium:
 	@scripts/ensure-chromium
 
 test: setup chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"

@@ -109,9 +109,17 @@ def _finish(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory, one_thread) -> Path:
-    """One run of each kind, side by side in one runs directory (the playground's too)."""
+def runs_dir(tmp_path_factory, one_thread):
+    """One run of each kind, side by side in one runs directory (the playground's too).  The
+    module has a cache of its own: its 5-step metric classifiers must not be found by the tests
+    of another module that measure a trained model (in whatever order the files run)."""
     root = tmp_path_factory.mktemp("kinds")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DENOISELAB_CACHE", str(root / "cache"))
+        yield _train_every_kind(root)
+
+
+def _train_every_kind(root: Path) -> Path:
     classes = 'data.classes=["spiral", "circle"]'
     recipes = {
         "points": ("quick", POINTS),
