@@ -59,7 +59,7 @@ def test_encode_decode_shapes(shape, options, latent):
     x = torch.rand(3, *shape) * 2 - 1
     z = model.encode(x)
     assert model.latent_shape == latent and z.shape == (3, *latent)
-    assert model.decode(z).shape == (3, *shape) and model(x).shape == (3, *shape)
+    assert model.decode(z).shape == (3, *shape) and model(x).image.shape == (3, *shape)
     mean, logvar = model.posterior(x)
     assert (logvar is None) == (not options.get("variational", True)) and mean.shape == z.shape
 
