@@ -210,3 +210,38 @@ def test_commands_that_do_not_share_their_work_refuse_torchrun(monkeypatch, caps
     assert cli.main(["schedules", "--out", "x.png"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "schedules runs in one process; start it without torchrun" in err
+
+
+def _first_stage(kind: str):
+    """The autoencoder of a latent recipe, or the text encoder's contrastive stage, ready to step."""
+    from denoiselab.training.stages import stage_one_config
+    from denoiselab.training.text_stage import _contrastive_model, load_captioned_data, stage_config
+
+    if kind == "autoencoder":
+        cfg = stage_one_config(load_config("digits-latent", ["train.batch_size=16", "train.threads=1", "data.n=100", "autoencoder.hidden=8"]))
+        x = torch.as_tensor(load_training_data(cfg).train, dtype=torch.float32)
+        return cfg, init_state(cfg, x.shape[1], torch.device("cpu"), 0, tuple(x.shape[1:])), objective_from(cfg, schedule_from(cfg)), x, None
+    from denoiselab.text import Tokenizer
+    from denoiselab.text.contrastive import ContrastiveObjective
+
+    cfg = load_config("scenes-text", ["data.n=60", "text.clip_batch=16", "text.width=16", "text.layers=1", "text.heads=2", "train.threads=1"])
+    data = load_captioned_data(cfg)
+    tokenizer = Tokenizer.fit(data.captions, cfg.text.length)
+    scfg = stage_config(cfg)
+    state = init_state(scfg, 3, torch.device("cpu"), build_model=lambda: _contrastive_model(cfg, data.train.shape[1], tokenizer.size))
+    return scfg, state, ContrastiveObjective(), torch.as_tensor(data.train), torch.as_tensor(tokenizer.encode_batch(data.captions))
+
+
+@pytest.mark.parametrize("kind", ["autoencoder", "text encoder"])
+def test_the_first_stages_train_through_distributed_data_parallel(kind, group_of_one):
+    """The autoencoder's loss reads the posterior and the decoder, the contrastive loss both
+    encoders: each through the network's forward, so DDP synchronises their gradients; in a group
+    of one the step is one process's."""
+    cfg, plain, objective, x, y = _first_stage(kind)
+    _, wrapped, _, _, _ = _first_stage(kind)
+    network = wrap(wrapped.model, torch.device("cpu"))
+    for _ in range(2):
+        optimiser_step(cfg, plain, objective, x, y)
+        optimiser_step(cfg, wrapped, objective, x, y, network=network)
+    assert wrapped.losses == pytest.approx(plain.losses, rel=1e-6)
+    torch.testing.assert_close(_weights(wrapped), _weights(plain), rtol=0, atol=1e-6)
