@@ -196,10 +196,31 @@ def test_every_objective_trains_through_distributed_data_parallel(kind, group_of
 
 
 def test_a_run_says_whether_it_is_bit_reproducible_on_its_device():
-    from denoiselab.training.compute import reproducibility
+    from denoiselab.reproducible import reproducibility
 
     assert reproducibility(torch.device("cpu"), 1).startswith("bit-exact when run again on this machine (1 thread)")
     assert reproducibility(torch.device("cuda", 0), None).startswith("not bit-exact on cuda")
+
+
+def test_a_draw_says_whether_it_is_bit_reproducible_on_its_device(trained_run, tmp_path, capsys):
+    """sample and evaluate state it, in words and in --json: one wording (reproducible.py)."""
+    from denoiselab import cli
+    from denoiselab.reproducible import draw_reproducibility
+
+    threads = torch.get_num_threads()
+    said = draw_reproducibility(torch.device("cpu"))
+    assert said.startswith(f"bit-exact when run again on this machine (cpu, {threads} thread") and "neither --batch nor the number of processes" in said
+    assert draw_reproducibility(torch.device("cpu"), 2).startswith(f"bit-exact when run again on this machine (cpu, {threads} thread{'s' if threads > 1 else ''}, 2 processes)")
+    assert "not promised bit-exact" in draw_reproducibility(torch.device("cuda", 0)) and "TF32" in draw_reproducibility(torch.device("cuda", 0))
+    import json
+
+    out = str(tmp_path / "x.npy")
+    assert cli.main(["sample", str(trained_run), "-n", "3", "--steps", "2", "--out", out]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"reproducible: {said}"
+    assert cli.main(["sample", str(trained_run), "-n", "3", "--steps", "2", "--out", out, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reproducible"] == said
+    assert cli.main(["evaluate", str(trained_run), "-n", "20", "--repeats", "1", "--steps", "2", "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"reproducible: {said}"
 
 
 def test_commands_that_do_not_share_their_work_refuse_torchrun(monkeypatch, capsys):

@@ -550,11 +550,13 @@ def cmd_sample(args) -> int:
         from .runs.guided_smc import report
 
         smc = {} if drawn.particles is None else {"smc": report(drawn.particles, drawn.evaluations)}
-        print(json.dumps({"run": str(run.path), "out": str(out), "what": what, "n": len(x), "evaluations": drawn.evaluations, **smc}))
+        reproducible = _reproducible(run, world)
+        print(json.dumps({"run": str(run.path), "out": str(out), "what": what, "n": len(x), "evaluations": drawn.evaluations, **smc, "reproducible": reproducible}))
     else:
         print(line)
         if inside_line is not None:
             print(inside_line)
+        print(f"reproducible: {_reproducible(run, world)}")
     _print_particles(drawn, ess=not args.json)
     return 0
 
@@ -610,6 +612,7 @@ def _sample_prompts(args, run, out: Path) -> int:
         names = [p if p.strip() else "(empty prompt)" for p in drawn.prompts]
         viz.plot_image_grid(drawn.x, out, labels=drawn.rows, class_names=names, title=f"{plan.n} samples per prompt\n{plan.describe()}, guidance {plan.guidance:g}")
     print(f"wrote {len(drawn.x)} samples to {out} ({what}; {drawn.evaluations} model evaluations)")
+    print(f"reproducible: {_reproducible(run)}")
     return 0
 
 
@@ -757,14 +760,22 @@ def cmd_evaluate(args) -> int:
         processes.close()
     if measured is None:  # rank 0 reports
         return 0
-    metrics = measured[0]
+    metrics, reproducible = measured[0], _reproducible(run, processes.world_size if processes else 1)
     if args.json:
-        print(json.dumps({"run": str(run.path), **what, **metrics.to_dict()}))
+        print(json.dumps({"run": str(run.path), **what, **metrics.to_dict(), "reproducible": reproducible}))
     else:
         summary = metrics.summary()
         sep = "\n" if "\n" in summary else " "  # a conditional run's summary has a line per class
         print(f"{run.path} ({words}):{sep}{summary}")
+        print(f"reproducible: {reproducible}")
     return 0
+
+
+def _reproducible(run, world: int = 1) -> str:
+    """Whether the draw gives the same bits when run again (reproducible.py), said by sample and evaluate."""
+    from .reproducible import draw_reproducibility
+
+    return draw_reproducibility(run.device, world)
 
 
 def _evaluate_ema_lengths(args, run, processes=None) -> int:
@@ -790,11 +801,13 @@ def _evaluate_ema_lengths(args, run, processes=None) -> int:
             return 0
     if args.json:
         rows = [{"ema_length": r.sigma_rel, "step": r.step, "profile_error": r.relative_error, **m.to_dict()} for r, m in results]
-        print(json.dumps({"run": str(run.path), "sampler": plan.sampler, "evaluations": plan.evaluations, "ema": rows}))
+        reproducible = _reproducible(run, processes.world_size if processes else 1)
+        print(json.dumps({"run": str(run.path), "sampler": plan.sampler, "evaluations": plan.evaluations, "ema": rows, "reproducible": reproducible}))
     else:
         print(f"{run.path} ({plan.describe()}, {plan.evaluations} model evaluations), post-hoc EMA at step {states[0].step}:")
         for r, m in results:
             print(f"  length {r.sigma_rel:g}: {' '.join(m.summary().split())}")
+        print(f"reproducible: {_reproducible(run, processes.world_size if processes else 1)}")
     return 0
 
 

@@ -28,7 +28,8 @@ from ..runs.folder import PAIRS, ROUNDS, RunData, RunFolder
 from .stages import check_denoiser, encode_training_set, is_latent, open_autoencoder, planned_latent_shape, recorded_autoencoder, stage_one_config, stage_one_names, trains_stage_one
 from .checkpoint import TrainState, init_state, load_checkpoint, save_checkpoint
 from .text_stage import CaptionedData, load_captioned_data, record_text, text_model_builder, train_text_encoder
-from .compute import reproducibility, set_up_compute
+from ..reproducible import reproducibility
+from .compute import set_up_compute
 from .flops import describe_flops, training_step_flops
 from .loop import StopSignals, fit
 from .parallel import Processes, data_parallel
