@@ -17,17 +17,18 @@ gradient of the *sum* of all processes' losses through what it computed, i.e. of
 averages over the W processes and the step's gradient is that of L, as in one process.  (The
 temperature's gradient reaches it through each process's own loss alone, and its average is that
 of L too.)
-  Zero-shot retrieval accuracy is the share of held-out pairs whose own partner has the
+
+Zero-shot retrieval accuracy is the share of held-out pairs whose own partner has the
 largest similarity among the N (caption -> image and image -> caption), chance 1 / N.
 """
 
 from __future__ import annotations
 
 import math
-
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -126,8 +127,6 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, rows: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
         ctx.rank, ctx.n = dist.get_rank(), rows.shape[0]
         parts = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
         dist.all_gather(parts, rows.contiguous())
@@ -135,8 +134,6 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
         return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
@@ -149,8 +146,6 @@ def gather_rows(rows: torch.Tensor) -> torch.Tensor:
 
 def _shares_batch() -> bool:
     """Whether this process trains a part of the batch among others (torch.distributed's group)."""
-    import torch.distributed as dist
-
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
