@@ -546,17 +546,17 @@ def cmd_sample(args) -> int:
             )  # fmt: skip
     line = f"wrote {len(x)} samples to {out} ({what}; {drawn.evaluations} model evaluations{guidance_cost})"
     inside_line = describe_inside(run, region, x) if region is not None else None
+    reproducible = _reproducible(run, world)
     if args.json:
         from .runs.guided_smc import report
 
         smc = {} if drawn.particles is None else {"smc": report(drawn.particles, drawn.evaluations)}
-        reproducible = _reproducible(run, world)
         print(json.dumps({"run": str(run.path), "out": str(out), "what": what, "n": len(x), "evaluations": drawn.evaluations, **smc, "reproducible": reproducible}))
     else:
         print(line)
         if inside_line is not None:
             print(inside_line)
-        print(f"reproducible: {_reproducible(run, world)}")
+        print(f"reproducible: {reproducible}")
     _print_particles(drawn, ess=not args.json)
     return 0
 
@@ -799,15 +799,15 @@ def _evaluate_ema_lengths(args, run, processes=None) -> int:
         processes.close()
         if not processes.is_main:
             return 0
+    reproducible = _reproducible(run, processes.world_size if processes else 1)
     if args.json:
         rows = [{"ema_length": r.sigma_rel, "step": r.step, "profile_error": r.relative_error, **m.to_dict()} for r, m in results]
-        reproducible = _reproducible(run, processes.world_size if processes else 1)
         print(json.dumps({"run": str(run.path), "sampler": plan.sampler, "evaluations": plan.evaluations, "ema": rows, "reproducible": reproducible}))
     else:
         print(f"{run.path} ({plan.describe()}, {plan.evaluations} model evaluations), post-hoc EMA at step {states[0].step}:")
         for r, m in results:
             print(f"  length {r.sigma_rel:g}: {' '.join(m.summary().split())}")
-        print(f"reproducible: {_reproducible(run, processes.world_size if processes else 1)}")
+        print(f"reproducible: {reproducible}")
     return 0
 
 
