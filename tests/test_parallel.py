@@ -266,3 +266,18 @@ def test_the_first_stages_train_through_distributed_data_parallel(kind, group_of
         optimiser_step(cfg, wrapped, objective, x, y, network=network)
     assert wrapped.losses == pytest.approx(plain.losses, rel=1e-6)
     torch.testing.assert_close(_weights(wrapped), _weights(plain), rtol=0, atol=1e-6)
+
+
+def test_a_measurement_with_shared_draws_measures_what_one_process_does(trained_run, group_of_one):
+    """Rank 0's side of `torchrun ... evaluate` in a group of one: every draw of the measurement
+    goes through the shared path (the plan sent, the share drawn, the parts gathered), and the
+    metrics and the first sample set are the unshared ones to the bit."""
+    from denoiselab.runs import evaluate_run, load_run
+    from denoiselab.runs.shared_draws import share, shared_draws
+
+    run = load_run(trained_run)
+    plain, first = evaluate_run(run, repeats=2, n=30, steps=3, density=False)
+    with shared_draws(run):
+        shared, shared_first = evaluate_run(run, repeats=2, n=30, steps=3, density=False)
+    assert shared.to_dict() == plain.to_dict() and np.array_equal(shared_first, first)
+    assert [share(5, r, 2) for r in (0, 1)] == [(0, 2), (2, 5)] and share(1, 0, 2) == (0, 0)
