@@ -303,7 +303,7 @@ def test_torchrun_evaluate_scores_what_one_process_scores(one_and_two):
     """The conditional run's sample sets of one class split over 2 processes (each set a request
     rank 0 sends), rank 0 scoring: the same metrics to the last digit."""
     where, _, _ = one_and_two
-    command = ["-m", "denoiselab", "evaluate", str(where / "one"), "--label", "circle", "-n", "41", "--repeats", "2", "--json", "--no-progress"]
+    command = ["-m", "denoiselab", "evaluate", str(where / "one"), "--label", "circle", "-n", "41", "--repeats", "2", "--steps", "4", "--json", "--no-progress"]
     single = _run([sys.executable, *command], where)
     double = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *command], where)
     assert single.returncode == 0, single.stderr
