@@ -147,8 +147,9 @@ def record() -> None:
 
 
 def normalise_line(line: str) -> str:
-    """A printed line without the parts that change from one run to the next (seconds)."""
-    return re.sub(r"\d+(\.\d+)? s\b", "S s", line)
+    """A printed line without the parts that change from one run to the next (seconds) or from
+    one machine to the next (a draw's statement of its reproducibility names the thread count)."""
+    return re.sub(r"\d+(\.\d+)? s\b", "S s", re.sub(r"\n?reproducible: [^\n]*", "", line))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def test_encode_decode_shapes(shape, options, latent):
     x = torch.rand(3, *shape) * 2 - 1
     z = model.encode(x)
     assert model.latent_shape == latent and z.shape == (3, *latent)
-    assert model.decode(z).shape == (3, *shape) and model(x).shape == (3, *shape)
+    assert model.decode(z).shape == (3, *shape) and model(x).image.shape == (3, *shape)
     mean, logvar = model.posterior(x)
     assert (logvar is None) == (not options.get("variational", True)) and mean.shape == z.shape
 
@@ -75,7 +75,7 @@ def test_an_image_side_that_does_not_halve_is_refused():
 def test_the_loss_is_squared_error_plus_weighted_kl_per_pixel():
     x = torch.rand(6, 1, 8, 8) * 2 - 1
     plain = Autoencoder((1, 8, 8), hidden=4, variational=False)
-    torch.testing.assert_close(reconstruction_loss(plain, x, None, kl_weight=5.0), torch.mean((plain(x) - x) ** 2))
+    torch.testing.assert_close(reconstruction_loss(plain, x, None, kl_weight=5.0), torch.mean((plain(x).image - x) ** 2))
     vae = Autoencoder((1, 8, 8), hidden=4)
     # The same draws of z with two weights: the difference is the KL term alone.
     with_kl = reconstruction_loss(vae, x, torch.Generator().manual_seed(3), kl_weight=1.0)

@@ -159,10 +159,8 @@ def test_an_unequal_split_is_refused_in_one_line():
         check_world_size(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, accumulate=4)), 2)
     with pytest.raises(ConfigError, match="train.accumulate: must divide"):
         load_config("spiral", ["train.batch_size=100", "train.accumulate=3"])
-    with pytest.raises(ConfigError, match="latent.autoencoder: this recipe trains its autoencoder first"):
-        check_world_size(load_config("digits-latent"), 2)
-    with pytest.raises(ConfigError, match="data.name: this recipe trains its text encoder first"):
-        check_world_size(load_config("scenes-text"), 2)
+    check_world_size(load_config("digits-latent"), 2)  # the first stages train in several processes too
+    check_world_size(load_config("scenes-text"), 2)
 
 
 def test_ranks_hold_the_batch_in_order():
@@ -198,10 +196,31 @@ def test_every_objective_trains_through_distributed_data_parallel(kind, group_of
 
 
 def test_a_run_says_whether_it_is_bit_reproducible_on_its_device():
-    from denoiselab.training.compute import reproducibility
+    from denoiselab.reproducible import reproducibility
 
     assert reproducibility(torch.device("cpu"), 1).startswith("bit-exact when run again on this machine (1 thread)")
     assert reproducibility(torch.device("cuda", 0), None).startswith("not bit-exact on cuda")
+
+
+def test_a_draw_says_whether_it_is_bit_reproducible_on_its_device(trained_run, tmp_path, capsys):
+    """sample and evaluate state it, in words and in --json: one wording (reproducible.py)."""
+    from denoiselab import cli
+    from denoiselab.reproducible import draw_reproducibility
+
+    threads = torch.get_num_threads()
+    said = draw_reproducibility(torch.device("cpu"))
+    assert said.startswith(f"bit-exact when run again on this machine (cpu, {threads} thread") and "neither --batch nor the number of processes" in said
+    assert draw_reproducibility(torch.device("cpu"), 2).startswith(f"bit-exact when run again on this machine (cpu, {threads} thread{'s' if threads > 1 else ''}, 2 processes)")
+    assert "not promised bit-exact" in draw_reproducibility(torch.device("cuda", 0)) and "TF32" in draw_reproducibility(torch.device("cuda", 0))
+    import json
+
+    out = str(tmp_path / "x.npy")
+    assert cli.main(["sample", str(trained_run), "-n", "3", "--steps", "2", "--out", out]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"reproducible: {said}"
+    assert cli.main(["sample", str(trained_run), "-n", "3", "--steps", "2", "--out", out, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reproducible"] == said
+    assert cli.main(["evaluate", str(trained_run), "-n", "20", "--repeats", "1", "--steps", "2", "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"reproducible: {said}"
 
 
 def test_commands_that_do_not_share_their_work_refuse_torchrun(monkeypatch, capsys):
@@ -212,3 +231,53 @@ def test_commands_that_do_not_share_their_work_refuse_torchrun(monkeypatch, caps
     assert cli.main(["schedules", "--out", "x.png"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "schedules runs in one process; start it without torchrun" in err
+
+
+def _first_stage(kind: str):
+    """The autoencoder of a latent recipe, or the text encoder's contrastive stage, ready to step."""
+    from denoiselab.training.stages import stage_one_config
+    from denoiselab.training.text_stage import _contrastive_model, load_captioned_data, stage_config
+
+    if kind == "autoencoder":
+        cfg = stage_one_config(load_config("digits-latent", ["train.batch_size=16", "train.threads=1", "data.n=100", "autoencoder.hidden=8"]))
+        x = torch.as_tensor(load_training_data(cfg).train, dtype=torch.float32)
+        return cfg, init_state(cfg, x.shape[1], torch.device("cpu"), 0, tuple(x.shape[1:])), objective_from(cfg, schedule_from(cfg)), x, None
+    from denoiselab.text import Tokenizer
+    from denoiselab.text.contrastive import ContrastiveObjective
+
+    cfg = load_config("scenes-text", ["data.n=60", "text.clip_batch=16", "text.width=16", "text.layers=1", "text.heads=2", "train.threads=1"])
+    data = load_captioned_data(cfg)
+    tokenizer = Tokenizer.fit(data.captions, cfg.text.length)
+    scfg = stage_config(cfg)
+    state = init_state(scfg, 3, torch.device("cpu"), build_model=lambda: _contrastive_model(cfg, data.train.shape[1], tokenizer.size))
+    return scfg, state, ContrastiveObjective(), torch.as_tensor(data.train), torch.as_tensor(tokenizer.encode_batch(data.captions))
+
+
+@pytest.mark.parametrize("kind", ["autoencoder", "text encoder"])
+def test_the_first_stages_train_through_distributed_data_parallel(kind, group_of_one):
+    """The autoencoder's loss reads the posterior and the decoder, the contrastive loss both
+    encoders: each through the network's forward, so DDP synchronises their gradients; in a group
+    of one the step is one process's."""
+    cfg, plain, objective, x, y = _first_stage(kind)
+    _, wrapped, _, _, _ = _first_stage(kind)
+    network = wrap(wrapped.model, torch.device("cpu"))
+    for _ in range(2):
+        optimiser_step(cfg, plain, objective, x, y)
+        optimiser_step(cfg, wrapped, objective, x, y, network=network)
+    assert wrapped.losses == pytest.approx(plain.losses, rel=1e-6)
+    torch.testing.assert_close(_weights(wrapped), _weights(plain), rtol=0, atol=1e-6)
+
+
+def test_a_measurement_with_shared_draws_measures_what_one_process_does(trained_run, group_of_one):
+    """Rank 0's side of `torchrun ... evaluate` in a group of one: every draw of the measurement
+    goes through the shared path (the plan sent, the share drawn, the parts gathered), and the
+    metrics and the first sample set are the unshared ones to the bit."""
+    from denoiselab.runs import evaluate_run, load_run
+    from denoiselab.runs.shared_draws import share, shared_draws
+
+    run = load_run(trained_run)
+    plain, first = evaluate_run(run, repeats=2, n=30, steps=3, density=False)
+    with shared_draws(run):
+        shared, shared_first = evaluate_run(run, repeats=2, n=30, steps=3, density=False)
+    assert shared.to_dict() == plain.to_dict() and np.array_equal(shared_first, first)
+    assert [share(5, r, 2) for r in (0, 1)] == [(0, 2), (2, 5)] and share(1, 0, 2) == (0, 0)

@@ -205,3 +205,117 @@ def test_ranks_whose_weights_differ_are_caught(tmp_path):
     mp.start_processes(_diverge, args=(str(tmp_path / "store"), results), nprocs=2, start_method="spawn")
     found = dict(results.get(timeout=30) for _ in range(2))
     assert all("model.bias" in found[r] and "diverged" in found[r] for r in (0, 1)), found
+
+
+# --- the first stages: a latent recipe's autoencoder, a text recipe's text encoder -------------
+
+LATENT = [
+    "data.n=200", "train.steps=4", "train.batch_size=32", "model.hidden=8", "model.time_dim=16", "sample.n=20", "sample.steps=2",
+    "train.threads=1", "autoencoder.hidden=8", "autoencoder.steps=6", "train.checkpoint_every=3",
+]  # fmt: skip
+TEXT = [
+    "data.n=120", "text.clip_steps=6", "text.clip_batch=16", "text.width=16", "text.layers=1", "text.heads=2", "train.steps=4",
+    "train.batch_size=16", "train.checkpoint_every=3", "train.warmup_steps=2", "model.hidden=8", "model.mults=[1, 2]", "train.threads=1",
+]  # fmt: skip
+
+
+def _train_first_stages(out: str) -> None:
+    """Run by torchrun (2 processes) and by python (1): a latent recipe (in one process its stage
+    one alone, the same autoencoder recipe, without the cost of completing it) and a text recipe."""
+    from denoiselab.config import load_config
+    from denoiselab.training import train
+    from denoiselab.training.stages import stage_one_config
+
+    processes = Processes.start()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    _contrastive_gradient(processes, Path(out))
+    quiet = dict(progress=False, log=lambda *_: None, processes=processes, figures=False)
+    latent = load_config("digits-latent", LATENT)
+    if processes.is_parallel:
+        train(latent, Path(out) / "latent", **quiet)
+    else:
+        train(stage_one_config(latent), Path(out) / "latent" / "autoencoder", **quiet)
+    train(load_config("scenes-text", TEXT), Path(out) / "text", **quiet)
+    processes.close()
+
+
+@pytest.fixture(scope="module")
+def first_stages(tmp_path_factory):
+    where = tmp_path_factory.mktemp("stages")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    for command, out in (([sys.executable], "one"), (torchrun, "two")):
+        done = _run([*command, __file__, str(where / out)], where)
+        assert done.returncode == 0, done.stderr
+        assert "Warning" not in done.stderr, done.stderr
+    return where
+
+
+@pytest.mark.parametrize("stage", ["latent/autoencoder", "text/text-encoder", "text"])
+def test_two_processes_train_the_first_stages_as_one_does(first_stages, stage):
+    """The autoencoder (its posterior noise drawn for the global batch), the text encoder (CLIP's
+    loss on the gathered global batch) and the text run's denoiser: the same losses in 1 and 2
+    processes, measured up to 2e-7 relative (the all-reduce's and the gathered matrix products'
+    rounding); a lost row, a batch-local contrastive loss or a wrong scale of a gradient differs
+    at the first or second decimal."""
+    a, b = _checkpoint(first_stages / "one" / stage), _checkpoint(first_stages / "two" / stage)
+    assert len(a["losses"]) > 0
+    np.testing.assert_allclose(b["losses"].numpy(), a["losses"].numpy(), rtol=1e-5)
+    assert torch.equal(b["rng"], a["rng"])
+
+
+def test_a_latent_run_in_two_processes_completes_its_first_stage_on_rank_0(first_stages):
+    run = first_stages / "two" / "latent"
+    assert _info(run / "autoencoder")["status"] == "complete" and "latent_scale" in json.dumps(_info(run / "autoencoder"))
+    assert _info(run)["world_size"] == 2 and _info(run)["step"] == 4
+
+
+def _contrastive_gradient(processes: Processes, out: Path) -> None:
+    """CLIP's loss of a fixed batch and its gradient, through DDP, this process's rows of it."""
+    from denoiselab.batch_draws import BatchDraws
+    from denoiselab.text.contrastive import ContrastiveObjective, ContrastivePair
+    from denoiselab.text.encoder import TextEncoder
+    from denoiselab.training.parallel import data_parallel
+
+    torch.manual_seed(0)
+    model = ContrastivePair(TextEncoder(20, 6, 16, 1, 2), 1, embed=16)
+    x, ids = torch.randn(12, 1, 8, 8), torch.randint(1, 20, (12, 6))
+    rows = slice(*processes.rows(len(x))[0])
+    network = data_parallel(model, processes)  # held until the backward has synchronised the gradients
+    loss = ContrastiveObjective()(network, x[rows], BatchDraws(None, len(x), rows.start, rows.stop), y=ids[rows])
+    loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    torch.save({"loss": loss.detach(), "grads": grads}, out / f"contrastive-{processes.rank}.pt")
+
+
+def test_the_contrastive_gradient_of_two_processes_is_the_gradient_of_one(first_stages):
+    """CLIP's loss split over 2 processes: each its rows and columns of the gathered logit matrix;
+    the gather's backward sums the gradients into the rows' process, and DDP averages: the
+    gradient of every parameter, the temperature's included, is the one-process gradient (a
+    missing sum or average would halve or double it)."""
+    one = torch.load(first_stages / "one" / "contrastive-0.pt")
+    ranks = [torch.load(first_stages / "two" / f"contrastive-{r}.pt") for r in (0, 1)]
+    assert float(ranks[0]["loss"] + ranks[1]["loss"]) / 2 == pytest.approx(float(one["loss"]), rel=1e-6)
+    assert "logit_scale" in one["grads"]
+    for name, grad in one["grads"].items():
+        for rank in ranks:
+            torch.testing.assert_close(rank["grads"][name], grad, rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_torchrun_evaluate_scores_what_one_process_scores(one_and_two):
+    """The conditional run's sample sets of one class split over 2 processes (each set a request
+    rank 0 sends), rank 0 scoring: the same metrics to the last digit."""
+    where, _, _ = one_and_two
+    command = ["-m", "denoiselab", "evaluate", str(where / "one"), "--label", "circle", "-n", "41", "--repeats", "2", "--steps", "4", "--json", "--no-progress"]
+    single = _run([sys.executable, *command], where)
+    double = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *command], where)
+    assert single.returncode == 0, single.stderr
+    assert double.returncode == 0, double.stderr
+    one, two = json.loads(single.stdout), json.loads(double.stdout)
+    # Each says what holds on its machine: the same samples, whatever the number of processes.
+    assert one.pop("reproducible").startswith("bit-exact when run again on this machine (cpu, ")
+    assert two.pop("reproducible").startswith("bit-exact when run again on this machine (cpu, 1 thread, 2 processes)")
+    assert two == one and double.stdout.count("\n") == 1
+
+
+if __name__ == "__main__":
+    _train_first_stages(sys.argv[1])

@@ -472,6 +472,18 @@ def _load_for_use(path: str):
     return run
 
 
+def _load_among_processes(path: str):
+    """The run that ``sample`` or ``evaluate`` draws from, and, under torchrun, this process's
+    place among the processes that share its draws (None in one process)."""
+    rank, world = _torchrun_place()
+    processes = None
+    if world > 1:  # before the run is loaded: each process's GPU is its local rank's
+        from .training.parallel import Processes
+
+        processes = Processes.start()
+    return (_load_for_use(path) if rank == 0 else _load_quietly(path)), processes
+
+
 def cmd_sample(args) -> int:
     import numpy as np
 
@@ -481,12 +493,7 @@ def cmd_sample(args) -> int:
     rank, world = _torchrun_place()
     if world > 1 and args.prompt is not None:
         raise UsageError("--prompt: draws prompts in one process; leave torchrun out")
-    processes = None
-    if world > 1:  # before the run is loaded: each process's GPU is its local rank's
-        from .training.parallel import Processes
-
-        processes = Processes.start()
-    run = _load_for_use(args.run) if rank == 0 else _load_quietly(args.run)
+    run, processes = _load_among_processes(args.run)
     if run.is_image and out.suffix.lower() == ".csv":
         raise UsageError(f"--out {out}: images are written as .npy (N x C x H x W, pixels in [-1, 1]) or .png (a grid)")
     if args.prompt is not None:
@@ -511,7 +518,9 @@ def cmd_sample(args) -> int:
         with _step_progress(not args.no_progress and rank == 0, "sample", run, plan, batch) as on_step:
             drawn, guidance_cost, request = _draw(args, run, plan, on_step, batch, share)
     if processes is not None:
-        drawn = _gathered(processes, drawn)
+        from .runs.shared_draws import gather_drawn
+
+        drawn = gather_drawn(drawn)
         processes.close()
         if drawn is None:  # rank 0 writes the one file
             return 0
@@ -542,15 +551,17 @@ def cmd_sample(args) -> int:
             )  # fmt: skip
     line = f"wrote {len(x)} samples to {out} ({what}; {drawn.evaluations} model evaluations{guidance_cost})"
     inside_line = describe_inside(run, region, x) if region is not None else None
+    reproducible = _reproducible(run, world)
     if args.json:
         from .runs.guided_smc import report
 
         smc = {} if drawn.particles is None else {"smc": report(drawn.particles, drawn.evaluations)}
-        print(json.dumps({"run": str(run.path), "out": str(out), "what": what, "n": len(x), "evaluations": drawn.evaluations, **smc}))
+        print(json.dumps({"run": str(run.path), "out": str(out), "what": what, "n": len(x), "evaluations": drawn.evaluations, **smc, "reproducible": reproducible}))
     else:
         print(line)
         if inside_line is not None:
             print(inside_line)
+        print(f"reproducible: {reproducible}")
     _print_particles(drawn, ess=not args.json)
     return 0
 
@@ -606,6 +617,7 @@ def _sample_prompts(args, run, out: Path) -> int:
         names = [p if p.strip() else "(empty prompt)" for p in drawn.prompts]
         viz.plot_image_grid(drawn.x, out, labels=drawn.rows, class_names=names, title=f"{plan.n} samples per prompt\n{plan.describe()}, guidance {plan.guidance:g}")
     print(f"wrote {len(drawn.x)} samples to {out} ({what}; {drawn.evaluations} model evaluations)")
+    print(f"reproducible: {_reproducible(run)}")
     return 0
 
 
@@ -613,29 +625,6 @@ def _load_quietly(path: str):
     from .runs import load_run
 
     return load_run(path)
-
-
-def _gathered(processes, drawn):
-    """Every process's share of a draw, on rank 0 in sample order (None elsewhere): `torchrun ...
-    -m denoiselab sample` draws samples [r n / W, (r + 1) n / W) in process r, each sample from its
-    own seed, so the file is the one a single process writes."""
-    import numpy as np
-    import torch
-    import torch.distributed as dist
-
-    from .runs.sampling import Drawn
-    from .smc import ParticleRecord, concatenate_records
-
-    mine = Drawn(drawn.x, drawn.x_T.cpu(), drawn.evaluations, drawn.particles)
-    parts = [None] * processes.world_size if processes.is_main else None
-    dist.gather_object(mine, parts, dst=0)
-    if not processes.is_main:
-        return None
-    records = [p.particles for p in parts if p.particles is not None]
-    particles = None
-    if records:
-        particles = concatenate_records(records, into=ParticleRecord(records[0].particles, weights=None if records[0].weights is None else []))
-    return Drawn(np.concatenate([p.x for p in parts]), torch.cat([p.x_T for p in parts]), drawn.evaluations, particles)
 
 
 def _draw(args, run, plan, on_step=None, batch: int | None = None, share: tuple[int, int] | None = None):
@@ -736,37 +725,65 @@ def _step_progress(enabled: bool, desc: str, run, plan, batch: int | None = None
         yield Units(progress, plan.steps * batch_count(plan.n, batch)).sampler_steps(what)
 
 
+def _measured(processes, run, work):
+    """``work()``'s result; under torchrun, rank 0 computes it with its draws shared among the
+    processes (runs/shared_draws.py), and the others draw their shares and get None."""
+    if processes is None:
+        return work()
+    from .runs.shared_draws import serve_draws, shared_draws
+
+    if processes.is_main:
+        with shared_draws(run):
+            return work()
+    serve_draws(run)
+    return None
+
+
 def cmd_evaluate(args) -> int:
     from .runs import evaluate_run
 
-    run = _load_for_use(args.run)
+    run, processes = _load_among_processes(args.run)
     if args.ema_length:
-        return _evaluate_ema_lengths(args, run)
+        return _evaluate_ema_lengths(args, run, processes)
+    show = not args.no_progress and (processes is None or processes.is_main)
     with _flag_errors(run):
         if run.is_autoencoder:  # it samples nothing: its reconstructions are measured
             _refuse_sampling_options(args, f"{run.path} is an autoencoder: evaluate measures its reconstructions and samples nothing")
             if args.batch is not None:
                 raise UsageError(f"--batch: {run.path} is an autoencoder: evaluate measures its reconstructions and samples nothing")
-            with _progress_bar(not args.no_progress, "evaluate") as progress:
-                metrics, _ = evaluate_run(run, repeats=args.repeats, seed=args.seed, n=args.n, label=args.label, progress=progress)
+            with _progress_bar(show, "evaluate") as progress:
+                measured = _measured(processes, run, lambda: evaluate_run(run, repeats=args.repeats, seed=args.seed, n=args.n, label=args.label, progress=progress))
             what, words = {}, "reconstructions of its held-out images"
         else:
             plan = _plan(args, run)
-            with _progress_bar(not args.no_progress, "evaluate") as progress:
-                metrics, _ = evaluate_run(run, plan, repeats=args.repeats, progress=progress, batch=_batch(args, run))
+            with _progress_bar(show, "evaluate") as progress:
+                measured = _measured(processes, run, lambda: evaluate_run(run, plan, repeats=args.repeats, progress=progress, batch=_batch(args, run)))
             grid = plan.grid if plan.named else plan.times.tolist()
             what = {"sampler": plan.sampler, "steps": plan.steps, "grid": grid, "tuned_grid": plan.tuned, "evaluations": plan.evaluations}
             words = f"{plan.describe()}, {plan.evaluations} model evaluations"
+    if processes is not None:
+        processes.close()
+    if measured is None:  # rank 0 reports
+        return 0
+    metrics, reproducible = measured[0], _reproducible(run, processes.world_size if processes else 1)
     if args.json:
-        print(json.dumps({"run": str(run.path), **what, **metrics.to_dict()}))
+        print(json.dumps({"run": str(run.path), **what, **metrics.to_dict(), "reproducible": reproducible}))
     else:
         summary = metrics.summary()
         sep = "\n" if "\n" in summary else " "  # a conditional run's summary has a line per class
         print(f"{run.path} ({words}):{sep}{summary}")
+        print(f"reproducible: {reproducible}")
     return 0
 
 
-def _evaluate_ema_lengths(args, run) -> int:
+def _reproducible(run, world: int = 1) -> str:
+    """Whether the draw gives the same bits when run again (reproducible.py), said by sample and evaluate."""
+    from .reproducible import draw_reproducibility
+
+    return draw_reproducibility(run.device, world)
+
+
+def _evaluate_ema_lengths(args, run, processes=None) -> int:
     """``evaluate --ema-length L ...``: the run's metrics with the EMA of each length, reconstructed
     in memory from its snapshots (the run's weights file is left as it is)."""
     from .runs import evaluate_run
@@ -780,16 +797,22 @@ def _evaluate_ema_lengths(args, run) -> int:
         plan = _plan(args, run)
         for result in states:
             run.model.load_state_dict({k: v.to(run.device) for k, v in result.state.items()})
-            with _progress_bar(not args.no_progress, f"evaluate, EMA length {result.sigma_rel:g}") as progress:
-                metrics, _ = evaluate_run(run, plan, repeats=args.repeats, progress=progress, batch=_batch(args, run))
-            results.append((result, metrics))
+            with _progress_bar(not args.no_progress and (processes is None or processes.is_main), f"evaluate, EMA length {result.sigma_rel:g}") as progress:
+                measured = _measured(processes, run, lambda: evaluate_run(run, plan, repeats=args.repeats, progress=progress, batch=_batch(args, run)))
+            results.append((result, measured and measured[0]))
+    if processes is not None:
+        processes.close()
+        if not processes.is_main:
+            return 0
+    reproducible = _reproducible(run, processes.world_size if processes else 1)
     if args.json:
         rows = [{"ema_length": r.sigma_rel, "step": r.step, "profile_error": r.relative_error, **m.to_dict()} for r, m in results]
-        print(json.dumps({"run": str(run.path), "sampler": plan.sampler, "evaluations": plan.evaluations, "ema": rows}))
+        print(json.dumps({"run": str(run.path), "sampler": plan.sampler, "evaluations": plan.evaluations, "ema": rows, "reproducible": reproducible}))
     else:
         print(f"{run.path} ({plan.describe()}, {plan.evaluations} model evaluations), post-hoc EMA at step {states[0].step}:")
         for r, m in results:
             print(f"  length {r.sigma_rel:g}: {' '.join(m.summary().split())}")
+        print(f"reproducible: {reproducible}")
     return 0
 
 
@@ -1111,8 +1134,8 @@ COMMANDS = {
 }
 
 
-# The commands that share their work among torchrun's processes (train: the batch; sample: the samples).
-PARALLEL_COMMANDS = ("train", "sample")
+# The commands that share their work among torchrun's processes (train: the batch; sample and evaluate: the samples).
+PARALLEL_COMMANDS = ("train", "sample", "evaluate")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -291,9 +291,6 @@ def check_world_size(cfg: Config, world_size: int) -> None:
             f"train.batch_size: {cfg.train.batch_size} is the global batch, and {world_size} processes x train.accumulate "
             f"{cfg.train.accumulate} need a multiple of {parts}"
         )
-    if cfg.latent.autoencoder == "train" or is_text_run(cfg):
-        key, stage = ("latent.autoencoder", "its autoencoder") if not is_text_run(cfg) else ("text.captions" if cfg.text.captions else "data.name", "its text encoder")
-        raise ConfigError(f"{key}: this recipe trains {stage} first, which training in several processes does not do; train it in one process")
 
 
 def is_text_run(cfg: Config) -> bool:

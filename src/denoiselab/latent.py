@@ -32,14 +32,10 @@ def reconstruction_loss(model: Autoencoder, x: torch.Tensor, generator: torch.Ge
     Dividing by the pixel count keeps the loss on the scale of a per-pixel MSE, so learning rates
     carry over between image sizes.  A plain autoencoder decodes the encoder's z (no KL term).
     """
-    mean, logvar = model.posterior(x)
-    if logvar is None:
-        z, kl = mean, torch.zeros((), device=x.device)
-    else:
-        eps = BatchDraws.of(generator, x.shape[0]).randn(mean.shape, dtype=mean.dtype).to(mean.device)  # a batch's rows (batch_draws.py)
-        z = mean + torch.exp(0.5 * logvar) * eps
-        kl = gaussian_kl(mean, logvar).mean()
-    squared_error = (model.decode_unscaled(z) - x).pow(2).flatten(1).sum(1).mean()
+    # The noise of the batch's rows (batch_draws.py), drawn in the forward pass: a VAE's only draw.
+    out = model(x, BatchDraws.of(generator, x.shape[0]).randn)
+    kl = torch.zeros((), device=x.device) if out.logvar is None else gaussian_kl(out.mean, out.logvar).mean()
+    squared_error = (out.image - x).pow(2).flatten(1).sum(1).mean()
     return (squared_error + kl_weight * kl) / x[0].numel()
 
 

@@ -24,6 +24,7 @@ Encoding gives the posterior mean (the mode), so a data set is encoded once, det
 from __future__ import annotations
 
 import math
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -40,6 +41,15 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
 
 
+class Reconstruction(NamedTuple):
+    """An autoencoder's pass over a batch: the decoded images and the posterior q(z | x) they came
+    from (log-variance None for a plain autoencoder), in unscaled latent units."""
+
+    image: torch.Tensor
+    mean: torch.Tensor
+    logvar: torch.Tensor | None
+
+
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
 
@@ -47,7 +57,8 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 class Autoencoder(nn.Module):
     """Conv encoder and decoder, ``downsample`` halvings of the image side; see the module text.
 
-    ``forward(x)`` reconstructs x through the posterior mean (what the figures and metrics use).
+    ``forward(x)`` reconstructs x through the posterior mean (what the figures and metrics use),
+    ``forward(x, noise)`` through a draw from the posterior (what training decodes).
     """
 
     def __init__(
@@ -120,5 +131,14 @@ class Autoencoder(nn.Module):
         """Scaled latents (what the diffusion model samples) -> images."""
         return self.decode_unscaled(z / self.latent_scale)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode_unscaled(self.posterior(x)[0])
+    def forward(self, x: torch.Tensor, noise: Callable[..., torch.Tensor] | None = None) -> Reconstruction:
+        """x encoded and decoded, with the posterior: z is its mean, or, given ``noise(shape,
+        dtype=)`` and a VAE, the draw z = mean + std * noise (the reparameterisation trick, Kingma
+        & Welling 2014).  Training's loss takes everything it needs from this one call, so
+        DistributedDataParallel, which synchronises the gradients of what ``forward`` computed,
+        sees the whole step (training/parallel.py)."""
+        mean, logvar = self.posterior(x)
+        z = mean
+        if logvar is not None and noise is not None:
+            z = mean + torch.exp(0.5 * logvar) * noise(mean.shape, dtype=mean.dtype).to(mean.device)
+        return Reconstruction(self.decode_unscaled(z), mean, logvar)

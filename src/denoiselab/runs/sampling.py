@@ -15,6 +15,7 @@ function after classifier-free guidance, through ``model_wrapper``.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,11 +82,20 @@ def with_noise(model_wrapper, model_fn, noise: SampleNoise):
     return model_wrapper(model_fn)
 
 
+# (run, sampler) while rank 0 of several processes measures ``run`` (shared_draws.py): its draws
+# are then split among the processes by ``sampler(plan, on_step=, decode=, batch=)``.
+SHARED_DRAWS: ContextVar = ContextVar("shared_draws", default=None)
+
+
 def sample(run: Run, plan: SamplingPlan, *, model_wrapper=None, on_step=None, decode: bool = True, batch: int | None = None) -> Drawn:
     """Draw ``plan.n`` samples of ``run`` as ``plan`` says, ``batch`` at a time (None: all at
     once; the samples are the same for any batch).  ``model_wrapper`` (model_fn -> model_fn)
     wraps the model after classifier-free guidance (runs/guided.py); ``on_step`` gets each step's
-    record of each batch; ``decode=False`` keeps a latent run's samples as latents."""
+    record of each batch; ``decode=False`` keeps a latent run's samples as latents.  Inside
+    shared_draws.shared_draws(run) an unwrapped draw is shared among the processes (the same samples)."""
+    shared = SHARED_DRAWS.get()
+    if shared is not None and shared[0] is run and model_wrapper is None:
+        return shared[1](plan, on_step=on_step, decode=decode, batch=batch)
     return sample_range(run, plan, 0, plan.n, model_wrapper=model_wrapper, on_step=on_step, decode=decode, batch=batch)
 
 

@@ -5,15 +5,30 @@ similarities, times a learned temperature exp(t), are the logits of a cross-entr
 each image's caption among the N and each caption's image, averaged over both directions.
 
 Chance is log N: a loss below it means the two encoders agree on which caption goes with which
-image.  Zero-shot retrieval accuracy is the share of held-out pairs whose own partner has the
+image.
+
+Over several processes (training/parallel.py), each holding rows [s, s + n) of the global batch,
+every process gathers the whole batch's embeddings (CLIP's own scheme, Radford et al. 2021, Sec.
+2.5: the similarity matrix over all GPUs' pairs) with an all-gather whose backward sums each
+copy's gradient back into the process that made it (``gather_rows``), and takes the loss of its
+own n rows and n columns of the global logit matrix only (``contrastive_loss_of_rows``).  The
+processes' losses average to the one-process loss L.  Process r's parameters then get the
+gradient of the *sum* of all processes' losses through what it computed, i.e. of W L; DDP
+averages over the W processes and the step's gradient is that of L, as in one process.  (The
+temperature's gradient reaches it through each process's own loss alone, and its average is that
+of L too.)
+
+Zero-shot retrieval accuracy is the share of held-out pairs whose own partner has the
 largest similarity among the N (caption -> image and image -> caption), chance 1 / N.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -46,6 +61,15 @@ class ImageEncoder(nn.Module):
         return self.features(x)
 
 
+class Embedded(NamedTuple):
+    """A batch of pairs in the shared space: unit vectors of the images and of the captions, and
+    the logits' scale exp(t)."""
+
+    images: torch.Tensor
+    captions: torch.Tensor
+    scale: torch.Tensor
+
+
 class ContrastivePair(nn.Module):
     """The text encoder and an image encoder with their projections into one embedding space."""
 
@@ -63,10 +87,18 @@ class ContrastivePair(nn.Module):
     def embed_images(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_proj(self.image(x)), dim=-1)
 
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> Embedded:
+        """The pairs embedded, in one call: what DistributedDataParallel synchronises the gradients of."""
+        scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+        return Embedded(self.embed_images(x), self.embed_text(ids), scale)
+
     def logits(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """(N, N) image-to-caption logits: exp(t) cos(image_i, caption_j)."""
-        scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
-        return scale * self.embed_images(x) @ self.embed_text(ids).T
+        return pair_logits(self(x, ids))
+
+
+def pair_logits(e: Embedded) -> torch.Tensor:
+    return e.scale * e.images @ e.captions.T
 
 
 def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
@@ -76,11 +108,58 @@ def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
+def contrastive_loss_of_rows(e: Embedded, first: int) -> torch.Tensor:
+    """This process's part of the symmetric cross-entropy over the global batch, whose pairs
+    [first, first + n) it embedded (``e``): its images' rows and its captions' columns of the
+    global logit matrix, each entry computed as one process computes it.  The processes' losses
+    average to ``contrastive_loss`` of the whole batch (see the module text for the gradient)."""
+    images, captions = gather_rows(e.images), gather_rows(e.captions)
+    target = torch.arange(first, first + e.images.shape[0], device=e.images.device)
+    rows = e.scale * e.images @ captions.T  # (n, N): each of our images against every caption
+    columns = (e.scale * images @ e.captions.T).T  # (n, N): each of our captions against every image
+    return 0.5 * (F.cross_entropy(rows, target) + F.cross_entropy(columns, target))
+
+
+class _GatherRows(torch.autograd.Function):
+    """Every process's (n, d) rows, concatenated in rank order; the backward sums the (W n, d)
+    gradient over the processes (an all-reduce, which gloo has) and keeps this process's rows:
+    the reduce-scatter of torch.distributed.nn's all_gather, deprecated in torch 2.13."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.n = dist.get_rank(), rows.shape[0]
+        parts = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, rows.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
+
+
+def gather_rows(rows: torch.Tensor) -> torch.Tensor:
+    """The global batch's rows from every process's own, with the gradient flowing back to each."""
+    return _GatherRows.apply(rows)
+
+
+def _shares_batch() -> bool:
+    """Whether this process trains a part of the batch among others (torch.distributed's group)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 class ContrastiveObjective:
-    """The loss the training loop calls: ``objective(model, images, generator, y=ids) -> loss``."""
+    """The loss the training loop calls: ``objective(model, images, generator, y=ids) -> loss``;
+    among several processes ``generator`` is the batch's BatchDraws, which says which rows are
+    this process's (batch_draws.py)."""
 
     def __call__(self, model: ContrastivePair, x0: torch.Tensor, generator, y=None, time_sampler=None) -> torch.Tensor:
-        return contrastive_loss(model.logits(x0, y))
+        embedded = model(x0, y)
+        if not _shares_batch():
+            return contrastive_loss(pair_logits(embedded))
+        first = getattr(generator, "start", 0)
+        return contrastive_loss_of_rows(embedded, first)
 
 
 @torch.no_grad()

@@ -62,17 +62,6 @@ def set_up_compute(cfg: Config, log, threads_flag: str = TRAIN_THREADS_FLAG, dev
     return Compute(device, threads, BusyCoresWatch(threads, threads_flag, log) if threads > 1 else lambda: None)
 
 
-def reproducibility(device: torch.device, threads: int | None, world_size: int = 1) -> str:
-    """Whether running the same seeded training again gives the same bits, on this device."""
-    if device.type == "cpu":
-        where = f"{threads} thread{'s' if (threads or 1) > 1 else ''}" + (f", {world_size} processes" if world_size > 1 else "")
-        return f"bit-exact when run again on this machine ({where}); another CPU or thread count changes the last bits"
-    return (
-        f"not bit-exact on {device.type}: its convolution and reduction kernels may sum in another order each run "
-        "(torch.use_deterministic_algorithms would make them so, slower); the same up to rounding"
-    )
-
-
 def _cpu_times() -> tuple[int, int] | None:
     """The machine's CPU time from /proc/stat, in clock ticks: (all of it without guest time,
     idle + iowait); None where it cannot be read."""

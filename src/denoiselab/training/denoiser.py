@@ -28,7 +28,8 @@ from ..runs.folder import PAIRS, ROUNDS, RunData, RunFolder
 from .stages import check_denoiser, encode_training_set, is_latent, open_autoencoder, planned_latent_shape, recorded_autoencoder, stage_one_config, stage_one_names, trains_stage_one
 from .checkpoint import TrainState, init_state, load_checkpoint, save_checkpoint
 from .text_stage import CaptionedData, load_captioned_data, record_text, text_model_builder, train_text_encoder
-from .compute import reproducibility, set_up_compute
+from ..reproducible import reproducibility
+from .compute import set_up_compute
 from .flops import describe_flops, training_step_flops
 from .loop import StopSignals, fit
 from .parallel import Processes, data_parallel
@@ -127,9 +128,9 @@ def train(
         if processes.is_main:  # the others would find the folder rank 0 has begun
             folder.check_new(stage_one_names(cfg) + distilled_names(cfg))
         if trains_stage_one(cfg):
-            _stage_one(cfg, folder, figures, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
+            _stage_one(cfg, folder, figures, progress=progress, log=log, stop_at=stop_at, on_step=on_step, processes=processes)
         if is_text_run(cfg):
-            train_text_encoder(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
+            train_text_encoder(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step, processes=processes)
     with StopSignals(folder.path, resume_command) as stop:
         state = _train(cfg, folder, resume, progress, stop_at, log, on_step, stop, processes)
     stop.raise_if_stopped(state.step)
@@ -138,24 +139,29 @@ def train(
 
 def _stage_one(cfg: Config, folder: RunFolder, figures: bool, **options) -> None:
     """Latent diffusion's first stage: the autoencoder trained (or resumed, or reused when it is
-    complete) into the run's stage-one folder, and completed."""
+    complete) into the run's stage-one folder, and completed (by rank 0 among several processes,
+    which all train it)."""
     # Before stage one: the denoiser must take the kind of latent it will produce.
     check_denoiser(cfg, planned_latent_shape(cfg))
-    log = options["log"]
+    log, processes = options["log"], options["processes"]
     ae_cfg, ae = stage_one_config(cfg), folder.stage_one()
-    if ae.config_text() is not None:
-        # The values, not the text (a resolved recipe's comments and layout may change), and
-        # whatever train.threads the user asks for now.
-        if _with_threads(ae.read_config(), ae_cfg.train.threads) != ae_cfg:
-            raise ConfigError(f"latent.autoencoder: {ae.path} holds an autoencoder of another recipe; choose another --out")
-        if ae.status() != "complete":
-            log(f"stage one: resuming the autoencoder in {ae.path}")
-            train(ae_cfg, ae.path, resume=True, **options)
-            complete_run(ae.path, log=log, figures=figures)
-    else:
+    finish = complete_run if processes.is_main else _silent  # the latent scale, metrics, figures: rank 0's
+    processes.barrier()  # every process looks at the stage-one folder before rank 0 writes into it
+    begun = ae.config_text() is not None
+    # The values, not the text (a resolved recipe's comments and layout may change), and
+    # whatever train.threads the user asks for now.
+    if begun and _with_threads(ae.read_config(), ae_cfg.train.threads) != ae_cfg:
+        raise ConfigError(f"latent.autoencoder: {ae.path} holds an autoencoder of another recipe; choose another --out")
+    complete = begun and ae.status() == "complete"
+    processes.barrier()
+    if begun and not complete:
+        log(f"stage one: resuming the autoencoder in {ae.path}")
+        train(ae_cfg, ae.path, resume=True, **options)
+        finish(ae.path, log=log, figures=figures)
+    elif not begun:
         log(f"stage one: training the autoencoder into {ae.path}")
         train(ae_cfg, ae.path, **options)
-        complete_run(ae.path, log=log, figures=figures)
+        finish(ae.path, log=log, figures=figures)
     log(f"stage two: the denoiser in the autoencoder's latent space, into {folder.path}")
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -152,4 +153,7 @@ def wrap(model: torch.nn.Module, device: torch.device) -> DistributedDataParalle
     buffers are constants (frequency tables), so they are not synchronised at each forward:
     that in-place copy is also what torch.func.jvp (MeanFlow) cannot trace through."""
     ids = [device.index] if device.type == "cuda" else None
+    # A convolution's gradient over a 1 x 1 map (a latent U-Net's lowest level) has other strides
+    # on its size-1 axes than DDP's bucket: the same memory, and DDP copies it; not the user's concern.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ from ..text.encoder import TextEncoder
 from .checkpoint import init_state, load_checkpoint, save_checkpoint
 from .compute import set_up_compute
 from .loop import StopSignals, fit
+from .parallel import Processes, data_parallel
 from .step import optimiser_step
 
 UNSEEN_PAIRS = 200  # scenes of held-out combinations drawn to measure retrieval on them
@@ -98,10 +100,17 @@ def _retrieval(model: ContrastivePair, tokenizer: Tokenizer, images: np.ndarray,
     return retrieval_accuracy(model, x, ids, RETRIEVAL_GROUP)
 
 
-def train_text_encoder(cfg: Config, folder: RunFolder, *, progress: bool = True, log=print, stop_at: int | None = None, on_step=None) -> None:
+def train_text_encoder(
+    cfg: Config, folder: RunFolder, *, progress: bool = True, log=print, stop_at: int | None = None, on_step=None, processes: Processes | None = None
+) -> None:
     """The text stage of a new text-to-image run in ``folder``: trained, resumed from its
-    checkpoint, or left as it is when complete.  Raises TrainingInterrupted on a stop."""
+    checkpoint, or left as it is when complete.  Raises TrainingInterrupted on a stop.
+
+    Among several processes (``processes``) every one trains its rows of each batch, the
+    contrastive loss over the global batch (text/contrastive.py); rank 0 alone writes."""
+    processes = processes or Processes()
     stage = folder.text_stage()
+    processes.barrier()  # every process looks at the stage before rank 0 writes into it
     if stage.is_run() and stage.status() == "complete":
         if Tokenizer.from_dict(stage.read_tokenizer()).length != cfg.text.length:
             raise ConfigError(f"text.length: {stage.path} holds a text encoder of another recipe; choose another --out")
@@ -109,14 +118,17 @@ def train_text_encoder(cfg: Config, folder: RunFolder, *, progress: bool = True,
     data = load_captioned_data(cfg)
     tokenizer = Tokenizer.fit(data.captions, cfg.text.length)
     scfg = stage_config(cfg)
-    compute = set_up_compute(scfg, log)
+    compute = set_up_compute(scfg, log, device=processes.device if processes.device.type == "cuda" else None)
     device = compute.device
-    stage.path.mkdir(parents=True, exist_ok=True)
-    with stage.lock():
+    with ExitStack() as held:
         resume = stage.has_checkpoint()
         if resume and stage.read_tokenizer() != tokenizer.to_dict():
             raise ConfigError(f"data.name: {stage.path} holds a text encoder fitted on other captions; choose another --out")
-        stage.write_tokenizer(tokenizer.to_dict())
+        processes.barrier()
+        if processes.is_main:
+            stage.path.mkdir(parents=True, exist_ok=True)
+            held.enter_context(stage.lock())
+            stage.write_tokenizer(tokenizer.to_dict())
         channels = data.train.shape[1]
         state = init_state(scfg, channels, device, build_model=lambda: _contrastive_model(cfg, channels, tokenizer.size))
         info = {"status": "training", "step": 0, "steps": scfg.train.steps, "train_seconds": 0.0}
@@ -129,21 +141,32 @@ def train_text_encoder(cfg: Config, folder: RunFolder, *, progress: bool = True,
         x_all = torch.as_tensor(data.train, device=device)
         ids_all = torch.as_tensor(tokenizer.encode_batch(data.captions), device=device)
         objective = ContrastiveObjective()
+        network = data_parallel(state.model, processes)
         t_start, seconds_before = time.perf_counter(), float(info.get("train_seconds", 0.0))
 
         def save(status: str) -> None:
-            save_checkpoint(state, stage.checkpoint, stage.weights)
-            stage.record_progress(info, status, state.step, seconds_before + time.perf_counter() - t_start)
+            processes.check_same({"model": state.model})
+            if processes.is_main:
+                save_checkpoint(state, stage.checkpoint, stage.weights)
+                stage.record_progress(info, status, state.step, seconds_before + time.perf_counter() - t_start)
+            if status != "training":  # no process leaves before rank 0 has written the last checkpoint
+                processes.barrier()
+
+        def step(s) -> tuple[float, float]:
+            return optimiser_step(scfg, s, objective, x_all, ids_all, network=network, processes=processes, stop=stop)
 
         again = f"run the same denoiselab train command again (same --config, --set and --out {folder.path}) to continue"
         with StopSignals(stage.path, resume=again) as stop:
+            stop.shared = processes.is_parallel  # every process stops after the step they agree on
             fit(
-                state, lambda s: optimiser_step(scfg, s, objective, x_all, ids_all), steps=scfg.train.steps,
+                state, step, steps=scfg.train.steps,
                 checkpoint_every=scfg.train.checkpoint_every, save=save, stop=stop, progress=progress, desc="text encoder",
                 stop_at=stop_at, on_step=on_step, after_step=compute.after_step,
             )  # fmt: skip
             save("trained")
             stop.raise_if_stopped(state.step)
+        if not processes.is_main:  # stage two waits for rank 0 to write the run's folder
+            return
         model = state.model
         info["retrieval"] = {"held_out": _retrieval(model, tokenizer, data.held_out, data.held_out_captions, device)}
         unseen = unseen_scenes(cfg)
