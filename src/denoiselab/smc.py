@@ -17,6 +17,11 @@ The pieces, on a grid t_0 > t_1 > ... > t_N = 0 (one ancestral DDPM step per int
 * the proposal q(x_s | x_t) = N(mu(x0_guided), v): the transition of loss guidance at scale 1
   (x0_guided = the x0 of eps + sigma_t grad L_t, gradient_guidance.loss_guidance), which is TDS
   Eq. 10's conditional-score step written in the sampler's (x0, eps) form;
+* a twist may also read the noisy sample itself, p~_t(y | x_t) = exp(-L_t(x_t)) (``Twist.reads``
+  = "x_t"): a noise-conditional classifier p_phi(y | x_t, t) estimates p(y | x_t), TDS's optimal
+  twist (Sec. 3.1, Eq. 7), and its proposal eps - s sigma_t grad log p_phi(y | x_t) is
+  classifier guidance (Dhariwal & Nichol 2021, Eq. 14; ``classifier_twist``), with no backward
+  pass through the model;
 * the incremental weight (TDS Algorithm 1, line 7)
       w = p(x_s | x_t) p~_s(y | x_s) / (q(x_s | x_t) p~_t(y | x_t)),
   with the first one p~_{t_0}(y | x_{t_0}) and the last one the twist's own ending
@@ -74,6 +79,13 @@ class Twist:
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     finish: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     describe: str = ""
+    reads: str = "x0"  # what ``loss`` reads: "x0", the clean estimate x0_hat(x_t); "x_t", the noisy sample
+
+    @property
+    def through_model(self) -> bool:
+        """Whether the proposal's gradient is taken through the denoiser (a backward pass of the
+        model per step) rather than through the twist alone."""
+        return self.reads == "x0"
 
 
 def observation_twist(mask: torch.Tensor, values: torch.Tensor, schedule, *, scale2=posterior_scale2) -> Twist:
@@ -116,6 +128,37 @@ def region_twist(violation: Callable[[torch.Tensor], torch.Tensor], schedule, *,
         return x0, torch.where(outside, torch.full_like(loss_last, -torch.inf), loss_last)
 
     return Twist(loss, finish, "region")
+
+
+def classifier_twist(
+    classifier_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], labels: torch.Tensor, scale: float = 1.0, *, reads: str = "x_t"
+) -> Twist:
+    """Classifier guidance towards ``labels`` (one per row of the particles) as a twist:
+    p~_t(y | x_t) = p_phi(y | x_t, t)^s, ``classifier_fn(x_t, t) -> (B, C)`` the logits of a
+    noise-conditional classifier.  The proposal is then the transition of classifier guidance at
+    scale s, and the target p(x_0) p_phi(y | x_0, 0)^s: the class-conditional p(x_0 | y) at s = 1
+    with an exact classifier (s > 1 sharpens it, as guidance does).  The ending keeps the model's
+    own last estimate and weights it by p_phi(y | x_0, 0)^s / p~_{t_{N-1}}, the classifier read
+    on the sample itself at t = 0 (TDS Algorithm 1's final weight).
+
+    ``reads="x0"`` is TDS's own twist for a classifier of clean data (Eq. 8): p~_t = p_phi(y |
+    x0_hat(x_t), 0)^s, the classifier at t = 0 read on the clean estimate, its gradient through
+    the denoiser: a cruder twist than a noise-conditional classifier's, which the weights correct."""
+    if reads not in ("x_t", "x0"):
+        raise ValueError(f"reads must be 'x_t' or 'x0', got {reads!r}")
+
+    def log_p(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        wanted = labels.to(x.device).long()
+        return torch.log_softmax(classifier_fn(x, t), dim=-1).gather(1, wanted[:, None])[:, 0]
+
+    def loss(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return -scale * log_p(x, t if reads == "x_t" else torch.zeros_like(t))
+
+    def finish(x0: torch.Tensor, loss_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zero = torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device)
+        return x0, scale * log_p(x0, zero).to(loss_last) + loss_last
+
+    return Twist(loss, finish, "classifier", reads=reads)
 
 
 def _levels(schedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,7 +262,7 @@ def concatenate_records(records: list[ParticleRecord], into: ParticleRecord) -> 
 
 
 def _denoised(denoise: Denoiser, x: torch.Tensor, t: float):
-    """The model's (x0, eps) at x (which requires grad) unclamped, and (alpha, sigma, t) per sample."""
+    """The model's (x0, eps) at x unclamped, and (alpha, sigma, t) per sample."""
     tt = torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
     alpha, sigma = _levels(denoise.schedule, tt, x)
     return resolve(denoise.model_fn(x, tt, denoise.y), denoise.prediction, x, alpha, sigma), alpha, sigma, tt
@@ -261,11 +304,18 @@ def sample_smc(
     loss_t = None
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]
-        with torch.enable_grad():
-            z = x.detach().requires_grad_(True)
-            d, alpha, sigma, tt = _denoised(denoise, z, t)
-            loss = twist.loss(d.x0, tt)
-            (grad,) = torch.autograd.grad(loss.sum(), z)
+        if twist.through_model:
+            with torch.enable_grad():
+                z = x.detach().requires_grad_(True)
+                d, alpha, sigma, tt = _denoised(denoise, z, t)
+                loss = twist.loss(d.x0, tt)
+                (grad,) = torch.autograd.grad(loss.sum(), z)
+        else:  # the twist reads x_t: the model is not differentiated
+            d, alpha, sigma, tt = _denoised(denoise, x, t)
+            with torch.enable_grad():
+                z = x.detach().requires_grad_(True)
+                loss = twist.loss(z, tt)
+                (grad,) = torch.autograd.grad(loss.sum(), z)
         d, loss = Denoised(d.x0.detach(), d.eps.detach()), loss.detach()
         # TDS Algorithm 1, line 7: the pending ratio times p~_t(y | x_t) = exp(-loss).
         log_w = log_w + pending - loss.double().reshape(groups, k)
