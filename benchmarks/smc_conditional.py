@@ -211,12 +211,12 @@ class ModelOwn:
     """The trained model's own conditional: unguided samples (dpm++2m, 20 steps) with |x1 - V| <
     MODEL_BAND, drawn once: what an exact conditional sampler of this model would approach."""
 
-    def __init__(self, run):
+    def __init__(self, run, size: int = MODEL_POOL):
         from denoiselab.runs import sample_points
 
         start = time.perf_counter()
         self.pool = np.concatenate([
-            sample_points(run, n=50_000, seed=100 + i, sampler="dpm++2m", steps=STEPS, grid="logsnr") for i in range(MODEL_POOL // 50_000)
+            sample_points(run, n=50_000, seed=100 + i, sampler="dpm++2m", steps=STEPS, grid="logsnr") for i in range(max(1, size // 50_000))
         ])  # fmt: skip
         self.seconds = time.perf_counter() - start
 
@@ -365,6 +365,7 @@ def main() -> None:
         "--table", choices=("mixture", "observe", "regions"),
         help="one table only: the mixture oracle, the run's observed values (VALUES), or the run's regions (REGIONS)",
     )  # fmt: skip
+    parser.add_argument("--model-pool", type=int, default=MODEL_POOL, help="unguided samples for the model's own conditional (multiples of 50000)")
     parser.add_argument("--values", help="observed x1 values, comma-separated (default: VALUES of the run's data)")
     args = parser.parse_args()
     if args.table in ("observe", "regions") and not args.run:
@@ -382,7 +383,7 @@ def main() -> None:
 
         run = load_run(args.run)
         regions = REGIONS[data_key(run)]
-        own = ModelOwn(run)
+        own = ModelOwn(run, args.model_pool)
         out += region_table(run, f"Trained run {args.run} ({data_key(run)})", regions[:1] if args.quick else regions, region_methods(args.quick), n, own)
         out.append(f"(the model's own: {len(own.pool)} unguided samples in {own.seconds:.0f} s)")
     elif args.run and args.table in (None, "observe"):
@@ -391,7 +392,7 @@ def main() -> None:
         run = load_run(args.run)
         values = [float(v) for v in args.values.split(",")] if args.values else VALUES[data_key(run)]
         values = values[:2] if args.quick else values
-        own = ModelOwn(run)
+        own = ModelOwn(run, args.model_pool)
         out += table(
             f"Trained run {args.run} ({data_key(run)}): p(x2 | x1 = V) by rejection from the generator",
             values, lambda v: run_truth(run, v, n), lambda m, v, n_, s: run_draw(run, m, v, n_, s), ms, n, own,
