@@ -32,10 +32,18 @@ the denoiser; weights 3, 10, 30) on dpm++2m, and twisted SMC at K = 4, 16, 64 on
 and K = 16 on 80.  The observed values and regions of each data set (VALUES, REGIONS) include
 values whose conditional has several separated modes.
 
+Classifier guidance (``--table classifier``): the mixture oracle's class 0 with its exact noisy
+classifier p(y | x_t), against p(x | y) in closed form (2-D W2 and energy distance to their
+floors, and the share of samples at each component): classifier guidance at scale 1 on dpm++2m
+and on DDPM, and twisted SMC with the classifier's twist (smc.classifier_twist) read on x_t (the
+noisy classifier itself, TDS's optimal twist when exact) or on x0_hat (TDS's twist for a
+classifier of clean data), at K = 1, 4, 16, 64 on 20 DDPM steps.
+
     python benchmarks/smc_conditional.py --run runs/spiral            # both tables
     python benchmarks/smc_conditional.py --run runs/spiral --quick    # n = 200, two values, K <= 16
     python benchmarks/smc_conditional.py --run runs/swiss-roll --table observe
     python benchmarks/smc_conditional.py --run runs/four-shapes --table regions
+    python benchmarks/smc_conditional.py --table classifier
 """
 
 from __future__ import annotations
@@ -259,8 +267,9 @@ def energy(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * cdist(a, b).mean() - cdist(a, a).mean() - cdist(b, b).mean())
 
 
-class RegionTruth:
-    """A pool of true points inside a region: the floors of W2 and of the energy distance at n."""
+class PointTruth:
+    """A pool of true 2-D points (inside a region, of a class): the floors of W2 and of the energy
+    distance at n."""
 
     def __init__(self, pool: np.ndarray, n: int, rng: np.random.Generator):
         self.pool, self.n = np.asarray(pool, dtype=np.float64), n
@@ -275,14 +284,14 @@ class RegionTruth:
         return w2, float(np.mean([energy(x, r) for r in self.refs])) / self.floor_energy
 
 
-def region_truth(run, region, n: int) -> RegionTruth:
+def region_truth(run, region, n: int) -> PointTruth:
     from denoiselab.runs.guided import inside
 
     pool, rng = [], np.random.default_rng(12345)
     while sum(len(p) for p in pool) < 20 * n:
         pts = generator_points(run, 400_000, rng)
         pool.append(pts[inside(region, pts)])
-    return RegionTruth(np.concatenate(pool), n, np.random.default_rng(7))
+    return PointTruth(np.concatenate(pool), n, np.random.default_rng(7))
 
 
 def region_draw(run, method: Method, text: str, n: int, seed: int) -> tuple[np.ndarray, int, int, float]:
@@ -330,6 +339,88 @@ def region_table(run, name: str, regions, ms: list[Method], n: int, own: ModelOw
     return lines
 
 
+# -- classifier guidance on the mixture oracle -------------------------------------------------------
+
+CLASS = 0  # labelled_mixture's class 0: its components 0 and 1 (weights 0.6 and 0.4 within the class)
+
+
+def classifier_draw(method: str, k: int, n: int, seed: int, steps: int = STEPS) -> tuple[np.ndarray, int, float]:
+    """n samples of class CLASS by classifier guidance at scale 1 (``method`` "dpm++2m" or
+    "ddpm") or twisted SMC with K = ``k`` ("smc x_t": the exact noisy classifier p(y | x_t) as the
+    twist; "smc x0": TDS's twist, the classifier read on x0_hat at t = 0), with model evaluations
+    per sample and seconds."""
+    from denoiselab.gradient_guidance import classifier_guidance
+    from denoiselab.smc import classifier_twist
+
+    mix, schedule = labelled_mixture(), make_schedule("linear", 1000)
+    counts = GuidanceCounts()
+    model, classifier = counted(mix.denoiser(schedule, "eps"), counts), mix.classifier(schedule)
+    g = torch.Generator().manual_seed(seed)
+    times = time_grid(schedule, steps, "logsnr")
+    start = time.perf_counter()
+    if method.startswith("smc"):
+        x_T = torch.randn(n * k, 2, generator=g, dtype=torch.float64)
+        twist = classifier_twist(classifier, torch.full((n * k,), CLASS), 1.0, reads=method.split()[1])
+        x = sample_smc(Denoiser(model, schedule, "eps"), x_T, times, twist=twist, particles=k, generator=g)
+        evals = counts.evaluations * k
+    else:
+        x_T = torch.randn(n, 2, generator=g, dtype=torch.float64)
+        guided = classifier_guidance(model, classifier, 1.0, schedule, "eps", label=CLASS)
+        extra = {"generator": g} if method == "ddpm" else {}
+        x = SAMPLERS[method](Denoiser(guided, schedule, "eps"), x_T, times, **extra)
+        evals = counts.evaluations
+    return x.numpy(), evals, time.perf_counter() - start
+
+
+def chain_conditional(n: int, steps: int) -> np.ndarray:
+    """n draws of what SMC converges to on ``steps`` DDPM steps: the unguided chain's samples
+    (exact denoiser) reweighted by the exact p(y | x_0), by resampling 100 n of them."""
+    mix, schedule = labelled_mixture(), make_schedule("linear", 1000)
+    g = torch.Generator().manual_seed(5)
+    x_T = torch.randn(100 * n, 2, generator=g, dtype=torch.float64)
+    x = SAMPLERS["ddpm"](Denoiser(mix.denoiser(schedule, "eps"), schedule, "eps"), x_T, time_grid(schedule, steps, "logsnr"), generator=g)
+    ones = torch.ones(len(x), dtype=torch.float64)
+    w = torch.softmax(mix.class_log_posterior(x, ones, 0 * ones)[:, CLASS], 0)  # p(y | x_0), normalised over the draws
+    return x[torch.multinomial(w, n, replacement=True, generator=g)].numpy()
+
+
+def component_shares(x: np.ndarray) -> list[float]:
+    """The share of samples nearest each of labelled_mixture's component means."""
+    means = labelled_mixture().means.numpy()
+    nearest = ((x[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+    return list(np.bincount(nearest, minlength=len(means)) / len(x))
+
+
+def classifier_table(n: int, quick: bool) -> list[str]:
+    mix = labelled_mixture()
+    pool = mix.class_conditional(CLASS).sample(200_000, torch.Generator().manual_seed(99)).numpy()
+    truth = PointTruth(pool, n, np.random.default_rng(7))
+    ks = (1, 4, 16) if quick else (1, 4, 16, 64)
+    rows = [("classifier guidance s = 1, dpm++2m", "dpm++2m", 1, STEPS), ("classifier guidance s = 1, ddpm", "ddpm", 1, STEPS)]
+    for reads, words in (("x_t", "noisy classifier on x_t"), ("x0", "classifier on x0_hat (TDS)")):
+        rows += [(f"smc, twist: {words}, K = {k}", f"smc {reads}", k, STEPS) for k in ks]
+        rows += [] if quick else [(f"smc, twist: {words}, K = 16, 80 steps", f"smc {reads}", 16, 80)]
+    lines = [
+        f"### Mixture oracle, classifier guidance towards class {CLASS}: p(x | y) in closed form",
+        "",
+        f"W2 floor {truth.floor_w2:.4f}, energy floor {truth.floor_energy:.5f} (n = {n}); true component shares "
+        + " / ".join(f"{v:.2f}" for v in component_shares(pool)),
+        "",
+        "| method | W2 / floor | energy / floor | component shares | evals | s |",
+        "|---|---|---|---|---|---|",
+    ]
+    x = chain_conditional(n, STEPS)
+    w2, en = truth.ratios(x)
+    lines.append(f"| the {STEPS}-step DDPM chain's own conditional (SMC's limit) | {w2:.2f} | {en:.2f} | {' / '.join(f'{v:.2f}' for v in component_shares(x))} | - | - |")
+    print(lines[-1], flush=True)
+    for label, method, k, steps in rows:
+        x, evals, seconds = classifier_draw(method, k, n, 0, steps)
+        w2, en = truth.ratios(x)
+        lines.append(f"| {label} | {w2:.2f} | {en:.2f} | {' / '.join(f'{v:.2f}' for v in component_shares(x))} | {evals} | {seconds:.1f} |")
+        print(lines[-1], flush=True)
+    return lines + [""]
+
+
 # -- the tables -----------------------------------------------------------------------------------
 
 
@@ -362,8 +453,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=500)
     parser.add_argument("--skip-mixture", action="store_true")
     parser.add_argument(
-        "--table", choices=("mixture", "observe", "regions"),
-        help="one table only: the mixture oracle, the run's observed values (VALUES), or the run's regions (REGIONS)",
+        "--table", choices=("mixture", "classifier", "observe", "regions"),
+        help="one table only: the mixture oracle's observations or its classifier guidance, the run's observed values (VALUES), or the run's regions (REGIONS)",
     )  # fmt: skip
     parser.add_argument("--model-pool", type=int, default=MODEL_POOL, help="unguided samples for the model's own conditional (multiples of 50000)")
     parser.add_argument("--values", help="observed x1 values, comma-separated (default: VALUES of the run's data)")
@@ -378,6 +469,8 @@ def main() -> None:
     if not args.skip_mixture and args.table in (None, "mixture"):
         values = MIXTURE_VALUES[:2] if args.quick else MIXTURE_VALUES
         out += table("Mixture oracle (exact denoiser): p(x2 | x1 = V) in closed form", values, lambda v: mixture_truth(v, n), mixture_draw, ms, n)
+    if args.table == "classifier":
+        out += classifier_table(n, args.quick)
     if args.run and args.table == "regions":
         from denoiselab.runs import load_run
 
