@@ -69,7 +69,7 @@ def test_the_exact_classifier_reaches_the_exact_class_conditional_and_the_x0_twi
     # (DPS-like guidance by the classifier) misses the class's balance, the weights correct it.
     errors = {k: component_error(mix, smc_samples(oracle, k, "x0")) for k in (1, 8, 64)}
     assert errors[1] > 0.3
-    assert errors[8] < errors[1] and errors[64] < 0.5 * errors[1]
+    assert errors[8] < errors[1] and errors[64] < 0.6 * errors[1]
 
 
 def test_a_twist_reads_x_t_or_x0_only(oracle):
