@@ -207,6 +207,15 @@ def generator_points(run, n: int, rng: np.random.Generator) -> np.ndarray:
     return draw(run.config.data.name, n, rng)
 
 
+def marginal(run) -> dict:
+    """Plan options that sample p(x), every class together: on a run with classes the
+    unconditional branch (classifier-free guidance 0, what label dropout trained).  A plan's
+    default gives each sample a class in proportion, which fixes the classes' shares at the
+    prior's: the condition then cannot move mass between classes (a circle cannot reach x1 =
+    -1.41), and no sampler of that plan approaches p(x2 | x1 = V) of the data."""
+    return {"guidance": 0.0} if run.num_classes else {}
+
+
 def run_truth(run, value: float, n: int) -> Truth:
     pool, rng = [], np.random.default_rng(12345)
     while sum(len(p) for p in pool) < 40 * n:
@@ -224,7 +233,8 @@ class ModelOwn:
 
         start = time.perf_counter()
         self.pool = np.concatenate([
-            sample_points(run, n=50_000, seed=100 + i, sampler="dpm++2m", steps=STEPS, grid="logsnr") for i in range(max(1, size // 50_000))
+            sample_points(run, n=50_000, seed=100 + i, sampler="dpm++2m", steps=STEPS, grid="logsnr", **marginal(run))
+            for i in range(max(1, size // 50_000))
         ])  # fmt: skip
         self.seconds = time.perf_counter() - start
 
@@ -239,7 +249,7 @@ def run_draw(run, method: Method, value: float, n: int, seed: int) -> tuple[np.n
 
     counts = GuidanceCounts()
     sampler = "ddpm" if method.name == "smc" else "dpm++2m"
-    plan = plan_from_options(run, n=n, seed=seed, sampler=sampler, steps=method.steps, grid="logsnr")
+    plan = plan_from_options(run, n=n, seed=seed, sampler=sampler, steps=method.steps, grid="logsnr", **marginal(run))
     request = GuidanceRequest(observe={0: value}, method=method.name, scale=method.scale, particles=method.particles if method.name == "smc" else None)
     start = time.perf_counter()
     drawn = draw_guided(run, plan, request, counts)
@@ -302,7 +312,7 @@ def region_draw(run, method: Method, text: str, n: int, seed: int) -> tuple[np.n
 
     counts = GuidanceCounts()
     smc = method.name == "smc"
-    plan = plan_from_options(run, n=n, seed=seed, sampler="ddpm" if smc else "dpm++2m", steps=method.steps, grid="logsnr")
+    plan = plan_from_options(run, n=n, seed=seed, sampler="ddpm" if smc else "dpm++2m", steps=method.steps, grid="logsnr", **marginal(run))
     request = GuidanceRequest(region=text, method="smc" if smc else "dps", scale=None if smc else method.scale, particles=method.particles if smc else None)
     start = time.perf_counter()
     drawn = draw_guided(run, plan, request, counts)
@@ -477,7 +487,7 @@ def main() -> None:
         run = load_run(args.run)
         regions = REGIONS[data_key(run)]
         own = ModelOwn(run, args.model_pool)
-        out += region_table(run, f"Trained run {args.run} ({data_key(run)})", regions[:1] if args.quick else regions, region_methods(args.quick), n, own)
+        out += region_table(run, f"Trained run {args.run} ({data_key(run)}{', unconditional branch' if run.num_classes else ''})", regions[:1] if args.quick else regions, region_methods(args.quick), n, own)
         out.append(f"(the model's own: {len(own.pool)} unguided samples in {own.seconds:.0f} s)")
     elif args.run and args.table in (None, "observe"):
         from denoiselab.runs import load_run
@@ -487,7 +497,7 @@ def main() -> None:
         values = values[:2] if args.quick else values
         own = ModelOwn(run, args.model_pool)
         out += table(
-            f"Trained run {args.run} ({data_key(run)}): p(x2 | x1 = V) by rejection from the generator",
+            f"Trained run {args.run} ({data_key(run)}{', unconditional branch' if run.num_classes else ''}): p(x2 | x1 = V) by rejection from the generator",
             values, lambda v: run_truth(run, v, n), lambda m, v, n_, s: run_draw(run, m, v, n_, s), ms, n, own,
         )  # fmt: skip
         out.append(f"(the model's own conditional: {len(own.pool)} unguided samples in {own.seconds:.0f} s)")
