@@ -64,12 +64,28 @@ def test_the_exact_classifier_reaches_the_exact_class_conditional_and_the_x0_twi
     mix = oracle[0]
     # The noise-conditional classifier is p(y | x_t) itself, TDS's optimal twist: few particles
     # suffice (n = 1000: the Monte Carlo error of the shares is about 0.03 in this L1 distance).
-    assert component_error(mix, smc_samples(oracle, 64, "x_t")) < 0.1
+    assert component_error(mix, smc_samples(oracle, 16, "x_t")) < 0.1
     # TDS's twist read on x0_hat (the classifier of clean data) is crude early on: one particle
-    # (DPS-like guidance by the classifier) misses the class's balance, the weights correct it.
-    errors = {k: component_error(mix, smc_samples(oracle, k, "x0")) for k in (1, 8, 64)}
+    # (DPS-like guidance by the classifier) misses the class's balance, the weights correct it,
+    # slowly (the limit, the 20-step chain's own conditional, is about 0.02 off; BENCHMARKS.md).
+    errors = {k: component_error(mix, smc_samples(oracle, k, "x0", n=500)) for k in (1, 8, 64)}
     assert errors[1] > 0.3
     assert errors[8] < errors[1] and errors[64] < 0.6 * errors[1]
+
+
+def test_the_ending_weights_by_the_classifier_on_the_sample_over_the_last_twist(oracle):
+    mix, schedule, model, classifier = oracle
+    x0 = torch.tensor([[-1.5, 0.1], [1.4, 0.0], [0.2, -1.2]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1])
+    twist = classifier_twist(classifier, labels, 2.0)
+    t = torch.full((3,), 0.05, dtype=torch.float64)
+    loss_last = twist.loss(x0, t)
+    exact = mix.class_log_posterior(x0, torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
+    torch.testing.assert_close(loss_last, -2.0 * mix.class_log_posterior(x0, schedule.alpha_at(t), schedule.sigma_at(t)).gather(1, labels[:, None])[:, 0])
+    same, log_w = twist.finish(x0, loss_last)
+    assert torch.equal(same, x0)
+    # log p(y | x_0)^s - log p~_{t_{N-1}}: the exact classifier at t = 0 over the last twist.
+    torch.testing.assert_close(log_w, 2.0 * exact.gather(1, labels[:, None])[:, 0] + loss_last)
 
 
 def test_a_twist_reads_x_t_or_x0_only(oracle):
