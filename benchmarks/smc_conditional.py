@@ -30,7 +30,9 @@ ratio to its floor (two independent true draws of n), with the share of samples 
 region.  Methods: region guidance (the squared violation as a loss on x0_hat, gradient through
 the denoiser; weights 3, 10, 30) on dpm++2m, and twisted SMC at K = 4, 16, 64 on 20 DDPM steps
 and K = 16 on 80.  The observed values and regions of each data set (VALUES, REGIONS) include
-values whose conditional has several separated modes.
+values whose conditional has several separated modes.  A run with classes (four-shapes) is drawn
+from its unconditional branch, every class together (``marginal``), its truth from its classes'
+generators in equal numbers.
 
 Classifier guidance (``--table classifier``): the mixture oracle's class 0 with its exact noisy
 classifier p(y | x_t), against p(x | y) in closed form (2-D W2 and energy distance to their
