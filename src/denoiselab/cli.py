@@ -107,7 +107,7 @@ def _add_gradient_guidance_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--method", choices=("replace", "dps", "universal", "smc"),
         help="--observe: replace (RePaint-style), dps (the default with --guide-scale or --sampler), universal or smc "
-        "(twisted sequential Monte Carlo, the default for --observe; also for --region)",
+        "(twisted sequential Monte Carlo, the default for --observe; also for --region and --classifier-scale)",
     )  # fmt: skip
     g.add_argument("--particles", type=_positive_int, metavar="K", help="--method smc: particles per sample (default 16, on 4 x the run's steps unless --steps; K x steps = model evaluations per sample)")
     g.add_argument("--guide-scale", type=_nonneg_float, metavar="S", help="--observe (dps, universal) / --region guidance scale (defaults 3 / 10)")
@@ -651,8 +651,8 @@ def _draw(args, run, plan, on_step=None, batch: int | None = None, share: tuple[
         return sample_range(run, plan, *(share or (0, plan.n)), on_step=on_step, batch=batch), "", None
     if args.classifier_scale is not None and args.guidance is not None:
         raise UsageError("--guidance and --classifier-scale: give one (classifier guidance steers the run's unconditional model)")
-    if args.method is not None and not args.observe and not (args.method == "smc" and args.region is not None):
-        raise UsageError("--method: applies with --observe (and smc with --region) only")
+    if args.method is not None and not args.observe and not (args.method == "smc" and (args.region is not None or args.classifier_scale is not None)):
+        raise UsageError("--method: applies with --observe (and smc with --region or --classifier-scale) only")
     if args.method == "smc" and args.guide_scale is not None:
         raise UsageError("--guide-scale: --method smc has no scale (its twist tightens to the exact condition by itself)")
     counts = GuidanceCounts()

@@ -17,6 +17,11 @@ The pieces, on a grid t_0 > t_1 > ... > t_N = 0 (one ancestral DDPM step per int
 * the proposal q(x_s | x_t) = N(mu(x0_guided), v): the transition of loss guidance at scale 1
   (x0_guided = the x0 of eps + sigma_t grad L_t, gradient_guidance.loss_guidance), which is TDS
   Eq. 10's conditional-score step written in the sampler's (x0, eps) form;
+* a twist may also read the noisy sample itself, p~_t(y | x_t) = exp(-L_t(x_t)) (``Twist.reads``
+  = "x_t"): a noise-conditional classifier p_phi(y | x_t, t) estimates p(y | x_t), TDS's optimal
+  twist (Sec. 3.1, Eq. 7), and its proposal eps - s sigma_t grad log p_phi(y | x_t) is
+  classifier guidance (Dhariwal & Nichol 2021, Eq. 14; ``likelihood_twist``, ``classifier_twist``),
+  with no backward pass through the model;
 * the incremental weight (TDS Algorithm 1, line 7)
       w = p(x_s | x_t) p~_s(y | x_s) / (q(x_s | x_t) p~_t(y | x_t)),
   with the first one p~_{t_0}(y | x_{t_0}) and the last one the twist's own ending
@@ -27,11 +32,12 @@ The pieces, on a grid t_0 > t_1 > ... > t_N = 0 (one ancestral DDPM step per int
 
 Weights are kept as logs and normalised by log-sum-exp, so no weight overflows.  With K = 1
 nothing is resampled and no weight changes a draw: every step but the last is then exactly
-ddpm.sample_ddpm's on the model wrapped by loss_guidance(model, twist.loss, 1), and the last step
+ddpm.sample_ddpm's on the model wrapped by loss_guidance(model, twist.loss, 1) (likelihood_guidance
+of -loss for a twist that reads x_t), and the last step
 is the twist's ending applied to the model's own estimate x0_hat(x_{t_{N-1}}) (DDPM's last step,
 unguided, so that the ending conditions the model rather than the proposal; tests/test_smc.py
-checks the equality).  The model is called once a step on all n K particles,
-with one backward pass for the gradient of the twist.
+checks the equality; tests/test_smc_classifier.py for a classifier).  The model is called once a
+step on all n K particles, with one backward pass for the gradient of the twist.
 """
 
 from __future__ import annotations
@@ -74,6 +80,13 @@ class Twist:
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     finish: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     describe: str = ""
+    reads: str = "x0"  # what ``loss`` reads: "x0", the clean estimate x0_hat(x_t); "x_t", the noisy sample
+
+    @property
+    def through_model(self) -> bool:
+        """Whether the proposal's gradient is taken through the denoiser (a backward pass of the
+        model per step) rather than through the twist alone."""
+        return self.reads == "x0"
 
 
 def observation_twist(mask: torch.Tensor, values: torch.Tensor, schedule, *, scale2=posterior_scale2) -> Twist:
@@ -116,6 +129,47 @@ def region_twist(violation: Callable[[torch.Tensor], torch.Tensor], schedule, *,
         return x0, torch.where(outside, torch.full_like(loss_last, -torch.inf), loss_last)
 
     return Twist(loss, finish, "region")
+
+
+def likelihood_twist(log_likelihood: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scale: float = 1.0, *, reads: str = "x_t",
+                     describe: str = "likelihood") -> Twist:  # fmt: skip
+    """A likelihood of the condition as a twist: p~_t(y | x_t) = p(y | x_t, t)^s with
+    ``log_likelihood(x, t) -> (B,)`` differentiable in x (a noise-conditional classifier's log
+    p(y | x_t), an exact likelihood of the oracles).  The proposal is then the transition of
+    likelihood guidance at scale s (gradient_guidance.likelihood_guidance; classifier guidance
+    for a classifier), and the target p(x_0) p(y | x_0)^s: the conditional p(x_0 | y) at s = 1
+    with an exact likelihood (s > 1 sharpens it, as guidance does).  The ending keeps the model's
+    own last estimate and weights it by p(y | x_0, 0)^s / p~_{t_{N-1}}, the likelihood read on
+    the sample itself at t = 0 (TDS Algorithm 1's final weight).
+
+    ``reads="x0"`` is TDS's own twist for a likelihood of clean data (Eq. 8): p~_t = p(y |
+    x0_hat(x_t), 0)^s, read at t = 0 on the clean estimate, its gradient through the denoiser: a
+    cruder twist than a noise-conditional likelihood's, which the weights correct."""
+    if reads not in ("x_t", "x0"):
+        raise ValueError(f"reads must be 'x_t' or 'x0', got {reads!r}")
+
+    def loss(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return -scale * log_likelihood(x, t if reads == "x_t" else torch.zeros_like(t))
+
+    def finish(x0: torch.Tensor, loss_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zero = torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device)
+        return x0, scale * log_likelihood(x0, zero).to(loss_last) + loss_last
+
+    return Twist(loss, finish, describe, reads=reads)
+
+
+def classifier_twist(
+    classifier_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], labels: torch.Tensor, scale: float = 1.0, *, reads: str = "x_t"
+) -> Twist:
+    """Classifier guidance towards ``labels`` (one per row of the particles) as a twist
+    (``likelihood_twist`` of log p_phi(y | x_t, t)), ``classifier_fn(x_t, t) -> (B, C)`` the
+    logits of a noise-conditional classifier: at K = 1 it is classifier guidance's chain."""
+
+    def log_p(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        wanted = labels.to(x.device).long()
+        return torch.log_softmax(classifier_fn(x, t), dim=-1).gather(1, wanted[:, None])[:, 0]
+
+    return likelihood_twist(log_p, scale, reads=reads, describe="classifier")
 
 
 def _levels(schedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,7 +273,7 @@ def concatenate_records(records: list[ParticleRecord], into: ParticleRecord) -> 
 
 
 def _denoised(denoise: Denoiser, x: torch.Tensor, t: float):
-    """The model's (x0, eps) at x (which requires grad) unclamped, and (alpha, sigma, t) per sample."""
+    """The model's (x0, eps) at x unclamped, and (alpha, sigma, t) per sample."""
     tt = torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
     alpha, sigma = _levels(denoise.schedule, tt, x)
     return resolve(denoise.model_fn(x, tt, denoise.y), denoise.prediction, x, alpha, sigma), alpha, sigma, tt
@@ -261,11 +315,18 @@ def sample_smc(
     loss_t = None
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]
-        with torch.enable_grad():
-            z = x.detach().requires_grad_(True)
-            d, alpha, sigma, tt = _denoised(denoise, z, t)
-            loss = twist.loss(d.x0, tt)
-            (grad,) = torch.autograd.grad(loss.sum(), z)
+        if twist.through_model:
+            with torch.enable_grad():
+                z = x.detach().requires_grad_(True)
+                d, alpha, sigma, tt = _denoised(denoise, z, t)
+                loss = twist.loss(d.x0, tt)
+                (grad,) = torch.autograd.grad(loss.sum(), z)
+        else:  # the twist reads x_t: the model is not differentiated
+            d, alpha, sigma, tt = _denoised(denoise, x, t)
+            with torch.enable_grad():
+                z = x.detach().requires_grad_(True)
+                loss = twist.loss(z, tt)
+                (grad,) = torch.autograd.grad(loss.sum(), z)
         d, loss = Denoised(d.x0.detach(), d.eps.detach()), loss.detach()
         # TDS Algorithm 1, line 7: the pending ratio times p~_t(y | x_t) = exp(-loss).
         log_w = log_w + pending - loss.double().reshape(groups, k)

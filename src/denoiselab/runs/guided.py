@@ -26,7 +26,7 @@ from ..samplers.noise import REPLACEMENT_STREAM, SampleNoise
 from .classifier import load_classifier
 from .evaluation import held_out_images
 from .folder import HELD_OUT, RunError
-from .guided_smc import SMC, check_particles, draw_smc, observe_twist, region_twist_of
+from .guided_smc import SMC, ClassifierTwist, check_particles, draw_smc, observe_twist, region_twist_of
 from .load import Run
 from .plan import PlanError, SamplingPlan
 from .sampling import Drawn, batch_count, plan_from_options, sample, sample_range
@@ -35,7 +35,7 @@ from .sampling import Drawn, batch_count, plan_from_options, sample, sample_rang
 # x0_hat through the denoiser) or universal guidance (DPS plus one backward step on x0_hat).
 OBSERVE_METHODS = ("replace", "dps", "universal")
 # ... and the sampler that weights particles instead of steering one chain (runs/guided_smc.py):
-# twisted SMC, for observed coordinates, regions and inpainting.
+# twisted SMC, for observed coordinates, regions, inpainting and classifier guidance.
 CONDITIONAL_METHODS = (*OBSERVE_METHODS, SMC)
 # Default scales, chosen on the exact-denoiser benchmark (BENCHMARKS.md, "Gradient guidance"):
 # the DPS step on |x0_hat - a|^2 / 2 in the model's (unit-scale) coordinates, and the weight of
@@ -61,7 +61,7 @@ class GuidanceRequest:
     classifier_scale: float | None = None  # classifier guidance towards each sample's label
     observe: dict[int, float] = field(default_factory=dict)  # 0-based coordinate -> value (data units)
     region: str | Callable | None = None  # an expression over x1, x2, ... or a callable (data units)
-    method: str = "dps"  # for observe: one of CONDITIONAL_METHODS; for a region: smc, or loss guidance otherwise
+    method: str = "dps"  # for observe: one of CONDITIONAL_METHODS; for a region or a classifier: smc, or gradient guidance otherwise
     scale: float | None = None  # observe (dps, universal) or region scale; None: the defaults above
     particles: int | None = None  # smc: particles per sample; None: guided_smc.DEFAULT_PARTICLES
 
@@ -82,7 +82,8 @@ class GuidanceRequest:
         parts = []
         if self.classifier_scale is not None:
             towards = classes or "the class of each sample"
-            parts.append(f"classifier guidance towards {towards}, scale {self.classifier_scale:g}")
+            by = f" by {_method_words(SMC, None, self.particles)}" if self.method == SMC else ""
+            parts.append(f"classifier guidance towards {towards}, scale {self.classifier_scale:g}{by}")
         if self.observe:
             values = ", ".join(f"x{i + 1} = {v:g}" for i, v in sorted(self.observe.items()))
             parts.append(f"observed {values} by {_method_words(self.method, self.scale, self.particles)}")
@@ -360,18 +361,18 @@ def _add_one_batch(counts: GuidanceCounts, batched: GuidanceCounts, batches: int
 
 def _draw_smc(run: Run, plan: SamplingPlan, request: GuidanceRequest, counts: GuidanceCounts, on_step=None, batch: int | None = None,
               start: int = 0, stop: int | None = None) -> Drawn:  # fmt: skip
-    """``draw_guided`` by twisted SMC: one twist, of the observed coordinates or of the region."""
+    """``draw_guided`` by twisted SMC: one twist, of the observed coordinates, the region or the classifier."""
     drawn, record = draw_smc(run, plan, smc_twist(run, request), request.particles, counts, on_step, batch=batch, start=start, stop=stop)
     return replace(drawn, x=run.to_data_units(torch.as_tensor(drawn.x)), particles=record)
 
 
 def smc_twist(run: Run, request: GuidanceRequest):
-    """The SMC twist of ``request`` (smc.Twist): of its observed coordinates or of its region,
-    which must be its one condition."""
+    """The SMC twist of ``request``: of its observed coordinates, its region or its classifier
+    (smc.Twist, or a ClassifierTwist made per batch), which must be its one condition."""
+    if sum((request.classifier_scale is not None, bool(request.observe), request.region is not None)) > 1:
+        raise PlanError("method", "smc twists by one condition: give classifier guidance, observed coordinates or a region, not two")
     if request.classifier_scale is not None:
-        raise PlanError("method", "smc twists by observed coordinates or a region; classifier guidance has no SMC twist here (use it without method smc)")
-    if request.observe and request.region is not None:
-        raise PlanError("method", "smc twists by one condition: give observed coordinates or a region, not both")
+        return ClassifierTwist(_classifier(run), request.classifier_scale)
     if request.observe:
         point = observed_point(run, request.observe)
         mask = torch.zeros(run.dim, dtype=torch.bool)

@@ -1,4 +1,4 @@
-"""Twisted SMC (smc.py) for a run: observed coordinates, a region, or known pixels.
+"""Twisted SMC (smc.py) for a run: observed coordinates, a region, known pixels, or a classifier.
 
 A request with method "smc" is drawn here instead of through a guidance wrapper and a sampler:
 K particles per requested sample (``particles``), moved by ancestral DDPM steps on the plan's
@@ -13,6 +13,9 @@ the model on the n K particles is K evaluations per sample, and so is its backwa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -20,7 +23,7 @@ from ..gradient_guidance import GuidanceCounts, counted
 from ..samplers import Denoiser
 from ..samplers.fixed_shape import ROWS_PER_CALL, fixed_shape
 from ..samplers.noise import SampleNoise
-from ..smc import ParticleRecord, Twist, concatenate_records, observation_twist, region_twist, sample_smc
+from ..smc import ParticleRecord, Twist, classifier_twist, concatenate_records, observation_twist, region_twist, sample_smc
 from .load import Run
 from .plan import PlanError, SamplingPlan
 from .sampling import Drawn, batch_ranges, guided_model_fn
@@ -60,8 +63,21 @@ def check_particles(particles: int | None) -> int:
     return k
 
 
+@dataclass(frozen=True)
+class ClassifierTwist:
+    """Classifier guidance as a twist (smc.classifier_twist) towards each sample's label: made
+    for each batch from its samples' labels, each repeated for the sample's K particles.  The
+    model runs unconditional, as classifier guidance steers it (gradient_guidance.classifier_guidance)."""
+
+    classifier_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # the run's noise-conditional classifier: logits (B, C)
+    scale: float
+
+    def for_rows(self, labels: torch.Tensor) -> Twist:
+        return classifier_twist(self.classifier_fn, labels, self.scale)
+
+
 def draw_smc(
-    run: Run, plan: SamplingPlan, twist: Twist, particles: int, counts: GuidanceCounts, on_step=None, record: ParticleRecord | None = None,
+    run: Run, plan: SamplingPlan, twist: Twist | ClassifierTwist, particles: int, counts: GuidanceCounts, on_step=None, record: ParticleRecord | None = None,
     *, batch: int | None = None, start: int = 0, stop: int | None = None,
 ) -> tuple[Drawn, ParticleRecord]:
     """Samples [start, stop) of ``plan`` (default: all) drawn by twisted SMC with ``particles``
@@ -76,6 +92,9 @@ def draw_smc(
     if not 0 <= start < stop <= plan.n:
         raise PlanError("batch", f"samples [{start}, {stop}): expected 0 <= start < stop <= n = {plan.n}")
     record = ParticleRecord(k) if record is None else record
+    steers = isinstance(twist, ClassifierTwist)
+    if steers and plan.labels is None:
+        raise PlanError("classifier_scale", "classifier guidance needs a label for each sample")
     ranges = batch_ranges(start, stop, batch)
     xs, starts, records, calls = [], [], [], GuidanceCounts()
     for a, b in ranges:
@@ -83,13 +102,14 @@ def draw_smc(
         network = fixed_shape(guided_model_fn(run, plan.guidance), a * k, min(ROWS_PER_CALL, plan.n * k))  # as runs/sampling.py
         model_fn = counted(network, calls)
         y = None if plan.labels is None else torch.as_tensor(np.repeat(plan.labels[a:b], k), device=run.device)
-        denoise = Denoiser(model_fn, run.schedule, run.config.model.prediction, y, plan.clip_x0)
+        batch_twist = twist.for_rows(y) if steers else twist
+        denoise = Denoiser(model_fn, run.schedule, run.config.model.prediction, None if steers else y, plan.clip_x0)
         noise = SampleNoise(plan.seed, a, b - a)
         # K = 1 starts from the noise of an unguided draw of the same plan (runs/sampling.sample).
         x_T = noise.normal(((b - a) * k, *run.sample_shape), device=run.device)
         part = record if len(ranges) == 1 else ParticleRecord(k, weights=None if record.weights is None else [])
         x0 = sample_smc(
-            denoise, x_T, plan.times, twist=twist, particles=k, generator=noise,
+            denoise, x_T, plan.times, twist=batch_twist, particles=k, generator=noise,
             variance=plan.options.get("variance", "small"), record=part, on_step=on_step,
         )  # fmt: skip
         xs.append(x0.float().cpu().numpy())
@@ -98,7 +118,11 @@ def draw_smc(
     if len(ranges) > 1:
         concatenate_records(records, into=record)
     counts.evaluations += calls.evaluations * k  # one batch's calls: each sample's K particles
-    counts.model_backward += calls.evaluations * k  # one backward pass of the twist per call
+    # One gradient of the twist per call: through the model, or through the classifier alone.
+    if steers:
+        counts.other_gradients += calls.evaluations * k
+    else:
+        counts.model_backward += calls.evaluations * k
     return Drawn(np.concatenate(xs), torch.cat(starts), calls.evaluations * k), record
 
 
