@@ -87,7 +87,8 @@ def test_sample_with_observed_coordinate_and_region(point_run, tmp_path, capsys)
     assert "backward passes through the model" in printed and "; observed x1 = 0.5 by universal guidance, scale 3;" in printed
     assert cli.main(["sample", str(point_run), "--region", "x1 > 0.5", "-n", "30", "--steps", "4", "--out", str(out)]) == 0
     line, share = capsys.readouterr().out.strip().splitlines()[:2]  # then the reproducibility statement
-    assert "; every class in proportion, classifier-free guidance 1; region x1 > 0.5 by loss guidance, scale 10;" in line
+    # A region without a class: the model without a class (the region decides between the classes).
+    assert "; the model without a class (classifier-free guidance 0); region x1 > 0.5 by loss guidance, scale 10;" in line
     inside = int((np.load(out)[:, 0] > 0.5).sum())
     data_share = float((load_run(point_run).data[:, 0] > 0.5).mean())
     assert share == f"{inside} of 30 samples inside x1 > 0.5 ({100 * inside / 30:.1f} %); the training data: {100 * data_share:.1f} %"
@@ -100,7 +101,7 @@ def test_a_guided_png_says_what_steered_it_and_draws_the_region(point_run, tmp_p
     monkeypatch.setattr(viz, "plot_samples", lambda data, x, out, **kw: drawn.update(kw))
     args = ["sample", str(point_run), "-n", "30", "--steps", "4", "--out", str(tmp_path / "r.png")]
     assert cli.main([*args, "--region", "abs(x1) < 0.3", "--guide-scale", "20"]) == 0
-    assert drawn["title"] == "30 samples: dpm++2m, 4 steps, logsnr grid\nevery class in proportion, classifier-free guidance 1\nregion abs(x1) < 0.3 by loss guidance, scale 20"
+    assert drawn["title"] == "30 samples: dpm++2m, 4 steps, logsnr grid\nthe model without a class (classifier-free guidance 0)\nregion abs(x1) < 0.3 by loss guidance, scale 20"
     assert drawn["region_label"] == "region abs(x1) < 0.3" and drawn["region"](np.array([[0.1, 5.0], [0.4, 0.0]])).tolist() == [True, False]
     assert cli.main([*args, "--observe", "x2=0.25", "--method", "replace"]) == 0
     assert drawn["title"].endswith("\nobserved x2 = 0.25 by replacement (RePaint-style)") and drawn["observed"] == {1: 0.25}

@@ -114,6 +114,31 @@ def test_a_conditional_run_keeps_its_tuned_grid_only_with_its_own_classes_and_gu
         plan_sampling(run, label=0, labels=[0, 1])
 
 
+def test_a_draw_conditioned_on_itself_without_a_class_uses_the_model_without_a_class(shapes_run, capsys, tmp_path):
+    """An observation, a region or known pixels decide the class: p(x | c) mixed in the training
+    proportions, each guided towards its class, could not move mass between the classes."""
+    import dataclasses
+
+    from denoiselab import cli
+    from denoiselab.runs import describe_draw
+
+    run = load_run(shapes_run)
+    own = run.config.sample.guidance
+    assert own != 0 and run.config.train.label_dropout > 0
+    plan = plan_sampling(run, conditioned=True, n=8)
+    assert plan.guidance == 0 and "the model without a class (classifier-free guidance 0)" in describe_draw(run, plan)
+    assert plan_sampling(run, n=8).guidance == own  # a plain draw: every class in proportion, guided
+    assert plan_sampling(run, conditioned=True, label="circle").guidance == own  # a class asked for
+    assert plan_sampling(run, conditioned=True, labels=[0, 1]).guidance == own
+    assert plan_sampling(run, conditioned=True, guidance=1.5).guidance == 1.5  # a scale asked for
+    # A run that never trained without its labels has no model without a class: its own scale.
+    run.config = dataclasses.replace(run.config, train=dataclasses.replace(run.config.train, label_dropout=0.0))
+    assert plan_sampling(run, conditioned=True).guidance == own
+    rc = cli.main(["sample", str(shapes_run), "--observe", "x1=0.5", "--method", "dps", "-n", "4", "--steps", "3", "--out", str(tmp_path / "o.npy")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "the model without a class" in out, out
+
+
 def test_a_recipe_says_sample_grid_or_its_older_name_sample_spacing(tmp_path, trained_run):
     assert load_config("quick", ["sample.spacing=karras"]).sample.grid == "karras"
     assert load_config("quick", ["sample.grid=karras"]).sample.spacing == "karras"

@@ -448,6 +448,7 @@ def _plan(args, run):
     return plan_sampling(
         run, sampler=args.sampler, steps=args.steps, grid=args.grid, spacing=args.spacing, rho=args.rho, eta=args.eta,
         variance=args.variance, n=args.n, seed=args.seed, label=args.label, guidance=args.guidance,
+        conditioned=bool(getattr(args, "observe", None) or getattr(args, "region", None)),
     )  # fmt: skip
 
 
@@ -923,7 +924,7 @@ def cmd_inpaint(args) -> int:
 
             sampler, steps = "ddpm", default_steps(run) if steps is None else steps
         # The run's named grid: a tuned grid was tuned without the known pixels' guidance.
-        plan = plan_sampling(run, sampler=sampler, steps=steps, seed=args.seed, n=args.n, tuned=False)
+        plan = plan_sampling(run, sampler=sampler, steps=steps, seed=args.seed, n=args.n, tuned=False, conditioned=True)
         check_inpaintable(run)  # before the image is read: a latent run's channels are its latents'
         channels, height, width = run.sample_shape
         image = _read_image(Path(args.image), channels, height, width)

@@ -134,21 +134,32 @@ def describe_draw(run: Run, plan: SamplingPlan, guidance: Guidance | None = None
     parts = [plan.describe()]
     classes = describe_classes(run, plan)
     active = guidance is not None and guidance.active
-    if classes and not (active and guidance.steers_classes):
+    if classes and plan.guidance == 0 and plan.label is None:
+        parts.append("the model without a class (classifier-free guidance 0)")
+    elif classes and not (active and guidance.steers_classes):
         parts.append(f"{classes}, classifier-free guidance {plan.guidance:g}")
     if active:
         parts.append(guidance.describe(classes))
     return "; ".join(parts)
 
 
-def guidance_scale(run: Run, guidance: float | None) -> float | None:
+def guidance_scale(run: Run, guidance: float | None, *, conditioned_without_class: bool = False) -> float | None:
     """The classifier-free guidance scale a sample of ``run`` uses: ``guidance``, or the run's
     sample.guidance; None for an unconditional run (which refuses a scale).  A text-to-image run
-    is guided on its prompt (runs/prompts.py)."""
+    is guided on its prompt (runs/prompts.py).
+
+    ``conditioned_without_class``: the samples are conditioned on part of themselves (an
+    observation, a region, known pixels) and no class is asked for.  Their target is then
+    p(x | condition) = sum_c p(c | condition) p(x | c, condition): the condition decides the
+    class.  Classes drawn in the training proportions and guided towards (the run's default)
+    cannot move mass between classes, so such a draw defaults to the model without a class
+    (scale 0) wherever the run learned one (train.label_dropout > 0)."""
     if run.num_classes == 0 and not run.is_text:
         if guidance is not None:
             raise PlanError("guidance", "is unconditional (trained with no classes), so it has nothing to guide", of_run=True)
         return None
+    if guidance is None and conditioned_without_class and run.config.train.label_dropout > 0:
+        return 0.0
     scale = run.config.sample.guidance if guidance is None else guidance
     if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and np.isfinite(scale) and scale >= 0):
         raise PlanError("guidance", f"expected a number >= 0, got {scale!r}")
@@ -346,6 +357,7 @@ def plan_sampling(
     guidance: float | None = None,
     tuned: bool | None = None,
     spacing: str | None = None,
+    conditioned: bool = False,
     **options,
 ) -> SamplingPlan:
     """Resolve a sampling request on ``run`` into a SamplingPlan; what is not given comes from
@@ -356,7 +368,8 @@ def plan_sampling(
     a named ``grid``.  ``rho``: the karras grid's exponent.  ``eta`` (ddim) and ``variance``
     (ddpm) and any further ``options`` go to the sampler.  ``label``: one class (index or name)
     for every sample; ``labels``: one class index per sample (n defaults to their number).
-    ``tuned``: the run's tuned grid, by the rule of this module's docstring."""
+    ``tuned``: the run's tuned grid, by the rule of this module's docstring.  ``conditioned``: the
+    samples are conditioned on part of themselves (guidance_scale's ``conditioned_without_class``)."""
     sc = run.config.sample
     check_samples(run)
     sampler = sc.sampler if sampler is None else sampler
@@ -378,11 +391,11 @@ def plan_sampling(
     _check_rho(rho, name)
     times = None if name is not None else _given_times(grid, steps)
     n, label, labels, one_per_sample = _classes(run, n, label, labels)
-    scale = guidance_scale(run, guidance)
+    scale = guidance_scale(run, guidance, conditioned_without_class=conditioned and label is None and not one_per_sample)
     source = "given"
     if times is None:
         # A tuned grid fits the model function it was tuned on: every class, the run's guidance.
-        departs = grid is not None or label is not None or one_per_sample or guidance not in (None, sc.guidance)
+        departs = grid is not None or label is not None or one_per_sample or scale not in (None, sc.guidance)
         steps, rho = sc.steps if steps is None else steps, sc.rho if rho is None else rho
         times, source = _named_or_tuned(run, sampler, steps, name, rho, tuned, departs=departs)
         if sampler == "consistency":  # re-noise only to times the consistency function was trained at

@@ -131,6 +131,7 @@ def plan_request(run, name: str, req: SampleRequest) -> SamplingPlan:
             labels=req.labels,
             guidance=req.guidance,
             tuned=req.tuned_grid,
+            conditioned=guide is not None and guide.classifier is None,  # inpaint, observe, region
         )
     except PlanError as exc:
         raise refusal(exc, name, fields.get(exc.field, exc.field)) from None
