@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from conftest import set_args
 from denoiselab import cli, training
-from denoiselab.config import is_captioned_data, is_text_run, load_config
+from denoiselab.config import ConfigError, is_captioned_data, is_text_run, load_config
 from denoiselab.runs import load_run
 
 # Seconds, not minutes: 4 autoencoder steps, 6 contrastive steps, 10 denoiser steps, tiny networks.
@@ -24,7 +24,8 @@ TINY_LATENT_TEXT = [
 ]  # fmt: skip
 QUIET = dict(progress=False, log=lambda *_: None)
 
-pytestmark = pytest.mark.slow  # the command trains three stages and draws every figure: about 30 s on a loaded machine
+# The command trains three stages and draws every figure: about 30 s on a loaded machine.
+slow = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,7 @@ def _same(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@slow
 def test_the_run_denoises_latents_and_reads_captions(latent_text_run):
     info = json.loads((latent_text_run / "run.json").read_text())
     assert info["latent"]["autoencoder"] == "autoencoder" and info["text"]["encoder"] == "text-encoder"
@@ -53,6 +55,7 @@ def test_the_run_denoises_latents_and_reads_captions(latent_text_run):
     assert run.is_latent and run.is_text and run.sample_shape == (4, 8, 8) and run.data_shape == (3, 16, 16)
 
 
+@slow
 def test_sample_prompts_decode_to_images(latent_text_run, tmp_path):
     out, empty, plain = tmp_path / "p.npy", tmp_path / "empty.npy", tmp_path / "plain.npy"
     args = ["sample", str(latent_text_run), "--prompt", "a big red circle on the left", "--prompt", "top: small blue square", "-n", "3", "--guidance", "3"]
@@ -65,6 +68,7 @@ def test_sample_prompts_decode_to_images(latent_text_run, tmp_path):
     assert np.array_equal(np.load(empty), np.load(plain))
 
 
+@slow
 def test_the_denoiser_resumes_bit_exactly(latent_text_run, tmp_path, one_thread):
     """Stopped in the latent denoiser's loop (after the autoencoder's 4 and the text encoder's 6
     steps): --resume reads the stored latents and tokens and ends on the uninterrupted weights."""
@@ -74,3 +78,28 @@ def test_the_denoiser_resumes_bit_exactly(latent_text_run, tmp_path, one_thread)
     training.train(load_config(str(tmp_path / "b" / "config.toml")), tmp_path / "b", resume=True, **QUIET)
     for name in ("autoencoder/model.safetensors", "text-encoder/checkpoint.safetensors", "checkpoint.safetensors"):
         assert _same(load_file(str(latent_text_run / name)), load_file(str(tmp_path / "b" / name))), name
+
+
+def test_stage_one_is_an_autoencoder_of_the_scenes_images():
+    """Its recipe draws the same scenes (data and SCENE_KEYS) and reads none of the text encoder's keys."""
+    from denoiselab.config import unread_keys
+    from denoiselab.training.stages import stage_one_config
+
+    cfg = load_config("scenes-text-latent")
+    ae = stage_one_config(cfg)
+    assert is_text_run(cfg) and not is_text_run(ae) and is_captioned_data(ae)
+    unread = unread_keys(ae)
+    assert "text.width" in unread and "text.cross_levels" in unread
+    assert not {"text.pairs", "text.held_out", "text.captions"} & set(unread)
+
+
+@slow
+def test_an_autoencoder_of_other_scenes_is_refused(latent_text_run, tmp_path, capsys):
+    ae = latent_text_run / "autoencoder"
+    args = ["train", "--config", "scenes-text-latent", *set_args([*TINY_LATENT_TEXT, f"latent.autoencoder={ae}", "text.pairs=0.5"])]
+    assert cli.main([*args, "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "text.pairs: the autoencoder" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match="read by the text-to-image denoiser, not by an autoencoder"):
+        load_config("scenes-text-latent", ["model.arch=autoencoder", "latent.autoencoder=", "text.width=32"])

@@ -281,6 +281,8 @@ class TextConfig:
 
 
 TEXT_DATA = "scenes"  # data.name of the built-in captioned scenes
+# [text] keys that decide which captioned images there are: an autoencoder of them reads these too.
+SCENE_KEYS = ("captions", "pairs", "held_out")
 
 
 def check_world_size(cfg: Config, world_size: int) -> None:
@@ -563,7 +565,7 @@ def unread_keys(cfg: Config) -> dict[str, str]:
             out[f"text.{f.name}"] = f"this is not a text-to-image run; set data.name = \"{TEXT_DATA}\" or text.captions"
     elif not is_text_run(cfg):  # an autoencoder of captioned images reads what draws them, not the text encoder's keys
         for f in dataclasses.fields(TextConfig):
-            if f.name not in ("captions", "pairs", "held_out"):
+            if f.name not in SCENE_KEYS:
                 out[f"text.{f.name}"] = "is read by the text-to-image denoiser, not by an autoencoder (model.arch = autoencoder)"
     elif cfg.data.name != TEXT_DATA:
         for key in ("pairs", "held_out"):

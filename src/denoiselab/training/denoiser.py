@@ -125,6 +125,8 @@ def train(
         if trains_stage_one(cfg):
             _stage_one(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
         if is_text_run(cfg):
+            if is_latent(cfg) and not trains_stage_one(cfg):  # a named autoencoder is checked before the text stage trains
+                open_autoencoder(cfg, folder.path, load_training_data(cfg), torch.device("cpu"))
             train_text_encoder(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step)
     with StopSignals(folder.path, resume_command) as stop:
         state = _train(cfg, folder, resume, progress, stop_at, log, on_step, stop, processes)
