@@ -103,3 +103,21 @@ def test_an_autoencoder_of_other_scenes_is_refused(latent_text_run, tmp_path, ca
     assert not (tmp_path / "r").exists()
     with pytest.raises(ConfigError, match="read by the text-to-image denoiser, not by an autoencoder"):
         load_config("scenes-text-latent", ["model.arch=autoencoder", "latent.autoencoder=", "text.width=32"])
+
+
+@slow
+def test_the_playground_maps_words_over_the_decoded_image(latent_text_run):
+    """The maps are taken on the latent's 8 x 8 grid and drawn over the decoded 16 x 16 image."""
+    from fastapi.testclient import TestClient
+
+    from denoiselab.serve.app import create_app
+    from denoiselab.serve.payloads import decode_panel
+
+    client = TestClient(create_app(latent_text_run.parent))
+    r = client.post(f"/api/runs/{latent_text_run.name}/sample", json={"n": 2, "steps": 3, "seed": 0, "prompt": "a big red circle on the left", "guidance": 3})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["prompt"]["attention"]["resolution"] == [8, 8]
+    maps = decode_panel(d["frames"][0]["attention"])
+    assert maps.shape == (2, 7, 16, 16)
+    np.testing.assert_allclose(maps.sum(axis=1), 1.0, atol=3e-3)
