@@ -281,6 +281,8 @@ class TextConfig:
 
 
 TEXT_DATA = "scenes"  # data.name of the built-in captioned scenes
+# [text] keys that decide which captioned images there are: an autoencoder of them reads these too.
+SCENE_KEYS = ("captions", "pairs", "held_out")
 
 
 def check_world_size(cfg: Config, world_size: int) -> None:
@@ -293,9 +295,15 @@ def check_world_size(cfg: Config, world_size: int) -> None:
         )
 
 
-def is_text_run(cfg: Config) -> bool:
-    """A text-to-image run: built-in captioned scenes, or the user's images with a captions file."""
+def is_captioned_data(cfg: Config) -> bool:
+    """Captioned images: the built-in scenes, or the user's images with a captions file."""
     return cfg.data.name == TEXT_DATA or bool(cfg.text.captions)
+
+
+def is_text_run(cfg: Config) -> bool:
+    """A text-to-image run: a denoiser on captioned images (a latent text run's autoencoder,
+    stage one, reads the same images without their captions)."""
+    return is_captioned_data(cfg) and cfg.model.arch != "autoencoder"
 
 
 @dataclass
@@ -501,8 +509,6 @@ def _check_text(cfg: Config, where: str) -> None:
     t = cfg.text
     if cfg.model.arch != "unet":
         raise ConfigError(f"{where}model.arch: a text-to-image run needs unet (its cross-attention reads the caption), not {cfg.model.arch}")
-    if cfg.latent.autoencoder:
-        raise ConfigError(f"{where}latent.autoencoder: text-to-image runs are pixel-space runs here; leave it empty")
     if cfg.data.classes:
         raise ConfigError(f"{where}data.classes: a text-to-image run is conditioned on captions, not classes; leave it empty")
     if cfg.model.precondition != "none":
@@ -551,9 +557,13 @@ def unread_keys(cfg: Config) -> dict[str, str]:
     if cfg.model.arch != "autoencoder" and not cfg.latent.autoencoder:  # a trained autoencoder's keys are checked against it (training/stages.py)
         for f in dataclasses.fields(AutoencoderConfig):
             out[f"autoencoder.{f.name}"] = "this is a pixel-space run; set latent.autoencoder or model.arch = autoencoder"
-    if not is_text_run(cfg):
+    if not is_captioned_data(cfg):
         for f in dataclasses.fields(TextConfig):
             out[f"text.{f.name}"] = f"this is not a text-to-image run; set data.name = \"{TEXT_DATA}\" or text.captions"
+    elif not is_text_run(cfg):  # an autoencoder of captioned images reads what draws them, not the text encoder's keys
+        for f in dataclasses.fields(TextConfig):
+            if f.name not in SCENE_KEYS:
+                out[f"text.{f.name}"] = "is read by the text-to-image denoiser, not by an autoencoder (model.arch = autoencoder)"
     elif cfg.data.name != TEXT_DATA:
         for key in ("pairs", "held_out"):
             out[f"text.{key}"] = f"is read only by the built-in scenes (data.name = \"{TEXT_DATA}\")"

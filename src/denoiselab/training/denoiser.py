@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..builders import objective_from, schedule_from
-from ..config import Config, ConfigError, check_world_size, is_text_run
+from ..config import Config, ConfigError, check_world_size, is_captioned_data, is_text_run
 from ..data import Normalization, make_source
 from ..data.images import is_image_data, load_image_data, split_indices
 from ..models import IMAGE_ARCHITECTURES
@@ -59,9 +59,9 @@ def load_training_data(cfg: Config) -> TrainingData:
     """The recipe's data: built-in point sets (one per class with data.classes), point files,
     or image sets split into training and held-out parts (data/images.py)."""
     d = cfg.data
-    if is_text_run(cfg):
+    if is_captioned_data(cfg):  # a text run's, or (captions unread) its autoencoder's
         c = load_captioned_data(cfg)
-        return TrainingData(c.name, c.train, None, (), Normalization(np.zeros(1), 1.0), c.held_out, None, c)
+        return TrainingData(c.name, c.train, None, (), Normalization(np.zeros(1), 1.0), c.held_out, None, c if is_text_run(cfg) else None)
     if not d.classes and is_image_data(d.name):
         if cfg.model.arch not in IMAGE_ARCHITECTURES and not is_latent(cfg):  # a latent run's network takes latents
             raise ConfigError(f"model.arch: {d.name!r} is image data; use one of {', '.join(IMAGE_ARCHITECTURES)}")
@@ -130,6 +130,8 @@ def train(
         if trains_stage_one(cfg):
             _stage_one(cfg, folder, figures, progress=progress, log=log, stop_at=stop_at, on_step=on_step, processes=processes)
         if is_text_run(cfg):
+            if is_latent(cfg) and not trains_stage_one(cfg):  # a named autoencoder is checked before the text stage trains
+                open_autoencoder(cfg, folder.path, load_training_data(cfg), torch.device("cpu"))
             train_text_encoder(cfg, folder, progress=progress, log=log, stop_at=stop_at, on_step=on_step, processes=processes)
     with StopSignals(folder.path, resume_command) as stop:
         state = _train(cfg, folder, resume, progress, stop_at, log, on_step, stop, processes)
@@ -309,8 +311,6 @@ def _resumed(folder: RunFolder, device: torch.device) -> RunData:
     """An interrupted (or API-trained) run's data, as stored; a latent run's latents, once its
     recorded autoencoder is found unchanged."""
     run = folder.read_run_data()
-    if "text" in run.info:
-        return RunData(run.info, run.data, folder.read_tokens(), run.normalization)
-    if recorded_autoencoder(folder, run.info, device) is None:
-        return run
-    return RunData(run.info, folder.read_latents(), run.labels, run.normalization)
+    x = run.data if recorded_autoencoder(folder, run.info, device) is None else folder.read_latents()
+    labels = folder.read_tokens() if "text" in run.info else run.labels
+    return RunData(run.info, x, labels, run.normalization)

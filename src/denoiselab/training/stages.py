@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config, ConfigError, is_text_run
+from ..config import SCENE_KEYS, Config, ConfigError, is_captioned_data, is_text_run
 from ..latent import encode_images
 from ..models import AUTOENCODER, POINT_ARCHITECTURES
 from ..models.autoencoder import Autoencoder
@@ -99,6 +99,13 @@ def _check_same_keys(cfg: Config, theirs: Config, path: Path) -> None:
             raise ConfigError(
                 f"data.{key}: the autoencoder {path} was trained with data.{key} = {theirs_data[key]!r}, this recipe has "
                 f"{ours_data[key]!r}; a latent run uses its autoencoder's pixel data (and held-out split)"
+            )
+    for key in SCENE_KEYS if is_captioned_data(cfg) else ():
+        ours, stated = getattr(cfg.text, key), getattr(theirs.text, key)
+        if ours != stated:
+            raise ConfigError(
+                f"text.{key}: the autoencoder {path} was trained on images drawn with text.{key} = {stated!r}, this recipe has "
+                f"{ours!r}; a latent run uses its autoencoder's pixel data (and held-out split)"
             )
     defaults = type(cfg.autoencoder)()
     for key in ARCHITECTURE_KEYS:
