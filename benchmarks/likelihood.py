@@ -16,7 +16,7 @@ What it does, for each data set (spiral, eight-gaussians, moons, checkerboard) a
    recipe again with each ``train.weighting`` (p2, min-snr, edm, and likelihood with log-SNR-uniform
    times: weighting.py); with --target, the rectified-flow recipe longer (8000 steps), without
    Fourier features and with the likelihood weighting; with --methods checkerboard-density, the
-   checkerboard's own recipe (``checkerboard-flow-density``: Fourier features, 16000 steps, 50000
+   checkerboard's own recipe (``checkerboard-flow-density``: Fourier features, 32000 steps, 50000
    training points).  "train s" is the wall time of ``train``.
 2. Measures the model's NLL of --n fresh draws of the data (denoiselab.runs.likelihood:
    ``likelihood_points``, ``measure_likelihood``: rk45 at rtol = atol = 1e-3, the exact
@@ -75,7 +75,7 @@ TARGET = {  # attempts at the issue's target, on the best recipe (rectified flow
 }
 # A data set's own recipe, by --methods only (on another set it would only measure a misfit):
 # the checkerboard's edges need the Fourier features that the smooth sets do better without.
-OWN = {"checkerboard-density": ("checkerboard-flow-density", [], "checkerboard-flow-density (Fourier features, 16000 steps, 50000 points)")}
+OWN = {"checkerboard-density": ("checkerboard-flow-density", [], "checkerboard-flow-density (Fourier features, 32000 steps, 50000 points)")}
 PEERS = ("flow", "otcfm")  # the rows measured against flow_matching too
 DATASETS = ("spiral", "eight-gaussians", "moons", "checkerboard")
 TOLERANCE = 1e-3

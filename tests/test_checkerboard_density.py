@@ -28,7 +28,7 @@ def test_the_recipe_is_the_spiral_density_recipe_with_fourier_features_more_step
         "data.name": ("spiral", "checkerboard"),
         "data.n": (2000, 50000),
         "model.fourier": (0, 8),  # the edges need high frequencies of x; the smooth sets are better without
-        "train.steps": (8000, 16000),
+        "train.steps": (8000, 32000),
     }
 
 
