@@ -21,7 +21,10 @@ The ODE path the jumps are meant to shortcut, drawn beside them from the same no
   to the end of, solved by Heun with PATH_STEPS steps (2 PATH_STEPS - 1 evaluations).
 * Consistency training has no teacher and no velocity field: no path, and the view says so.
 
-Every array is in model units (the normalised units the page shows).
+Point runs and pixel image runs (a digits run on the two-time U-Net, model.interval; a consistency
+model of images) alike: every array is in model units, the normalised units the page shows, which
+for images are the pixels themselves (-1 black, 1 white).  A latent run's jumps move in its
+autoencoder's latent space and are refused.
 """
 
 from __future__ import annotations
@@ -66,15 +69,15 @@ class Jumps:
     description: str  # the plan in the words every face uses (SamplingPlan.describe)
     jumps: list[Jump]
     samples: np.ndarray  # the final sample, (n, D)
-    off_path: float | None  # RMS distance of the samples from the ODE path's end (None: no path)
+    off_path: float | None  # distance of the samples from the ODE path's end (off_path_distance; None: no path)
 
 
 @dataclass(frozen=True)
 class JumpView:
     sampler: str
-    x_T: np.ndarray  # (n, D) the starting noise, shared by every draw and the path
+    x_T: np.ndarray  # (n, D) or (n, C, H, W): the starting noise, shared by every draw and the path
     draws: list[Jumps]  # one per JUMP_COUNTS
-    path: np.ndarray | None  # (PATH_STEPS + 1, n, D) from x_T to the path's end, or None
+    path: np.ndarray | None  # (PATH_STEPS + 1, n, ...) from x_T to the path's end, or None
     path_times: list[float]
     path_source: str  # what the path is, in words (or why there is none)
     learned: str  # what the network learned to predict, one sentence
@@ -88,16 +91,18 @@ def jump_sampler(run: Run) -> str | None:
 
 def jump_view(run: Run, *, n: int, seed: int, counts=JUMP_COUNTS) -> JumpView:
     """The jumps of ``run`` for each step count in ``counts`` and the ODE path, all from the same
-    ``n`` draws of noise (seed ``seed``).  PlanError where the run does not jump or is not a run of
-    points."""
+    ``n`` draws of noise (seed ``seed``).  PlanError where the run does not jump or is a latent run."""
     sampler = jump_sampler(run)
     if sampler is None:
         raise PlanError(
             "run", f"samples with {run.config.sample.sampler}, not a jump sampler ({', '.join(JUMP_SAMPLERS)}); the jump view draws runs "
             "trained to jump: MeanFlow, shortcut and consistency models", of_run=True,
         )  # fmt: skip
-    if run.is_image:
-        raise PlanError("run", "is an image run; the jump view draws the jumps of point runs as segments", of_run=True)
+    if run.is_latent:
+        raise PlanError(
+            "run", "is a latent run: its jumps move in the autoencoder's latent space; the jump view draws point runs and pixel image runs",
+            of_run=True,
+        )  # fmt: skip
     draws, x_T = [], None
     for steps in counts:
         records: list[StepRecord] = []
@@ -111,7 +116,7 @@ def jump_view(run: Run, *, n: int, seed: int, counts=JUMP_COUNTS) -> JumpView:
     return JumpView(
         sampler=sampler,
         x_T=_np(x_T),
-        draws=[Jumps(*draw, None if end is None else _rms_distance(draw[-1], end)) for draw in draws],
+        draws=[Jumps(*draw, None if end is None else off_path_distance(draw[-1], end)) for draw in draws],
         path=path,
         path_times=times,
         path_source=source,
@@ -169,8 +174,13 @@ def what_it_learned(cfg) -> str:
     )
 
 
-def _rms_distance(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.sum((a - b) ** 2, axis=1))))
+def off_path_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """How far samples ``a`` land from the path's ends ``b``: for points (n, D) the RMS over the
+    samples of each one's Euclidean distance; for images (n, C, H, W) the RMS over every pixel of
+    every image, in pixel units (-1 black, 1 white), which does not grow with the image's size."""
+    if a.ndim == 2:
+        return float(np.sqrt(np.mean(np.sum((a - b) ** 2, axis=1))))
+    return float(np.sqrt(np.mean((a - b) ** 2)))
 
 
 def _np(x: torch.Tensor) -> np.ndarray:

@@ -21,6 +21,7 @@ MAX_T = 2000  # schedule length in the forward and schedules views
 MAX_POINTS = 4000  # points in one request (forward view, samples without frames)
 MAX_FRAME_POINTS = 1000  # points per panel when every reverse step is returned
 DEFAULT_JUMP_POINTS = 48  # the jump view's starting points: few enough that each jump's segment can be followed
+MAX_JUMP_IMAGES = 16  # the jump view's images of an image run: one strip each for 1, 2 and 4 jumps and the path's end
 MAX_STEPS = 250  # sampler steps in one request
 MAX_FRAME_VALUES = 200_000  # n * steps: bounds a reverse response to about 4 panels x 200k points
 MAX_IMAGES = 16  # images in one forward request
