@@ -281,3 +281,25 @@ def test_a_measurement_with_shared_draws_measures_what_one_process_does(trained_
         shared, shared_first = evaluate_run(run, repeats=2, n=30, steps=3, density=False)
     assert shared.to_dict() == plain.to_dict() and np.array_equal(shared_first, first)
     assert [share(5, r, 2) for r in (0, 1)] == [(0, 2), (2, 5)] and share(1, 0, 2) == (0, 0)
+
+
+def test_a_stop_inside_stage_one_says_to_resume_it_with_as_many_processes(tmp_path, monkeypatch):
+    """The autoencoder trained by 2 processes: a Ctrl-C inside it names the command that resumes
+    it in 2 processes (bit-exact), not one process's."""
+    from denoiselab.runs.folder import RunFolder
+    from denoiselab.training import denoiser
+
+    class TwoProcesses(Processes):
+        def barrier(self) -> None:
+            pass
+
+    asked = {}
+    monkeypatch.setattr(denoiser, "train", lambda cfg, path, **options: asked.update(options))
+    monkeypatch.setattr(denoiser, "complete_run", lambda *a, **k: None)
+    cfg = load_config("digits-latent", ["autoencoder.hidden=8", "model.hidden=8"])
+    options = dict(progress=False, log=lambda *_: None, stop_at=None, on_step=None)
+    denoiser._stage_one(cfg, RunFolder(tmp_path / "run"), False, **options, processes=TwoProcesses(0, 2))
+    assert asked["resume_command"] == f"denoiselab train --nproc 2 --resume {tmp_path / 'run' / 'autoencoder'}"
+    asked.clear()
+    denoiser._stage_one(cfg, RunFolder(tmp_path / "one"), False, **options, processes=Processes())
+    assert "resume_command" not in asked  # one process: train's own default, denoiselab train --resume RUN/autoencoder

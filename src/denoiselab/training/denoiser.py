@@ -147,6 +147,8 @@ def _stage_one(cfg: Config, folder: RunFolder, figures: bool, **options) -> None
     check_denoiser(cfg, planned_latent_shape(cfg))
     log, processes = options["log"], options["processes"]
     ae_cfg, ae = stage_one_config(cfg), folder.stage_one()
+    if processes.is_parallel:  # a stop inside stage one: resumed by as many processes
+        options = {**options, "resume_command": f"denoiselab train --nproc {processes.world_size} --resume {ae.path}"}
     finish = complete_run if processes.is_main else _silent  # the latent scale, metrics, figures: rank 0's
     processes.barrier()  # every process looks at the stage-one folder before rank 0 writes into it
     begun = ae.config_text() is not None

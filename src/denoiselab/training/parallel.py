@@ -85,7 +85,17 @@ class Processes:
         return cls(rank, world, local_rank, where)
 
     def close(self) -> None:
+        """Leave the process group at the end of a command that every process completed.  All
+        wait for each other first (no process tears down its connections while a peer's last
+        collective is in flight), and the objects that hold gloo's work (DDP's reducer, in
+        reference cycles) are collected while the interpreter is whole: collected at its exit,
+        their destructors abort the process ("terminate called without an active exception",
+        seen once in CI at the end of a 2-process run; pytorch PR 179291 describes the cause)."""
+        import gc
+
         if self.is_parallel and dist.is_initialized():
+            dist.barrier()
+            gc.collect()
             dist.destroy_process_group()
 
     def barrier(self) -> None:
