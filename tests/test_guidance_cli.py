@@ -103,6 +103,9 @@ def test_a_guided_png_says_what_steered_it_and_draws_the_region(point_run, tmp_p
     assert cli.main([*args, "--region", "abs(x1) < 0.3", "--guide-scale", "20"]) == 0
     assert drawn["title"] == "30 samples: dpm++2m, 4 steps, logsnr grid\nthe model without a class (classifier-free guidance 0)\nregion abs(x1) < 0.3 by loss guidance, scale 20"
     assert drawn["region_label"] == "region abs(x1) < 0.3" and drawn["region"](np.array([[0.1, 5.0], [0.4, 0.0]])).tolist() == [True, False]
+    assert drawn["labels"] is None  # the model without a class drew them: no class colours
+    assert cli.main([*args, "--region", "abs(x1) < 0.3", "--label", "circle"]) == 0
+    assert (drawn["labels"] == 1).all()
     assert cli.main([*args, "--observe", "x2=0.25", "--method", "replace"]) == 0
     assert drawn["title"].endswith("\nobserved x2 = 0.25 by replacement (RePaint-style)") and drawn["observed"] == {1: 0.25}
     assert drawn["region"] is None

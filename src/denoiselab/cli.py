@@ -529,6 +529,8 @@ def cmd_sample(args) -> int:
     from .runs.guided import conditional_reference, describe_inside, inside, request_region
 
     x, labels = drawn.x, plan.labels
+    if plan.guidance == 0 and not (request is not None and request.steers_classes):
+        labels = None  # drawn by the model without a class: no sample has one to colour or write
     what = describe_draw(run, plan, request)
     region = request_region(run, request) if request is not None else None
     if out.suffix.lower() == ".npy":
