@@ -293,6 +293,7 @@ def cmd_train(args) -> int:
     except TrainingInterrupted as exc:
         if processes.is_main:
             print(f"\n{exc}", file=sys.stderr)
+        processes.close()  # every process stopped after the same step (reduce_step agreed on it)
         return 128 + exc.signum  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM
     except FloatingPointError as exc:
         if processes.is_main:
@@ -309,7 +310,9 @@ def cmd_train(args) -> int:
             f"the last checkpoint (step {step}) is kept: resume with {resume_command}",
             file=sys.stderr,
         )
-        return 1
+        if floors is not None:
+            floors.stop()
+        processes.abandon(1)
     finally:
         if floors is not None:
             floors.stop()
