@@ -41,9 +41,34 @@ def test_a_data_file_run_uses_its_training_points_near_the_value(trained_run, tm
     assert sorted(values) == sorted(run.data[np.abs(run.data[:, 1]) < band, 0])
 
 
-def test_no_reference_where_there_is_no_such_conditional(trained_run, shapes_run):
+def test_a_conditional_run_has_each_class_and_every_class_together(shapes_run):
+    """A class's reference is that generator's conditional; the model without a class is compared
+    with the classes together, each reweighted by the observation (rejection from the mixture)."""
+    run = load_run(shapes_run)
+    value = 0.2
+    band = CONDITIONAL_BAND * float(np.std(run.data[:, 0]))
+    together, words = conditional_reference(run, {0: value})
+    assert "the classes' generators" in words
+    q = [0.1, 0.25, 0.75, 0.9]  # not the median: it can fall between two modes
+    parts = []
+    for label, name in enumerate(run.config.data.classes):
+        values, words = conditional_reference(run, {0: value}, label=label)
+        assert f"(class {name})" in words and f"{name}'s generator" in words
+        points = draw(name, 2_000_000, np.random.default_rng(7 + label))
+        truth = points[np.abs(points[:, 0] - value) < band, 1]
+        assert np.allclose(np.quantile(values, q), np.quantile(truth, q), atol=0.05)
+        parts.append((values, len(truth)))
+    # The mixture's conditional (equal class sizes here): rejection from both classes pooled,
+    # each reweighted by its own mass near x1 = value; not either class alone.
+    pooled = np.concatenate([draw(name, 2_000_000, np.random.default_rng(11 + k)) for k, name in enumerate(run.config.data.classes)])
+    truth = pooled[np.abs(pooled[:, 0] - value) < band, 1]
+    assert np.allclose(np.quantile(together, q), np.quantile(truth, q), atol=0.05)
+    assert abs(np.mean(together > 0) - np.mean(truth > 0)) < 0.02
+    assert all(abs(np.mean(together > 0) - np.mean(v > 0)) > 0.05 or not np.allclose(np.quantile(together, q), np.quantile(v, q), atol=0.05) for v, _ in parts)
+
+
+def test_no_reference_where_there_is_no_such_conditional(trained_run):
     run = load_run(trained_run)
-    assert conditional_reference(load_run(shapes_run), {0: 0.2}) is None  # a conditional run: p(x | y) is not this
     assert conditional_reference(run, {0: 50.0}) is None  # no data near the value
 
 

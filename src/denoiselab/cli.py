@@ -324,6 +324,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _observe_reference(run, plan, request):
+    """The true conditional beside the samples of `sample --observe` (runs.guided.conditional_reference)."""
+    from .runs.guided import conditional_reference, reference_label
+
+    if request is None or not request.observe:
+        return None
+    shown, label = reference_label(plan, request)
+    return conditional_reference(run, request.observe, label=label) if shown else None
+
+
 def _is_collective_failure(exc: BaseException) -> bool:
     """A failure of the process group (a peer died, a timeout), not a bug in the step."""
     import torch.distributed as dist
@@ -529,11 +539,10 @@ def cmd_sample(args) -> int:
         if drawn is None:  # rank 0 writes the one file
             return 0
     from .runs import describe_draw
-    from .runs.guided import conditional_reference, describe_inside, inside, request_region
+    from .runs.guided import describe_inside, inside, request_region
+    from .runs.plan import drawn_classes
 
-    x, labels = drawn.x, plan.labels
-    if plan.guidance == 0 and not (request is not None and request.steers_classes):
-        labels = None  # drawn by the model without a class: no sample has one to colour or write
+    x, labels = drawn.x, drawn_classes(plan, request)
     what = describe_draw(run, plan, request)
     region = request_region(run, request) if request is not None else None
     if out.suffix.lower() == ".npy":
@@ -553,7 +562,7 @@ def cmd_sample(args) -> int:
                 region=None if region is None else (lambda points: inside(region, points)),
                 region_label=None if region is None else f"region {region.text}",
                 observed=request.observe if request is not None else None,
-                conditional=conditional_reference(run, request.observe) if request is not None and request.observe else None,
+                conditional=_observe_reference(run, plan, request),
             )  # fmt: skip
     line = f"wrote {len(x)} samples to {out} ({what}; {drawn.evaluations} model evaluations{guidance_cost})"
     inside_line = describe_inside(run, region, x) if region is not None else None

@@ -170,35 +170,60 @@ CONDITIONAL_BAND = 0.02
 CONDITIONAL_DRAWS = 20_000
 
 
-def conditional_reference(run: Run, observe: dict[int, float], seed: int = 0) -> tuple[np.ndarray, str] | None:
-    """The free coordinate of the true conditional p(x_free | x_i = value) of an unconditional 2-D
-    run with one observed coordinate, for the figure beside its guided samples: drawn by rejection
-    from the run's built-in generator (up to CONDITIONAL_DRAWS values, points within the band),
-    else the training points within the band; with the words that say which.  None where there
-    is no such reference (images, conditional runs, other dimensions, fewer than 20 points near
+def conditional_reference(
+    run: Run, observe: dict[int, float], seed: int = 0, *, label: int | None = None
+) -> tuple[np.ndarray, str] | None:
+    """The free coordinate of the true conditional p(x_free | x_i = value) of a 2-D run with one
+    observed coordinate, for the figure beside its guided samples: drawn by rejection from the
+    run's built-in generator (up to CONDITIONAL_DRAWS values, points within the band), else the
+    training points within the band; with the words that say which.  A conditional run's
+    reference is class ``label``'s conditional, or with ``label`` None the conditional of every
+    class together in the training proportions (what the model without a class learned:
+    p(x2 | x1) = sum_c p(c | x1) p(x2 | x1, c), the classes reweighted by the observation).
+    None where there is no such reference (images, other dimensions, fewer than 20 points near
     the value)."""
-    if run.is_image or run.dim != 2 or len(observe) != 1 or run.labels is not None:
+    if run.is_image or run.dim != 2 or len(observe) != 1:
         return None
-    from ..data.sources import draw
     from ..data.toy import GENERATORS
+    from .evaluation import run_source
 
     ((i, value),) = observe.items()
     free = 1 - i
     band = CONDITIONAL_BAND * float(np.std(run.data[:, i]))
-    name = run.config.data.name
-    if name in GENERATORS:
-        rng, found = np.random.default_rng(seed), []
-        for _ in range(50):  # at most 10 million draws: a value with no mass gives up
-            points = draw(name, 200_000, rng)
+    d = run.config.data
+    source = run_source(run) if all(name in GENERATORS for name in (tuple(d.classes) or (d.name,))) else None
+    of = "" if label is None or not run.class_names else f" (class {run.class_names[label]})"
+    if source is not None:
+        found = []
+        for k in range(50):  # at most 10 million draws: a value with no mass gives up
+            points = source.reference(200_000, seed=1000 * (seed + 1) + k, label=label)
             found.append(points[np.abs(points[:, i] - value) < band, free])
             if sum(map(len, found)) >= CONDITIONAL_DRAWS:
                 break
-        values, words = np.concatenate(found)[:CONDITIONAL_DRAWS], f"true conditional: {name}'s generator"
+        whose = f"{source.generators[label]}'s generator" if label is not None else (
+            "the classes' generators in the training proportions" if run.class_names else f"{source.name}'s generator"
+        )  # fmt: skip
+        values, words = np.concatenate(found)[:CONDITIONAL_DRAWS], f"true conditional{of}: {whose}"
     else:
-        values, words = run.data[np.abs(run.data[:, i] - value) < band, free], "training data"
+        near = np.abs(run.data[:, i] - value) < band
+        if label is not None and run.labels is not None:
+            near &= run.labels == label
+        values, words = run.data[near, free], f"training data{of}"
     if len(values) < 20:
         return None
     return values, f"{words}, |x{i + 1} - {value:g}| < {band:.2g}"
+
+
+def reference_label(plan: SamplingPlan, request) -> tuple[bool, int | None]:
+    """(whether the figure of a guided draw has a true conditional to show, of which class):
+    the model without a class (classifier-free guidance 0) is compared with every class together,
+    a draw of one class with that class; classes in proportion, each guided towards its own, have
+    no one conditional to compare with."""
+    from .plan import drawn_classes
+
+    if drawn_classes(plan, request) is None:
+        return True, None
+    return plan.label is not None, plan.label
 
 
 def observed_point(run: Run, observe: dict[int, float]) -> np.ndarray:

@@ -117,6 +117,19 @@ def describe_classes(run: Run, plan: SamplingPlan) -> str:
     return "one class given per sample"
 
 
+def drawn_classes(plan: SamplingPlan, guidance: Guidance | None = None) -> np.ndarray | None:
+    """The class each sample was drawn as, for the faces that colour, write or list it (a PNG,
+    the CSV, the playground's reply); None where the model ran without a class: an unconditional
+    run, or classifier-free guidance 0, which is the unconditional branch alone
+    (guidance.classifier_free: uncond + 0 * (cond - uncond)), unless classifier guidance steers
+    that branch towards the plan's classes."""
+    if plan.labels is None:
+        return None
+    if plan.guidance == 0 and not (guidance is not None and guidance.active and guidance.steers_classes):
+        return None
+    return plan.labels
+
+
 class Guidance(Protocol):
     """Gradient guidance as describe_draw reads it (runs/guided.py's requests)."""
 

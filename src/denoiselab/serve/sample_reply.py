@@ -18,6 +18,7 @@ import torch
 
 from ..choices import CONSISTENCY_OBJECTIVES, INTERVAL_OBJECTIVES
 from ..runs import SamplingPlan, describe_draw, guided_model_fn
+from ..runs.plan import drawn_classes
 from ..runs.jumps import what_it_learned
 from ..runs.sampling import denoiser
 from .payloads import finite_or_none, frame_panel, panel
@@ -72,7 +73,9 @@ def build_reply(run, name: str, req, plan: SamplingPlan, x_T: torch.Tensor, reco
         out["gradient_guidance"] = _guidance_summary(guided, is_image, paste_change if guided.known is not None else None)
     if run.num_classes:
         out["class_names"] = names
-        out["labels"] = [names[int(c)] for c in plan.labels]  # the class of each sample, by name
+        drawn = drawn_classes(plan, guided.request if guided is not None else None)
+        # The class of each sample, by name; None where the model ran without a class (guidance 0).
+        out["labels"] = None if drawn is None else [names[int(c)] for c in drawn]
         # Classifier guidance steers the unconditional model: no classifier-free scale applies.
         out["guidance_used"] = None if guided is not None and guided.request.steers_classes else plan.guidance
     if req.frames:
