@@ -16,6 +16,7 @@ from .latent import ReconstructionObjective
 from .models import AUTOENCODER, Autoencoder, build_model
 from .models.preconditioning import precondition
 from .choices import CONSISTENCY_OBJECTIVES, INTERVAL_OBJECTIVES, TEACHER_OBJECTIVES
+from .guidance import classifier_free
 from .consistency import clean_estimate, consistency_distillation_loss, consistency_model, consistency_training_loss, ict_discretisation
 from .meanflow import meanflow_loss
 from .objectives import diffusion_loss
@@ -108,7 +109,20 @@ class Objective:
     train_steps: int = 1  # K of consistency-training's N(k)
     teacher: object = None  # consistency-distillation, progressive: the teacher's network (training/teacher.py)
     teacher_prediction: str = "eps"
+    # A teacher with classes is read through classifier-free guidance at this scale (its recipe's
+    # sample.guidance; training/teacher.py): the student learns the guided teacher (Meng et al.
+    # 2023, "On Distillation of Guided Diffusion Models", Sec. 4.1, at one fixed w).  None: as is.
+    teacher_guidance: float | None = None
     progressive_steps: int = 1  # progressive: the student's DDIM steps N
+
+    @property
+    def teacher_fn(self):
+        """The teacher's model function as the student learns it: guided where it has classes.  A
+        row whose label was dropped (-1) gets the unconditional teacher, since guidance leaves
+        uncond + w (uncond - uncond) = uncond, so the student's null label learns that branch."""
+        if self.teacher is None or self.teacher_guidance is None:
+            return self.teacher
+        return classifier_free(self.teacher, self.teacher_guidance)
 
     @property
     def reads_training_state(self) -> bool:
@@ -129,14 +143,14 @@ class Objective:
             raise ValueError(f"{self.kind} needs the teacher's network (training/teacher.py)")
         if self.kind == "progressive":
             return progressive_loss(
-                model_fn, self.teacher, self.teacher_prediction, x0, self.schedule, generator, prediction=self.prediction,
+                model_fn, self.teacher_fn, self.teacher_prediction, x0, self.schedule, generator, prediction=self.prediction,
                 steps=self.progressive_steps, y=y,
             )  # fmt: skip
         if self.kind == "consistency-distillation":
             f = clean_estimate(model_fn, self.schedule, self.prediction)
             aim = f if target is None else clean_estimate(target, self.schedule, self.prediction)
             return consistency_distillation_loss(
-                f, aim, self.teacher, self.teacher_prediction, x0, self.schedule, generator, steps=self.discretisation(step), y=y,
+                f, aim, self.teacher_fn, self.teacher_prediction, x0, self.schedule, generator, steps=self.discretisation(step), y=y,
             )  # fmt: skip
         if self.kind == "consistency-training":
             f = clean_estimate(model_fn, self.schedule, self.prediction)

@@ -92,11 +92,11 @@ def consistency_config(teacher: Run, steps: int | None, init: str | None = None)
     if init is None:
         init = "teacher" if teacher.config.model.precondition == "edm" else "scratch"
     own = {"consistency_init": init, "sigma_data": teacher.config.train.sigma_data} if init == "teacher" else {}
-    return student_config(
+    return guided_student(student_config(
         teacher.config, "consistency", steps, model={"prediction": "x0", "precondition": "none"},
         train={"coupling": "independent", "objective": "consistency-distillation", "teacher": str(Path(teacher.path).resolve()), **own},
         sampler="consistency",
-    )  # fmt: skip
+    ), teacher)  # fmt: skip
 
 
 def progressive_config(teacher: Run, steps: int | None, student_steps: int) -> Config:
@@ -110,7 +110,7 @@ def progressive_config(teacher: Run, steps: int | None, student_steps: int) -> C
     )  # fmt: skip
     cfg.name = base.name if base.train.objective == "progressive" else cfg.name
     cfg.sample.steps = student_steps
-    return cfg
+    return guided_student(cfg, teacher)
 
 
 # The [train] keys that one weighting, time distribution or objective reads: a student made from
@@ -138,6 +138,15 @@ def student_config(teacher: Config, method: str, steps: int | None, *, model: di
     return cfg
 
 
+def guided_student(cfg: Config, teacher: Run) -> Config:
+    """A student of a teacher with classes learns the guided teacher (builders.Objective.teacher_fn):
+    its own conditional branch is that guided model, so it samples at guidance 1 by default
+    (a scale s on the student reads uncond + s (guided - uncond))."""
+    if teacher.num_classes:
+        cfg.sample.guidance = 1.0
+    return cfg
+
+
 def distill(
     teacher_dir, out, *, method: str = "reflow", steps: int | None = None, pairs: int | None = None, rounds: int | None = None,
     init: str | None = None, progress: bool = True, log=print,
@@ -161,6 +170,10 @@ def distill(
     except RunFolderError as exc:
         raise DistillError(f"--out {exc}") from None
     teacher = load_teacher(teacher_dir)
+    if method == "reflow" and teacher.num_classes:
+        raise DistillError(
+            f"TEACHER_RUN {teacher.path}: has classes; reflow's pairs carry no class yet, so distil it with --method consistency or progressive"
+        )
     rounds = rounds or DEFAULT_ROUNDS
     if method == "reflow":
         cfg = reflow_config(teacher.config, steps)

@@ -24,9 +24,10 @@ class DistillError(InputError):
 
 
 def load_teacher(path: str | Path, device: str | None = None) -> Run:
-    """A trained run that can teach: trained or complete, unconditional, not latent or an
+    """A trained run that can teach: trained or complete, not latent, text-to-image or an
     autoencoder, and a diffusion or flow model (train.objective = denoising, or a progressive
-    student, which samples like one)."""
+    student, which samples like one).  A run with classes teaches through classifier-free
+    guidance at its sample.guidance (``teacher_guidance``)."""
     folder = RunFolder(path)
     problem = folder.problem()
     if problem is not None:
@@ -38,9 +39,14 @@ def load_teacher(path: str | Path, device: str | None = None) -> Run:
         run = load_run(folder.path, device=device)
     except RunError as exc:
         raise DistillError(f"TEACHER_RUN {exc}") from None
-    if run.is_autoencoder or run.is_latent or run.num_classes or is_text_run(run.config):
+    if run.is_autoencoder or run.is_latent or is_text_run(run.config):
         raise DistillError(
-            f"TEACHER_RUN {folder.path}: distillation is built for unconditional pixel or point runs, not an autoencoder, latent, conditional or text-to-image run"
+            f"TEACHER_RUN {folder.path}: distillation is built for pixel or point runs (with classes or without), not an autoencoder, latent or text-to-image run"
+        )
+    if run.num_classes and run.config.train.label_dropout <= 0:
+        raise DistillError(
+            f"TEACHER_RUN {folder.path}: has classes but was trained without label dropout (train.label_dropout = 0), so it has no "
+            "unconditional branch to guide with; distil a run trained with label_dropout > 0"
         )
     if run.config.train.objective not in ("denoising", "progressive"):
         raise DistillError(
@@ -69,7 +75,16 @@ def with_teacher(cfg: Config, objective, device: torch.device):
     if cfg.train.objective == "consistency-distillation" and cfg.train.consistency_init == "teacher":
         check_consistency_init(cfg, teacher)
     teacher.model.eval().requires_grad_(False)
-    return dataclasses.replace(objective, teacher=teacher.model, teacher_prediction=teacher.config.model.prediction)
+    return dataclasses.replace(
+        objective, teacher=teacher.model, teacher_prediction=teacher.config.model.prediction, teacher_guidance=teacher_guidance(teacher),
+    )  # fmt: skip
+
+
+def teacher_guidance(teacher: Run) -> float | None:
+    """The classifier-free guidance scale a student learns its teacher at: the teacher's
+    sample.guidance where it has classes (a progressive round's student records 1, the guided
+    teacher it learned), None for an unconditional teacher."""
+    return float(teacher.config.sample.guidance) if teacher.num_classes else None
 
 
 def check_consistency_init(cfg: Config, teacher: Run) -> None:
