@@ -47,6 +47,7 @@ def test_a_grid_is_named_or_given_as_times(run):
     karras = plan_sampling(run, sampler="heun", steps=4, grid="karras", rho=3.0)
     assert torch.equal(karras.times, time_grid(run.schedule, 4, "karras", rho=3.0)) and karras.rho == 3.0
     assert karras.describe() == "heun, 4 steps, karras grid, rho 3" and karras.evaluations == 7
+    assert plan_sampling(run, sampler="ddim", steps=1).describe().startswith("ddim, 1 step, ")  # one step, not "1 steps"
     given = plan_sampling(run, grid="1,0.6,0.3,0.1,0")
     assert given.grid == "given" and given.steps == 4 and given.times.tolist() == [1.0, 0.6, 0.3, 0.1, 0.0]
     assert torch.equal(plan_sampling(run, grid=[1.0, 0.6, 0.3, 0.1, 0.0]).times, given.times)

@@ -94,7 +94,7 @@ def measured_words(run: Run) -> str:
     if run.is_autoencoder:
         return "reconstructions of its held-out images"
     sc = run.config.sample
-    return f"{sc.sampler}, {sc.steps} steps"
+    return f"{sc.sampler}, {sc.steps} step{'' if sc.steps == 1 else 's'}"
 
 
 # Sample sets that complete_run measures (`denoiselab evaluate` takes 8 by default): the

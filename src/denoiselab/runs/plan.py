@@ -340,7 +340,7 @@ class SamplingPlan:
         "ddim, 20 steps, trailing grid, eta 0".  ``describe_draw`` adds the classes and the guidance."""
         grid = f"tuned grid from {TUNED_GRIDS}" if self.tuned else f"{self.grid} grid" + ("" if self.rho is None else f", rho {self.rho:g}")
         own = "".join(f", {key} {value:g}" if isinstance(value, float) else f", {key} {value}" for key, value in self.options.items())
-        return f"{self.sampler}, {self.steps} steps, {grid}{own}"
+        return f"{self.sampler}, {self.steps} step{'' if self.steps == 1 else 's'}, {grid}{own}"
 
     def with_seed(self, seed: int) -> SamplingPlan:
         return dataclasses.replace(self, seed=seed)
