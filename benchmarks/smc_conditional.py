@@ -46,6 +46,11 @@ classifier of clean data), at K = 1, 4, 16, 64 on 20 DDPM steps.
     python benchmarks/smc_conditional.py --run runs/swiss-roll --table observe
     python benchmarks/smc_conditional.py --run runs/four-shapes --table regions
     python benchmarks/smc_conditional.py --table classifier
+    python benchmarks/smc_conditional.py --run runs/spiral --table observe --methods own,smc:16x80   # two rows
+
+``--methods`` keeps only the rows it names (``--help`` lists the names): ``own`` is the trained
+run's own conditional (its unguided pool is not drawn without it), the others a method's
+name and its scale, particles or steps.
 """
 
 from __future__ import annotations
@@ -95,6 +100,13 @@ class Method:
     steps: int = 20
 
     @property
+    def key(self) -> str:
+        """The name ``--methods`` selects it by: dps:3, replace, universal:10, smc:16, smc:16x80."""
+        if self.name == "smc":
+            return f"smc:{self.particles}" + (f"x{self.steps}" if self.steps != STEPS else "")
+        return self.name if self.scale is None else f"{self.name}:{self.scale:g}"
+
+    @property
     def label(self) -> str:
         if self.name == "region":
             return f"region guidance s = {self.scale:g}"
@@ -112,6 +124,14 @@ def methods(quick: bool) -> list[Method]:
 
 def region_methods(quick: bool) -> list[Method]:
     return [Method("region", s) for s in REGION_SCALES] + [m for m in methods(quick) if m.name == "smc"]
+
+
+OWN = "own"  # --methods' name of the model's own conditional (a trained run's first row)
+
+
+def select(ms: list[Method], keys: set[str] | None) -> list[Method]:
+    """The methods ``--methods`` names (every one without it)."""
+    return ms if keys is None else [m for m in ms if m.key in keys]
 
 
 # -- scores ---------------------------------------------------------------------------------------
@@ -321,7 +341,7 @@ def region_draw(run, method: Method, text: str, n: int, seed: int) -> tuple[np.n
     return drawn.x, counts.evaluations, counts.model_backward, time.perf_counter() - start
 
 
-def region_table(run, name: str, regions, ms: list[Method], n: int, own: ModelOwn) -> list[str]:
+def region_table(run, name: str, regions, ms: list[Method], n: int, own: ModelOwn | None) -> list[str]:
     from denoiselab.regions import region_from
     from denoiselab.runs.guided import inside
 
@@ -336,11 +356,12 @@ def region_table(run, name: str, regions, ms: list[Method], n: int, own: ModelOw
             "| method | W2 / floor | energy / floor | inside | evals (+bwd) | s |",
             "|---|---|---|---|---|---|",
         ]
-        near = own.pool[inside(region, own.pool)]
-        x = np.random.default_rng(3).permutation(near)[:n] if len(near) >= n else near[np.random.default_rng(3).integers(0, len(near), n)]
-        w2, en = truth.ratios(x)
-        lines.append(f"| the model's own (rejection: {len(near)} of {len(own.pool)} unguided) | {w2:.2f} | {en:.2f} | 1.00 | - | - |")
-        print(lines[-1], flush=True)
+        if own is not None:
+            near = own.pool[inside(region, own.pool)]
+            x = np.random.default_rng(3).permutation(near)[:n] if len(near) >= n else near[np.random.default_rng(3).integers(0, len(near), n)]
+            w2, en = truth.ratios(x)
+            lines.append(f"| the model's own (rejection: {len(near)} of {len(own.pool)} unguided) | {w2:.2f} | {en:.2f} | 1.00 | - | - |")
+            print(lines[-1], flush=True)
         for m in ms:
             x, evals, backward, seconds = region_draw(run, m, text, n, 0)
             w2, en = truth.ratios(x)
@@ -450,6 +471,7 @@ def table(title: str, values, truth_of, draw_of, ms: list[Method], n: int, own: 
             x2 = own.draw(value, n)
             near = int(np.sum(np.abs(own.pool[:, 0] - value) < MODEL_BAND))
             lines.append(f"| the model's own (rejection: {near} of {len(own.pool)} unguided) | {truth.ratio(x2):.2f} | {fmt_masses(truth.masses(x2))} | - | - |")
+            print(lines[-1], flush=True)
         for m in ms:
             x2, evals, backward, seconds = draw_of(m, value, n, 0)
             lines.append(f"| {m.label} | {truth.ratio(x2):.2f} | {fmt_masses(truth.masses(x2))} | {evals} (+{backward}) | {seconds:.1f} |")
@@ -470,17 +492,28 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--model-pool", type=int, default=MODEL_POOL, help="unguided samples for the model's own conditional (multiples of 50000)")
     parser.add_argument("--values", help="observed x1 values, comma-separated (default: VALUES of the run's data)")
+    parser.add_argument(
+        "--methods",
+        help=f"rows to run, comma-separated (default: all): {OWN} (a trained run's own conditional), dps:S, replace, universal:S, region:S, smc:K, smc:KxSTEPS (the table's S, K and STEPS), e.g. own,smc:16x80",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.table in ("observe", "regions") and not args.run:
         parser.error(f"--table {args.table}: needs --run")
-    torch.set_num_threads(1)
     n = 200 if args.quick else args.n
     ms = methods(args.quick)
+    keys = None if args.methods is None else {k.strip() for k in args.methods.split(",") if k.strip()}
+    if keys is not None:
+        known = {OWN} | {m.key for m in ms + region_methods(args.quick)}
+        unknown = sorted(keys - known)
+        if unknown or not keys:
+            parser.error(f"--methods: unknown {', '.join(unknown) or 'empty list'}; expected some of {', '.join(sorted(known))}")
+    own_row = keys is None or OWN in keys
+    torch.set_num_threads(1)
     start = time.perf_counter()
     out = [f"torch {torch.__version__}, {platform.machine()}, one thread; n = {n} samples per cell", ""]
     if not args.skip_mixture and args.table in (None, "mixture"):
         values = MIXTURE_VALUES[:2] if args.quick else MIXTURE_VALUES
-        out += table("Mixture oracle (exact denoiser): p(x2 | x1 = V) in closed form", values, lambda v: mixture_truth(v, n), mixture_draw, ms, n)
+        out += table("Mixture oracle (exact denoiser): p(x2 | x1 = V) in closed form", values, lambda v: mixture_truth(v, n), mixture_draw, select(ms, keys), n)
     if args.table == "classifier":
         out += classifier_table(n, args.quick)
     if args.run and args.table == "regions":
@@ -488,21 +521,21 @@ def main() -> None:
 
         run = load_run(args.run)
         regions = REGIONS[data_key(run)]
-        own = ModelOwn(run, args.model_pool)
-        out += region_table(run, f"Trained run {args.run} ({data_key(run)}{', unconditional branch' if run.num_classes else ''})", regions[:1] if args.quick else regions, region_methods(args.quick), n, own)
-        out.append(f"(the model's own: {len(own.pool)} unguided samples in {own.seconds:.0f} s)")
+        own = ModelOwn(run, args.model_pool) if own_row else None
+        out += region_table(run, f"Trained run {args.run} ({data_key(run)}{', unconditional branch' if run.num_classes else ''})", regions[:1] if args.quick else regions, select(region_methods(args.quick), keys), n, own)
+        out += [f"(the model's own: {len(own.pool)} unguided samples in {own.seconds:.0f} s)"] if own else []
     elif args.run and args.table in (None, "observe"):
         from denoiselab.runs import load_run
 
         run = load_run(args.run)
         values = [float(v) for v in args.values.split(",")] if args.values else VALUES[data_key(run)]
         values = values[:2] if args.quick else values
-        own = ModelOwn(run, args.model_pool)
+        own = ModelOwn(run, args.model_pool) if own_row else None
         out += table(
             f"Trained run {args.run} ({data_key(run)}{', unconditional branch' if run.num_classes else ''}): p(x2 | x1 = V) by rejection from the generator",
-            values, lambda v: run_truth(run, v, n), lambda m, v, n_, s: run_draw(run, m, v, n_, s), ms, n, own,
+            values, lambda v: run_truth(run, v, n), lambda m, v, n_, s: run_draw(run, m, v, n_, s), select(ms, keys), n, own,
         )  # fmt: skip
-        out.append(f"(the model's own conditional: {len(own.pool)} unguided samples in {own.seconds:.0f} s)")
+        out += [f"(the model's own conditional: {len(own.pool)} unguided samples in {own.seconds:.0f} s)"] if own else []
     out.append(f"total {time.perf_counter() - start:.0f} s")
     print("\n".join(out))
 
