@@ -15,7 +15,12 @@ averaged over pairs), and the mass in each mode of the truth (modes: the runs of
 holding at least 2 % of the densest bin's truth mass, gaps of up to 3 bins bridged; "off" is the
 mass outside every mode).  On the trained run, a first row scores the model's own conditional:
 its unguided samples (dpm++2m, 20 steps) with |x1 - V| < 0.01, which separates the model's error
-from the method's (an exact conditional sampler of this model approaches that row).
+from the method's (an exact conditional sampler of this model approaches that row); a second row
+the same drawn by 80 ancestral DDPM steps, the chain the default SMC runs, whose own conditional
+is what SMC approaches as K grows.  Above them, "the truth itself" scores n more true draws (another
+seed) against the same floor and references: what a perfect sampler gets, which is well above 1
+where two modes of near-equal mass make one pair's W2 mostly the binomial imbalance of their
+counts (``--refs K`` averages the floor over 2K pairs and a ratio over K references; default 4).
 Methods: dps (scales 1, 3, 10), replace, universal (scale 10; the defaults of runs/guided.py
 otherwise), on the run's default sampler (dpm++2m, 20 steps, logsnr grid), and twisted SMC
 (smc.py) at K = 4, 16, 64 particles on 20 ancestral DDPM steps, and K = 16 on 80 steps (the
@@ -46,6 +51,13 @@ classifier of clean data), at K = 1, 4, 16, 64 on 20 DDPM steps.
     python benchmarks/smc_conditional.py --run runs/swiss-roll --table observe
     python benchmarks/smc_conditional.py --run runs/four-shapes --table regions
     python benchmarks/smc_conditional.py --table classifier
+    python benchmarks/smc_conditional.py --run runs/spiral --table observe --methods own,smc:16x80   # two rows
+
+``--methods`` keeps only the rows it names (``--help`` lists the names): ``own`` is the trained
+run's own conditional (its unguided pool is not drawn without it), ``own:ddpm80`` the same drawn
+by the chain of the default SMC (80 DDPM steps: SMC's limit as K grows, which the 20-step
+dpm++2m draw can miss by its own sampling error), the others a method's name and its scale,
+particles or steps.
 """
 
 from __future__ import annotations
@@ -95,6 +107,13 @@ class Method:
     steps: int = 20
 
     @property
+    def key(self) -> str:
+        """The name ``--methods`` selects it by: dps:3, replace, universal:10, smc:16, smc:16x80."""
+        if self.name == "smc":
+            return f"smc:{self.particles}" + (f"x{self.steps}" if self.steps != STEPS else "")
+        return self.name if self.scale is None else f"{self.name}:{self.scale:g}"
+
+    @property
     def label(self) -> str:
         if self.name == "region":
             return f"region guidance s = {self.scale:g}"
@@ -114,6 +133,17 @@ def region_methods(quick: bool) -> list[Method]:
     return [Method("region", s) for s in REGION_SCALES] + [m for m in methods(quick) if m.name == "smc"]
 
 
+# --methods' names of the model's own conditional (a trained run's first rows), drawn by
+# (sampler, steps): the run's default draw, and the chain the default SMC runs (K = 16 on 80 DDPM
+# steps), whose own conditional is SMC's limit as K grows (TDS: exact for the chain, not the model).
+OWNS = {"own": ("dpm++2m", STEPS), "own:ddpm80": ("ddpm", 80)}
+
+
+def select(ms: list[Method], keys: set[str] | None) -> list[Method]:
+    """The methods ``--methods`` names (every one without it)."""
+    return ms if keys is None else [m for m in ms if m.key in keys]
+
+
 # -- scores ---------------------------------------------------------------------------------------
 
 
@@ -123,13 +153,19 @@ def w2_1d(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class Truth:
-    """A large pool of true x2 given x1 = V: the W2 floor at n, the modes and their masses."""
+    """A large pool of true x2 given x1 = V: the W2 floor at n, the modes and their masses.
 
-    def __init__(self, pool: np.ndarray, n: int, rng: np.random.Generator):
-        self.pool, self.n = np.asarray(pool, dtype=np.float64), n
-        pairs = [rng.choice(self.pool, size=2 * n, replace=False) for _ in range(8)]
+    The floor is the mean W2 of 2 ``refs`` pairs of true draws of n, a ratio the mean W2 to
+    ``refs`` true draws of n.  Where the truth has two modes of near-equal mass, one pair's W2 is
+    mostly the binomial imbalance of the modes' counts, so both means vary a lot from one set of
+    draws to another; ``fresh`` (n more true draws, from another seed) scores what a perfect
+    sampler scores against the same floor and references."""
+
+    def __init__(self, pool: np.ndarray, n: int, rng: np.random.Generator, refs: int = 4, fresh: np.ndarray | None = None):
+        self.pool, self.n, self.fresh = np.asarray(pool, dtype=np.float64), n, fresh
+        pairs = [rng.choice(self.pool, size=2 * n, replace=False) for _ in range(2 * refs)]
         self.floor = float(np.mean([w2_1d(p[:n], p[n:]) for p in pairs]))
-        self.refs = [rng.choice(self.pool, size=n, replace=False) for _ in range(4)]
+        self.refs = [rng.choice(self.pool, size=n, replace=False) for _ in range(refs)]
         lo, hi = self.pool.min() - BIN, self.pool.max() + BIN
         self.edges = np.arange(lo, hi + BIN, BIN)
         hist, _ = np.histogram(self.pool, self.edges)
@@ -183,10 +219,11 @@ def mixture_draw(method: Method, value: float, n: int, seed: int) -> tuple[np.nd
     return x[:, 1].numpy(), evals, backward, time.perf_counter() - start
 
 
-def mixture_truth(value: float, n: int) -> Truth:
+def mixture_truth(value: float, n: int, refs: int = 4) -> Truth:
     cond = labelled_mixture().condition({0: value})
     pool = cond.sample(200_000, torch.Generator().manual_seed(99))[:, 0].numpy()
-    return Truth(pool, n, np.random.default_rng(7))
+    fresh = cond.sample(n, torch.Generator().manual_seed(98))[:, 0].numpy()
+    return Truth(pool, n, np.random.default_rng(7), refs, fresh)
 
 
 # -- a trained run ---------------------------------------------------------------------------------
@@ -218,27 +255,34 @@ def marginal(run) -> dict:
     return {"guidance": 0.0} if run.num_classes else {}
 
 
-def run_truth(run, value: float, n: int) -> Truth:
-    pool, rng = [], np.random.default_rng(12345)
-    while sum(len(p) for p in pool) < 40 * n:
+def near_value(run, value: float, size: int, seed: int) -> np.ndarray:
+    """At least ``size`` true x2 with |x1 - value| < BAND, by rejection from the generator."""
+    pool, rng = [], np.random.default_rng(seed)
+    while sum(len(p) for p in pool) < size:
         pts = generator_points(run, 2_000_000, rng)
         pool.append(pts[np.abs(pts[:, 0] - value) < BAND, 1])
-    return Truth(np.concatenate(pool), n, np.random.default_rng(7))
+    return np.concatenate(pool)
+
+
+def run_truth(run, value: float, n: int, refs: int = 4) -> Truth:
+    return Truth(near_value(run, value, 40 * n, 12345), n, np.random.default_rng(7), refs, near_value(run, value, n, 54321)[:n])
 
 
 class ModelOwn:
-    """The trained model's own conditional: unguided samples (dpm++2m, 20 steps) with |x1 - V| <
-    MODEL_BAND, drawn once: what an exact conditional sampler of this model would approach."""
+    """The trained model's own conditional: unguided samples (dpm++2m, 20 steps, or ``sampler``
+    and ``steps``) with |x1 - V| < MODEL_BAND, drawn once: what an exact conditional sampler of
+    this model on that chain would approach."""
 
-    def __init__(self, run, size: int = MODEL_POOL):
+    def __init__(self, run, size: int = MODEL_POOL, sampler: str = "dpm++2m", steps: int = STEPS):
         from denoiselab.runs import sample_points
 
         start = time.perf_counter()
         self.pool = np.concatenate([
-            sample_points(run, n=50_000, seed=100 + i, sampler="dpm++2m", steps=STEPS, grid="logsnr", **marginal(run))
+            sample_points(run, n=50_000, seed=100 + i, sampler=sampler, steps=steps, grid="logsnr", **marginal(run))
             for i in range(max(1, size // 50_000))
         ])  # fmt: skip
         self.seconds = time.perf_counter() - start
+        self.name = "the model's own" + ("" if (sampler, steps) == OWNS["own"] else f", {sampler} {steps} steps")
 
     def draw(self, value: float, n: int) -> np.ndarray:
         near = self.pool[np.abs(self.pool[:, 0] - value) < MODEL_BAND, 1]
@@ -321,7 +365,7 @@ def region_draw(run, method: Method, text: str, n: int, seed: int) -> tuple[np.n
     return drawn.x, counts.evaluations, counts.model_backward, time.perf_counter() - start
 
 
-def region_table(run, name: str, regions, ms: list[Method], n: int, own: ModelOwn) -> list[str]:
+def region_table(run, name: str, regions, ms: list[Method], n: int, owns: list[ModelOwn]) -> list[str]:
     from denoiselab.regions import region_from
     from denoiselab.runs.guided import inside
 
@@ -336,11 +380,12 @@ def region_table(run, name: str, regions, ms: list[Method], n: int, own: ModelOw
             "| method | W2 / floor | energy / floor | inside | evals (+bwd) | s |",
             "|---|---|---|---|---|---|",
         ]
-        near = own.pool[inside(region, own.pool)]
-        x = np.random.default_rng(3).permutation(near)[:n] if len(near) >= n else near[np.random.default_rng(3).integers(0, len(near), n)]
-        w2, en = truth.ratios(x)
-        lines.append(f"| the model's own (rejection: {len(near)} of {len(own.pool)} unguided) | {w2:.2f} | {en:.2f} | 1.00 | - | - |")
-        print(lines[-1], flush=True)
+        for own in owns:
+            near = own.pool[inside(region, own.pool)]
+            x = np.random.default_rng(3).permutation(near)[:n] if len(near) >= n else near[np.random.default_rng(3).integers(0, len(near), n)]
+            w2, en = truth.ratios(x)
+            lines.append(f"| {own.name} (rejection: {len(near)} of {len(own.pool)} unguided) | {w2:.2f} | {en:.2f} | 1.00 | - | - |")
+            print(lines[-1], flush=True)
         for m in ms:
             x, evals, backward, seconds = region_draw(run, m, text, n, 0)
             w2, en = truth.ratios(x)
@@ -436,7 +481,7 @@ def classifier_table(n: int, quick: bool) -> list[str]:
 # -- the tables -----------------------------------------------------------------------------------
 
 
-def table(title: str, values, truth_of, draw_of, ms: list[Method], n: int, own: ModelOwn | None = None) -> list[str]:
+def table(title: str, values, truth_of, draw_of, ms: list[Method], n: int, owns: list[ModelOwn] | None = None) -> list[str]:
     lines = [f"### {title}", ""]
     for value in values:
         truth = truth_of(value)
@@ -446,10 +491,14 @@ def table(title: str, values, truth_of, draw_of, ms: list[Method], n: int, own: 
             "| method | W2 / floor | mode masses | evals (+bwd) | s |",
             "|---|---|---|---|---|",
         ]
-        if own is not None:
+        if truth.fresh is not None:
+            lines.append(f"| the truth itself ({n} more true draws: a perfect sampler) | {truth.ratio(truth.fresh):.2f} | {fmt_masses(truth.masses(truth.fresh))} | - | - |")
+            print(lines[-1], flush=True)
+        for own in owns or []:
             x2 = own.draw(value, n)
             near = int(np.sum(np.abs(own.pool[:, 0] - value) < MODEL_BAND))
-            lines.append(f"| the model's own (rejection: {near} of {len(own.pool)} unguided) | {truth.ratio(x2):.2f} | {fmt_masses(truth.masses(x2))} | - | - |")
+            lines.append(f"| {own.name} (rejection: {near} of {len(own.pool)} unguided) | {truth.ratio(x2):.2f} | {fmt_masses(truth.masses(x2))} | - | - |")
+            print(lines[-1], flush=True)
         for m in ms:
             x2, evals, backward, seconds = draw_of(m, value, n, 0)
             lines.append(f"| {m.label} | {truth.ratio(x2):.2f} | {fmt_masses(truth.masses(x2))} | {evals} (+{backward}) | {seconds:.1f} |")
@@ -470,17 +519,31 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--model-pool", type=int, default=MODEL_POOL, help="unguided samples for the model's own conditional (multiples of 50000)")
     parser.add_argument("--values", help="observed x1 values, comma-separated (default: VALUES of the run's data)")
+    parser.add_argument("--refs", type=int, default=4, help="true draws of n per value that a ratio averages over (the floor over twice as many pairs); default 4, the tables so far")
+    parser.add_argument(
+        "--methods",
+        help="rows to run, comma-separated (default: all): own (a trained run's own conditional; own:ddpm80 on the default SMC's chain), dps:S, replace, universal:S, region:S, smc:K, smc:KxSTEPS (the table's S, K and STEPS), e.g. own,smc:16x80",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.table in ("observe", "regions") and not args.run:
         parser.error(f"--table {args.table}: needs --run")
-    torch.set_num_threads(1)
     n = 200 if args.quick else args.n
+    if args.refs < 1:
+        parser.error(f"--refs {args.refs}: must be at least 1")
     ms = methods(args.quick)
+    keys = None if args.methods is None else {k.strip() for k in args.methods.split(",") if k.strip()}
+    if keys is not None:
+        known = set(OWNS) | {m.key for m in ms + region_methods(args.quick)}
+        unknown = sorted(keys - known)
+        if unknown or not keys:
+            parser.error(f"--methods: unknown {', '.join(unknown) or 'empty list'}; expected some of {', '.join(sorted(known))}")
+    own_rows = [chain for key, chain in OWNS.items() if keys is None or key in keys]
+    torch.set_num_threads(1)
     start = time.perf_counter()
     out = [f"torch {torch.__version__}, {platform.machine()}, one thread; n = {n} samples per cell", ""]
     if not args.skip_mixture and args.table in (None, "mixture"):
         values = MIXTURE_VALUES[:2] if args.quick else MIXTURE_VALUES
-        out += table("Mixture oracle (exact denoiser): p(x2 | x1 = V) in closed form", values, lambda v: mixture_truth(v, n), mixture_draw, ms, n)
+        out += table("Mixture oracle (exact denoiser): p(x2 | x1 = V) in closed form", values, lambda v: mixture_truth(v, n, args.refs), mixture_draw, select(ms, keys), n)
     if args.table == "classifier":
         out += classifier_table(n, args.quick)
     if args.run and args.table == "regions":
@@ -488,21 +551,21 @@ def main() -> None:
 
         run = load_run(args.run)
         regions = REGIONS[data_key(run)]
-        own = ModelOwn(run, args.model_pool)
-        out += region_table(run, f"Trained run {args.run} ({data_key(run)}{', unconditional branch' if run.num_classes else ''})", regions[:1] if args.quick else regions, region_methods(args.quick), n, own)
-        out.append(f"(the model's own: {len(own.pool)} unguided samples in {own.seconds:.0f} s)")
+        owns = [ModelOwn(run, args.model_pool, *chain) for chain in own_rows]
+        out += region_table(run, f"Trained run {args.run} ({data_key(run)}{', unconditional branch' if run.num_classes else ''})", regions[:1] if args.quick else regions, select(region_methods(args.quick), keys), n, owns)
+        out += [f"({own.name}: {len(own.pool)} unguided samples in {own.seconds:.0f} s)" for own in owns]
     elif args.run and args.table in (None, "observe"):
         from denoiselab.runs import load_run
 
         run = load_run(args.run)
         values = [float(v) for v in args.values.split(",")] if args.values else VALUES[data_key(run)]
         values = values[:2] if args.quick else values
-        own = ModelOwn(run, args.model_pool)
+        owns = [ModelOwn(run, args.model_pool, *chain) for chain in own_rows]
         out += table(
             f"Trained run {args.run} ({data_key(run)}{', unconditional branch' if run.num_classes else ''}): p(x2 | x1 = V) by rejection from the generator",
-            values, lambda v: run_truth(run, v, n), lambda m, v, n_, s: run_draw(run, m, v, n_, s), ms, n, own,
+            values, lambda v: run_truth(run, v, n, args.refs), lambda m, v, n_, s: run_draw(run, m, v, n_, s), select(ms, keys), n, owns,
         )  # fmt: skip
-        out.append(f"(the model's own conditional: {len(own.pool)} unguided samples in {own.seconds:.0f} s)")
+        out += [f"({own.name}: {len(own.pool)} unguided samples in {own.seconds:.0f} s)" for own in owns]
     out.append(f"total {time.perf_counter() - start:.0f} s")
     print("\n".join(out))
 

@@ -17,7 +17,7 @@ from denoiselab.config import (
     recipe_names,
 )
 
-SHIPPED = ["spiral", "swiss-roll", "bimodal-1d", "seed001", "quick", "high-quality"]
+SHIPPED = ["spiral", "swiss-roll", "bimodal-1d", "seed001", "quick", "high-quality", "spiral-conditional"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,6 +35,19 @@ def test_every_shipped_recipe_is_listed_and_loads():
         cfg = load_config(name)
         assert cfg.name == name
         assert cfg.sample.steps <= cfg.schedule.T
+
+
+def test_spiral_conditional_is_spiral_with_more_data_and_steps():
+    """Its header says nothing else changed: the same model, schedule, optimiser and sampler."""
+    sharp, base = load_config("spiral-conditional"), load_config("spiral")
+    assert (sharp.data.n, sharp.train.steps) == (50000, 20000)
+    as_base = dataclasses.replace(
+        sharp,
+        name=base.name,
+        data=dataclasses.replace(sharp.data, n=base.data.n),
+        train=dataclasses.replace(sharp.train, steps=base.train.steps, checkpoint_every=base.train.checkpoint_every),
+    )
+    assert as_base == base
 
 
 def test_default_recipe_is_spiral_and_recipes_differ_from_defaults():
