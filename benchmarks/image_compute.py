@@ -46,6 +46,7 @@ ROWS = {
     "edm-loss": ("EDM's weight and times only (eps, no preconditioning)", ["train.weighting=edm", "train.timesteps=edm", "train.sigma_data=0.75", "train.steps=400", "train.warmup_steps=40"], 400, [200, 400]),
     "edm": ("EDM preconditioning, x0, edm weight and time, post-hoc EMA", [*EDM, *SNAPSHOTS, "train.steps=400", "train.warmup_steps=40"], 400, [200, 400]),
     "edm-800": ("the same at 800 steps (a fifth)", [*EDM, *SNAPSHOTS, "train.steps=800", "train.warmup_steps=40"], 800, [400, 800]),
+    "mp-small": ("magnitude-preserving U-Net (EDM2), width 16, 1600 steps", ["model.magnitude_preserving=true", "model.hidden=16", "train.steps=1600", "train.warmup_steps=40"], 1600, [800, 1600]),
     "edm-small": ("the same, width 16 (a quarter of the FLOPs a step), 1600 steps", [*EDM, *SNAPSHOTS, "model.hidden=16", "train.steps=1600", "train.warmup_steps=40"], 1600, [800, 1600]),
 }
 
