@@ -10,9 +10,9 @@ and G, Table 1):
 - ``MPConv``: a convolution or linear layer without bias whose effective weight has unit norm per
   output channel, w_i / ||w_i|| (Eq. 47: the weight normalisation that makes a unit-variance,
   uncorrelated input give a unit-variance output), and whose stored weight is itself put back to
-  unit norm at the first training forward after each optimiser step ("forced weight
-  normalisation", Eq. 66), so the weights cannot grow and the effective learning rate does not
-  decay (EDM2 Sec. 2.3, config E).
+  unit norm after each optimiser step ("forced weight normalisation", Eq. 66; EDM2's code does it
+  in the next training forward), so the weights cannot grow and the effective learning rate does
+  not decay (EDM2 Sec. 2.3, config E).
 - ``mp_silu`` (Eq. 81), ``mp_sum`` (Eq. 88), ``mp_cat`` (Eq. 103): the fixed-function layers
   rescaled to unit magnitude (config G).
 - ``MPFourier``: Fourier features of the noise level with random frequencies, scaled by sqrt(2)
@@ -36,6 +36,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 EPS = 1e-4  # EDM2's epsilon of every normalisation
 SILU_MAGNITUDE = 0.596  # M[silu(x)] for x ~ N(0, 1) (Eq. 81)
@@ -91,40 +92,43 @@ class MPFourier(nn.Module):
         return (c.to(self.freqs.dtype)[:, None] * self.freqs[None] + self.phases).cos() * math.sqrt(2)
 
 
+class UnitRowsParameter(nn.Parameter):
+    """A weight that forced weight normalisation keeps at unit norm per output channel: every
+    optimiser step that updates it puts it back (EDM2 Eq. 66, ``_force_weight_normalisation``).
+    A subclass of Parameter, so that a copy of a network (the EMA's, the FLOP counter's) keeps it."""
+
+
+@torch.no_grad()
+def _force_weight_normalisation(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    """After every optimiser step (of any optimiser, fused ones included): the stored rows of each
+    UnitRowsParameter it updates back to unit norm (Eq. 66).  The checkpoint, the EMA and the next
+    forward all see the normalised weight, so a resumed run goes on exactly as an uninterrupted one."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if isinstance(p, UnitRowsParameter):
+                p.copy_(unit_rows(p))
+
+
+register_optimizer_step_post_hook(_force_weight_normalisation)
+
+
 class MPConv(nn.Module):
     """A convolution (``kernel`` > 0, odd, padded to keep the size) or a linear layer (``kernel`` =
-    0), no bias, with the effective weight gain * w_i / ||w_i|| (Eq. 47) and forced weight
-    normalisation of the stored weight (Eq. 66; see ``force_normalise``).  ``gain`` (a learned
-    scalar where the caller passes one) scales the output."""
+    0), no bias, with the effective weight gain * w_i / ||w_i|| (Eq. 47) whatever the stored
+    weight's scale, and (``forced``) the stored weight kept at unit rows by forced weight
+    normalisation (Eq. 66; ``UnitRowsParameter``).  ``gain`` (a learned scalar where the caller
+    passes one) scales the output."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 0):
+    def __init__(self, cin: int, cout: int, kernel: int = 0, *, forced: bool = True):
         super().__init__()
         shape = (cout, cin, kernel, kernel) if kernel else (cout, cin)
-        self.weight = nn.Parameter(unit_rows(torch.randn(shape)))
-        self._normalised_version: int | None = None  # the weight's version counter after the last forced normalisation
-
-    @property
-    def fan_in(self) -> int:
-        return self.weight[0].numel()
-
-    @torch.compiler.disable
-    @torch.no_grad()
-    def force_normalise(self) -> None:
-        """Put the stored weight back to unit norm per output channel (Eq. 66), once after every
-        change of it: the optimiser's step bumps the weight's version counter, and later forwards
-        of the same step (accumulated micro-batches, a second call of the network) leave it, and
-        the graphs they saved, alone.  A run resumed from a checkpoint normalises at its first
-        forward as the uninterrupted run does after the step it saved."""
-        if self.weight._version != self._normalised_version:
-            self.weight.copy_(unit_rows(self.weight))
-            self._normalised_version = self.weight._version
+        weight = unit_rows(torch.randn(shape))
+        self.weight = UnitRowsParameter(weight) if forced else nn.Parameter(weight)
 
     def effective_weight(self, gain: float | torch.Tensor = 1.0) -> torch.Tensor:
         return unit_rows(self.weight) * gain
 
     def forward(self, x: torch.Tensor, gain: float | torch.Tensor = 1.0) -> torch.Tensor:
-        if self.training:
-            self.force_normalise()
         w = self.effective_weight(gain).to(x.dtype)
         if w.ndim == 2:
             return x @ w.t()
