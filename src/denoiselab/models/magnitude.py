@@ -28,8 +28,8 @@ by about lr / (its elements' size) a step: EDM2's, of unit elements at lr 1e-2, 
 unit norm at this project's lr 1e-3 (elements 1 / sqrt(fan_in), fan_in 144 to 576 here) by 0.012
 to 0.024, where rows stored at norm sqrt(fan_in) would move 0.001, ten times slower than EDM2's.
 Measured on the digits (BENCHMARKS.md, issue 28), this network still wanted lr 1e-2, not the
-recipe's 1e-3: the scalar gains, learned from 0, move by about the learning rate a step whatever
-the rows' scale.
+recipe's 1e-3 (not measured why; one guess: the scalar gains, learned from 0, move by about the learning rate a step whatever
+the rows' scale).
 """
 
 from __future__ import annotations
