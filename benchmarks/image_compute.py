@@ -16,6 +16,7 @@ once per EMA length in --ema-lengths, reconstructed from the snapshots (EDM2, Ka
     python benchmarks/image_compute.py --rows recipe --json recipe.json
     python benchmarks/image_compute.py --rows edm edm-small --json edm.json
     python benchmarks/image_compute.py --from-json recipe.json edm.json     # the tables again
+    python benchmarks/image_compute.py --probe 250 --rows mp-small --lr 3e-4 1e-3 3e-3 1e-2   # a learning rate's first look
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ ROWS = {
     "edm-loss": ("EDM's weight and times only (eps, no preconditioning)", ["train.weighting=edm", "train.timesteps=edm", "train.sigma_data=0.75", "train.steps=400", "train.warmup_steps=40"], 400, [200, 400]),
     "edm": ("EDM preconditioning, x0, edm weight and time, post-hoc EMA", [*EDM, *SNAPSHOTS, "train.steps=400", "train.warmup_steps=40"], 400, [200, 400]),
     "edm-800": ("the same at 800 steps (a fifth)", [*EDM, *SNAPSHOTS, "train.steps=800", "train.warmup_steps=40"], 800, [400, 800]),
+    "mp-small": ("magnitude-preserving U-Net (EDM2), width 16, 1600 steps", ["model.magnitude_preserving=true", "model.hidden=16", "train.steps=1600", "train.warmup_steps=40"], 1600, [800, 1600]),
+    "mp-small-lr": ("the same at learning rate 1e-2 (the rate a 250-step probe chose)", ["model.magnitude_preserving=true", "model.hidden=16", "train.lr=1e-2", "train.steps=1600", "train.warmup_steps=40"], 1600, [800, 1600]),
     "edm-small": ("the same, width 16 (a quarter of the FLOPs a step), 1600 steps", [*EDM, *SNAPSHOTS, "model.hidden=16", "train.steps=1600", "train.warmup_steps=40"], 1600, [800, 1600]),
 }
 
@@ -113,6 +116,39 @@ def run_row(key: str, root: Path, ema_lengths: list[float]) -> dict:
     return row
 
 
+def probe(keys: list[str], steps: int, rates: list[float]) -> None:
+    """The held-out loss (the training objective on the held-out digits, 8 fixed draws of times and
+    noise, the network and its EMA) after ``steps`` optimiser steps of each row at each learning
+    rate, the cosine schedule run over those steps: a cheap first look at a learning rate."""
+    from denoiselab.builders import objective_from, schedule_from
+    from denoiselab.training.checkpoint import init_state
+    from denoiselab.training.denoiser import load_training_data
+    from denoiselab.training.step import optimiser_step
+
+    print("| row | lr | training loss (last 50 steps) | held-out loss: network | held-out loss: EMA | train s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for key in keys:
+        for lr in rates:
+            label, overrides, _, _ = ROWS[key]
+            cfg = load_config("digits", [*overrides, f"train.steps={steps}", f"train.lr={lr}", "train.threads=1"])
+            data = load_training_data(cfg)
+            x, y = torch.as_tensor(data.train, dtype=torch.float32), torch.as_tensor(data.labels, dtype=torch.long)
+            xh, yh = torch.as_tensor(data.held_out, dtype=torch.float32), torch.as_tensor(data.held_out_labels, dtype=torch.long)
+            objective = objective_from(cfg, schedule_from(cfg))
+            state = init_state(cfg, x.shape[1], torch.device("cpu"), len(data.class_names), tuple(x.shape[1:]))
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                optimiser_step(cfg, state, objective, x, y)
+            seconds = time.perf_counter() - t0
+            held = []
+            for model in (state.model, state.sampling_model()):
+                model.eval()
+                with torch.no_grad():
+                    g = torch.Generator().manual_seed(123)
+                    held.append(sum(objective(model, xh, g, y=yh).item() for _ in range(8)) / 8)
+            print(f"| {label} | {lr:g} | {sum(state.losses[-50:]) / 50:.4f} | {held[0]:.4f} | {held[1]:.4f} | {seconds:.0f} |", flush=True)
+
+
 def report(out: dict) -> None:
     print(f"machine: {out['machine']}")
     print("\n| row | step | GFLOP (training) | train s | load (1/5/15 min) | class accuracy | Frechet ratio |")
@@ -138,7 +174,13 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--from-json", nargs="+", type=Path, help="print the tables of earlier results")
     parser.add_argument("--keep", type=Path, help="train into this folder (kept) instead of a temporary one")
+    parser.add_argument("--probe", type=int, metavar="STEPS", help="instead: the held-out loss of --rows after STEPS steps at each --lr")
+    parser.add_argument("--lr", nargs="+", type=float, default=[1e-3], help="--probe: the learning rates")
     args = parser.parse_args(argv)
+    if args.probe:
+        torch.set_num_threads(1)
+        probe(args.rows, args.probe, args.lr)
+        return 0
     if args.from_json:
         merged = {"machine": [], "rows": {}}
         for path in args.from_json:

@@ -61,6 +61,7 @@ def model_from(cfg: Config, dim: int, num_classes: int = 0, shape: tuple[int, ..
     net = build_model(
         m.arch, dim, hidden=m.hidden, blocks=m.blocks, time_dim=m.time_dim, num_classes=num_classes, fourier=m.fourier,
         mults=tuple(m.mults), attention=m.attention, dropout=m.dropout, interval=cfg.train.objective in INTERVAL_OBJECTIVES,
+        magnitude_preserving=m.magnitude_preserving,
     )  # fmt: skip
     if cfg.train.objective in CONSISTENCY_OBJECTIVES:  # the boundary condition is the network's own (consistency.py)
         return consistency_model(net, schedule_from(cfg), cfg.train.sigma_data, m.prediction)

@@ -111,6 +111,11 @@ class ModelConfig:
         "its output read as model.prediction (x0 needs no conversion); none: the network's output as it is",
         choices=PRECONDITIONINGS,
     )
+    magnitude_preserving: bool = _opt(
+        False, "unet: EDM2's magnitude-preserving U-Net (Karras et al. 2024, Sec. 2; models/mp_unet.py): the same levels "
+        "and skips, with unit-norm weights kept so by forced weight normalisation, no biases, pixel norm instead of "
+        "GroupNorm, magnitude-preserving SiLU, sums and concatenation, Fourier time features, the output gain learned from 0",
+    )
 
 
 @dataclass
@@ -434,6 +439,8 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
         )
     if tr.channels_last and cfg.model.arch not in IMAGE_ARCHITECTURES and not cfg.latent.autoencoder:
         raise ConfigError(f"{where}train.channels_last: orders the channels of images; model.arch = {cfg.model.arch} has none (use false)")
+    if cfg.model.magnitude_preserving:
+        _check_magnitude_preserving(cfg, where)
     if tr.compile and tr.objective == "meanflow":
         raise ConfigError(f"{where}train.compile: MeanFlow differentiates its network with torch.func.jvp, which is not compiled here; use false")
     if tr.batch_size % tr.accumulate:
@@ -460,6 +467,16 @@ def _check_cross(cfg: Config, where: str, chosen: frozenset[str]) -> None:
             f"{where}schedule.beta_end: {cfg.schedule.beta_end} x 1000/T = {cfg.schedule.beta_end * scale:g} "
             "is not below 1; lower it or set schedule.scale_with_T = false"
         )
+
+
+def _check_magnitude_preserving(cfg: Config, where: str) -> None:
+    """The magnitude-preserving network is a U-Net of one time, with class labels or none."""
+    if cfg.model.arch != "unet":
+        raise ConfigError(f"{where}model.magnitude_preserving: the magnitude-preserving network is a unet; model.arch = {cfg.model.arch} has none (use false)")
+    if is_text_run(cfg):
+        raise ConfigError(f"{where}model.magnitude_preserving: the text-conditioned U-Net is built without it; use false")
+    if cfg.train.objective in INTERVAL_OBJECTIVES:
+        raise ConfigError(f"{where}model.magnitude_preserving: {cfg.train.objective}'s second time input is not built into the magnitude-preserving U-Net; use false")
 
 
 def _check_one_step(cfg: Config, where: str) -> None:

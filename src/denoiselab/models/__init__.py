@@ -7,6 +7,7 @@ from torch import nn
 from .autoencoder import Autoencoder
 from .embeddings import FourierFeatures, LabelEmbedding, SinusoidalEmbedding
 from .mlp import ResidualMLP, SimpleMLP
+from .mp_unet import MPUNet
 from .unet import UNet
 
 # The autoencoder of latent diffusion is built by builders.model_from from the recipe's
@@ -27,14 +28,23 @@ def build_model(
     attention: bool = True,
     dropout: float = 0.0,
     interval: bool = False,
+    magnitude_preserving: bool = False,
 ) -> nn.Module:
     """``dim`` is the point dimension for the MLPs and the number of image channels for "unet"
     (whose ``hidden`` is the base width); ``mults``, ``attention`` and ``dropout`` are U-Net only;
-    ``interval``: residual-mlp and unet take a second time r (MeanFlow's u(z, r, t), meanflow.py)."""
+    ``interval``: residual-mlp and unet take a second time r (MeanFlow's u(z, r, t), meanflow.py);
+    ``magnitude_preserving``: "unet" built as EDM2's magnitude-preserving U-Net (mp_unet.py)."""
+    if magnitude_preserving and (arch != "unet" or interval):
+        raise ValueError(f"the magnitude-preserving network is a unet of one time, not {arch!r}{' with interval' if interval else ''}")
     if arch == "residual-mlp":
         return ResidualMLP(dim, hidden=hidden, blocks=blocks, time_dim=time_dim, num_classes=num_classes, fourier=fourier, interval=interval)
     if arch == "simple-mlp":
         return SimpleMLP(dim, hidden=hidden, num_classes=num_classes)
+    if arch == "unet" and magnitude_preserving:
+        return MPUNet(
+            dim, base=hidden, mults=tuple(mults), blocks=blocks, time_dim=time_dim, num_classes=num_classes,
+            attention=attention, dropout=dropout,
+        )
     if arch == "unet":
         return UNet(
             dim, base=hidden, mults=tuple(mults), blocks=blocks, time_dim=time_dim, num_classes=num_classes,
@@ -51,6 +61,7 @@ __all__ = [
     "POINT_ARCHITECTURES",
     "FourierFeatures",
     "LabelEmbedding",
+    "MPUNet",
     "ResidualMLP",
     "SimpleMLP",
     "SinusoidalEmbedding",

@@ -39,12 +39,15 @@ class LabelEmbedding(nn.Module):
         self.table = nn.Embedding(num_classes + 1, dim)
 
     def forward(self, y: torch.Tensor | None, batch: int, device) -> torch.Tensor:
-        if y is None:
-            y = torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
-        else:
-            y = torch.as_tensor(y, device=device).long().expand(batch)
-            y = torch.where(y < 0, torch.full_like(y, self.num_classes), y)
-        return self.table(y)
+        return self.table(label_indices(y, self.num_classes, batch, device))
+
+
+def label_indices(y: torch.Tensor | None, num_classes: int, batch: int, device) -> torch.Tensor:
+    """Labels as indices 0..C of a table of C + 1 rows: None and -1 are the "no label" index C."""
+    if y is None:
+        return torch.full((batch,), num_classes, dtype=torch.long, device=device)
+    y = torch.as_tensor(y, device=device).long().expand(batch)
+    return torch.where(y < 0, torch.full_like(y, num_classes), y)
 
 
 class FourierFeatures(nn.Module):

@@ -31,6 +31,8 @@ bottom and right to a multiple of 2^(levels - 1) and the output is cropped back.
 
 from __future__ import annotations
 
+from typing import Callable, Iterable, NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -149,6 +151,83 @@ def _apply(layer: nn.Module, h: torch.Tensor, emb: torch.Tensor, text: TextCondi
     return layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
 
 
+class Layer(NamedTuple):
+    """One layer of a U-Net's down or up path: a residual "block" from ``cin`` to ``cout`` channels
+    (an up-path block's ``cin`` counts the skip it reads), or a "down" / "up" resampling of ``cin``
+    channels, at resolution ``level`` (0 the finest)."""
+
+    kind: str
+    cin: int
+    cout: int
+    level: int
+
+
+class UNetPlan(NamedTuple):
+    down: list[Layer]
+    middle: int  # channels of the middle blocks
+    up: list[Layer]
+    out: int  # channels of the up path's last activation
+
+
+def unet_plan(base: int, mults: tuple[int, ...], blocks: int) -> UNetPlan:
+    """The DDPM U-Net's layout (Ho et al. 2020, App. B), shared by every U-Net here (this one and the
+    magnitude-preserving one, mp_unet.py): ``mults[i] * base`` channels at level i, ``blocks``
+    residual blocks a level on the way down and one more on the way up, one halving between levels.
+    Every down-path activation (the input convolution's first) is pushed as a skip, and every
+    up-path block reads the last one pushed (``through_skips``)."""
+    mults = tuple(int(m) for m in mults)
+    if not mults or min(mults) < 1 or base < 1 or blocks < 0:
+        raise ValueError(f"UNet needs base, mults >= 1 and blocks >= 0, got {base=}, {blocks=}, {mults=}")
+    down, skips, ch = [], [base], base  # channel count of every activation pushed onto the skip stack
+    for i, m in enumerate(mults):
+        for _ in range(blocks):
+            down.append(Layer("block", ch, base * m, i))
+            ch = base * m
+            skips.append(ch)
+        if i < len(mults) - 1:
+            down.append(Layer("down", ch, ch, i))
+            skips.append(ch)
+    middle, up = ch, []
+    for i, m in reversed(list(enumerate(mults))):
+        for _ in range(blocks + 1):
+            up.append(Layer("block", ch + skips.pop(), base * m, i))
+            ch = base * m
+        if i > 0:
+            up.append(Layer("up", ch, ch, i))
+    assert not skips
+    return UNetPlan(down, middle, up, ch)
+
+
+def pad_for_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Every level halves the size: pad on the bottom and right so each halving is exact and the
+    skips line up (the caller crops the output back)."""
+    mult = 2 ** (levels - 1)
+    pad_h, pad_w = -x.shape[-2] % mult, -x.shape[-1] % mult
+    return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+
+
+def through_skips(
+    h: torch.Tensor,
+    down: Iterable[nn.Module],
+    middle: Callable[[torch.Tensor], torch.Tensor],
+    up: Iterable[nn.Module],
+    apply: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    join: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """The U-Net's path (``unet_plan``): ``h`` (the input convolution's output) and every down-path
+    output pushed, the middle, then every up-path layer applied to ``join(h, the last pushed)``,
+    except the upsamplers (``reads_skip = False``), which read ``h`` alone."""
+    stack = [h]
+    for layer in down:
+        h = apply(layer, h)
+        stack.append(h)
+    h = middle(h)
+    for layer in up:
+        h = apply(layer, join(h, stack.pop()) if getattr(layer, "reads_skip", True) else h)
+    assert len(stack) == 0
+    return h
+
+
 class Downsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -160,6 +239,8 @@ class Downsample(nn.Module):
 
 class Upsample(nn.Module):
     """Nearest-neighbour x2 then Conv3x3 (no transposed-convolution checkerboard, Odena et al. 2016)."""
+
+    reads_skip = False  # through_skips: an upsampler reads no skip
 
     def __init__(self, channels: int):
         super().__init__()
@@ -200,8 +281,9 @@ class UNet(nn.Module):
     ):
         super().__init__()
         mults = tuple(int(m) for m in mults)
-        if not mults or min(mults) < 1 or base < 1 or blocks < 0 or channels < 1:
-            raise ValueError(f"UNet needs channels, base, mults >= 1 and blocks >= 0, got {channels=}, {base=}, {blocks=}, {mults=}")
+        if channels < 1:
+            raise ValueError(f"UNet needs channels >= 1, got {channels=}")
+        plan = unet_plan(base, mults, blocks)
         self.channels = channels
         self.levels = len(mults)
         emb_dim = 4 * base  # DDPM's convention: the embedding is 4x the base width
@@ -227,17 +309,8 @@ class UNet(nn.Module):
             return CrossAttendedBlock(res, self.text_dim, groups) if self.text_dim and level in levels else res
 
         self.inp = nn.Conv2d(channels, base, 3, padding=1)
-        self.down = nn.ModuleList()
-        skips, ch = [base], base  # channel count of every activation pushed onto the skip stack
-        for i, m in enumerate(mults):
-            for _ in range(blocks):
-                self.down.append(block(ch, base * m, i))
-                ch = base * m
-                skips.append(ch)
-            if i < self.levels - 1:
-                self.down.append(Downsample(ch))
-                skips.append(ch)
-
+        self.down = nn.ModuleList(block(l.cin, l.cout, l.level) if l.kind == "block" else Downsample(l.cin) for l in plan.down)
+        ch = plan.middle
         self.mid1 = ResBlock(ch, ch, emb_dim, groups, dropout)
         self.mid_attn = SelfAttention(ch, groups) if attention else nn.Identity()
         self.mid2 = ResBlock(ch, ch, emb_dim, groups, dropout)
@@ -246,14 +319,8 @@ class UNet(nn.Module):
         if self.text_dim:
             self.text_embed = nn.Linear(self.text_dim, emb_dim)  # the pooled vector joins the time embedding
 
-        self.up = nn.ModuleList()
-        for i, m in reversed(list(enumerate(mults))):
-            for _ in range(blocks + 1):
-                self.up.append(block(ch + skips.pop(), base * m, i))
-                ch = base * m
-            if i > 0:
-                self.up.append(Upsample(ch))
-        assert not skips
+        self.up = nn.ModuleList(block(l.cin, l.cout, l.level) if l.kind == "block" else Upsample(l.cin) for l in plan.up)
+        ch = plan.out
 
         self.out = nn.Sequential(
             nn.GroupNorm(group_count(ch, groups), ch), nn.SiLU(), _zero(nn.Conv2d(ch, channels, 3, padding=1))
@@ -284,20 +351,13 @@ class UNet(nn.Module):
         b, _, height, width = x.shape
         emb = self._embedding(t, y, b, x.device, text)
 
-        # Every level halves the size; pad so each halving is exact and the skips line up.
-        mult = 2 ** (self.levels - 1)
-        pad_h, pad_w = -height % mult, -width % mult
-        h = F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+        h = self.inp(pad_for_levels(x, self.levels))
 
-        h = self.inp(h)
-        stack = [h]
-        for layer in self.down:
-            h = _apply(layer, h, emb, text)
-            stack.append(h)
-        h = self.mid_attn(self.mid1(h, emb))
-        if text is not None and self.cross_attention:
-            h = self.mid_cross(h, text)
-        h = self.mid2(h, emb)
-        for layer in self.up:
-            h = _apply(layer, torch.cat([h, stack.pop()], dim=1), emb, text) if not isinstance(layer, Upsample) else layer(h)
+        def middle(h: torch.Tensor) -> torch.Tensor:
+            h = self.mid_attn(self.mid1(h, emb))
+            if text is not None and self.cross_attention:
+                h = self.mid_cross(h, text)
+            return self.mid2(h, emb)
+
+        h = through_skips(h, self.down, middle, self.up, lambda layer, h: _apply(layer, h, emb, text), lambda h, skip: torch.cat([h, skip], dim=1))
         return self.out(h)[:, :, :height, :width]
