@@ -114,6 +114,7 @@ class MPUNet(nn.Module):
     def __init__(
         self,
         channels: int,
+        *,  # the sizes by name, as models.build_model gives them
         base: int = 32,
         mults: tuple[int, ...] = (1, 2, 2),
         blocks: int = 1,
