@@ -12,7 +12,8 @@ What it does, for each data set (spiral, eight-gaussians, moons, checkerboard; -
    ``spiral-flow`` (rectified flow, the teacher), ``spiral-otcfm`` (OT-CFM) and
    ``spiral-meanflow`` (MeanFlow, from scratch), ``spiral-shortcut`` (a shortcut model, from
    scratch) and ``spiral-ict`` (improved consistency training, from scratch), each for the
-   recipe's steps times --budget (--methods picks some).
+   recipe's steps times --budget (--methods picks some), on each recipe's data.n training points
+   or --data-n.
 2. Reflow from the rectified-flow teacher as ``denoiselab distill --method reflow`` makes it
    (training/distill.py: ``draw_pairs``, Heun 100 steps with its error against 200, then
    ``train`` on the pairs, spiral-flow's steps times --budget), without the figures; and
@@ -68,10 +69,10 @@ def log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
-def _train(recipe: str, data: str, out: Path, budget: float, threads: int) -> tuple[float, int]:
-    cfg = load_config(recipe, [f"data.name={data}", f"train.threads={threads}"])
-    steps = max(1, round(cfg.train.steps * budget))
-    cfg = load_config(recipe, [f"data.name={data}", f"train.threads={threads}", f"train.steps={steps}", f"train.warmup_steps={min(100, steps)}"])
+def _train(recipe: str, data: str, out: Path, budget: float, threads: int, data_n: int | None = None) -> tuple[float, int]:
+    sets = [f"data.name={data}", f"train.threads={threads}", *([f"data.n={data_n}"] if data_n else [])]
+    steps = max(1, round(load_config(recipe, sets).train.steps * budget))
+    cfg = load_config(recipe, [*sets, f"train.steps={steps}", f"train.warmup_steps={min(100, steps)}"])
     start = time.perf_counter()
     train(cfg, out, progress=False, log=lambda *a: None)
     return time.perf_counter() - start, steps
@@ -117,7 +118,7 @@ def run_dataset(data: str, base: Path, args) -> dict:
         if method in DISTILLED:
             continue
         log(f"[{data}] training {method} ({RECIPES[method]}), load {os.getloadavg()[0]:.1f}")
-        seconds, steps = _train(RECIPES[method], data, dirs[method], args.budget, args.threads)
+        seconds, steps = _train(RECIPES[method], data, dirs[method], args.budget, args.threads, args.data_n)
         out["methods"][method] = {"recipe": RECIPES[method], "train_seconds": seconds, "steps": steps, "scores": []}
     if "reflow" in methods:
         log(f"[{data}] reflow from the rectified flow, load {os.getloadavg()[0]:.1f}")
@@ -199,8 +200,11 @@ def main(argv=None) -> int:
     p.add_argument("--methods", default=",".join(METHODS), help=f"some of {', '.join(METHODS)} (reflow, consistency and progressive need flow)")
     p.add_argument("--budget", type=float, default=1.0, help="training steps as a share of each recipe's train.steps (default 1)")
     p.add_argument("--pairs", type=int, default=4000, help="reflow: noise draws solved by the teacher")
+    p.add_argument("--data-n", type=int, help="training points drawn for every run trained here (data.n; default: each recipe's, 2000)")
     add_common_arguments(p)
     args = p.parse_args(argv)
+    if args.data_n is not None and args.data_n < 1:
+        p.error(f"--data-n: expected a positive number of training points, got {args.data_n}")
     start, load0 = time.perf_counter(), os.getloadavg()[0]
     results = run_datasets(args, run_dataset)
     print(table(results))
