@@ -307,15 +307,21 @@ def _lowest_priority() -> None:
         pass
 
 
+def drawn_by_generators(data) -> bool:
+    """Whether a recipe's [data] is drawn by built-in generators (one, or one per class), so fresh
+    draws of it exist; a data file has only its held-out points."""
+    from ..data.toy import GENERATORS
+
+    return all(name in GENERATORS for name in (tuple(data.classes) or (data.name,)))
+
+
 def floors_in_background(cfg) -> FloorsInBackground | None:
     """Start measuring the floors that ``complete_run`` will need for a run of recipe ``cfg``
     (each class's and the mixture's for a conditional run, else the data's, at sample.n
     points).  None where there is nothing to do early: image data, and point files (whose
     floor is one cheap pair: the two halves of the held-out points)."""
-    from ..data.toy import GENERATORS
-
     d, n = cfg.data, cfg.sample.n
-    if not all(name in GENERATORS for name in (tuple(d.classes) or (d.name,))):
+    if not drawn_by_generators(d):
         return None
 
     def draw_sets():

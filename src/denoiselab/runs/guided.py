@@ -184,14 +184,12 @@ def conditional_reference(
     the value)."""
     if run.is_image or run.dim != 2 or len(observe) != 1:
         return None
-    from ..data.toy import GENERATORS
-    from .evaluation import run_source
+    from .evaluation import drawn_by_generators, run_source
 
     ((i, value),) = observe.items()
     free = 1 - i
     band = CONDITIONAL_BAND * float(np.std(run.data[:, i]))
-    d = run.config.data
-    source = run_source(run) if all(name in GENERATORS for name in (tuple(d.classes) or (d.name,))) else None
+    source = run_source(run) if drawn_by_generators(run.config.data) else None
     of = "" if label is None or not run.class_names else f" (class {run.class_names[label]})"
     if source is not None:
         found = []
