@@ -221,3 +221,13 @@ def test_cache_key_fills_in_defaults(digits):
     assert im.feature_net_key(x, y, 10, seed=1) != key
     assert im.feature_net_key(x, y, 9) != key
     assert im.feature_net_key(x[:49], y[:49], 10) != key
+
+
+def test_a_classifier_of_a_few_images_stops_at_its_epoch_cap_and_the_digits_get_every_step():
+    from denoiselab.image_metrics import MIN_CLASSIFIER_STEPS, classifier_steps
+
+    digits_train = 1294  # the digits' training split less the classifier's own 10 % held out
+    assert classifier_steps(digits_train, 600, 64.0, 128) == 600
+    assert classifier_steps(45, 600, 64.0, 128) == MIN_CLASSIFIER_STEPS
+    assert classifier_steps(500, 600, 64.0, 128) == 250  # 64 passes over 500 images in batches of 128
+    assert classifier_steps(45, 5, 64.0, 128) == 5  # never more than asked
