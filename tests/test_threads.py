@@ -113,7 +113,7 @@ def test_every_training_command_hints_with_its_own_flag(monkeypatch, capsys, tmp
     monkeypatch.setattr(compute, "FIRST_WINDOW_S", 0.0)
     monkeypatch.setattr(compute.BusyCoresWatch, "others_busy", lambda self: float(self.cores))  # every core busy elsewhere
     run = tmp_path / "run"
-    assert cli.main([*argv, "--set", "train.threads=2", "--out", str(run), "--no-progress"]) == 0
+    assert cli.main([*argv, "--set", "train.threads=2", "--out", str(run), "--no-progress", "--no-figures"]) == 0
     out = capsys.readouterr().out
     assert out.count("note: other programs keep") == hints and out.count("resume with --set train.threads=1") == hints
     if hints == 2:
