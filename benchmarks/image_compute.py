@@ -44,6 +44,7 @@ SNAPSHOTS = ["train.ema_snapshot_every=50"]
 # name: (label, overrides, steps, steps at which to score)
 ROWS = {
     "recipe": ("the recipe (eps, uniform time, EMA 0.999)", [], 4000, [250, 500, 1000, 2000, 4000]),
+    "recipe-end": ("the recipe, scored at its end only", [], 4000, [4000]),
     "recipe-400": ("the recipe at 400 steps (a tenth)", ["train.steps=400", "train.warmup_steps=40"], 400, [200, 400]),
     "small": ("the recipe at width 16, 1600 steps (a tenth of its FLOPs)", ["model.hidden=16", "train.steps=1600", "train.warmup_steps=40"], 1600, [800, 1600]),
     "small-lr3e-3": ("the recipe at width 16, 1600 steps, learning rate 3e-3", ["model.hidden=16", "train.lr=3e-3", "train.steps=1600", "train.warmup_steps=40"], 1600, [800, 1600]),
@@ -245,7 +246,7 @@ def timing(keys: list[str], block: int, rounds: int, warmup: int = 5, json_path:
         for _ in range(warmup):
             optimiser_step(cfg, state, objective, x, y)
         setups[key] = (cfg, state, objective, x, y)
-    seconds, loads = {k: [] for k in keys}, [load_average()]
+    machine, seconds, loads = machine_info(), {k: [] for k in keys}, [load_average()]
     started = time.perf_counter()
     for r in range(rounds):
         for key in keys if r % 2 == 0 else keys[::-1]:
@@ -263,8 +264,17 @@ def timing(keys: list[str], block: int, rounds: int, warmup: int = 5, json_path:
         steps = ROWS[key][2]
         rows[key] = {"label": ROWS[key][0], "steps": steps, "s_per_step": float(per.mean()), "s_per_step_min": float(per.min()),
                      "s_per_step_max": float(per.max()), "run_s": float(steps * per.mean()), "blocks": per.tolist()}  # fmt: skip
-    print(f"machine: {machine_info()}")
-    print(f"{rounds} rounds of {block} steps a row ({warmup} untimed steps first), alternating A B B A; {wall:.0f} s in all")
+    out = {"machine": machine, "block": block, "rounds": rounds, "warmup": warmup, "loads": loads, "wall_s": wall, "rows": rows}
+    if json_path:
+        json_path.write_text(json.dumps(out, indent=1))
+    timing_report(out)
+
+
+def timing_report(out: dict) -> None:
+    """The tables of a --timing run (also from its --json, through --from-json)."""
+    rows, keys, loads = out["rows"], list(out["rows"]), out["loads"]
+    print(f"machine: {out['machine']}")
+    print(f"{out['rounds']} rounds of {out['block']} steps a row ({out['warmup']} untimed steps first), alternating A B B A; {out['wall_s']:.0f} s in all")
     print(f"load average (1/5/15 min) at each round's end: first {loads[0]}, then " + "; ".join(loads[1:]))
     print("\n| row | s a step (mean of blocks) | slowest / fastest block | steps | whole run, s (steps x s a step) |")
     print("|---|---:|---:|---:|---:|")
@@ -272,10 +282,13 @@ def timing(keys: list[str], block: int, rounds: int, warmup: int = 5, json_path:
         print(f"| {row['label']} | {row['s_per_step']:.4f} | {row['s_per_step_max']:.4f} / {row['s_per_step_min']:.4f} | {row['steps']} | {row['run_s']:.0f} |")
     first = rows[keys[0]]
     for key in keys[1:]:
+        steps = first["steps"] / rows[key]["steps"]
+        # Each round's two blocks ran back to back, under nearly the same load: their ratio.
+        paired = np.array(first["blocks"]) / np.array(rows[key]["blocks"])
         print(f"\nwhole-run wall-time ratio, {keys[0]} / {key}: {first['run_s'] / rows[key]['run_s']:.2f}x "
-              f"(a step {first['s_per_step'] / rows[key]['s_per_step']:.2f}x, steps {first['steps'] / rows[key]['steps']:.2f}x)")  # fmt: skip
-    if json_path:
-        json_path.write_text(json.dumps({"machine": machine_info(), "block": block, "rounds": rounds, "warmup": warmup, "loads": loads, "wall_s": wall, "rows": rows}, indent=1))
+              f"(a step {first['s_per_step'] / rows[key]['s_per_step']:.2f}x, steps {steps:.2f}x); "
+              f"from each round's pair of blocks: median {np.median(paired) * steps:.2f}x, "
+              f"range {paired.min() * steps:.2f}x to {paired.max() * steps:.2f}x")  # fmt: skip
 
 
 def probe(keys: list[str], steps: int, rates: list[float]) -> None:
@@ -362,9 +375,13 @@ def main(argv=None) -> int:
         merged = {"machine": [], "rows": {}}
         for path in args.from_json:
             data = json.loads(path.read_text())
+            if "block" in data:  # a --timing run
+                timing_report(data)
+                continue
             merged["machine"].append(data["machine"])
             merged["rows"].update(data["rows"])
-        report(merged)
+        if merged["rows"]:
+            report(merged)
         if args.figure:
             figure(merged, args.figure)
         return 0
