@@ -163,7 +163,8 @@ def score_runs(run_dirs: list[Path], seeds: list[int], independent: bool, label:
                 point[name] = float(np.mean([b[name] for b in by_seed]))
         point["by_seed"] = by_seed
         key = f"{run_dir.name} {label}".strip()
-        out["rows"][key] = {"label": f"{run_dir.name}{', ' + label if label else ''}", "steps": info["step"], "curve": [point]}
+        name = ROWS[run_dir.name][0] if run_dir.name in ROWS else run_dir.name  # a folder --keep trained is named by its row
+        out["rows"][key] = {"label": f"{name}{', ' + label if label else ''}", "steps": info["step"], "curve": [point]}
         frechet = [b["frechet_ratio"] for b in by_seed]
         print(f"{key}: step {info['step']}, {point['gflop']:.0f} GFLOP; class accuracy {point['accuracy']:.3f}, Frechet ratio "
               f"{point['frechet_ratio']:.2f} (seeds {', '.join(str(s) for s in seeds)}: {', '.join(f'{f:.2f}' for f in frechet)})"
@@ -181,15 +182,31 @@ def figure(out: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_f, ax_a) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for row in out["rows"].values():
-        g = [p["gflop"] for p in row["curve"]]
-        style = dict(marker="o", linestyle="-" if len(g) > 1 else "none")
-        (line,) = ax_f.plot(g, [p["frechet_ratio"] for p in row["curve"]], label=row["label"], **style)
-        ax_a.plot(g, [p["accuracy"] for p in row["curve"]], color=line.get_color(), **style)
-        if any("svc_accuracy" in p for p in row["curve"]):
-            pts = [(p["gflop"], p["svc_accuracy"]) for p in row["curve"] if "svc_accuracy" in p]
-            ax_a.plot(*zip(*pts), color=line.get_color(), marker="s", markerfacecolor="none", linestyle=":" if len(pts) > 1 else "none")
+    fig, (ax_f, ax_a) = plt.subplots(1, 2, figsize=(12, 5.6))
+    rows = []
+    for key, row in out["rows"].items():
+        label, name = row["label"], key.split()[0]
+        if name in ROWS and label.startswith(name + ","):  # --score rows written before they were named by their row
+            label = ROWS[name][0] + label[len(name) :]
+        rows.append((label if "draw" in label else label + ", this code's draw", row, name.removesuffix("-end")))
+    # Rows of one point at the same compute are drawn a little apart (x 1.06 each), to be seen.
+    alone = [i for i, (_, row, _) in enumerate(rows) if len(row["curve"]) == 1]
+    colours = {}  # one colour a configuration, whichever draw scored it
+    shift = {i: 1.06 ** (j - (len(alone) - 1) / 2) for j, i in enumerate(alone)}
+    for i, (label, row, config) in enumerate(rows):
+        g = [p["gflop"] * shift.get(i, 1.0) for p in row["curve"]]
+        seeds = any(len(p.get("by_seed", [])) > 1 for p in row["curve"])
+        colour = colours.setdefault(config, f"C{len(colours)}")
+        style = dict(marker="s" if seeds else "o", markerfacecolor="none" if seeds else None, linestyle="-" if len(g) > 1 else "none", color=colour)
+        (line,) = ax_f.plot(g, [p["frechet_ratio"] for p in row["curve"]], label=label, **style)
+        for x, p in zip(g, row["curve"]):
+            if len(p.get("by_seed", [])) > 1:  # the sample draw's scatter: the seeds' lowest to highest
+                f = [b["frechet_ratio"] for b in p["by_seed"]]
+                ax_f.plot([x, x], [min(f), max(f)], color=line.get_color(), linewidth=1)
+        ax_a.plot(g, [p["accuracy"] for p in row["curve"]], **style)
+        pts = [(x, p["svc_accuracy"]) for x, p in zip(g, row["curve"]) if "svc_accuracy" in p]
+        if pts:
+            ax_a.plot(*zip(*pts), color=line.get_color(), marker="x", linestyle=":" if len(pts) > 1 else "none")
     recipe = out["rows"].get("recipe")
     if recipe:  # the target: a tenth of the recipe's FLOPs, its Frechet ratio, accuracy 0.99
         last = recipe["curve"][-1]
@@ -206,11 +223,11 @@ def figure(out: dict, path: Path) -> None:
         ax.set_xlabel("training compute, GFLOP (FlopCounterMode per step x steps)")
         ax.grid(True, which="both", alpha=0.3)
     ax_f.set_ylabel("Frechet ratio to the held-out floor (lower is better)")
-    ax_a.set_ylabel("class accuracy (● the run's CNN, □ the SVC)")
+    ax_a.set_ylabel("class accuracy (x: the SVC; else the run's CNN)")
     ax_f.set_title("digits: Frechet distance against training compute")
     ax_a.set_title("digits: class accuracy against training compute")
-    fig.legend(loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.legend(loc="lower center", ncol=2, fontsize=7.5, frameon=False)
+    fig.tight_layout(rect=(0, 0.22, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
