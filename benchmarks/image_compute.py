@@ -17,6 +17,10 @@ once per EMA length in --ema-lengths, reconstructed from the snapshots (EDM2, Ka
     python benchmarks/image_compute.py --rows edm edm-small --json edm.json
     python benchmarks/image_compute.py --from-json recipe.json edm.json     # the tables again
     python benchmarks/image_compute.py --probe 250 --rows mp-small --lr 3e-4 1e-3 3e-3 1e-2   # a learning rate's first look
+    python benchmarks/image_compute.py --rows small-lr3e-3 --independent --keep KEEP   # also an SVC's class accuracy
+    python benchmarks/image_compute.py --score KEEP/small-lr3e-3 --seeds 1000 1001 1002 --independent   # several sample draws
+    python benchmarks/image_compute.py --timing 20 10 --rows recipe small   # seconds a step, both in this one process
+    python benchmarks/image_compute.py --from-json recipe.json small.json --figure quality.png   # quality against GFLOP
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ ROWS = {
     "recipe-end": ("the recipe, scored at its end only", [], 4000, [4000]),
     "recipe-400": ("the recipe at 400 steps (a tenth)", ["train.steps=400", "train.warmup_steps=40"], 400, [200, 400]),
     "small": ("the recipe at width 16, 1600 steps (a tenth of its FLOPs)", ["model.hidden=16", "train.steps=1600", "train.warmup_steps=40"], 1600, [800, 1600]),
+    "small-snap": ("the recipe at width 16, 1600 steps, post-hoc EMA snapshots", ["model.hidden=16", *SNAPSHOTS, "train.steps=1600", "train.warmup_steps=40"], 1600, [800, 1600]),
+    "small-b64": ("the recipe at width 16, batch 64, 3200 steps (the same FLOPs)", ["model.hidden=16", "train.batch_size=64", "train.steps=3200", "train.warmup_steps=80"], 3200, [1600, 3200]),
     "small-lr3e-3": ("the recipe at width 16, 1600 steps, learning rate 3e-3", ["model.hidden=16", "train.lr=3e-3", "train.steps=1600", "train.warmup_steps=40"], 1600, [800, 1600]),
     "small-lr1e-2": ("the recipe at width 16, 1600 steps, learning rate 1e-2", ["model.hidden=16", "train.lr=1e-2", "train.steps=1600", "train.warmup_steps=40"], 1600, [800, 1600]),
     "edm-loss": ("EDM's weight and times only (eps, no preconditioning)", ["train.weighting=edm", "train.timesteps=edm", "train.sigma_data=0.75", "train.steps=400", "train.warmup_steps=40"], 400, [200, 400]),
