@@ -233,7 +233,7 @@ def test_multistep_sampling_with_the_exact_function_draws_the_data(kind, steps):
 def distilled(tmp_path_factory, one_thread):
     base = tmp_path_factory.mktemp("consistency")
     teacher, student = base / "teacher", base / "student"
-    assert cli.main(["train", "--config", "quick", *set_args([*TINY, *FLOW]), "--out", str(teacher), "--no-progress"]) == 0
+    assert cli.main(["train", "--config", "quick", *set_args([*TINY, *FLOW]), "--out", str(teacher), "--no-progress", "--no-figures"]) == 0
     assert cli.main(["distill", str(teacher), "--method", "consistency", "--out", str(student), "--steps", "30", "--no-progress"]) == 0
     return teacher, student
 
@@ -319,7 +319,7 @@ def test_bad_distillation_input_is_one_line_and_exit_2(tmp_path, capsys, case, o
         recipe = "spiral-meanflow" if case == "a meanflow teacher" else "quick"
         extra = [] if case == "a meanflow teacher" else FLOW
         assert cli.main(["train", "--config", recipe, *set_args(["train.steps=3", "model.hidden=8", "sample.n=50", *extra]),
-                         "--out", str(teacher_dir), "--no-progress"]) == 0  # fmt: skip
+                         "--out", str(teacher_dir), "--no-progress", "--no-figures"]) == 0  # fmt: skip
     args = {
         "no teacher": ["distill", "--method", "consistency", "--out", str(tmp_path / "o")],
         "not a run": ["distill", str(tmp_path), "--method", "consistency", "--out", str(tmp_path / "o")],

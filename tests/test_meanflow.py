@@ -154,18 +154,19 @@ def test_the_meanflow_sampler_on_a_one_time_run_is_one_line(trained_run, tmp_pat
 
 @pytest.mark.slow
 def test_a_meanflow_run_is_a_run_like_any_other(tmp_path, one_thread, capsys):
-    """Trained and completed by `train` (metrics, figures), then sampled in 1, 2 and 4 jumps,
-    evaluated, replotted, and its paths drawn; euler reads the network at r = t."""
+    """Trained and measured by `train` (its figures drawn once, by `plot`), then sampled in 1, 2
+    and 4 jumps, evaluated, plotted, and its paths drawn; euler reads the network at r = t."""
     from conftest import TINY, set_args
 
     out = tmp_path / "mf"
-    assert cli.main(["train", "--config", "spiral-meanflow", *set_args(TINY), "--set", "sample.steps=1", "--out", str(out), "--no-progress"]) == 0
+    assert cli.main(["train", "--config", "spiral-meanflow", *set_args(TINY), "--set", "sample.steps=1", "--out", str(out), "--no-progress", "--no-figures"]) == 0
     for steps in ("1", "2", "4"):
         assert cli.main(["sample", str(out), "--steps", steps, "-n", "50", "--out", str(tmp_path / f"s{steps}.npy")]) == 0
     assert "meanflow, 2 steps" in capsys.readouterr().out
     assert cli.main(["sample", str(out), "--sampler", "euler", "--steps", "3", "-n", "50", "--out", str(tmp_path / "e.npy")]) == 0
     assert cli.main(["evaluate", str(out), "--steps", "2", "-n", "100", "--json"]) == 0
     assert cli.main(["plot", str(out)]) == 0
+    assert (out / "samples.png").is_file() and (out / "trajectory.gif").is_file()
     assert cli.main(["paths", str(out), "--out", str(tmp_path / "paths.png")]) == 0
     assert cli.main(["likelihood", str(out), "-n", "20", "--steps", "4"]) == 0
     # Gradient guidance steers one-time samplers; the jump sampler and its tuning are refused in one line.

@@ -87,7 +87,7 @@ def test_the_loss_is_zero_at_the_target_and_reads_it_in_the_students_prediction_
 def distilled(tmp_path_factory, one_thread):
     base = tmp_path_factory.mktemp("progressive")
     teacher, student = base / "teacher", base / "student"
-    assert cli.main(["train", "--config", "quick", *set_args([*TINY, *FLOW]), "--out", str(teacher), "--no-progress"]) == 0
+    assert cli.main(["train", "--config", "quick", *set_args([*TINY, *FLOW]), "--out", str(teacher), "--no-progress", "--no-figures"]) == 0
     assert cli.main(["distill", str(teacher), "--method", "progressive", "--rounds", "2", "--out", str(student), "--steps", "20", "--no-progress"]) == 0
     return teacher, student
 
@@ -136,7 +136,7 @@ def test_an_eps_student_is_refused():
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, one_thread, request):
     teacher_dir = request.getfixturevalue("distilled")[0] if case == "rounds with reflow" else tmp_path / "teacher"
     if case == "eps teacher":
-        assert cli.main(["train", "--config", "quick", *set_args(["train.steps=3", "model.hidden=8", "sample.n=50"]), "--out", str(teacher_dir), "--no-progress"]) == 0
+        assert cli.main(["train", "--config", "quick", *set_args(["train.steps=3", "model.hidden=8", "sample.n=50"]), "--out", str(teacher_dir), "--no-progress", "--no-figures"]) == 0
     args = {
         "rounds 0": ["distill", str(teacher_dir), "--method", "progressive", "--rounds", "0", "--out", str(tmp_path / "o")],
         "rounds with reflow": ["distill", str(teacher_dir), "--method", "reflow", "--rounds", "2", "--out", str(tmp_path / "o")],

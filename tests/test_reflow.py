@@ -31,7 +31,7 @@ FLOW = ["schedule.kind=flow", "model.prediction=velocity", "sample.sampler=heun"
 def reflowed(tmp_path_factory, one_thread):
     base = tmp_path_factory.mktemp("reflow")
     teacher, student = base / "teacher", base / "student"
-    assert cli.main(["train", "--config", "quick", *set_args([*TINY, *FLOW]), "--out", str(teacher), "--no-progress"]) == 0
+    assert cli.main(["train", "--config", "quick", *set_args([*TINY, *FLOW]), "--out", str(teacher), "--no-progress", "--no-figures"]) == 0
     assert cli.main(["distill", str(teacher), "--method", "reflow", "--out", str(student), "--steps", "40", "--pairs", "300", "--no-progress"]) == 0
     return teacher, student
 
