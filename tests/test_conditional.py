@@ -331,7 +331,7 @@ def test_label_or_guidance_on_an_unconditional_run(trained_run, tmp_path, capsys
 def test_train_on_a_labelled_csv_keeps_the_class_names(tmp_path, capsys, one_thread):
     _write_labelled_csv(tmp_path / "pts.csv")
     out = tmp_path / "run"
-    rc = cli.main(["train", "--config", "quick", *set_args([*TINY, f"data.name={tmp_path / 'pts.csv'}"]), "--out", str(out), "--no-progress"])
+    rc = cli.main(["train", "--config", "quick", *set_args([*TINY, f"data.name={tmp_path / 'pts.csv'}"]), "--out", str(out), "--no-progress", "--no-figures"])
     assert rc == 0
     run = load_run(out)
     assert run.class_names == ["left", "right"] and abs(run.class_weights[0] - 0.75) < 0.01

@@ -127,7 +127,7 @@ def test_resume_of_a_flow_run_is_bit_exact(tmp_path, coupling):
 
 def test_a_class_conditional_flow_run_is_guided(tmp_path, capsys):
     out = tmp_path / "shapes-flow"
-    rc = cli.main(["train", "--config", "shapes", *set_args([*TINY, *FLOW]), "--out", str(out), "--no-progress"])
+    rc = cli.main(["train", "--config", "shapes", *set_args([*TINY, *FLOW]), "--out", str(out), "--no-progress", "--no-figures"])
     assert rc == 0
     run = load_run(out)
     a = sample_points(run, n=200, label="circle", guidance=1.0, seed=3)
