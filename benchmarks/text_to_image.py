@@ -28,8 +28,9 @@ With --diagnose, where the two-object prompts go wrong, as three more JSON lines
   accuracy (text/contrastive.py: two-object images scoring their own caption above the caption
   with the objects' colours, shapes or both swapped; chance 0.5), and a linear probe of the slot
   (left/top or right/bottom) of each colour and shape word from the token vectors the U-Net's
-  cross-attention reads, beside the same probe on the encoder's input (word and position
-  embeddings: no context, so it cannot know whether "red" ends up on the left);
+  cross-attention reads (linear, and a small MLP: the slot is an exclusive-or of the word's phrase
+  and the relation's direction), beside the same probes on the encoder's input (word and position
+  embeddings: no context, so they cannot know whether "red" ends up on the left);
 - per guidance scale, the two-object images' errors: layout wrong, each slot's colour and shape
   wrong, swaps (both objects right in the other's slot, or only their colours or shapes
   exchanged), leaks (both slots given one colour or one shape where the prompt has two), and the
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -155,11 +157,23 @@ def read_pairs(model, images: torch.Tensor) -> dict[str, np.ndarray]:
     return read
 
 
-def relation_breakdown(read: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:
+_SLOT_A_FIRST = re.compile(r"\b(left of|above|over)\b")  # "X left of Y", "X above Y": the first-named object is in slot a
+
+
+def named_first_in_a(captions: list[str]) -> np.ndarray:
+    """(N,) bool: the two-object caption names the left/top object first ("a red circle left of
+    a blue square"), not the other ("a blue square right of a red circle")."""
+    return np.asarray([bool(_SLOT_A_FIRST.search(c)) for c in captions])
+
+
+def relation_breakdown(read: dict[str, np.ndarray], truth: dict[str, np.ndarray], captions: list[str] | None = None) -> dict[str, float]:
     """Shares of two-object images (not exclusive, but "right"): what the reading gets wrong
     against the prompt's truth (``targets``).  A swap is counted where the prompt's two values
     differ and the reading has them the other way round; a leak where the prompt has two values
-    and the reading gives both slots one."""
+    and the reading gives both slots one.  With the ``captions``, "right" also among the prompts
+    that name the left/top object first and among those that name it second (a model that puts
+    the first-named object on the left/top whatever the relation says gets the first all right
+    and the second all wrong)."""
     keep = truth["layout"] >= 0
     r = {k: v[keep] for k, v in read.items()}
     t = {k: v[keep] for k, v in truth.items()}
@@ -181,7 +195,12 @@ def relation_breakdown(read: dict[str, np.ndarray], truth: dict[str, np.ndarray]
     out["colours only swapped"] = swapped["colour"] & right["shape_a"] & right["shape_b"]
     out["shapes only swapped"] = swapped["shape"] & right["colour_a"] & right["colour_b"]
     out["objects counted not 2"] = r["objects"] != 2
-    return {k: round(float(v.mean()), 3) for k, v in out.items()}
+    shares = {k: round(float(v.mean()), 3) for k, v in out.items()}
+    if captions is not None:
+        first = named_first_in_a([c for c, k in zip(captions, keep) if k])
+        shares["right, left/top object named first"] = round(float(out["right"][first].mean()), 3)
+        shares["right, left/top object named second"] = round(float(out["right"][~first].mean()), 3)
+    return shares
 
 
 def data_diagnosis(cfg) -> dict:
@@ -217,6 +236,24 @@ def word_slots(ids: np.ndarray, at: dict[str, np.ndarray], table: dict[str, int]
             positions.append(p)
             slots.append(0 if value[i, p] == a else 1)
     return np.asarray(rows), np.asarray(positions), np.asarray(slots)
+
+
+def mlp_probe(x_train, y_train, x_test, y_test, steps: int = 600, hidden: int = 64) -> float:
+    """Test accuracy of a one-hidden-layer MLP (Adam) on standardised features: whether the slot is
+    in the vector at all, read any way (the slot is an exclusive-or of which phrase the word is in and
+    which way the relation points, which a linear probe cannot read unless the encoder has formed it)."""
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    a, b = (x_train - mu) / sd, (x_test - mu) / sd
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(a.shape[1], hidden), nn.SiLU(), nn.Linear(hidden, 1))
+    opt = torch.optim.Adam(net.parameters(), 3e-3, weight_decay=1e-4)
+    for _ in range(steps):
+        loss = F.binary_cross_entropy_with_logits(net(a)[:, 0], y_train.float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return float(((net(b)[:, 0] > 0).long() == y_test).float().mean())
 
 
 def linear_probe(x_train, y_train, x_test, y_test, steps: int = 300) -> float:
@@ -274,7 +311,8 @@ def text_diagnosis(run, n: int, seed: int) -> dict:
             (ia, ra, pa, ya), (ib, rb, pb, yb) = split
             xa, xb = features(ia, contextual)[ra, pa], features(ib, contextual)[rb, pb]
             with torch.enable_grad():
-                out[f"{attr} word slot from {name}"] = round(linear_probe(xa, ya, xb, yb), 3)
+                out[f"{attr} word slot from {name}, linear"] = round(linear_probe(xa, ya, xb, yb), 3)
+                out[f"{attr} word slot from {name}, MLP"] = round(mlp_probe(xa, ya, xb, yb), 3)
     return out
 
 
@@ -335,8 +373,8 @@ def main(argv=None) -> int:
     rows = []
     if args.diagnose:
         diagnosis = {"data": data_diagnosis(run.config), "text": text_diagnosis(run, args.n, args.seed + 2)}
-        _, at, real = sets["pairs"]
-        diagnosis["real renders"] = relation_breakdown(read_pairs(classifier, real), targets(at))
+        pair_captions, at, real = sets["pairs"]
+        diagnosis["real renders"] = relation_breakdown(read_pairs(classifier, real), targets(at), pair_captions)
         print(json.dumps(diagnosis), flush=True)
     for g in args.guidance:
         row = {"guidance": g}
@@ -347,7 +385,7 @@ def main(argv=None) -> int:
             row[name] = {k: round(acc[k], 3) for k in keys}
             row[name + "_of_ceiling"] = {k: round(acc[k] / ceiling[k], 3) for k in keys}
             if name == "pairs" and args.diagnose:
-                row["pairs_breakdown"] = relation_breakdown(read_pairs(classifier, x), targets(at))
+                row["pairs_breakdown"] = relation_breakdown(read_pairs(classifier, x), targets(at), captions)
             if name == "seen":
                 row["frechet"] = round(frechet(classifier, x, real_b), 3)
                 row["frechet_floor"] = round(floor, 3)
