@@ -3,7 +3,7 @@ its prompt says?
 
 Run (on a trained run; RUN defaults to runs/scenes-text):
 
-    python benchmarks/text_to_image.py RUN [--n 200] [--guidance 1 3 5] [--classifier-steps 1500]
+    python benchmarks/text_to_image.py RUN [--n 200] [--guidance 1 3 5] [--classifier-steps 1500] [--diagnose]
 
 An attribute classifier (a small CNN with one head per attribute) is trained on fresh real
 renders of the scenes (data/scenes.py, its own seed), and its accuracy on other real renders is
@@ -26,7 +26,8 @@ With --diagnose, where the two-object prompts go wrong, as three more JSON lines
   two-object scenes (layout, each slot's colour and shape) they make among how many there are;
 - "text": does the run's text encoder encode which attribute goes with which object?  The swap
   accuracy (text/contrastive.py: two-object images scoring their own caption above the caption
-  with the objects' colours, shapes or both swapped; chance 0.5), and a linear probe of the slot
+  with the objects' colours, shapes or both swapped; chance 0.5; the encoder as its contrastive
+  stage left it, with that stage's image encoder), and a probe of the slot
   (left/top or right/bottom) of each colour and shape word from the token vectors the U-Net's
   cross-attention reads (linear, and a small MLP: the slot is an exclusive-or of the word's phrase
   and the relation's direction), beside the same probes on the encoder's input (word and position
@@ -34,8 +35,9 @@ With --diagnose, where the two-object prompts go wrong, as three more JSON lines
 - per guidance scale, the two-object images' errors: layout wrong, each slot's colour and shape
   wrong, swaps (both objects right in the other's slot, or only their colours or shapes
   exchanged), leaks (both slots given one colour or one shape where the prompt has two), and the
-  number of objects counted in the pixels (connected lit regions) not 2; with the same readings
-  of real renders of the same prompts, the ceiling of each.
+  number of objects counted in the pixels (connected lit regions) not 2; "right" among the
+  prompts that name the left/top object first and among those that name it second; with the same
+  readings of real renders of the same prompts, the ceiling of each.
 """
 
 from __future__ import annotations
