@@ -274,6 +274,11 @@ class TextConfig:
     clip_steps: int = _opt(600, "the text encoder's contrastive (CLIP-style) pretraining: optimiser steps", lo=1)
     clip_lr: float = _opt(1e-3, "the text encoder's contrastive pretraining: peak learning rate", lo=0, lo_open=True)
     clip_batch: int = _opt(128, "the text encoder's contrastive pretraining: pairs per batch (the N of log N)", lo=2)
+    hard_negatives: bool = _opt(
+        False, "scenes: the contrastive pretraining also scores each image against its two-object captions with the objects' "
+        "colours, shapes or both swapped (NegCLIP's hard negatives, Yuksekgonul et al. 2023), so the text encoder must "
+        "encode which attribute goes with which object",
+    )
     train_encoder: bool = _opt(False, "train the text encoder further with the denoiser (false: frozen after pretraining, as in Stable Diffusion)")
     cross_levels: int = _opt(1, "cross-attention to the tokens after every block of the lowest N unet levels (1: the lowest only), and in the middle", lo=1)
     conditioning: str = _opt(
@@ -582,7 +587,7 @@ def unread_keys(cfg: Config) -> dict[str, str]:
             if f.name not in SCENE_KEYS:
                 out[f"text.{f.name}"] = "is read by the text-to-image denoiser, not by an autoencoder (model.arch = autoencoder)"
     elif cfg.data.name != TEXT_DATA:
-        for key in ("pairs", "held_out"):
+        for key in ("pairs", "held_out", "hard_negatives"):
             out[f"text.{key}"] = f"is read only by the built-in scenes (data.name = \"{TEXT_DATA}\")"
     return out
 

@@ -60,6 +60,13 @@ _BARE = {"left": ("left",), "right": ("right",), "top": ("top",), "bottom": ("bo
 _RELATION_WORDS = {"left of": ("left of", "to the left of"), "right of": ("right of", "to the right of"), "above": ("above", "over"), "below": ("below", "under")}
 
 
+def attribute_words(name: str) -> dict[str, int]:
+    """Every word a caption may use for a value of ``name`` ("colour" or "shape"), synonyms
+    included, with the value's index: what the text stage's hard negatives swap (text/negatives.py)."""
+    values = {"colour": COLOURS, "shape": SHAPES}[name]
+    return {word: i for i, value in enumerate(values) for word in SYNONYMS[value]}
+
+
 @dataclass(frozen=True, eq=False)
 class SceneSet:
     """Images with one caption each and, for built-in scenes, the attribute records.

@@ -18,8 +18,17 @@ averages over the W processes and the step's gradient is that of L, as in one pr
 temperature's gradient reaches it through each process's own loss alone, and its average is that
 of L too.)
 
+Hard negatives (Yuksekgonul et al. 2023, NegCLIP, Sec. 4; text/negatives.py): each caption may
+bring K captions of the same words in another binding (its objects' colours or shapes swapped),
+embedded by the same text encoder.  They join the captions each image is scored against (K N more
+columns of the image -> caption cross-entropy, every image against every negative of the batch,
+those that are no real swap masked out); the caption -> image direction is unchanged, a negative
+having no image of its own.
+
 Zero-shot retrieval accuracy is the share of held-out pairs whose own partner has the
-largest similarity among the N (caption -> image and image -> caption), chance 1 / N.
+largest similarity among the N (caption -> image and image -> caption), chance 1 / N.  The swap
+accuracy is the share of two-object images that score their own caption above a swap of it
+(chance 1 / 2): a bag-of-words text encoder is at chance there whatever its retrieval.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .encoder import TextEncoder
+from .negatives import SWAPS
 
 # CLIP's initial temperature 0.07 (Radford et al. 2021, Sec. 2.5), and its cap of 100 on exp(t).
 INITIAL_LOGIT_SCALE = math.log(1 / 0.07)
@@ -63,11 +73,14 @@ class ImageEncoder(nn.Module):
 
 class Embedded(NamedTuple):
     """A batch of pairs in the shared space: unit vectors of the images and of the captions, and
-    the logits' scale exp(t)."""
+    the logits' scale exp(t); with hard negatives, their unit vectors (B, K, d) and which of them
+    are real (B, K)."""
 
     images: torch.Tensor
     captions: torch.Tensor
     scale: torch.Tensor
+    negatives: torch.Tensor | None = None
+    real: torch.Tensor | None = None
 
 
 class ContrastivePair(nn.Module):
@@ -87,10 +100,15 @@ class ContrastivePair(nn.Module):
     def embed_images(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_proj(self.image(x)), dim=-1)
 
-    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> Embedded:
-        """The pairs embedded, in one call: what DistributedDataParallel synchronises the gradients of."""
+    def forward(self, x: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor | None = None, real: torch.Tensor | None = None) -> Embedded:
+        """The pairs embedded, in one call: what DistributedDataParallel synchronises the gradients
+        of; ``negatives`` (B, K, L) ids of hard negatives, ``real`` (B, K) which of them count."""
         scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
-        return Embedded(self.embed_images(x), self.embed_text(ids), scale)
+        if negatives is None:
+            return Embedded(self.embed_images(x), self.embed_text(ids), scale)
+        b, k, length = negatives.shape
+        text = self.embed_text(torch.cat([ids, negatives.reshape(b * k, length)]))
+        return Embedded(self.embed_images(x), text[:b], scale, text[b:].reshape(b, k, -1), real)
 
     def logits(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """(N, N) image-to-caption logits: exp(t) cos(image_i, caption_j)."""
@@ -101,11 +119,27 @@ def pair_logits(e: Embedded) -> torch.Tensor:
     return e.scale * e.images @ e.captions.T
 
 
-def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
+def negative_logits(e: Embedded, images: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, B K): each image (``images``, default the batch's own) against every hard negative of
+    the batch, -inf where a negative is no real swap."""
+    images = e.images if images is None else images
+    negatives, real = e.negatives.flatten(0, 1), e.real.flatten()
+    logits = e.scale * images @ negatives.T
+    return logits.masked_fill(~real[None, :], float("-inf"))
+
+
+def contrastive_loss(logits: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
     """The symmetric cross-entropy of CLIP (Radford et al. 2021, Fig. 3): pair i is the right
-    answer in row i and in column i."""
+    answer in row i and in column i.  ``negatives`` (N, M): more captions each image is scored
+    against in its row (NegCLIP's hard negatives), none of them its answer."""
     target = torch.arange(logits.shape[0], device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    rows = logits if negatives is None else torch.cat([logits, negatives], 1)
+    return 0.5 * (F.cross_entropy(rows, target) + F.cross_entropy(logits.T, target))
+
+
+def embedded_loss(e: Embedded) -> torch.Tensor:
+    """The contrastive loss of a batch embedded in one process, with its hard negatives if any."""
+    return contrastive_loss(pair_logits(e), None if e.negatives is None else negative_logits(e))
 
 
 def contrastive_loss_of_rows(e: Embedded, first: int) -> torch.Tensor:
@@ -117,6 +151,9 @@ def contrastive_loss_of_rows(e: Embedded, first: int) -> torch.Tensor:
     target = torch.arange(first, first + e.images.shape[0], device=e.images.device)
     rows = e.scale * e.images @ captions.T  # (n, N): each of our images against every caption
     columns = (e.scale * images @ e.captions.T).T  # (n, N): each of our captions against every image
+    if e.negatives is not None:  # every process's negatives, as one process has them all
+        every = e._replace(negatives=gather_rows(e.negatives), real=gather_rows(e.real))
+        rows = torch.cat([rows, negative_logits(every)], 1)
     return 0.5 * (F.cross_entropy(rows, target) + F.cross_entropy(columns, target))
 
 
@@ -152,12 +189,16 @@ def _shares_batch() -> bool:
 class ContrastiveObjective:
     """The loss the training loop calls: ``objective(model, images, generator, y=ids) -> loss``;
     among several processes ``generator`` is the batch's BatchDraws, which says which rows are
-    this process's (batch_draws.py)."""
+    this process's (batch_draws.py).  ``negatives(ids) -> (ids (B, K, L), real (B, K))`` makes
+    each caption's hard negatives (text/negatives.py), None for none."""
+
+    def __init__(self, negatives=None):
+        self.negatives = negatives
 
     def __call__(self, model: ContrastivePair, x0: torch.Tensor, generator, y=None, time_sampler=None) -> torch.Tensor:
-        embedded = model(x0, y)
+        embedded = model(x0, y) if self.negatives is None else model(x0, y, *self.negatives(y))
         if not _shares_batch():
-            return contrastive_loss(pair_logits(embedded))
+            return embedded_loss(embedded)
         first = getattr(generator, "start", 0)
         return contrastive_loss_of_rows(embedded, first)
 
@@ -179,3 +220,22 @@ def retrieval_accuracy(model: ContrastivePair, images: torch.Tensor, ids: torch.
         hits_t2i += int((logits.argmax(0) == target).sum())
     model.train(was_training)
     return {"caption_to_image": hits_t2i / n, "image_to_caption": hits_i2t / n, "chance": 1 / group, "pairs": n}
+
+
+@torch.no_grad()
+def swap_accuracy(model: ContrastivePair, images: torch.Tensor, ids: torch.Tensor, negatives: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+    """For each kind k of hard negative (negatives (N, K, L), real (N, K)): the share of images,
+    among those with a real negative of that kind, that score their own caption above it (chance
+    1 / 2; a tie counts as a miss) and how many images that was, by the kind's name (negatives.SWAPS)."""
+    was_training = model.training
+    model.eval()
+    e = model(images, ids, negatives, real)
+    own = (e.images * e.captions).sum(-1)  # (N,)
+    other = (e.images[:, None, :] * e.negatives).sum(-1)  # (N, K)
+    model.train(was_training)
+    out = {}
+    for k, name in enumerate(SWAPS[: negatives.shape[1]]):
+        keep = real[:, k]
+        hits = float((own[keep] > other[keep, k]).float().mean()) if keep.any() else float("nan")
+        out[name] = {"accuracy": hits, "images": int(keep.sum())}
+    return out

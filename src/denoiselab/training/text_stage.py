@@ -25,11 +25,12 @@ from safetensors.torch import load_file
 from ..builders import text_model_from
 from ..config import TEXT_DATA, Config, ConfigError
 from ..data.images import split_indices
-from ..data.scenes import DEFAULT_SIZE, SceneSet, load_captioned, make_scenes
+from ..data.scenes import DEFAULT_SIZE, SceneSet, attribute_words, load_captioned, make_scenes
 from ..runs.folder import TEXT_STAGE, RunFolder
 from ..text import Tokenizer
-from ..text.contrastive import ContrastiveObjective, ContrastivePair, retrieval_accuracy
+from ..text.contrastive import ContrastiveObjective, ContrastivePair, retrieval_accuracy, swap_accuracy
 from ..text.encoder import TextEncoder
+from ..text.negatives import hard_negatives, value_table
 from .checkpoint import init_state, load_checkpoint, save_checkpoint
 from .compute import set_up_compute
 from .loop import StopSignals, fit
@@ -100,6 +101,21 @@ def _retrieval(model: ContrastivePair, tokenizer: Tokenizer, images: np.ndarray,
     return retrieval_accuracy(model, x, ids, RETRIEVAL_GROUP)
 
 
+def swap_negatives(tokenizer: Tokenizer):
+    """``ids -> (negatives (B, 3, L), real (B, 3))``: each caption's colour, shape and both-swapped
+    versions among the scenes' words (text/negatives.py)."""
+    colour, shape = (value_table(tokenizer.vocab, attribute_words(name)) for name in ("colour", "shape"))
+    return lambda ids: hard_negatives(ids, colour, shape)
+
+
+def score_swaps(model: ContrastivePair, tokenizer: Tokenizer, images: np.ndarray, captions: list[str], device) -> dict:
+    """The swap accuracy (text/contrastive.py) on the two-object captions among ``captions``."""
+    ids = torch.as_tensor(tokenizer.encode_batch(captions), device=device)
+    negatives, real = swap_negatives(tokenizer)(ids)
+    keep = real.any(1)
+    return swap_accuracy(model, torch.as_tensor(images, device=device)[keep], ids[keep], negatives[keep], real[keep])
+
+
 def train_text_encoder(
     cfg: Config, folder: RunFolder, *, progress: bool = True, log=print, stop_at: int | None = None, on_step=None, processes: Processes | None = None
 ) -> None:
@@ -140,7 +156,7 @@ def train_text_encoder(
             log(f"text stage: pretraining the text encoder (contrastive, {tokenizer.size} tokens) into {stage.path}")
         x_all = torch.as_tensor(data.train, device=device)
         ids_all = torch.as_tensor(tokenizer.encode_batch(data.captions), device=device)
-        objective = ContrastiveObjective()
+        objective = ContrastiveObjective(swap_negatives(tokenizer) if cfg.text.hard_negatives else None)
         network = data_parallel(state.model, processes)
         t_start, seconds_before = time.perf_counter(), float(info.get("train_seconds", 0.0))
 
@@ -169,10 +185,14 @@ def train_text_encoder(
             return
         model = state.model
         info["retrieval"] = {"held_out": _retrieval(model, tokenizer, data.held_out, data.held_out_captions, device)}
+        if cfg.data.name == TEXT_DATA:  # does the encoder tell a caption from its objects' attributes swapped?
+            info["swaps"] = score_swaps(model, tokenizer, data.held_out, data.held_out_captions, device)
         unseen = unseen_scenes(cfg)
         if unseen is not None:
             info["retrieval"]["unseen_combinations"] = _retrieval(model, tokenizer, unseen.images.numpy(), unseen.captions, device)
         stage.mark_complete(info)
+    for kind, r in info.get("swaps", {}).items():
+        log(f"text stage: held-out two-object images scoring their caption above it with the {kind} swapped: {r['accuracy']:.3f} of {r['images']} (chance 0.5)")
     for split, r in info["retrieval"].items():
         log(
             f"text stage: zero-shot retrieval on {r['pairs']} {split.replace('_', ' ')} pairs, top-1 among {round(1 / r['chance'])}: "
