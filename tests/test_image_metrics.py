@@ -231,3 +231,13 @@ def test_a_classifier_of_a_few_images_stops_at_its_epoch_cap_and_the_digits_get_
     assert classifier_steps(45, 600, 64.0, 128) == MIN_CLASSIFIER_STEPS
     assert classifier_steps(500, 600, 64.0, 128) == 250  # 64 passes over 500 images in batches of 128
     assert classifier_steps(45, 5, 64.0, 128) == 5  # never more than asked
+
+
+def test_a_classifier_of_a_few_images_trains_its_capped_steps(digits):
+    # 45 training images (50 less the 10 % held out) in batches of 32: 64 passes are 90 steps, so
+    # asking 600 trains what asking 90 trains, the one-cycle schedule's length included; without
+    # the cap the two would differ.
+    x, y, _, _ = digits
+    capped = train_feature_net(x[:50], y[:50], 10, seed=3, steps=600, batch_size=32)
+    ninety = train_feature_net(x[:50], y[:50], 10, seed=3, steps=90, batch_size=32)
+    assert all(torch.equal(p, q) for p, q in zip(capped.state_dict().values(), ninety.state_dict().values(), strict=True))

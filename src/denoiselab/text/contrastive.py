@@ -119,12 +119,11 @@ def pair_logits(e: Embedded) -> torch.Tensor:
     return e.scale * e.images @ e.captions.T
 
 
-def negative_logits(e: Embedded, images: torch.Tensor | None = None) -> torch.Tensor:
-    """(n, B K): each image (``images``, default the batch's own) against every hard negative of
-    the batch, -inf where a negative is no real swap."""
-    images = e.images if images is None else images
+def negative_logits(e: Embedded) -> torch.Tensor:
+    """(n, B K): each of the batch's images against every hard negative of the batch, -inf where a
+    negative is no real swap."""
     negatives, real = e.negatives.flatten(0, 1), e.real.flatten()
-    logits = e.scale * images @ negatives.T
+    logits = e.scale * e.images @ negatives.T
     return logits.masked_fill(~real[None, :], float("-inf"))
 
 
